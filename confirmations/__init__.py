@@ -1,0 +1,1 @@
+"""Confirmations: a durable, resumable stream of payment results, and signed webhooks."""

@@ -1,0 +1,3 @@
+from confirmations.server import main
+
+main()

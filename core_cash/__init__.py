@@ -1,0 +1,1 @@
+"""The cash loans core (crédito efectivo)."""

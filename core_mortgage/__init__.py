@@ -1,0 +1,1 @@
+"""The mortgages core (hipotecario)."""

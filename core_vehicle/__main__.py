@@ -1,0 +1,3 @@
+from loan_core.server import main
+
+main("core-vehicle")

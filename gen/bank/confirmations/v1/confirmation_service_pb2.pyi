@@ -1,0 +1,137 @@
+from bank.common.v1 import errors_pb2 as _errors_pb2
+from bank.confirmations.v1 import confirmations_pb2 as _confirmations_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class StartPosition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    START_POSITION_UNSPECIFIED: _ClassVar[StartPosition]
+    START_POSITION_BEGINNING: _ClassVar[StartPosition]
+    START_POSITION_NOW: _ClassVar[StartPosition]
+    START_POSITION_CONSUMER: _ClassVar[StartPosition]
+    START_POSITION_AFTER_SEQUENCE: _ClassVar[StartPosition]
+START_POSITION_UNSPECIFIED: StartPosition
+START_POSITION_BEGINNING: StartPosition
+START_POSITION_NOW: StartPosition
+START_POSITION_CONSUMER: StartPosition
+START_POSITION_AFTER_SEQUENCE: StartPosition
+
+class PublishConfirmationsRequest(_message.Message):
+    __slots__ = ("confirmations",)
+    CONFIRMATIONS_FIELD_NUMBER: _ClassVar[int]
+    confirmations: _containers.RepeatedCompositeFieldContainer[_confirmations_pb2.Confirmation]
+    def __init__(self, confirmations: _Optional[_Iterable[_Union[_confirmations_pb2.Confirmation, _Mapping]]] = ...) -> None: ...
+
+class PublishConfirmationsResponse(_message.Message):
+    __slots__ = ("acks",)
+    ACKS_FIELD_NUMBER: _ClassVar[int]
+    acks: _containers.RepeatedCompositeFieldContainer[PublishAck]
+    def __init__(self, acks: _Optional[_Iterable[_Union[PublishAck, _Mapping]]] = ...) -> None: ...
+
+class PublishAck(_message.Message):
+    __slots__ = ("payment_id", "sequence", "duplicate", "rejection")
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    REJECTION_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    sequence: int
+    duplicate: bool
+    rejection: _errors_pb2.Rejection
+    def __init__(self, payment_id: _Optional[str] = ..., sequence: _Optional[int] = ..., duplicate: _Optional[bool] = ..., rejection: _Optional[_Union[_errors_pb2.Rejection, _Mapping]] = ...) -> None: ...
+
+class SubscribeRequest(_message.Message):
+    __slots__ = ("consumer_name", "start_position", "after_sequence", "filter")
+    CONSUMER_NAME_FIELD_NUMBER: _ClassVar[int]
+    START_POSITION_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    consumer_name: str
+    start_position: StartPosition
+    after_sequence: int
+    filter: _confirmations_pb2.ConfirmationFilter
+    def __init__(self, consumer_name: _Optional[str] = ..., start_position: _Optional[_Union[StartPosition, str]] = ..., after_sequence: _Optional[int] = ..., filter: _Optional[_Union[_confirmations_pb2.ConfirmationFilter, _Mapping]] = ...) -> None: ...
+
+class SubscribeResponse(_message.Message):
+    __slots__ = ("confirmation", "heartbeat")
+    CONFIRMATION_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    confirmation: _confirmations_pb2.Confirmation
+    heartbeat: Heartbeat
+    def __init__(self, confirmation: _Optional[_Union[_confirmations_pb2.Confirmation, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ("head_sequence",)
+    HEAD_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    head_sequence: int
+    def __init__(self, head_sequence: _Optional[int] = ...) -> None: ...
+
+class AcknowledgeConfirmationsRequest(_message.Message):
+    __slots__ = ("consumer_name", "sequence")
+    CONSUMER_NAME_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    consumer_name: str
+    sequence: int
+    def __init__(self, consumer_name: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class AcknowledgeConfirmationsResponse(_message.Message):
+    __slots__ = ("consumer_name", "acknowledged_sequence")
+    CONSUMER_NAME_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    consumer_name: str
+    acknowledged_sequence: int
+    def __init__(self, consumer_name: _Optional[str] = ..., acknowledged_sequence: _Optional[int] = ...) -> None: ...
+
+class CreateWebhookEndpointRequest(_message.Message):
+    __slots__ = ("request_id", "url", "description")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    url: str
+    description: str
+    def __init__(self, request_id: _Optional[str] = ..., url: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class CreateWebhookEndpointResponse(_message.Message):
+    __slots__ = ("endpoint",)
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    endpoint: _confirmations_pb2.WebhookEndpoint
+    def __init__(self, endpoint: _Optional[_Union[_confirmations_pb2.WebhookEndpoint, _Mapping]] = ...) -> None: ...
+
+class ListWebhookEndpointsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListWebhookEndpointsResponse(_message.Message):
+    __slots__ = ("endpoints",)
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    endpoints: _containers.RepeatedCompositeFieldContainer[_confirmations_pb2.WebhookEndpoint]
+    def __init__(self, endpoints: _Optional[_Iterable[_Union[_confirmations_pb2.WebhookEndpoint, _Mapping]]] = ...) -> None: ...
+
+class DeleteWebhookEndpointRequest(_message.Message):
+    __slots__ = ("endpoint_id",)
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    endpoint_id: str
+    def __init__(self, endpoint_id: _Optional[str] = ...) -> None: ...
+
+class DeleteWebhookEndpointResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReplayWebhookDeliveriesRequest(_message.Message):
+    __slots__ = ("endpoint_id",)
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    endpoint_id: str
+    def __init__(self, endpoint_id: _Optional[str] = ...) -> None: ...
+
+class ReplayWebhookDeliveriesResponse(_message.Message):
+    __slots__ = ("replayed_count",)
+    REPLAYED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    replayed_count: int
+    def __init__(self, replayed_count: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,77 @@
+import datetime
+
+from bank.common.v1 import errors_pb2 as _errors_pb2
+from bank.common.v1 import types_pb2 as _types_pb2
+from bank.loans.v1 import loans_pb2 as _loans_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DeliveryStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DELIVERY_STATUS_UNSPECIFIED: _ClassVar[DeliveryStatus]
+    DELIVERY_STATUS_PENDING: _ClassVar[DeliveryStatus]
+    DELIVERY_STATUS_DELIVERED: _ClassVar[DeliveryStatus]
+    DELIVERY_STATUS_DEAD_LETTER: _ClassVar[DeliveryStatus]
+DELIVERY_STATUS_UNSPECIFIED: DeliveryStatus
+DELIVERY_STATUS_PENDING: DeliveryStatus
+DELIVERY_STATUS_DELIVERED: DeliveryStatus
+DELIVERY_STATUS_DEAD_LETTER: DeliveryStatus
+
+class Confirmation(_message.Message):
+    __slots__ = ("sequence", "payment_id", "channel", "idempotency_key", "loan_id", "loan_type", "status", "amount", "allocation", "outstanding_balance", "rejection", "business_date", "result_time")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    LOAN_ID_FIELD_NUMBER: _ClassVar[int]
+    LOAN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATION_FIELD_NUMBER: _ClassVar[int]
+    OUTSTANDING_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    REJECTION_FIELD_NUMBER: _ClassVar[int]
+    BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_TIME_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    payment_id: str
+    channel: _types_pb2.Channel
+    idempotency_key: str
+    loan_id: str
+    loan_type: _types_pb2.LoanType
+    status: _types_pb2.PaymentStatus
+    amount: _types_pb2.Money
+    allocation: _loans_pb2.Allocation
+    outstanding_balance: _types_pb2.Money
+    rejection: _errors_pb2.Rejection
+    business_date: str
+    result_time: _timestamp_pb2.Timestamp
+    def __init__(self, sequence: _Optional[int] = ..., payment_id: _Optional[str] = ..., channel: _Optional[_Union[_types_pb2.Channel, str]] = ..., idempotency_key: _Optional[str] = ..., loan_id: _Optional[str] = ..., loan_type: _Optional[_Union[_types_pb2.LoanType, str]] = ..., status: _Optional[_Union[_types_pb2.PaymentStatus, str]] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., allocation: _Optional[_Union[_loans_pb2.Allocation, _Mapping]] = ..., outstanding_balance: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., rejection: _Optional[_Union[_errors_pb2.Rejection, _Mapping]] = ..., business_date: _Optional[str] = ..., result_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ConfirmationFilter(_message.Message):
+    __slots__ = ("loan_types", "statuses")
+    LOAN_TYPES_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    loan_types: _containers.RepeatedScalarFieldContainer[_types_pb2.LoanType]
+    statuses: _containers.RepeatedScalarFieldContainer[_types_pb2.PaymentStatus]
+    def __init__(self, loan_types: _Optional[_Iterable[_Union[_types_pb2.LoanType, str]]] = ..., statuses: _Optional[_Iterable[_Union[_types_pb2.PaymentStatus, str]]] = ...) -> None: ...
+
+class WebhookEndpoint(_message.Message):
+    __slots__ = ("endpoint_id", "url", "description", "signing_secret", "create_time")
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_SECRET_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    endpoint_id: str
+    url: str
+    description: str
+    signing_secret: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, endpoint_id: _Optional[str] = ..., url: _Optional[str] = ..., description: _Optional[str] = ..., signing_secret: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,129 @@
+from bank.common.v1 import types_pb2 as _types_pb2
+from bank.payments.v1 import payments_pb2 as _payments_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SubmitPaymentRequest(_message.Message):
+    __slots__ = ("payment",)
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    payment: _payments_pb2.PaymentOrder
+    def __init__(self, payment: _Optional[_Union[_payments_pb2.PaymentOrder, _Mapping]] = ...) -> None: ...
+
+class SubmitPaymentResponse(_message.Message):
+    __slots__ = ("payment",)
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    payment: _payments_pb2.Payment
+    def __init__(self, payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ...) -> None: ...
+
+class StreamPaymentsRequest(_message.Message):
+    __slots__ = ("payment",)
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    payment: _payments_pb2.PaymentOrder
+    def __init__(self, payment: _Optional[_Union[_payments_pb2.PaymentOrder, _Mapping]] = ...) -> None: ...
+
+class StreamPaymentsResponse(_message.Message):
+    __slots__ = ("payment",)
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    payment: _payments_pb2.Payment
+    def __init__(self, payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ...) -> None: ...
+
+class UploadBatchRequest(_message.Message):
+    __slots__ = ("header", "line", "trailer")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    TRAILER_FIELD_NUMBER: _ClassVar[int]
+    header: BatchHeader
+    line: BatchLine
+    trailer: BatchTrailer
+    def __init__(self, header: _Optional[_Union[BatchHeader, _Mapping]] = ..., line: _Optional[_Union[BatchLine, _Mapping]] = ..., trailer: _Optional[_Union[BatchTrailer, _Mapping]] = ...) -> None: ...
+
+class BatchHeader(_message.Message):
+    __slots__ = ("batch_id", "business_date")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    business_date: str
+    def __init__(self, batch_id: _Optional[str] = ..., business_date: _Optional[str] = ...) -> None: ...
+
+class BatchLine(_message.Message):
+    __slots__ = ("line_number", "payment")
+    LINE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    line_number: int
+    payment: _payments_pb2.PaymentOrder
+    def __init__(self, line_number: _Optional[int] = ..., payment: _Optional[_Union[_payments_pb2.PaymentOrder, _Mapping]] = ...) -> None: ...
+
+class BatchTrailer(_message.Message):
+    __slots__ = ("line_count", "control_totals")
+    LINE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_TOTALS_FIELD_NUMBER: _ClassVar[int]
+    line_count: int
+    control_totals: _containers.RepeatedCompositeFieldContainer[_types_pb2.Money]
+    def __init__(self, line_count: _Optional[int] = ..., control_totals: _Optional[_Iterable[_Union[_types_pb2.Money, _Mapping]]] = ...) -> None: ...
+
+class UploadBatchResponse(_message.Message):
+    __slots__ = ("summary", "results")
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    summary: BatchSummary
+    results: _containers.RepeatedCompositeFieldContainer[BatchLineResult]
+    def __init__(self, summary: _Optional[_Union[BatchSummary, _Mapping]] = ..., results: _Optional[_Iterable[_Union[BatchLineResult, _Mapping]]] = ...) -> None: ...
+
+class BatchLineResult(_message.Message):
+    __slots__ = ("line_number", "payment")
+    LINE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    line_number: int
+    payment: _payments_pb2.Payment
+    def __init__(self, line_number: _Optional[int] = ..., payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ...) -> None: ...
+
+class BatchSummary(_message.Message):
+    __slots__ = ("batch_id", "line_count", "applied_count", "rejected_count", "replayed_count", "applied_totals", "rejected_totals")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    LINE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_TOTALS_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_TOTALS_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    line_count: int
+    applied_count: int
+    rejected_count: int
+    replayed_count: int
+    applied_totals: _containers.RepeatedCompositeFieldContainer[_types_pb2.Money]
+    rejected_totals: _containers.RepeatedCompositeFieldContainer[_types_pb2.Money]
+    def __init__(self, batch_id: _Optional[str] = ..., line_count: _Optional[int] = ..., applied_count: _Optional[int] = ..., rejected_count: _Optional[int] = ..., replayed_count: _Optional[int] = ..., applied_totals: _Optional[_Iterable[_Union[_types_pb2.Money, _Mapping]]] = ..., rejected_totals: _Optional[_Iterable[_Union[_types_pb2.Money, _Mapping]]] = ...) -> None: ...
+
+class GetPaymentRequest(_message.Message):
+    __slots__ = ("payment_id",)
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    def __init__(self, payment_id: _Optional[str] = ...) -> None: ...
+
+class GetPaymentResponse(_message.Message):
+    __slots__ = ("payment",)
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    payment: _payments_pb2.Payment
+    def __init__(self, payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ...) -> None: ...
+
+class ReversePaymentRequest(_message.Message):
+    __slots__ = ("idempotency_key", "payment_id", "reason")
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    idempotency_key: str
+    payment_id: str
+    reason: str
+    def __init__(self, idempotency_key: _Optional[str] = ..., payment_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReversePaymentResponse(_message.Message):
+    __slots__ = ("payment",)
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    payment: _payments_pb2.Payment
+    def __init__(self, payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""The bridge to the mainframe general ledger, and the mainframe emulator."""

@@ -1,0 +1,3 @@
+from mainframe_bridge.server import main
+
+main()

@@ -1,0 +1,1 @@
+"""The channel-facing payment router: the only door the channels see."""

@@ -1,0 +1,3 @@
+from payment_router.server import main
+
+main()

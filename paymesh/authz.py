@@ -1,0 +1,90 @@
+"""Who may call what: a server interceptor that checks the caller's certificate
+identity against the service's policy and answers PERMISSION_DENIED otherwise.
+
+Health and reflection are open to every holder of a mesh certificate (the
+handshake already proved that); everything else must be allowed by name.
+"""
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import grpc
+
+from bank.common.v1 import errors_pb2
+from paymesh.errors import abort
+from paymesh.tls import peer_identity
+from paymesh.topology import Identity
+
+OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
+                 "/grpc.reflection.v1.ServerReflection/")
+
+
+@dataclass(frozen=True)
+class CallerPolicy:
+    """Identities allowed on every method, unless a method (full name) says otherwise."""
+
+    default: frozenset[Identity]
+    per_method: Mapping[str, frozenset[Identity]] = field(default_factory=dict)
+
+    def allowed(self, method: str) -> frozenset[Identity]:
+        return self.per_method.get(method, self.default)
+
+    @classmethod
+    def only(cls, callers: Iterable[Identity]) -> "CallerPolicy":
+        return cls(frozenset(callers))
+
+
+class CallerCheck(grpc.aio.ServerInterceptor):
+    def __init__(self, policy: CallerPolicy):
+        self._policy = policy
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(OPEN_SERVICES):
+            return handler
+        allowed = self._policy.allowed(method)
+
+        async def check(context: grpc.aio.ServicerContext) -> None:
+            caller = peer_identity(context)
+            if caller not in allowed:
+                await abort(
+                    context,
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"{caller or 'a caller without a mesh identity'} may not call {method}",
+                    errors_pb2.ERROR_REASON_CALLER_NOT_ALLOWED,
+                    metadata={"method": method},
+                )
+
+        return _guarded(handler, check)
+
+
+def _guarded(handler: grpc.RpcMethodHandler, check: Callable) -> grpc.RpcMethodHandler:
+    """The same handler, running check(context) before its behavior."""
+    serializers = dict(
+        request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+    )
+    if handler.unary_unary or handler.stream_unary:
+        behavior = handler.unary_unary or handler.stream_unary
+
+        async def unary_response(request, context):
+            await check(context)
+            return await behavior(request, context)
+
+        factory = grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
+        return factory(unary_response, **serializers)
+
+    behavior = handler.unary_stream or handler.stream_stream
+
+    async def stream_response(request, context):
+        await check(context)
+        result = behavior(request, context)
+        if inspect.isasyncgen(result):
+            async for response in result:
+                yield response
+        else:  # a coroutine writing with context.write()
+            await result
+
+    factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
+    return factory(stream_response, **serializers)

@@ -1,0 +1,53 @@
+"""Configuration from environment variables, with defaults for a local run.
+
+Every variable the mesh reads is named here, so the Kubernetes manifests and
+the docs can be checked against one list.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from paymesh.topology import SERVICES, ServiceSpec
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path  # PAYMESH_HOME: root of local state (default ./.paymesh)
+    pki_dir: Path  # PAYMESH_PKI_DIR: CA and certificates (default $PAYMESH_HOME/pki)
+    data_dir: Path  # PAYMESH_DATA_DIR: SQLite stores (default $PAYMESH_HOME/data)
+    bind_host: str  # PAYMESH_BIND_HOST: where servers listen (default 127.0.0.1)
+    grace_seconds: float  # PAYMESH_GRACE_SECONDS: in-flight work allowed after SIGTERM
+    log_level: str  # PAYMESH_LOG_LEVEL
+    trace_exporter: str  # PAYMESH_TRACE_EXPORTER: none | console | file
+    trace_file: Path  # PAYMESH_TRACE_FILE: JSON lines, with the file exporter
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        home = Path(_env("PAYMESH_HOME", ".paymesh")).absolute()
+        return cls(
+            home=home,
+            pki_dir=Path(_env("PAYMESH_PKI_DIR", str(home / "pki"))).absolute(),
+            data_dir=Path(_env("PAYMESH_DATA_DIR", str(home / "data"))).absolute(),
+            bind_host=_env("PAYMESH_BIND_HOST", "127.0.0.1"),
+            grace_seconds=float(_env("PAYMESH_GRACE_SECONDS", "10")),
+            log_level=_env("PAYMESH_LOG_LEVEL", "INFO").upper(),
+            trace_exporter=_env("PAYMESH_TRACE_EXPORTER", "none").lower(),
+            trace_file=Path(_env("PAYMESH_TRACE_FILE", str(home / "traces.jsonl"))).absolute(),
+        )
+
+
+def port_of(spec: ServiceSpec) -> int:
+    """PAYMESH_<SERVICE>_PORT, for example PAYMESH_CORE_CASH_PORT; 0 picks a free port."""
+    return int(_env(f"{spec.env_prefix}_PORT", str(spec.default_port)))
+
+
+def address_of(service_name: str) -> str:
+    """PAYMESH_<SERVICE>_ADDR: where to reach a peer (host:port)."""
+    spec = SERVICES[service_name]
+    return _env(f"{spec.env_prefix}_ADDR", f"127.0.0.1:{spec.default_port}")

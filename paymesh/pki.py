@@ -1,0 +1,208 @@
+"""The dev PKI: one CA, a certificate per service, per channel and for the operator.
+
+`paymesh pki` writes them under $PAYMESH_PKI_DIR (ignored by git). Running it
+again keeps what is valid, so a running mesh is never pulled from under its feet;
+it only issues what is missing or expires within RENEW_BEFORE.
+"""
+
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from paymesh.topology import CHANNELS, OPERATOR, SERVICES, Identity
+
+CA_LIFETIME = dt.timedelta(days=3650)
+LEAF_LIFETIME = dt.timedelta(days=365)
+RENEW_BEFORE = dt.timedelta(days=30)
+K8S_NAMESPACE = "paymesh"
+
+
+@dataclass(frozen=True)
+class Material:
+    """PEM bytes of one identity's key and certificate, plus the CA that vouches for it."""
+
+    key: bytes
+    cert: bytes
+    ca_cert: bytes
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+
+    @classmethod
+    def create(cls, common_name: str = "paymesh dev CA", lifetime: dt.timedelta = CA_LIFETIME):
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        now = _now()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + lifetime)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, content_commitment=False, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                    crl_sign=True, encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        return cls(key, cert)
+
+    def issue(
+        self,
+        identity: Identity,
+        dns_names: tuple[str, ...] = (),
+        not_before: dt.datetime | None = None,
+        not_after: dt.datetime | None = None,
+    ) -> Material:
+        """A leaf certificate carrying the identity as its SPIFFE URI SAN.
+
+        Service certificates (with dns_names) serve and call; the others only call.
+        """
+        key = ec.generate_private_key(ec.SECP256R1())
+        start = not_before or _now() - dt.timedelta(minutes=5)
+        sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(identity.spiffe_id)]
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+        if dns_names:
+            sans += [x509.DNSName(n) for n in dns_names]
+            sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
+            usages.insert(0, ExtendedKeyUsageOID.SERVER_AUTH)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.name)]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(not_after or start + LEAF_LIFETIME)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=True)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        return Material(_key_pem(key), cert.public_bytes(serialization.Encoding.PEM), self.cert_pem)
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+
+def service_dns_names(service: str) -> tuple[str, ...]:
+    """localhost plus the names Kubernetes gives the service (and its headless pods)."""
+    base = f"{service}.{K8S_NAMESPACE}"
+    return ("localhost", service, base, f"{base}.svc", f"{base}.svc.cluster.local",
+            f"*.{base}.svc.cluster.local")
+
+
+def every_identity() -> list[tuple[Identity, tuple[str, ...]]]:
+    services = [(spec.identity, service_dns_names(spec.name)) for spec in SERVICES.values()]
+    channels = [(Identity("channel", name), ()) for name in CHANNELS]
+    return services + channels + [(OPERATOR, ())]
+
+
+def cert_path(pki_dir: Path, identity: Identity) -> Path:
+    return pki_dir / identity.kind / f"{identity.name}.crt"
+
+
+def key_path(pki_dir: Path, identity: Identity) -> Path:
+    return pki_dir / identity.kind / f"{identity.name}.key"
+
+
+def ca_path(pki_dir: Path) -> Path:
+    return pki_dir / "ca.crt"
+
+
+def load(pki_dir: Path, identity: Identity) -> Material:
+    """Reads one identity's key, certificate and the CA (raises with the command to run if absent)."""
+    paths = (key_path(pki_dir, identity), cert_path(pki_dir, identity), ca_path(pki_dir))
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"TLS material missing ({', '.join(missing)}); run `paymesh pki` first")
+    return Material(*(p.read_bytes() for p in paths))
+
+
+def ensure_dev_pki(pki_dir: Path) -> list[Path]:
+    """Creates the CA and every certificate that is missing or near expiry; returns what it wrote."""
+    written: list[Path] = []
+    ca = _load_ca(pki_dir)
+    if ca is None:
+        ca = CertificateAuthority.create()
+        _write(pki_dir / "ca.key", _key_pem(ca.key), secret=True)
+        _write(ca_path(pki_dir), ca.cert_pem)
+        written.append(ca_path(pki_dir))
+    for identity, dns_names in every_identity():
+        if _still_good(cert_path(pki_dir, identity), ca):
+            continue
+        material = ca.issue(identity, dns_names)
+        _write(key_path(pki_dir, identity), material.key, secret=True)
+        _write(cert_path(pki_dir, identity), material.cert)
+        written.append(cert_path(pki_dir, identity))
+    return written
+
+
+def _load_ca(pki_dir: Path) -> CertificateAuthority | None:
+    key_file, cert_file = pki_dir / "ca.key", ca_path(pki_dir)
+    if not (key_file.exists() and cert_file.exists()):
+        return None
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    if cert.not_valid_after_utc - RENEW_BEFORE < _now():
+        return None
+    key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    return CertificateAuthority(key, cert)
+
+
+def _still_good(path: Path, ca: CertificateAuthority) -> bool:
+    if not path.exists() or not path.with_suffix(".key").exists():
+        return False
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    return cert.issuer == ca.cert.subject and cert.not_valid_after_utc - RENEW_BEFORE > _now() and (
+        _verifies(cert, ca)
+    )
+
+
+def _verifies(cert: x509.Certificate, ca: CertificateAuthority) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca.cert)
+        return True
+    except (ValueError, TypeError, x509.InvalidSignature):
+        return False
+
+
+def _write(path: Path, data: bytes, secret: bool = False) -> None:
+    """Atomic replace, so a process starting meanwhile reads the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)

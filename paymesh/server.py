@@ -1,0 +1,113 @@
+"""Builds and runs a paymesh gRPC server: mTLS with a required client certificate,
+the caller policy, tracing, health and reflection, graceful shutdown on SIGTERM."""
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from paymesh import pki, telemetry
+from paymesh.authz import CallerCheck, CallerPolicy
+from paymesh.config import Settings, port_of
+from paymesh.logs import setup_logging
+from paymesh.tls import SERVER_OPTIONS, server_credentials
+from paymesh.topology import SERVICES
+
+log = logging.getLogger(__name__)
+
+# Adds the service's servicers to the server and returns their full service names.
+Register = Callable[[grpc.aio.Server], Iterable[str]]
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    service_names: list[str]
+
+    async def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *self.service_names):
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float) -> None:
+        """Refuses new calls at once; in-flight calls get up to grace seconds to finish."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+async def start_server(
+    service: str, settings: Settings, register: Register, policy: CallerPolicy, port: int = 0
+) -> RunningServer:
+    """Starts the service's server on settings.bind_host:port (0 picks a free port) and marks it SERVING."""
+    material = pki.load(settings.pki_dir, SERVICES[service].identity)
+    server = grpc.aio.server(
+        interceptors=[*telemetry.server_interceptors(), CallerCheck(policy)], options=SERVER_OPTIONS
+    )
+    names = list(register(server))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+    )
+    bound = server.add_secure_port(f"{settings.bind_host}:{port}", server_credentials(material))
+    await server.start()
+    running = RunningServer(server, bound, health_servicer, names)
+    await running.set_serving(True)
+    return running
+
+
+async def until_signalled() -> int:
+    """Waits for SIGTERM or SIGINT; returns the signal number."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[int] = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda s=sig: received.done() or received.set_result(s))
+    return await received
+
+
+def write_port_file(settings: Settings, service: str, port: int) -> None:
+    """$PAYMESH_HOME/run/<service>.port: how a launcher learns a port picked by the OS."""
+    run_dir = settings.home / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / f"{service}.port.tmp"
+    tmp.write_text(str(port))
+    tmp.replace(run_dir / f"{service}.port")
+
+
+async def serve(
+    service: str,
+    register: Register,
+    policy: CallerPolicy,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    settings = Settings.from_env()
+    setup_logging(service, settings.log_level)
+    tracer_provider = telemetry.setup_tracing(service, settings)
+    running = await start_server(service, settings, register, policy, port_of(SERVICES[service]))
+    write_port_file(settings, service, running.port)
+    log.info("serving", extra={"port": running.port, "services": running.service_names})
+    sig = await until_signalled()
+    log.info("stopping", extra={"signal": signal.Signals(sig).name, "grace_seconds": settings.grace_seconds})
+    await running.stop(settings.grace_seconds)
+    if on_stop is not None:
+        await on_stop()
+    tracer_provider.shutdown()
+    log.info("stopped")
+
+
+def main(service: str, register: Register, policy: CallerPolicy, on_stop=None) -> None:
+    """The `python -m <service>` entry point: serve until SIGTERM, then exit 0."""
+    try:
+        asyncio.run(serve(service, register, policy, on_stop))
+    except FileNotFoundError as missing:  # no PKI yet: say what to run, not a traceback
+        print(f"{service}: {missing}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(0)

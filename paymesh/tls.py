@@ -1,0 +1,77 @@
+"""mTLS for every port: server credentials that require a client certificate from
+the mesh's CA, channel credentials that present one, and the caller's identity.
+
+gRPC's TLS stack negotiates TLS 1.2 or 1.3 only; tests/test_mtls.py shows an
+older client refused.
+"""
+
+import functools
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+
+from paymesh import pki
+from paymesh.topology import Identity
+
+# Streams live long; keepalives find a dead peer, and a bounded connection age
+# (on servers) lets load spread again across replicas.
+CHANNEL_OPTIONS = (
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+)
+SERVER_OPTIONS = (
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_connection_age_ms", 30 * 60 * 1000),
+    ("grpc.max_connection_age_grace_ms", 60 * 1000),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+)
+
+
+def server_credentials(material: pki.Material) -> grpc.ServerCredentials:
+    return grpc.ssl_server_credentials(
+        [(material.key, material.cert)], root_certificates=material.ca_cert, require_client_auth=True
+    )
+
+
+def channel_credentials(material: pki.Material) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=material.ca_cert, private_key=material.key, certificate_chain=material.cert
+    )
+
+
+def secure_channel(target: str, material: pki.Material, interceptors=None) -> grpc.aio.Channel:
+    return grpc.aio.secure_channel(
+        target, channel_credentials(material), options=CHANNEL_OPTIONS, interceptors=interceptors
+    )
+
+
+def channel_for(target: str, pki_dir: Path, identity: Identity, interceptors=None) -> grpc.aio.Channel:
+    """An mTLS channel to target, presenting identity's certificate."""
+    return secure_channel(target, pki.load(pki_dir, identity), interceptors)
+
+
+def peer_identity(context: grpc.aio.ServicerContext) -> Identity | None:
+    """The caller's identity from the SPIFFE URI SAN of its verified certificate."""
+    auth = context.auth_context()
+    pem = (auth.get("x509_pem_cert") or [b""])[0]
+    return identity_from_pem(pem) if pem else None
+
+
+@functools.lru_cache(maxsize=1024)
+def identity_from_pem(pem: bytes) -> Identity | None:
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    uris = sans.get_values_for_type(x509.UniformResourceIdentifier)
+    identities = [i for i in map(Identity.parse, uris) if i is not None]
+    # A certificate naming two identities names none we can trust.
+    return identities[0] if len(identities) == 1 else None
