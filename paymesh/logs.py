@@ -29,8 +29,9 @@ def setup_logging(service: str, level: str = "INFO") -> None:
     handler.addFilter(_TraceIds(service))
     handler.setFormatter(
         JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",
         )
     )
     root = logging.getLogger()

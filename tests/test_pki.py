@@ -1,0 +1,40 @@
+"""The dev PKI command: complete, SPIFFE identities, idempotent, private keys private."""
+
+import datetime as dt
+import stat
+
+from cryptography import x509
+
+from paymesh import pki
+from paymesh.topology import CHANNELS, OPERATOR, SERVICES, Identity
+
+
+def test_creates_a_certificate_for_every_service_channel_and_the_operator(tmp_path):
+    pki.ensure_dev_pki(tmp_path)
+    identities = [spec.identity for spec in SERVICES.values()] + [Identity("channel", c) for c in CHANNELS]
+    for identity in identities + [OPERATOR]:
+        cert = x509.load_pem_x509_certificate(pki.cert_path(tmp_path, identity).read_bytes())
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert sans.get_values_for_type(x509.UniformResourceIdentifier) == [identity.spiffe_id]
+        assert stat.S_IMODE(pki.key_path(tmp_path, identity).stat().st_mode) == 0o600
+    router = x509.load_pem_x509_certificate(pki.cert_path(tmp_path, SERVICES["payment-router"].identity).read_bytes())
+    dns = router.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert {"localhost", "payment-router.paymesh.svc.cluster.local"} <= set(dns)
+
+
+def test_running_it_again_changes_nothing(tmp_path):
+    pki.ensure_dev_pki(tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert pki.ensure_dev_pki(tmp_path) == []
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_missing_or_expiring_certificate_is_issued_again(tmp_path):
+    pki.ensure_dev_pki(tmp_path)
+    atm = Identity("channel", "atm")
+    pki.cert_path(tmp_path, atm).unlink()
+    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)
+    expiring = pki._load_ca(tmp_path).issue(Identity("channel", "app"), not_after=soon)
+    pki.cert_path(tmp_path, Identity("channel", "app")).write_bytes(expiring.cert)
+    written = pki.ensure_dev_pki(tmp_path)
+    assert sorted(written) == sorted([pki.cert_path(tmp_path, atm), pki.cert_path(tmp_path, Identity("channel", "app"))])
