@@ -15,6 +15,7 @@ from paymesh import pki
 from paymesh.config import Settings, port_of
 from paymesh.probe import health_of
 from paymesh.server import until_signalled
+from paymesh.textui import format_table
 from paymesh.topology import SERVICES, ServiceSpec
 
 READY_TIMEOUT = 60.0
@@ -94,9 +95,7 @@ async def stop_all(children: list[Child], settings: Settings) -> None:
 
 def table(children: list[Child]) -> str:
     rows = [("SERVICE", "ADDRESS", "PID", "HEALTH")]
-    rows += [(c.spec.name, c.address, str(c.process.pid), c.health) for c in children]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return format_table(rows + [(c.spec.name, c.address, c.process.pid, c.health) for c in children])
 
 
 async def up(check_only: bool = False) -> int:
@@ -123,13 +122,9 @@ async def up(check_only: bool = False) -> int:
     return 0 if all(code == 0 for code in codes.values()) else 1
 
 
-async def health_table() -> int:
-    """`paymesh health`: the health of a running mesh at the configured addresses."""
-    settings = Settings.from_env()
-    rows = [("SERVICE", "ADDRESS", "HEALTH")]
-    for spec in SERVICES.values():
-        address = f"127.0.0.1:{port_of(spec)}"
-        rows.append((spec.name, address, await health_of(spec.name, address, settings)))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    print("\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows))
-    return 0 if all(r[2] == "SERVING" for r in rows[1:]) else 1
+def add_arguments(parser) -> None:
+    parser.add_argument("--check", action="store_true", help="stop as soon as every service is SERVING")
+
+
+def run(args) -> int:
+    return asyncio.run(up(check_only=args.check))

@@ -206,3 +206,17 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def add_arguments(parser) -> None:
+    pass
+
+
+def run(args) -> int:
+    from paymesh.config import Settings
+
+    settings = Settings.from_env()
+    written = ensure_dev_pki(settings.pki_dir)
+    print(f"{len(written)} certificates written under {settings.pki_dir}" if written
+          else f"dev PKI under {settings.pki_dir} is complete and valid; nothing written")
+    return 0

@@ -8,8 +8,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from paymesh import pki, tls
-from paymesh.config import Settings
-from paymesh.topology import OPERATOR
+from paymesh.config import Settings, port_of
+from paymesh.textui import format_table
+from paymesh.topology import OPERATOR, SERVICES
 from mainframe_bridge.framing import PING, PONG, encode_frame, read_frame
 
 EMULATOR = "mainframe-emulator"
@@ -47,3 +48,21 @@ async def health_of(service: str, target: str, settings: Settings) -> str:
     if service == EMULATOR:
         return await emulator_health(target, settings)
     return await grpc_health(target, settings)
+
+
+async def health_table(settings: Settings) -> int:
+    """The health of a running mesh at the configured ports, as a table."""
+    rows = [("SERVICE", "ADDRESS", "HEALTH")]
+    for spec in SERVICES.values():
+        address = f"127.0.0.1:{port_of(spec)}"
+        rows.append((spec.name, address, await health_of(spec.name, address, settings)))
+    print(format_table(rows))
+    return 0 if all(r[2] == "SERVING" for r in rows[1:]) else 1
+
+
+def add_arguments(parser) -> None:
+    pass
+
+
+def run(args) -> int:
+    return asyncio.run(health_table(Settings.from_env()))

@@ -1,0 +1,61 @@
+"""SQLite stores for the services: one file per service, WAL, fully synchronous
+commits, and every statement on one dedicated thread so the event loop never blocks.
+
+Durability rule of the mesh: commit, then acknowledge. Group commits (many items,
+one transaction) are how a service stays fast while keeping that rule.
+"""
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection with the pragmas every store uses; autocommit off (explicit transactions)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit survives a power cut, not just a killed process.
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    connection.execute("PRAGMA busy_timeout=5000")
+    return connection
+
+
+class Store:
+    """A SQLite file used from asyncio: `await store.run(fn, ...)` calls fn(connection, ...)
+    on the store's own thread, one call at a time."""
+
+    def __init__(self, path: Path, schema: str = ""):
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{path.stem}")
+        self.connection = self._executor.submit(connect, path).result()
+        if schema:
+            self._executor.submit(self.connection.executescript, schema).result()
+
+    async def run(self, fn: Callable[..., T], *args) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, self.connection, *args)
+
+    async def transaction(self, fn: Callable[..., T], *args) -> T:
+        """fn(connection, ...) inside BEGIN IMMEDIATE ... COMMIT; rolled back if it raises."""
+        return await self.run(_in_transaction, fn, *args)
+
+    def close(self) -> None:
+        self._executor.submit(self.connection.close).result()
+        self._executor.shutdown()
+
+
+def _in_transaction(connection: sqlite3.Connection, fn: Callable[..., T], *args) -> T:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(connection, *args)
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+    return result

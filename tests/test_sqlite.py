@@ -1,0 +1,27 @@
+"""The shared SQLite store: transactions commit or leave nothing behind."""
+
+import sqlite3
+
+import pytest
+
+from paymesh.sqlite import Store
+
+SCHEMA = "CREATE TABLE IF NOT EXISTS movement (id TEXT PRIMARY KEY, amount_minor INTEGER NOT NULL);"
+
+
+def _insert(connection, rows):
+    connection.executemany("INSERT INTO movement VALUES (?, ?)", rows)
+
+
+async def test_a_transaction_is_all_or_nothing(tmp_path):
+    store = Store(tmp_path / "s.db", SCHEMA)
+    await store.transaction(_insert, [("a", 100), ("b", 200)])
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.transaction(_insert, [("c", 300), ("a", 999)])
+    rows = await store.run(lambda c: c.execute("SELECT id, amount_minor FROM movement ORDER BY id").fetchall())
+    store.close()
+    assert rows == [("a", 100), ("b", 200)]
+    reopened = Store(tmp_path / "s.db", SCHEMA)
+    assert await reopened.run(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0]) == "wal"
+    assert await reopened.run(lambda c: c.execute("SELECT count(*) FROM movement").fetchone()[0]) == 2
+    reopened.close()
