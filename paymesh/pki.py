@@ -141,9 +141,27 @@ def load(pki_dir: Path, identity: Identity) -> Material:
     return Material(*(p.read_bytes() for p in paths))
 
 
+def token_signing_key_path(pki_dir: Path) -> Path:
+    """The dev identity provider's ES256 key for end-user JWTs (digital channels)."""
+    return pki_dir / "jwt" / "dev-issuer.key"
+
+
+def token_public_key_path(pki_dir: Path) -> Path:
+    return pki_dir / "jwt" / "dev-issuer.pub"
+
+
 def ensure_dev_pki(pki_dir: Path) -> list[Path]:
-    """Creates the CA and every certificate that is missing or near expiry; returns what it wrote."""
+    """Creates the CA, every certificate that is missing or near expiry, and the dev
+    token signing key; returns what it wrote."""
     written: list[Path] = []
+    if not token_public_key_path(pki_dir).exists():
+        signing_key = ec.generate_private_key(ec.SECP256R1())
+        _write(token_signing_key_path(pki_dir), _key_pem(signing_key), secret=True)
+        public = signing_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        _write(token_public_key_path(pki_dir), public)
+        written.append(token_public_key_path(pki_dir))
     ca = _load_ca(pki_dir)
     if ca is None:
         ca = CertificateAuthority.create()

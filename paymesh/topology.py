@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from bank.common.v1 import types_pb2
+
 TRUST_DOMAIN = "paymesh.bank"
 
 # The five channels, by the name in their certificate's SPIFFE id.
@@ -67,3 +69,13 @@ ROUTER = SERVICES["payment-router"].identity
 BRIDGE = SERVICES["mainframe-bridge"].identity
 # The operator's command line (`paymesh up`, health checks, emulator control).
 OPERATOR = Identity("ops", "paymesh-cli")
+
+# A channel's certificate name and its bank.common.v1.Channel value.
+CHANNEL_VALUES = {
+    "app": types_pb2.CHANNEL_APP,
+    "internet-banking": types_pb2.CHANNEL_INTERNET_BANKING,
+    "agent": types_pb2.CHANNEL_AGENT,
+    "atm": types_pb2.CHANNEL_ATM,
+    "store": types_pb2.CHANNEL_STORE,
+}
+CHANNEL_NAMES = {value: name for name, value in CHANNEL_VALUES.items()}

@@ -1,0 +1,136 @@
+"""A long-lived bidirectional gRPC stream used as a pipe of items: items are sent in
+micro-batches (a short linger gathers what arrives together), each item's answer
+resolves its caller's future, and after a broken stream everything unanswered is
+sent again on a new one. The servers recognise a replay by the item's id, so a
+resend never applies anything twice.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import grpc
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+log = logging.getLogger(__name__)
+
+
+class StreamUnavailable(Exception):
+    """The peer cannot be reached now; nothing was sent."""
+
+
+class BatchingStream(Generic[Item, Result]):
+    def __init__(
+        self,
+        name: str,
+        open_call: Callable[[], grpc.aio.StreamStreamCall],
+        to_request: Callable[[list[Item]], Any],
+        results_of: Callable[[Any], list[tuple[str, Result]]],
+        key_of: Callable[[Item], str],
+        max_batch: int = 500,
+        linger_seconds: float = 0.002,
+        max_in_flight: int = 5000,
+    ):
+        self.name = name
+        self._open_call = open_call
+        self._to_request = to_request
+        self._results_of = results_of
+        self._key_of = key_of
+        self._max_batch = max_batch
+        self._linger = linger_seconds
+        self._window = asyncio.Semaphore(max_in_flight)
+        self._pending: dict[str, tuple[Item, asyncio.Future]] = {}  # insertion order = send order
+        self._to_send: asyncio.Queue[str] = asyncio.Queue()
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"stream-{self.name}")
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for _, future in self._pending.values():
+            future.cancel()
+
+    async def wait_connected(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def submit(self, item: Item, fail_fast: bool = False) -> Result:
+        """The peer's answer for item. With fail_fast, raises StreamUnavailable at once
+        (nothing sent) when the stream is down; otherwise waits for it to come back."""
+        if fail_fast and not self.connected:
+            raise StreamUnavailable(f"{self.name} is unavailable")
+        key = self._key_of(item)
+        if key in self._pending:  # the same item already on its way: share its answer
+            return await asyncio.shield(self._pending[key][1])
+        async with self._window:
+            future = asyncio.get_running_loop().create_future()
+            self._pending[key] = (item, future)
+            self._to_send.put_nowait(key)
+            return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            call = self._open_call()
+            reader = asyncio.create_task(self._read(call))
+            writer = asyncio.create_task(self._write(call))
+            try:
+                await call.wait_for_connection()
+                self._connected.set()
+                backoff = 0.05
+                done, _ = await asyncio.wait([reader, writer], return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+                raise ConnectionError(f"{self.name} stream ended")
+            except (grpc.aio.AioRpcError, ConnectionError, grpc.aio.UsageError) as broken:
+                log.warning("stream broken", extra={"stream": self.name, "error": str(broken)[:200]})
+            finally:
+                self._connected.clear()
+                reader.cancel()
+                writer.cancel()
+                call.cancel()
+                await asyncio.gather(reader, writer, return_exceptions=True)
+            self._requeue_unanswered()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    def _requeue_unanswered(self) -> None:
+        while not self._to_send.empty():
+            self._to_send.get_nowait()
+        for key in self._pending:
+            self._to_send.put_nowait(key)
+
+    async def _write(self, call) -> None:
+        while True:
+            keys = [await self._to_send.get()]
+            if self._linger:
+                await asyncio.sleep(self._linger)
+            while len(keys) < self._max_batch and not self._to_send.empty():
+                keys.append(self._to_send.get_nowait())
+            items = [self._pending[k][0] for k in keys if k in self._pending]
+            if items:
+                await call.write(self._to_request(items))
+
+    async def _read(self, call) -> None:
+        async for response in call:
+            for key, result in self._results_of(response):
+                entry = self._pending.pop(key, None)
+                if entry is not None and not entry[1].done():
+                    entry[1].set_result(result)
