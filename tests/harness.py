@@ -77,3 +77,31 @@ def start_service(name: str, home: Path, pki_dir: Path, **extra_env: str) -> Ser
 
 def channel(address: str, pki_dir: Path, identity: Identity):
     return tls.channel_for(address, pki_dir, identity)
+
+
+def start_mesh(home: Path, pki_dir: Path, only: tuple[str, ...] | None = None, **extra_env: str):
+    """Every service (or only some) as real processes on free ports, in start order,
+    each told where its peers are. Returns {name: ServiceProcess}."""
+    started: dict[str, ServiceProcess] = {}
+    addresses = {f"{SERVICES[n].env_prefix}_ADDR": "127.0.0.1:9" for n in SERVICES}  # absent peers: a closed port
+    try:
+        for name in SERVICES:
+            if only is not None and name not in only:
+                continue
+            started[name] = start_service(name, home, pki_dir, **addresses, **extra_env)
+            addresses[f"{SERVICES[name].env_prefix}_ADDR"] = started[name].address
+    except Exception:
+        stop_mesh(started)
+        raise
+    return started
+
+
+def stop_mesh(services: dict[str, ServiceProcess]) -> None:
+    for service in reversed(list(services.values())):
+        if service.process.poll() is None:
+            service.process.terminate()
+    for service in services.values():
+        try:
+            service.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            service.kill()
