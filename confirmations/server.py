@@ -1,26 +1,203 @@
 """The confirmations server: the router publishes, each channel subscribes to its own."""
 
-from bank.confirmations.v1 import confirmation_service_pb2, confirmation_service_pb2_grpc
+import asyncio
+import logging
+from pathlib import Path
+
+import grpc
+
+from bank.common.v1 import errors_pb2, types_pb2
+from bank.confirmations.v1 import confirmation_service_pb2 as pb, confirmation_service_pb2_grpc
+from bank.confirmations.v1.confirmations_pb2 import Confirmation
+from confirmations import log, validation, webhook_store
+from confirmations.channels import channel_of
+from confirmations.committer import GroupCommitter
+from confirmations.config import ConfirmationSettings
+from confirmations.fanout import FanOut, LiveBuffer
+from confirmations.subscriptions import follow
+from confirmations.webhook_rpcs import WebhookRpcs
+from confirmations.webhooks import WebhookDispatcher
 from paymesh import server
 from paymesh.authz import CallerPolicy
-from paymesh.topology import CHANNEL_IDENTITIES, ROUTER
+from paymesh.config import Settings
+from paymesh.errors import abort
+from paymesh.sqlite import Store
+from paymesh.tls import peer_identity
+from paymesh.topology import CHANNEL_IDENTITIES, OPERATOR, ROUTER
 
+logger = logging.getLogger(__name__)
 SERVICE = "confirmations"
-_FULL_NAME = confirmation_service_pb2.DESCRIPTOR.services_by_name["ConfirmationService"].full_name
+_FULL_NAME = pb.DESCRIPTOR.services_by_name["ConfirmationService"].full_name
 POLICY = CallerPolicy(
     default=CHANNEL_IDENTITIES,
-    per_method={f"/{_FULL_NAME}/PublishConfirmations": frozenset([ROUTER])},
+    per_method={
+        f"/{_FULL_NAME}/PublishConfirmations": frozenset([ROUTER]),
+        f"/{_FULL_NAME}/SummarizeConfirmations": frozenset([OPERATOR]),
+    },
 )
+# Publish messages read ahead of their acks: enough to keep group commits full, bounded for memory.
+PUBLISH_IN_FLIGHT = 64
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+Start = pb.StartPosition
 
 
-class ConfirmationService(confirmation_service_pb2_grpc.ConfirmationServiceServicer):
-    """The log and its streams land with the confirmations issue; until then UNIMPLEMENTED."""
+class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.ConfirmationServiceServicer):
+    def __init__(self, data_dir: Path, settings: ConfirmationSettings):
+        self.settings = settings
+        self.store = Store(data_dir / "confirmations.db", log.SCHEMA + webhook_store.SCHEMA)
+        self.fanout = FanOut()
+        self.dispatcher = WebhookDispatcher(self.store, settings)
+        self.committer = GroupCommitter(self.store, self._committed)
+        self._head: int | None = None
+
+    def start(self) -> None:
+        self.committer.start()
+        self.dispatcher.start()
+
+    async def close(self) -> None:
+        await self.committer.close()
+        await self.dispatcher.close()
+        self.store.close()
+
+    async def head(self) -> int:
+        if self._head is None:
+            self._head = max(await self.store.run(log.head), self._head or 0)
+        return self._head
+
+    def _committed(self, new: list[Confirmation]) -> None:
+        if new:
+            self._head = new[-1].sequence
+            self.fanout.publish(new)
+            self.dispatcher.wake()
+
+    async def PublishConfirmations(self, request_iterator, context):
+        in_flight: asyncio.Queue = asyncio.Queue(PUBLISH_IN_FLIGHT)
+
+        async def read_requests() -> None:
+            try:
+                async for request in request_iterator:
+                    acks = [pb.PublishAck(payment_id=c.payment_id) for c in request.confirmations]
+                    valid = []
+                    for ack, item in zip(acks, request.confirmations):
+                        violations = validation.confirmation(item)
+                        if violations:
+                            ack.rejection.CopyFrom(_rejection("the confirmation is malformed", violations))
+                        else:
+                            valid.append(ack)
+                    batch = [c for a, c in zip(acks, request.confirmations) if not a.HasField("rejection")]
+                    await in_flight.put((acks, valid, self.committer.submit(batch) if batch else None))
+            finally:
+                await in_flight.put(None)
+
+        reader = asyncio.get_running_loop().create_task(read_requests())
+        try:
+            while (item := await in_flight.get()) is not None:
+                acks, valid, durable = item
+                if durable is not None:
+                    try:
+                        results = await durable
+                    except Exception:
+                        await abort(context, grpc.StatusCode.UNAVAILABLE, "the confirmation log cannot be written now;"
+                                    " publish again", errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE,
+                                    retry_after_seconds=1.0)
+                    for ack, (sequence, duplicate) in zip(valid, results):
+                        ack.sequence, ack.duplicate = sequence, duplicate
+                yield pb.PublishConfirmationsResponse(acks=acks)
+            await reader  # surfaces a broken request stream
+        finally:
+            reader.cancel()
+
+    async def Subscribe(self, request, context):
+        channel = channel_of(peer_identity(context))
+        name = request.consumer_name
+        violations = validation.consumer_name(name, False) + validation.subscription_filter(request.filter)
+        start = request.start_position or (Start.START_POSITION_CONSUMER if name else Start.START_POSITION_NOW)
+        if start not in Start.values():
+            violations.append(("start_position", f"{start} is not a start position"))
+        if start == Start.START_POSITION_CONSUMER and not name:
+            violations.append(("consumer_name", "is required to start from a consumer's position"))
+        if violations:
+            await abort(context, INVALID, "the subscription request is malformed", errors_pb2.ERROR_REASON_INVALID_FIELD,
+                        violations=violations)
+        head = await self.head()
+        if start == Start.START_POSITION_CONSUMER:
+            position = await self.store.run(log.consumer_position, channel, name)
+            if position is None:
+                await abort(context, grpc.StatusCode.NOT_FOUND, f"no consumer named {name!r} for this channel;"
+                            " subscribe once with another start position to create it",
+                            errors_pb2.ERROR_REASON_CONSUMER_NOT_FOUND)
+        elif start == Start.START_POSITION_AFTER_SEQUENCE:
+            position = request.after_sequence
+            if position > head:
+                await abort(context, grpc.StatusCode.OUT_OF_RANGE, f"after_sequence {position} is beyond the end of"
+                            f" the log ({head})", errors_pb2.ERROR_REASON_CURSOR_OUT_OF_RANGE,
+                            metadata={"head_sequence": str(head)})
+        else:
+            position = 0 if start == Start.START_POSITION_BEGINNING else head
+        if name and start != Start.START_POSITION_CONSUMER:
+            await self.store.transaction(log.create_consumer, channel, name, position)
+        logger.info("subscribed", extra={"channel": channel, "consumer": name, "position": position})
+        buffer = LiveBuffer(channel, request.filter.loan_types, request.filter.statuses, self.settings.subscriber_buffer)
+        async for response in follow(self.store, self.fanout, buffer, position, self.settings.heartbeat_seconds,
+                                     lambda: self._head or 0):
+            yield response
+
+    async def AcknowledgeConfirmations(self, request, context):
+        channel = channel_of(peer_identity(context))
+        violations = validation.consumer_name(request.consumer_name, True)
+        if violations:
+            await abort(context, INVALID, "the consumer name is malformed", errors_pb2.ERROR_REASON_INVALID_FIELD,
+                        violations=violations)
+        head = await self.head()
+        if request.sequence > head:
+            await abort(context, grpc.StatusCode.OUT_OF_RANGE, f"sequence {request.sequence} is beyond the end of the"
+                        f" log ({head})", errors_pb2.ERROR_REASON_CURSOR_OUT_OF_RANGE,
+                        metadata={"head_sequence": str(head)})
+        position = await self.store.transaction(log.acknowledge, channel, request.consumer_name, request.sequence)
+        if position is None:
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"no consumer named {request.consumer_name!r} for this"
+                        " channel", errors_pb2.ERROR_REASON_CONSUMER_NOT_FOUND)
+        return pb.AcknowledgeConfirmationsResponse(consumer_name=request.consumer_name, acknowledged_sequence=position)
+
+    async def SummarizeConfirmations(self, request, context):
+        violations = validation.business_date(request.business_date)
+        if violations:
+            await abort(context, INVALID, "the business date is malformed", errors_pb2.ERROR_REASON_INVALID_FIELD,
+                        violations=violations)
+        rows = await self.store.run(log.summarize, request.business_date)
+        return pb.SummarizeConfirmationsResponse(business_date=request.business_date, totals=[
+            pb.ConfirmationTotal(channel=channel, status=status, count=count,
+                                 amount=types_pb2.Money(currency_code=currency, amount_minor=total))
+            for channel, status, currency, count, total in rows
+        ])
+
+    def register(self, grpc_server) -> list[str]:
+        """The Register callback of paymesh.server; starts the background tasks on the running loop."""
+        confirmation_service_pb2_grpc.add_ConfirmationServiceServicer_to_server(self, grpc_server)
+        self.start()
+        return [_FULL_NAME]
 
 
-def register(grpc_server):
-    confirmation_service_pb2_grpc.add_ConfirmationServiceServicer_to_server(ConfirmationService(), grpc_server)
-    return [_FULL_NAME]
+def _rejection(message: str, violations):
+    return errors_pb2.Rejection(
+        reason=errors_pb2.ERROR_REASON_INVALID_FIELD, message=message,
+        field_violations=[errors_pb2.FieldViolation(field=f, description=d) for f, d in violations],
+    )
+
+
+_running: list[ConfirmationService] = []
+
+
+def register(grpc_server) -> list[str]:
+    service = ConfirmationService(Settings.from_env().data_dir, ConfirmationSettings.from_env())
+    _running.append(service)
+    return service.register(grpc_server)
+
+
+async def _close_all() -> None:
+    for service in _running:
+        await service.close()
 
 
 def main() -> None:
-    server.main(SERVICE, register, POLICY)
+    server.main(SERVICE, register, POLICY, on_stop=_close_all)

@@ -23,50 +23,63 @@ _sym_db = _symbol_database.Default()
 
 
 from bank.common.v1 import errors_pb2 as bank_dot_common_dot_v1_dot_errors__pb2
+from bank.common.v1 import types_pb2 as bank_dot_common_dot_v1_dot_types__pb2
 from bank.confirmations.v1 import confirmations_pb2 as bank_dot_confirmations_dot_v1_dot_confirmations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0bank/confirmations/v1/confirmation_service.proto\x12\x15\x62\x61nk.confirmations.v1\x1a\x1b\x62\x61nk/common/v1/errors.proto\x1a)bank/confirmations/v1/confirmations.proto\"Y\n\x1bPublishConfirmationsRequest\x12:\n\rconfirmations\x18\x01 \x03(\x0b\x32#.bank.confirmations.v1.Confirmation\"O\n\x1cPublishConfirmationsResponse\x12/\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32!.bank.confirmations.v1.PublishAck\"s\n\nPublishAck\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12,\n\trejection\x18\x04 \x01(\x0b\x32\x19.bank.common.v1.Rejection\"\xba\x01\n\x10SubscribeRequest\x12\x15\n\rconsumer_name\x18\x01 \x01(\t\x12<\n\x0estart_position\x18\x02 \x01(\x0e\x32$.bank.confirmations.v1.StartPosition\x12\x16\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x04\x12\x39\n\x06\x66ilter\x18\x04 \x01(\x0b\x32).bank.confirmations.v1.ConfirmationFilter\"\x90\x01\n\x11SubscribeResponse\x12;\n\x0c\x63onfirmation\x18\x01 \x01(\x0b\x32#.bank.confirmations.v1.ConfirmationH\x00\x12\x35\n\theartbeat\x18\x02 \x01(\x0b\x32 .bank.confirmations.v1.HeartbeatH\x00\x42\x07\n\x05\x65vent\"\"\n\tHeartbeat\x12\x15\n\rhead_sequence\x18\x01 \x01(\x04\"J\n\x1f\x41\x63knowledgeConfirmationsRequest\x12\x15\n\rconsumer_name\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"X\n AcknowledgeConfirmationsResponse\x12\x15\n\rconsumer_name\x18\x01 \x01(\t\x12\x1d\n\x15\x61\x63knowledged_sequence\x18\x02 \x01(\x04\"T\n\x1c\x43reateWebhookEndpointRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"Y\n\x1d\x43reateWebhookEndpointResponse\x12\x38\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32&.bank.confirmations.v1.WebhookEndpoint\"\x1d\n\x1bListWebhookEndpointsRequest\"Y\n\x1cListWebhookEndpointsResponse\x12\x39\n\tendpoints\x18\x01 \x03(\x0b\x32&.bank.confirmations.v1.WebhookEndpoint\"3\n\x1c\x44\x65leteWebhookEndpointRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\"\x1f\n\x1d\x44\x65leteWebhookEndpointResponse\"5\n\x1eReplayWebhookDeliveriesRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\"9\n\x1fReplayWebhookDeliveriesResponse\x12\x16\n\x0ereplayed_count\x18\x01 \x01(\x03*\xa5\x01\n\rStartPosition\x12\x1e\n\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x1c\n\x18START_POSITION_BEGINNING\x10\x01\x12\x16\n\x12START_POSITION_NOW\x10\x02\x12\x1b\n\x17START_POSITION_CONSUMER\x10\x03\x12!\n\x1dSTART_POSITION_AFTER_SEQUENCE\x10\x04\x32\xa1\x07\n\x13\x43onfirmationService\x12\x83\x01\n\x14PublishConfirmations\x12\x32.bank.confirmations.v1.PublishConfirmationsRequest\x1a\x33.bank.confirmations.v1.PublishConfirmationsResponse(\x01\x30\x01\x12`\n\tSubscribe\x12\'.bank.confirmations.v1.SubscribeRequest\x1a(.bank.confirmations.v1.SubscribeResponse0\x01\x12\x8b\x01\n\x18\x41\x63knowledgeConfirmations\x12\x36.bank.confirmations.v1.AcknowledgeConfirmationsRequest\x1a\x37.bank.confirmations.v1.AcknowledgeConfirmationsResponse\x12\x82\x01\n\x15\x43reateWebhookEndpoint\x12\x33.bank.confirmations.v1.CreateWebhookEndpointRequest\x1a\x34.bank.confirmations.v1.CreateWebhookEndpointResponse\x12\x7f\n\x14ListWebhookEndpoints\x12\x32.bank.confirmations.v1.ListWebhookEndpointsRequest\x1a\x33.bank.confirmations.v1.ListWebhookEndpointsResponse\x12\x82\x01\n\x15\x44\x65leteWebhookEndpoint\x12\x33.bank.confirmations.v1.DeleteWebhookEndpointRequest\x1a\x34.bank.confirmations.v1.DeleteWebhookEndpointResponse\x12\x88\x01\n\x17ReplayWebhookDeliveries\x12\x35.bank.confirmations.v1.ReplayWebhookDeliveriesRequest\x1a\x36.bank.confirmations.v1.ReplayWebhookDeliveriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0bank/confirmations/v1/confirmation_service.proto\x12\x15\x62\x61nk.confirmations.v1\x1a\x1b\x62\x61nk/common/v1/errors.proto\x1a\x1a\x62\x61nk/common/v1/types.proto\x1a)bank/confirmations/v1/confirmations.proto\"Y\n\x1bPublishConfirmationsRequest\x12:\n\rconfirmations\x18\x01 \x03(\x0b\x32#.bank.confirmations.v1.Confirmation\"O\n\x1cPublishConfirmationsResponse\x12/\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32!.bank.confirmations.v1.PublishAck\"s\n\nPublishAck\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12,\n\trejection\x18\x04 \x01(\x0b\x32\x19.bank.common.v1.Rejection\"\xba\x01\n\x10SubscribeRequest\x12\x15\n\rconsumer_name\x18\x01 \x01(\t\x12<\n\x0estart_position\x18\x02 \x01(\x0e\x32$.bank.confirmations.v1.StartPosition\x12\x16\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x04\x12\x39\n\x06\x66ilter\x18\x04 \x01(\x0b\x32).bank.confirmations.v1.ConfirmationFilter\"\xa2\x01\n\x11SubscribeResponse\x12\x35\n\theartbeat\x18\x02 \x01(\x0b\x32 .bank.confirmations.v1.HeartbeatH\x00\x12\x39\n\x05\x62\x61tch\x18\x03 \x01(\x0b\x32(.bank.confirmations.v1.ConfirmationBatchH\x00\x42\x07\n\x05\x65ventJ\x04\x08\x01\x10\x02R\x0c\x63onfirmation\"O\n\x11\x43onfirmationBatch\x12:\n\rconfirmations\x18\x01 \x03(\x0b\x32#.bank.confirmations.v1.Confirmation\"\"\n\tHeartbeat\x12\x15\n\rhead_sequence\x18\x01 \x01(\x04\"J\n\x1f\x41\x63knowledgeConfirmationsRequest\x12\x15\n\rconsumer_name\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"X\n AcknowledgeConfirmationsResponse\x12\x15\n\rconsumer_name\x18\x01 \x01(\t\x12\x1d\n\x15\x61\x63knowledged_sequence\x18\x02 \x01(\x04\"T\n\x1c\x43reateWebhookEndpointRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"Y\n\x1d\x43reateWebhookEndpointResponse\x12\x38\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32&.bank.confirmations.v1.WebhookEndpoint\"\x1d\n\x1bListWebhookEndpointsRequest\"Y\n\x1cListWebhookEndpointsResponse\x12\x39\n\tendpoints\x18\x01 \x03(\x0b\x32&.bank.confirmations.v1.WebhookEndpoint\"3\n\x1c\x44\x65leteWebhookEndpointRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\"\x1f\n\x1d\x44\x65leteWebhookEndpointResponse\"5\n\x1eReplayWebhookDeliveriesRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\"9\n\x1fReplayWebhookDeliveriesResponse\x12\x16\n\x0ereplayed_count\x18\x01 \x01(\x03\"}\n\x1cListWebhookDeliveriesRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x35\n\x06status\x18\x02 \x01(\x0e\x32%.bank.confirmations.v1.DeliveryStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"[\n\x1dListWebhookDeliveriesResponse\x12:\n\ndeliveries\x18\x01 \x03(\x0b\x32&.bank.confirmations.v1.WebhookDelivery\"6\n\x1dSummarizeConfirmationsRequest\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\"q\n\x1eSummarizeConfirmationsResponse\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\x12\x38\n\x06totals\x18\x02 \x03(\x0b\x32(.bank.confirmations.v1.ConfirmationTotal\"\xa2\x01\n\x11\x43onfirmationTotal\x12(\n\x07\x63hannel\x18\x01 \x01(\x0e\x32\x17.bank.common.v1.Channel\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.bank.common.v1.PaymentStatus\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12%\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x15.bank.common.v1.Money*\xa5\x01\n\rStartPosition\x12\x1e\n\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x1c\n\x18START_POSITION_BEGINNING\x10\x01\x12\x16\n\x12START_POSITION_NOW\x10\x02\x12\x1b\n\x17START_POSITION_CONSUMER\x10\x03\x12!\n\x1dSTART_POSITION_AFTER_SEQUENCE\x10\x04\x32\xae\t\n\x13\x43onfirmationService\x12\x83\x01\n\x14PublishConfirmations\x12\x32.bank.confirmations.v1.PublishConfirmationsRequest\x1a\x33.bank.confirmations.v1.PublishConfirmationsResponse(\x01\x30\x01\x12`\n\tSubscribe\x12\'.bank.confirmations.v1.SubscribeRequest\x1a(.bank.confirmations.v1.SubscribeResponse0\x01\x12\x8b\x01\n\x18\x41\x63knowledgeConfirmations\x12\x36.bank.confirmations.v1.AcknowledgeConfirmationsRequest\x1a\x37.bank.confirmations.v1.AcknowledgeConfirmationsResponse\x12\x82\x01\n\x15\x43reateWebhookEndpoint\x12\x33.bank.confirmations.v1.CreateWebhookEndpointRequest\x1a\x34.bank.confirmations.v1.CreateWebhookEndpointResponse\x12\x7f\n\x14ListWebhookEndpoints\x12\x32.bank.confirmations.v1.ListWebhookEndpointsRequest\x1a\x33.bank.confirmations.v1.ListWebhookEndpointsResponse\x12\x82\x01\n\x15\x44\x65leteWebhookEndpoint\x12\x33.bank.confirmations.v1.DeleteWebhookEndpointRequest\x1a\x34.bank.confirmations.v1.DeleteWebhookEndpointResponse\x12\x88\x01\n\x17ReplayWebhookDeliveries\x12\x35.bank.confirmations.v1.ReplayWebhookDeliveriesRequest\x1a\x36.bank.confirmations.v1.ReplayWebhookDeliveriesResponse\x12\x82\x01\n\x15ListWebhookDeliveries\x12\x33.bank.confirmations.v1.ListWebhookDeliveriesRequest\x1a\x34.bank.confirmations.v1.ListWebhookDeliveriesResponse\x12\x85\x01\n\x16SummarizeConfirmations\x12\x34.bank.confirmations.v1.SummarizeConfirmationsRequest\x1a\x35.bank.confirmations.v1.SummarizeConfirmationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bank.confirmations.v1.confirmation_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STARTPOSITION']._serialized_start=1474
-  _globals['_STARTPOSITION']._serialized_end=1639
-  _globals['_PUBLISHCONFIRMATIONSREQUEST']._serialized_start=147
-  _globals['_PUBLISHCONFIRMATIONSREQUEST']._serialized_end=236
-  _globals['_PUBLISHCONFIRMATIONSRESPONSE']._serialized_start=238
-  _globals['_PUBLISHCONFIRMATIONSRESPONSE']._serialized_end=317
-  _globals['_PUBLISHACK']._serialized_start=319
-  _globals['_PUBLISHACK']._serialized_end=434
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=437
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=623
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=626
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=770
-  _globals['_HEARTBEAT']._serialized_start=772
-  _globals['_HEARTBEAT']._serialized_end=806
-  _globals['_ACKNOWLEDGECONFIRMATIONSREQUEST']._serialized_start=808
-  _globals['_ACKNOWLEDGECONFIRMATIONSREQUEST']._serialized_end=882
-  _globals['_ACKNOWLEDGECONFIRMATIONSRESPONSE']._serialized_start=884
-  _globals['_ACKNOWLEDGECONFIRMATIONSRESPONSE']._serialized_end=972
-  _globals['_CREATEWEBHOOKENDPOINTREQUEST']._serialized_start=974
-  _globals['_CREATEWEBHOOKENDPOINTREQUEST']._serialized_end=1058
-  _globals['_CREATEWEBHOOKENDPOINTRESPONSE']._serialized_start=1060
-  _globals['_CREATEWEBHOOKENDPOINTRESPONSE']._serialized_end=1149
-  _globals['_LISTWEBHOOKENDPOINTSREQUEST']._serialized_start=1151
-  _globals['_LISTWEBHOOKENDPOINTSREQUEST']._serialized_end=1180
-  _globals['_LISTWEBHOOKENDPOINTSRESPONSE']._serialized_start=1182
-  _globals['_LISTWEBHOOKENDPOINTSRESPONSE']._serialized_end=1271
-  _globals['_DELETEWEBHOOKENDPOINTREQUEST']._serialized_start=1273
-  _globals['_DELETEWEBHOOKENDPOINTREQUEST']._serialized_end=1324
-  _globals['_DELETEWEBHOOKENDPOINTRESPONSE']._serialized_start=1326
-  _globals['_DELETEWEBHOOKENDPOINTRESPONSE']._serialized_end=1357
-  _globals['_REPLAYWEBHOOKDELIVERIESREQUEST']._serialized_start=1359
-  _globals['_REPLAYWEBHOOKDELIVERIESREQUEST']._serialized_end=1412
-  _globals['_REPLAYWEBHOOKDELIVERIESRESPONSE']._serialized_start=1414
-  _globals['_REPLAYWEBHOOKDELIVERIESRESPONSE']._serialized_end=1471
-  _globals['_CONFIRMATIONSERVICE']._serialized_start=1642
-  _globals['_CONFIRMATIONSERVICE']._serialized_end=2571
+  _globals['_STARTPOSITION']._serialized_start=2157
+  _globals['_STARTPOSITION']._serialized_end=2322
+  _globals['_PUBLISHCONFIRMATIONSREQUEST']._serialized_start=175
+  _globals['_PUBLISHCONFIRMATIONSREQUEST']._serialized_end=264
+  _globals['_PUBLISHCONFIRMATIONSRESPONSE']._serialized_start=266
+  _globals['_PUBLISHCONFIRMATIONSRESPONSE']._serialized_end=345
+  _globals['_PUBLISHACK']._serialized_start=347
+  _globals['_PUBLISHACK']._serialized_end=462
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=465
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=651
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=654
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=816
+  _globals['_CONFIRMATIONBATCH']._serialized_start=818
+  _globals['_CONFIRMATIONBATCH']._serialized_end=897
+  _globals['_HEARTBEAT']._serialized_start=899
+  _globals['_HEARTBEAT']._serialized_end=933
+  _globals['_ACKNOWLEDGECONFIRMATIONSREQUEST']._serialized_start=935
+  _globals['_ACKNOWLEDGECONFIRMATIONSREQUEST']._serialized_end=1009
+  _globals['_ACKNOWLEDGECONFIRMATIONSRESPONSE']._serialized_start=1011
+  _globals['_ACKNOWLEDGECONFIRMATIONSRESPONSE']._serialized_end=1099
+  _globals['_CREATEWEBHOOKENDPOINTREQUEST']._serialized_start=1101
+  _globals['_CREATEWEBHOOKENDPOINTREQUEST']._serialized_end=1185
+  _globals['_CREATEWEBHOOKENDPOINTRESPONSE']._serialized_start=1187
+  _globals['_CREATEWEBHOOKENDPOINTRESPONSE']._serialized_end=1276
+  _globals['_LISTWEBHOOKENDPOINTSREQUEST']._serialized_start=1278
+  _globals['_LISTWEBHOOKENDPOINTSREQUEST']._serialized_end=1307
+  _globals['_LISTWEBHOOKENDPOINTSRESPONSE']._serialized_start=1309
+  _globals['_LISTWEBHOOKENDPOINTSRESPONSE']._serialized_end=1398
+  _globals['_DELETEWEBHOOKENDPOINTREQUEST']._serialized_start=1400
+  _globals['_DELETEWEBHOOKENDPOINTREQUEST']._serialized_end=1451
+  _globals['_DELETEWEBHOOKENDPOINTRESPONSE']._serialized_start=1453
+  _globals['_DELETEWEBHOOKENDPOINTRESPONSE']._serialized_end=1484
+  _globals['_REPLAYWEBHOOKDELIVERIESREQUEST']._serialized_start=1486
+  _globals['_REPLAYWEBHOOKDELIVERIESREQUEST']._serialized_end=1539
+  _globals['_REPLAYWEBHOOKDELIVERIESRESPONSE']._serialized_start=1541
+  _globals['_REPLAYWEBHOOKDELIVERIESRESPONSE']._serialized_end=1598
+  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_start=1600
+  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_end=1725
+  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_start=1727
+  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_end=1818
+  _globals['_SUMMARIZECONFIRMATIONSREQUEST']._serialized_start=1820
+  _globals['_SUMMARIZECONFIRMATIONSREQUEST']._serialized_end=1874
+  _globals['_SUMMARIZECONFIRMATIONSRESPONSE']._serialized_start=1876
+  _globals['_SUMMARIZECONFIRMATIONSRESPONSE']._serialized_end=1989
+  _globals['_CONFIRMATIONTOTAL']._serialized_start=1992
+  _globals['_CONFIRMATIONTOTAL']._serialized_end=2154
+  _globals['_CONFIRMATIONSERVICE']._serialized_start=2325
+  _globals['_CONFIRMATIONSERVICE']._serialized_end=3523
 # @@protoc_insertion_point(module_scope)

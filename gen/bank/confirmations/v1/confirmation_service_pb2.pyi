@@ -1,4 +1,5 @@
 from bank.common.v1 import errors_pb2 as _errors_pb2
+from bank.common.v1 import types_pb2 as _types_pb2
 from bank.confirmations.v1 import confirmations_pb2 as _confirmations_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -59,12 +60,18 @@ class SubscribeRequest(_message.Message):
     def __init__(self, consumer_name: _Optional[str] = ..., start_position: _Optional[_Union[StartPosition, str]] = ..., after_sequence: _Optional[int] = ..., filter: _Optional[_Union[_confirmations_pb2.ConfirmationFilter, _Mapping]] = ...) -> None: ...
 
 class SubscribeResponse(_message.Message):
-    __slots__ = ("confirmation", "heartbeat")
-    CONFIRMATION_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("heartbeat", "batch")
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
-    confirmation: _confirmations_pb2.Confirmation
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     heartbeat: Heartbeat
-    def __init__(self, confirmation: _Optional[_Union[_confirmations_pb2.Confirmation, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+    batch: ConfirmationBatch
+    def __init__(self, heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., batch: _Optional[_Union[ConfirmationBatch, _Mapping]] = ...) -> None: ...
+
+class ConfirmationBatch(_message.Message):
+    __slots__ = ("confirmations",)
+    CONFIRMATIONS_FIELD_NUMBER: _ClassVar[int]
+    confirmations: _containers.RepeatedCompositeFieldContainer[_confirmations_pb2.Confirmation]
+    def __init__(self, confirmations: _Optional[_Iterable[_Union[_confirmations_pb2.Confirmation, _Mapping]]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("head_sequence",)
@@ -135,3 +142,45 @@ class ReplayWebhookDeliveriesResponse(_message.Message):
     REPLAYED_COUNT_FIELD_NUMBER: _ClassVar[int]
     replayed_count: int
     def __init__(self, replayed_count: _Optional[int] = ...) -> None: ...
+
+class ListWebhookDeliveriesRequest(_message.Message):
+    __slots__ = ("endpoint_id", "status", "page_size")
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    endpoint_id: str
+    status: _confirmations_pb2.DeliveryStatus
+    page_size: int
+    def __init__(self, endpoint_id: _Optional[str] = ..., status: _Optional[_Union[_confirmations_pb2.DeliveryStatus, str]] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class ListWebhookDeliveriesResponse(_message.Message):
+    __slots__ = ("deliveries",)
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    deliveries: _containers.RepeatedCompositeFieldContainer[_confirmations_pb2.WebhookDelivery]
+    def __init__(self, deliveries: _Optional[_Iterable[_Union[_confirmations_pb2.WebhookDelivery, _Mapping]]] = ...) -> None: ...
+
+class SummarizeConfirmationsRequest(_message.Message):
+    __slots__ = ("business_date",)
+    BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
+    business_date: str
+    def __init__(self, business_date: _Optional[str] = ...) -> None: ...
+
+class SummarizeConfirmationsResponse(_message.Message):
+    __slots__ = ("business_date", "totals")
+    BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    business_date: str
+    totals: _containers.RepeatedCompositeFieldContainer[ConfirmationTotal]
+    def __init__(self, business_date: _Optional[str] = ..., totals: _Optional[_Iterable[_Union[ConfirmationTotal, _Mapping]]] = ...) -> None: ...
+
+class ConfirmationTotal(_message.Message):
+    __slots__ = ("channel", "status", "count", "amount")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    channel: _types_pb2.Channel
+    status: _types_pb2.PaymentStatus
+    count: int
+    amount: _types_pb2.Money
+    def __init__(self, channel: _Optional[_Union[_types_pb2.Channel, str]] = ..., status: _Optional[_Union[_types_pb2.PaymentStatus, str]] = ..., count: _Optional[int] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ...) -> None: ...

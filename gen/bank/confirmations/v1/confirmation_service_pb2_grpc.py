@@ -72,6 +72,16 @@ class ConfirmationServiceStub:
                 request_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ReplayWebhookDeliveriesRequest.SerializeToString,
                 response_deserializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ReplayWebhookDeliveriesResponse.FromString,
                 _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/bank.confirmations.v1.ConfirmationService/ListWebhookDeliveries',
+                request_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.SummarizeConfirmations = channel.unary_unary(
+                '/bank.confirmations.v1.ConfirmationService/SummarizeConfirmations',
+                request_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.SummarizeConfirmationsRequest.SerializeToString,
+                response_deserializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.SummarizeConfirmationsResponse.FromString,
+                _registered_method=True)
 
 
 class ConfirmationServiceServicer:
@@ -127,6 +137,21 @@ class ConfirmationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWebhookDeliveries(self, request, context):
+        """An endpoint's deliveries and where each stands (newest first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SummarizeConfirmations(self, request, context):
+        """Reconciliation: count and amount per channel, status and currency for a
+        business date. Read-only; the operator identity only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConfirmationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -164,6 +189,16 @@ def add_ConfirmationServiceServicer_to_server(servicer, server):
                     servicer.ReplayWebhookDeliveries,
                     request_deserializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ReplayWebhookDeliveriesRequest.FromString,
                     response_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ReplayWebhookDeliveriesResponse.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ListWebhookDeliveriesResponse.SerializeToString,
+            ),
+            'SummarizeConfirmations': grpc.unary_unary_rpc_method_handler(
+                    servicer.SummarizeConfirmations,
+                    request_deserializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.SummarizeConfirmationsRequest.FromString,
+                    response_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.SummarizeConfirmationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -358,6 +393,60 @@ class ConfirmationService:
             '/bank.confirmations.v1.ConfirmationService/ReplayWebhookDeliveries',
             bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ReplayWebhookDeliveriesRequest.SerializeToString,
             bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ReplayWebhookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bank.confirmations.v1.ConfirmationService/ListWebhookDeliveries',
+            bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ListWebhookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SummarizeConfirmations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bank.confirmations.v1.ConfirmationService/SummarizeConfirmations',
+            bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.SummarizeConfirmationsRequest.SerializeToString,
+            bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.SummarizeConfirmationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,45 @@
+"""The confirmation service's own settings, from environment variables."""
+
+import os
+from dataclasses import dataclass
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, "").strip() or default)
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, "").strip() or default)
+
+
+@dataclass(frozen=True)
+class ConfirmationSettings:
+    # PAYMESH_CONFIRMATIONS_HEARTBEAT_SECONDS: an idle subscription gets a Heartbeat this often.
+    heartbeat_seconds: float = 15.0
+    # PAYMESH_CONFIRMATIONS_BUFFER: live items held per subscriber before it falls back to the log.
+    subscriber_buffer: int = 4096
+    # PAYMESH_WEBHOOK_ALLOWED_HOSTS: comma-separated hosts ("*.example.com" allows subdomains).
+    webhook_allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+    # PAYMESH_WEBHOOK_MAX_ATTEMPTS: attempts before a delivery is dead-lettered.
+    webhook_max_attempts: int = 8
+    # PAYMESH_WEBHOOK_BASE_DELAY_SECONDS / _MAX_DELAY_SECONDS: exponential backoff bounds.
+    webhook_base_delay: float = 1.0
+    webhook_max_delay: float = 300.0
+    # PAYMESH_WEBHOOK_TIMEOUT_SECONDS: one POST's time limit.
+    webhook_timeout: float = 10.0
+    # PAYMESH_WEBHOOK_CONCURRENCY: POSTs in flight at once.
+    webhook_concurrency: int = 32
+
+    @classmethod
+    def from_env(cls) -> "ConfirmationSettings":
+        hosts = os.environ.get("PAYMESH_WEBHOOK_ALLOWED_HOSTS", "").strip() or "127.0.0.1,localhost"
+        return cls(
+            heartbeat_seconds=_float("PAYMESH_CONFIRMATIONS_HEARTBEAT_SECONDS", cls.heartbeat_seconds),
+            subscriber_buffer=_int("PAYMESH_CONFIRMATIONS_BUFFER", cls.subscriber_buffer),
+            webhook_allowed_hosts=tuple(h.strip().lower() for h in hosts.split(",") if h.strip()),
+            webhook_max_attempts=_int("PAYMESH_WEBHOOK_MAX_ATTEMPTS", cls.webhook_max_attempts),
+            webhook_base_delay=_float("PAYMESH_WEBHOOK_BASE_DELAY_SECONDS", cls.webhook_base_delay),
+            webhook_max_delay=_float("PAYMESH_WEBHOOK_MAX_DELAY_SECONDS", cls.webhook_max_delay),
+            webhook_timeout=_float("PAYMESH_WEBHOOK_TIMEOUT_SECONDS", cls.webhook_timeout),
+            webhook_concurrency=_int("PAYMESH_WEBHOOK_CONCURRENCY", cls.webhook_concurrency),
+        )

@@ -1,0 +1,126 @@
+"""The confirmation log in SQLite: every payment result once per (payment_id, status),
+with a strictly increasing sequence, and the durable consumers' acknowledged positions.
+
+Every function here takes the connection first and runs on the Store's own thread.
+The idempotency key is (payment_id, status): a payment confirmed APPLIED and later
+REVERSED has two confirmations; the same (payment_id, status) again is a duplicate
+and keeps its first sequence and body.
+"""
+
+import sqlite3
+from collections.abc import Sequence
+
+from bank.confirmations.v1 import confirmations_pb2
+from confirmations import webhook_store
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS confirmation (
+    sequence INTEGER PRIMARY KEY,
+    payment_id TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    channel INTEGER NOT NULL,
+    loan_type INTEGER NOT NULL,
+    business_date TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    amount_minor INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    UNIQUE (payment_id, status)
+);
+CREATE INDEX IF NOT EXISTS confirmation_by_channel ON confirmation (channel, sequence);
+CREATE INDEX IF NOT EXISTS confirmation_by_date ON confirmation (business_date);
+CREATE TABLE IF NOT EXISTS consumer (
+    channel INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    acked_sequence INTEGER NOT NULL,
+    PRIMARY KEY (channel, name)
+);
+"""
+
+Confirmation = confirmations_pb2.Confirmation
+
+
+def head(connection: sqlite3.Connection) -> int:
+    """The newest sequence in the log (0 when empty)."""
+    return connection.execute("SELECT coalesce(max(sequence), 0) FROM confirmation").fetchone()[0]
+
+
+def append(connection: sqlite3.Connection, batches: Sequence[Sequence[Confirmation]]):
+    """Appends valid confirmations inside the caller's transaction.
+
+    Returns (results per batch as [(sequence, duplicate)], the new confirmations in sequence order)."""
+    sequence = first = head(connection) + 1
+    results, new = [], []
+    for batch in batches:
+        acks = []
+        for item in batch:
+            known = connection.execute(
+                "SELECT sequence FROM confirmation WHERE payment_id = ? AND status = ?",
+                (item.payment_id, item.status),
+            ).fetchone()
+            if known:
+                acks.append((known[0], True))
+                continue
+            stored = Confirmation()
+            stored.CopyFrom(item)
+            stored.sequence = sequence
+            connection.execute(
+                "INSERT INTO confirmation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (sequence, item.payment_id, item.status, item.channel, item.loan_type, item.business_date,
+                 item.amount.currency_code, item.amount.amount_minor, stored.SerializeToString()),
+            )
+            acks.append((sequence, False))
+            new.append(stored)
+            sequence += 1
+        results.append(acks)
+    if new:
+        # In the same transaction: a confirmation is never durable without its webhook deliveries.
+        webhook_store.enqueue_deliveries(connection, first, sequence - 1)
+    return results, new
+
+
+def read_after(
+    connection: sqlite3.Connection, channel: int, after: int, loan_types: Sequence[int],
+    statuses: Sequence[int], limit: int,
+) -> tuple[list[bytes], int]:
+    """Up to limit serialized confirmations of channel after sequence `after` matching the filter,
+    and the sequence of the last one (or `after` when none)."""
+    sql = "SELECT sequence, body FROM confirmation WHERE channel = ? AND sequence > ?"
+    params: list = [channel, after]
+    for column, values in (("loan_type", loan_types), ("status", statuses)):
+        if values:
+            sql += f" AND {column} IN ({','.join('?' * len(values))})"
+            params.extend(values)
+    rows = connection.execute(sql + " ORDER BY sequence LIMIT ?", (*params, limit)).fetchall()
+    return [body for _, body in rows], (rows[-1][0] if rows else after)
+
+
+def consumer_position(connection: sqlite3.Connection, channel: int, name: str) -> int | None:
+    row = connection.execute(
+        "SELECT acked_sequence FROM consumer WHERE channel = ? AND name = ?", (channel, name)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def create_consumer(connection: sqlite3.Connection, channel: int, name: str, position: int) -> None:
+    """Registers a consumer at position unless it exists (then its position is kept)."""
+    connection.execute(
+        "INSERT OR IGNORE INTO consumer (channel, name, acked_sequence) VALUES (?, ?, ?)", (channel, name, position)
+    )
+
+
+def acknowledge(connection: sqlite3.Connection, channel: int, name: str, sequence: int) -> int | None:
+    """Moves the consumer's position forward (never back); its new position, None if unknown."""
+    connection.execute(
+        "UPDATE consumer SET acked_sequence = max(acked_sequence, ?) WHERE channel = ? AND name = ?",
+        (sequence, channel, name),
+    )
+    return consumer_position(connection, channel, name)
+
+
+def summarize(connection: sqlite3.Connection, business_date: str) -> list[tuple[int, int, str, int, int]]:
+    """(channel, status, currency, count, sum of amount_minor) for a business date."""
+    return connection.execute(
+        "SELECT channel, status, currency, count(*), sum(amount_minor) FROM confirmation"
+        " WHERE business_date = ? GROUP BY channel, status, currency ORDER BY channel, status, currency",
+        (business_date,),
+    ).fetchall()

@@ -1,0 +1,98 @@
+"""The webhook RPCs of ConfirmationService: a channel manages only its own endpoints."""
+
+import uuid
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from bank.common.v1 import errors_pb2
+from bank.confirmations.v1 import confirmation_service_pb2 as pb, confirmations_pb2
+from confirmations import webhook_store, webhooks
+from confirmations.channels import channel_of
+from paymesh.errors import abort
+from paymesh.tls import peer_identity
+
+MAX_DESCRIPTION = 256
+MAX_PAGE_SIZE = 1000
+
+
+def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    value = timestamp_pb2.Timestamp()
+    value.FromNanoseconds(int(seconds * 1e9))
+    return value
+
+
+def _endpoint(row, with_secret: bool) -> confirmations_pb2.WebhookEndpoint:
+    endpoint_id, url, description, secret, create_time = row
+    return confirmations_pb2.WebhookEndpoint(
+        endpoint_id=endpoint_id, url=url, description=description, signing_secret=secret if with_secret else "",
+        create_time=_timestamp(create_time),
+    )
+
+
+async def _endpoint_not_found(context, endpoint_id: str):
+    await abort(context, grpc.StatusCode.NOT_FOUND, f"no webhook endpoint {endpoint_id!r} for this channel",
+                errors_pb2.ERROR_REASON_ENDPOINT_NOT_FOUND)
+
+
+class WebhookRpcs:
+    """Mixed into ConfirmationService, which provides self.store, self.settings and self.dispatcher."""
+
+    async def CreateWebhookEndpoint(self, request, context):
+        channel = channel_of(peer_identity(context))
+        violations = []
+        if not 0 < len(request.request_id) <= 128:
+            violations.append(("request_id", "must be 1 to 128 characters (the idempotency key of this create)"))
+        if len(request.description) > MAX_DESCRIPTION:
+            violations.append(("description", f"must be at most {MAX_DESCRIPTION} characters"))
+        problem = webhooks.url_problem(request.url, self.settings.webhook_allowed_hosts)
+        if problem:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"the endpoint URL {problem}",
+                        errors_pb2.ERROR_REASON_ENDPOINT_URL_INVALID, violations=[("url", problem), *violations])
+        if violations:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the endpoint request is malformed",
+                        errors_pb2.ERROR_REASON_INVALID_FIELD, violations=violations)
+        row, created = await self.store.transaction(
+            webhook_store.create_endpoint, channel, request.request_id, f"we_{uuid.uuid4().hex}", request.url,
+            request.description, webhooks.new_secret(),
+        )
+        if not created and (row[1], row[2]) != (request.url, request.description):
+            await abort(context, grpc.StatusCode.ALREADY_EXISTS, "this request_id already created a different"
+                        " endpoint", errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED,
+                        metadata={"endpoint_id": row[0]})
+        # A retried create (same request_id and body) gets the secret again: it is still the create.
+        return pb.CreateWebhookEndpointResponse(endpoint=_endpoint(row, with_secret=True))
+
+    async def ListWebhookEndpoints(self, request, context):
+        rows = await self.store.run(webhook_store.list_endpoints, channel_of(peer_identity(context)))
+        return pb.ListWebhookEndpointsResponse(endpoints=[_endpoint(row, with_secret=False) for row in rows])
+
+    async def DeleteWebhookEndpoint(self, request, context):
+        channel = channel_of(peer_identity(context))
+        if not await self.store.transaction(webhook_store.delete_endpoint, channel, request.endpoint_id):
+            await _endpoint_not_found(context, request.endpoint_id)
+        return pb.DeleteWebhookEndpointResponse()
+
+    async def ReplayWebhookDeliveries(self, request, context):
+        channel = channel_of(peer_identity(context))
+        count = await self.store.transaction(webhook_store.replay, channel, request.endpoint_id)
+        if count is None:
+            await _endpoint_not_found(context, request.endpoint_id)
+        self.dispatcher.wake()
+        return pb.ReplayWebhookDeliveriesResponse(replayed_count=count)
+
+    async def ListWebhookDeliveries(self, request, context):
+        channel = channel_of(peer_identity(context))
+        if request.page_size < 0 or request.status not in confirmations_pb2.DeliveryStatus.values():
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "page_size or status is out of range",
+                        errors_pb2.ERROR_REASON_INVALID_FIELD,
+                        violations=[("page_size", "must not be negative"), ("status", "must be a DeliveryStatus")])
+        limit = min(request.page_size or 100, MAX_PAGE_SIZE)
+        rows = await self.store.run(webhook_store.list_deliveries, channel, request.endpoint_id, request.status, limit)
+        if rows is None:
+            await _endpoint_not_found(context, request.endpoint_id)
+        return pb.ListWebhookDeliveriesResponse(deliveries=[
+            confirmations_pb2.WebhookDelivery(endpoint_id=e, sequence=s, payment_id=p, status=st, attempts=a,
+                                              last_error=err, next_attempt_time=_timestamp(n))
+            for e, s, p, st, a, err, n in rows
+        ])

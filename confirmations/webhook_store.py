@@ -1,0 +1,141 @@
+"""Webhook endpoints and their deliveries in the confirmation store.
+
+A delivery row is written in the same transaction as its confirmation, so a
+crash never loses one; the dispatcher moves it PENDING -> DELIVERED, or after
+the last attempt to DEAD_LETTER, from where a replay sets it PENDING again.
+The signing secret is kept here because signing needs it; it is never listed.
+"""
+
+import sqlite3
+import time
+
+from bank.confirmations.v1 import confirmations_pb2
+
+PENDING = confirmations_pb2.DELIVERY_STATUS_PENDING
+DELIVERED = confirmations_pb2.DELIVERY_STATUS_DELIVERED
+DEAD_LETTER = confirmations_pb2.DELIVERY_STATUS_DEAD_LETTER
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS webhook_endpoint (
+    endpoint_id TEXT PRIMARY KEY,
+    channel INTEGER NOT NULL,
+    request_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    description TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    create_time REAL NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (channel, request_id)
+);
+CREATE INDEX IF NOT EXISTS endpoint_by_channel ON webhook_endpoint (channel) WHERE deleted = 0;
+CREATE TABLE IF NOT EXISTS webhook_delivery (
+    endpoint_id TEXT NOT NULL REFERENCES webhook_endpoint (endpoint_id),
+    sequence INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (endpoint_id, sequence)
+);
+CREATE INDEX IF NOT EXISTS delivery_due ON webhook_delivery (next_attempt_at) WHERE status = {PENDING};
+"""
+
+ENDPOINT_COLUMNS = "endpoint_id, url, description, secret, create_time"
+
+
+def enqueue_deliveries(connection: sqlite3.Connection, first: int, last: int) -> None:
+    """A pending delivery to every live endpoint of each confirmation's channel in [first, last]."""
+    connection.execute(
+        "INSERT INTO webhook_delivery (endpoint_id, sequence, status, next_attempt_at)"
+        " SELECT e.endpoint_id, c.sequence, ?, ? FROM confirmation c"
+        " JOIN webhook_endpoint e ON e.channel = c.channel AND e.deleted = 0"
+        " WHERE c.sequence BETWEEN ? AND ?",
+        (PENDING, time.time(), first, last),
+    )
+
+
+def create_endpoint(connection, channel: int, request_id: str, endpoint_id: str, url: str, description: str,
+                    secret: str) -> tuple[tuple, bool]:
+    """The endpoint row and whether it was created now; the same request_id returns the first one."""
+    existing = connection.execute(
+        f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoint WHERE channel = ? AND request_id = ?",
+        (channel, request_id),
+    ).fetchone()
+    if existing:
+        return existing, False
+    row = (endpoint_id, url, description, secret, time.time())
+    connection.execute(
+        "INSERT INTO webhook_endpoint (endpoint_id, url, description, secret, create_time, channel, request_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)", (*row, channel, request_id),
+    )
+    return row, True
+
+
+def list_endpoints(connection, channel: int) -> list[tuple]:
+    return connection.execute(
+        f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoint WHERE channel = ? AND deleted = 0 ORDER BY create_time",
+        (channel,),
+    ).fetchall()
+
+
+def owns_endpoint(connection, channel: int, endpoint_id: str) -> bool:
+    return connection.execute(
+        "SELECT 1 FROM webhook_endpoint WHERE endpoint_id = ? AND channel = ? AND deleted = 0", (endpoint_id, channel)
+    ).fetchone() is not None
+
+
+def delete_endpoint(connection, channel: int, endpoint_id: str) -> bool:
+    """Marks the endpoint deleted and drops what it had not received yet; False if not the channel's."""
+    if not owns_endpoint(connection, channel, endpoint_id):
+        return False
+    connection.execute("UPDATE webhook_endpoint SET deleted = 1 WHERE endpoint_id = ?", (endpoint_id,))
+    connection.execute("DELETE FROM webhook_delivery WHERE endpoint_id = ? AND status != ?", (endpoint_id, DELIVERED))
+    return True
+
+
+def due_deliveries(connection, now: float, limit: int) -> list[tuple]:
+    """(endpoint_id, sequence, attempts, url, secret, body) of pending deliveries due by now, oldest first."""
+    return connection.execute(
+        "SELECT d.endpoint_id, d.sequence, d.attempts, e.url, e.secret, c.body FROM webhook_delivery d"
+        " JOIN webhook_endpoint e USING (endpoint_id) JOIN confirmation c USING (sequence)"
+        " WHERE d.status = ? AND d.next_attempt_at <= ? AND e.deleted = 0 ORDER BY d.next_attempt_at LIMIT ?",
+        (PENDING, now, limit),
+    ).fetchall()
+
+
+def next_due_time(connection) -> float | None:
+    return connection.execute(
+        "SELECT min(next_attempt_at) FROM webhook_delivery WHERE status = ?", (PENDING,)
+    ).fetchone()[0]
+
+
+def record_attempt(connection, endpoint_id: str, sequence: int, status: int, attempts: int,
+                   next_attempt_at: float, error: str) -> None:
+    connection.execute(
+        "UPDATE webhook_delivery SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?"
+        " WHERE endpoint_id = ? AND sequence = ?",
+        (status, attempts, next_attempt_at, error, endpoint_id, sequence),
+    )
+
+
+def replay(connection, channel: int, endpoint_id: str) -> int | None:
+    """Dead letters of the endpoint back to pending, due now; how many (None: not the channel's endpoint)."""
+    if not owns_endpoint(connection, channel, endpoint_id):
+        return None
+    return connection.execute(
+        "UPDATE webhook_delivery SET status = ?, attempts = 0, next_attempt_at = ? WHERE endpoint_id = ? AND status = ?",
+        (PENDING, time.time(), endpoint_id, DEAD_LETTER),
+    ).rowcount
+
+
+def list_deliveries(connection, channel: int, endpoint_id: str, status: int, limit: int) -> list[tuple] | None:
+    """(endpoint_id, sequence, payment_id, status, attempts, last_error, next_attempt_at), newest first."""
+    if not owns_endpoint(connection, channel, endpoint_id):
+        return None
+    sql = ("SELECT d.endpoint_id, d.sequence, c.payment_id, d.status, d.attempts, d.last_error, d.next_attempt_at"
+           " FROM webhook_delivery d JOIN confirmation c USING (sequence) WHERE d.endpoint_id = ?")
+    params: list = [endpoint_id]
+    if status:
+        sql += " AND d.status = ?"
+        params.append(status)
+    return connection.execute(sql + " ORDER BY d.sequence DESC LIMIT ?", (*params, limit)).fetchall()
