@@ -26,6 +26,11 @@ class Settings:
     log_level: str  # PAYMESH_LOG_LEVEL
     trace_exporter: str  # PAYMESH_TRACE_EXPORTER: none | console | file
     trace_file: Path  # PAYMESH_TRACE_FILE: JSON lines, with the file exporter
+    # Opt-in plaintext ports, unset (None) by default so a local run has none; 0 picks a free port.
+    # PAYMESH_HEALTH_PORT: grpc.health.v1 only, for kubelet's gRPC probes (they cannot present a client cert).
+    health_port: int | None = None
+    # PAYMESH_METRICS_PORT: HTTP /metrics for Prometheus scraping.
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -39,7 +44,14 @@ class Settings:
             log_level=_env("PAYMESH_LOG_LEVEL", "INFO").upper(),
             trace_exporter=_env("PAYMESH_TRACE_EXPORTER", "none").lower(),
             trace_file=Path(_env("PAYMESH_TRACE_FILE", str(home / "traces.jsonl"))).absolute(),
+            health_port=_optional_port("PAYMESH_HEALTH_PORT"),
+            metrics_port=_optional_port("PAYMESH_METRICS_PORT"),
         )
+
+
+def _optional_port(name: str) -> int | None:
+    value = _env(name, "")
+    return int(value) if value else None
 
 
 def port_of(spec: ServiceSpec) -> int:

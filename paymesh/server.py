@@ -31,6 +31,9 @@ class RunningServer:
     port: int
     health: health.aio.HealthServicer
     service_names: list[str]
+    # The opt-in plaintext health-only server (PAYMESH_HEALTH_PORT); None by default.
+    health_only: grpc.aio.Server | None = None
+    health_only_port: int | None = None
 
     async def set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -41,6 +44,8 @@ class RunningServer:
         """Refuses new calls at once; in-flight calls get up to grace seconds to finish."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.health_only is not None:  # answered NOT_SERVING during the grace; now gone too
+            await self.health_only.stop(0)
 
 
 async def start_server(
@@ -60,8 +65,24 @@ async def start_server(
     bound = server.add_secure_port(f"{settings.bind_host}:{port}", server_credentials(material))
     await server.start()
     running = RunningServer(server, bound, health_servicer, names)
+    if settings.health_port is not None:
+        running.health_only, running.health_only_port = await start_health_only_server(settings, health_servicer)
     await running.set_serving(True)
     return running
+
+
+async def start_health_only_server(
+    settings: Settings, health_servicer: health.aio.HealthServicer
+) -> tuple[grpc.aio.Server, int]:
+    """A plaintext port serving grpc.health.v1 and nothing else, for kubelet's native gRPC probes,
+    which cannot present a client certificate. Opt-in by PAYMESH_HEALTH_PORT (a local run has none).
+    A server of its own, so no domain service or reflection can be reached on it (UNIMPLEMENTED);
+    it shares the servicer, so it answers what the mTLS port answers, NOT_SERVING while draining."""
+    health_server = grpc.aio.server(options=SERVER_OPTIONS)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+    bound = health_server.add_insecure_port(f"{settings.bind_host}:{settings.health_port}")
+    await health_server.start()
+    return health_server, bound
 
 
 async def until_signalled() -> int:
@@ -91,15 +112,23 @@ async def serve(
     settings = Settings.from_env()
     setup_logging(service, settings.log_level)
     tracer_provider = telemetry.setup_tracing(service, settings)
+    metrics_setup = telemetry.setup_metrics(service, settings)
     running = await start_server(service, settings, register, policy, port_of(SERVICES[service]))
     write_port_file(settings, service, running.port)
-    log.info("serving", extra={"port": running.port, "services": running.service_names})
+    # The opt-in plaintext ports: run/<service>-health.port and run/<service>-metrics.port.
+    if running.health_only_port is not None:
+        write_port_file(settings, f"{service}-health", running.health_only_port)
+    if metrics_setup.port is not None:
+        write_port_file(settings, f"{service}-metrics", metrics_setup.port)
+    log.info("serving", extra={"port": running.port, "services": running.service_names,
+                               "health_port": running.health_only_port, "metrics_port": metrics_setup.port})
     sig = await until_signalled()
     log.info("stopping", extra={"signal": signal.Signals(sig).name, "grace_seconds": settings.grace_seconds})
     await running.stop(settings.grace_seconds)
     if on_stop is not None:
         await on_stop()
     tracer_provider.shutdown()
+    metrics_setup.shutdown()
     log.info("stopped")
 
 

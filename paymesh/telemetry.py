@@ -1,15 +1,33 @@
 """OpenTelemetry: one tracer provider per process, trace context carried in gRPC
-metadata by the instrumentation's interceptors, so one payment is one trace."""
+metadata by the instrumentation's interceptors, so one payment is one trace; and
+metrics (payments, latency per hop and per RPC, queue depths) for Prometheus."""
 
+import asyncio
+import functools
+import inspect
 import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import SimpleNamespace
 
-from opentelemetry import trace
+import grpc
+from opentelemetry import metrics, trace
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.metrics import Observation
+from opentelemetry.sdk.metrics import Histogram, MeterProvider
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
 
+from prometheus_client import CollectorRegistry, start_http_server
+
 from paymesh.config import Settings
+
+log = logging.getLogger(__name__)
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -40,8 +58,164 @@ def setup_tracing(service_name: str, settings: Settings) -> TracerProvider:
 
 
 def server_interceptors() -> list:
-    return [aio_server_interceptor()]
+    return [aio_server_interceptor(), RpcMetrics()]
 
 
 def client_interceptors() -> list:
     return aio_client_interceptors()
+
+
+# --- Metrics -----------------------------------------------------------------
+# Instruments are made on the global meter, which forwards to the provider that
+# setup_metrics installs (once per process); before that, or when a process never
+# calls it, recording is a cheap no-op. So a colleague may create instruments at
+# import time and call count_payment & co. from anywhere.
+
+# Seconds; from a cache hit (1 ms) to a slow mainframe round trip (10 s).
+LATENCY_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class MetricsSetup:
+    provider: MeterProvider
+    port: int | None  # where /metrics is served; None when PAYMESH_METRICS_PORT is unset
+    _http: object | None = None
+
+    def shutdown(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        self.provider.shutdown()
+
+
+def setup_metrics(service_name: str, settings: Settings) -> MetricsSetup:
+    """The process's meter provider; with settings.metrics_port set, also a plaintext HTTP /metrics
+    for Prometheus (opt-in, like the health port: it carries no payment data, only aggregates)."""
+    readers, registry = [], None
+    if settings.metrics_port is not None:
+        registry = CollectorRegistry()  # our own, so nothing else in the process leaks into /metrics
+        readers.append(PrometheusMetricReader(registry=registry))
+    latency_view = View(
+        instrument_type=Histogram, aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS_SECONDS)
+    )
+    provider = MeterProvider(
+        resource=Resource.create({"service.name": service_name}), metric_readers=readers, views=[latency_view]
+    )
+    metrics.set_meter_provider(provider)
+    if registry is None:
+        return MetricsSetup(provider, None)
+    http, _thread = start_http_server(settings.metrics_port, addr=settings.bind_host, registry=registry)
+    return MetricsSetup(provider, http.server_port, http)
+
+
+def meter() -> metrics.Meter:
+    """The paymesh meter, for instruments of a service's own."""
+    return metrics.get_meter("paymesh")
+
+
+@functools.cache
+def _instruments():
+    m = meter()
+    return SimpleNamespace(
+        payments=m.create_counter(
+            "paymesh.payments", unit="{payment}", description="Payments by channel, core and final status"
+        ),
+        hop_latency=m.create_histogram(
+            "paymesh.hop.duration", unit="s", description="Time of one hop of a payment (caller -> callee)"
+        ),
+        rpc_latency=m.create_histogram(
+            "rpc.server.duration", unit="s", description="Time to handle one gRPC call, by method and status"
+        ),
+        queue_depth=m.create_observable_gauge(
+            "paymesh.queue.depth", callbacks=[_observe_queues], unit="{item}",
+            description="Items waiting in a durable queue (bridge store-and-forward, confirmation consumer lag)",
+        ),
+    )
+
+
+def count_payment(channel: str, core: str, status: str) -> None:
+    """One payment reached a final status (e.g. APPLIED, REJECTED, DUPLICATE) on a channel and core."""
+    _instruments().payments.add(1, {"channel": channel, "core": core, "status": status})
+
+
+def record_hop_latency(hop: str, seconds: float, status: str = "OK") -> None:
+    """How long one hop of a payment took, e.g. hop="router->core-cash"."""
+    _instruments().hop_latency.record(seconds, {"hop": hop, "status": status})
+
+
+_queues: dict[str, Callable[[], int]] = {}
+
+
+def observe_queue_depth(queue: str, depth: Callable[[], int]) -> None:
+    """Registers depth() (cheap, thread-safe: it runs on the exporter's thread at each scrape) as the
+    current size of the named queue, e.g. "bridge.store-and-forward" or "confirmations.lag.<consumer>"."""
+    _queues[queue] = depth
+    _instruments()  # the gauge exists from now on
+
+
+def _observe_queues(_options) -> Iterator[Observation]:
+    for queue, depth in list(_queues.items()):
+        try:
+            yield Observation(int(depth()), {"queue": queue})
+        except Exception:  # a broken gauge must not break the scrape of every other metric
+            log.exception("queue depth callback failed", extra={"queue": queue})
+
+
+class RpcMetrics(grpc.aio.ServerInterceptor):
+    """rpc.server.duration for every call the server handles, by service, method and status code."""
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        service, _, method = details.method.lstrip("/").rpartition("/")
+        attributes = {"rpc.service": service, "rpc.method": method}
+        kind = next(k for k in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+                    if getattr(handler, k) is not None)
+        timed = _timed(getattr(handler, kind), attributes)
+        return getattr(grpc, f"{kind}_rpc_method_handler")(
+            timed, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _timed(behavior, attributes: dict):
+    if inspect.isasyncgenfunction(behavior):  # streaming responses yielded
+        async def timed_stream(request, context):
+            started, error = time.perf_counter(), None
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            except BaseException as raised:
+                error = raised
+                raise
+            finally:
+                _record_rpc(started, context, attributes, error)
+        return timed_stream
+
+    async def timed_call(request, context):  # unary, or streaming through context.write
+        started, error = time.perf_counter(), None
+        try:
+            return await behavior(request, context)
+        except BaseException as raised:
+            error = raised
+            raise
+        finally:
+            _record_rpc(started, context, attributes, error)
+    return timed_call
+
+
+def _record_rpc(started: float, context, attributes: dict, error: BaseException | None) -> None:
+    code = context.code()
+    if code is not None:
+        name = code.name if isinstance(code, grpc.StatusCode) else _STATUS_BY_VALUE.get(code, str(code))
+    elif error is None:
+        name = "OK"
+    else:
+        name = "CANCELLED" if isinstance(error, asyncio.CancelledError) else "UNKNOWN"
+    _instruments().rpc_latency.record(
+        time.perf_counter() - started, {**attributes, "rpc.grpc.status_code": name}
+    )
+
+
+_STATUS_BY_VALUE = {status.value[0]: status.name for status in grpc.StatusCode}
