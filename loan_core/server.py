@@ -1,21 +1,158 @@
-"""The LoanCoreService server every core runs. Only the payment router may call a core."""
+"""The LoanCoreService server every core runs, on its product's rules and its own store.
 
-from bank.loans.v1 import loan_core_service_pb2, loan_core_service_pb2_grpc
+Only the payment router may apply or reverse payments; the operator (reconciliation)
+may also read loans and the day's movements.
+"""
+
+import asyncio
+import logging
+from datetime import date
+from functools import partial
+from pathlib import Path
+
+import grpc
+
+from bank.common.v1 import errors_pb2
+from bank.loans.v1 import loan_core_service_pb2 as core_pb2
+from bank.loans.v1 import loan_core_service_pb2_grpc
+from loan_core import queries
+from loan_core.apply import apply_batch
+from loan_core.committer import GroupCommitter
+from loan_core.dates import parse_date
+from loan_core.engine import Refused
+from loan_core.portfolio import PortfolioSettings, generate
+from loan_core.products import BY_SERVICE
+from loan_core.reversal import reverse_payment
+from loan_core.rules import ProductRules
+from loan_core.store import SCHEMA, seed_if_empty
 from paymesh import server
 from paymesh.authz import CallerPolicy
-from paymesh.topology import ROUTER
+from paymesh.config import Settings
+from paymesh.errors import abort
+from paymesh.sqlite import Store, connect
+from paymesh.topology import OPERATOR, ROUTER
 
-POLICY = CallerPolicy.only([ROUTER])
+log = logging.getLogger(__name__)
+_SERVICE = core_pb2.DESCRIPTOR.services_by_name["LoanCoreService"].full_name
+POLICY = CallerPolicy(
+    default=frozenset([ROUTER]),
+    per_method={f"/{_SERVICE}/{m}": frozenset([ROUTER, OPERATOR]) for m in ("GetLoan", "ListAppliedPayments")},
+)
+# How many micro-batches of one stream may wait for their commit (back-pressure beyond).
+MAX_BATCHES_IN_FLIGHT = 64
+
+_STATUS_OF_REASON = {
+    errors_pb2.ERROR_REASON_LOAN_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    errors_pb2.ERROR_REASON_PAYMENT_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED: grpc.StatusCode.ALREADY_EXISTS,
+    errors_pb2.ERROR_REASON_ALREADY_REVERSED: grpc.StatusCode.FAILED_PRECONDITION,
+    errors_pb2.ERROR_REASON_REVERSAL_NOT_ALLOWED: grpc.StatusCode.FAILED_PRECONDITION,
+}
 
 
 class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
-    """The loan engine lands with the cores issue; until then every method answers UNIMPLEMENTED."""
+    def __init__(self, rules: ProductRules, store: Store):
+        self.rules = rules
+        self.store = store
+        self.committer = GroupCommitter(store, partial(_apply_with_rules, rules))
+
+    async def ApplyPayments(self, request_iterator, context):
+        pending: asyncio.Queue = asyncio.Queue(maxsize=MAX_BATCHES_IN_FLIGHT)
+
+        async def read_requests():
+            try:
+                async for request in request_iterator:
+                    await pending.put(asyncio.ensure_future(self.committer.submit(list(request.payments))))
+            finally:
+                await pending.put(None)
+
+        reader = asyncio.create_task(read_requests())
+        try:
+            while (answer := await pending.get()) is not None:
+                try:
+                    outcomes = await answer
+                except Exception:
+                    await abort(context, grpc.StatusCode.UNAVAILABLE,
+                                f"{self.rules.service} could not store the payments; send them again",
+                                errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0)
+                yield core_pb2.ApplyPaymentsResponse(outcomes=outcomes)
+            await reader  # surfaces a broken request stream
+        finally:
+            reader.cancel()
+
+    async def ReversePayment(self, request, context):
+        return await self._answer(context, self.store.transaction(reverse_payment, self.rules, request))
+
+    async def GetLoan(self, request, context):
+        on = date.today()
+        if request.as_of_date:
+            on = parse_date(request.as_of_date)
+            if on is None:
+                await _refuse(context, Refused(errors_pb2.ERROR_REASON_INVALID_FIELD,
+                                               f"as_of_date {request.as_of_date!r} is not a date written YYYY-MM-DD",
+                                               "as_of_date"))
+        loan = await self._answer(context, self.store.run(queries.get_loan, self.rules, request.loan_id, on))
+        return core_pb2.GetLoanResponse(loan=loan)
+
+    async def ListAppliedPayments(self, request, context):
+        return await self._answer(context, self.store.run(queries.list_applied, request))
+
+    async def _answer(self, context, work):
+        try:
+            return await work
+        except Refused as refused:
+            await _refuse(context, refused)
+
+    async def close(self) -> None:
+        await self.committer.close()
+        self.store.close()
 
 
-def register(grpc_server):
-    loan_core_service_pb2_grpc.add_LoanCoreServiceServicer_to_server(LoanCoreService(), grpc_server)
-    return [loan_core_service_pb2.DESCRIPTOR.services_by_name["LoanCoreService"].full_name]
+def _apply_with_rules(rules, connection, payments):
+    return apply_batch(connection, rules, payments)
+
+
+async def _refuse(context, refused: Refused) -> None:
+    code = _STATUS_OF_REASON.get(refused.reason, grpc.StatusCode.INVALID_ARGUMENT)
+    violations = [(refused.field_name, refused.message)] if refused.field_name else []
+    await abort(context, code, refused.message, refused.reason, violations=violations)
+
+
+def open_store(rules: ProductRules, data_dir: Path, portfolio: PortfolioSettings) -> Store:
+    """The core's store, seeded with its generated portfolio the first time (when empty)."""
+    path = data_dir / f"{rules.service}.db"
+    connection = connect(path)
+    try:
+        connection.executescript(SCHEMA)
+        connection.execute("BEGIN IMMEDIATE")
+        added = seed_if_empty(connection, generate(rules.loan_type, seed=portfolio.seed, count=portfolio.count,
+                                                   as_of=portfolio.as_of))
+        connection.execute("COMMIT")
+    finally:
+        connection.close()
+    if added:
+        log.info("portfolio seeded", extra={"loans": added, "seed": portfolio.seed, "as_of": str(portfolio.as_of)})
+    return Store(path)
+
+
+def registrar(service: str, data_dir: Path, portfolio: PortfolioSettings, servicers: list | None = None):
+    """A paymesh.server Register for the core `service`; appends its servicer to servicers."""
+    def register(grpc_server):
+        servicer = LoanCoreService(BY_SERVICE[service], open_store(BY_SERVICE[service], data_dir, portfolio))
+        if servicers is not None:
+            servicers.append(servicer)
+        loan_core_service_pb2_grpc.add_LoanCoreServiceServicer_to_server(servicer, grpc_server)
+        return [_SERVICE]
+
+    return register
 
 
 def main(service: str) -> None:
-    server.main(service, register, POLICY)
+    servicers: list[LoanCoreService] = []
+    register = registrar(service, Settings.from_env().data_dir, PortfolioSettings.from_env(), servicers)
+
+    async def on_stop():
+        for servicer in servicers:
+            await servicer.close()
+
+    server.main(service, register, POLICY, on_stop)

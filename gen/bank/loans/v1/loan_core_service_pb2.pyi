@@ -91,10 +91,12 @@ class ReversePaymentResponse(_message.Message):
     def __init__(self, reversal_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., loan_id: _Optional[str] = ..., outstanding_balance: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., posting: _Optional[_Union[_ledger_pb2.Posting, _Mapping]] = ...) -> None: ...
 
 class GetLoanRequest(_message.Message):
-    __slots__ = ("loan_id",)
+    __slots__ = ("loan_id", "as_of_date")
     LOAN_ID_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_DATE_FIELD_NUMBER: _ClassVar[int]
     loan_id: str
-    def __init__(self, loan_id: _Optional[str] = ...) -> None: ...
+    as_of_date: str
+    def __init__(self, loan_id: _Optional[str] = ..., as_of_date: _Optional[str] = ...) -> None: ...
 
 class GetLoanResponse(_message.Message):
     __slots__ = ("loan",)

@@ -27,7 +27,7 @@ if _version_not_supported:
 
 class LoanCoreServiceStub:
     """The one API every loan core (cash, mortgage, vehicle) implements.
-    Callers: the payment router only.
+    Callers: the payment router; the operator (reconciliation) on GetLoan and ListAppliedPayments.
     """
 
     def __init__(self, channel):
@@ -60,7 +60,7 @@ class LoanCoreServiceStub:
 
 class LoanCoreServiceServicer:
     """The one API every loan core (cash, mortgage, vehicle) implements.
-    Callers: the payment router only.
+    Callers: the payment router; the operator (reconciliation) on GetLoan and ListAppliedPayments.
     """
 
     def ApplyPayments(self, request_iterator, context):
@@ -127,7 +127,7 @@ def add_LoanCoreServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class LoanCoreService:
     """The one API every loan core (cash, mortgage, vehicle) implements.
-    Callers: the payment router only.
+    Callers: the payment router; the operator (reconciliation) on GetLoan and ListAppliedPayments.
     """
 
     @staticmethod

@@ -67,7 +67,7 @@ class Installment(_message.Message):
     def __init__(self, number: _Optional[int] = ..., due_date: _Optional[str] = ..., principal_minor: _Optional[int] = ..., interest_minor: _Optional[int] = ..., insurance_minor: _Optional[int] = ..., outstanding_minor: _Optional[int] = ..., status: _Optional[_Union[InstallmentStatus, str]] = ...) -> None: ...
 
 class Loan(_message.Message):
-    __slots__ = ("loan_id", "loan_type", "borrower_id", "currency_code", "principal_minor", "annual_rate_bps", "term_months", "disbursement_date", "status", "outstanding_principal", "amount_due", "schedule")
+    __slots__ = ("loan_id", "loan_type", "borrower_id", "currency_code", "principal_minor", "annual_rate_bps", "term_months", "disbursement_date", "status", "outstanding_principal", "amount_due", "schedule", "payoff_amount", "balloon_minor", "prepaid_minor")
     LOAN_ID_FIELD_NUMBER: _ClassVar[int]
     LOAN_TYPE_FIELD_NUMBER: _ClassVar[int]
     BORROWER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,9 @@ class Loan(_message.Message):
     OUTSTANDING_PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_DUE_FIELD_NUMBER: _ClassVar[int]
     SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    PAYOFF_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    BALLOON_MINOR_FIELD_NUMBER: _ClassVar[int]
+    PREPAID_MINOR_FIELD_NUMBER: _ClassVar[int]
     loan_id: str
     loan_type: _types_pb2.LoanType
     borrower_id: str
@@ -92,4 +95,7 @@ class Loan(_message.Message):
     outstanding_principal: _types_pb2.Money
     amount_due: _types_pb2.Money
     schedule: _containers.RepeatedCompositeFieldContainer[Installment]
-    def __init__(self, loan_id: _Optional[str] = ..., loan_type: _Optional[_Union[_types_pb2.LoanType, str]] = ..., borrower_id: _Optional[str] = ..., currency_code: _Optional[str] = ..., principal_minor: _Optional[int] = ..., annual_rate_bps: _Optional[int] = ..., term_months: _Optional[int] = ..., disbursement_date: _Optional[str] = ..., status: _Optional[_Union[LoanStatus, str]] = ..., outstanding_principal: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., amount_due: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., schedule: _Optional[_Iterable[_Union[Installment, _Mapping]]] = ...) -> None: ...
+    payoff_amount: _types_pb2.Money
+    balloon_minor: int
+    prepaid_minor: int
+    def __init__(self, loan_id: _Optional[str] = ..., loan_type: _Optional[_Union[_types_pb2.LoanType, str]] = ..., borrower_id: _Optional[str] = ..., currency_code: _Optional[str] = ..., principal_minor: _Optional[int] = ..., annual_rate_bps: _Optional[int] = ..., term_months: _Optional[int] = ..., disbursement_date: _Optional[str] = ..., status: _Optional[_Union[LoanStatus, str]] = ..., outstanding_principal: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., amount_due: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., schedule: _Optional[_Iterable[_Union[Installment, _Mapping]]] = ..., payoff_amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., balloon_minor: _Optional[int] = ..., prepaid_minor: _Optional[int] = ...) -> None: ...

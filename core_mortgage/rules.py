@@ -1,0 +1,27 @@
+"""Mortgages (crédito hipotecario): the installment carries life insurance (desgravamen,
+on the balance) and property insurance (on the property's value); a payment smaller than
+the oldest installment due is refused; a prepayment must be at least one installment."""
+
+from bank.common.v1 import types_pb2
+from loan_core.rules import PortfolioProfile, ProductRules
+from paymesh.chart_of_accounts import PROPERTY_INSURANCE_PAYABLE
+
+RULES = ProductRules(
+    loan_type=types_pb2.LOAN_TYPE_MORTGAGE,
+    service="core-mortgage",
+    late_fee_minor={"PEN": 50_00, "USD": 15_00},
+    penalty_rate_bps=900,
+    life_insurance_ppm=280,  # 0.028 % a month of the balance
+    asset_insurance_ppm=300,  # 0.030 % a month of the property's value
+    asset_insurance_account=PROPERTY_INSURANCE_PAYABLE,
+    default_prepayment_mode=types_pb2.PREPAYMENT_MODE_REDUCE_INSTALLMENT,
+    partial_payments_allowed=False,
+    min_prepayment_installments=1,
+    portfolio=PortfolioProfile(
+        usd_share_percent=25,
+        principal_range={"PEN": (100_000_00, 600_000_00), "USD": (50_000_00, 200_000_00)},
+        rate_bps_range=(700, 1_100),
+        terms_months=(120, 180, 240),
+        asset_value_percent=125,
+    ),
+)

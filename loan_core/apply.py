@@ -1,0 +1,117 @@
+"""Applying a micro-batch of payments inside one SQLite transaction (the caller commits),
+exactly once per payment id: a replay gets its first answer back, unchanged; the same id
+with another body is refused; a refused payment changes nothing and is not recorded, so
+it can be sent again once whatever refused it is fixed."""
+
+import hashlib
+import sqlite3
+
+from bank.common.v1 import errors_pb2, types_pb2
+from bank.loans.v1 import loan_core_service_pb2 as core_pb2
+from bank.loans.v1 import loans_pb2
+from loan_core import engine, ledger, store, validation
+from loan_core.engine import Refused
+from loan_core.loan import LoanState, originate
+from loan_core.rules import ProductRules
+
+
+class LoanCache:
+    """The loans a transaction has touched: (state, its JSON as stored now)."""
+
+    def __init__(self, connection: sqlite3.Connection, rules: ProductRules):
+        self._connection = connection
+        self._rules = rules
+        self._loans: dict[str, tuple[LoanState, str | None]] = {}
+        self._dirty: set[str] = set()
+
+    def get(self, loan_id: str) -> tuple[LoanState, str | None] | None:
+        if loan_id not in self._loans:
+            found = store.load_loan(self._connection, loan_id)
+            if found is None:
+                return None
+            terms, state_json = found
+            self._loans[loan_id] = (self._decode(terms, state_json), state_json)
+        return self._loans[loan_id]
+
+    def restore(self, loan_id: str, state_json: str | None) -> LoanState:
+        """Puts a loan (already read) back to a state stored earlier; returns that state."""
+        state = self._decode(self._loans[loan_id][0].terms, state_json)
+        self.put(loan_id, state, state_json)
+        return state
+
+    def _decode(self, terms, state_json: str | None) -> LoanState:
+        return originate(terms, self._rules) if state_json is None else LoanState.from_json(terms, state_json)
+
+    def put(self, loan_id: str, state: LoanState, state_json: str | None) -> None:
+        self._loans[loan_id] = (state, state_json)
+        self._dirty.add(loan_id)
+
+    def write_back(self) -> None:
+        for loan_id in self._dirty:
+            store.save_state(self._connection, loan_id, self._loans[loan_id][1])
+
+
+def digest(message) -> bytes:
+    return hashlib.sha256(message.SerializeToString(deterministic=True)).digest()
+
+
+def apply_batch(connection: sqlite3.Connection, rules: ProductRules, payments) -> list[core_pb2.PaymentOutcome]:
+    loans = LoanCache(connection, rules)
+    outcomes = []
+    for payment in payments:
+        try:
+            outcomes.append(_apply_one(connection, rules, loans, payment))
+        except Refused as refused:
+            outcomes.append(core_pb2.PaymentOutcome(payment_id=payment.payment_id, rejection=rejection(refused)))
+    loans.write_back()
+    return outcomes
+
+
+def rejection(refused: Refused) -> errors_pb2.Rejection:
+    violations = [errors_pb2.FieldViolation(field=refused.field_name, description=refused.message)]
+    return errors_pb2.Rejection(reason=refused.reason, message=refused.message,
+                                field_violations=violations if refused.field_name else [])
+
+
+def _apply_one(connection, rules: ProductRules, loans: LoanCache, payment) -> core_pb2.PaymentOutcome:
+    validation.check_id(payment.payment_id, "payment_id")
+    request_digest = digest(payment)
+    earlier = store.find_movement(connection, payment.payment_id)
+    if earlier is not None:
+        if earlier[1] == "payment" and earlier[4] == request_digest:
+            return core_pb2.PaymentOutcome.FromString(earlier[5])
+        raise Refused(errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED,
+                      f"payment id {payment.payment_id} was already used for a different payment", "payment_id")
+    business_date = validation.check_payment_fields(payment)
+    validation.check_loan_id(payment.loan_id, rules)
+    found = loans.get(payment.loan_id)
+    if found is None:
+        raise Refused(errors_pb2.ERROR_REASON_LOAN_NOT_FOUND, f"loan {payment.loan_id} does not exist", "loan_id")
+    state, state_json = found
+    currency = state.terms.currency_code
+    if payment.amount.currency_code != currency:
+        raise Refused(errors_pb2.ERROR_REASON_CURRENCY_MISMATCH,
+                      f"loan {payment.loan_id} is in {currency}; the payment is in {payment.amount.currency_code}",
+                      "amount.currency_code")
+    new_state, allocation = engine.apply_payment(
+        state, rules, payment.amount.amount_minor, business_date, payment.prepayment_mode
+    )
+    posting = ledger.payment_posting(payment.payment_id, payment.payment_id, payment.business_date,
+                                     payment.channel, currency, allocation, rules)
+    outcome = core_pb2.PaymentOutcome(payment_id=payment.payment_id, applied=core_pb2.AppliedPayment(
+        loan_id=payment.loan_id,
+        amount=payment.amount,
+        allocation=loans_pb2.Allocation(
+            fees_minor=allocation.fees, penalty_interest_minor=allocation.penalty_interest,
+            interest_minor=allocation.interest, insurance_minor=allocation.insurance,
+            principal_minor=allocation.principal, prepayment_minor=allocation.prepayment,
+        ),
+        outstanding_balance=types_pb2.Money(currency_code=currency, amount_minor=new_state.outstanding_principal),
+        posting=posting,
+        business_date=payment.business_date,
+    ))
+    store.insert_movement(connection, payment.payment_id, "payment", payment.payment_id, payment.loan_id,
+                          payment.business_date, payment.channel, currency, payment.amount.amount_minor,
+                          request_digest, outcome.SerializeToString(), state_json)
+    loans.put(payment.loan_id, new_state, new_state.to_json())
+    return outcome

@@ -1,0 +1,64 @@
+"""The balanced ledger movement of an applied payment, and of its reversal.
+
+A payment debits the channel's clearing account for the whole amount and credits each
+part of the allocation to the product's account (paymesh.chart_of_accounts). A reversal
+is the same lines with the sides swapped. Entry ids are "<posting_id>:<n>", so a replay
+names the same entries.
+"""
+
+from bank.common.v1 import types_pb2
+from bank.ledger.v1 import ledger_pb2
+from loan_core.engine import Allocation
+from loan_core.rules import ProductRules
+from paymesh import chart_of_accounts as coa
+
+DEBIT, CREDIT = ledger_pb2.ENTRY_SIDE_DEBIT, ledger_pb2.ENTRY_SIDE_CREDIT
+
+
+def payment_posting(
+    posting_id: str, payment_id: str, business_date: str, channel: int, currency: str,
+    allocation: Allocation, rules: ProductRules,
+) -> ledger_pb2.Posting:
+    product = rules.loan_type
+    lines = [(coa.channel_clearing(channel), DEBIT, allocation.total)]
+    credits = [
+        (coa.product_account(coa.FEE_INCOME, product), allocation.fees),
+        (coa.product_account(coa.PENALTY_INTEREST_INCOME, product), allocation.penalty_interest),
+        (coa.product_account(coa.INTEREST_INCOME, product), allocation.interest),
+        (coa.LIFE_INSURANCE_PAYABLE, allocation.life_insurance),
+        (rules.asset_insurance_account, allocation.asset_insurance),
+        (coa.product_account(coa.LOAN_PRINCIPAL, product), allocation.principal + allocation.prepayment),
+    ]
+    lines += [(account, CREDIT, amount) for account, amount in credits if amount]
+    return _posting(posting_id, payment_id, business_date, channel, product, currency, lines)
+
+
+def reversal_posting(reversal_id: str, business_date: str, original: ledger_pb2.Posting) -> ledger_pb2.Posting:
+    swapped = {DEBIT: CREDIT, CREDIT: DEBIT}
+    lines = [(e.account, swapped[e.side], e.amount.amount_minor) for e in original.entries]
+    currency = original.entries[0].amount.currency_code
+    return _posting(reversal_id, original.payment_id, business_date, original.channel, original.loan_type,
+                    currency, lines)
+
+
+def _posting(posting_id, payment_id, business_date, channel, loan_type, currency, lines) -> ledger_pb2.Posting:
+    return ledger_pb2.Posting(
+        posting_id=posting_id,
+        business_date=business_date,
+        payment_id=payment_id,
+        channel=channel,
+        loan_type=loan_type,
+        entries=[
+            ledger_pb2.LedgerEntry(
+                entry_id=f"{posting_id}:{n}", account=account, side=side,
+                amount=types_pb2.Money(currency_code=currency, amount_minor=amount),
+            )
+            for n, (account, side, amount) in enumerate(lines, start=1)
+        ],
+    )
+
+
+def is_balanced(posting: ledger_pb2.Posting) -> bool:
+    debits = sum(e.amount.amount_minor for e in posting.entries if e.side == DEBIT)
+    credits = sum(e.amount.amount_minor for e in posting.entries if e.side == CREDIT)
+    return debits == credits and debits > 0

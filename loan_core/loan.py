@@ -1,0 +1,141 @@
+"""A loan as its core holds it: the terms it was granted on (never change) and its
+state (the schedule of installments and what was paid of each), which every payment
+changes and a reversal puts back. The state is stored as compact JSON."""
+
+import json
+from dataclasses import dataclass, fields
+from datetime import date
+
+from loan_core.dates import add_months
+from loan_core.money import annuity_payment, monthly_interest, ppm_of
+from loan_core.rules import ProductRules
+
+
+@dataclass(frozen=True)
+class LoanTerms:
+    loan_id: str
+    loan_type: int
+    borrower_id: str  # opaque id, never a name
+    currency_code: str
+    principal_minor: int
+    annual_rate_bps: int
+    term_months: int
+    disbursement_date: date  # day 1..28, so every month has the due day
+    balloon_minor: int  # paid with the last installment (vehicle balloon loans), else 0
+    asset_insurance_minor: int  # monthly property or vehicle insurance, else 0
+    installments_paid: int  # how many installments were paid when the portfolio was generated
+
+
+@dataclass(slots=True)
+class Installment:
+    number: int
+    due: int  # date.toordinal() of the due date
+    principal: int
+    interest: int
+    life_insurance: int
+    asset_insurance: int
+    fee_charged: int = 0  # the late fee, charged once when the installment falls overdue
+    penalty_accrued: int = 0
+    penalty_to: int = 0  # ordinal of the date penalty interest is accrued to (0: none yet)
+    paid_fee: int = 0
+    paid_penalty: int = 0
+    paid_interest: int = 0
+    paid_insurance: int = 0  # life insurance first, then asset insurance
+    paid_principal: int = 0
+
+    @property
+    def due_date(self) -> date:
+        return date.fromordinal(self.due)
+
+    @property
+    def insurance(self) -> int:
+        return self.life_insurance + self.asset_insurance
+
+    @property
+    def outstanding(self) -> int:
+        return (
+            self.fee_charged - self.paid_fee + self.penalty_accrued - self.paid_penalty
+            + self.interest - self.paid_interest + self.insurance - self.paid_insurance
+            + self.principal - self.paid_principal
+        )
+
+    @property
+    def scheduled_total(self) -> int:
+        return self.principal + self.interest + self.insurance
+
+    def as_list(self) -> list[int]:
+        return [getattr(self, name) for name in _INSTALLMENT_FIELDS]
+
+
+_INSTALLMENT_FIELDS = tuple(f.name for f in fields(Installment))
+
+
+@dataclass(slots=True)
+class LoanState:
+    terms: LoanTerms
+    installments: list[Installment]
+    balloon_minor: int  # what is left of the balloon in the last installment
+    prepaid_minor: int  # principal paid ahead of schedule, in total
+
+    @property
+    def outstanding_principal(self) -> int:
+        return sum(i.principal - i.paid_principal for i in self.installments)
+
+    @property
+    def paid_off(self) -> bool:
+        return all(i.outstanding == 0 for i in self.installments)
+
+    def clone(self) -> "LoanState":
+        return LoanState(self.terms, [Installment(*i.as_list()) for i in self.installments],
+                         self.balloon_minor, self.prepaid_minor)
+
+    def to_json(self) -> str:
+        return json.dumps({"b": self.balloon_minor, "p": self.prepaid_minor,
+                           "i": [i.as_list() for i in self.installments]}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, terms: LoanTerms, text: str) -> "LoanState":
+        data = json.loads(text)
+        return cls(terms, [Installment(*row) for row in data["i"]], data["b"], data["p"])
+
+
+def build_installments(
+    terms: LoanTerms, rules: ProductRules, balance: int, first_number: int, count: int,
+    balloon: int, payment: int | None = None,
+) -> list[Installment]:
+    """French amortization of balance from installment first_number on. With a payment
+    (reduce term) the installment stays and the schedule ends as soon as it can; without
+    one (origination, reduce installment) the payment is computed for exactly count months.
+    The last installment takes whatever principal is left, so principal parts sum exactly."""
+    keep_payment = payment is not None
+    if payment is None:
+        payment = annuity_payment(balance, terms.annual_rate_bps, count, balloon)
+    installments = []
+    for index in range(count):
+        number = first_number + index
+        interest = monthly_interest(balance, terms.annual_rate_bps)
+        regular = max(payment - interest, 0)
+        last = index == count - 1 or (keep_payment and balance - regular <= balloon)
+        principal = balance if last else min(regular, balance)
+        installments.append(Installment(
+            number=number,
+            due=add_months(terms.disbursement_date, number).toordinal(),
+            principal=principal,
+            interest=interest,
+            life_insurance=ppm_of(balance, rules.life_insurance_ppm),
+            asset_insurance=terms.asset_insurance_minor,
+        ))
+        balance -= principal
+        if last:
+            break
+    return installments
+
+
+def originate(terms: LoanTerms, rules: ProductRules) -> LoanState:
+    """The loan as granted, with its first installments_paid installments paid on time."""
+    schedule = build_installments(terms, rules, terms.principal_minor, 1, terms.term_months, terms.balloon_minor)
+    for installment in schedule[: terms.installments_paid]:
+        installment.paid_interest = installment.interest
+        installment.paid_insurance = installment.insurance
+        installment.paid_principal = installment.principal
+    return LoanState(terms, schedule, terms.balloon_minor, 0)

@@ -1,0 +1,24 @@
+"""Loan ids say their product: CSH-, MTG- or VEH- and then 6 to 12 digits (CSH-000123).
+A router routes on the prefix alone, without asking any core."""
+
+import re
+
+from bank.common.v1 import types_pb2
+
+PREFIXES = {
+    types_pb2.LOAN_TYPE_CASH: "CSH",
+    types_pb2.LOAN_TYPE_MORTGAGE: "MTG",
+    types_pb2.LOAN_TYPE_VEHICLE: "VEH",
+}
+_TYPE_OF_PREFIX = {prefix: loan_type for loan_type, prefix in PREFIXES.items()}
+_LOAN_ID = re.compile(r"(CSH|MTG|VEH)-([0-9]{6,12})")
+
+
+def loan_type_of(loan_id: str) -> int | None:
+    """The LoanType of a well-formed loan id, or None for anything malformed."""
+    match = _LOAN_ID.fullmatch(loan_id or "")
+    return _TYPE_OF_PREFIX[match.group(1)] if match else None
+
+
+def make_loan_id(loan_type: int, number: int) -> str:
+    return f"{PREFIXES[loan_type]}-{number:06d}"

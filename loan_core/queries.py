@@ -1,0 +1,98 @@
+"""The read-only lookups: a loan with its schedule and balances on a date, and the
+movements of a business date with the day's totals (for reconciliation)."""
+
+import sqlite3
+from datetime import date
+
+from bank.common.v1 import errors_pb2, types_pb2
+from bank.loans.v1 import loan_core_service_pb2 as core_pb2
+from bank.loans.v1 import loans_pb2
+from loan_core import engine, store, validation
+from loan_core.engine import Refused
+from loan_core.loan import LoanState, originate
+from loan_core.rules import ProductRules
+
+DEFAULT_PAGE_SIZE = 1000
+MAX_PAGE_SIZE = 10_000
+
+
+def get_loan(connection: sqlite3.Connection, rules: ProductRules, loan_id: str, on: date) -> loans_pb2.Loan:
+    validation.check_loan_id(loan_id, rules)
+    found = store.load_loan(connection, loan_id)
+    if found is None:
+        raise Refused(errors_pb2.ERROR_REASON_LOAN_NOT_FOUND, f"loan {loan_id} does not exist", "loan_id")
+    terms, state_json = found
+    state = originate(terms, rules) if state_json is None else LoanState.from_json(terms, state_json)
+    return loan_message(state, rules, on)
+
+
+def loan_message(state: LoanState, rules: ProductRules, on: date) -> loans_pb2.Loan:
+    terms = state.terms
+    view = engine.as_of(state, rules, on)
+    due, _ = engine.due_installments(view, on)
+    today = on.toordinal()
+    overdue = any(i.due < today for i in due)
+    money = lambda amount: types_pb2.Money(currency_code=terms.currency_code, amount_minor=amount)  # noqa: E731
+    return loans_pb2.Loan(
+        loan_id=terms.loan_id,
+        loan_type=terms.loan_type,
+        borrower_id=terms.borrower_id,
+        currency_code=terms.currency_code,
+        principal_minor=terms.principal_minor,
+        annual_rate_bps=terms.annual_rate_bps,
+        term_months=terms.term_months,
+        disbursement_date=terms.disbursement_date.isoformat(),
+        status=(loans_pb2.LOAN_STATUS_PAID_OFF if view.paid_off
+                else loans_pb2.LOAN_STATUS_OVERDUE if overdue else loans_pb2.LOAN_STATUS_CURRENT),
+        outstanding_principal=money(view.outstanding_principal),
+        amount_due=money(sum(i.outstanding for i in due)),
+        payoff_amount=money(engine.payoff_amount(view, on)),
+        schedule=[
+            loans_pb2.Installment(
+                number=i.number, due_date=i.due_date.isoformat(), principal_minor=i.principal,
+                interest_minor=i.interest, insurance_minor=i.insurance, outstanding_minor=i.outstanding,
+                status=_installment_status(i, today),
+            )
+            for i in view.installments
+        ],
+        balloon_minor=view.balloon_minor,
+        prepaid_minor=view.prepaid_minor,
+    )
+
+
+def _installment_status(installment, today: int) -> int:
+    if installment.outstanding == 0:
+        return loans_pb2.INSTALLMENT_STATUS_PAID
+    if installment.due < today:
+        return loans_pb2.INSTALLMENT_STATUS_OVERDUE
+    paid = installment.paid_principal + installment.paid_interest + installment.paid_insurance
+    return loans_pb2.INSTALLMENT_STATUS_PARTIALLY_PAID if paid else loans_pb2.INSTALLMENT_STATUS_PENDING
+
+
+def list_applied(connection: sqlite3.Connection, request) -> core_pb2.ListAppliedPaymentsResponse:
+    validation.check_date(request.business_date, "business_date")
+    if request.page_size < 0:
+        raise Refused(validation.INVALID, "page_size must not be negative", "page_size")
+    page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    after = 0
+    if request.page_token:
+        if not request.page_token.isdigit() or len(request.page_token) > 18:
+            raise Refused(validation.INVALID, "page_token is not one this service gave", "page_token")
+        after = int(request.page_token)
+    rows = store.movements_of_day(connection, request.business_date, after, page_size + 1)
+    response = core_pb2.ListAppliedPaymentsResponse()
+    for seq, movement_id, payment_id, loan_id, channel, currency, amount, kind in rows[:page_size]:
+        response.movements.add(
+            movement_id=movement_id, payment_id=payment_id, loan_id=loan_id, channel=channel,
+            amount=types_pb2.Money(currency_code=currency, amount_minor=amount), reversal=kind == "reversal",
+        )
+    if len(rows) > page_size:
+        response.next_page_token = str(rows[page_size - 1][0])
+    for kind, currency, count, total in store.totals_of_day(connection, request.business_date):
+        if kind == "payment":
+            response.payment_count += count
+            response.payment_totals.add(currency_code=currency, amount_minor=total)
+        else:
+            response.reversal_count += count
+            response.reversal_totals.add(currency_code=currency, amount_minor=total)
+    return response

@@ -1,0 +1,44 @@
+"""What makes one product differ from another: every rule the shared engine asks a
+product about, as data. Each core's own module (core_cash/rules.py, ...) fills one in."""
+
+from dataclasses import dataclass
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class PortfolioProfile:
+    """How the seeded generator draws this product's loans (amounts in minor units)."""
+
+    usd_share_percent: int  # the rest is PEN
+    principal_range: Mapping[str, tuple[int, int]]  # per currency
+    rate_bps_range: tuple[int, int]
+    terms_months: tuple[int, ...]
+    # The insured asset (house or car) is worth this many percent of the principal.
+    asset_value_percent: int = 0
+    # This share of the loans has a final balloon installment of balloon_percent_range of principal.
+    balloon_share_percent: int = 0
+    balloon_percent_range: tuple[int, int] = (0, 0)
+
+
+@dataclass(frozen=True)
+class ProductRules:
+    loan_type: int  # bank.common.v1.LoanType
+    service: str  # the core that holds this product
+    # Late fee charged once per installment that falls overdue, per currency.
+    late_fee_minor: Mapping[str, int]
+    # Penalty interest (interés moratorio), annual, on the overdue principal of an installment.
+    penalty_rate_bps: int
+    # Life insurance (desgravamen) per month, parts per million of the balance before the installment.
+    life_insurance_ppm: int
+    # Asset insurance (property or vehicle) per month, parts per million of the asset's value.
+    asset_insurance_ppm: int
+    # The ledger account (paymesh.chart_of_accounts) the asset insurance is owed to, if any.
+    asset_insurance_account: str | None
+    # bank.common.v1.PrepaymentMode taken when a payment says UNSPECIFIED.
+    default_prepayment_mode: int
+    # May a payment be smaller than the oldest installment due (overdue, else in course)?
+    partial_payments_allowed: bool
+    # A prepayment (the part above everything due) must be at least this many of the
+    # next installment's amount, unless it pays the loan off. 0: any prepayment.
+    min_prepayment_installments: int
+    portfolio: PortfolioProfile

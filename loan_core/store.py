@@ -1,0 +1,121 @@
+"""The core's SQLite file: its loans and every movement (payment or reversal) ever applied.
+
+Movements are never deleted or changed, except that a payment records the id of the
+reversal that undid it. Each movement keeps its first answer (so a replay gets it back
+unchanged), a digest of its request (so a reused id with another body is recognised) and
+the loan's state before it (so a reversal restores the loan exactly).
+A loan's state is NULL until its first movement: it is then the loan as originated.
+"""
+
+import sqlite3
+from datetime import date
+
+from loan_core.loan import LoanTerms
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS loans (
+    loan_id TEXT PRIMARY KEY,
+    loan_type INTEGER NOT NULL,
+    borrower_id TEXT NOT NULL,
+    currency_code TEXT NOT NULL,
+    principal_minor INTEGER NOT NULL,
+    annual_rate_bps INTEGER NOT NULL,
+    term_months INTEGER NOT NULL,
+    disbursement_date TEXT NOT NULL,
+    balloon_minor INTEGER NOT NULL,
+    asset_insurance_minor INTEGER NOT NULL,
+    installments_paid INTEGER NOT NULL,
+    state TEXT
+);
+CREATE TABLE IF NOT EXISTS movements (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    movement_id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('payment', 'reversal')),
+    payment_id TEXT NOT NULL,
+    loan_id TEXT NOT NULL REFERENCES loans (loan_id),
+    business_date TEXT NOT NULL,
+    channel INTEGER NOT NULL,
+    currency_code TEXT NOT NULL,
+    amount_minor INTEGER NOT NULL,
+    request_digest BLOB NOT NULL,
+    result BLOB NOT NULL,
+    loan_before TEXT,
+    reversed_by TEXT
+);
+CREATE INDEX IF NOT EXISTS movements_by_date ON movements (business_date, seq);
+CREATE INDEX IF NOT EXISTS movements_by_loan ON movements (loan_id, seq);
+"""
+
+_TERMS_COLUMNS = ("loan_id, loan_type, borrower_id, currency_code, principal_minor, annual_rate_bps, term_months, "
+                  "disbursement_date, balloon_minor, asset_insurance_minor, installments_paid")
+
+
+def seed_if_empty(connection: sqlite3.Connection, loans: list[LoanTerms]) -> int:
+    """Inserts the generated portfolio into an empty store; returns how many loans it added."""
+    if connection.execute("SELECT 1 FROM loans LIMIT 1").fetchone():
+        return 0
+    rows = [(t.loan_id, t.loan_type, t.borrower_id, t.currency_code, t.principal_minor, t.annual_rate_bps,
+             t.term_months, t.disbursement_date.isoformat(), t.balloon_minor, t.asset_insurance_minor,
+             t.installments_paid) for t in loans]
+    connection.executemany(f"INSERT INTO loans ({_TERMS_COLUMNS}) VALUES ({', '.join('?' * 11)})", rows)
+    return len(rows)
+
+
+def load_loan(connection: sqlite3.Connection, loan_id: str) -> tuple[LoanTerms, str | None] | None:
+    row = connection.execute(f"SELECT {_TERMS_COLUMNS}, state FROM loans WHERE loan_id = ?", (loan_id,)).fetchone()
+    if row is None:
+        return None
+    terms = LoanTerms(*row[:7], date.fromisoformat(row[7]), *row[8:11])
+    return terms, row[11]
+
+
+def save_state(connection: sqlite3.Connection, loan_id: str, state_json: str | None) -> None:
+    connection.execute("UPDATE loans SET state = ? WHERE loan_id = ?", (state_json, loan_id))
+
+
+def find_movement(connection: sqlite3.Connection, movement_id: str) -> sqlite3.Row | None:
+    return connection.execute(
+        "SELECT seq, kind, payment_id, loan_id, request_digest, result, loan_before, reversed_by, channel, "
+        "currency_code, amount_minor FROM movements WHERE movement_id = ?", (movement_id,)
+    ).fetchone()
+
+
+def insert_movement(
+    connection: sqlite3.Connection, movement_id: str, kind: str, payment_id: str, loan_id: str,
+    business_date: str, channel: int, currency_code: str, amount_minor: int, request_digest: bytes,
+    result: bytes, loan_before: str | None,
+) -> None:
+    connection.execute(
+        "INSERT INTO movements (movement_id, kind, payment_id, loan_id, business_date, channel, currency_code, "
+        "amount_minor, request_digest, result, loan_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (movement_id, kind, payment_id, loan_id, business_date, channel, currency_code, amount_minor,
+         request_digest, result, loan_before),
+    )
+
+
+def mark_reversed(connection: sqlite3.Connection, payment_id: str, reversal_id: str) -> None:
+    connection.execute("UPDATE movements SET reversed_by = ? WHERE movement_id = ? AND kind = 'payment'",
+                       (reversal_id, payment_id))
+
+
+def has_later_live_payment(connection: sqlite3.Connection, loan_id: str, seq: int) -> bool:
+    """Is there a payment on the loan after seq that is not reversed?"""
+    return connection.execute(
+        "SELECT 1 FROM movements WHERE loan_id = ? AND seq > ? AND kind = 'payment' AND reversed_by IS NULL "
+        "LIMIT 1", (loan_id, seq)
+    ).fetchone() is not None
+
+
+def movements_of_day(connection: sqlite3.Connection, business_date: str, after_seq: int, limit: int) -> list[tuple]:
+    return connection.execute(
+        "SELECT seq, movement_id, payment_id, loan_id, channel, currency_code, amount_minor, kind FROM movements "
+        "WHERE business_date = ? AND seq > ? ORDER BY seq LIMIT ?", (business_date, after_seq, limit)
+    ).fetchall()
+
+
+def totals_of_day(connection: sqlite3.Connection, business_date: str) -> list[tuple[str, str, int, int]]:
+    """(kind, currency, count, total) over the whole day."""
+    return connection.execute(
+        "SELECT kind, currency_code, count(*), sum(amount_minor) FROM movements WHERE business_date = ? "
+        "GROUP BY kind, currency_code ORDER BY kind, currency_code", (business_date,)
+    ).fetchall()
