@@ -1,25 +1,16 @@
-"""The five channels: certificate name <-> bank.common.v1.Channel.
+"""A caller's channel, from its certificate only (never from a request field).
 
-A caller's channel comes only from its certificate (paymesh.tls.peer_identity);
-the router imports CHANNEL_BY_NAME too, to stamp a payment's channel.
+The name <-> bank.common.v1.Channel mapping itself is paymesh.topology.CHANNEL_VALUES,
+shared with the router.
 """
 
-from bank.common.v1 import types_pb2
-from paymesh.topology import CHANNELS, Identity
+from paymesh.topology import CHANNEL_NAMES, CHANNEL_VALUES, Identity
 
-CHANNEL_BY_NAME = {
-    "app": types_pb2.CHANNEL_APP,
-    "internet-banking": types_pb2.CHANNEL_INTERNET_BANKING,
-    "agent": types_pb2.CHANNEL_AGENT,
-    "atm": types_pb2.CHANNEL_ATM,
-    "store": types_pb2.CHANNEL_STORE,
-}
-NAME_BY_CHANNEL = {value: name for name, value in CHANNEL_BY_NAME.items()}
-assert set(CHANNEL_BY_NAME) == set(CHANNELS), "topology.CHANNELS and this mapping must agree"
+__all__ = ["CHANNEL_NAMES", "CHANNEL_VALUES", "channel_of"]
 
 
 def channel_of(identity: Identity | None) -> int | None:
     """The Channel value of a channel identity; None for anyone else."""
     if identity is None or identity.kind != "channel":
         return None
-    return CHANNEL_BY_NAME.get(identity.name)
+    return CHANNEL_VALUES.get(identity.name)

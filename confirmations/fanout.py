@@ -48,6 +48,7 @@ class LiveBuffer:
 class FanOut:
     def __init__(self):
         self._by_channel: dict[int, set[LiveBuffer]] = defaultdict(set)
+        self.overflows = 0  # how often a subscriber fell behind and went back to the log
 
     def add(self, buffer: LiveBuffer) -> None:
         self._by_channel[buffer.channel].add(buffer)
@@ -59,5 +60,6 @@ class FanOut:
         """Called in sequence order, right after the commit that made them durable."""
         for confirmation in confirmations:
             for buffer in self._by_channel.get(confirmation.channel, ()):
-                if buffer.matches(confirmation):
+                if buffer.matches(confirmation) and not buffer.overflowed:
                     buffer.offer(confirmation)
+                    self.overflows += buffer.overflowed

@@ -5,7 +5,7 @@ import re
 
 from bank.common.v1 import types_pb2
 from bank.confirmations.v1.confirmations_pb2 import Confirmation, ConfirmationFilter
-from confirmations.channels import NAME_BY_CHANNEL
+from paymesh.topology import CHANNEL_NAMES
 
 RESULT_STATUSES = frozenset([types_pb2.PAYMENT_STATUS_APPLIED, types_pb2.PAYMENT_STATUS_REJECTED,
                              types_pb2.PAYMENT_STATUS_REVERSED])
@@ -32,7 +32,7 @@ def confirmation(item: Confirmation) -> Violations:
     violations = []
     if not 0 < len(item.payment_id) <= MAX_ID_LENGTH:
         violations.append(("payment_id", f"must be 1 to {MAX_ID_LENGTH} characters"))
-    if item.channel not in NAME_BY_CHANNEL:
+    if item.channel not in CHANNEL_NAMES:
         violations.append(("channel", "must be one of the five channels"))
     if item.status not in RESULT_STATUSES:
         violations.append(("status", "must be APPLIED, REJECTED or REVERSED"))
