@@ -1,22 +1,58 @@
-"""The router's gRPC server. Channels only: each is known by its client certificate."""
+"""The router's process: channels only may call it; it reaches the cores, the
+bridge and confirmations over long-lived mTLS streams as the payment router."""
 
+import asyncio
+
+from bank.confirmations.v1 import confirmation_service_pb2_grpc
+from bank.ledger.v1 import mainframe_bridge_service_pb2_grpc
+from bank.loans.v1 import loan_core_service_pb2_grpc
 from bank.payments.v1 import payment_service_pb2, payment_service_pb2_grpc
-from paymesh import server
+from payment_router.channel_policy import load_policies
+from payment_router.journal import Journal
+from payment_router.router import CORE_OF, Router, bridge_stream, confirmations_stream, core_stream
+from payment_router.service import PaymentService
+from payment_router.tokens import TokenVerifier
+from paymesh import server, telemetry, tls
 from paymesh.authz import CallerPolicy
-from paymesh.topology import CHANNEL_IDENTITIES
+from paymesh.config import Settings, address_of
+from paymesh.topology import CHANNEL_IDENTITIES, ROUTER
 
 SERVICE = "payment-router"
 POLICY = CallerPolicy.only(CHANNEL_IDENTITIES)
 
 
-class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
-    """Payments land with the router issue; until then every method answers UNIMPLEMENTED."""
+def build_router(settings: Settings) -> tuple[Router, dict]:
+    def channel(peer: str):
+        return tls.channel_for(address_of(peer), settings.pki_dir, ROUTER, telemetry.client_interceptors())
 
-
-def register(grpc_server):
-    payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(PaymentService(), grpc_server)
-    return [payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name]
+    core_stubs = {t: loan_core_service_pb2_grpc.LoanCoreServiceStub(channel(name)) for t, name in CORE_OF.items()}
+    router = Router(
+        Journal(settings.data_dir / f"{SERVICE}.db"),
+        cores={t: core_stream(CORE_OF[t], stub) for t, stub in core_stubs.items()},
+        bridge=bridge_stream(mainframe_bridge_service_pb2_grpc.MainframeBridgeServiceStub(channel("mainframe-bridge"))),
+        confirmations=confirmations_stream(
+            confirmation_service_pb2_grpc.ConfirmationServiceStub(channel("confirmations"))
+        ),
+    )
+    return router, core_stubs
 
 
 def main() -> None:
-    server.main(SERVICE, register, POLICY)
+    settings = Settings.from_env()
+    state = {}
+
+    def register(grpc_server):
+        router, core_stubs = build_router(settings)
+        state["router"] = router
+        state["start"] = asyncio.get_running_loop().create_task(router.start())
+        service = PaymentService(router, load_policies(), TokenVerifier.from_env(settings), core_stubs)
+        payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(service, grpc_server)
+        return [payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name]
+
+    async def on_stop():
+        router = state["router"]
+        await router.drain(settings.grace_seconds)
+        await router.stop()
+        router.journal.close()
+
+    server.main(SERVICE, register, POLICY, on_stop)

@@ -37,7 +37,7 @@ class BatchingStream(Generic[Item, Result]):
         self._open_call = open_call
         self._to_request = to_request
         self._results_of = results_of
-        self._key_of = key_of
+        self.key_of = key_of
         self._max_batch = max_batch
         self._linger = linger_seconds
         self._window = asyncio.Semaphore(max_in_flight)
@@ -76,7 +76,7 @@ class BatchingStream(Generic[Item, Result]):
         (nothing sent) when the stream is down; otherwise waits for it to come back."""
         if fail_fast and not self.connected:
             raise StreamUnavailable(f"{self.name} is unavailable")
-        key = self._key_of(item)
+        key = self.key_of(item)
         if key in self._pending:  # the same item already on its way: share its answer
             return await asyncio.shield(self._pending[key][1])
         async with self._window:
@@ -94,13 +94,16 @@ class BatchingStream(Generic[Item, Result]):
             try:
                 await call.wait_for_connection()
                 self._connected.set()
+                log.info("stream connected", extra={"stream": self.name})
                 backoff = 0.05
                 done, _ = await asyncio.wait([reader, writer], return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     task.result()
                 raise ConnectionError(f"{self.name} stream ended")
             except (grpc.aio.AioRpcError, ConnectionError, grpc.aio.UsageError) as broken:
-                log.warning("stream broken", extra={"stream": self.name, "error": str(broken)[:200]})
+                # Loud once when a working stream breaks; quiet while the peer stays away.
+                level = logging.WARNING if self.connected else logging.DEBUG
+                log.log(level, "stream broken", extra={"stream": self.name, "error": str(broken)[:200]})
             finally:
                 self._connected.clear()
                 reader.cancel()

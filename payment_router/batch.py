@@ -1,0 +1,99 @@
+"""A channel's day file through UploadBatch: header, lines, trailer.
+
+The whole file is read and its trailer checked before any line is applied: a
+count or control total that does not match refuses the file and applies nothing.
+Each line's payment is named by (channel, batch id, line number), so uploading
+the same file again, or resuming after an interruption, applies nothing twice.
+"""
+
+import asyncio
+from collections import Counter
+
+from bank.common.v1 import errors_pb2, types_pb2
+from bank.payments.v1 import payment_service_pb2 as api
+from payment_router.orders import KEY_PATTERN, Refused
+
+MAX_LINES = 100_000
+LINES_IN_FLIGHT = 2000
+
+
+def _money(totals: Counter) -> list[types_pb2.Money]:
+    return [types_pb2.Money(currency_code=c, amount_minor=a) for c, a in sorted(totals.items())]
+
+
+async def read_file(request_iterator) -> tuple[api.BatchHeader, list[api.BatchLine], api.BatchTrailer]:
+    header, lines, trailer = None, [], None
+    async for request in request_iterator:
+        part = request.WhichOneof("part")
+        if trailer is not None:
+            raise Refused("INVALID_ARGUMENT", "nothing may follow the trailer", errors_pb2.ERROR_REASON_INVALID_FIELD,
+                          [("part", "after the trailer")])
+        if part == "header" and header is None and not lines:
+            header = request.header
+        elif part == "line" and header is not None:
+            lines.append(request.line)
+            if len(lines) > MAX_LINES:
+                raise Refused("INVALID_ARGUMENT", f"a batch holds at most {MAX_LINES} lines",
+                              errors_pb2.ERROR_REASON_INVALID_FIELD, [("line", "too many lines")])
+        elif part == "trailer" and header is not None:
+            trailer = request.trailer
+        else:
+            raise Refused("INVALID_ARGUMENT", "a batch is one header, then its lines, then one trailer",
+                          errors_pb2.ERROR_REASON_INVALID_FIELD, [("part", f"unexpected {part or 'empty part'}")])
+    if header is None or trailer is None:
+        raise Refused("INVALID_ARGUMENT", "the batch needs a header and a trailer", errors_pb2.ERROR_REASON_INVALID_FIELD,
+                      [("header" if header is None else "trailer", "missing")])
+    if not KEY_PATTERN.match(header.batch_id) or len(header.batch_id) > 40:
+        raise Refused("INVALID_ARGUMENT", "batch_id must be 1-40 characters of A-Z a-z 0-9 . _ : -",
+                      errors_pb2.ERROR_REASON_INVALID_FIELD, [("header.batch_id", "malformed")])
+    return header, lines, trailer
+
+
+def check_trailer(lines: list[api.BatchLine], trailer: api.BatchTrailer) -> None:
+    numbers = [line.line_number for line in lines]
+    if numbers != list(range(1, len(lines) + 1)):
+        raise Refused("INVALID_ARGUMENT", "line numbers must run 1, 2, 3, ... in order",
+                      errors_pb2.ERROR_REASON_INVALID_FIELD, [("line.line_number", "out of sequence")])
+    totals = Counter()
+    for line in lines:
+        totals[line.payment.amount.currency_code] += line.payment.amount.amount_minor
+    declared = Counter({m.currency_code: m.amount_minor for m in trailer.control_totals})
+    if trailer.line_count != len(lines) or +declared != +totals:
+        raise Refused(
+            "INVALID_ARGUMENT",
+            f"the trailer does not match the file: {len(lines)} lines totalling {dict(totals)}, trailer says "
+            f"{trailer.line_count} lines totalling {dict(declared)}; nothing was applied",
+            errors_pb2.ERROR_REASON_CONTROL_TOTAL_MISMATCH, [("trailer", "count or control total mismatch")],
+        )
+
+
+async def upload_batch(service, caller, request_iterator) -> api.UploadBatchResponse:
+    header, lines, trailer = await read_file(request_iterator)
+    check_trailer(lines, trailer)
+    window = asyncio.Semaphore(LINES_IN_FLIGHT)
+
+    async def one(line: api.BatchLine):
+        key = f"{header.batch_id}:{line.line_number}"
+        async with window:
+            try:
+                payment, new = await service.pay(caller, line.payment, key=key, batch_id=header.batch_id)
+                return payment, not new
+            except Refused as refused:
+                return service.rejected(caller, line.payment, refused, key=key), False
+
+    outcomes = await asyncio.gather(*(one(line) for line in lines))
+    summary = api.BatchSummary(batch_id=header.batch_id, line_count=len(lines))
+    applied, rejected = Counter(), Counter()
+    for payment, replayed in outcomes:
+        summary.replayed_count += replayed
+        if payment.status == types_pb2.PAYMENT_STATUS_REJECTED:
+            summary.rejected_count += 1
+            rejected[payment.amount.currency_code] += payment.amount.amount_minor
+        else:
+            summary.applied_count += 1
+            applied[payment.amount.currency_code] += payment.amount.amount_minor
+    summary.applied_totals.extend(_money(applied))
+    summary.rejected_totals.extend(_money(rejected))
+    results = [api.BatchLineResult(line_number=line.line_number, payment=payment)
+               for line, (payment, _) in zip(lines, outcomes)]
+    return api.UploadBatchResponse(summary=summary, results=results)

@@ -1,0 +1,176 @@
+"""The router's durable journal: every accepted payment, its result, and an outbox
+of what must still reach the mainframe bridge and confirmations.
+
+A payment is journaled before it goes to its core; its result and the outbox rows
+for the ledger and the confirmation are written in one transaction, so a router
+killed at any instant leaves nothing applied but never posted or confirmed: at
+start it resends what is unanswered and forwards what is in the outbox.
+Concurrent writes are grouped into one transaction (group commit).
+"""
+
+import asyncio
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from bank.payments.v1 import payments_pb2
+from paymesh.sqlite import Store
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS payment (
+    payment_id TEXT PRIMARY KEY,
+    channel INTEGER NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    body_hash TEXT NOT NULL,
+    loan_type INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    amount_minor INTEGER NOT NULL,
+    business_date TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    batch_id TEXT,
+    payment BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS payment_by_day ON payment (business_date, channel);
+CREATE INDEX IF NOT EXISTS payment_by_status ON payment (status);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    item_key TEXT NOT NULL,
+    body BLOB NOT NULL,
+    UNIQUE (topic, item_key)
+);
+"""
+ACCEPTED = 1  # bank.common.v1.PAYMENT_STATUS_ACCEPTED
+
+
+@dataclass(frozen=True)
+class Accepted:
+    payment: payments_pb2.Payment
+    body_hash: str
+    batch_id: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What accept() found: the journaled payment and whether it was new."""
+
+    payment: payments_pb2.Payment
+    body_hash: str
+    new: bool
+
+
+class Journal:
+    def __init__(self, path: Path):
+        self._store = Store(path, SCHEMA)
+        self._queue: list[tuple[str, tuple, asyncio.Future]] = []
+        self._flusher: asyncio.Task | None = None
+
+    def close(self) -> None:
+        self._store.close()
+
+    async def accept(self, entry: Accepted) -> Outcome:
+        """Journals a new payment, or returns the one already journaled under its id."""
+        return await self._grouped("accept", entry)
+
+    async def record(self, payment: payments_pb2.Payment, outbox: list[tuple[str, str, bytes]]) -> None:
+        """Stores the payment's new state and its outbox rows (topic, key, body) in one commit."""
+        await self._grouped("record", payment, outbox)
+
+    async def done(self, topic: str, keys: list[str]) -> None:
+        await self._store.transaction(_delete_outbox, topic, keys)
+
+    async def set_confirmation_sequences(self, sequences: dict[str, int]) -> None:
+        await self._store.transaction(_set_sequences, sequences)
+
+    async def outbox(self, topic: str, limit: int) -> list[tuple[str, bytes]]:
+        return await self._store.run(
+            lambda c: c.execute(
+                "SELECT item_key, body FROM outbox WHERE topic = ? ORDER BY id LIMIT ?", (topic, limit)
+            ).fetchall()
+        )
+
+    async def get(self, payment_id: str) -> payments_pb2.Payment | None:
+        row = await self._store.run(
+            lambda c: c.execute("SELECT payment FROM payment WHERE payment_id = ?", (payment_id,)).fetchone()
+        )
+        return payments_pb2.Payment.FromString(row[0]) if row else None
+
+    async def unanswered(self) -> list[payments_pb2.Payment]:
+        """Payments sent (or about to be sent) to a core with no result yet, oldest first."""
+        rows = await self._store.run(
+            lambda c: c.execute("SELECT payment FROM payment WHERE status = ? ORDER BY rowid", (ACCEPTED,)).fetchall()
+        )
+        return [payments_pb2.Payment.FromString(r[0]) for r in rows]
+
+    async def day_totals(self, business_date: str) -> list[tuple[int, int, str, int, int]]:
+        """(channel, status, currency, count, amount) of the day's payments, for reconciliation."""
+        return await self._store.run(
+            lambda c: c.execute(
+                "SELECT channel, status, currency, count(*), sum(amount_minor) FROM payment "
+                "WHERE business_date = ? GROUP BY channel, status, currency ORDER BY 1, 2, 3",
+                (business_date,),
+            ).fetchall()
+        )
+
+    async def _grouped(self, op: str, *args):
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((op, args, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                results = await self._store.transaction(_apply_batch, [(op, args) for op, args, _ in batch])
+            except Exception as error:  # the whole group failed: tell every waiter
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, _, future), result in zip(batch, results):
+                if not future.done():
+                    future.set_result(result)
+
+
+def _apply_batch(connection: sqlite3.Connection, ops) -> list:
+    return [_accept(connection, *args) if op == "accept" else _record(connection, *args) for op, args in ops]
+
+
+def _accept(connection: sqlite3.Connection, entry: Accepted) -> Outcome:
+    p = entry.payment
+    row = connection.execute(
+        "SELECT payment, body_hash FROM payment WHERE payment_id = ?", (p.payment_id,)
+    ).fetchone()
+    if row:
+        return Outcome(payments_pb2.Payment.FromString(row[0]), row[1], new=False)
+    connection.execute(
+        "INSERT INTO payment VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (p.payment_id, p.channel, p.idempotency_key, entry.body_hash, p.loan_type, p.amount.currency_code,
+         p.amount.amount_minor, p.business_date, p.status, entry.batch_id or None, p.SerializeToString()),
+    )
+    return Outcome(p, entry.body_hash, new=True)
+
+
+def _record(connection: sqlite3.Connection, payment: payments_pb2.Payment, outbox) -> None:
+    connection.execute(
+        "UPDATE payment SET status = ?, payment = ? WHERE payment_id = ?",
+        (payment.status, payment.SerializeToString(), payment.payment_id),
+    )
+    connection.executemany("INSERT OR IGNORE INTO outbox (topic, item_key, body) VALUES (?, ?, ?)", outbox)
+
+
+def _delete_outbox(connection: sqlite3.Connection, topic: str, keys: list[str]) -> None:
+    connection.executemany("DELETE FROM outbox WHERE topic = ? AND item_key = ?", [(topic, k) for k in keys])
+
+
+def _set_sequences(connection: sqlite3.Connection, sequences: dict[str, int]) -> None:
+    for payment_id, sequence in sequences.items():
+        row = connection.execute("SELECT payment FROM payment WHERE payment_id = ?", (payment_id,)).fetchone()
+        if row:
+            payment = payments_pb2.Payment.FromString(row[0])
+            payment.confirmation_sequence = sequence
+            connection.execute(
+                "UPDATE payment SET payment = ? WHERE payment_id = ?", (payment.SerializeToString(), payment_id)
+            )

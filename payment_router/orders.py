@@ -1,0 +1,71 @@
+"""A channel's payment order: validation, and the identity derived from it."""
+
+import hashlib
+import re
+import uuid
+
+from bank.common.v1 import errors_pb2, types_pb2
+from bank.payments.v1 import payments_pb2
+from loan_core.loan_ids import loan_type_of
+from payment_router.channel_policy import ChannelPolicy
+
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+CURRENCIES = frozenset(["PEN", "USD"])
+_PAYMENT_NAMESPACE = uuid.UUID("6f1c1a52-3d1e-4c55-9a53-7b0c6f1d2e01")
+
+
+class Refused(Exception):
+    """A payment refused by the router before it reaches a core; nothing was written."""
+
+    def __init__(self, code: str, message: str, reason: int, violations: list[tuple[str, str]] = ()):
+        super().__init__(message)
+        self.code, self.message, self.reason, self.violations = code, message, reason, list(violations)
+
+    def rejection(self) -> "errors_pb2.Rejection":
+        return errors_pb2.Rejection(
+            reason=self.reason, message=self.message,
+            field_violations=[errors_pb2.FieldViolation(field=f, description=d) for f, d in self.violations],
+        )
+
+
+def payment_id_of(channel: str, idempotency_key: str) -> str:
+    """The same (channel, key) names the same payment on every router replica."""
+    return "PAY-" + uuid.uuid5(_PAYMENT_NAMESPACE, f"{channel}\n{idempotency_key}").hex
+
+
+def body_hash(order: payments_pb2.PaymentOrder) -> str:
+    """What a retry must repeat exactly; the same key with another body is refused."""
+    fields = (order.loan_id, order.amount.currency_code, order.amount.amount_minor, order.prepayment_mode,
+              order.channel_reference)
+    return hashlib.sha256("\x1f".join(map(str, fields)).encode()).hexdigest()
+
+
+def validate(order: payments_pb2.PaymentOrder, policy: ChannelPolicy, prefix: str = "payment") -> int:
+    """Checks the order against its channel's policy; returns its loan type or raises Refused."""
+    violations = []
+    if not KEY_PATTERN.match(order.idempotency_key):
+        violations.append((f"{prefix}.idempotency_key", "required: 1-64 characters of A-Z a-z 0-9 . _ : -"))
+    loan_type = loan_type_of(order.loan_id)
+    if loan_type is None:
+        violations.append((f"{prefix}.loan_id", "not a loan id: expected CSH-, MTG- or VEH- and digits"))
+    currency, amount = order.amount.currency_code, order.amount.amount_minor
+    if currency not in CURRENCIES:
+        violations.append((f"{prefix}.amount.currency_code", f"must be one of {sorted(CURRENCIES)}"))
+    if amount <= 0:
+        violations.append((f"{prefix}.amount.amount_minor", "must be a positive amount in minor units (cents)"))
+    if order.prepayment_mode not in types_pb2.PrepaymentMode.values():
+        violations.append((f"{prefix}.prepayment_mode", "unknown prepayment mode"))
+    if len(order.channel_reference) > 64 or not order.channel_reference.isprintable():
+        violations.append((f"{prefix}.channel_reference", "at most 64 printable characters"))
+    if violations:
+        raise Refused("INVALID_ARGUMENT", "the payment order is not valid: " + "; ".join(
+            f"{f}: {d}" for f, d in violations), errors_pb2.ERROR_REASON_INVALID_FIELD, violations)
+    limit = policy.max_amount_minor.get(currency)
+    if limit is not None and amount > limit:
+        raise Refused(
+            "INVALID_ARGUMENT",
+            f"{amount} {currency} minor units is over the {policy.name} channel's limit of {limit} per payment",
+            errors_pb2.ERROR_REASON_AMOUNT_OVER_CHANNEL_LIMIT,
+            [(f"{prefix}.amount.amount_minor", f"at most {limit} for {currency} on this channel")],
+        )
+    return loan_type

@@ -1,0 +1,209 @@
+"""The payment's path behind the router's door: journal it, apply it at its core
+over a long-lived stream, then hand its ledger posting to the mainframe bridge and
+its result to confirmations through the journal's outbox.
+"""
+
+import asyncio
+import logging
+
+from google.protobuf import timestamp_pb2
+
+from bank.common.v1 import types_pb2
+from bank.confirmations.v1 import confirmation_service_pb2, confirmations_pb2
+from bank.ledger.v1 import ledger_pb2, mainframe_bridge_service_pb2
+from bank.loans.v1 import loan_core_service_pb2
+from bank.payments.v1 import payments_pb2
+from payment_router.journal import Accepted, Journal
+from paymesh.streams import BatchingStream
+
+log = logging.getLogger(__name__)
+POSTINGS, CONFIRMATIONS = "posting", "confirmation"
+CORE_OF = {
+    types_pb2.LOAN_TYPE_CASH: "core-cash",
+    types_pb2.LOAN_TYPE_MORTGAGE: "core-mortgage",
+    types_pb2.LOAN_TYPE_VEHICLE: "core-vehicle",
+}
+
+
+def core_stream(name: str, stub) -> BatchingStream:
+    return BatchingStream(
+        name, stub.ApplyPayments,
+        to_request=lambda items: loan_core_service_pb2.ApplyPaymentsRequest(payments=items),
+        results_of=lambda response: [(o.payment_id, o) for o in response.outcomes],
+        key_of=lambda payment: payment.payment_id,
+    )
+
+
+def bridge_stream(stub) -> BatchingStream:
+    return BatchingStream(
+        "mainframe-bridge", stub.PostEntries,
+        to_request=lambda items: mainframe_bridge_service_pb2.PostEntriesRequest(postings=items),
+        results_of=lambda response: [(a.posting_id, a) for a in response.acks],
+        key_of=lambda posting: posting.posting_id,
+    )
+
+
+def confirmations_stream(stub) -> BatchingStream:
+    return BatchingStream(
+        "confirmations", stub.PublishConfirmations,
+        to_request=lambda items: confirmation_service_pb2.PublishConfirmationsRequest(confirmations=items),
+        results_of=lambda response: [(a.payment_id, a) for a in response.acks],
+        key_of=lambda confirmation: confirmation.payment_id,
+    )
+
+
+class Router:
+    def __init__(self, journal: Journal, cores: dict[int, BatchingStream], bridge: BatchingStream,
+                 confirmations: BatchingStream):
+        self.journal = journal
+        self.cores = cores
+        self.bridge = bridge
+        self.confirmations = confirmations
+        self._in_flight: dict[str, asyncio.Task] = {}
+        self._outbox_ready = {POSTINGS: asyncio.Event(), CONFIRMATIONS: asyncio.Event()}
+        self._sequence_waiters: dict[str, list[asyncio.Future]] = {}
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        for stream in (*self.cores.values(), self.bridge, self.confirmations):
+            stream.start()
+        self._tasks = [
+            asyncio.create_task(self._forward(POSTINGS, self.bridge, ledger_pb2.Posting)),
+            asyncio.create_task(self._forward(CONFIRMATIONS, self.confirmations, confirmations_pb2.Confirmation)),
+        ]
+        # Recovery: whatever was journaled but never answered goes to its core again.
+        for payment in await self.journal.unanswered():
+            self._dispatch(payment)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for stream in (*self.cores.values(), self.bridge, self.confirmations):
+            await stream.close()
+
+    async def drain(self, timeout: float) -> None:
+        """Waits for payments in flight to be answered and recorded (graceful shutdown)."""
+        if self._in_flight:
+            await asyncio.wait(list(self._in_flight.values()), timeout=timeout)
+
+    async def core_available(self, loan_type: int) -> bool:
+        """True when the core's stream is up; a stream reconnecting gets a moment."""
+        return await self.cores[loan_type].wait_connected(timeout=0.5)
+
+    async def accept(self, payment: payments_pb2.Payment, body_hash: str, batch_id: str = ""):
+        """Journals the payment (or finds it); returns (journaled payment, its body hash, new?)."""
+        return await self.journal.accept(Accepted(payment, body_hash, batch_id))
+
+    async def result_of(self, payment: payments_pb2.Payment) -> payments_pb2.Payment:
+        """The payment's final state, applying it at its core if that is still to do."""
+        if payment.status != types_pb2.PAYMENT_STATUS_ACCEPTED:
+            return payment
+        task = self._dispatch(payment)
+        return await asyncio.shield(task)
+
+    async def confirmation_sequence(self, payment_id: str, timeout: float) -> int:
+        """Waits (at most timeout) for the result's sequence on the confirmation stream; 0 if not yet."""
+        future = asyncio.get_running_loop().create_future()
+        self._sequence_waiters.setdefault(payment_id, []).append(future)
+        self._outbox_ready[CONFIRMATIONS].set()
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            return 0
+        finally:
+            waiters = self._sequence_waiters.get(payment_id, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._sequence_waiters.pop(payment_id, None)
+
+    def _dispatch(self, payment: payments_pb2.Payment) -> asyncio.Task:
+        """One task per payment id, independent of the caller: a caller giving up
+        (deadline, disconnect) never leaves a result unrecorded."""
+        task = self._in_flight.get(payment.payment_id)
+        if task is None:
+            task = asyncio.create_task(self._apply(payment))
+            self._in_flight[payment.payment_id] = task
+            task.add_done_callback(lambda _: self._in_flight.pop(payment.payment_id, None))
+        return task
+
+    async def _apply(self, payment: payments_pb2.Payment) -> payments_pb2.Payment:
+        request = loan_core_service_pb2.LoanPayment(
+            payment_id=payment.payment_id, loan_id=payment.loan_id, amount=payment.amount,
+            prepayment_mode=payment.prepayment_mode, business_date=payment.business_date,
+            channel=payment.channel,
+        )
+        outcome = await self.cores[payment.loan_type].submit(request)
+        result = payments_pb2.Payment()
+        result.CopyFrom(payment)
+        result.result_time.GetCurrentTime()
+        outbox = []
+        if outcome.HasField("applied"):
+            applied = outcome.applied
+            result.status = types_pb2.PAYMENT_STATUS_APPLIED
+            result.allocation.CopyFrom(applied.allocation)
+            result.outstanding_balance.CopyFrom(applied.outstanding_balance)
+            outbox.append((POSTINGS, applied.posting.posting_id, applied.posting.SerializeToString()))
+        else:
+            result.status = types_pb2.PAYMENT_STATUS_REJECTED
+            result.rejection.CopyFrom(outcome.rejection)
+        confirmation = confirmation_of(result)
+        outbox.append((CONFIRMATIONS, confirmation.payment_id, confirmation.SerializeToString()))
+        await self.journal.record(result, outbox)
+        for topic in (POSTINGS, CONFIRMATIONS) if outcome.HasField("applied") else (CONFIRMATIONS,):
+            self._outbox_ready[topic].set()
+        return result
+
+    async def record_reversal(self, reversed_payment: payments_pb2.Payment, posting: ledger_pb2.Posting) -> None:
+        confirmation = confirmation_of(reversed_payment)
+        await self.journal.record(reversed_payment, [
+            (POSTINGS, posting.posting_id, posting.SerializeToString()),
+            (CONFIRMATIONS, f"{confirmation.payment_id}:reversed", confirmation.SerializeToString()),
+        ])
+        for event in self._outbox_ready.values():
+            event.set()
+
+    async def _forward(self, topic: str, stream: BatchingStream, message_type) -> None:
+        """Store-and-forward: sends the outbox in order, deletes what the peer acknowledged."""
+        ready = self._outbox_ready[topic]
+        while True:
+            try:
+                await asyncio.wait_for(ready.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
+            ready.clear()
+            rows = await self.journal.outbox(topic, limit=2000)
+            if not rows:
+                continue
+            ready.set()  # there may be more behind this page
+            items = [message_type.FromString(body) for _, body in rows]
+            # The stream answers by payment id: a payment's second result (its reversal)
+            # waits for the next page rather than share the first one's answer.
+            seen: set[str] = set()
+            for cut, item in enumerate(items):
+                if stream.key_of(item) in seen:
+                    rows, items = rows[:cut], items[:cut]
+                    break
+                seen.add(stream.key_of(item))
+            acks = await asyncio.gather(*(stream.submit(item) for item in items))
+            await self.journal.done(topic, [key for key, _ in rows])
+            if topic == CONFIRMATIONS:
+                await self._sequences_known({a.payment_id: a.sequence for a in acks if a.sequence})
+
+    async def _sequences_known(self, sequences: dict[str, int]) -> None:
+        await self.journal.set_confirmation_sequences(sequences)
+        for payment_id, sequence in sequences.items():
+            for future in self._sequence_waiters.get(payment_id, []):
+                if not future.done():
+                    future.set_result(sequence)
+
+
+def confirmation_of(payment: payments_pb2.Payment) -> confirmations_pb2.Confirmation:
+    return confirmations_pb2.Confirmation(
+        payment_id=payment.payment_id, channel=payment.channel, idempotency_key=payment.idempotency_key,
+        loan_id=payment.loan_id, loan_type=payment.loan_type, status=payment.status, amount=payment.amount,
+        allocation=payment.allocation, outstanding_balance=payment.outstanding_balance,
+        rejection=payment.rejection, business_date=payment.business_date,
+        result_time=payment.result_time if payment.HasField("result_time") else timestamp_pb2.Timestamp(),
+    )

@@ -1,0 +1,220 @@
+"""PaymentService: who is calling, what their channel may do, and the answer in
+the channel's terms (a status for an online call, a REJECTED payment on a stream)."""
+
+import asyncio
+import datetime as dt
+import os
+from dataclasses import dataclass
+
+import grpc
+
+from bank.common.v1 import errors_pb2, types_pb2
+from bank.loans.v1 import loan_core_service_pb2
+from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc, payments_pb2
+from payment_router.batch import upload_batch
+from payment_router.channel_policy import ChannelPolicy
+from payment_router.orders import Refused, body_hash, payment_id_of, validate
+from payment_router.router import Router
+from payment_router.tokens import TokenRefused, TokenVerifier
+from paymesh.errors import abort
+from paymesh.tls import peer_identity
+from paymesh.topology import CHANNEL_VALUES
+
+STREAM_WINDOW = 2000  # payments in flight per channel stream
+STATUS_OF_REASON = {
+    errors_pb2.ERROR_REASON_INVALID_FIELD: grpc.StatusCode.INVALID_ARGUMENT,
+    errors_pb2.ERROR_REASON_AMOUNT_INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    errors_pb2.ERROR_REASON_WRONG_LOAN_TYPE: grpc.StatusCode.INVALID_ARGUMENT,
+    errors_pb2.ERROR_REASON_LOAN_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    errors_pb2.ERROR_REASON_PAYMENT_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED: grpc.StatusCode.ALREADY_EXISTS,
+    errors_pb2.ERROR_REASON_ALREADY_REVERSED: grpc.StatusCode.ALREADY_EXISTS,
+}
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str  # the channel's certificate name
+    channel: int  # bank.common.v1.Channel
+    policy: ChannelPolicy
+    customer_id: str
+
+
+def business_date() -> str:
+    """PAYMESH_BUSINESS_DATE (YYYY-MM-DD) when set, else today's date in UTC."""
+    return os.environ.get("PAYMESH_BUSINESS_DATE") or dt.datetime.now(dt.timezone.utc).date().isoformat()
+
+
+class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
+    def __init__(self, router: Router, policies: dict[str, ChannelPolicy], tokens: TokenVerifier, core_stubs):
+        self.router = router
+        self.policies = policies
+        self.tokens = tokens
+        self.core_stubs = core_stubs  # loan type -> LoanCoreServiceStub, for reversals
+
+    async def SubmitPayment(self, request, context):
+        caller = await self._caller(context, "submit")
+        try:
+            payment, _ = await asyncio.wait_for(self.pay(caller, request.payment), _remaining(context))
+        except Refused as refused:
+            await _abort_refused(context, refused)
+        except asyncio.TimeoutError:
+            await abort(context, grpc.StatusCode.DEADLINE_EXCEEDED,
+                        "the payment is still being applied; retry with the same idempotency key for its result",
+                        errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE)
+        if payment.status == types_pb2.PAYMENT_STATUS_REJECTED:
+            code = STATUS_OF_REASON.get(payment.rejection.reason, grpc.StatusCode.FAILED_PRECONDITION)
+            await _abort_refused(context, Refused(code.name, payment.rejection.message, payment.rejection.reason,
+                                                  [(v.field, v.description) for v in payment.rejection.field_violations]),
+                                 payment_id=payment.payment_id)
+        sequence = await self.router.confirmation_sequence(payment.payment_id, min(1.0, _remaining(context)))
+        payment.confirmation_sequence = payment.confirmation_sequence or sequence
+        return api.SubmitPaymentResponse(payment=payment)
+
+    async def StreamPayments(self, request_iterator, context):
+        caller = await self._caller(context, "stream", cost=0)
+        answers: asyncio.Queue = asyncio.Queue()
+        window = asyncio.Semaphore(STREAM_WINDOW)
+
+        async def answer(order):
+            try:
+                answers.put_nowait(await self.pay_or_reject(caller, order))
+            finally:
+                window.release()
+
+        async def read():
+            tasks = set()
+            async for request in request_iterator:
+                await window.acquire()
+                if caller.policy.bucket.take():
+                    window.release()
+                    answers.put_nowait(self.rejected(caller, request.payment, Refused(
+                        "RESOURCE_EXHAUSTED", "over the channel's rate limit; slow down",
+                        errors_pb2.ERROR_REASON_RATE_LIMITED)))
+                    continue
+                task = asyncio.create_task(answer(request.payment))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            await asyncio.gather(*tasks)
+            answers.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (payment := await answers.get()) is not None:
+                yield api.StreamPaymentsResponse(payment=payment)
+            await reader
+        finally:
+            reader.cancel()
+
+    async def UploadBatch(self, request_iterator, context):
+        caller = await self._caller(context, "batch")
+        try:
+            return await upload_batch(self, caller, request_iterator)
+        except Refused as refused:
+            await _abort_refused(context, refused)
+
+    async def GetPayment(self, request, context):
+        caller = await self._caller(context, "get")
+        payment = await self.router.journal.get(request.payment_id) if request.payment_id else None
+        if payment is None or payment.channel != caller.channel:
+            # Another channel's payment is not found, exactly like one that does not exist.
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"no payment {request.payment_id!r} for this channel",
+                        errors_pb2.ERROR_REASON_PAYMENT_NOT_FOUND)
+        return api.GetPaymentResponse(payment=payment)
+
+    async def ReversePayment(self, request, context):
+        caller = await self._caller(context, "reverse")
+        payment = await self.router.journal.get(request.payment_id) if request.payment_id else None
+        if payment is None or payment.channel != caller.channel:
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"no payment {request.payment_id!r} for this channel",
+                        errors_pb2.ERROR_REASON_PAYMENT_NOT_FOUND)
+        if payment.status == types_pb2.PAYMENT_STATUS_REVERSED:
+            return api.ReversePaymentResponse(payment=payment)
+        if payment.status != types_pb2.PAYMENT_STATUS_APPLIED:
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "only an applied payment can be reversed",
+                        errors_pb2.ERROR_REASON_REVERSAL_NOT_ALLOWED)
+        reversal = loan_core_service_pb2.ReversePaymentRequest(
+            reversal_id=payment_id_of(caller.name, f"reversal\n{request.idempotency_key or payment.payment_id}"),
+            payment_id=payment.payment_id, reason=request.reason[:200], business_date=business_date(),
+        )
+        try:
+            reply = await self.core_stubs[payment.loan_type].ReversePayment(reversal, timeout=_remaining(context))
+        except grpc.aio.AioRpcError as error:
+            await context.abort(error.code(), error.details())
+        payment.status = types_pb2.PAYMENT_STATUS_REVERSED
+        payment.outstanding_balance.CopyFrom(reply.outstanding_balance)
+        payment.result_time.GetCurrentTime()
+        await self.router.record_reversal(payment, reply.posting)
+        return api.ReversePaymentResponse(payment=payment)
+
+    async def pay(self, caller: Caller, order: payments_pb2.PaymentOrder, key: str = "", batch_id: str = ""):
+        """(final payment, whether this call journaled it); raises Refused before anything is written."""
+        loan_type = validate(order, caller.policy)
+        key = key or order.idempotency_key
+        payment_id = payment_id_of(caller.name, key)
+        if not await self.router.core_available(loan_type):
+            known = await self.router.journal.get(payment_id)
+            if known is not None and known.status != types_pb2.PAYMENT_STATUS_ACCEPTED:
+                return known, False
+            raise Refused("UNAVAILABLE", "the loan core for this loan is unavailable; retry shortly",
+                          errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE)
+        payment = payments_pb2.Payment(
+            payment_id=payment_id, channel=caller.channel, idempotency_key=key, loan_id=order.loan_id,
+            loan_type=loan_type, amount=order.amount, status=types_pb2.PAYMENT_STATUS_ACCEPTED,
+            business_date=business_date(), customer_id=caller.customer_id,
+            prepayment_mode=order.prepayment_mode, channel_reference=order.channel_reference,
+        )
+        payment.accept_time.GetCurrentTime()
+        digest = body_hash(order)
+        journaled = await self.router.accept(payment, digest, batch_id)
+        if journaled.body_hash != digest:
+            raise Refused("ALREADY_EXISTS", f"idempotency key {key!r} was used for a different payment",
+                          errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED)
+        return await self.router.result_of(journaled.payment), journaled.new
+
+    async def pay_or_reject(self, caller: Caller, order: payments_pb2.PaymentOrder) -> payments_pb2.Payment:
+        try:
+            return (await self.pay(caller, order))[0]
+        except Refused as refused:
+            return self.rejected(caller, order, refused)
+
+    def rejected(self, caller: Caller, order, refused: Refused, key: str = "") -> payments_pb2.Payment:
+        """A refusal as a REJECTED payment (streams and batch lines); nothing was journaled."""
+        key = key or order.idempotency_key
+        return payments_pb2.Payment(
+            payment_id=payment_id_of(caller.name, key) if key else "", channel=caller.channel,
+            idempotency_key=key, loan_id=order.loan_id, amount=order.amount,
+            status=types_pb2.PAYMENT_STATUS_REJECTED, rejection=refused.rejection(), business_date=business_date(),
+        )
+
+    async def _caller(self, context, operation: str, cost: int = 1) -> Caller:
+        identity = peer_identity(context)  # the caller policy already admitted only channels
+        policy = self.policies[identity.name]
+        if operation not in policy.operations:
+            await abort(context, grpc.StatusCode.PERMISSION_DENIED,
+                        f"the {identity.name} channel may not use {operation}",
+                        errors_pb2.ERROR_REASON_OPERATION_NOT_ALLOWED)
+        wait = policy.bucket.take(cost) if cost else 0.0
+        if wait:
+            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"over the {identity.name} channel's rate limit; retry in {wait:.3f}s",
+                        errors_pb2.ERROR_REASON_RATE_LIMITED, retry_after_seconds=wait)
+        customer_id = ""
+        if policy.requires_token:
+            authorization = dict(context.invocation_metadata() or ()).get("authorization")
+            try:
+                customer_id = self.tokens.customer_of(authorization)
+            except TokenRefused as refused:
+                await abort(context, grpc.StatusCode.UNAUTHENTICATED, str(refused),
+                            errors_pb2.ERROR_REASON_TOKEN_INVALID)
+        return Caller(identity.name, CHANNEL_VALUES[identity.name], policy, customer_id)
+
+
+def _remaining(context) -> float:
+    remaining = context.time_remaining()
+    return 30.0 if remaining is None else max(remaining, 0.001)
+
+
+async def _abort_refused(context, refused: Refused, **metadata) -> None:
+    await abort(context, grpc.StatusCode[refused.code], refused.message, refused.reason,
+                violations=refused.violations, metadata=metadata or None)

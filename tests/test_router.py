@@ -1,0 +1,168 @@
+"""The router end to end: real processes for every service, real mTLS, real stores."""
+
+import asyncio
+import time
+from datetime import date
+
+import grpc
+import pytest
+
+from bank.common.v1 import types_pb2
+from bank.confirmations.v1 import confirmation_service_pb2 as conf_api, confirmation_service_pb2_grpc as conf_grpc
+from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc, payments_pb2
+from loan_core.portfolio import generate
+from payment_router.tokens import mint
+from paymesh import tls
+from paymesh.errors import error_info
+from paymesh.topology import CHANNELS, Identity
+from tests.harness import start_mesh, stop_mesh
+
+AS_OF = "2026-11-27"
+PORTFOLIO = dict(seed=7, count=120, as_of=date.fromisoformat(AS_OF))
+ENV = dict(PAYMESH_PORTFOLIO_SIZE="120", PAYMESH_PORTFOLIO_SEED="7", PAYMESH_PORTFOLIO_AS_OF=AS_OF,
+           PAYMESH_BUSINESS_DATE=AS_OF)
+
+
+def open_loans(loan_type: int, currency: str = "PEN") -> list[str]:
+    return [t.loan_id for t in generate(loan_type, **PORTFOLIO)
+            if t.currency_code == currency and t.installments_paid < t.term_months]
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory, pki_dir):
+    services = start_mesh(tmp_path_factory.mktemp("mesh"), pki_dir, **ENV)
+    yield services
+    stop_mesh(services)
+
+
+def order(key: str, loan_id: str, amount: int = 1500, currency: str = "PEN") -> payments_pb2.PaymentOrder:
+    return payments_pb2.PaymentOrder(idempotency_key=key, loan_id=loan_id,
+                                     amount=types_pb2.Money(currency_code=currency, amount_minor=amount))
+
+
+def token_metadata(pki_dir, channel: str, **claims):
+    if channel not in ("app", "internet-banking"):
+        return None
+    return (("authorization", "Bearer " + mint(pki_dir, "CUST-0001", **claims)),)
+
+
+async def submit(mesh, pki_dir, channel: str, payment_order, metadata="token"):
+    if metadata == "token":
+        metadata = token_metadata(pki_dir, channel)
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", channel)) as ch:
+        reply = await api_grpc.PaymentServiceStub(ch).SubmitPayment(
+            api.SubmitPaymentRequest(payment=payment_order), metadata=metadata, timeout=10)
+    return reply.payment
+
+
+async def refused(mesh, pki_dir, channel, payment_order, metadata="token") -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await submit(mesh, pki_dir, channel, payment_order, metadata)
+    return error.value
+
+
+async def confirmations_of(mesh, pki_dir, channel: str, wanted: set[str], timeout: float = 10) -> set[str]:
+    """Payment ids confirmed to channel, reading its stream from the beginning until wanted are in."""
+    seen: set[str] = set()
+    async with tls.channel_for(mesh["confirmations"].address, pki_dir, Identity("channel", channel)) as ch:
+        call = conf_grpc.ConfirmationServiceStub(ch).Subscribe(
+            conf_api.SubscribeRequest(start_position=conf_api.START_POSITION_BEGINNING))
+        try:
+            async with asyncio.timeout(timeout):
+                async for event in call:
+                    seen |= {c.payment_id for c in event.batch.confirmations}
+                    if wanted <= seen:
+                        break
+        except TimeoutError:
+            pass
+        call.cancel()
+    return seen
+
+
+async def test_an_online_payment_from_each_channel_is_applied_and_confirmed_to_that_channel_only(mesh, pki_dir):
+    loans = open_loans(types_pb2.LOAN_TYPE_CASH)
+    paid = {}
+    for number, channel in enumerate(CHANNELS):
+        payment = await submit(mesh, pki_dir, channel, order(f"each-{channel}", loans[number]))
+        assert payment.status == types_pb2.PAYMENT_STATUS_APPLIED, payment
+        assert sum(getattr(payment.allocation, f.name) for f in payment.allocation.DESCRIPTOR.fields) == 1500
+        assert payment.confirmation_sequence > 0
+        paid[channel] = payment.payment_id
+    app_payment = await submit(mesh, pki_dir, "app", order("each-app", loans[0]))
+    assert app_payment.payment_id == paid["app"] and app_payment.customer_id == "CUST-0001"
+    for channel in CHANNELS:
+        seen = await confirmations_of(mesh, pki_dir, channel, {paid[channel]})
+        assert paid[channel] in seen
+        assert not (seen & (set(paid.values()) - {paid[channel]})), f"{channel} saw another channel's payment"
+
+
+async def test_a_retry_returns_the_same_payment_and_a_changed_body_is_already_exists(mesh, pki_dir):
+    loan = open_loans(types_pb2.LOAN_TYPE_CASH)[10]
+    first = await submit(mesh, pki_dir, "atm", order("retry-1", loan, 2000))
+    again = await submit(mesh, pki_dir, "atm", order("retry-1", loan, 2000))
+    assert again.payment_id == first.payment_id
+    assert again.outstanding_balance == first.outstanding_balance  # applied once: the balance did not move again
+    error = await refused(mesh, pki_dir, "atm", order("retry-1", loan, 2001))
+    assert error.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert error_info(error).reason == "IDEMPOTENCY_KEY_REUSED"
+
+
+@pytest.mark.parametrize("case, channel, make, code, reason", [
+    ("unknown loan", "atm", lambda: order("bad-1", "CSH-999999"), "NOT_FOUND", "LOAN_NOT_FOUND"),
+    ("wrong currency", "atm", lambda: order("bad-2", open_loans(types_pb2.LOAN_TYPE_CASH)[3], 1000, "USD"),
+     "FAILED_PRECONDITION", "CURRENCY_MISMATCH"),
+    ("over the channel limit", "atm", lambda: order("bad-3", open_loans(types_pb2.LOAN_TYPE_CASH)[3], 300_001),
+     "INVALID_ARGUMENT", "AMOUNT_OVER_CHANNEL_LIMIT"),
+    ("negative amount", "store", lambda: order("bad-4", open_loans(types_pb2.LOAN_TYPE_CASH)[3], -5),
+     "INVALID_ARGUMENT", "INVALID_FIELD"),
+    ("missing fields", "agent", lambda: payments_pb2.PaymentOrder(), "INVALID_ARGUMENT", "INVALID_FIELD"),
+])
+async def test_bad_input_gets_a_clear_status(mesh, pki_dir, case, channel, make, code, reason):
+    error = await refused(mesh, pki_dir, channel, make())
+    assert (error.code().name, error_info(error).reason) == (code, reason), error.details()
+    assert error.details()
+
+
+@pytest.mark.parametrize("case, claims", [
+    ("expired", dict(exp=int(time.time()) - 3600, nbf=int(time.time()) - 7200)),
+    ("wrong audience", dict(aud="someone-else")),
+    ("wrong issuer", dict(iss="https://evil.example")),
+])
+async def test_a_bad_end_user_token_is_unauthenticated(mesh, pki_dir, case, claims):
+    metadata = (("authorization", "Bearer " + mint(pki_dir, "CUST-0001", **claims)),)
+    error = await refused(mesh, pki_dir, "app", order(f"jwt-{case}", open_loans(types_pb2.LOAN_TYPE_CASH)[4]), metadata)
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error.details()
+
+
+async def test_a_missing_or_unsigned_token_is_unauthenticated(mesh, pki_dir):
+    import jwt
+
+    unsigned = jwt.encode({"sub": "CUST-0001", "iss": "https://login.paymesh.bank", "aud": "paymesh-payments",
+                           "exp": int(time.time()) + 600, "nbf": int(time.time())}, key=None, algorithm="none")
+    for metadata in (None, (("authorization", "Bearer " + unsigned),)):
+        error = await refused(mesh, pki_dir, "internet-banking", order("jwt-none", "CSH-000001"), metadata)
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_another_channels_payment_is_not_found(mesh, pki_dir):
+    payment = await submit(mesh, pki_dir, "store", order("mine-1", open_loans(types_pb2.LOAN_TYPE_CASH)[20]))
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "atm")) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await api_grpc.PaymentServiceStub(ch).GetPayment(api.GetPaymentRequest(payment_id=payment.payment_id))
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "store")) as ch:
+        mine = await api_grpc.PaymentServiceStub(ch).GetPayment(api.GetPaymentRequest(payment_id=payment.payment_id))
+    assert mine.payment.status == types_pb2.PAYMENT_STATUS_APPLIED
+
+
+async def test_the_stream_answers_every_payment_and_a_bad_one_does_not_end_it(mesh, pki_dir):
+    loans = open_loans(types_pb2.LOAN_TYPE_CASH)[30:60]
+    orders = [order(f"stream-{i}", loans[i % len(loans)], 700) for i in range(200)]
+    orders.insert(50, order("stream-bad", "CSH-999999"))
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "agent")) as ch:
+        call = api_grpc.PaymentServiceStub(ch).StreamPayments(
+            iter([api.StreamPaymentsRequest(payment=o) for o in orders]), timeout=60)
+        answers = {r.payment.idempotency_key: r.payment async for r in call}
+    assert len(answers) == len(orders)
+    assert answers["stream-bad"].rejection.reason and answers["stream-bad"].status == types_pb2.PAYMENT_STATUS_REJECTED
+    assert sum(p.status == types_pb2.PAYMENT_STATUS_APPLIED for p in answers.values()) == 200
