@@ -1,25 +1,42 @@
 """An emulator of the bank's mainframe general ledger, for local runs and tests.
 
 A TCP server speaking TLS 1.2+ with a required client certificate from the
-mesh's CA; only the bridge (and the operator) may connect. Records are framed
-as mainframe_bridge.framing says. Posting records land with the bridge issue;
-today it answers the link check and refuses other record types in words.
+mesh's CA; only the bridge and the operator may connect. Records are framed as
+mainframe_bridge.framing says and laid out as copybooks/glpost.cpy says.
+
+It posts each posting record to a double-entry ledger in its own SQLite file
+(mainframe-emulator.db), refuses unbalanced movements and unknown accounts,
+answers a replayed posting id as the first time, and checks the end-of-day
+file's control totals against its details and its own ledger.
+
+For tests it can misbehave, chosen at start (--mode / PAYMESH_EMULATOR_MODE,
+--delay-ms / PAYMESH_EMULATOR_DELAY_MS) or by a CONTROL-REQUEST record from the
+operator: NORMAL, DOWN (drops the bridge's connections), SLOW (waits delay-ms
+before answering each batch), GARBAGE (posts, then answers bytes that are no
+record), TRUNCATE (posts, then sends half a reply frame and hangs up).
 """
 
+import argparse
 import asyncio
 import logging
+import os
 import ssl
 import sys
 
+from mainframe_bridge import eod_file, general_ledger, records
+from mainframe_bridge.codec import RecordError
+from mainframe_bridge.framing import PING, PONG, FrameError, encode_frame, read_frame
 from paymesh import pki
 from paymesh.config import Settings, port_of
 from paymesh.logs import setup_logging
 from paymesh.server import until_signalled, write_port_file
+from paymesh.sqlite import Store
 from paymesh.topology import BRIDGE, OPERATOR, SERVICES, Identity
-from mainframe_bridge.framing import CODEC, PING, PONG, FrameError, encode_frame, read_frame
 
 SERVICE = "mainframe-emulator"
 ALLOWED = frozenset([BRIDGE, OPERATOR])
+MODES = ("NORMAL", "DOWN", "SLOW", "GARBAGE", "TRUNCATE")
+MAX_BATCH = 1000  # postings per group commit
 log = logging.getLogger(__name__)
 
 
@@ -39,59 +56,186 @@ def peer_of(writer: asyncio.StreamWriter) -> Identity | None:
     return identities[0] if len(identities) == 1 else None
 
 
+class HangUp(Exception):
+    """The emulator was told to cut this connection."""
+
+
 class Emulator:
-    def __init__(self) -> None:
-        self.connections: set[asyncio.Task] = set()
+    def __init__(self, store: Store, mode: str = "NORMAL", delay_ms: int = 0) -> None:
+        self.store = store
+        self.mode = mode
+        self.delay_ms = delay_ms
+        self.connections: dict[asyncio.Task, Identity | None] = {}
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        self.connections.add(task)
         peer = peer_of(writer)
+        if peer not in ALLOWED or (self.mode == "DOWN" and peer != OPERATOR):
+            log.warning("refused connection", extra={"peer": str(peer), "mode": self.mode})
+            writer.close()
+            return
+        self.connections[task] = peer
+        # Frames are read while earlier ones are being committed, so a busy
+        # connection commits many postings per transaction.
+        inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=4 * MAX_BATCH)
+        worker = asyncio.create_task(self.work(inbox, writer, peer))
         try:
-            if peer not in ALLOWED:
-                log.warning("refused connection", extra={"peer": str(peer)})
-                return
-            while True:
-                record = await read_frame(reader)
-                writer.write(encode_frame(self.answer(record)))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, FrameError, ssl.SSLError) as gone:
+            while not worker.done():
+                reading = asyncio.ensure_future(read_frame(reader))
+                await asyncio.wait([reading, worker], return_when=asyncio.FIRST_COMPLETED)
+                if not reading.done():
+                    reading.cancel()
+                    break
+                await inbox.put(reading.result())
+            worker.result()
+        except (asyncio.IncompleteReadError, ConnectionError, FrameError, ssl.SSLError, HangUp) as gone:
             log.info("connection closed", extra={"peer": str(peer), "reason": type(gone).__name__})
         finally:
-            self.connections.discard(task)
+            worker.cancel()
+            self.connections.pop(task, None)
             writer.close()
 
-    def answer(self, record: bytes) -> bytes:
-        if record == PING:
-            return PONG
-        kind = record[:4].decode(CODEC, errors="replace")
-        return f"ERR record type {kind!r} is not supported".encode(CODEC)
+    async def work(self, inbox: asyncio.Queue, writer: asyncio.StreamWriter, peer: Identity | None) -> None:
+        eod_data: bytearray | None = None  # an end-of-day file being received
+        while True:
+            frames = [await inbox.get()]
+            while not inbox.empty() and len(frames) < MAX_BATCH:
+                frames.append(inbox.get_nowait())
+            postings: list[records.PostingRecord] = []
+            answers: list[bytes] = []
+            for frame in frames:
+                kind = records.record_type(frame)
+                if eod_data is not None or kind == "EODH":
+                    eod_data = (eod_data or bytearray()) + frame
+                    if eod_file.is_last_record(eod_data):
+                        answers.append(await self.receive_eod(bytes(eod_data)))
+                        eod_data = None
+                elif kind == "POST":
+                    posting = self.decode(frame)
+                    if isinstance(posting, bytes):
+                        answers.append(posting)
+                    else:
+                        postings.append(posting)
+                        answers.append(b"")  # filled in after the commit, in order
+                else:
+                    answers.append(self.answer_other(frame, kind, peer))
+            if postings:
+                replies = iter(await self.store.transaction(general_ledger.post_batch, postings))
+                answers = [a or records.encode_reply(next(replies)) for a in answers]
+            await self.send(writer, answers)
+
+    def decode(self, frame: bytes) -> records.PostingRecord | bytes:
+        try:
+            return records.decode_posting(frame)
+        except (RecordError, UnicodeDecodeError) as bad:
+            posting_id = ""
+            try:
+                posting_id = records.HEADER.decode(frame)["PH-POSTING-ID"]
+            except (RecordError, UnicodeDecodeError):
+                pass
+            return records.encode_reply(records.Reply(posting_id, records.RC_MALFORMED, "", str(bad)[:80]))
+
+    def answer_other(self, frame: bytes, kind: str, peer: Identity | None) -> bytes:
+        if frame == PING:  # the link check: a mainframe told to be down is not serving
+            return PONG if self.mode != "DOWN" else "DOWN".encode(records.CODEC)
+        if kind == "CTRL":
+            return self.control(frame, peer)
+        return f"ERR record type {kind!r} is not supported".encode(records.CODEC)
+
+    def control(self, frame: bytes, peer: Identity | None) -> bytes:
+        try:
+            request = records.CONTROL.decode(frame)
+        except (RecordError, UnicodeDecodeError) as bad:
+            return records.CONTROL_REPLY.encode({"CA-MODE": self.mode, "CA-MESSAGE": str(bad)[:80]})
+        if peer != OPERATOR:
+            message = "refused: only the operator controls the emulator"
+        elif request["CR-MODE"] not in MODES:
+            message = f"unknown mode; one of {', '.join(MODES)}"
+        else:
+            self.set_mode(request["CR-MODE"], request["CR-DELAY-MS"])
+            message = "mode set"
+        return records.CONTROL_REPLY.encode({"CA-MODE": self.mode, "CA-MESSAGE": message})
+
+    def set_mode(self, mode: str, delay_ms: int) -> None:
+        self.mode, self.delay_ms = mode, delay_ms
+        log.info("mode set", extra={"mode": mode, "delay_ms": delay_ms})
+        if mode == "DOWN":
+            for task, peer in list(self.connections.items()):
+                if peer != OPERATOR:
+                    task.cancel()
+
+    async def send(self, writer: asyncio.StreamWriter, answers: list[bytes]) -> None:
+        if self.mode == "SLOW":
+            await asyncio.sleep(self.delay_ms / 1000)
+        for answer in answers:
+            is_reply = records.record_type(answer) == "RPLY"
+            if is_reply and self.mode == "GARBAGE":
+                answer = bytes(range(256))[: len(answer)]
+            if is_reply and self.mode == "TRUNCATE":
+                writer.write(encode_frame(answer)[: 4 + len(answer) // 2])
+                await writer.drain()
+                raise HangUp()
+            writer.write(encode_frame(answer))
+        await writer.drain()
+
+    async def receive_eod(self, data: bytes) -> bytes:
+        try:
+            eod = eod_file.read(data)
+        except (RecordError, UnicodeDecodeError) as bad:
+            return records.EOD_REPLY.encode({"ER-RETURN-CODE": records.RC_MALFORMED, "ER-MESSAGE": str(bad)[:80]})
+        return_code, message = eod_file.check_totals(eod)
+        if return_code == records.RC_OK:
+            posted = await self.store.run(general_ledger.day_entries, eod.business_date)
+            if sorted(posted) != sorted((d.posting_id, d.entry) for d in eod.details):
+                return_code = records.RC_LEDGER_MISMATCH
+                message = f"the file's {len(eod.details)} details are not the ledger's {len(posted)} entries of the day"
+        await self.store.transaction(general_ledger.record_eod, eod.business_date, eod.file_name,
+                                     len(eod.details), return_code, message)
+        log.info("end-of-day file", extra={"file": eod.file_name, "records": len(eod.details), "rc": return_code})
+        return records.EOD_REPLY.encode({
+            "ER-BUSINESS-DATE": eod.business_date, "ER-RETURN-CODE": return_code,
+            "ER-RECORD-COUNT": len(eod.details), "ER-MESSAGE": message[:80],
+        })
 
 
-async def serve() -> None:
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m mainframe_bridge.emulator")
+    parser.add_argument("--mode", choices=MODES, type=str.upper,
+                        default=os.environ.get("PAYMESH_EMULATOR_MODE", "NORMAL").upper())
+    parser.add_argument("--delay-ms", type=int, default=int(os.environ.get("PAYMESH_EMULATOR_DELAY_MS", "200")))
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
     settings = Settings.from_env()
     setup_logging(SERVICE, settings.log_level)
-    emulator = Emulator()
+    store = Store(settings.data_dir / f"{SERVICE}.db", general_ledger.SCHEMA)
+    emulator = Emulator(store, args.mode, args.delay_ms)
     server = await asyncio.start_server(
         emulator.handle, settings.bind_host, port_of(SERVICES[SERVICE]), ssl=tls_context(settings)
     )
     port = server.sockets[0].getsockname()[1]
     write_port_file(settings, SERVICE, port)
-    log.info("serving", extra={"port": port})
+    log.info("serving", extra={"port": port, "mode": args.mode})
     await until_signalled()
     server.close()
-    # Every record is answered as soon as it is read, so a connection idles in a
-    # read; cutting it loses nothing the bridge was told (it resends what got no reply).
+    # A posting is answered only after its commit, so cutting a connection loses
+    # nothing the bridge was told: it resends what got no reply.
     for connection in list(emulator.connections):
         connection.cancel()
     if emulator.connections:
-        await asyncio.wait(emulator.connections, timeout=settings.grace_seconds)
+        await asyncio.wait(list(emulator.connections), timeout=settings.grace_seconds)
+    store.close()
     log.info("stopped")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.mode not in MODES:
+        print(f"{SERVICE}: --mode must be one of {', '.join(MODES)}", file=sys.stderr)
+        sys.exit(2)
     try:
-        asyncio.run(serve())
+        asyncio.run(serve(args))
     except FileNotFoundError as missing:
         print(f"{SERVICE}: {missing}; run `paymesh pki` first", file=sys.stderr)
         sys.exit(2)

@@ -1,24 +1,161 @@
-"""The bridge's gRPC server. Only the payment router posts to the ledger."""
+"""The bridge's gRPC server: postings in on a stream, durably queued, forwarded
+to the mainframe; status lookups; the end of the business day; the day's summary.
 
-from bank.ledger.v1 import mainframe_bridge_service_pb2, mainframe_bridge_service_pb2_grpc
+The router may call everything; the operator's command line may look up a
+posting, close the day and read the summary (to reconcile).
+"""
+
+import asyncio
+import datetime as dt
+import logging
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from bank.common.v1 import errors_pb2, types_pb2
+from bank.ledger.v1 import ledger_pb2
+from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_pb2
+from bank.ledger.v1 import mainframe_bridge_service_pb2_grpc as bridge_grpc
+from mainframe_bridge import end_of_day, intake, queue_store
+from mainframe_bridge.forwarder import Forwarder
+from mainframe_bridge.link import client_context
+from mainframe_bridge.queue_store import Standing
 from paymesh import server
 from paymesh.authz import CallerPolicy
-from paymesh.topology import ROUTER
+from paymesh.config import Settings, address_of
+from paymesh.errors import abort
+from paymesh.sqlite import Store
+from paymesh.topology import BRIDGE, OPERATOR, ROUTER
 
 SERVICE = "mainframe-bridge"
-POLICY = CallerPolicy.only([ROUTER])
+_METHOD = "/bank.ledger.v1.MainframeBridgeService/"
+POLICY = CallerPolicy(
+    frozenset([ROUTER]),
+    {_METHOD + name: frozenset([ROUTER, OPERATOR])
+     for name in ("GetPostingStatus", "CloseBusinessDay", "GetLedgerSummary")},
+)
+log = logging.getLogger(__name__)
 
 
-class MainframeBridgeService(mainframe_bridge_service_pb2_grpc.MainframeBridgeServiceServicer):
-    """Postings land with the bridge issue; until then every method answers UNIMPLEMENTED."""
+class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
+    def __init__(self, settings: Settings):
+        self.store = Store(settings.data_dir / f"{SERVICE}.db", queue_store.SCHEMA)
+        self.eod_dir = settings.data_dir / "eod"
+        self.address = address_of("mainframe-emulator")
+        self.context = client_context(settings.pki_dir, BRIDGE)
+        self.forwarder = Forwarder(self.store, self.address, self.context)
+        self._forwarding: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._forwarding = asyncio.get_running_loop().create_task(self.forwarder.run())
+
+    async def stop(self) -> None:
+        if self._forwarding:
+            self._forwarding.cancel()
+            await asyncio.gather(self._forwarding, return_exceptions=True)
+        self.store.close()
+
+    async def PostEntries(self, request_iterator, context):
+        async for request in request_iterator:
+            prepared = [intake.prepare(posting) for posting in request.postings]
+            valid = [p for p in prepared if isinstance(p, queue_store.Queued)]
+            # Group commit: the whole message in one transaction, acknowledged after COMMIT.
+            stored = iter(await self.store.transaction(queue_store.enqueue, valid) if valid else ())
+            acks = []
+            for posting, item in zip(request.postings, prepared):
+                if isinstance(item, queue_store.Queued):
+                    acks.append(_ack(posting.posting_id, next(stored)))
+                else:
+                    acks.append(bridge_pb2.PostingAck(posting_id=posting.posting_id,
+                                                      status=ledger_pb2.POSTING_STATUS_REJECTED, rejection=item))
+            if valid:
+                self.forwarder.notify()
+            yield bridge_pb2.PostEntriesResponse(acks=acks)
+
+    async def GetPostingStatus(self, request, context):
+        found = await self.store.run(queue_store.standing, request.posting_id)
+        if found is None:
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"no posting {request.posting_id!r} in the bridge",
+                        errors_pb2.ERROR_REASON_POSTING_NOT_FOUND, metadata={"posting_id": request.posting_id})
+        response = bridge_pb2.GetPostingStatusResponse(
+            posting_id=request.posting_id, status=found.status, mainframe_reference=found.reference,
+            queued_time=_timestamp(found.queued_at), posted_time=_timestamp(found.posted_at),
+        )
+        if found.rejection_reason:
+            response.rejection.CopyFrom(_rejection(found))
+        return response
+
+    async def CloseBusinessDay(self, request, context):
+        await _check_date(context, request.business_date)
+        try:
+            return await end_of_day.close_day(self.store, self.eod_dir, self.address, self.context,
+                                              request.business_date)
+        except end_of_day.CloseRefused as refused:
+            await abort(context, refused.code, str(refused), refused.reason,
+                        metadata={"business_date": request.business_date},
+                        retry_after_seconds=refused.retry_after)
+
+    async def GetLedgerSummary(self, request, context):
+        await _check_date(context, request.business_date)
+        rows = await self.store.run(queue_store.summary, request.business_date)
+        closed = await self.store.run(queue_store.day_closed, request.business_date)
+        return bridge_pb2.GetLedgerSummaryResponse(
+            business_date=request.business_date, day_closed=closed,
+            lines=[bridge_pb2.LedgerSummaryLine(
+                channel=channel, loan_type=loan_type, reversal=bool(reversal), status=status, posting_count=count,
+                amount=types_pb2.Money(currency_code=currency, amount_minor=amount))
+                for channel, loan_type, reversal, status, currency, count, amount in rows],
+        )
 
 
-def register(grpc_server):
-    mainframe_bridge_service_pb2_grpc.add_MainframeBridgeServiceServicer_to_server(
-        MainframeBridgeService(), grpc_server
-    )
-    return [mainframe_bridge_service_pb2.DESCRIPTOR.services_by_name["MainframeBridgeService"].full_name]
+async def _check_date(context, business_date: str) -> None:
+    try:
+        valid = dt.date.fromisoformat(business_date).isoformat() == business_date
+    except ValueError:
+        valid = False
+    if not valid:
+        await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "business_date must be a date written YYYY-MM-DD",
+                    errors_pb2.ERROR_REASON_INVALID_FIELD,
+                    violations=[("business_date", f"{business_date!r} is not YYYY-MM-DD")])
+
+
+def _ack(posting_id: str, standing: Standing) -> bridge_pb2.PostingAck:
+    ack = bridge_pb2.PostingAck(posting_id=posting_id, status=standing.status)
+    if standing.rejection_reason:
+        ack.rejection.CopyFrom(_rejection(standing))
+    return ack
+
+
+def _rejection(standing: Standing) -> errors_pb2.Rejection:
+    return errors_pb2.Rejection(reason=standing.rejection_reason, message=standing.rejection_message)
+
+
+def _timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
+    if seconds is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+class Bridge:
+    """Builds the servicer when the server registers it (inside the event loop)."""
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings
+        self.service: MainframeBridgeService | None = None
+
+    def register(self, grpc_server):
+        self.service = MainframeBridgeService(self.settings or Settings.from_env())
+        bridge_grpc.add_MainframeBridgeServiceServicer_to_server(self.service, grpc_server)
+        self.service.start()
+        return [bridge_pb2.DESCRIPTOR.services_by_name["MainframeBridgeService"].full_name]
+
+    async def stop(self) -> None:
+        if self.service:
+            await self.service.stop()
 
 
 def main() -> None:
-    server.main(SERVICE, register, POLICY)
+    bridge = Bridge()
+    server.main(SERVICE, bridge.register, POLICY, on_stop=bridge.stop)

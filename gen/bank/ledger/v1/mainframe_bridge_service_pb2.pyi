@@ -79,3 +79,35 @@ class CloseBusinessDayResponse(_message.Message):
     credit_totals: _containers.RepeatedCompositeFieldContainer[_types_pb2.Money]
     accepted_by_mainframe: bool
     def __init__(self, business_date: _Optional[str] = ..., file_name: _Optional[str] = ..., record_count: _Optional[int] = ..., debit_totals: _Optional[_Iterable[_Union[_types_pb2.Money, _Mapping]]] = ..., credit_totals: _Optional[_Iterable[_Union[_types_pb2.Money, _Mapping]]] = ..., accepted_by_mainframe: _Optional[bool] = ...) -> None: ...
+
+class GetLedgerSummaryRequest(_message.Message):
+    __slots__ = ("business_date",)
+    BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
+    business_date: str
+    def __init__(self, business_date: _Optional[str] = ...) -> None: ...
+
+class LedgerSummaryLine(_message.Message):
+    __slots__ = ("channel", "loan_type", "reversal", "status", "posting_count", "amount")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    LOAN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    REVERSAL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    POSTING_COUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    channel: _types_pb2.Channel
+    loan_type: _types_pb2.LoanType
+    reversal: bool
+    status: _ledger_pb2.PostingStatus
+    posting_count: int
+    amount: _types_pb2.Money
+    def __init__(self, channel: _Optional[_Union[_types_pb2.Channel, str]] = ..., loan_type: _Optional[_Union[_types_pb2.LoanType, str]] = ..., reversal: _Optional[bool] = ..., status: _Optional[_Union[_ledger_pb2.PostingStatus, str]] = ..., posting_count: _Optional[int] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ...) -> None: ...
+
+class GetLedgerSummaryResponse(_message.Message):
+    __slots__ = ("business_date", "lines", "day_closed")
+    BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    DAY_CLOSED_FIELD_NUMBER: _ClassVar[int]
+    business_date: str
+    lines: _containers.RepeatedCompositeFieldContainer[LedgerSummaryLine]
+    day_closed: bool
+    def __init__(self, business_date: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[LedgerSummaryLine, _Mapping]]] = ..., day_closed: _Optional[bool] = ...) -> None: ...

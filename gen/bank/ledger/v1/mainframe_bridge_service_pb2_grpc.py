@@ -28,7 +28,8 @@ if _version_not_supported:
 class MainframeBridgeServiceStub:
     """The bridge to the mainframe's general ledger: store-and-forward of postings
     as fixed-width EBCDIC records, and the end-of-day batch file.
-    Callers: the payment router only.
+    Callers: the payment router; the operator may look up a posting, close the
+    day and read the day's summary (the `paymesh` command line).
     """
 
     def __init__(self, channel):
@@ -52,12 +53,18 @@ class MainframeBridgeServiceStub:
                 request_serializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.CloseBusinessDayRequest.SerializeToString,
                 response_deserializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.CloseBusinessDayResponse.FromString,
                 _registered_method=True)
+        self.GetLedgerSummary = channel.unary_unary(
+                '/bank.ledger.v1.MainframeBridgeService/GetLedgerSummary',
+                request_serializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.GetLedgerSummaryRequest.SerializeToString,
+                response_deserializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.GetLedgerSummaryResponse.FromString,
+                _registered_method=True)
 
 
 class MainframeBridgeServiceServicer:
     """The bridge to the mainframe's general ledger: store-and-forward of postings
     as fixed-width EBCDIC records, and the end-of-day batch file.
-    Callers: the payment router only.
+    Callers: the payment router; the operator may look up a posting, close the
+    day and read the day's summary (the `paymesh` command line).
     """
 
     def PostEntries(self, request_iterator, context):
@@ -84,6 +91,14 @@ class MainframeBridgeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLedgerSummary(self, request, context):
+        """Counts and amounts of the day's postings by channel, loan type, kind and
+        status, for reconciliation. Read-only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MainframeBridgeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -102,6 +117,11 @@ def add_MainframeBridgeServiceServicer_to_server(servicer, server):
                     request_deserializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.CloseBusinessDayRequest.FromString,
                     response_serializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.CloseBusinessDayResponse.SerializeToString,
             ),
+            'GetLedgerSummary': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLedgerSummary,
+                    request_deserializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.GetLedgerSummaryRequest.FromString,
+                    response_serializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.GetLedgerSummaryResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'bank.ledger.v1.MainframeBridgeService', rpc_method_handlers)
@@ -113,7 +133,8 @@ def add_MainframeBridgeServiceServicer_to_server(servicer, server):
 class MainframeBridgeService:
     """The bridge to the mainframe's general ledger: store-and-forward of postings
     as fixed-width EBCDIC records, and the end-of-day batch file.
-    Callers: the payment router only.
+    Callers: the payment router; the operator may look up a posting, close the
+    day and read the day's summary (the `paymesh` command line).
     """
 
     @staticmethod
@@ -187,6 +208,33 @@ class MainframeBridgeService:
             '/bank.ledger.v1.MainframeBridgeService/CloseBusinessDay',
             bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.CloseBusinessDayRequest.SerializeToString,
             bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.CloseBusinessDayResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLedgerSummary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bank.ledger.v1.MainframeBridgeService/GetLedgerSummary',
+            bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.GetLedgerSummaryRequest.SerializeToString,
+            bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.GetLedgerSummaryResponse.FromString,
             options,
             channel_credentials,
             insecure,

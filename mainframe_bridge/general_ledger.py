@@ -1,0 +1,109 @@
+"""The emulator's general ledger: a double-entry book in its own SQLite file.
+
+Each posting is kept with the reply it got, so a replayed posting id is
+answered exactly as the first time; a refused posting keeps its return code
+and writes no entries.
+"""
+
+import sqlite3
+
+from mainframe_bridge.records import (
+    RC_OK, RC_UNBALANCED, RC_UNKNOWN_ACCOUNT, Entry, PostingRecord, Reply, imbalance,
+)
+from paymesh.chart_of_accounts import every_account
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS postings (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,   -- arrival order of first sight
+    posting_id TEXT NOT NULL UNIQUE,
+    business_date INTEGER NOT NULL,
+    payment_id TEXT NOT NULL,
+    channel INTEGER NOT NULL,
+    loan_type INTEGER NOT NULL,
+    return_code INTEGER NOT NULL,
+    reference TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS postings_by_date ON postings (business_date, return_code);
+CREATE TABLE IF NOT EXISTS entries (
+    posting_seq INTEGER NOT NULL REFERENCES postings (seq),
+    line INTEGER NOT NULL,
+    entry_id TEXT NOT NULL,
+    account TEXT NOT NULL,
+    side TEXT NOT NULL CHECK (side IN ('D', 'C')),
+    currency TEXT NOT NULL,
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    PRIMARY KEY (posting_seq, line)
+);
+CREATE TABLE IF NOT EXISTS eod_files (
+    business_date INTEGER NOT NULL,
+    file_name TEXT NOT NULL,
+    record_count INTEGER NOT NULL,
+    return_code INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    received_seq INTEGER PRIMARY KEY AUTOINCREMENT
+);
+"""
+ACCOUNTS = every_account()
+
+
+def post_batch(connection: sqlite3.Connection, postings: list[PostingRecord]) -> list[Reply]:
+    """Posts each record (inside the caller's transaction) and returns its reply."""
+    return [_post(connection, posting) for posting in postings]
+
+
+def _post(connection: sqlite3.Connection, posting: PostingRecord) -> Reply:
+    seen = connection.execute(
+        "SELECT return_code, reference, message FROM postings WHERE posting_id = ?", (posting.posting_id,)
+    ).fetchone()
+    if seen:
+        return Reply(posting.posting_id, *seen)
+    return_code, message = _check(posting)
+    cursor = connection.execute(
+        "INSERT INTO postings (posting_id, business_date, payment_id, channel, loan_type, return_code,"
+        " reference, message) VALUES (?, ?, ?, ?, ?, ?, '', ?)",
+        (posting.posting_id, posting.business_date, posting.payment_id, posting.channel, posting.loan_type,
+         return_code, message),
+    )
+    seq = cursor.lastrowid
+    reference = f"GL{seq:014d}" if return_code == RC_OK else ""
+    if return_code == RC_OK:
+        connection.execute("UPDATE postings SET reference = ? WHERE seq = ?", (reference, seq))
+        connection.executemany(
+            "INSERT INTO entries (posting_seq, line, entry_id, account, side, currency, amount)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(seq, line, e.entry_id, e.account, e.side, e.currency, e.amount)
+             for line, e in enumerate(posting.entries, 1)],
+        )
+    return Reply(posting.posting_id, return_code, reference, message)
+
+
+def _check(posting: PostingRecord) -> tuple[int, str]:
+    if not posting.entries or any(e.amount <= 0 for e in posting.entries):
+        return RC_UNBALANCED, "a movement needs entries with positive amounts"
+    unknown = sorted({e.account for e in posting.entries} - ACCOUNTS)
+    if unknown:
+        return RC_UNKNOWN_ACCOUNT, f"unknown account {unknown[0]}"
+    off = imbalance(posting.entries)
+    if off:
+        currency, amount = sorted(off.items())[0]
+        return RC_UNBALANCED, f"debits and credits differ by {amount} in {currency}"
+    return RC_OK, "posted"
+
+
+def day_entries(connection: sqlite3.Connection, business_date: int) -> list[tuple[str, Entry]]:
+    """(posting id, entry) for every entry posted on the date."""
+    rows = connection.execute(
+        "SELECT p.posting_id, e.entry_id, e.account, e.side, e.currency, e.amount FROM postings p"
+        " JOIN entries e ON e.posting_seq = p.seq WHERE p.business_date = ? AND p.return_code = 0",
+        (business_date,),
+    )
+    return [(row[0], Entry(*row[1:])) for row in rows]
+
+
+def record_eod(connection: sqlite3.Connection, business_date: int, file_name: str, count: int,
+               return_code: int, message: str) -> None:
+    connection.execute(
+        "INSERT INTO eod_files (business_date, file_name, record_count, return_code, message)"
+        " VALUES (?, ?, ?, ?, ?)", (business_date, file_name, count, return_code, message),
+    )

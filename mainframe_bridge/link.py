@@ -1,0 +1,35 @@
+"""The client side of the mainframe link: TLS with the caller's mesh certificate,
+and the operator's control record to steer the emulator."""
+
+import asyncio
+import ssl
+from pathlib import Path
+
+from mainframe_bridge import records
+from mainframe_bridge.framing import encode_frame, read_frame
+from paymesh import pki
+from paymesh.topology import OPERATOR, Identity
+
+
+def client_context(pki_dir: Path, identity: Identity) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(pki.ca_path(pki_dir)))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(pki.cert_path(pki_dir, identity), pki.key_path(pki_dir, identity))
+    return context
+
+
+async def open_link(address: str, context: ssl.SSLContext, timeout: float = 5.0):
+    host, port = address.rsplit(":", 1)
+    return await asyncio.wait_for(asyncio.open_connection(host, int(port), ssl=context), timeout)
+
+
+async def set_emulator_mode(address: str, pki_dir: Path, mode: str, delay_ms: int = 0, timeout: float = 5.0) -> str:
+    """Sends a control record as the operator; returns the emulator's answer."""
+    reader, writer = await open_link(address, client_context(pki_dir, OPERATOR), timeout)
+    try:
+        writer.write(encode_frame(records.encode_control(mode, delay_ms)))
+        await writer.drain()
+        answer = records.CONTROL_REPLY.decode(await asyncio.wait_for(read_frame(reader), timeout))
+        return f"{answer['CA-MODE']}: {answer['CA-MESSAGE']}"
+    finally:
+        writer.close()
