@@ -71,12 +71,12 @@ def signature(secret: str, message_id: str, timestamp: int, payload: str) -> str
 
 
 def payload_of(confirmation: Confirmation) -> str:
-    """{"type": "payment.applied", "timestamp": ..., "data": <Confirmation in proto3 JSON>}."""
+    """{"type": "payment.applied", "timestamp": ..., "data": <Confirmation in proto3 JSON, field names as in the .proto>}."""
     status = types_pb2.PaymentStatus.Name(confirmation.status).removeprefix("PAYMENT_STATUS_").lower()
     body = {
         "type": f"payment.{status}",
         "timestamp": confirmation.result_time.ToJsonString() if confirmation.HasField("result_time") else None,
-        "data": json_format.MessageToDict(confirmation),
+        "data": json_format.MessageToDict(confirmation, preserving_proto_field_name=True),
     }
     return json.dumps(body, separators=(",", ":"))
 

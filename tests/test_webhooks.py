@@ -1,0 +1,177 @@
+"""Webhooks against a real local HTTP server: Standard Webhooks signatures verified
+with the standardwebhooks package, retries with backoff, dead letter, replay."""
+
+import asyncio
+import collections
+import json
+
+import grpc
+import pytest
+from aiohttp import web
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from bank.common.v1 import types_pb2
+from bank.confirmations.v1 import confirmation_service_pb2 as pb, confirmations_pb2
+from confirmations import client, webhooks
+from paymesh.errors import error_info
+from tests.confirmations_support import ATM, ROUTER, STORE, channel, serving
+
+
+class Receiver:
+    """An HTTP server on loopback that records each POST and answers as told."""
+
+    def __init__(self, fail_first: int = 0, always_fail: bool = False, stall_attempt: int | None = None):
+        self.fail_first, self.always_fail, self.stall_attempt = fail_first, always_fail, stall_attempt
+        self.attempts: collections.Counter = collections.Counter()
+        self.accepted: dict[str, tuple[dict, str]] = {}  # webhook-id -> (headers, body)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.text()
+        message_id = request.headers["webhook-id"]
+        self.attempts[message_id] += 1
+        if self.attempts[message_id] == self.stall_attempt:
+            await asyncio.sleep(2)  # longer than the sender's timeout
+        if self.always_fail or self.attempts[message_id] <= self.fail_first:
+            return web.Response(status=503)
+        self.accepted[message_id] = (dict(request.headers), body)
+        return web.Response(status=204)
+
+    async def __aenter__(self) -> str:
+        app = web.Application()
+        app.router.add_post("/hook", self.handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"
+
+    async def __aexit__(self, *exc) -> None:
+        await self._runner.cleanup()
+
+
+async def _eventually(condition, timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def _create(service, url: str, request_id: str = "r1") -> confirmations_pb2.WebhookEndpoint:
+    response = await service.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(request_id=request_id, url=url))
+    return response.endpoint
+
+
+async def test_each_confirmation_is_posted_once_signed_and_verifiable(settings):
+    items = [client.confirmation(f"p{i}", (types_pb2.CHANNEL_ATM, types_pb2.CHANNEL_STORE)[i % 2], 100 + i)
+             for i in range(30)]
+    receiver = Receiver()
+    async with receiver as url, serving(settings) as (address, _):
+        async with channel(address, settings, ATM) as atm, channel(address, settings, ROUTER) as router:
+            service = client.stub(atm)
+            endpoint = await _create(service, url)
+            retried = await _create(service, url)  # the same request_id: the same endpoint
+            listed = await service.ListWebhookEndpoints(pb.ListWebhookEndpointsRequest())
+            await client.publish(client.stub(router), items)
+
+            async def all_arrived():
+                return len(receiver.accepted) == 15
+            await _eventually(all_arrived)
+            await asyncio.sleep(0.3)  # nothing more (no store confirmation, no second copy) arrives
+    assert endpoint.signing_secret.startswith("whsec_") and retried.endpoint_id == endpoint.endpoint_id
+    assert [e.endpoint_id for e in listed.endpoints] == [endpoint.endpoint_id]
+    assert listed.endpoints[0].signing_secret == ""
+    verifier, impostor = Webhook(endpoint.signing_secret), Webhook(webhooks.new_secret())
+    payment_ids = []
+    for headers, body in receiver.accepted.values():
+        payload = verifier.verify(body, headers)
+        with pytest.raises(WebhookVerificationError):
+            impostor.verify(body, headers)
+        assert payload["type"] == "payment.applied" and payload["data"]["channel"] == "CHANNEL_ATM"
+        assert headers["webhook-id"] == f"msg_{payload['data']['sequence']}"
+        payment_ids.append(payload["data"]["payment_id"])
+    assert sorted(payment_ids) == sorted(f"p{i}" for i in range(0, 30, 2))
+    assert set(receiver.attempts.values()) == {1}
+
+
+async def test_a_receiver_failing_the_first_three_attempts_still_gets_it(settings):
+    receiver = Receiver(fail_first=3, stall_attempt=2)
+    async with receiver as url, serving(settings, webhook_timeout=0.5) as (address, _):
+        async with channel(address, settings, ATM) as atm, channel(address, settings, ROUTER) as router:
+            service = client.stub(atm)
+            endpoint = await _create(service, url)
+            await client.publish(client.stub(router), [client.confirmation("p1", types_pb2.CHANNEL_ATM)])
+
+            async def delivered():
+                listed = await service.ListWebhookDeliveries(pb.ListWebhookDeliveriesRequest(
+                    endpoint_id=endpoint.endpoint_id, status=confirmations_pb2.DELIVERY_STATUS_DELIVERED))
+                return listed.deliveries
+            await _eventually(delivered)
+            delivery = (await delivered())[0]
+    assert receiver.attempts["msg_1"] == 4 and delivery.attempts == 4 and delivery.last_error == ""
+    headers, body = receiver.accepted["msg_1"]
+    assert json.loads(body) == Webhook(endpoint.signing_secret).verify(body, headers)
+
+
+async def test_a_receiver_always_failing_ends_in_dead_letter_then_replay_delivers(settings):
+    receiver = Receiver(always_fail=True)
+    async with receiver as url, serving(settings) as (address, _):
+        async with channel(address, settings, ATM) as atm, channel(address, settings, ROUTER) as router:
+            service = client.stub(atm)
+            endpoint = await _create(service, url)
+            await client.publish(client.stub(router), [client.confirmation(f"p{i}", types_pb2.CHANNEL_ATM)
+                                                       for i in range(3)])
+
+            async def in_state(status):
+                listed = await service.ListWebhookDeliveries(pb.ListWebhookDeliveriesRequest(
+                    endpoint_id=endpoint.endpoint_id, status=status))
+                return len(listed.deliveries) == 3 and listed.deliveries
+            await _eventually(lambda: in_state(confirmations_pb2.DELIVERY_STATUS_DEAD_LETTER))
+            dead = await in_state(confirmations_pb2.DELIVERY_STATUS_DEAD_LETTER)
+            receiver.always_fail = False
+            replayed = await service.ReplayWebhookDeliveries(
+                pb.ReplayWebhookDeliveriesRequest(endpoint_id=endpoint.endpoint_id))
+            await _eventually(lambda: in_state(confirmations_pb2.DELIVERY_STATUS_DELIVERED))
+    assert all(d.attempts == 4 and d.last_error == "HTTP 503" for d in dead)
+    assert replayed.replayed_count == 3
+    assert sorted(receiver.accepted) == ["msg_1", "msg_2", "msg_3"]
+    assert all(count == 5 for count in receiver.attempts.values())
+
+
+@pytest.mark.parametrize("url", [
+    "", "not a url", "ftp://127.0.0.1/hook", "http://bank.example.com/hook", "https://evil.example/hook",
+    "https://user:secret@127.0.0.1/hook", "https://127.0.0.1/hook#part", "https://127.0.0.1:99999/hook",
+    "https:///hook", "https://" + "a" * 2050,
+])
+async def test_bad_endpoint_urls_are_refused(settings, url):
+    async with serving(settings) as (address, _):
+        async with channel(address, settings, ATM) as atm:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await _create(client.stub(atm), url)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(raised.value).reason == "ENDPOINT_URL_INVALID"
+
+
+async def test_allowed_hosts_come_from_configuration_and_endpoints_belong_to_their_channel(settings):
+    async with serving(settings, webhook_allowed_hosts=("*.bank.example",)) as (address, _):
+        async with channel(address, settings, ATM) as atm, channel(address, settings, STORE) as store:
+            endpoint = await _create(client.stub(atm), "https://hooks.bank.example/in")
+            with pytest.raises(grpc.aio.AioRpcError) as loopback:
+                await _create(client.stub(atm), "https://127.0.0.1/in", "r2")
+            with pytest.raises(grpc.aio.AioRpcError) as reused:
+                await _create(client.stub(atm), "https://other.bank.example/in")  # request_id r1 again
+            errors = []
+            for call in (client.stub(store).DeleteWebhookEndpoint(pb.DeleteWebhookEndpointRequest(
+                             endpoint_id=endpoint.endpoint_id)),
+                         client.stub(store).ReplayWebhookDeliveries(pb.ReplayWebhookDeliveriesRequest(
+                             endpoint_id=endpoint.endpoint_id))):
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    await call
+                errors.append(raised.value)
+            await client.stub(atm).DeleteWebhookEndpoint(pb.DeleteWebhookEndpointRequest(
+                endpoint_id=endpoint.endpoint_id))
+            left = await client.stub(atm).ListWebhookEndpoints(pb.ListWebhookEndpointsRequest())
+    assert error_info(loopback.value).reason == "ENDPOINT_URL_INVALID"
+    assert (reused.value.code(), error_info(reused.value).reason) == (grpc.StatusCode.ALREADY_EXISTS,
+                                                                     "IDEMPOTENCY_KEY_REUSED")
+    assert [(e.code(), error_info(e).reason) for e in errors] == [(grpc.StatusCode.NOT_FOUND, "ENDPOINT_NOT_FOUND")] * 2
+    assert list(left.endpoints) == []
