@@ -40,10 +40,10 @@ def body_hash(order: payments_pb2.PaymentOrder) -> str:
     return hashlib.sha256("\x1f".join(map(str, fields)).encode()).hexdigest()
 
 
-def validate(order: payments_pb2.PaymentOrder, policy: ChannelPolicy, prefix: str = "payment") -> int:
-    """Checks the order against its channel's policy; returns its loan type or raises Refused."""
+def validate(order: payments_pb2.PaymentOrder, policy: ChannelPolicy, key: str, prefix: str = "payment") -> int:
+    """Checks the order (named by key) against its channel's policy; returns its loan type or raises Refused."""
     violations = []
-    if not KEY_PATTERN.match(order.idempotency_key):
+    if not KEY_PATTERN.match(key):
         violations.append((f"{prefix}.idempotency_key", "required: 1-64 characters of A-Z a-z 0-9 . _ : -"))
     loan_type = loan_type_of(order.loan_id)
     if loan_type is None:

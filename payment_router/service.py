@@ -149,8 +149,8 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
 
     async def pay(self, caller: Caller, order: payments_pb2.PaymentOrder, key: str = "", batch_id: str = ""):
         """(final payment, whether this call journaled it); raises Refused before anything is written."""
-        loan_type = validate(order, caller.policy)
         key = key or order.idempotency_key
+        loan_type = validate(order, caller.policy, key)
         payment_id = payment_id_of(caller.name, key)
         if not await self.router.core_available(loan_type):
             known = await self.router.journal.get(payment_id)

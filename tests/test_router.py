@@ -166,3 +166,73 @@ async def test_the_stream_answers_every_payment_and_a_bad_one_does_not_end_it(me
     assert len(answers) == len(orders)
     assert answers["stream-bad"].rejection.reason and answers["stream-bad"].status == types_pb2.PAYMENT_STATUS_REJECTED
     assert sum(p.status == types_pb2.PAYMENT_STATUS_APPLIED for p in answers.values()) == 200
+
+
+async def upload(mesh, pki_dir, channel: str, batch_id: str, orders, trailer_count=None):
+    from payment_router.business_day import batch_requests
+
+    requests = batch_requests(batch_id, AS_OF, orders)
+    if trailer_count is not None:
+        requests[-1].trailer.line_count = trailer_count
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", channel)) as ch:
+        return await api_grpc.PaymentServiceStub(ch).UploadBatch(iter(requests), timeout=120)
+
+
+async def test_a_batch_applies_each_line_once_even_when_uploaded_again(mesh, pki_dir):
+    loans = open_loans(types_pb2.LOAN_TYPE_CASH)[60:90]
+    orders = [order("", loans[i % len(loans)], 900 + i) for i in range(300)]
+    orders[7] = order("", "CSH-999999")
+    first = await upload(mesh, pki_dir, "agent", "agent-file-1", orders)
+    assert (first.summary.line_count, first.summary.applied_count, first.summary.rejected_count) == (300, 299, 1)
+    assert [r.line_number for r in first.results] == list(range(1, 301))
+    assert first.results[7].payment.rejection.reason  # line 8, with its reason
+    again = await upload(mesh, pki_dir, "agent", "agent-file-1", orders)
+    assert again.summary.replayed_count == 300
+    assert [r.payment.payment_id for r in again.results] == [r.payment.payment_id for r in first.results]
+    assert [r.payment.outstanding_balance for r in again.results] == [r.payment.outstanding_balance for r in first.results]
+
+
+async def test_a_batch_whose_trailer_does_not_match_is_refused_whole(mesh, pki_dir):
+    loans = open_loans(types_pb2.LOAN_TYPE_CASH)
+    orders = [order("", loans[i], 1000) for i in range(5)]
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await upload(mesh, pki_dir, "store", "store-bad-trailer", orders, trailer_count=6)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(error.value).reason == "CONTROL_TOTAL_MISMATCH"
+    fixed = await upload(mesh, pki_dir, "store", "store-bad-trailer", orders)
+    assert fixed.summary.applied_count == 5 and fixed.summary.replayed_count == 0  # nothing applied the first time
+
+
+async def test_a_channel_may_only_use_its_operations(mesh, pki_dir):
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await upload(mesh, pki_dir, "atm", "atm-file", [order("", "CSH-000001")])
+    assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert error_info(error.value).reason == "OPERATION_NOT_ALLOWED"
+
+
+async def test_a_store_reverses_its_payment_and_the_loan_is_back(mesh, pki_dir):
+    loan = open_loans(types_pb2.LOAN_TYPE_CASH)[-1]
+    payment = await submit(mesh, pki_dir, "store", order("drawer-1", loan, 4000))
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "store")) as ch:
+        stub = api_grpc.PaymentServiceStub(ch)
+        request = api.ReversePaymentRequest(idempotency_key="drawer-1-rev", payment_id=payment.payment_id,
+                                            reason="cash drawer did not balance")
+        reversed_payment = (await stub.ReversePayment(request, timeout=10)).payment
+        again = (await stub.ReversePayment(request, timeout=10)).payment
+    assert reversed_payment.status == again.status == types_pb2.PAYMENT_STATUS_REVERSED
+    expected = payment.outstanding_balance.amount_minor + payment.allocation.principal_minor \
+        + payment.allocation.prepayment_minor
+    assert reversed_payment.outstanding_balance.amount_minor == expected
+
+
+async def test_a_core_down_answers_unavailable_fast_and_other_cores_go_on(tmp_path, pki_dir):
+    services = start_mesh(tmp_path, pki_dir, only=("core-cash", "confirmations", "payment-router"), **ENV)
+    try:
+        started = time.monotonic()
+        error = await refused(services, pki_dir, "atm", order("down-1", open_loans(types_pb2.LOAN_TYPE_MORTGAGE)[0]))
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - started < 2.0
+        payment = await submit(services, pki_dir, "atm", order("down-2", open_loans(types_pb2.LOAN_TYPE_CASH)[0]))
+        assert payment.status == types_pb2.PAYMENT_STATUS_APPLIED
+    finally:
+        stop_mesh(services)
