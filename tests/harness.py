@@ -21,10 +21,19 @@ class ServiceProcess:
     process: subprocess.Popen
     port: int
     home: Path
+    pki_dir: Path
+    extra_env: dict[str, str]
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def restart(self) -> "ServiceProcess":
+        """The same service again, on the same port, home and settings (after a kill)."""
+        self.kill()
+        spec = SERVICES[self.name]
+        return start_service(self.name, self.home, self.pki_dir,
+                             **{**self.extra_env, f"{spec.env_prefix}_PORT": str(self.port)})
 
     def terminate(self, timeout: float = 15.0) -> int:
         """SIGTERM, then the exit code (raises if it does not end within timeout)."""
@@ -72,7 +81,7 @@ def start_service(name: str, home: Path, pki_dir: Path, **extra_env: str) -> Ser
             log = (home / "logs" / f"{name}.log").read_text(errors="replace")
             raise RuntimeError(f"{name} did not start (exit {process.poll()}):\n{log}")
         time.sleep(0.05)
-    return ServiceProcess(name, process, int(port_file.read_text()), home)
+    return ServiceProcess(name, process, int(port_file.read_text()), home, pki_dir, extra_env)
 
 
 def channel(address: str, pki_dir: Path, identity: Identity):
