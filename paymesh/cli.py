@@ -10,6 +10,7 @@ COMMANDS = {
     "up": ("paymesh.mesh", "run the whole mesh locally until Ctrl-C"),
     "health": ("paymesh.probe", "health of a running mesh"),
     "pki": ("paymesh.pki", "create the dev CA and certificates (keeps what is still valid)"),
+    "k8s-secrets": ("paymesh.k8s_secrets", "write the dev Kubernetes overlay's TLS material from the dev PKI"),
     "token": ("payment_router.tokens", "mint a dev end-user JWT for the digital channels"),
     "batch": ("payment_router.batch_cli", "upload a channel's day file to the router"),
 }

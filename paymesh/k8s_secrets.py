@@ -1,0 +1,48 @@
+"""`paymesh k8s-secrets`: the dev overlay's TLS material, from the dev PKI.
+
+Writes, under --out (default k8s/overlays/dev/pki, ignored by git), one folder per
+service with the files cert-manager would put in its Secret (tls.crt, tls.key,
+ca.crt), and jwt/issuer.pub (the dev token issuer's public key). The dev overlay's
+secretGenerator reads them, so `kubectl apply -k k8s/overlays/dev` ships Secrets of
+the same shape as prod's cert-manager ones, and nothing secret is ever committed.
+"""
+
+from pathlib import Path
+
+from paymesh import pki
+from paymesh.config import Settings
+from paymesh.topology import SERVICES
+
+DEFAULT_OUT = Path("k8s/overlays/dev/pki")
+
+
+def write_dev_secrets(pki_dir: Path, out: Path) -> list[Path]:
+    """Ensures the dev PKI, then copies each service's material into out; returns the files written."""
+    pki.ensure_dev_pki(pki_dir)
+    written = []
+    for spec in SERVICES.values():
+        material = pki.load(pki_dir, spec.identity)
+        folder = out / spec.name
+        for name, data, secret in (("tls.crt", material.cert, False), ("tls.key", material.key, True),
+                                   ("ca.crt", material.ca_cert, False)):
+            written.append(_write(folder / name, data, secret))
+    written.append(_write(out / "jwt" / "issuer.pub", pki.token_public_key_path(pki_dir).read_bytes(), False))
+    return written
+
+
+def _write(path: Path, data: bytes, secret: bool) -> Path:
+    pki._write(path, data, secret=secret)  # atomic, 0600 for keys: the PKI's own writer
+    return path
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"where the dev overlay reads them (default {DEFAULT_OUT})")
+
+
+def run(args) -> int:
+    settings = Settings.from_env()
+    written = write_dev_secrets(settings.pki_dir, args.out)
+    print(f"{len(written)} files for the dev overlay's Secrets under {args.out} (from {settings.pki_dir}); "
+          "then: kubectl apply -k k8s/overlays/dev")
+    return 0
