@@ -5,6 +5,7 @@ its result to confirmations through the journal's outbox.
 
 import asyncio
 import logging
+import time
 
 from google.protobuf import timestamp_pb2
 
@@ -14,7 +15,9 @@ from bank.ledger.v1 import ledger_pb2, mainframe_bridge_service_pb2
 from bank.loans.v1 import loan_core_service_pb2
 from bank.payments.v1 import payments_pb2
 from payment_router.journal import Accepted, Journal
+from paymesh import telemetry
 from paymesh.streams import BatchingStream
+from paymesh.topology import CHANNEL_NAMES
 
 log = logging.getLogger(__name__)
 POSTINGS, CONFIRMATIONS = "posting", "confirmation"
@@ -67,6 +70,7 @@ class Router:
     async def start(self) -> None:
         for stream in (*self.cores.values(), self.bridge, self.confirmations):
             stream.start()
+            telemetry.observe_queue_depth(f"router.in-flight.{stream.name}", lambda s=stream: s.in_flight)
         self._tasks = [
             asyncio.create_task(self._forward(POSTINGS, self.bridge, ledger_pb2.Posting)),
             asyncio.create_task(self._forward(CONFIRMATIONS, self.confirmations, confirmations_pb2.Confirmation)),
@@ -134,7 +138,10 @@ class Router:
             prepayment_mode=payment.prepayment_mode, business_date=payment.business_date,
             channel=payment.channel,
         )
+        started = time.perf_counter()
         outcome = await self.cores[payment.loan_type].submit(request)
+        core = CORE_OF[payment.loan_type]
+        telemetry.record_hop_latency(f"router->{core}", time.perf_counter() - started)
         result = payments_pb2.Payment()
         result.CopyFrom(payment)
         result.result_time.GetCurrentTime()
@@ -151,6 +158,7 @@ class Router:
         confirmation = confirmation_of(result)
         outbox.append((CONFIRMATIONS, confirmation.payment_id, confirmation.SerializeToString()))
         await self.journal.record(result, outbox)
+        telemetry.count_payment(CHANNEL_NAMES[payment.channel], core, types_pb2.PaymentStatus.Name(result.status))
         for topic in (POSTINGS, CONFIRMATIONS) if outcome.HasField("applied") else (CONFIRMATIONS,):
             self._outbox_ready[topic].set()
         return result
