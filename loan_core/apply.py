@@ -5,6 +5,7 @@ it can be sent again once whatever refused it is fixed."""
 
 import hashlib
 import sqlite3
+from collections import OrderedDict
 
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
@@ -16,22 +17,32 @@ from loan_core.rules import ProductRules
 
 
 class LoanCache:
-    """The loans a transaction has touched: (state, its JSON as stored now)."""
+    """Loans as last committed (LRU), so a payment needs no read-and-decode of its loan.
+    Only the store's thread uses it; the core is its file's only writer. Whatever a
+    transaction changed is written back before COMMIT; if the transaction fails, the
+    committer calls forget_all(), since the cache may then hold what was rolled back."""
 
-    def __init__(self, connection: sqlite3.Connection, rules: ProductRules):
-        self._connection = connection
+    def __init__(self, rules: ProductRules, capacity: int = 2000):
         self._rules = rules
-        self._loans: dict[str, tuple[LoanState, str | None]] = {}
+        self._capacity = capacity
+        self._loans: OrderedDict[str, tuple[LoanState, str | None]] = OrderedDict()
         self._dirty: set[str] = set()
 
-    def get(self, loan_id: str) -> tuple[LoanState, str | None] | None:
-        if loan_id not in self._loans:
-            found = store.load_loan(self._connection, loan_id)
-            if found is None:
-                return None
-            terms, state_json = found
-            self._loans[loan_id] = (self._decode(terms, state_json), state_json)
+    def get(self, connection: sqlite3.Connection, loan_id: str) -> tuple[LoanState, str | None] | None:
+        """(the loan's state, its JSON as stored now) or None for an unknown loan."""
+        if loan_id in self._loans:
+            self._loans.move_to_end(loan_id)
+            return self._loans[loan_id]
+        found = store.load_loan(connection, loan_id)
+        if found is None:
+            return None
+        terms, state_json = found
+        self._remember(loan_id, (self._decode(terms, state_json), state_json))
         return self._loans[loan_id]
+
+    def put(self, loan_id: str, state: LoanState, state_json: str | None) -> None:
+        self._remember(loan_id, (state, state_json))
+        self._dirty.add(loan_id)
 
     def restore(self, loan_id: str, state_json: str | None) -> LoanState:
         """Puts a loan (already read) back to a state stored earlier; returns that state."""
@@ -39,31 +50,39 @@ class LoanCache:
         self.put(loan_id, state, state_json)
         return state
 
+    def write_back(self, connection: sqlite3.Connection) -> None:
+        for loan_id in self._dirty:
+            store.save_state(connection, loan_id, self._loans[loan_id][1])
+        self._dirty.clear()
+
+    def forget_all(self) -> None:
+        self._loans.clear()
+        self._dirty.clear()
+
+    def _remember(self, loan_id: str, entry) -> None:
+        self._loans[loan_id] = entry
+        self._loans.move_to_end(loan_id)
+        while len(self._loans) > self._capacity:  # dirty loans are the newest: never evicted here
+            self._loans.popitem(last=False)
+
     def _decode(self, terms, state_json: str | None) -> LoanState:
         return originate(terms, self._rules) if state_json is None else LoanState.from_json(terms, state_json)
-
-    def put(self, loan_id: str, state: LoanState, state_json: str | None) -> None:
-        self._loans[loan_id] = (state, state_json)
-        self._dirty.add(loan_id)
-
-    def write_back(self) -> None:
-        for loan_id in self._dirty:
-            store.save_state(self._connection, loan_id, self._loans[loan_id][1])
 
 
 def digest(message) -> bytes:
     return hashlib.sha256(message.SerializeToString(deterministic=True)).digest()
 
 
-def apply_batch(connection: sqlite3.Connection, rules: ProductRules, payments) -> list[core_pb2.PaymentOutcome]:
-    loans = LoanCache(connection, rules)
+def apply_batch(connection: sqlite3.Connection, payments, *, rules: ProductRules,
+                loans: LoanCache) -> list[core_pb2.PaymentOutcome]:
+    earlier = store.find_movements(connection, [p.payment_id for p in payments])
     outcomes = []
     for payment in payments:
         try:
-            outcomes.append(_apply_one(connection, rules, loans, payment))
+            outcomes.append(_apply_one(connection, rules, loans, earlier, payment))
         except Refused as refused:
             outcomes.append(core_pb2.PaymentOutcome(payment_id=payment.payment_id, rejection=rejection(refused)))
-    loans.write_back()
+    loans.write_back(connection)
     return outcomes
 
 
@@ -73,18 +92,19 @@ def rejection(refused: Refused) -> errors_pb2.Rejection:
                                 field_violations=violations if refused.field_name else [])
 
 
-def _apply_one(connection, rules: ProductRules, loans: LoanCache, payment) -> core_pb2.PaymentOutcome:
+def _apply_one(connection, rules: ProductRules, loans: LoanCache, earlier: dict, payment) -> core_pb2.PaymentOutcome:
+    """earlier: the batch's movements already stored, by id (this adds the ones it applies)."""
     validation.check_id(payment.payment_id, "payment_id")
     request_digest = digest(payment)
-    earlier = store.find_movement(connection, payment.payment_id)
-    if earlier is not None:
-        if earlier[1] == "payment" and earlier[4] == request_digest:
-            return core_pb2.PaymentOutcome.FromString(earlier[5])
+    if payment.payment_id in earlier:
+        kind, stored_digest, result = earlier[payment.payment_id]
+        if kind == "payment" and stored_digest == request_digest:
+            return core_pb2.PaymentOutcome.FromString(result)
         raise Refused(errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED,
                       f"payment id {payment.payment_id} was already used for a different payment", "payment_id")
     business_date = validation.check_payment_fields(payment)
     validation.check_loan_id(payment.loan_id, rules)
-    found = loans.get(payment.loan_id)
+    found = loans.get(connection, payment.loan_id)
     if found is None:
         raise Refused(errors_pb2.ERROR_REASON_LOAN_NOT_FOUND, f"loan {payment.loan_id} does not exist", "loan_id")
     state, state_json = found
@@ -110,8 +130,10 @@ def _apply_one(connection, rules: ProductRules, loans: LoanCache, payment) -> co
         posting=posting,
         business_date=payment.business_date,
     ))
+    result = outcome.SerializeToString()
     store.insert_movement(connection, payment.payment_id, "payment", payment.payment_id, payment.loan_id,
                           payment.business_date, payment.channel, currency, payment.amount.amount_minor,
-                          request_digest, outcome.SerializeToString(), state_json)
+                          request_digest, result, state_json)
+    earlier[payment.payment_id] = ("payment", request_digest, result)
     loans.put(payment.loan_id, new_state, new_state.to_json())
     return outcome

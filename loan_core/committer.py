@@ -14,9 +14,10 @@ MAX_PAYMENTS_PER_COMMIT = 2000
 
 
 class GroupCommitter:
-    def __init__(self, store: Store, apply_batch: Callable):
+    def __init__(self, store: Store, apply_batch: Callable, on_rollback: Callable[[], None]):
         self._store = store
         self._apply_batch = apply_batch  # (connection, payments) -> outcomes, inside the transaction
+        self._on_rollback = on_rollback  # forget whatever the failed transaction cached
         self._queue: asyncio.Queue[tuple[list, asyncio.Future]] = asyncio.Queue()
         self._task: asyncio.Task | None = None
 
@@ -44,6 +45,7 @@ class GroupCommitter:
                 results = await self._store.transaction(_apply_group, self._apply_batch, [p for p, _ in group])
             except Exception as error:  # the whole transaction rolled back: nothing was applied
                 log.exception("group commit failed", extra={"batches": len(group)})
+                self._on_rollback()
                 for _, future in group:
                     if not future.done():
                         future.set_exception(error)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from bank.common.v1 import errors_pb2, types_pb2
-from loan_core.dates import add_months
 from loan_core.loan import Installment, LoanState, build_installments
 from loan_core.money import penalty_interest
 from loan_core.rules import ProductRules
@@ -68,13 +67,12 @@ def accrue(state: LoanState, rules: ProductRules, on: date) -> None:
 def due_installments(state: LoanState, on: date) -> tuple[list[Installment], list[Installment]]:
     """(what is due on `on`: overdue installments and the one in course; the future ones)."""
     today = on.toordinal()
-    disbursed = state.terms.disbursement_date
+    period_start = state.terms.disbursement_date.toordinal()  # installments are consecutive months
     due, future = [], []
     for installment in state.installments:
-        if installment.outstanding == 0:
-            continue
-        period_start = add_months(disbursed, installment.number - 1).toordinal()
-        (due if period_start < today else future).append(installment)
+        if installment.outstanding:
+            (due if period_start < today else future).append(installment)
+        period_start = installment.due
     return due, future
 
 
@@ -101,10 +99,10 @@ def apply_payment(
     if on < state.terms.disbursement_date:
         raise Refused(errors_pb2.ERROR_REASON_INVALID_FIELD,
                       f"business date {on} is before the loan was disbursed", "business_date")
-    if state.paid_off:
-        raise Refused(errors_pb2.ERROR_REASON_LOAN_PAID_OFF, f"loan {state.terms.loan_id} is already paid off")
     loan = as_of(state, rules, on)
     due, future = due_installments(loan, on)
+    if not due and not future:
+        raise Refused(errors_pb2.ERROR_REASON_LOAN_PAID_OFF, f"loan {state.terms.loan_id} is already paid off")
     payoff = sum(i.outstanding for i in due) + sum(i.principal for i in future)
     if amount > payoff:
         raise Refused(errors_pb2.ERROR_REASON_AMOUNT_INVALID,

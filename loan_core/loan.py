@@ -1,10 +1,12 @@
 """A loan as its core holds it: the terms it was granted on (never change) and its
 state (the schedule of installments and what was paid of each), which every payment
-changes and a reversal puts back. The state is stored as compact JSON."""
+changes and a reversal puts back. The state is stored as compact JSON arrays (msgspec:
+a payment reads and writes it, so it must be quick)."""
 
-import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import date
+
+import msgspec
 
 from loan_core.dates import add_months
 from loan_core.money import annuity_payment, monthly_interest, ppm_of
@@ -26,8 +28,7 @@ class LoanTerms:
     installments_paid: int  # how many installments were paid when the portfolio was generated
 
 
-@dataclass(slots=True)
-class Installment:
+class Installment(msgspec.Struct, array_like=True):
     number: int
     due: int  # date.toordinal() of the due date
     principal: int
@@ -63,11 +64,16 @@ class Installment:
     def scheduled_total(self) -> int:
         return self.principal + self.interest + self.insurance
 
-    def as_list(self) -> list[int]:
-        return [getattr(self, name) for name in _INSTALLMENT_FIELDS]
 
 
-_INSTALLMENT_FIELDS = tuple(f.name for f in fields(Installment))
+class _Stored(msgspec.Struct, array_like=True):
+    balloon_minor: int
+    prepaid_minor: int
+    installments: list[Installment]
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(_Stored)
 
 
 @dataclass(slots=True)
@@ -86,17 +92,16 @@ class LoanState:
         return all(i.outstanding == 0 for i in self.installments)
 
     def clone(self) -> "LoanState":
-        return LoanState(self.terms, [Installment(*i.as_list()) for i in self.installments],
-                         self.balloon_minor, self.prepaid_minor)
+        return LoanState(self.terms, [i.__copy__() for i in self.installments], self.balloon_minor,
+                         self.prepaid_minor)
 
     def to_json(self) -> str:
-        return json.dumps({"b": self.balloon_minor, "p": self.prepaid_minor,
-                           "i": [i.as_list() for i in self.installments]}, separators=(",", ":"))
+        return _encoder.encode(_Stored(self.balloon_minor, self.prepaid_minor, self.installments)).decode()
 
     @classmethod
     def from_json(cls, terms: LoanTerms, text: str) -> "LoanState":
-        data = json.loads(text)
-        return cls(terms, [Installment(*row) for row in data["i"]], data["b"], data["p"])
+        stored = _decoder.decode(text)
+        return cls(terms, stored.installments, stored.balloon_minor, stored.prepaid_minor)
 
 
 def build_installments(

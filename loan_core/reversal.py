@@ -13,7 +13,9 @@ from loan_core.engine import Refused
 from loan_core.rules import ProductRules
 
 
-def reverse_payment(connection: sqlite3.Connection, rules: ProductRules, request) -> core_pb2.ReversePaymentResponse:
+def reverse_payment(
+    connection: sqlite3.Connection, rules: ProductRules, loans: LoanCache, request
+) -> core_pb2.ReversePaymentResponse:
     validation.check_id(request.reversal_id, "reversal_id")
     validation.check_id(request.payment_id, "payment_id")
     validation.check_date(request.business_date, "business_date")
@@ -38,8 +40,7 @@ def reverse_payment(connection: sqlite3.Connection, rules: ProductRules, request
         raise Refused(errors_pb2.ERROR_REASON_REVERSAL_NOT_ALLOWED,
                       f"a later payment on loan {loan_id} depends on payment {request.payment_id}; "
                       "reverse the later payments first", "payment_id")
-    loans = LoanCache(connection, rules)
-    _, state_now = loans.get(loan_id)
+    _, state_now = loans.get(connection, loan_id)
     restored = loans.restore(loan_id, loan_before)
     original = core_pb2.PaymentOutcome.FromString(result).applied.posting
     response = core_pb2.ReversePaymentResponse(
@@ -53,6 +54,6 @@ def reverse_payment(connection: sqlite3.Connection, rules: ProductRules, request
                           request.business_date, channel, currency, amount, request_digest,
                           response.SerializeToString(), state_now)
     store.mark_reversed(connection, request.payment_id, request.reversal_id)
-    loans.write_back()
+    loans.write_back(connection)
     return response
 

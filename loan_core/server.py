@@ -16,7 +16,7 @@ from bank.common.v1 import errors_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from bank.loans.v1 import loan_core_service_pb2_grpc
 from loan_core import queries
-from loan_core.apply import apply_batch
+from loan_core.apply import LoanCache, apply_batch
 from loan_core.committer import GroupCommitter
 from loan_core.dates import parse_date
 from loan_core.engine import Refused
@@ -54,7 +54,9 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
     def __init__(self, rules: ProductRules, store: Store):
         self.rules = rules
         self.store = store
-        self.committer = GroupCommitter(store, partial(_apply_with_rules, rules))
+        self.loans = LoanCache(rules)
+        self.committer = GroupCommitter(store, partial(apply_batch, rules=rules, loans=self.loans),
+                                        self.loans.forget_all)
 
     async def ApplyPayments(self, request_iterator, context):
         pending: asyncio.Queue = asyncio.Queue(maxsize=MAX_BATCHES_IN_FLIGHT)
@@ -81,7 +83,7 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
             reader.cancel()
 
     async def ReversePayment(self, request, context):
-        return await self._answer(context, self.store.transaction(reverse_payment, self.rules, request))
+        return await self._answer(context, self.store.transaction(self._reverse, request))
 
     async def GetLoan(self, request, context):
         on = date.today()
@@ -97,6 +99,15 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
     async def ListAppliedPayments(self, request, context):
         return await self._answer(context, self.store.run(queries.list_applied, request))
 
+    def _reverse(self, connection, request):
+        try:
+            return reverse_payment(connection, self.rules, self.loans, request)
+        except Refused:
+            raise  # refused before changing anything
+        except Exception:
+            self.loans.forget_all()  # the transaction rolls back
+            raise
+
     async def _answer(self, context, work):
         try:
             return await work
@@ -106,10 +117,6 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
     async def close(self) -> None:
         await self.committer.close()
         self.store.close()
-
-
-def _apply_with_rules(rules, connection, payments):
-    return apply_batch(connection, rules, payments)
 
 
 async def _refuse(context, refused: Refused) -> None:

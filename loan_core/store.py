@@ -80,6 +80,20 @@ def find_movement(connection: sqlite3.Connection, movement_id: str) -> sqlite3.R
     ).fetchone()
 
 
+def find_movements(connection: sqlite3.Connection, movement_ids: list[str]) -> dict[str, tuple[str, bytes, bytes]]:
+    """{movement_id: (kind, request_digest, result)} for those of the ids already stored."""
+    found = {}
+    unique = list(dict.fromkeys(movement_ids))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start:start + 500]
+        rows = connection.execute(
+            "SELECT movement_id, kind, request_digest, result FROM movements "
+            f"WHERE movement_id IN ({', '.join('?' * len(chunk))})", chunk
+        ).fetchall()
+        found.update((row[0], row[1:]) for row in rows)
+    return found
+
+
 def insert_movement(
     connection: sqlite3.Connection, movement_id: str, kind: str, payment_id: str, loan_id: str,
     business_date: str, channel: int, currency_code: str, amount_minor: int, request_digest: bytes,

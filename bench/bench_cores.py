@@ -1,0 +1,103 @@
+"""Benchmark: one loan core (a real subprocess, mTLS, SQLite with synchronous=FULL)
+applying N payments that arrive on ONE ApplyPayments stream in micro-batches.
+
+    .venv/bin/python bench/bench_cores.py [--core core-cash] [--payments 20000] [--batch 200] [--window 8]
+
+Prints payments/s and the p50/p99 latency per payment (from the moment its micro-batch
+is written to the moment its answer, sent only after COMMIT, arrives).
+"""
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bank.loans.v1 import loan_core_service_pb2 as core_pb2  # noqa: E402
+from bank.loans.v1 import loan_core_service_pb2_grpc  # noqa: E402
+from loan_core.client import payment  # noqa: E402
+from loan_core.portfolio import generate  # noqa: E402
+from loan_core.products import BY_SERVICE  # noqa: E402
+from paymesh import tls  # noqa: E402
+from paymesh.pki import ensure_dev_pki  # noqa: E402
+from paymesh.topology import ROUTER  # noqa: E402
+from tests.harness import start_service  # noqa: E402
+
+AS_OF = date(2026, 11, 27)
+PORTFOLIO_SIZE = 3000
+
+
+def payments_for(core: str, count: int) -> list[core_pb2.LoanPayment]:
+    """count small payments spread over the loans that are still open."""
+    loans = [t for t in generate(BY_SERVICE[core].loan_type, seed=42, count=PORTFOLIO_SIZE, as_of=AS_OF)
+             if t.installments_paid < t.term_months]
+    rng = random.Random(7)
+    chosen = [rng.choice(loans) for _ in range(count)]
+    return [payment(f"bench-{n}", t.loan_id, rng.randint(10_00, 50_00), t.currency_code, AS_OF.isoformat())
+            for n, t in enumerate(chosen)]
+
+
+async def run(address: str, pki_dir: Path, payments: list, batch_size: int, window: int) -> tuple[float, list]:
+    batches = [payments[i:i + batch_size] for i in range(0, len(payments), batch_size)]
+    sent_at: list[float] = []
+    latencies: list[float] = []
+    applied = 0
+    slots = asyncio.Semaphore(window)
+    async with tls.channel_for(address, pki_dir, ROUTER) as channel:
+        call = loan_core_service_pb2_grpc.LoanCoreServiceStub(channel).ApplyPayments()
+
+        async def write():
+            for batch in batches:
+                await slots.acquire()
+                sent_at.append(time.perf_counter())
+                await call.write(core_pb2.ApplyPaymentsRequest(payments=batch))
+            await call.done_writing()
+
+        started = time.perf_counter()
+        writer = asyncio.create_task(write())
+        index = 0
+        async for response in call:
+            now = time.perf_counter()
+            latencies.extend([now - sent_at[index]] * len(response.outcomes))
+            applied += sum(1 for o in response.outcomes if o.HasField("applied"))
+            index += 1
+            slots.release()
+        await writer
+        elapsed = time.perf_counter() - started
+    return elapsed, latencies, applied
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--core", default="core-cash", choices=sorted(BY_SERVICE))
+    parser.add_argument("--payments", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=200, help="payments per stream message")
+    parser.add_argument("--window", type=int, default=8, help="messages in flight on the stream")
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="bench-cores-"))
+    ensure_dev_pki(home / "pki")
+    payments = payments_for(args.core, args.payments)
+    core = start_service(args.core, home, home / "pki", PAYMESH_PORTFOLIO_SIZE=str(PORTFOLIO_SIZE),
+                         PAYMESH_PORTFOLIO_AS_OF=AS_OF.isoformat(), PAYMESH_LOG_LEVEL="WARNING")
+    try:
+        elapsed, latencies, applied = asyncio.run(run(core.address, home / "pki", payments, args.batch, args.window))
+    finally:
+        core.terminate()
+    latencies.sort()
+    p50 = statistics.median(latencies) * 1000
+    p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+    print(f"{args.core}: {len(latencies)} payments on one stream ({applied} applied, the rest refused by the rules), "
+          f"batches of {args.batch}, {args.window} in flight, SQLite synchronous=FULL")
+    print(f"throughput: {len(latencies) / elapsed:,.0f} payments/s in {elapsed:.2f} s")
+    print(f"latency per payment: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
