@@ -102,12 +102,12 @@ class Journal:
         )
         return [payments_pb2.Payment.FromString(r[0]) for r in rows]
 
-    async def day_totals(self, business_date: str) -> list[tuple[int, int, str, int, int]]:
-        """(channel, status, currency, count, amount) of the day's payments, for reconciliation."""
+    async def day_totals(self, business_date: str) -> list[tuple[int, int, int, str, int, int]]:
+        """(channel, loan type, status, currency, count, amount) of the day's payments, for reconciliation."""
         return await self._store.run(
             lambda c: c.execute(
-                "SELECT channel, status, currency, count(*), sum(amount_minor) FROM payment "
-                "WHERE business_date = ? GROUP BY channel, status, currency ORDER BY 1, 2, 3",
+                "SELECT channel, loan_type, status, currency, count(*), sum(amount_minor) FROM payment "
+                "WHERE business_date = ? GROUP BY channel, loan_type, status, currency ORDER BY 1, 2, 3, 4",
                 (business_date,),
             ).fetchall()
         )

@@ -6,19 +6,23 @@ import asyncio
 from bank.confirmations.v1 import confirmation_service_pb2_grpc
 from bank.ledger.v1 import mainframe_bridge_service_pb2_grpc
 from bank.loans.v1 import loan_core_service_pb2_grpc
-from bank.payments.v1 import payment_service_pb2, payment_service_pb2_grpc
+from bank.payments.v1 import payment_operations_service_pb2_grpc, payment_service_pb2, payment_service_pb2_grpc
 from payment_router.channel_policy import load_policies
 from payment_router.journal import Journal
+from payment_router.operations import FULL_NAME as OPERATIONS_NAME, PaymentOperationsService
 from payment_router.router import CORE_OF, Router, bridge_stream, confirmations_stream, core_stream
 from payment_router.service import PaymentService
 from payment_router.tokens import TokenVerifier
 from paymesh import server, telemetry, tls
 from paymesh.authz import CallerPolicy
 from paymesh.config import Settings, address_of
-from paymesh.topology import CHANNEL_IDENTITIES, ROUTER
+from paymesh.topology import CHANNEL_IDENTITIES, OPERATOR, ROUTER
 
 SERVICE = "payment-router"
-POLICY = CallerPolicy.only(CHANNEL_IDENTITIES)
+POLICY = CallerPolicy(
+    default=CHANNEL_IDENTITIES,
+    per_method={f"/{OPERATIONS_NAME}/SummarizePayments": frozenset([OPERATOR])},
+)
 
 
 def build_router(settings: Settings) -> tuple[Router, dict]:
@@ -47,7 +51,9 @@ def main() -> None:
         state["start"] = asyncio.get_running_loop().create_task(router.start())
         service = PaymentService(router, load_policies(), TokenVerifier.from_env(settings), core_stubs)
         payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(service, grpc_server)
-        return [payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name]
+        payment_operations_service_pb2_grpc.add_PaymentOperationsServiceServicer_to_server(
+            PaymentOperationsService(router.journal), grpc_server)
+        return [payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name, OPERATIONS_NAME]
 
     async def on_stop():
         router = state["router"]

@@ -236,3 +236,31 @@ async def test_a_core_down_answers_unavailable_fast_and_other_cores_go_on(tmp_pa
         assert payment.status == types_pb2.PAYMENT_STATUS_APPLIED
     finally:
         stop_mesh(services)
+
+
+async def test_an_applied_payment_is_posted_at_the_mainframe_and_summarized_for_the_operator(mesh, pki_dir):
+    from bank.ledger.v1 import ledger_pb2, mainframe_bridge_service_pb2 as bridge_api
+    from bank.ledger.v1 import mainframe_bridge_service_pb2_grpc as bridge_grpc
+    from bank.payments.v1 import payment_operations_service_pb2 as ops_api
+    from bank.payments.v1 import payment_operations_service_pb2_grpc as ops_grpc
+    from paymesh.topology import OPERATOR
+
+    payment = await submit(mesh, pki_dir, "atm", order("posted-1", open_loans(types_pb2.LOAN_TYPE_CASH)[40], 2500))
+    async with tls.channel_for(mesh["mainframe-bridge"].address, pki_dir, OPERATOR) as ch:
+        stub = bridge_grpc.MainframeBridgeServiceStub(ch)
+        for _ in range(100):
+            status = await stub.GetPostingStatus(bridge_api.GetPostingStatusRequest(posting_id=payment.payment_id))
+            if status.status == ledger_pb2.POSTING_STATUS_POSTED:
+                break
+            await asyncio.sleep(0.05)
+    assert status.status == ledger_pb2.POSTING_STATUS_POSTED
+    request = ops_api.SummarizePaymentsRequest(business_date=AS_OF)
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, OPERATOR) as ch:
+        summary = await ops_grpc.PaymentOperationsServiceStub(ch).SummarizePayments(request, timeout=5)
+    atm_applied = [t for t in summary.totals if t.channel == types_pb2.CHANNEL_ATM
+                   and t.status == types_pb2.PAYMENT_STATUS_APPLIED]
+    assert sum(t.count for t in atm_applied) >= 1 and sum(t.amount.amount_minor for t in atm_applied) >= 2500
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "atm")) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await ops_grpc.PaymentOperationsServiceStub(ch).SummarizePayments(request, timeout=5)
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
