@@ -1,6 +1,7 @@
 """The confirmations server: the router publishes, each channel subscribes to its own."""
 
 import asyncio
+import collections
 import logging
 from pathlib import Path
 
@@ -35,7 +36,6 @@ POLICY = CallerPolicy(
         f"/{_FULL_NAME}/SummarizeConfirmations": frozenset([OPERATOR]),
     },
 )
-# Publish messages read ahead of their acks: enough to keep group commits full, bounded for memory.
 PUBLISH_IN_FLIGHT = 64
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 Start = pb.StartPosition
@@ -71,41 +71,60 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
             self.dispatcher.wake()
 
     async def PublishConfirmations(self, request_iterator, context):
-        in_flight: asyncio.Queue = asyncio.Queue(PUBLISH_IN_FLIGHT)
+        # Messages read ahead of their acks, in order: enough to keep group commits full, bounded for memory.
+        read_ahead: collections.deque = collections.deque()
+        room, arrived = asyncio.Semaphore(PUBLISH_IN_FLIGHT), asyncio.Event()
 
         async def read_requests() -> None:
             try:
                 async for request in request_iterator:
                     acks = [pb.PublishAck(payment_id=c.payment_id) for c in request.confirmations]
-                    valid = []
                     for ack, item in zip(acks, request.confirmations):
                         violations = validation.confirmation(item)
                         if violations:
                             ack.rejection.CopyFrom(_rejection("the confirmation is malformed", violations))
-                        else:
-                            valid.append(ack)
-                    batch = [c for a, c in zip(acks, request.confirmations) if not a.HasField("rejection")]
-                    await in_flight.put((acks, valid, self.committer.submit(batch) if batch else None))
+                    valid = [(a, c) for a, c in zip(acks, request.confirmations) if not a.HasField("rejection")]
+                    durable = self.committer.submit([c for _, c in valid]) if valid else None
+                    await room.acquire()
+                    read_ahead.append((acks, [a for a, _ in valid], durable))
+                    arrived.set()
             finally:
-                await in_flight.put(None)
+                read_ahead.append(None)
+                arrived.set()
+
+        def next_item():
+            room.release()
+            return read_ahead.popleft()
 
         reader = asyncio.get_running_loop().create_task(read_requests())
         try:
-            while (item := await in_flight.get()) is not None:
-                acks, valid, durable = item
-                if durable is not None:
-                    try:
-                        results = await durable
-                    except Exception:
-                        await abort(context, grpc.StatusCode.UNAVAILABLE, "the confirmation log cannot be written now;"
-                                    " publish again", errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE,
-                                    retry_after_seconds=1.0)
-                    for ack, (sequence, duplicate) in zip(valid, results):
-                        ack.sequence, ack.duplicate = sequence, duplicate
-                yield pb.PublishConfirmationsResponse(acks=acks)
+            while True:
+                while not read_ahead:
+                    arrived.clear()
+                    await arrived.wait()
+                if (item := next_item()) is None:
+                    break
+                response = pb.PublishConfirmationsResponse(acks=await self._settle(context, *item))
+                # Messages committed by the same group commit share one response: fewer, larger writes.
+                while read_ahead and _settled(read_ahead[0]):
+                    response.acks.extend(await self._settle(context, *next_item()))
+                yield response
             await reader  # surfaces a broken request stream
         finally:
             reader.cancel()
+
+    async def _settle(self, context, acks, valid, durable) -> list:
+        """The message's acks once its commit is done (sequence and duplicate filled in)."""
+        if durable is not None:
+            try:
+                results = await durable
+            except Exception:
+                await abort(context, grpc.StatusCode.UNAVAILABLE, "the confirmation log cannot be written now;"
+                            " publish again", errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE,
+                            retry_after_seconds=1.0)
+            for ack, (sequence, duplicate) in zip(valid, results):
+                ack.sequence, ack.duplicate = sequence, duplicate
+        return acks
 
     async def Subscribe(self, request, context):
         channel = channel_of(peer_identity(context))
@@ -176,6 +195,11 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
         confirmation_service_pb2_grpc.add_ConfirmationServiceServicer_to_server(self, grpc_server)
         self.start()
         return [_FULL_NAME]
+
+
+def _settled(item) -> bool:
+    """A read-ahead message whose acks are ready now (None ends the stream and is not)."""
+    return item is not None and (item[2] is None or item[2].done())
 
 
 def _rejection(message: str, violations):

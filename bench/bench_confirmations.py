@@ -1,0 +1,118 @@
+"""Benchmark of the confirmation service, run as its own process with real mTLS and SQLite.
+
+Prints (a) the catch-up rate: confirmations per second delivered to one subscriber
+reading the log from the beginning, and (b) the live rate: confirmations published
+at a steady pace and delivered to a live subscriber, with the publish-to-delivery
+latency (p50, p99). Usage: .venv/bin/python bench/bench_confirmations.py [--catch-up N] [--rate R --seconds S]
+"""
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bank.common.v1 import types_pb2  # noqa: E402
+from bank.confirmations.v1 import confirmation_service_pb2 as pb  # noqa: E402
+from confirmations import client  # noqa: E402
+from paymesh.pki import ensure_dev_pki  # noqa: E402
+from paymesh.textui import format_table  # noqa: E402
+from paymesh.topology import ROUTER, Identity  # noqa: E402
+from tests.harness import channel, start_service  # noqa: E402
+
+ATM = Identity("channel", "atm")
+Start = pb.StartPosition
+
+
+async def catch_up(address: str, pki_dir: Path, count: int) -> float:
+    items = [client.confirmation(f"c{i}", types_pb2.CHANNEL_ATM, 100 + i) for i in range(count)]
+    async with channel(address, pki_dir, ROUTER) as router:
+        await client.publish(client.stub(router), items, per_message=500)
+    async with channel(address, pki_dir, ATM) as atm:
+        started = time.perf_counter()
+        call = client.stub(atm).Subscribe(pb.SubscribeRequest(start_position=Start.START_POSITION_BEGINNING))
+        received = await client.collect(call, count, timeout=300)
+        elapsed = time.perf_counter() - started
+        call.cancel()
+    assert [c.payment_id for c in received] == [f"c{i}" for i in range(count)]
+    return count / elapsed
+
+
+async def live(address: str, pki_dir: Path, rate: int, seconds: float, per_message: int) -> tuple[float, ...]:
+    """(published per second, delivered per second, p50 ms, p99 ms) at a steady pace of `rate` per second,
+    sent every 10 ms in messages of at most per_message confirmations (0: one message per tick)."""
+    tick = 0.01
+    per_tick = max(1, round(rate * tick))
+    total = int(rate * seconds)
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+
+    async def requests():
+        started = time.perf_counter()
+        for n, first in enumerate(range(0, total, per_tick)):
+            await asyncio.sleep(max(0.0, started + n * tick - time.perf_counter()))
+            batch = [client.confirmation(f"l{i}", types_pb2.CHANNEL_ATM) for i in range(first, min(total, first + per_tick))]
+            now = time.perf_counter()
+            for item in batch:
+                sent_at[item.payment_id] = now
+            size = per_message or len(batch)
+            for i in range(0, len(batch), size):
+                yield pb.PublishConfirmationsRequest(confirmations=batch[i:i + size])
+
+    async with channel(address, pki_dir, ROUTER) as router, channel(address, pki_dir, ATM) as atm:
+        call = client.stub(atm).Subscribe(pb.SubscribeRequest(start_position=Start.START_POSITION_NOW))
+        await asyncio.sleep(0.5)
+
+        async def receive():
+            async for item in client.confirmations_of(call):
+                latencies.append(time.perf_counter() - sent_at[item.payment_id])
+                if len(latencies) == total:
+                    return time.perf_counter()
+
+        receiving = asyncio.ensure_future(receive())
+        started = time.perf_counter()
+        acked = 0
+        async for response in client.stub(router).PublishConfirmations(requests()):
+            acked += len(response.acks)
+        published = time.perf_counter()
+        delivered = await asyncio.wait_for(receiving, 60)
+        call.cancel()
+    quantiles = statistics.quantiles(latencies, n=100)
+    return acked / (published - started), total / (delivered - started), quantiles[49] * 1000, quantiles[98] * 1000
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--catch-up", type=int, default=50_000, help="confirmations in the catch-up run")
+    parser.add_argument("--rate", type=int, default=2500, help="live confirmations published per second")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of the live run")
+    parser.add_argument("--per-message", type=int, default=0,
+                        help="live confirmations per publish message (default: all of a 10 ms tick in one)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        ensure_dev_pki(home / "pki")
+        process = start_service("confirmations", home, home / "pki")
+        try:
+            catch_up_rate = await catch_up(process.address, home / "pki", args.catch_up)
+            published, delivered, p50, p99 = await live(process.address, home / "pki", args.rate, args.seconds,
+                                                   args.per_message)
+        finally:
+            process.kill()
+    print(format_table([
+        ("measure", "figure", "target"),
+        (f"(a) catch-up from the log, {args.catch_up} to one subscriber", f"{catch_up_rate:,.0f}/s", ">= 20,000/s"),
+        (f"(b) live publish, paced at {args.rate}/s for {args.seconds:g}s"
+         f"{f', {args.per_message} a message' if args.per_message else ''}", f"{published:,.0f}/s", ">= 2,000/s"),
+        ("(b) live delivered to the subscriber", f"{delivered:,.0f}/s", ">= 2,000/s"),
+        ("(b) publish-to-delivery latency p50", f"{p50:.1f} ms", ""),
+        ("(b) publish-to-delivery latency p99", f"{p99:.1f} ms", "< 50 ms"),
+    ]))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
