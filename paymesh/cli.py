@@ -13,6 +13,7 @@ COMMANDS = {
     "k8s-secrets": ("paymesh.k8s_secrets", "write the dev Kubernetes overlay's TLS material from the dev PKI"),
     "token": ("payment_router.tokens", "mint a dev end-user JWT for the digital channels"),
     "batch": ("payment_router.batch_cli", "upload a channel's day file to the router"),
+    "reconcile": ("paymesh.reconcile", "compare the day's payments across cores, bridge and mainframe"),
 }
 
 
