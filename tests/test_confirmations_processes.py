@@ -15,7 +15,7 @@ Start = pb.StartPosition
 ENV = {"PAYMESH_CONFIRMATIONS_HEARTBEAT_SECONDS": "0.2"}
 
 
-async def _requests(items, per_message: int, pause: float, acked: list | None = None):
+async def _requests(items, per_message: int, pause: float):
     for i in range(0, len(items), per_message):
         yield pb.PublishConfirmationsRequest(confirmations=items[i:i + per_message])
         await asyncio.sleep(pause)

@@ -175,3 +175,19 @@ async def test_allowed_hosts_come_from_configuration_and_endpoints_belong_to_the
                                                                      "IDEMPOTENCY_KEY_REUSED")
     assert [(e.code(), error_info(e).reason) for e in errors] == [(grpc.StatusCode.NOT_FOUND, "ENDPOINT_NOT_FOUND")] * 2
     assert list(left.endpoints) == []
+
+
+async def test_pending_deliveries_survive_a_restart(settings):
+    receiver = Receiver()
+    async with receiver as url:
+        async with serving(settings, webhook_concurrency=0) as (address, _):  # a dispatcher that sends nothing
+            async with channel(address, settings, ATM) as atm, channel(address, settings, ROUTER) as router:
+                endpoint = await _create(client.stub(atm), url)
+                await client.publish(client.stub(router), [client.confirmation("p1", types_pb2.CHANNEL_ATM)])
+        assert receiver.attempts == {}
+        async with serving(settings) as _:
+            async def arrived():
+                return "msg_1" in receiver.accepted
+            await _eventually(arrived)
+    headers, body = receiver.accepted["msg_1"]
+    assert Webhook(endpoint.signing_secret).verify(body, headers)["data"]["payment_id"] == "p1"
