@@ -121,7 +121,7 @@ def build_installments(
         interest = monthly_interest(balance, terms.annual_rate_bps)
         regular = max(payment - interest, 0)
         last = index == count - 1 or (keep_payment and balance - regular <= balloon)
-        principal = balance if last else min(regular, balance)
+        principal = balance if last else max(0, min(regular, balance - balloon))  # the balloon waits
         installments.append(Installment(
             number=number,
             due=add_months(terms.disbursement_date, number).toordinal(),
