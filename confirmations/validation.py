@@ -36,6 +36,9 @@ def confirmation(item: Confirmation) -> Violations:
         violations.append(("channel", "must be one of the five channels"))
     if item.status not in RESULT_STATUSES:
         violations.append(("status", "must be APPLIED, REJECTED or REVERSED"))
+    if item.status == types_pb2.PAYMENT_STATUS_REJECTED:
+        # A refused payment is confirmed as the channel sent it: its loan type or amount may be what was wrong.
+        return violations + business_date(item.business_date)
     if item.loan_type not in LOAN_TYPES:
         violations.append(("loan_type", "must be CASH, MORTGAGE or VEHICLE"))
     if not CURRENCY.fullmatch(item.amount.currency_code):
