@@ -22,6 +22,9 @@ CHANNEL_OPTIONS = (
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    # Per-call balancing over every address a name resolves to (a headless Kubernetes Service
+    # gives one per pod); with one address, as in a local run, it is the same as pick_first.
+    ("grpc.lb_policy_name", "round_robin"),
 )
 SERVER_OPTIONS = (
     ("grpc.keepalive_time_ms", 20_000),
