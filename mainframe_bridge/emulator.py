@@ -90,6 +90,8 @@ class Emulator:
             worker.result()
         except (asyncio.IncompleteReadError, ConnectionError, FrameError, ssl.SSLError, HangUp) as gone:
             log.info("connection closed", extra={"peer": str(peer), "reason": type(gone).__name__})
+        except Exception:  # a bug must not pass silently, nor take the emulator down
+            log.exception("connection failed", extra={"peer": str(peer)})
         finally:
             worker.cancel()
             self.connections.pop(task, None)

@@ -41,7 +41,7 @@ RC_LEDGER_MISMATCH = 20
 RC_MALFORMED = 24
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Entry:
     entry_id: str
     account: str
