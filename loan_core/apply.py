@@ -1,7 +1,9 @@
 """Applying a micro-batch of payments inside one SQLite transaction (the caller commits),
 exactly once per payment id: a replay gets its first answer back, unchanged; the same id
-with another body is refused; a refused payment changes nothing and is not recorded, so
-it can be sent again once whatever refused it is fixed."""
+with another body is refused. A refused payment changes no loan. A refusal that depended
+on the loan's state then (paid off, above the payoff, a product rule) is recorded, so a
+replay after a crash gets the same answer even though the loan has moved on since; a
+refusal of the request's own fields is not, as it comes out the same every time."""
 
 import hashlib
 import sqlite3
@@ -75,7 +77,7 @@ def digest(message) -> bytes:
 
 def apply_batch(connection: sqlite3.Connection, payments, *, rules: ProductRules,
                 loans: LoanCache) -> list[core_pb2.PaymentOutcome]:
-    earlier = store.find_movements(connection, [p.payment_id for p in payments])
+    earlier = store.find_decisions(connection, [p.payment_id for p in payments])
     outcomes = []
     for payment in payments:
         try:
@@ -98,7 +100,7 @@ def _apply_one(connection, rules: ProductRules, loans: LoanCache, earlier: dict,
     request_digest = digest(payment)
     if payment.payment_id in earlier:
         kind, stored_digest, result = earlier[payment.payment_id]
-        if kind == "payment" and stored_digest == request_digest:
+        if kind in ("payment", "refusal") and stored_digest == request_digest:
             return core_pb2.PaymentOutcome.FromString(result)
         raise Refused(errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED,
                       f"payment id {payment.payment_id} was already used for a different payment", "payment_id")
@@ -113,9 +115,17 @@ def _apply_one(connection, rules: ProductRules, loans: LoanCache, earlier: dict,
         raise Refused(errors_pb2.ERROR_REASON_CURRENCY_MISMATCH,
                       f"loan {payment.loan_id} is in {currency}; the payment is in {payment.amount.currency_code}",
                       "amount.currency_code")
-    new_state, allocation = engine.apply_payment(
-        state, rules, payment.amount.amount_minor, business_date, payment.prepayment_mode
-    )
+    try:
+        new_state, allocation = engine.apply_payment(
+            state, rules, payment.amount.amount_minor, business_date, payment.prepayment_mode
+        )
+    except Refused as refused:  # refused by the loan's state: keep the answer for replays
+        outcome = core_pb2.PaymentOutcome(payment_id=payment.payment_id, rejection=rejection(refused))
+        result = outcome.SerializeToString()
+        store.insert_refusal(connection, payment.payment_id, payment.loan_id, payment.business_date,
+                             request_digest, result)
+        earlier[payment.payment_id] = ("refusal", request_digest, result)
+        return outcome
     posting = ledger.payment_posting(payment.payment_id, payment.payment_id, payment.business_date,
                                      payment.channel, currency, allocation, rules)
     outcome = core_pb2.PaymentOutcome(payment_id=payment.payment_id, applied=core_pb2.AppliedPayment(

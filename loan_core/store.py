@@ -42,6 +42,16 @@ CREATE TABLE IF NOT EXISTS movements (
     loan_before TEXT,
     reversed_by TEXT
 );
+-- Payments refused because of the loan's state at the time (paid off, above the payoff, a product
+-- rule): the answer is kept so a replay gets the same one. Refusals of the request's own fields
+-- are not kept; they come out the same every time.
+CREATE TABLE IF NOT EXISTS refusals (
+    payment_id TEXT PRIMARY KEY,
+    loan_id TEXT NOT NULL,
+    business_date TEXT NOT NULL,
+    request_digest BLOB NOT NULL,
+    result BLOB NOT NULL
+);
 CREATE INDEX IF NOT EXISTS movements_by_date ON movements (business_date, seq);
 CREATE INDEX IF NOT EXISTS movements_by_loan ON movements (loan_id, seq);
 """
@@ -80,18 +90,27 @@ def find_movement(connection: sqlite3.Connection, movement_id: str) -> sqlite3.R
     ).fetchone()
 
 
-def find_movements(connection: sqlite3.Connection, movement_ids: list[str]) -> dict[str, tuple[str, bytes, bytes]]:
-    """{movement_id: (kind, request_digest, result)} for those of the ids already stored."""
+def find_decisions(connection: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[str, bytes, bytes]]:
+    """{id: (kind, request_digest, result)} for the ids already stored as a movement
+    (kind "payment" or "reversal") or a refusal (kind "refusal")."""
     found = {}
-    unique = list(dict.fromkeys(movement_ids))
-    for start in range(0, len(unique), 500):
-        chunk = unique[start:start + 500]
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), 400):
+        chunk = unique[start:start + 400]
+        marks = ", ".join("?" * len(chunk))
         rows = connection.execute(
-            "SELECT movement_id, kind, request_digest, result FROM movements "
-            f"WHERE movement_id IN ({', '.join('?' * len(chunk))})", chunk
+            f"SELECT movement_id, kind, request_digest, result FROM movements WHERE movement_id IN ({marks}) "
+            f"UNION ALL SELECT payment_id, 'refusal', request_digest, result FROM refusals "
+            f"WHERE payment_id IN ({marks})", chunk + chunk
         ).fetchall()
         found.update((row[0], row[1:]) for row in rows)
     return found
+
+
+def insert_refusal(connection: sqlite3.Connection, payment_id: str, loan_id: str, business_date: str,
+                   request_digest: bytes, result: bytes) -> None:
+    connection.execute("INSERT INTO refusals VALUES (?, ?, ?, ?, ?)",
+                       (payment_id, loan_id, business_date, request_digest, result))
 
 
 def insert_movement(
