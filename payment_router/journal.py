@@ -76,11 +76,9 @@ class Journal:
         """Stores the payment's new state and its outbox rows (topic, key, body) in one commit."""
         await self._grouped("record", payment, outbox)
 
-    async def done(self, topic: str, keys: list[str]) -> None:
-        await self._store.transaction(_delete_outbox, topic, keys)
-
-    async def set_confirmation_sequences(self, sequences: dict[str, int]) -> None:
-        await self._store.transaction(_set_sequences, sequences)
+    async def done(self, topic: str, keys: list[str], sequences: dict[str, int]) -> None:
+        """Forgets delivered outbox rows and keeps the confirmation sequences they got, in one commit."""
+        await self._store.transaction(_delivered, topic, keys, sequences)
 
     async def outbox(self, topic: str, limit: int) -> list[tuple[str, bytes]]:
         return await self._store.run(
@@ -161,11 +159,8 @@ def _record(connection: sqlite3.Connection, payment: payments_pb2.Payment, outbo
     connection.executemany("INSERT OR IGNORE INTO outbox (topic, item_key, body) VALUES (?, ?, ?)", outbox)
 
 
-def _delete_outbox(connection: sqlite3.Connection, topic: str, keys: list[str]) -> None:
+def _delivered(connection: sqlite3.Connection, topic: str, keys: list[str], sequences: dict[str, int]) -> None:
     connection.executemany("DELETE FROM outbox WHERE topic = ? AND item_key = ?", [(topic, k) for k in keys])
-
-
-def _set_sequences(connection: sqlite3.Connection, sequences: dict[str, int]) -> None:
     for payment_id, sequence in sequences.items():
         row = connection.execute("SELECT payment FROM payment WHERE payment_id = ?", (payment_id,)).fetchone()
         if row:

@@ -195,16 +195,13 @@ class Router:
                     break
                 seen.add(stream.key_of(item))
             acks = await asyncio.gather(*(stream.submit(item) for item in items))
-            await self.journal.done(topic, [key for key, _ in rows])
-            if topic == CONFIRMATIONS:
-                await self._sequences_known({a.payment_id: a.sequence for a in acks if a.sequence})
-
-    async def _sequences_known(self, sequences: dict[str, int]) -> None:
-        await self.journal.set_confirmation_sequences(sequences)
-        for payment_id, sequence in sequences.items():
-            for future in self._sequence_waiters.get(payment_id, []):
-                if not future.done():
-                    future.set_result(sequence)
+            sequences = {a.payment_id: a.sequence for a in acks if a.sequence} if topic == CONFIRMATIONS else {}
+            # The confirmation is durable at its service now: a waiting caller need not wait for our bookkeeping.
+            for payment_id, sequence in sequences.items():
+                for future in self._sequence_waiters.get(payment_id, []):
+                    if not future.done():
+                        future.set_result(sequence)
+            await self.journal.done(topic, [key for key, _ in rows], sequences)
 
 
 def confirmation_of(payment: payments_pb2.Payment) -> confirmations_pb2.Confirmation:
