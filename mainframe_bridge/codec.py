@@ -10,7 +10,6 @@ garbled record is refused, never misread.
 from mainframe_bridge.copybook import PACKED, TEXT, ZONED, Group, Item
 
 CODEC = "cp037"
-SPACE = " ".encode(CODEC)
 
 
 class RecordError(ValueError):
@@ -37,48 +36,73 @@ class RecordCodec:
         raise KeyError(f"{self.name} has no item {name}")
 
     def encode(self, values: dict) -> bytes:
-        out = bytearray()
+        out: list[bytes] = []
         _encode_group(self.layout.children, values, out)
-        return bytes(out)
+        return b"".join(out)
 
     def decode(self, data: bytes | memoryview, offset: int = 0) -> dict:
         if len(data) - offset < self.size:
             raise RecordError(f"{self.name}: {len(data) - offset} bytes, a record needs {self.size}")
+        raw = bytes(data[offset:offset + self.size])
         values: dict = {}
-        _decode_group(self.layout.children, bytes(data[offset:offset + self.size]), 0, values)
+        # cp037 is one character per byte, so the text of the whole record is sliced by the same offsets.
+        _decode_group(self.layout.children, raw, raw.decode(CODEC), 0, values)
         return values
 
 
-def _encode_group(children, values: dict, out: bytearray) -> None:
+def _encode_group(children, values: dict, out: list[bytes]) -> None:
+    # Runs of text and zoned items are encoded to EBCDIC in one call: it is the hot path.
+    run: list[str] = []
     for child in children:
         if isinstance(child, Group):
+            _flush(run, children, out)
             rows = values.get(child.name, [])
             if len(rows) > child.occurs:
                 raise RecordError(f"{child.name}: {len(rows)} occurrences, at most {child.occurs}")
             for index in range(child.occurs):
                 _encode_group(child.children, rows[index] if index < len(rows) else {}, out)
-        elif child.filler:
-            out += _text(child, child.value or "")
+        elif child.kind == PACKED:
+            _flush(run, children, out)
+            out.append(_packed(child, values.get(child.name, child.value)))
+        elif child.kind == TEXT:
+            run.append(_text(child, child.value if child.filler else values.get(child.name, child.value)))
         else:
-            value = values.get(child.name, child.value)
-            out += _ENCODERS[child.kind](child, value)
+            run.append(_zoned(child, values.get(child.name, child.value)))
+    _flush(run, children, out)
 
 
-def _decode_group(children, data: bytes, offset: int, values: dict) -> int:
+def _flush(run: list[str], children, out: list[bytes]) -> None:
+    if not run:
+        return
+    text = "".join(run)
+    run.clear()
+    try:
+        out.append(text.encode(CODEC))
+    except UnicodeEncodeError as bad:
+        raise RecordError(f"character {bad.object[bad.start]!r} has no EBCDIC form") from None
+
+
+def _decode_group(children, raw: bytes, text: str, offset: int, values: dict) -> int:
     for child in children:
         if isinstance(child, Group):
             rows = []
             for _ in range(child.occurs):
                 row: dict = {}
-                offset = _decode_group(child.children, data, offset, row)
+                offset = _decode_group(child.children, raw, text, offset, row)
                 rows.append(row)
             values[child.name] = rows
             continue
-        raw = data[offset:offset + child.size]
-        offset += child.size
+        end = offset + child.size
         if child.filler:
+            offset = end
             continue
-        value = _DECODERS[child.kind](child, raw)
+        if child.kind == TEXT:
+            value = text[offset:end].rstrip(" ")
+        elif child.kind == ZONED:
+            value = _read_zoned(child, text[offset:end])
+        else:
+            value = _read_packed(child, raw[offset:end])
+        offset = end
         if child.value is not None and value != child.value:
             raise RecordError(f"{child.name} is {value!r}, expected {child.value!r}")
         if child.conditions and value not in child.conditions.values():
@@ -87,21 +111,18 @@ def _decode_group(children, data: bytes, offset: int, values: dict) -> int:
     return offset
 
 
-def _text(item: Item, value) -> bytes:
+def _text(item: Item, value) -> str:
     text = "" if value is None else str(value)
     if len(text) > item.digits:
         raise RecordError(f"{item.name}: {len(text)} characters, at most {item.digits}")
-    try:
-        return text.ljust(item.digits).encode(CODEC)
-    except UnicodeEncodeError as bad:
-        raise RecordError(f"{item.name}: character {bad.object[bad.start]!r} has no EBCDIC form") from None
+    return text.ljust(item.digits)
 
 
-def _zoned(item: Item, value) -> bytes:
+def _zoned(item: Item, value) -> str:
     number = _integer(item, value)
     if not 0 <= number < 10 ** item.digits:
         raise RecordError(f"{item.name}: {number} does not fit PIC 9({item.digits})")
-    return str(number).zfill(item.digits).encode(CODEC)
+    return str(number).zfill(item.digits)
 
 
 def _packed(item: Item, value) -> bytes:
@@ -121,14 +142,9 @@ def _integer(item: Item, value) -> int:
     return value
 
 
-def _read_text(item: Item, raw: bytes) -> str:
-    return raw.decode(CODEC).rstrip(" ")
-
-
-def _read_zoned(item: Item, raw: bytes) -> int:
-    text = raw.decode(CODEC)
+def _read_zoned(item: Item, text: str) -> int:
     if not (text.isascii() and text.isdigit()):
-        raise RecordError(f"{item.name}: {raw.hex()} is not zoned decimal")
+        raise RecordError(f"{item.name}: {text.encode(CODEC).hex()} is not zoned decimal")
     return int(text)
 
 
@@ -140,6 +156,3 @@ def _read_packed(item: Item, raw: bytes) -> int:
     number = int(digits)
     return -number if sign == "d" else number
 
-
-_ENCODERS = {TEXT: _text, ZONED: _zoned, PACKED: _packed}
-_DECODERS = {TEXT: _read_text, ZONED: _read_zoned, PACKED: _read_packed}

@@ -56,21 +56,32 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
         self.store.close()
 
     async def PostEntries(self, request_iterator, context):
-        async for request in request_iterator:
-            prepared = [intake.prepare(posting) for posting in request.postings]
-            valid = [p for p in prepared if isinstance(p, queue_store.Queued)]
-            # Group commit: the whole message in one transaction, acknowledged after COMMIT.
-            stored = iter(await self.store.transaction(queue_store.enqueue, valid) if valid else ())
-            acks = []
-            for posting, item in zip(request.postings, prepared):
-                if isinstance(item, queue_store.Queued):
-                    acks.append(_ack(posting.posting_id, next(stored)))
-                else:
-                    acks.append(bridge_pb2.PostingAck(posting_id=posting.posting_id,
-                                                      status=ledger_pb2.POSTING_STATUS_REJECTED, rejection=item))
-            if valid:
-                self.forwarder.notify()
-            yield bridge_pb2.PostEntriesResponse(acks=acks)
+        # A reader checks and submits each message's group commit while the previous one
+        # commits (the store runs them in order); acks go out in order, each after its COMMIT.
+        submitted: asyncio.Queue = asyncio.Queue(maxsize=8)
+
+        async def read() -> None:
+            async for request in request_iterator:
+                prepared = [intake.prepare(posting) for posting in request.postings]
+                valid = [p for p in prepared if isinstance(p, queue_store.Queued)]
+                commit = asyncio.ensure_future(self.store.transaction(queue_store.enqueue, valid)) if valid else None
+                await submitted.put((request, prepared, commit))
+            await submitted.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (item := await _next(submitted, reader)) is not None:
+                request, prepared, commit = item
+                stored = iter(await commit if commit else ())
+                if commit:
+                    self.forwarder.notify()
+                yield bridge_pb2.PostEntriesResponse(acks=[
+                    _ack(posting.posting_id, next(stored)) if isinstance(checked, queue_store.Queued) else
+                    bridge_pb2.PostingAck(posting_id=posting.posting_id, status=ledger_pb2.POSTING_STATUS_REJECTED,
+                                          rejection=checked)
+                    for posting, checked in zip(request.postings, prepared)])
+        finally:
+            reader.cancel()
 
     async def GetPostingStatus(self, request, context):
         found = await self.store.run(queue_store.standing, request.posting_id)
@@ -106,6 +117,18 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
                 amount=types_pb2.Money(currency_code=currency, amount_minor=amount))
                 for channel, loan_type, reversal, status, currency, count, amount in rows],
         )
+
+
+async def _next(submitted: asyncio.Queue, reader: asyncio.Task):
+    """The next submitted message, or the reader's failure (a broken stream) as it is."""
+    getting = asyncio.ensure_future(submitted.get())
+    await asyncio.wait([getting, reader], return_when=asyncio.FIRST_COMPLETED)
+    if getting.done():
+        return getting.result()
+    getting.cancel()
+    if reader.exception():
+        raise reader.exception()
+    return await submitted.get()
 
 
 async def _check_date(context, business_date: str) -> None:
