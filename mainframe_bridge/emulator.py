@@ -79,15 +79,16 @@ class Emulator:
         # connection commits many postings per transaction.
         inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=4 * MAX_BATCH)
         worker = asyncio.create_task(self.work(inbox, writer, peer))
+        # A worker that stops (a hang-up it was told to do, a broken writer) stops the reading too.
+        worker.add_done_callback(lambda _: task.cancel())
         try:
-            while not worker.done():
-                reading = asyncio.ensure_future(read_frame(reader))
-                await asyncio.wait([reading, worker], return_when=asyncio.FIRST_COMPLETED)
-                if not reading.done():
-                    reading.cancel()
-                    break
-                await inbox.put(reading.result())
-            worker.result()
+            try:
+                while True:
+                    await inbox.put(await read_frame(reader))
+            except asyncio.CancelledError:
+                if not worker.done() or worker.cancelled():
+                    raise  # shutdown, or told to go DOWN
+                worker.result()
         except (asyncio.IncompleteReadError, ConnectionError, FrameError, ssl.SSLError, HangUp) as gone:
             log.info("connection closed", extra={"peer": str(peer), "reason": type(gone).__name__})
         except Exception:  # a bug must not pass silently, nor take the emulator down

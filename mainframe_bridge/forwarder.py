@@ -19,8 +19,8 @@ from mainframe_bridge.link import open_link
 from mainframe_bridge.queue_store import POSTED, REJECTED, Standing
 from paymesh.sqlite import Store
 
-WINDOW = 1000  # records in flight on the link
-FETCH = 500  # queued postings read from the store at a time
+WINDOW = 2000  # records in flight on the link
+FETCH = 1000  # queued postings read from the store at a time
 MIN_BACKOFF, MAX_BACKOFF = 0.05, 1.0
 LINK_FAULTS = (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, FrameError, RecordError,
                UnicodeDecodeError, ssl.SSLError)
