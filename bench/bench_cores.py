@@ -9,6 +9,7 @@ is written to the moment its answer, sent only after COMMIT, arrives).
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import sys
@@ -73,6 +74,15 @@ async def run(address: str, pki_dir: Path, payments: list, batch_size: int, wind
     return elapsed, latencies, applied
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (Linux /proc), to show what one payment costs the core."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--core", default="core-cash", choices=sorted(BY_SERVICE))
@@ -86,7 +96,9 @@ def main() -> int:
     core = start_service(args.core, home, home / "pki", PAYMESH_PORTFOLIO_SIZE=str(PORTFOLIO_SIZE),
                          PAYMESH_PORTFOLIO_AS_OF=AS_OF.isoformat(), PAYMESH_LOG_LEVEL="WARNING")
     try:
+        cpu_before = cpu_seconds(core.process.pid)
         elapsed, latencies, applied = asyncio.run(run(core.address, home / "pki", payments, args.batch, args.window))
+        cpu_after = cpu_seconds(core.process.pid)
     finally:
         core.terminate()
     latencies.sort()
@@ -96,6 +108,9 @@ def main() -> int:
           f"batches of {args.batch}, {args.window} in flight, SQLite synchronous=FULL")
     print(f"throughput: {len(latencies) / elapsed:,.0f} payments/s in {elapsed:.2f} s")
     print(f"latency per payment: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    if cpu_before is not None and cpu_after is not None:
+        print(f"core CPU: {(cpu_after - cpu_before) / len(latencies) * 1e6:.0f} us per payment "
+              f"({(cpu_after - cpu_before) / elapsed:.0%} of one CPU; load average {os.getloadavg()[0]:.1f})")
     return 0
 
 

@@ -8,7 +8,7 @@ is a prepayment of principal, and the rest of the schedule is recomputed (shorte
 or lower installment). Functions here never change the state they are given.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 from bank.common.v1 import errors_pb2, types_pb2
@@ -36,7 +36,6 @@ class Allocation:
     asset_insurance: int = 0
     principal: int = 0
     prepayment: int = 0
-    installments: list[int] = field(default_factory=list)  # numbers of the installments touched
 
     @property
     def insurance(self) -> int:
@@ -52,8 +51,10 @@ def accrue(state: LoanState, rules: ProductRules, on: date) -> None:
     interest on the overdue principal for each day since the due date (or the last accrual)."""
     today = on.toordinal()
     late_fee = rules.late_fee_minor[state.terms.currency_code]
-    for installment in state.installments:
-        if installment.due >= today or installment.outstanding == 0:
+    for installment in state.open_installments:
+        if installment.due >= today:
+            break  # installments fall due in order
+        if installment.outstanding == 0:
             continue
         if installment.fee_charged == 0:
             installment.fee_charged = late_fee
@@ -67,9 +68,11 @@ def accrue(state: LoanState, rules: ProductRules, on: date) -> None:
 def due_installments(state: LoanState, on: date) -> tuple[list[Installment], list[Installment]]:
     """(what is due on `on`: overdue installments and the one in course; the future ones)."""
     today = on.toordinal()
-    period_start = state.terms.disbursement_date.toordinal()  # installments are consecutive months
+    # Installments are consecutive months: one's period starts at the previous one's due date.
+    settled = state.settled
+    period_start = state.installments[settled - 1].due if settled else state.terms.disbursement_date.toordinal()
     due, future = [], []
-    for installment in state.installments:
+    for installment in state.open_installments:
         if installment.outstanding:
             (due if period_start < today else future).append(installment)
         period_start = installment.due
@@ -120,11 +123,11 @@ def apply_payment(
         left = _pay_installment(installment, left, allocation)
     if left:
         _prepay(loan, rules, future, left, mode or rules.default_prepayment_mode, allocation)
+    loan.advance_settled()
     return loan, allocation
 
 
 def _pay_installment(installment: Installment, left: int, allocation: Allocation) -> int:
-    allocation.installments.append(installment.number)
     part = min(left, installment.fee_charged - installment.paid_fee)
     installment.paid_fee += part
     allocation.fees += part

@@ -70,6 +70,7 @@ class _Stored(msgspec.Struct, array_like=True):
     balloon_minor: int
     prepaid_minor: int
     installments: list[Installment]
+    settled: int = 0
 
 
 _encoder = msgspec.json.Encoder()
@@ -82,26 +83,41 @@ class LoanState:
     installments: list[Installment]
     balloon_minor: int  # what is left of the balloon in the last installment
     prepaid_minor: int  # principal paid ahead of schedule, in total
+    # How many leading installments are settled. Payments settle installments oldest
+    # first, so settled ones are a prefix: nothing reads or changes them again, and a
+    # payment on a long mortgage only walks the installments still open.
+    settled: int = 0
+
+    @property
+    def open_installments(self) -> list[Installment]:
+        return self.installments[self.settled:]
 
     @property
     def outstanding_principal(self) -> int:
-        return sum(i.principal - i.paid_principal for i in self.installments)
+        return sum(i.principal - i.paid_principal for i in self.open_installments)
 
     @property
     def paid_off(self) -> bool:
-        return all(i.outstanding == 0 for i in self.installments)
+        return all(i.outstanding == 0 for i in self.open_installments)
+
+    def advance_settled(self) -> None:
+        while self.settled < len(self.installments) and self.installments[self.settled].outstanding == 0:
+            self.settled += 1
 
     def clone(self) -> "LoanState":
-        return LoanState(self.terms, [i.__copy__() for i in self.installments], self.balloon_minor,
-                         self.prepaid_minor)
+        """A copy safe to change: the settled prefix is shared, never changed again."""
+        settled = self.settled
+        copied = self.installments[:settled] + [i.__copy__() for i in self.installments[settled:]]
+        return LoanState(self.terms, copied, self.balloon_minor, self.prepaid_minor, settled)
 
     def to_json(self) -> str:
-        return _encoder.encode(_Stored(self.balloon_minor, self.prepaid_minor, self.installments)).decode()
+        stored = _Stored(self.balloon_minor, self.prepaid_minor, self.installments, self.settled)
+        return _encoder.encode(stored).decode()
 
     @classmethod
     def from_json(cls, terms: LoanTerms, text: str) -> "LoanState":
         stored = _decoder.decode(text)
-        return cls(terms, stored.installments, stored.balloon_minor, stored.prepaid_minor)
+        return cls(terms, stored.installments, stored.balloon_minor, stored.prepaid_minor, stored.settled)
 
 
 def build_installments(
@@ -143,4 +159,6 @@ def originate(terms: LoanTerms, rules: ProductRules) -> LoanState:
         installment.paid_interest = installment.interest
         installment.paid_insurance = installment.insurance
         installment.paid_principal = installment.principal
-    return LoanState(terms, schedule, terms.balloon_minor, 0)
+    state = LoanState(terms, schedule, terms.balloon_minor, 0)
+    state.advance_settled()
+    return state
