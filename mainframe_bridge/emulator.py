@@ -170,15 +170,17 @@ class Emulator:
     async def send(self, writer: asyncio.StreamWriter, answers: list[bytes]) -> None:
         if self.mode == "SLOW":
             await asyncio.sleep(self.delay_ms / 1000)
+        frames = []
         for answer in answers:
             is_reply = records.record_type(answer) == "RPLY"
             if is_reply and self.mode == "GARBAGE":
                 answer = bytes(range(256))[: len(answer)]
             if is_reply and self.mode == "TRUNCATE":
-                writer.write(encode_frame(answer)[: 4 + len(answer) // 2])
+                writer.write(b"".join(frames) + encode_frame(answer)[: 4 + len(answer) // 2])
                 await writer.drain()
                 raise HangUp()
-            writer.write(encode_frame(answer))
+            frames.append(encode_frame(answer))
+        writer.write(b"".join(frames))  # one write for the batch
         await writer.drain()
 
     async def receive_eod(self, data: bytes) -> bytes:

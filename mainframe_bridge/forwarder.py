@@ -92,13 +92,16 @@ class Forwarder:
                 if not rows:
                     await self._wake.wait()
                     continue
+                frames = []
                 for seq, posting_id, frame in rows:
-                    if slots.locked():
-                        await writer.drain()
+                    if slots.locked() and frames:  # window full: put out what is ready, then wait
+                        writer.write(b"".join(frames))
+                        frames = []
                     await slots.acquire()
                     in_flight[posting_id] = seq
-                    writer.write(encode_frame(frame))
+                    frames.append(encode_frame(frame))
                     cursor = seq
+                writer.write(b"".join(frames))  # one write (one TLS record run) for many frames
                 await writer.drain()
 
         async def receive() -> None:
