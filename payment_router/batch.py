@@ -30,8 +30,8 @@ async def read_file(request_iterator) -> tuple[api.BatchHeader, list[api.BatchLi
                           [("part", "after the trailer")])
         if part == "header" and header is None and not lines:
             header = request.header
-        elif part == "line" and header is not None:
-            lines.append(request.line)
+        elif part in ("line", "lines") and header is not None:
+            lines.extend(request.lines.lines if part == "lines" else [request.line])
             if len(lines) > MAX_LINES:
                 raise Refused("INVALID_ARGUMENT", f"a batch holds at most {MAX_LINES} lines",
                               errors_pb2.ERROR_REASON_INVALID_FIELD, [("line", "too many lines")])
@@ -70,18 +70,22 @@ def check_trailer(lines: list[api.BatchLine], trailer: api.BatchTrailer) -> None
 async def upload_batch(service, caller, request_iterator) -> api.UploadBatchResponse:
     header, lines, trailer = await read_file(request_iterator)
     check_trailer(lines, trailer)
-    window = asyncio.Semaphore(LINES_IN_FLIGHT)
+    outcomes: list = [None] * len(lines)
+    next_line = iter(range(len(lines)))
 
-    async def one(line: api.BatchLine):
-        key = f"{header.batch_id}:{line.line_number}"
-        async with window:
+    async def worker():
+        # A fixed pool of workers, not one waiting coroutine per line: asyncio's
+        # semaphore grows slow with thousands of waiters.
+        for index in next_line:
+            line = lines[index]
+            key = f"{header.batch_id}:{line.line_number}"
             try:
                 payment, new = await service.pay(caller, line.payment, key=key, batch_id=header.batch_id)
-                return payment, not new
+                outcomes[index] = payment, not new
             except Refused as refused:
-                return service.rejected(caller, line.payment, refused, key=key), False
+                outcomes[index] = service.rejected(caller, line.payment, refused, key=key), False
 
-    outcomes = await asyncio.gather(*(one(line) for line in lines))
+    await asyncio.gather(*(worker() for _ in range(min(LINES_IN_FLIGHT, len(lines)))))
     summary = api.BatchSummary(batch_id=header.batch_id, line_count=len(lines))
     applied, rejected = Counter(), Counter()
     for payment, replayed in outcomes:

@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS payment (
     business_date TEXT NOT NULL,
     status INTEGER NOT NULL,
     batch_id TEXT,
-    payment BLOB NOT NULL
+    payment BLOB NOT NULL,
+    -- Kept beside the blob: set once confirmations acknowledge, without rewriting the payment.
+    confirmation_sequence INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS payment_by_day ON payment (business_date, channel);
 CREATE INDEX IF NOT EXISTS payment_by_status ON payment (status);
@@ -89,9 +91,11 @@ class Journal:
 
     async def get(self, payment_id: str) -> payments_pb2.Payment | None:
         row = await self._store.run(
-            lambda c: c.execute("SELECT payment FROM payment WHERE payment_id = ?", (payment_id,)).fetchone()
+            lambda c: c.execute(
+                "SELECT payment, confirmation_sequence FROM payment WHERE payment_id = ?", (payment_id,)
+            ).fetchone()
         )
-        return payments_pb2.Payment.FromString(row[0]) if row else None
+        return _payment_of(*row) if row else None
 
     async def unanswered(self) -> list[payments_pb2.Payment]:
         """Payments sent (or about to be sent) to a core with no result yet, oldest first."""
@@ -139,12 +143,12 @@ def _apply_batch(connection: sqlite3.Connection, ops) -> list:
 def _accept(connection: sqlite3.Connection, entry: Accepted) -> Outcome:
     p = entry.payment
     row = connection.execute(
-        "SELECT payment, body_hash FROM payment WHERE payment_id = ?", (p.payment_id,)
+        "SELECT payment, confirmation_sequence, body_hash FROM payment WHERE payment_id = ?", (p.payment_id,)
     ).fetchone()
     if row:
-        return Outcome(payments_pb2.Payment.FromString(row[0]), row[1], new=False)
+        return Outcome(_payment_of(row[0], row[1]), row[2], new=False)
     connection.execute(
-        "INSERT INTO payment VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO payment VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
         (p.payment_id, p.channel, p.idempotency_key, entry.body_hash, p.loan_type, p.amount.currency_code,
          p.amount.amount_minor, p.business_date, p.status, entry.batch_id or None, p.SerializeToString()),
     )
@@ -161,11 +165,11 @@ def _record(connection: sqlite3.Connection, payment: payments_pb2.Payment, outbo
 
 def _delivered(connection: sqlite3.Connection, topic: str, keys: list[str], sequences: dict[str, int]) -> None:
     connection.executemany("DELETE FROM outbox WHERE topic = ? AND item_key = ?", [(topic, k) for k in keys])
-    for payment_id, sequence in sequences.items():
-        row = connection.execute("SELECT payment FROM payment WHERE payment_id = ?", (payment_id,)).fetchone()
-        if row:
-            payment = payments_pb2.Payment.FromString(row[0])
-            payment.confirmation_sequence = sequence
-            connection.execute(
-                "UPDATE payment SET payment = ? WHERE payment_id = ?", (payment.SerializeToString(), payment_id)
-            )
+    connection.executemany("UPDATE payment SET confirmation_sequence = ? WHERE payment_id = ?",
+                           [(sequence, payment_id) for payment_id, sequence in sequences.items()])
+
+
+def _payment_of(blob: bytes, confirmation_sequence: int) -> payments_pb2.Payment:
+    payment = payments_pb2.Payment.FromString(blob)
+    payment.confirmation_sequence = confirmation_sequence or payment.confirmation_sequence
+    return payment

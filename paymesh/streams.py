@@ -65,6 +65,8 @@ class BatchingStream(Generic[Item, Result]):
             future.cancel()
 
     async def wait_connected(self, timeout: float) -> bool:
+        if self._connected.is_set():  # the hot path: no timer, no task
+            return True
         try:
             await asyncio.wait_for(self._connected.wait(), timeout)
             return True
@@ -78,12 +80,17 @@ class BatchingStream(Generic[Item, Result]):
             raise StreamUnavailable(f"{self.name} is unavailable")
         key = self.key_of(item)
         if key in self._pending:  # the same item already on its way: share its answer
-            return await asyncio.shield(self._pending[key][1])
+            pending_item, future = self._pending[key]
+            if future.cancelled():  # its first caller gave up; the item is still on its way
+                future = asyncio.get_running_loop().create_future()
+                self._pending[key] = (pending_item, future)
+            return await asyncio.shield(future)
         async with self._window:
             future = asyncio.get_running_loop().create_future()
             self._pending[key] = (item, future)
             self._to_send.put_nowait(key)
-            return await asyncio.shield(future)
+            # A caller giving up cancels only its own wait: the item stays pending and is still sent.
+            return await future
 
     async def _run(self) -> None:
         backoff = 0.05

@@ -33,14 +33,22 @@ class StreamPaymentsResponse(_message.Message):
     def __init__(self, payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ...) -> None: ...
 
 class UploadBatchRequest(_message.Message):
-    __slots__ = ("header", "line", "trailer")
+    __slots__ = ("header", "line", "trailer", "lines")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     LINE_FIELD_NUMBER: _ClassVar[int]
     TRAILER_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
     header: BatchHeader
     line: BatchLine
     trailer: BatchTrailer
-    def __init__(self, header: _Optional[_Union[BatchHeader, _Mapping]] = ..., line: _Optional[_Union[BatchLine, _Mapping]] = ..., trailer: _Optional[_Union[BatchTrailer, _Mapping]] = ...) -> None: ...
+    lines: BatchLines
+    def __init__(self, header: _Optional[_Union[BatchHeader, _Mapping]] = ..., line: _Optional[_Union[BatchLine, _Mapping]] = ..., trailer: _Optional[_Union[BatchTrailer, _Mapping]] = ..., lines: _Optional[_Union[BatchLines, _Mapping]] = ...) -> None: ...
+
+class BatchLines(_message.Message):
+    __slots__ = ("lines",)
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    lines: _containers.RepeatedCompositeFieldContainer[BatchLine]
+    def __init__(self, lines: _Optional[_Iterable[_Union[BatchLine, _Mapping]]] = ...) -> None: ...
 
 class BatchHeader(_message.Message):
     __slots__ = ("batch_id", "business_date")

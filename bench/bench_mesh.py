@@ -1,0 +1,184 @@
+"""The end-to-end benchmark of the local mesh: prints its figures, asserts nothing.
+
+    .venv/bin/python bench/bench_mesh.py [--stream 20000] [--batch 10000] [--online-rate 500] [--seconds 10]
+
+Starts every service as its own process (real mTLS, SQLite with synchronous=FULL)
+in a temporary folder, then measures from the channels' side:
+  - the bare gRPC ceiling of this machine: unary health checks over the same mTLS;
+  - online unary payments at a fixed offered rate (open loop): achieved rate, p50/p95/p99;
+  - the channel stream: payments/s until every confirmation reached the channel's subscriber;
+  - batch: lines/s for one day file;
+  - confirmation fan-out: a subscriber reading the log from the beginning.
+"""
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+
+from bank.common.v1 import types_pb2  # noqa: E402
+from bank.confirmations.v1 import confirmation_service_pb2 as conf_api  # noqa: E402
+from bank.confirmations.v1 import confirmation_service_pb2_grpc as conf_grpc  # noqa: E402
+from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc  # noqa: E402
+from bank.payments.v1 import payments_pb2  # noqa: E402
+from loan_core.portfolio import generate  # noqa: E402
+from payment_router.business_day import batch_requests  # noqa: E402
+from paymesh import tls  # noqa: E402
+from paymesh.pki import ensure_dev_pki  # noqa: E402
+from paymesh.textui import format_table  # noqa: E402
+from paymesh.topology import OPERATOR, Identity  # noqa: E402
+from tests.harness import start_mesh, stop_mesh  # noqa: E402
+
+AS_OF = "2026-11-27"
+ENV = dict(PAYMESH_PORTFOLIO_SIZE="3000", PAYMESH_PORTFOLIO_SEED="42", PAYMESH_PORTFOLIO_AS_OF=AS_OF,
+           PAYMESH_BUSINESS_DATE=AS_OF, PAYMESH_LOG_LEVEL="WARNING")
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))] * 1000 if sorted_values else 0.0
+
+
+class Bench:
+    def __init__(self, mesh, pki_dir: Path):
+        self.mesh, self.pki = mesh, pki_dir
+        self.loans = [t.loan_id for t in generate(types_pb2.LOAN_TYPE_CASH, seed=42, count=3000,
+                                                  as_of=__import__("datetime").date.fromisoformat(AS_OF))
+                      if t.currency_code == "PEN" and t.installments_paid < t.term_months]
+        self.serial = 0
+
+    def order(self, prefix: str) -> payments_pb2.PaymentOrder:
+        self.serial += 1
+        return payments_pb2.PaymentOrder(
+            idempotency_key=f"{prefix}-{self.serial}", loan_id=self.loans[self.serial % len(self.loans)],
+            amount=types_pb2.Money(currency_code="PEN", amount_minor=100 + self.serial % 300))
+
+    def channel(self, service: str, identity: Identity):
+        return tls.channel_for(self.mesh[service].address, self.pki, identity)
+
+    async def echo_ceiling(self, seconds: float, concurrency: int = 64) -> float:
+        async with self.channel("core-cash", OPERATOR) as ch:
+            stub, done = health_pb2_grpc.HealthStub(ch), 0
+            deadline = time.perf_counter() + seconds
+
+            async def worker():
+                nonlocal done
+                while time.perf_counter() < deadline:
+                    await stub.Check(health_pb2.HealthCheckRequest())
+                    done += 1
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return done / (time.perf_counter() - started)
+
+    async def online(self, rate: float, seconds: float) -> tuple[float, list[float]]:
+        async with self.channel("payment-router", Identity("channel", "atm")) as ch:
+            stub, latencies, tasks = api_grpc.PaymentServiceStub(ch), [], []
+
+            async def one(order):
+                started = time.perf_counter()
+                await stub.SubmitPayment(api.SubmitPaymentRequest(payment=order), timeout=10)
+                latencies.append(time.perf_counter() - started)
+
+            started = time.perf_counter()
+            for n in range(int(rate * seconds)):
+                await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
+                tasks.append(asyncio.create_task(one(self.order("online"))))
+            await asyncio.gather(*tasks)
+            return len(tasks) / (time.perf_counter() - started), sorted(latencies)
+
+    async def stream_end_to_end(self, count: int) -> tuple[float, list[float]]:
+        """Agent stream: from the first send until every result is confirmed to the agent's subscriber."""
+        orders = [self.order("stream") for _ in range(count)]
+        sent_at, confirmed_at = {}, {}
+        async with self.channel("confirmations", Identity("channel", "agent")) as conf_ch, \
+                self.channel("payment-router", Identity("channel", "agent")) as ch:
+            subscription = conf_grpc.ConfirmationServiceStub(conf_ch).Subscribe(
+                conf_api.SubscribeRequest(start_position=conf_api.START_POSITION_NOW))
+            await asyncio.sleep(0.3)  # the subscription is live before the first payment
+
+            async def follow():
+                async for event in subscription:
+                    for c in event.batch.confirmations:
+                        confirmed_at.setdefault(c.idempotency_key, time.perf_counter())
+                    if len(confirmed_at) >= count:
+                        return
+
+            follower = asyncio.create_task(follow())
+
+            def requests():
+                for order in orders:
+                    sent_at[order.idempotency_key] = time.perf_counter()
+                    yield api.StreamPaymentsRequest(payment=order)
+
+            started = time.perf_counter()
+            async for _ in api_grpc.PaymentServiceStub(ch).StreamPayments(requests(), timeout=300):
+                pass
+            await asyncio.wait_for(follower, 120)
+            elapsed = time.perf_counter() - started
+            subscription.cancel()
+        return count / elapsed, sorted(confirmed_at[k] - sent_at[k] for k in sent_at)
+
+    async def batch(self, lines: int) -> float:
+        requests = batch_requests("bench-file", AS_OF, [self.order("batch") for _ in range(lines)])
+        async with self.channel("payment-router", Identity("channel", "store")) as ch:
+            started = time.perf_counter()
+            reply = await api_grpc.PaymentServiceStub(ch).UploadBatch(iter(requests), timeout=300)
+            elapsed = time.perf_counter() - started
+        assert reply.summary.applied_count == lines, reply.summary
+        return lines / elapsed
+
+    async def fan_out(self, channel: str) -> tuple[float, int]:
+        async with self.channel("confirmations", Identity("channel", channel)) as ch:
+            call = conf_grpc.ConfirmationServiceStub(ch).Subscribe(
+                conf_api.SubscribeRequest(start_position=conf_api.START_POSITION_BEGINNING))
+            received, started = 0, time.perf_counter()
+            async for event in call:
+                if event.HasField("heartbeat"):
+                    break
+                received += len(event.batch.confirmations)
+            elapsed = time.perf_counter() - started
+            call.cancel()
+        return received / elapsed, received
+
+
+async def main(args) -> None:
+    home = Path(tempfile.mkdtemp(prefix="paymesh-bench-"))
+    ensure_dev_pki(home / "pki")
+    mesh = start_mesh(home, home / "pki", PAYMESH_CONFIRMATIONS_HEARTBEAT_SECONDS="0.5", **ENV)
+    try:
+        bench = Bench(mesh, home / "pki")
+        await asyncio.sleep(1)  # the router's streams to its peers are up
+        echo = await bench.echo_ceiling(3)
+        online_rate, online = await bench.online(args.online_rate, args.seconds)
+        stream_rate, stream = await bench.stream_end_to_end(args.stream)
+        batch_rate = await bench.batch(args.batch)
+        fan_rate, fanned = await bench.fan_out("agent")
+    finally:
+        stop_mesh(mesh)
+        shutil.rmtree(home, ignore_errors=True)
+    rows = [("MEASURE", "RATE /s", "p50 ms", "p95 ms", "p99 ms", "RATIO TO ECHO")]
+    rows.append(("bare gRPC echo (mTLS unary health check)", f"{echo:,.0f}", "", "", "", "1.00"))
+    for name, rate, lat in ((f"online unary, offered {args.online_rate}/s", online_rate, online),
+                            ("stream, sent to confirmation delivered", stream_rate, stream)):
+        rows.append((name, f"{rate:,.0f}", f"{percentile(lat, .5):.1f}", f"{percentile(lat, .95):.1f}",
+                     f"{percentile(lat, .99):.1f}", f"{rate / echo:.2f}"))
+    rows.append((f"batch, {args.batch:,} lines", f"{batch_rate:,.0f}", "", "", "", f"{batch_rate / echo:.2f}"))
+    rows.append((f"confirmation fan-out from the log ({fanned:,})", f"{fan_rate:,.0f}", "", "", "",
+                 f"{fan_rate / echo:.2f}"))
+    print(format_table(rows))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stream", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--online-rate", type=float, default=500)
+    parser.add_argument("--seconds", type=float, default=10)
+    asyncio.run(main(parser.parse_args()))
