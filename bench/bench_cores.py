@@ -22,7 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2  # noqa: E402
 from bank.loans.v1 import loan_core_service_pb2_grpc  # noqa: E402
+from loan_core import engine  # noqa: E402
 from loan_core.client import payment  # noqa: E402
+from loan_core.loan import originate  # noqa: E402
 from loan_core.portfolio import generate  # noqa: E402
 from loan_core.products import BY_SERVICE  # noqa: E402
 from paymesh import tls  # noqa: E402
@@ -35,13 +37,26 @@ PORTFOLIO_SIZE = 3000
 
 
 def payments_for(core: str, count: int) -> list[core_pb2.LoanPayment]:
-    """count small payments spread over the loans that are still open."""
-    loans = [t for t in generate(BY_SERVICE[core].loan_type, seed=42, count=PORTFOLIO_SIZE, as_of=AS_OF)
+    """count payments over the open loans, each what its borrower owes next: the oldest
+    installment due (with its fees and penalty), or, when nothing is due, one installment
+    ahead (a prepayment). The engine, run here on a copy of each loan, says how much."""
+    rules = BY_SERVICE[core]
+    terms = [t for t in generate(rules.loan_type, seed=42, count=PORTFOLIO_SIZE, as_of=AS_OF)
              if t.installments_paid < t.term_months]
+    states = {t.loan_id: originate(t, rules) for t in terms}
     rng = random.Random(7)
-    chosen = [rng.choice(loans) for _ in range(count)]
-    return [payment(f"bench-{n}", t.loan_id, rng.randint(10_00, 50_00), t.currency_code, AS_OF.isoformat())
-            for n, t in enumerate(chosen)]
+    payments = []
+    while len(payments) < count:
+        loan_id = rng.choice(terms).loan_id
+        state = engine.as_of(states[loan_id], rules, AS_OF)
+        due, future = engine.due_installments(state, AS_OF)
+        if not due and not future:
+            continue
+        amount = min(due[0].outstanding if due else future[0].scheduled_total, engine.payoff_amount(state, AS_OF))
+        states[loan_id], _ = engine.apply_payment(states[loan_id], rules, amount, AS_OF, 0)
+        payments.append(payment(f"bench-{len(payments)}", loan_id, amount, state.terms.currency_code,
+                                AS_OF.isoformat()))
+    return payments
 
 
 async def run(address: str, pki_dir: Path, payments: list, batch_size: int, window: int) -> tuple[float, list]:
@@ -104,7 +119,7 @@ def main() -> int:
     latencies.sort()
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
-    print(f"{args.core}: {len(latencies)} payments on one stream ({applied} applied, the rest refused by the rules), "
+    print(f"{args.core}: {len(latencies)} payments on one stream ({applied} applied), "
           f"batches of {args.batch}, {args.window} in flight, SQLite synchronous=FULL")
     print(f"throughput: {len(latencies) / elapsed:,.0f} payments/s in {elapsed:.2f} s")
     print(f"latency per payment: p50 {p50:.1f} ms, p99 {p99:.1f} ms")

@@ -65,23 +65,33 @@ def accrue(state: LoanState, rules: ProductRules, on: date) -> None:
             installment.penalty_to = today
 
 
+def started(state: LoanState, on: date) -> int:
+    """The index of the first installment whose month has not started on `on`: those
+    before it are settled or due, those from it on are untouched future installments."""
+    today = on.toordinal()
+    index = state.settled
+    # Installments are consecutive months: one's period starts at the previous one's due date.
+    period_start = state.installments[index - 1].due if index else state.terms.disbursement_date.toordinal()
+    installments = state.installments
+    while index < len(installments) and period_start < today:
+        period_start = installments[index].due
+        index += 1
+    return index
+
+
 def due_installments(state: LoanState, on: date) -> tuple[list[Installment], list[Installment]]:
     """(what is due on `on`: overdue installments and the one in course; the future ones)."""
-    today = on.toordinal()
-    # Installments are consecutive months: one's period starts at the previous one's due date.
-    settled = state.settled
-    period_start = state.installments[settled - 1].due if settled else state.terms.disbursement_date.toordinal()
-    due, future = [], []
-    for installment in state.open_installments:
-        if installment.outstanding:
-            (due if period_start < today else future).append(installment)
-        period_start = installment.due
+    boundary = started(state, on)
+    due = [i for i in state.installments[state.settled:boundary] if i.outstanding]
+    # Nothing was ever paid on a future installment: it is open if it has anything scheduled.
+    future = [i for i in state.installments[boundary:] if i.principal or i.interest or i.insurance]
     return due, future
 
 
 def as_of(state: LoanState, rules: ProductRules, on: date) -> LoanState:
-    """A copy of the loan with fees and penalty interest charged up to `on`."""
-    view = state.clone()
+    """A copy of the loan with fees and penalty interest charged up to `on`. Only the
+    installments due can change; settled and future ones are shared, not copied."""
+    view = state.copy_range(state.settled, started(state, on))
     accrue(view, rules, on)
     return view
 

@@ -3,6 +3,7 @@ state (the schedule of installments and what was paid of each), which every paym
 changes and a reversal puts back. The state is stored as compact JSON arrays (msgspec:
 a payment reads and writes it, so it must be quick)."""
 
+import functools
 from dataclasses import dataclass
 from datetime import date
 
@@ -104,11 +105,12 @@ class LoanState:
         while self.settled < len(self.installments) and self.installments[self.settled].outstanding == 0:
             self.settled += 1
 
-    def clone(self) -> "LoanState":
-        """A copy safe to change: the settled prefix is shared, never changed again."""
-        settled = self.settled
-        copied = self.installments[:settled] + [i.__copy__() for i in self.installments[settled:]]
-        return LoanState(self.terms, copied, self.balloon_minor, self.prepaid_minor, settled)
+    def copy_range(self, start: int, stop: int) -> "LoanState":
+        """A copy whose installments[start:stop] are new objects, the others shared: for
+        changing only those (settled installments never change; future ones are replaced)."""
+        installments = self.installments
+        copied = installments[:start] + [i.__copy__() for i in installments[start:stop]] + installments[stop:]
+        return LoanState(self.terms, copied, self.balloon_minor, self.prepaid_minor, self.settled)
 
     def to_json(self) -> str:
         stored = _Stored(self.balloon_minor, self.prepaid_minor, self.installments, self.settled)
@@ -129,27 +131,29 @@ def build_installments(
     one (origination, reduce installment) the payment is computed for exactly count months.
     The last installment takes whatever principal is left, so principal parts sum exactly."""
     keep_payment = payment is not None
+    rate, life_ppm, asset = terms.annual_rate_bps, rules.life_insurance_ppm, terms.asset_insurance_minor
     if payment is None:
-        payment = annuity_payment(balance, terms.annual_rate_bps, count, balloon)
+        payment = annuity_payment(balance, rate, count, balloon)
+    dues = due_ordinals(terms.disbursement_date, terms.term_months)
     installments = []
     for index in range(count):
         number = first_number + index
-        interest = monthly_interest(balance, terms.annual_rate_bps)
+        interest = monthly_interest(balance, rate)
         regular = max(payment - interest, 0)
         last = index == count - 1 or (keep_payment and balance - regular <= balloon)
         principal = balance if last else max(0, min(regular, balance - balloon))  # the balloon waits
-        installments.append(Installment(
-            number=number,
-            due=add_months(terms.disbursement_date, number).toordinal(),
-            principal=principal,
-            interest=interest,
-            life_insurance=ppm_of(balance, rules.life_insurance_ppm),
-            asset_insurance=terms.asset_insurance_minor,
-        ))
+        life = ppm_of(balance, life_ppm) if life_ppm else 0
+        installments.append(Installment(number, dues[number - 1], principal, interest, life, asset))
         balance -= principal
         if last:
             break
     return installments
+
+
+@functools.lru_cache(maxsize=4096)
+def due_ordinals(disbursed: date, months: int) -> tuple[int, ...]:
+    """The due dates (as ordinals) of installments 1..months; many loans share them."""
+    return tuple(add_months(disbursed, number).toordinal() for number in range(1, months + 1))
 
 
 def originate(terms: LoanTerms, rules: ProductRules) -> LoanState:
