@@ -117,10 +117,10 @@ def acknowledge(connection: sqlite3.Connection, channel: int, name: str, sequenc
     return consumer_position(connection, channel, name)
 
 
-def summarize(connection: sqlite3.Connection, business_date: str) -> list[tuple[int, int, str, int, int]]:
-    """(channel, status, currency, count, sum of amount_minor) for a business date."""
+def summarize(connection: sqlite3.Connection, business_date: str) -> list[tuple[int, int, int, str, int, int]]:
+    """(channel, loan type, status, currency, count, sum of amount_minor) for a business date."""
     return connection.execute(
-        "SELECT channel, status, currency, count(*), sum(amount_minor) FROM confirmation"
-        " WHERE business_date = ? GROUP BY channel, status, currency ORDER BY channel, status, currency",
+        "SELECT channel, loan_type, status, currency, count(*), sum(amount_minor) FROM confirmation"
+        " WHERE business_date = ? GROUP BY channel, loan_type, status, currency ORDER BY 1, 2, 3, 4",
         (business_date,),
     ).fetchall()

@@ -185,9 +185,9 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
                         violations=violations)
         rows = await self.store.run(log.summarize, request.business_date)
         return pb.SummarizeConfirmationsResponse(business_date=request.business_date, totals=[
-            pb.ConfirmationTotal(channel=channel, status=status, count=count,
+            pb.ConfirmationTotal(channel=channel, loan_type=loan_type, status=status, count=count,
                                  amount=types_pb2.Money(currency_code=currency, amount_minor=total))
-            for channel, status, currency, count, total in rows
+            for channel, loan_type, status, currency, count, total in rows
         ])
 
     def register(self, grpc_server) -> list[str]:

@@ -91,9 +91,9 @@ class Router:
         if self._in_flight:
             await asyncio.wait(list(self._in_flight.values()), timeout=timeout)
 
-    async def core_available(self, loan_type: int) -> bool:
-        """True when the core's stream is up; a stream reconnecting gets a moment."""
-        return await self.cores[loan_type].wait_connected(timeout=0.5)
+    async def core_available(self, loan_type: int, timeout: float) -> bool:
+        """True when the core's stream is up; a stream reconnecting gets timeout seconds."""
+        return await self.cores[loan_type].wait_connected(timeout)
 
     async def accept(self, payment: payments_pb2.Payment, body_hash: str, batch_id: str = ""):
         """Journals the payment (or finds it); returns (journaled payment, its body hash, new?)."""

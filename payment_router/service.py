@@ -21,6 +21,7 @@ from paymesh.tls import peer_identity
 from paymesh.topology import CHANNEL_VALUES
 
 STREAM_WINDOW = 2000  # payments in flight per channel stream
+BATCH_WAIT_FOR_CORE = 10.0  # seconds a batch line waits for a core that is reconnecting
 STATUS_OF_REASON = {
     errors_pb2.ERROR_REASON_INVALID_FIELD: grpc.StatusCode.INVALID_ARGUMENT,
     errors_pb2.ERROR_REASON_AMOUNT_INVALID: grpc.StatusCode.INVALID_ARGUMENT,
@@ -148,11 +149,12 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         return api.ReversePaymentResponse(payment=payment)
 
     async def pay(self, caller: Caller, order: payments_pb2.PaymentOrder, key: str = "", batch_id: str = ""):
-        """(final payment, whether this call journaled it); raises Refused before anything is written."""
+        """(final payment, whether this call journaled it); raises Refused before anything is written.
+        Online callers learn at once that a core is down; a batch line waits a while for it."""
         key = key or order.idempotency_key
         loan_type = validate(order, caller.policy, key)
         payment_id = payment_id_of(caller.name, key)
-        if not await self.router.core_available(loan_type):
+        if not await self.router.core_available(loan_type, timeout=BATCH_WAIT_FOR_CORE if batch_id else 0.5):
             known = await self.router.journal.get(payment_id)
             if known is not None and known.status != types_pb2.PAYMENT_STATUS_ACCEPTED:
                 return known, False

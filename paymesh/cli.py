@@ -7,13 +7,14 @@ import sys
 
 # name -> (module, help). A new subcommand is one line here plus its module.
 COMMANDS = {
+    "simulate-day": ("payment_router.business_day", "run a whole business day of ~10,000 payments end to end"),
     "up": ("paymesh.mesh", "run the whole mesh locally until Ctrl-C"),
     "health": ("paymesh.probe", "health of a running mesh"),
     "pki": ("paymesh.pki", "create the dev CA and certificates (keeps what is still valid)"),
     "k8s-secrets": ("paymesh.k8s_secrets", "write the dev Kubernetes overlay's TLS material from the dev PKI"),
     "token": ("payment_router.tokens", "mint a dev end-user JWT for the digital channels"),
     "batch": ("payment_router.batch_cli", "upload a channel's day file to the router"),
-    "reconcile": ("paymesh.reconcile", "compare the day's payments across cores, bridge and mainframe"),
+    "reconcile": ("paymesh.reconcile", "compare the day across router, cores, bridge, mainframe and confirmations"),
 }
 
 

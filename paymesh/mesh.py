@@ -47,21 +47,27 @@ def child_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-async def start_all(settings: Settings) -> list[Child]:
+async def start_all(settings: Settings) -> tuple[list[Child], bool]:
+    """Starts every service; returns them and whether all came up SERVING. The router
+    dials all the others, so it starts once they serve and its first payment finds them."""
     pki.ensure_dev_pki(settings.pki_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = child_environment(settings)
-    children = []
-    for spec in SERVICES.values():
-        with open(logs / f"{spec.name}.log", "ab") as log_file:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", spec.module, env=env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_file, stderr=log_file,
-            )
-        children.append(Child(spec, port_of(spec), process))
-    return children
+    children: list[Child] = []
+    router = SERVICES["payment-router"]
+    for group in ([s for s in SERVICES.values() if s is not router], [router]):
+        for spec in group:
+            with open(logs / f"{spec.name}.log", "ab") as log_file:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", spec.module, env=env, stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log_file, stderr=log_file,
+                )
+            children.append(Child(spec, port_of(spec), process))
+        if not await wait_until_serving(children, settings):
+            return children, False
+    return children, True
 
 
 async def wait_until_serving(children: list[Child], settings: Settings, timeout: float = READY_TIMEOUT) -> bool:
@@ -102,9 +108,8 @@ async def up(check_only: bool = False) -> int:
     """Runs the mesh until Ctrl-C; with check_only, stops as soon as it is SERVING."""
     settings = Settings.from_env()
     started = time.monotonic()
-    children = await start_all(settings)
+    children, ready = await start_all(settings)
     try:
-        ready = await wait_until_serving(children, settings)
         elapsed = time.monotonic() - started
         print(table(children), flush=True)
         if not ready:

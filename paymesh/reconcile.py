@@ -4,15 +4,16 @@ Each source reports the day's movements tallied at one grain (channel, loan type
 payment or reversal, currency) -> (count, amount in minor units). Sources belong
 to a stage of the payment's path:
 
+  accepted by router   the router's journal (PaymentOperationsService.SummarizePayments)
   applied by cores     each core's ListAppliedPayments (bank.loans.v1)
   sent to ledger       the bridge's postings, queued or posted (GetLedgerSummary)
   posted by mainframe  the bridge's postings the mainframe confirmed
+  confirmed            the confirmation log (SummarizeConfirmations)
 
 Stages are compared per channel and per core, for the loan types every stage
 covers completely. A source that cannot answer is reported as "source
-unavailable" and its loan types are left out of the comparison. Sources for
-what the router accepted and what was confirmed join by adding a class with
-the same three attributes and one method.
+unavailable" and its loan types are left out of the comparison. A new source
+is a class with the same three attributes and one method.
 
 Exit code: 0 everything agrees, 1 any break, 2 no break but a source was
 unavailable (the reconciliation is incomplete).
@@ -28,11 +29,15 @@ from typing import Protocol
 import grpc
 
 from bank.common.v1 import types_pb2
+from bank.confirmations.v1 import confirmation_service_pb2 as conf_pb2
+from bank.confirmations.v1 import confirmation_service_pb2_grpc as conf_grpc
 from bank.ledger.v1 import ledger_pb2
 from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_pb2
 from bank.ledger.v1 import mainframe_bridge_service_pb2_grpc as bridge_grpc
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from bank.loans.v1 import loan_core_service_pb2_grpc as core_grpc
+from bank.payments.v1 import payment_operations_service_pb2 as ops_pb2
+from bank.payments.v1 import payment_operations_service_pb2_grpc as ops_grpc
 from paymesh import tls
 from paymesh.config import Settings, address_of
 from paymesh.textui import format_table
@@ -115,12 +120,65 @@ class LedgerSource:
         return tallies
 
 
+# A payment's final status -> the movements it stands for (reversal?): a reversed
+# payment was applied and then undone, two movements at its core.
+_MOVEMENTS = {
+    types_pb2.PAYMENT_STATUS_ACCEPTED: (False,),  # accepted, not yet applied: a break until it is
+    types_pb2.PAYMENT_STATUS_APPLIED: (False,),
+    types_pb2.PAYMENT_STATUS_REVERSED: (False, True),
+}
+
+
+@dataclass
+class RouterSource:
+    """What the router accepted from the channels (refusals and core rejections apart)."""
+
+    settings: Settings
+    name: str = "payment-router"
+    stage: str = "accepted by router"
+    loan_types: frozenset[int] = ALL_LOAN_TYPES
+
+    async def tallies(self, business_date: str) -> Tallies:
+        async with tls.channel_for(address_of("payment-router"), self.settings.pki_dir, OPERATOR) as channel:
+            summary = await _call(ops_grpc.PaymentOperationsServiceStub(channel).SummarizePayments,
+                                  ops_pb2.SummarizePaymentsRequest(business_date=business_date))
+        tallies: Tallies = {}
+        for t in summary.totals:
+            for reversal in _MOVEMENTS.get(t.status, ()):
+                _add(tallies, (t.channel, t.loan_type, reversal, t.amount.currency_code), t.count, t.amount.amount_minor)
+        return tallies
+
+
+@dataclass
+class ConfirmationSource:
+    """What was confirmed to the channels: applied payments and reversals."""
+
+    settings: Settings
+    name: str = "confirmations"
+    stage: str = "confirmed"
+    loan_types: frozenset[int] = ALL_LOAN_TYPES
+
+    async def tallies(self, business_date: str) -> Tallies:
+        async with tls.channel_for(address_of("confirmations"), self.settings.pki_dir, OPERATOR) as channel:
+            summary = await _call(conf_grpc.ConfirmationServiceStub(channel).SummarizeConfirmations,
+                                  conf_pb2.SummarizeConfirmationsRequest(business_date=business_date))
+        tallies: Tallies = {}
+        kinds = {types_pb2.PAYMENT_STATUS_APPLIED: False, types_pb2.PAYMENT_STATUS_REVERSED: True}
+        for t in summary.totals:
+            if t.status in kinds:
+                _add(tallies, (t.channel, t.loan_type, kinds[t.status], t.amount.currency_code),
+                     t.count, t.amount.amount_minor)
+        return tallies
+
+
 def default_sources(settings: Settings) -> list[Source]:
     queued, posted = ledger_pb2.POSTING_STATUS_QUEUED, ledger_pb2.POSTING_STATUS_POSTED
     return [
+        RouterSource(settings),
         *(CoreSource(name, settings) for name in CORES),
         LedgerSource("mainframe-bridge (queued+posted)", "sent to ledger", frozenset([queued, posted]), settings),
         LedgerSource("mainframe-bridge (posted)", "posted by mainframe", frozenset([posted]), settings),
+        ConfirmationSource(settings),
     ]
 
 

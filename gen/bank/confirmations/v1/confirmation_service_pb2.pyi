@@ -174,13 +174,15 @@ class SummarizeConfirmationsResponse(_message.Message):
     def __init__(self, business_date: _Optional[str] = ..., totals: _Optional[_Iterable[_Union[ConfirmationTotal, _Mapping]]] = ...) -> None: ...
 
 class ConfirmationTotal(_message.Message):
-    __slots__ = ("channel", "status", "count", "amount")
+    __slots__ = ("channel", "status", "count", "amount", "loan_type")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    LOAN_TYPE_FIELD_NUMBER: _ClassVar[int]
     channel: _types_pb2.Channel
     status: _types_pb2.PaymentStatus
     count: int
     amount: _types_pb2.Money
-    def __init__(self, channel: _Optional[_Union[_types_pb2.Channel, str]] = ..., status: _Optional[_Union[_types_pb2.PaymentStatus, str]] = ..., count: _Optional[int] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ...) -> None: ...
+    loan_type: _types_pb2.LoanType
+    def __init__(self, channel: _Optional[_Union[_types_pb2.Channel, str]] = ..., status: _Optional[_Union[_types_pb2.PaymentStatus, str]] = ..., count: _Optional[int] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., loan_type: _Optional[_Union[_types_pb2.LoanType, str]] = ...) -> None: ...

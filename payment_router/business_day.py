@@ -1,0 +1,302 @@
+"""`paymesh simulate-day`: a realistic business day through the whole mesh.
+
+About 10,000 payments over the five channels: online for the app, internet
+banking and ATMs (with retries and bad requests mixed in), day files for agents
+and stores (with bad lines and one file uploaded twice). A subscriber per
+channel follows the confirmation stream; then the day is closed at the mainframe
+and reconciled. Starts the local mesh first if it is not running.
+"""
+
+import asyncio
+import os
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import grpc
+
+from bank.common.v1 import errors_pb2, types_pb2
+from bank.confirmations.v1 import confirmation_service_pb2 as conf_api, confirmation_service_pb2_grpc as conf_grpc
+from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc, payments_pb2
+from loan_core.money import annuity_payment
+from loan_core.portfolio import PortfolioSettings, generate
+from payment_router.channel_policy import load_policies
+from payment_router.router import CORE_OF
+from payment_router.service import business_date
+from payment_router.tokens import mint
+from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_api, mainframe_bridge_service_pb2_grpc as bridge_grpc
+from paymesh import mesh, pki, reconcile, tls
+from paymesh.config import Settings, address_of
+from paymesh.probe import health_of
+from paymesh.textui import format_money, format_table
+from paymesh.errors import error_info, reason_name
+from paymesh.topology import CHANNEL_NAMES, CHANNEL_VALUES, OPERATOR, Identity
+
+ONLINE = {"app": 0.25, "internet-banking": 0.15, "atm": 0.20}
+BATCH = {"agent": 0.22, "store": 0.18}
+ONLINE_CONCURRENCY = 16  # customers at the same moment, per online channel
+BATCH_FILE_LINES = 1000
+
+
+@dataclass
+class DayResults:
+    payments: dict[str, payments_pb2.Payment] = field(default_factory=dict)  # payment id -> final state
+    refused: Counter = field(default_factory=Counter)  # (channel, reason) -> count, refused before a core
+    latencies: list[float] = field(default_factory=list)
+    retries: int = 0
+    replayed_lines: int = 0
+    confirmed: Counter = field(default_factory=Counter)  # channel -> confirmations received
+
+    def record_error(self, channel: str, error: grpc.aio.AioRpcError) -> None:
+        info = error_info(error)
+        payment_id = info.metadata.get("payment_id") if info else ""
+        if payment_id:  # journaled and rejected by its core: it is confirmed like any result
+            self.payments[payment_id] = payments_pb2.Payment(
+                payment_id=payment_id, channel=CHANNEL_VALUES[channel], status=types_pb2.PAYMENT_STATUS_REJECTED,
+                rejection=errors_pb2.Rejection(reason=errors_pb2.ErrorReason.Value("ERROR_REASON_" + info.reason)))
+        else:
+            self.refused[(channel, info.reason if info else error.code().name)] += 1
+
+
+def plan_orders(count: int, seed: int) -> dict[str, list[payments_pb2.PaymentOrder]]:
+    """Orders per channel on real loans of the three portfolios: mostly about one
+    installment (sometimes two, sometimes a small partial payment), ~2 % bad ones."""
+    rng = random.Random(seed)
+    portfolio = PortfolioSettings.from_env()
+    policies = load_policies()
+    loans = [t for loan_type in CORE_OF for t in generate(loan_type, seed=portfolio.seed, count=portfolio.count,
+                                                          as_of=portfolio.as_of)
+             if t.installments_paid < t.term_months]
+    plan: dict[str, list[payments_pb2.PaymentOrder]] = {}
+    for channel, share in {**ONLINE, **BATCH}.items():
+        orders = []
+        for n in range(int(count * share)):
+            loan = rng.choice(loans)
+            installment = annuity_payment(loan.principal_minor, loan.annual_rate_bps, loan.term_months,
+                                          loan.balloon_minor) + loan.asset_insurance_minor
+            amount = installment * rng.choice([10, 10, 10, 10, 10, 11, 20, 6]) // 10  # tenths of an installment
+            amount = min(amount, policies[channel].max_amount_minor[loan.currency_code])
+            currency, loan_id = loan.currency_code, loan.loan_id
+            bad = rng.random()
+            if bad < 0.007:
+                loan_id = loan_id[:4] + "999999"  # unknown loan
+            elif bad < 0.014:
+                currency = "USD" if currency == "PEN" else "PEN"  # not the loan's currency
+            elif bad < 0.02:
+                amount = -amount  # a negative amount
+            orders.append(payments_pb2.PaymentOrder(
+                idempotency_key=f"{channel}-{seed}-{n}", loan_id=loan_id,
+                amount=types_pb2.Money(currency_code=currency, amount_minor=amount),
+                prepayment_mode=rng.choice([types_pb2.PREPAYMENT_MODE_REDUCE_TERM,
+                                            types_pb2.PREPAYMENT_MODE_REDUCE_INSTALLMENT]),
+                channel_reference=f"{channel[:3].upper()}-{rng.randrange(1, 200):04d}",
+            ))
+        plan[channel] = orders
+    return plan
+
+
+async def run_online(channel: str, orders, settings: Settings, results: DayResults, progress) -> None:
+    window = asyncio.Semaphore(ONLINE_CONCURRENCY)
+    rng = random.Random(channel)
+    metadata = None
+    if channel in ("app", "internet-banking"):
+        metadata = (("authorization", "Bearer " + mint(settings.pki_dir, f"CUST-{channel}")),)
+    async with tls.channel_for(address_of("payment-router"), settings.pki_dir, Identity("channel", channel)) as ch:
+        stub = api_grpc.PaymentServiceStub(ch)
+
+        async def one(order):
+            async with window:
+                for attempt in range(2 if rng.random() < 0.03 else 1):  # 3 % of customers press twice
+                    started = time.perf_counter()
+                    try:
+                        reply = await stub.SubmitPayment(api.SubmitPaymentRequest(payment=order),
+                                                         metadata=metadata, timeout=10)
+                        results.payments[reply.payment.payment_id] = reply.payment
+                    except grpc.aio.AioRpcError as error:
+                        results.record_error(channel, error)
+                    results.latencies.append(time.perf_counter() - started)
+                    results.retries += attempt
+                progress()
+
+        await asyncio.gather(*(one(order) for order in orders))
+
+
+def batch_requests(batch_id: str, day: str, lines, lines_per_message: int = 500) -> list[api.UploadBatchRequest]:
+    totals = Counter()
+    for order in lines:
+        totals[order.amount.currency_code] += order.amount.amount_minor
+    numbered = [api.BatchLine(line_number=n, payment=o) for n, o in enumerate(lines, 1)]
+    return [
+        api.UploadBatchRequest(header=api.BatchHeader(batch_id=batch_id, business_date=day)),
+        *(api.UploadBatchRequest(lines=api.BatchLines(lines=numbered[i:i + lines_per_message]))
+          for i in range(0, len(numbered), lines_per_message)),
+        api.UploadBatchRequest(trailer=api.BatchTrailer(line_count=len(lines), control_totals=[
+            types_pb2.Money(currency_code=c, amount_minor=a) for c, a in sorted(totals.items())])),
+    ]
+
+
+async def run_batches(channel: str, orders, settings: Settings, results: DayResults, progress) -> None:
+    day = business_date()
+    files = [orders[i:i + BATCH_FILE_LINES] for i in range(0, len(orders), BATCH_FILE_LINES)]
+    async with tls.channel_for(address_of("payment-router"), settings.pki_dir, Identity("channel", channel)) as ch:
+        stub = api_grpc.PaymentServiceStub(ch)
+        for number, lines in enumerate(files + files[:1]):  # the first file arrives a second time
+            reply = await stub.UploadBatch(iter(batch_requests(f"{channel}-{day}-{number % len(files)}", day, lines)),
+                                           timeout=300)
+            results.replayed_lines += reply.summary.replayed_count
+            if number < len(files):
+                for payment in (r.payment for r in reply.results):
+                    if payment.loan_type:  # journaled: applied, or rejected by its core
+                        results.payments[payment.payment_id] = payment
+                    else:  # refused at the router's door, nothing written
+                        results.refused[(channel, reason_name(payment.rejection.reason))] += 1
+            progress(len(lines))
+
+
+async def follow_confirmations(channel: str, settings: Settings, results: DayResults, done: asyncio.Event) -> None:
+    """The channel's subscriber: counts this run's confirmations as they arrive."""
+    async with tls.channel_for(address_of("confirmations"), settings.pki_dir, Identity("channel", channel)) as ch:
+        call = conf_grpc.ConfirmationServiceStub(ch).Subscribe(
+            conf_api.SubscribeRequest(start_position=conf_api.START_POSITION_BEGINNING))
+        seen: set[str] = set()
+
+        async def read():
+            async for event in call:
+                seen.update(c.payment_id for c in event.batch.confirmations)
+
+        reader = asyncio.ensure_future(read())
+        await done.wait()
+        mine = {p.payment_id for p in results.payments.values() if CHANNEL_NAMES[p.channel] == channel}
+        deadline = time.monotonic() + 10
+        while not mine <= seen and time.monotonic() < deadline and not reader.done():
+            await asyncio.sleep(0.05)
+        results.confirmed[channel] = len(mine & seen)
+        call.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+
+
+def summary(plan, results: DayResults) -> str:
+    applied = [p for p in results.payments.values() if p.status == types_pb2.PAYMENT_STATUS_APPLIED]
+    rows = [("CHANNEL", "ORDERS", "APPLIED", "REJECTED BY CORE", "REFUSED BY ROUTER", "APPLIED AMOUNT", "CONFIRMED")]
+    for channel, orders in plan.items():
+        mine = [p for p in results.payments.values() if CHANNEL_NAMES[p.channel] == channel]
+        done = [p for p in mine if p.status == types_pb2.PAYMENT_STATUS_APPLIED]
+        refused = sum(n for (c, _), n in results.refused.items() if c == channel)
+        rows.append((channel, len(orders), len(done), len(mine) - len(done), refused, _amounts(done),
+                     f"{results.confirmed[channel]}/{len(mine)}"))
+    cores = [("CORE", "APPLIED", "APPLIED AMOUNT")]
+    for loan_type, name in CORE_OF.items():
+        done = [p for p in applied if p.loan_type == loan_type]
+        cores.append((name, len(done), _amounts(done)))
+    reasons = Counter()
+    for p in results.payments.values():
+        if p.status == types_pb2.PAYMENT_STATUS_REJECTED:
+            reasons[reason_name(p.rejection.reason)] += 1
+    for (_, reason), n in results.refused.items():
+        reasons[reason] += n
+    why = [("REJECTION REASON", "COUNT")] + sorted(reasons.items(), key=lambda r: -r[1])
+    latencies = sorted(results.latencies)
+    p50, p99 = (latencies[int(len(latencies) * q)] * 1000 for q in (0.5, 0.99)) if latencies else (0, 0)
+    lines = [format_table(rows), "", format_table(cores), "", format_table(why), "",
+             f"online latency p50 {p50:.1f} ms, p99 {p99:.1f} ms over {len(latencies)} calls "
+             f"({results.retries} customer retries answered with their first result); "
+             f"batch lines already applied on re-upload: {results.replayed_lines}"]
+    return "\n".join(lines)
+
+
+def _amounts(payments) -> str:
+    totals = Counter()
+    for p in payments:
+        totals[p.amount.currency_code] += p.amount.amount_minor
+    return ", ".join(format_money(a, c) for c, a in sorted(totals.items())) or "-"
+
+
+async def settle(settings: Settings, day: str, stages: set[str], timeout: float = 60) -> reconcile.Outcome:
+    """Reconciles the given stages until they agree (the outboxes drain) or timeout passes."""
+    sources = [s for s in reconcile.default_sources(settings) if s.stage in stages]
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = await reconcile.reconcile(sources, day)
+        if outcome.exit_code == 0 or time.monotonic() > deadline:
+            return outcome
+        await asyncio.sleep(0.5)
+
+
+async def close_day(settings: Settings, day: str) -> str:
+    """Closes the day at the mainframe once every applied payment reached the bridge."""
+    await settle(settings, day, {"accepted by router", "applied by cores", "sent to ledger"})
+    request = bridge_api.CloseBusinessDayRequest(request_id=f"close-{day}", business_date=day)
+    async with tls.channel_for(address_of("mainframe-bridge"), settings.pki_dir, OPERATOR) as ch:
+        stub = bridge_grpc.MainframeBridgeServiceStub(ch)
+        for attempt in range(60):
+            try:
+                reply = await stub.CloseBusinessDay(request, timeout=120)
+                break
+            except grpc.aio.AioRpcError as error:  # postings still on their way to the mainframe
+                if error.code() != grpc.StatusCode.FAILED_PRECONDITION or attempt == 59:
+                    return f"end of day {day}: NOT closed: {error.code().name}: {error.details()}"
+                await asyncio.sleep(1)
+    verdict = "accepted" if reply.accepted_by_mainframe else "NOT accepted"
+    return f"end of day {day}: file {reply.file_name} with {reply.record_count} records, {verdict} by the mainframe"
+
+
+async def reconcile_day(settings: Settings, day: str) -> int:
+    """The whole reconciliation, printed; returns its exit code (0: every stage agrees)."""
+    every_stage = {s.stage for s in reconcile.default_sources(settings)}
+    outcome = await settle(settings, day, every_stage, timeout=15)
+    print(reconcile.report(outcome, day, show_all=False))
+    return outcome.exit_code
+
+
+async def simulate(count: int, seed: int) -> int:
+    settings = Settings.from_env()
+    os.environ.setdefault("PAYMESH_BUSINESS_DATE", business_date())
+    day = business_date()
+    children = []
+    pki.ensure_dev_pki(settings.pki_dir)
+    if await health_of("payment-router", address_of("payment-router"), settings) != "SERVING":
+        print("starting the local mesh...", flush=True)
+        children, ready = await mesh.start_all(settings)
+        if not ready:
+            print(mesh.table(children))
+            await mesh.stop_all(children, settings)
+            return 1
+    try:
+        started = time.monotonic()
+        plan = plan_orders(count, seed)
+        total = sum(len(o) for o in plan.values())
+        sent = Counter()
+
+        def progress(n: int = 1) -> None:
+            sent["n"] += n
+            if sent["n"] % 250 < n or sent["n"] == total:
+                print(f"\r{sent['n']}/{total} payments sent", end="", flush=True)
+
+        results = DayResults()
+        done = asyncio.Event()
+        followers = [asyncio.create_task(follow_confirmations(c, settings, results, done)) for c in plan]
+        await asyncio.gather(*(run_online(c, plan[c], settings, results, progress) for c in ONLINE),
+                             *(run_batches(c, plan[c], settings, results, progress) for c in BATCH))
+        elapsed = time.monotonic() - started
+        done.set()
+        await asyncio.gather(*followers)
+        print(f"\n\nbusiness day {day}: {total} payments in {elapsed:.1f}s ({total / elapsed:,.0f}/s)\n")
+        print(summary(plan, results))
+        print("\n" + await close_day(settings, day))
+        reconciled = await reconcile_day(settings, day)
+        confirmed_all = sum(results.confirmed.values()) == len(results.payments)
+        return reconciled if confirmed_all else 1
+    finally:
+        if children:
+            await mesh.stop_all(children, settings)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--payments", type=int, default=10_000, help="how many payments (default 10,000)")
+    parser.add_argument("--seed", type=int, default=int(time.time()) % 100_000,
+                        help="the day's random seed (default: a new day each run)")
+
+
+def run(args) -> int:
+    return asyncio.run(simulate(args.payments, args.seed))
