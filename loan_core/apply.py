@@ -6,6 +6,7 @@ replay after a crash gets the same answer even though the loan has moved on sinc
 refusal of the request's own fields is not, as it comes out the same every time."""
 
 import hashlib
+import logging
 import sqlite3
 from collections import OrderedDict
 
@@ -16,6 +17,8 @@ from loan_core import engine, ledger, store, validation
 from loan_core.engine import Refused
 from loan_core.loan import LoanState, originate
 from loan_core.rules import ProductRules
+
+log = logging.getLogger(__name__)
 
 
 class LoanCache:
@@ -84,6 +87,15 @@ def apply_batch(connection: sqlite3.Connection, payments, *, rules: ProductRules
             outcomes.append(_apply_one(connection, rules, loans, earlier, payment))
         except Refused as refused:
             outcomes.append(core_pb2.PaymentOutcome(payment_id=payment.payment_id, rejection=rejection(refused)))
+        except sqlite3.Error:
+            raise  # the store failed: the whole transaction rolls back
+        except Exception:
+            # A bug on one payment must not fail everyone's group commit. Nothing of it was
+            # written (the writes come last) and nothing is kept, so it can be sent again.
+            log.exception("payment could not be applied", extra={"payment_id": payment.payment_id[:128]})
+            outcomes.append(core_pb2.PaymentOutcome(payment_id=payment.payment_id, rejection=errors_pb2.Rejection(
+                reason=errors_pb2.ERROR_REASON_UNSPECIFIED,
+                message="the core could not apply this payment (an internal error); it was not applied")))
     loans.write_back(connection)
     return outcomes
 

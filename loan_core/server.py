@@ -16,7 +16,7 @@ from bank.common.v1 import errors_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from bank.loans.v1 import loan_core_service_pb2_grpc
 from loan_core import queries
-from loan_core.apply import LoanCache, apply_batch
+from loan_core.apply import LoanCache, apply_batch, rejection
 from loan_core.committer import GroupCommitter
 from loan_core.dates import parse_date
 from loan_core.engine import Refused
@@ -40,6 +40,8 @@ POLICY = CallerPolicy(
 )
 # How many micro-batches of one stream may wait for their commit (back-pressure beyond).
 MAX_BATCHES_IN_FLIGHT = 64
+# A bigger message would hold everyone's group commit too long: its payments are refused.
+MAX_PAYMENTS_PER_MESSAGE = 10_000
 
 _STATUS_OF_REASON = {
     errors_pb2.ERROR_REASON_LOAN_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
@@ -64,7 +66,7 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
         async def read_requests():
             try:
                 async for request in request_iterator:
-                    await pending.put(asyncio.ensure_future(self.committer.submit(list(request.payments))))
+                    await pending.put(asyncio.ensure_future(self._outcomes(request.payments)))
             finally:
                 await pending.put(None)
 
@@ -81,6 +83,14 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
             await reader  # surfaces a broken request stream
         finally:
             reader.cancel()
+
+    async def _outcomes(self, payments) -> list[core_pb2.PaymentOutcome]:
+        if len(payments) > MAX_PAYMENTS_PER_MESSAGE:
+            refused = rejection(Refused(
+                errors_pb2.ERROR_REASON_INVALID_FIELD,
+                f"at most {MAX_PAYMENTS_PER_MESSAGE} payments per message; this one has {len(payments)}", "payments"))
+            return [core_pb2.PaymentOutcome(payment_id=p.payment_id, rejection=refused) for p in payments]
+        return await self.committer.submit(list(payments))
 
     async def ReversePayment(self, request, context):
         return await self._answer(context, self.store.transaction(self._reverse, request))

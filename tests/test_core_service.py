@@ -307,3 +307,28 @@ async def test_a_refusal_that_depended_on_the_loans_state_is_replayed_unchanged(
     [fresh] = await apply_batches(core, [[payment("late-2", loan_id, 10_00, "PEN", DAY)]])
     assert fresh.HasField("applied")
     assert [m.payment_id for m in (await day_movements(core)).movements] == ["payoff", "payoff", "late-2"]
+
+
+async def test_an_oversized_message_is_refused_payment_by_payment_and_the_stream_goes_on(core):
+    from loan_core.server import MAX_PAYMENTS_PER_MESSAGE
+
+    huge = [payment(f"h-{n}", CURRENT[0], 1_00, "PEN", DAY) for n in range(MAX_PAYMENTS_PER_MESSAGE + 1)]
+    outcomes = await apply_batches(core, [huge, [payment("after-huge", CURRENT[0], 1_00, "PEN", DAY)]])
+    assert {o.rejection.reason for o in outcomes[:-1]} == {errors_pb2.ERROR_REASON_INVALID_FIELD}
+    assert outcomes[-1].HasField("applied")
+    assert (await day_movements(core)).payment_count == 1
+
+
+async def test_a_payment_the_core_cannot_apply_is_refused_alone(core, settings):
+    from paymesh.sqlite import connect
+
+    broken = CURRENT[5]
+    connection = connect(settings.data_dir / "core-cash.db")
+    connection.execute("UPDATE loans SET state = '[1, 2' WHERE loan_id = ?", (broken,))  # a corrupt row
+    connection.close()
+    outcomes = await apply_batches(core, [[payment("ok-1", CURRENT[6], 5_00, "PEN", DAY),
+                                           payment("broken", broken, 5_00, "PEN", DAY),
+                                           payment("ok-2", CURRENT[7], 5_00, "PEN", DAY)]])
+    assert outcomes[1].rejection.reason == errors_pb2.ERROR_REASON_UNSPECIFIED
+    assert outcomes[0].HasField("applied") and outcomes[2].HasField("applied")
+    assert [m.payment_id for m in (await day_movements(core)).movements] == ["ok-1", "ok-2"]
