@@ -22,7 +22,7 @@ from loan_core.loan import LoanTerms, build_installments, originate
 from loan_core.portfolio import generate
 from loan_core.products import BY_LOAN_TYPE
 from loan_core.reversal import reverse_payment
-from paymesh.sqlite import connect
+from paymesh.sqlite import _in_transaction, connect  # the Store's own BEGIN ... COMMIT, without its thread
 
 PROPERTIES = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LOAN_TYPES = st.sampled_from(sorted(BY_LOAN_TYPE))
@@ -104,17 +104,6 @@ def _store_of(loan_type: int):
         store.seed_if_empty(connection, loans_seeded)
         _STORES[loan_type] = (connection, LoanCache(BY_LOAN_TYPE[loan_type]), loans_seeded)
     return _STORES[loan_type]
-
-
-def _in_transaction(connection, fn, *args):
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        result = fn(connection, *args)
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")
-    return result
 
 
 @settings(max_examples=40, deadline=None)
