@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test protos lint clean
+.PHONY: run mesh test bench protos lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/paymesh simulate-day
+
+mesh: $(STAMP)
 	$(BIN)/paymesh up
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_mesh.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
