@@ -37,25 +37,33 @@ PORTFOLIO_SIZE = 3000
 
 
 def payments_for(core: str, count: int) -> list[core_pb2.LoanPayment]:
-    """count payments over the open loans, each what its borrower owes next: the oldest
-    installment due (with its fees and penalty), or, when nothing is due, one installment
-    ahead (a prepayment). The engine, run here on a copy of each loan, says how much."""
+    """count payments as borrowers make them: each pays its oldest installment due (with
+    its fees and penalty) on the business date it falls due, or on AS_OF if it is already
+    overdue; 2 % also pay one installment ahead (a prepayment). The engine, run here on a
+    copy of each loan, says how much, so every payment is one the core applies."""
     rules = BY_SERVICE[core]
     terms = [t for t in generate(rules.loan_type, seed=42, count=PORTFOLIO_SIZE, as_of=AS_OF)
              if t.installments_paid < t.term_months]
     states = {t.loan_id: originate(t, rules) for t in terms}
+    clock = {t.loan_id: AS_OF for t in terms}  # each borrower's own business date, never going back
     rng = random.Random(7)
     payments = []
     while len(payments) < count:
         loan_id = rng.choice(terms).loan_id
-        state = engine.as_of(states[loan_id], rules, AS_OF)
-        due, future = engine.due_installments(state, AS_OF)
-        if not due and not future:
-            continue
-        amount = min(due[0].outstanding if due else future[0].scheduled_total, engine.payoff_amount(state, AS_OF))
-        states[loan_id], _ = engine.apply_payment(states[loan_id], rules, amount, AS_OF, 0)
-        payments.append(payment(f"bench-{len(payments)}", loan_id, amount, state.terms.currency_code,
-                                AS_OF.isoformat()))
+        state = engine.as_of(states[loan_id], rules, clock[loan_id])
+        due, future = engine.due_installments(state, clock[loan_id])
+        if not due and future:  # nothing due yet: the borrower pays on the next due date
+            clock[loan_id] = max(clock[loan_id], future[0].due_date)
+            state = engine.as_of(states[loan_id], rules, clock[loan_id])
+            due, future = engine.due_installments(state, clock[loan_id])
+        if not due:
+            continue  # paid off
+        on = clock[loan_id]
+        amount = due[0].outstanding
+        if future and rng.random() < 0.02:
+            amount = min(sum(i.outstanding for i in due) + future[0].scheduled_total, engine.payoff_amount(state, on))
+        states[loan_id], _ = engine.apply_payment(states[loan_id], rules, amount, on, 0)
+        payments.append(payment(f"bench-{len(payments)}", loan_id, amount, state.terms.currency_code, on.isoformat()))
     return payments
 
 

@@ -27,9 +27,12 @@ class LoanCache:
     transaction changed is written back before COMMIT; if the transaction fails, the
     committer calls forget_all(), since the cache may then hold what was rolled back."""
 
-    def __init__(self, rules: ProductRules, capacity: int = 2000):
+    def __init__(self, rules: ProductRules, max_installments: int = 300_000):
         self._rules = rules
-        self._capacity = capacity
+        # Bounded by installments, not loans: a mortgage holds ten times a cash loan's
+        # (300,000 installments are about 80 MB).
+        self._max_installments = max_installments
+        self._installments = 0
         self._loans: OrderedDict[str, tuple[LoanState, str | None]] = OrderedDict()
         self._dirty: set[str] = set()
 
@@ -63,12 +66,18 @@ class LoanCache:
     def forget_all(self) -> None:
         self._loans.clear()
         self._dirty.clear()
+        self._installments = 0
 
     def _remember(self, loan_id: str, entry) -> None:
+        if loan_id in self._loans:
+            self._installments -= len(self._loans[loan_id][0].installments)
         self._loans[loan_id] = entry
         self._loans.move_to_end(loan_id)
-        while len(self._loans) > self._capacity:  # dirty loans are the newest: never evicted here
-            self._loans.popitem(last=False)
+        self._installments += len(entry[0].installments)
+        # The oldest go first; loans changed in this transaction are the newest, and kept.
+        while self._installments > self._max_installments and next(iter(self._loans)) not in self._dirty:
+            _, (state, _) = self._loans.popitem(last=False)
+            self._installments -= len(state.installments)
 
     def _decode(self, terms, state_json: str | None) -> LoanState:
         return originate(terms, self._rules) if state_json is None else LoanState.from_json(terms, state_json)
