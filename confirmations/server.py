@@ -3,6 +3,7 @@
 import asyncio
 import collections
 import logging
+import time
 from pathlib import Path
 
 import grpc
@@ -18,7 +19,7 @@ from confirmations.fanout import FanOut, LiveBuffer
 from confirmations.subscriptions import follow
 from confirmations.webhook_rpcs import WebhookRpcs
 from confirmations.webhooks import WebhookDispatcher
-from paymesh import server
+from paymesh import server, telemetry
 from paymesh.authz import CallerPolicy
 from paymesh.config import Settings
 from paymesh.errors import abort
@@ -85,6 +86,10 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
                             ack.rejection.CopyFrom(_rejection("the confirmation is malformed", violations))
                     valid = [(a, c) for a, c in zip(acks, request.confirmations) if not a.HasField("rejection")]
                     durable = self.committer.submit([c for _, c in valid]) if valid else None
+                    received = time.time_ns()
+                    for item, traceparent in zip(request.confirmations, request.traceparents):
+                        telemetry.record_item_span("confirmations log confirmation", traceparent, received,
+                                                   {"payment_id": item.payment_id})
                     await room.acquire()
                     read_ahead.append((acks, [a for a, _ in valid], durable))
                     arrived.set()

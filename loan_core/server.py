@@ -6,6 +6,7 @@ may also read loans and the day's movements.
 
 import asyncio
 import logging
+import time
 from datetime import date
 from functools import partial
 from pathlib import Path
@@ -25,7 +26,7 @@ from loan_core.products import BY_SERVICE
 from loan_core.reversal import reverse_payment
 from loan_core.rules import ProductRules
 from loan_core.store import SCHEMA, seed_if_empty
-from paymesh import server
+from paymesh import server, telemetry
 from paymesh.authz import CallerPolicy
 from paymesh.config import Settings
 from paymesh.errors import abort
@@ -66,7 +67,7 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
         async def read_requests():
             try:
                 async for request in request_iterator:
-                    await pending.put(asyncio.ensure_future(self._outcomes(request.payments)))
+                    await pending.put(asyncio.ensure_future(self._outcomes(request)))
             finally:
                 await pending.put(None)
 
@@ -84,13 +85,18 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
         finally:
             reader.cancel()
 
-    async def _outcomes(self, payments) -> list[core_pb2.PaymentOutcome]:
+    async def _outcomes(self, request: core_pb2.ApplyPaymentsRequest) -> list[core_pb2.PaymentOutcome]:
+        payments, started = request.payments, time.time_ns()
         if len(payments) > MAX_PAYMENTS_PER_MESSAGE:
             refused = rejection(Refused(
                 errors_pb2.ERROR_REASON_INVALID_FIELD,
                 f"at most {MAX_PAYMENTS_PER_MESSAGE} payments per message; this one has {len(payments)}", "payments"))
             return [core_pb2.PaymentOutcome(payment_id=p.payment_id, rejection=refused) for p in payments]
-        return await self.committer.submit(list(payments))
+        outcomes = await self.committer.submit(list(payments))
+        for outcome, traceparent in zip(outcomes, request.traceparents):
+            telemetry.record_item_span(f"{self.rules.service} apply payment", traceparent, started, {
+                "payment_id": outcome.payment_id, "outcome": outcome.WhichOneof("result") or ""})
+        return outcomes
 
     async def ReversePayment(self, request, context):
         return await self._answer(context, self.store.transaction(self._reverse, request))

@@ -8,6 +8,7 @@ posting, close the day and read the summary (to reconcile).
 import asyncio
 import datetime as dt
 import logging
+import time
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -20,7 +21,7 @@ from mainframe_bridge import end_of_day, intake, queue_store
 from mainframe_bridge.forwarder import Forwarder
 from mainframe_bridge.link import client_context
 from mainframe_bridge.queue_store import Standing
-from paymesh import server
+from paymesh import server, telemetry
 from paymesh.authz import CallerPolicy
 from paymesh.config import Settings, address_of
 from paymesh.errors import abort
@@ -62,19 +63,23 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
 
         async def read() -> None:
             async for request in request_iterator:
+                received = time.time_ns()
                 prepared = [intake.prepare(posting) for posting in request.postings]
                 valid = [p for p in prepared if isinstance(p, queue_store.Queued)]
                 commit = asyncio.ensure_future(self.store.transaction(queue_store.enqueue, valid)) if valid else None
-                await submitted.put((request, prepared, commit))
+                await submitted.put((request, prepared, commit, received))
             await submitted.put(None)
 
         reader = asyncio.create_task(read())
         try:
             while (item := await _next(submitted, reader)) is not None:
-                request, prepared, commit = item
+                request, prepared, commit, received = item
                 stored = iter(await commit if commit else ())
                 if commit:
                     self.forwarder.notify()
+                for posting, traceparent in zip(request.postings, request.traceparents):
+                    telemetry.record_item_span("mainframe-bridge queue posting", traceparent, received,
+                                               {"posting_id": posting.posting_id})
                 yield bridge_pb2.PostEntriesResponse(acks=[
                     _ack(posting.posting_id, next(stored)) if isinstance(checked, queue_store.Queued) else
                     bridge_pb2.PostingAck(posting_id=posting.posting_id, status=ledger_pb2.POSTING_STATUS_REJECTED,

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     topic TEXT NOT NULL,
     item_key TEXT NOT NULL,
     body BLOB NOT NULL,
+    traceparent TEXT NOT NULL,
     UNIQUE (topic, item_key)
 );
 """
@@ -74,18 +75,18 @@ class Journal:
         """Journals a new payment, or returns the one already journaled under its id."""
         return await self._grouped("accept", entry)
 
-    async def record(self, payment: payments_pb2.Payment, outbox: list[tuple[str, str, bytes]]) -> None:
-        """Stores the payment's new state and its outbox rows (topic, key, body) in one commit."""
+    async def record(self, payment: payments_pb2.Payment, outbox: list[tuple[str, str, bytes, str]]) -> None:
+        """Stores the payment's new state and its outbox rows (topic, key, body, traceparent) in one commit."""
         await self._grouped("record", payment, outbox)
 
     async def done(self, topic: str, keys: list[str], sequences: dict[str, int]) -> None:
         """Forgets delivered outbox rows and keeps the confirmation sequences they got, in one commit."""
         await self._store.transaction(_delivered, topic, keys, sequences)
 
-    async def outbox(self, topic: str, limit: int) -> list[tuple[str, bytes]]:
+    async def outbox(self, topic: str, limit: int) -> list[tuple[str, bytes, str]]:
         return await self._store.run(
             lambda c: c.execute(
-                "SELECT item_key, body FROM outbox WHERE topic = ? ORDER BY id LIMIT ?", (topic, limit)
+                "SELECT item_key, body, traceparent FROM outbox WHERE topic = ? ORDER BY id LIMIT ?", (topic, limit)
             ).fetchall()
         )
 
@@ -160,7 +161,8 @@ def _record(connection: sqlite3.Connection, payment: payments_pb2.Payment, outbo
         "UPDATE payment SET status = ?, payment = ? WHERE payment_id = ?",
         (payment.status, payment.SerializeToString(), payment.payment_id),
     )
-    connection.executemany("INSERT OR IGNORE INTO outbox (topic, item_key, body) VALUES (?, ?, ?)", outbox)
+    connection.executemany(
+        "INSERT OR IGNORE INTO outbox (topic, item_key, body, traceparent) VALUES (?, ?, ?, ?)", outbox)
 
 
 def _delivered(connection: sqlite3.Connection, topic: str, keys: list[str], sequences: dict[str, int]) -> None:

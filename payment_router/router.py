@@ -8,6 +8,7 @@ import logging
 import time
 
 from google.protobuf import timestamp_pb2
+from opentelemetry import trace
 
 from bank.common.v1 import types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2, confirmations_pb2
@@ -20,6 +21,7 @@ from paymesh.streams import BatchingStream
 from paymesh.topology import CHANNEL_NAMES
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("paymesh.router")
 POSTINGS, CONFIRMATIONS = "posting", "confirmation"
 CORE_OF = {
     types_pb2.LOAN_TYPE_CASH: "core-cash",
@@ -28,30 +30,34 @@ CORE_OF = {
 }
 
 
+# Items on these streams are (message, traceparent): the payment's trace travels beside it.
 def core_stream(name: str, stub) -> BatchingStream:
     return BatchingStream(
         name, stub.ApplyPayments,
-        to_request=lambda items: loan_core_service_pb2.ApplyPaymentsRequest(payments=items),
+        to_request=lambda items: loan_core_service_pb2.ApplyPaymentsRequest(
+            payments=[m for m, _ in items], traceparents=[t for _, t in items]),
         results_of=lambda response: [(o.payment_id, o) for o in response.outcomes],
-        key_of=lambda payment: payment.payment_id,
+        key_of=lambda item: item[0].payment_id,
     )
 
 
 def bridge_stream(stub) -> BatchingStream:
     return BatchingStream(
         "mainframe-bridge", stub.PostEntries,
-        to_request=lambda items: mainframe_bridge_service_pb2.PostEntriesRequest(postings=items),
+        to_request=lambda items: mainframe_bridge_service_pb2.PostEntriesRequest(
+            postings=[m for m, _ in items], traceparents=[t for _, t in items]),
         results_of=lambda response: [(a.posting_id, a) for a in response.acks],
-        key_of=lambda posting: posting.posting_id,
+        key_of=lambda item: item[0].posting_id,
     )
 
 
 def confirmations_stream(stub) -> BatchingStream:
     return BatchingStream(
         "confirmations", stub.PublishConfirmations,
-        to_request=lambda items: confirmation_service_pb2.PublishConfirmationsRequest(confirmations=items),
+        to_request=lambda items: confirmation_service_pb2.PublishConfirmationsRequest(
+            confirmations=[m for m, _ in items], traceparents=[t for _, t in items]),
         results_of=lambda response: [(a.payment_id, a) for a in response.acks],
-        key_of=lambda confirmation: confirmation.payment_id,
+        key_of=lambda item: item[0].payment_id,
     )
 
 
@@ -133,13 +139,19 @@ class Router:
         return task
 
     async def _apply(self, payment: payments_pb2.Payment) -> payments_pb2.Payment:
+        # One span per payment: the parent of its core's, bridge's and confirmations' spans.
+        with tracer.start_as_current_span("payment-router route payment", attributes={
+                "payment_id": payment.payment_id, "loan_type": payment.loan_type}):
+            return await self._apply_traced(payment, telemetry.current_traceparent())
+
+    async def _apply_traced(self, payment: payments_pb2.Payment, traceparent: str) -> payments_pb2.Payment:
         request = loan_core_service_pb2.LoanPayment(
             payment_id=payment.payment_id, loan_id=payment.loan_id, amount=payment.amount,
             prepayment_mode=payment.prepayment_mode, business_date=payment.business_date,
             channel=payment.channel,
         )
         started = time.perf_counter()
-        outcome = await self.cores[payment.loan_type].submit(request)
+        outcome = await self.cores[payment.loan_type].submit((request, traceparent))
         core = CORE_OF[payment.loan_type]
         telemetry.record_hop_latency(f"router->{core}", time.perf_counter() - started)
         result = payments_pb2.Payment()
@@ -151,12 +163,12 @@ class Router:
             result.status = types_pb2.PAYMENT_STATUS_APPLIED
             result.allocation.CopyFrom(applied.allocation)
             result.outstanding_balance.CopyFrom(applied.outstanding_balance)
-            outbox.append((POSTINGS, applied.posting.posting_id, applied.posting.SerializeToString()))
+            outbox.append((POSTINGS, applied.posting.posting_id, applied.posting.SerializeToString(), traceparent))
         else:
             result.status = types_pb2.PAYMENT_STATUS_REJECTED
             result.rejection.CopyFrom(outcome.rejection)
         confirmation = confirmation_of(result)
-        outbox.append((CONFIRMATIONS, confirmation.payment_id, confirmation.SerializeToString()))
+        outbox.append((CONFIRMATIONS, confirmation.payment_id, confirmation.SerializeToString(), traceparent))
         await self.journal.record(result, outbox)
         telemetry.count_payment(CHANNEL_NAMES[payment.channel], core, types_pb2.PaymentStatus.Name(result.status))
         for topic in (POSTINGS, CONFIRMATIONS) if outcome.HasField("applied") else (CONFIRMATIONS,):
@@ -165,9 +177,10 @@ class Router:
 
     async def record_reversal(self, reversed_payment: payments_pb2.Payment, posting: ledger_pb2.Posting) -> None:
         confirmation = confirmation_of(reversed_payment)
+        traceparent = telemetry.current_traceparent()
         await self.journal.record(reversed_payment, [
-            (POSTINGS, posting.posting_id, posting.SerializeToString()),
-            (CONFIRMATIONS, f"{confirmation.payment_id}:reversed", confirmation.SerializeToString()),
+            (POSTINGS, posting.posting_id, posting.SerializeToString(), traceparent),
+            (CONFIRMATIONS, f"{confirmation.payment_id}:reversed", confirmation.SerializeToString(), traceparent),
         ])
         for event in self._outbox_ready.values():
             event.set()
@@ -185,7 +198,7 @@ class Router:
             if not rows:
                 continue
             ready.set()  # there may be more behind this page
-            items = [message_type.FromString(body) for _, body in rows]
+            items = [(message_type.FromString(body), traceparent) for _, body, traceparent in rows]
             # The stream answers by payment id: a payment's second result (its reversal)
             # waits for the next page rather than share the first one's answer.
             seen: set[str] = set()
@@ -201,7 +214,7 @@ class Router:
                 for future in self._sequence_waiters.get(payment_id, []):
                     if not future.done():
                         future.set_result(sequence)
-            await self.journal.done(topic, [key for key, _ in rows], sequences)
+            await self.journal.done(topic, [key for key, _, _ in rows], sequences)
 
 
 def confirmation_of(payment: payments_pb2.Payment) -> confirmations_pb2.Confirmation:

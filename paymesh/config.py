@@ -25,7 +25,7 @@ class Settings:
     grace_seconds: float  # PAYMESH_GRACE_SECONDS: in-flight work allowed after SIGTERM
     log_level: str  # PAYMESH_LOG_LEVEL
     trace_exporter: str  # PAYMESH_TRACE_EXPORTER: none | console | file
-    trace_file: Path  # PAYMESH_TRACE_FILE: JSON lines, with the file exporter
+    trace_file: Path  # PAYMESH_TRACE_FILE: JSON lines, with the file exporter; "{service}" is replaced
     # Opt-in plaintext ports, unset (None) by default so a local run has none; 0 picks a free port.
     # PAYMESH_HEALTH_PORT: grpc.health.v1 only, for kubelet's gRPC probes (they cannot present a client cert).
     health_port: int | None = None
@@ -43,7 +43,7 @@ class Settings:
             grace_seconds=float(_env("PAYMESH_GRACE_SECONDS", "10")),
             log_level=_env("PAYMESH_LOG_LEVEL", "INFO").upper(),
             trace_exporter=_env("PAYMESH_TRACE_EXPORTER", "none").lower(),
-            trace_file=Path(_env("PAYMESH_TRACE_FILE", str(home / "traces.jsonl"))).absolute(),
+            trace_file=Path(_env("PAYMESH_TRACE_FILE", str(home / "traces" / "{service}.jsonl"))).absolute(),
             health_port=_optional_port("PAYMESH_HEALTH_PORT"),
             metrics_port=_optional_port("PAYMESH_METRICS_PORT"),
         )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import grpc
-from opentelemetry import metrics, trace
+from opentelemetry import metrics, propagate, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 from opentelemetry.metrics import Observation
@@ -52,9 +52,29 @@ def setup_tracing(service_name: str, settings: Settings) -> TracerProvider:
     if settings.trace_exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     elif settings.trace_exporter == "file":
-        provider.add_span_processor(BatchSpanProcessor(JsonLinesSpanExporter(settings.trace_file)))
+        # One file per process ("{service}" in the path), so processes never interleave lines.
+        path = settings.trace_file.with_name(settings.trace_file.name.replace("{service}", service_name))
+        provider.add_span_processor(BatchSpanProcessor(JsonLinesSpanExporter(path)))
     trace.set_tracer_provider(provider)
     return provider
+
+
+def current_traceparent() -> str:
+    """The W3C traceparent of the current span ("" outside any trace), to send along
+    with one item on a long-lived stream whose metadata belongs to no single payment."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+def record_item_span(name: str, traceparent: str, start_ns: int, attributes: dict) -> None:
+    """A finished span for one item of a stream message, a child of the item's own trace."""
+    if not traceparent:
+        return
+    parent = propagate.extract({"traceparent": traceparent})
+    span = trace.get_tracer("paymesh").start_span(
+        name, context=parent, kind=trace.SpanKind.CONSUMER, attributes=attributes, start_time=start_ns)
+    span.end()
 
 
 def server_interceptors() -> list:

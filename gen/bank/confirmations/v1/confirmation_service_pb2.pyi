@@ -24,10 +24,12 @@ START_POSITION_CONSUMER: StartPosition
 START_POSITION_AFTER_SEQUENCE: StartPosition
 
 class PublishConfirmationsRequest(_message.Message):
-    __slots__ = ("confirmations",)
+    __slots__ = ("confirmations", "traceparents")
     CONFIRMATIONS_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENTS_FIELD_NUMBER: _ClassVar[int]
     confirmations: _containers.RepeatedCompositeFieldContainer[_confirmations_pb2.Confirmation]
-    def __init__(self, confirmations: _Optional[_Iterable[_Union[_confirmations_pb2.Confirmation, _Mapping]]] = ...) -> None: ...
+    traceparents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, confirmations: _Optional[_Iterable[_Union[_confirmations_pb2.Confirmation, _Mapping]]] = ..., traceparents: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PublishConfirmationsResponse(_message.Message):
     __slots__ = ("acks",)

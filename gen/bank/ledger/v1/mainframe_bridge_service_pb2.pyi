@@ -13,10 +13,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PostEntriesRequest(_message.Message):
-    __slots__ = ("postings",)
+    __slots__ = ("postings", "traceparents")
     POSTINGS_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENTS_FIELD_NUMBER: _ClassVar[int]
     postings: _containers.RepeatedCompositeFieldContainer[_ledger_pb2.Posting]
-    def __init__(self, postings: _Optional[_Iterable[_Union[_ledger_pb2.Posting, _Mapping]]] = ...) -> None: ...
+    traceparents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, postings: _Optional[_Iterable[_Union[_ledger_pb2.Posting, _Mapping]]] = ..., traceparents: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PostEntriesResponse(_message.Message):
     __slots__ = ("acks",)

@@ -1,0 +1,47 @@
+"""One trace per payment across processes: the router's span is the parent of the
+core's, the bridge's and confirmations' spans (file exporter, real mesh)."""
+
+import asyncio
+import json
+
+from bank.common.v1 import types_pb2
+from bank.ledger.v1 import ledger_pb2, mainframe_bridge_service_pb2 as bridge_api
+from bank.ledger.v1 import mainframe_bridge_service_pb2_grpc as bridge_grpc
+from paymesh import tls
+from paymesh.topology import OPERATOR
+from tests.harness import start_mesh, stop_mesh
+from tests.test_router import ENV, open_loans, order, submit
+
+
+def spans_of(home, service: str) -> list[dict]:
+    path = home / "traces" / f"{service}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+async def test_one_payment_is_one_trace_through_router_core_bridge_and_confirmations(tmp_path, pki_dir):
+    services = start_mesh(tmp_path, pki_dir, PAYMESH_TRACE_EXPORTER="file",
+                          PAYMESH_TRACE_FILE=str(tmp_path / "traces" / "{service}.jsonl"), **ENV)
+    try:
+        payment = await submit(services, pki_dir, "app", order("traced-1", open_loans(types_pb2.LOAN_TYPE_CASH)[5]))
+        async with tls.channel_for(services["mainframe-bridge"].address, pki_dir, OPERATOR) as ch:
+            request = bridge_api.GetPostingStatusRequest(posting_id=payment.payment_id)
+            for _ in range(100):
+                status = await bridge_grpc.MainframeBridgeServiceStub(ch).GetPostingStatus(request)
+                if status.status == ledger_pb2.POSTING_STATUS_POSTED:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        stop_mesh(services)  # SIGTERM: each process flushes its spans on the way out
+    router = spans_of(tmp_path, "payment-router")
+    route = next(s for s in router if s["name"] == "payment-router route payment"
+                 and s["attributes"]["payment_id"] == payment.payment_id)
+    trace_id = route["context"]["trace_id"]
+    submit_span = next(s for s in router if s["name"].endswith("PaymentService/SubmitPayment"))
+    assert submit_span["context"]["trace_id"] == trace_id and route["parent_id"] == submit_span["context"]["span_id"]
+    for service, name in (("core-cash", "core-cash apply payment"),
+                          ("mainframe-bridge", "mainframe-bridge queue posting"),
+                          ("confirmations", "confirmations log confirmation")):
+        span = next((s for s in spans_of(tmp_path, service) if s["name"] == name), None)
+        assert span is not None, f"no {name!r} span from {service}"
+        assert span["context"]["trace_id"] == trace_id, f"{service} is in another trace"
+        assert span["parent_id"] == route["context"]["span_id"], f"{service}'s span is not a child of the router's"
