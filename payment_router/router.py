@@ -8,7 +8,6 @@ import logging
 import time
 
 from google.protobuf import timestamp_pb2
-from opentelemetry import trace
 
 from bank.common.v1 import types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2, confirmations_pb2
@@ -21,7 +20,6 @@ from paymesh.streams import BatchingStream
 from paymesh.topology import CHANNEL_NAMES
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer("paymesh.router")
 POSTINGS, CONFIRMATIONS = "posting", "confirmation"
 CORE_OF = {
     types_pb2.LOAN_TYPE_CASH: "core-cash",
@@ -139,12 +137,9 @@ class Router:
         return task
 
     async def _apply(self, payment: payments_pb2.Payment) -> payments_pb2.Payment:
-        # One span per payment: the parent of its core's, bridge's and confirmations' spans.
-        with tracer.start_as_current_span("payment-router route payment", attributes={
-                "payment_id": payment.payment_id, "loan_type": payment.loan_type}):
-            return await self._apply_traced(payment, telemetry.current_traceparent())
-
-    async def _apply_traced(self, payment: payments_pb2.Payment, traceparent: str) -> payments_pb2.Payment:
+        # The channel's call (its server span) is the parent of the core's, the bridge's and
+        # confirmations' spans for this payment; its context travels beside each item.
+        traceparent = telemetry.current_traceparent()
         request = loan_core_service_pb2.LoanPayment(
             payment_id=payment.payment_id, loan_id=payment.loan_id, amount=payment.amount,
             prepayment_mode=payment.prepayment_mode, business_date=payment.business_date,
@@ -207,7 +202,7 @@ class Router:
                     rows, items = rows[:cut], items[:cut]
                     break
                 seen.add(stream.key_of(item))
-            acks = await asyncio.gather(*(stream.submit(item) for item in items))
+            acks = await asyncio.gather(*await stream.submit_many(items))
             sequences = {a.payment_id: a.sequence for a in acks if a.sequence} if topic == CONFIRMATIONS else {}
             # The confirmation is durable at its service now: a waiting caller need not wait for our bookkeeping.
             for payment_id, sequence in sequences.items():

@@ -17,10 +17,6 @@ Result = TypeVar("Result")
 log = logging.getLogger(__name__)
 
 
-class StreamUnavailable(Exception):
-    """The peer cannot be reached now; nothing was sent."""
-
-
 class BatchingStream(Generic[Item, Result]):
     def __init__(
         self,
@@ -40,7 +36,8 @@ class BatchingStream(Generic[Item, Result]):
         self.key_of = key_of
         self._max_batch = max_batch
         self._linger = linger_seconds
-        self._window = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        self._room = asyncio.Event()  # set when the window has room again
         self._pending: dict[str, tuple[Item, asyncio.Future]] = {}  # insertion order = send order
         self._to_send: asyncio.Queue[str] = asyncio.Queue()
         self._connected = asyncio.Event()
@@ -73,24 +70,28 @@ class BatchingStream(Generic[Item, Result]):
         except asyncio.TimeoutError:
             return False
 
-    async def submit(self, item: Item, fail_fast: bool = False) -> Result:
-        """The peer's answer for item. With fail_fast, raises StreamUnavailable at once
-        (nothing sent) when the stream is down; otherwise waits for it to come back."""
-        if fail_fast and not self.connected:
-            raise StreamUnavailable(f"{self.name} is unavailable")
-        key = self.key_of(item)
-        if key in self._pending:  # the same item already on its way: share its answer
-            pending_item, future = self._pending[key]
-            if future.cancelled():  # its first caller gave up; the item is still on its way
-                future = asyncio.get_running_loop().create_future()
-                self._pending[key] = (pending_item, future)
-            return await asyncio.shield(future)
-        async with self._window:
-            future = asyncio.get_running_loop().create_future()
-            self._pending[key] = (item, future)
-            self._to_send.put_nowait(key)
-            # A caller giving up cancels only its own wait: the item stays pending and is still sent.
-            return await future
+    async def submit(self, item: Item) -> Result:
+        """The peer's answer for item; while the stream is down it waits (and is resent)."""
+        return await (await self.submit_many([item]))[0]
+
+    async def submit_many(self, items: list[Item]) -> list[asyncio.Future]:
+        """Queues items (once there is room in the window); a future per item resolves
+        with the peer's answer. An item already on its way shares its answer; a caller
+        giving up cancels only its own wait: the item stays pending and is still sent."""
+        while len(self._pending) >= self._max_in_flight:
+            self._room.clear()
+            await self._room.wait()
+        loop, futures = asyncio.get_running_loop(), []
+        for item in items:
+            key = self.key_of(item)
+            entry = self._pending.get(key)
+            if entry is None:
+                self._to_send.put_nowait(key)
+                entry = self._pending[key] = (item, loop.create_future())
+            elif entry[1].cancelled():
+                entry = self._pending[key] = (entry[0], loop.create_future())
+            futures.append(entry[1])
+        return futures
 
     async def _run(self) -> None:
         backoff = 0.05
@@ -144,3 +145,5 @@ class BatchingStream(Generic[Item, Result]):
                 entry = self._pending.pop(key, None)
                 if entry is not None and not entry[1].done():
                     entry[1].set_result(result)
+            if len(self._pending) < self._max_in_flight:
+                self._room.set()
