@@ -28,35 +28,31 @@ CORE_OF = {
 }
 
 
-# Items on these streams are (message, traceparent): the payment's trace travels beside it.
-def core_stream(name: str, stub) -> BatchingStream:
+def item_stream(name: str, rpc, request_type, items_field: str, answers_field: str, id_field: str) -> BatchingStream:
+    """A stream whose items are (message, traceparent): the payment's trace travels beside it.
+    Requests carry the messages in items_field; responses answer in answers_field, by id_field."""
     return BatchingStream(
-        name, stub.ApplyPayments,
-        to_request=lambda items: loan_core_service_pb2.ApplyPaymentsRequest(
-            payments=[m for m, _ in items], traceparents=[t for _, t in items]),
-        results_of=lambda response: [(o.payment_id, o) for o in response.outcomes],
-        key_of=lambda item: item[0].payment_id,
+        name, rpc,
+        to_request=lambda items: request_type(
+            **{items_field: [m for m, _ in items]}, traceparents=[t for _, t in items]),
+        results_of=lambda response: [(getattr(a, id_field), a) for a in getattr(response, answers_field)],
+        key_of=lambda item: getattr(item[0], id_field),
     )
+
+
+def core_stream(name: str, stub) -> BatchingStream:
+    return item_stream(name, stub.ApplyPayments, loan_core_service_pb2.ApplyPaymentsRequest,
+                       "payments", "outcomes", "payment_id")
 
 
 def bridge_stream(stub) -> BatchingStream:
-    return BatchingStream(
-        "mainframe-bridge", stub.PostEntries,
-        to_request=lambda items: mainframe_bridge_service_pb2.PostEntriesRequest(
-            postings=[m for m, _ in items], traceparents=[t for _, t in items]),
-        results_of=lambda response: [(a.posting_id, a) for a in response.acks],
-        key_of=lambda item: item[0].posting_id,
-    )
+    return item_stream("mainframe-bridge", stub.PostEntries, mainframe_bridge_service_pb2.PostEntriesRequest,
+                       "postings", "acks", "posting_id")
 
 
 def confirmations_stream(stub) -> BatchingStream:
-    return BatchingStream(
-        "confirmations", stub.PublishConfirmations,
-        to_request=lambda items: confirmation_service_pb2.PublishConfirmationsRequest(
-            confirmations=[m for m, _ in items], traceparents=[t for _, t in items]),
-        results_of=lambda response: [(a.payment_id, a) for a in response.acks],
-        key_of=lambda item: item[0].payment_id,
-    )
+    return item_stream("confirmations", stub.PublishConfirmations,
+                       confirmation_service_pb2.PublishConfirmationsRequest, "confirmations", "acks", "payment_id")
 
 
 class Router:

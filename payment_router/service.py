@@ -116,19 +116,11 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
 
     async def GetPayment(self, request, context):
         caller = await self._caller(context, "get")
-        payment = await self.router.journal.get(request.payment_id) if request.payment_id else None
-        if payment is None or payment.channel != caller.channel:
-            # Another channel's payment is not found, exactly like one that does not exist.
-            await abort(context, grpc.StatusCode.NOT_FOUND, f"no payment {request.payment_id!r} for this channel",
-                        errors_pb2.ERROR_REASON_PAYMENT_NOT_FOUND)
-        return api.GetPaymentResponse(payment=payment)
+        return api.GetPaymentResponse(payment=await self._own_payment(caller, request.payment_id, context))
 
     async def ReversePayment(self, request, context):
         caller = await self._caller(context, "reverse")
-        payment = await self.router.journal.get(request.payment_id) if request.payment_id else None
-        if payment is None or payment.channel != caller.channel:
-            await abort(context, grpc.StatusCode.NOT_FOUND, f"no payment {request.payment_id!r} for this channel",
-                        errors_pb2.ERROR_REASON_PAYMENT_NOT_FOUND)
+        payment = await self._own_payment(caller, request.payment_id, context)
         if payment.status == types_pb2.PAYMENT_STATUS_REVERSED:
             return api.ReversePaymentResponse(payment=payment)
         if payment.status != types_pb2.PAYMENT_STATUS_APPLIED:
@@ -188,6 +180,14 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
             idempotency_key=key, loan_id=order.loan_id, amount=order.amount,
             status=types_pb2.PAYMENT_STATUS_REJECTED, rejection=refused.rejection(), business_date=business_date(),
         )
+
+    async def _own_payment(self, caller: Caller, payment_id: str, context) -> payments_pb2.Payment:
+        payment = await self.router.journal.get(payment_id) if payment_id else None
+        if payment is None or payment.channel != caller.channel:
+            # Another channel's payment is not found, exactly like one that does not exist.
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"no payment {payment_id!r} for this channel",
+                        errors_pb2.ERROR_REASON_PAYMENT_NOT_FOUND)
+        return payment
 
     async def _caller(self, context, operation: str, cost: int = 1) -> Caller:
         identity = peer_identity(context)  # the caller policy already admitted only channels
