@@ -87,7 +87,10 @@ class Emulator:
                     await inbox.put(await read_frame(reader))
             except asyncio.CancelledError:
                 if not worker.done() or worker.cancelled():
-                    raise  # shutdown, or told to go DOWN
+                    # Shutdown, or told to go DOWN: end quietly (asyncio logs a connection
+                    # handler that ends cancelled as an error).
+                    log.info("connection cut", extra={"peer": str(peer), "mode": self.mode})
+                    return
                 worker.result()
         except (asyncio.IncompleteReadError, ConnectionError, FrameError, ssl.SSLError, HangUp) as gone:
             log.info("connection closed", extra={"peer": str(peer), "reason": type(gone).__name__})
