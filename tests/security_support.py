@@ -3,17 +3,29 @@ nothing), credentials that must not get in, and raw connections to the mainframe
 
 import asyncio
 import datetime as dt
+import hashlib
+import hmac
+import json
 import sqlite3
 import ssl
+import time
+from base64 import urlsafe_b64encode
+from pathlib import Path
 
 import grpc
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 
 from bank.confirmations.v1 import confirmation_service_pb2 as conf_api, confirmation_service_pb2_grpc as conf_grpc
 from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_api, mainframe_bridge_service_pb2_grpc as bridge_grpc
 from bank.loans.v1 import loan_core_service_pb2 as core_api, loan_core_service_pb2_grpc as core_grpc
 from bank.payments.v1 import payment_operations_service_pb2 as ops_api, payment_operations_service_pb2_grpc as ops_grpc
 from mainframe_bridge.framing import encode_frame, read_frame
+from payment_router.channel_policy import DEFAULT_POLICY_FILE
+from payment_router.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER, mint
 from paymesh import pki, tls
 from paymesh.topology import OPERATOR, Identity
 
@@ -121,3 +133,56 @@ def identity_context(pki_dir, identity: Identity) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(pki.ca_path(pki_dir)))
     context.load_cert_chain(pki.cert_path(pki_dir, identity), pki.key_path(pki_dir, identity))
     return context
+
+
+def _claims(**changes) -> dict:
+    now = int(time.time())
+    claims = {"iss": DEFAULT_ISSUER, "aud": DEFAULT_AUDIENCE, "sub": "CUST-0001", "nbf": now, "exp": now + 600}
+    return {k: v for k, v in {**claims, **changes}.items() if v is not None}
+
+
+def _hs256_with_the_public_key(pki_dir) -> str:
+    """Algorithm confusion: an HMAC token whose secret is the issuer's (public) verification key."""
+    part = lambda data: urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=")  # noqa: E731
+    signing_input = part({"alg": "HS256", "typ": "JWT"}) + b"." + part(_claims())
+    secret = pki.token_public_key_path(pki_dir).read_bytes()
+    signature = urlsafe_b64encode(hmac.new(secret, signing_input, hashlib.sha256).digest()).rstrip(b"=")
+    return (signing_input + b"." + signature).decode()
+
+
+BAD_TOKENS = {
+    "missing": lambda pki_dir: None,
+    "not a bearer token": lambda pki_dir: "Basic Q1VTVC0wMDAxOnB3",
+    "garbage": lambda pki_dir: "Bearer not.a.jwt",
+    "expired": lambda pki_dir: "Bearer " + mint(pki_dir, "CUST-0001", exp=int(time.time()) - 3600,
+                                                nbf=int(time.time()) - 7200),
+    "not yet valid": lambda pki_dir: "Bearer " + mint(pki_dir, "CUST-0001", nbf=int(time.time()) + 3600),
+    "wrong audience": lambda pki_dir: "Bearer " + mint(pki_dir, "CUST-0001", aud="another-api"),
+    "wrong issuer": lambda pki_dir: "Bearer " + mint(pki_dir, "CUST-0001", iss="https://evil.example"),
+    "no subject": lambda pki_dir: "Bearer " + jwt.encode(
+        _claims(sub=None), pki.token_signing_key_path(pki_dir).read_bytes(), algorithm="ES256"),
+    "alg none": lambda pki_dir: "Bearer " + jwt.encode(_claims(), key=None, algorithm="none"),
+    "HS256 with the public key": lambda pki_dir: "Bearer " + _hs256_with_the_public_key(pki_dir),
+    "signed by another key": lambda pki_dir: "Bearer " + jwt.encode(
+        _claims(), ec.generate_private_key(ec.SECP256R1()), algorithm="ES256"),
+}
+
+
+def retry_delay(error: grpc.aio.AioRpcError) -> float | None:
+    """The RetryInfo delay of a failed call, in seconds (None without one)."""
+    status = rpc_status.from_call(error)
+    for detail in status.details if status else ():
+        info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            return info.retry_delay.ToMilliseconds() / 1000
+    return None
+
+
+def slow_atm_policy(folder: Path, rate: int, burst: int) -> Path:
+    """The channel policy with the ATM channel's rate cut to rate/s (burst), the rest as shipped."""
+    shipped = DEFAULT_POLICY_FILE.read_text()
+    slowed = shipped.replace("rate_per_second = 1000\nburst = 2000", f"rate_per_second = {rate}\nburst = {burst}")
+    assert slowed != shipped, "the ATM's rate in channels.toml moved; update this helper"
+    path = folder / "channels.toml"
+    path.write_text(slowed)
+    return path

@@ -3,20 +3,13 @@ attack is refused with the right status, and the whole mesh's state, read by the
 operator from every stage, is exactly what it was before."""
 
 import asyncio
-import hashlib
-import hmac
-import json
 import ssl
-import time
-from base64 import urlsafe_b64encode
 from contextlib import asynccontextmanager
 
 import grpc
-import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from bank.common.v1 import types_pb2
+from bank.common.v1 import errors_pb2, types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2 as conf_api, confirmation_service_pb2_grpc as conf_grpc
 from bank.confirmations.v1 import confirmations_pb2
 from bank.ledger.v1 import ledger_pb2, mainframe_bridge_service_pb2 as bridge_api
@@ -26,13 +19,13 @@ from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grp
 from mainframe_bridge import records
 from mainframe_bridge.framing import PING, PONG
 from payment_router.business_day import batch_requests
-from payment_router.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER, mint
-from paymesh import pki, tls
+from payment_router.batch import MAX_LINES
+from paymesh import tls
 from paymesh.errors import error_info
 from paymesh.topology import BRIDGE, OPERATOR, ROUTER, SERVICES, Identity
-from tests.harness import start_mesh, stop_mesh
-from tests.security_support import (ATM, bad_credentials, emulator_context, emulator_exchange, grpc_channel, health,
-                                    identity_context, settled_state)
+from tests.harness import start_mesh, start_service, stop_mesh
+from tests.security_support import (ATM, BAD_TOKENS, bad_credentials, emulator_context, emulator_exchange, grpc_channel,
+                                    health, identity_context, retry_delay, settled_state, slow_atm_policy)
 from tests.test_router import AS_OF, ENV, open_loans, order, refused, submit
 
 VICTIM = open_loans(types_pb2.LOAN_TYPE_CASH)[5]  # the loan every attack tries to move
@@ -160,39 +153,6 @@ async def test_a_service_certificate_is_not_a_channel(mesh, pki_dir, store_payme
                 api.GetPaymentRequest(payment_id=store_payment.payment_id), timeout=5)))
 
 
-def _claims(**changes) -> dict:
-    now = int(time.time())
-    claims = {"iss": DEFAULT_ISSUER, "aud": DEFAULT_AUDIENCE, "sub": "CUST-0001", "nbf": now, "exp": now + 600}
-    return {k: v for k, v in {**claims, **changes}.items() if v is not None}
-
-
-def _hs256_with_the_public_key(pki_dir) -> str:
-    """Algorithm confusion: an HMAC token whose secret is the issuer's (public) verification key."""
-    part = lambda data: urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=")  # noqa: E731
-    signing_input = part({"alg": "HS256", "typ": "JWT"}) + b"." + part(_claims())
-    secret = pki.token_public_key_path(pki_dir).read_bytes()
-    signature = urlsafe_b64encode(hmac.new(secret, signing_input, hashlib.sha256).digest()).rstrip(b"=")
-    return (signing_input + b"." + signature).decode()
-
-
-BAD_TOKENS = {
-    "missing": lambda pki_dir: None,
-    "not a bearer token": lambda pki_dir: "Basic Q1VTVC0wMDAxOnB3",
-    "garbage": lambda pki_dir: "Bearer not.a.jwt",
-    "expired": lambda pki_dir: "Bearer " + mint(pki_dir, "CUST-0001", exp=int(time.time()) - 3600,
-                                                nbf=int(time.time()) - 7200),
-    "not yet valid": lambda pki_dir: "Bearer " + mint(pki_dir, "CUST-0001", nbf=int(time.time()) + 3600),
-    "wrong audience": lambda pki_dir: "Bearer " + mint(pki_dir, "CUST-0001", aud="another-api"),
-    "wrong issuer": lambda pki_dir: "Bearer " + mint(pki_dir, "CUST-0001", iss="https://evil.example"),
-    "no subject": lambda pki_dir: "Bearer " + jwt.encode(
-        _claims(sub=None), pki.token_signing_key_path(pki_dir).read_bytes(), algorithm="ES256"),
-    "alg none": lambda pki_dir: "Bearer " + jwt.encode(_claims(), key=None, algorithm="none"),
-    "HS256 with the public key": lambda pki_dir: "Bearer " + _hs256_with_the_public_key(pki_dir),
-    "signed by another key": lambda pki_dir: "Bearer " + jwt.encode(
-        _claims(), ec.generate_private_key(ec.SECP256R1()), algorithm="ES256"),
-}
-
-
 @pytest.mark.parametrize("case", sorted(BAD_TOKENS))
 async def test_a_bad_end_user_token_is_unauthenticated(mesh, pki_dir, store_payment, case):
     authorization = BAD_TOKENS[case](pki_dir)
@@ -235,3 +195,95 @@ async def test_a_channel_is_only_ever_sent_its_own_confirmations(mesh, pki_dir, 
         call.cancel()
     assert own.payment_id in seen
     assert channels == {types_pb2.CHANNEL_ATM} and store_payment.payment_id not in seen
+
+
+def _absurd(**fields) -> api.SubmitPaymentRequest:
+    payment = order("sec-absurd-1", VICTIM)
+    for name, value in fields.items():
+        target = payment.amount if name in ("currency_code", "amount_minor") else payment
+        setattr(target, name, value)
+    return api.SubmitPaymentRequest(payment=payment)
+
+
+ABSURD_FIELDS = [dict(idempotency_key="k" * 2**20), dict(loan_id="CSH-" + "9" * 2**20),
+                 dict(channel_reference="r" * 2**20), dict(currency_code="P" * 2**20),
+                 dict(amount_minor=2**63 - 1), dict(amount_minor=-(2**63)), dict(prepayment_mode=2**31 - 1)]
+
+
+async def test_oversized_messages_and_absurd_fields_are_refused_and_every_service_stays_healthy(
+        mesh, pki_dir, store_payment):
+    huge = "x" * OVER_RECEIVE_LIMIT
+    async with nothing_changes(mesh, pki_dir):
+        async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "agent")) as ch:
+            stub = api_grpc.PaymentServiceStub(ch)
+            error = await denied(stub.SubmitPayment(_absurd(channel_reference=huge), timeout=10))
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error.details()
+            for fields in ABSURD_FIELDS:
+                error = await denied(stub.SubmitPayment(_absurd(**fields), timeout=10))
+                assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (list(fields), error.details())
+                assert error_info(error).reason in ("INVALID_FIELD", "AMOUNT_OVER_CHANNEL_LIMIT")
+            too_many = [order("", VICTIM, 100)] * (MAX_LINES + 1)
+            error = await denied(stub.UploadBatch(iter(batch_requests("sec-huge-file", AS_OF, too_many, 10_000)),
+                                                  timeout=30))
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "at most" in error.details()
+        async with tls.channel_for(mesh["core-cash"].address, pki_dir, ROUTER) as ch:
+            huge_payment = core_api.LoanPayment(payment_id="PAY-huge", loan_id=huge, business_date=AS_OF)
+            error = await denied(core_grpc.LoanCoreServiceStub(ch).ApplyPayments(
+                iter([core_api.ApplyPaymentsRequest(payments=[huge_payment])]), timeout=10))
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error.details()
+        async with tls.channel_for(mesh["confirmations"].address, pki_dir, ATM) as ch:
+            stub = conf_grpc.ConfirmationServiceStub(ch)
+            error = await denied(stub.Subscribe(conf_api.SubscribeRequest(consumer_name=huge), timeout=10))
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error.details()
+            error = await denied(stub.Subscribe(conf_api.SubscribeRequest(consumer_name="c" * 2**20), timeout=10))
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    for name in GRPC_SERVICES:
+        assert await health(tls.channel_for(mesh[name].address, pki_dir, OPERATOR)) == "SERVING", name
+    after = await submit(mesh, pki_dir, "agent", order("sec-after-absurd", open_loans(types_pb2.LOAN_TYPE_CASH)[9]))
+    assert after.status == types_pb2.PAYMENT_STATUS_APPLIED
+
+
+@pytest.fixture
+def slow_atm_router(mesh, pki_dir, tmp_path):
+    """A second router replica on the same peers whose policy lets the ATM channel 5 payments/s (burst 5)."""
+    peers = {f"{SERVICES[name].env_prefix}_ADDR": service.address for name, service in mesh.items()}
+    router = start_service("payment-router", tmp_path, pki_dir, **ENV, **peers,
+                           PAYMESH_CHANNEL_POLICY=str(slow_atm_policy(tmp_path, rate=5, burst=5)))
+    yield router
+    router.kill()
+
+
+async def applied_at_the_core(mesh, pki_dir) -> int:
+    async with tls.channel_for(mesh["core-cash"].address, pki_dir, OPERATOR) as ch:
+        day = await core_grpc.LoanCoreServiceStub(ch).ListAppliedPayments(
+            core_api.ListAppliedPaymentsRequest(business_date=AS_OF), timeout=5)
+    return day.payment_count
+
+
+async def test_a_flood_over_the_channels_rate_is_resource_exhausted_with_a_retry_delay(mesh, pki_dir, slow_atm_router):
+    loans = open_loans(types_pb2.LOAN_TYPE_CASH)[40:70]
+    before = await applied_at_the_core(mesh, pki_dir)
+    async with tls.channel_for(slow_atm_router.address, pki_dir, ATM) as ch:
+        stub = api_grpc.PaymentServiceStub(ch)
+        results = await asyncio.gather(*(stub.SubmitPayment(api.SubmitPaymentRequest(
+            payment=order(f"sec-flood-{i}", loans[i % len(loans)], 100)), timeout=10) for i in range(40)),
+            return_exceptions=True)
+        served = [r for r in results if isinstance(r, api.SubmitPaymentResponse)]
+        limited = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+        assert len(served) + len(limited) == 40 and 1 <= len(served) <= 10, results
+        for error in limited:
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and error_info(error).reason == "RATE_LIMITED"
+            assert 0 < retry_delay(error) <= 1.0
+        assert await applied_at_the_core(mesh, pki_dir) == before + len(served)  # a refused one wrote nothing
+        await asyncio.sleep(max(retry_delay(e) for e in limited))
+        again = await stub.SubmitPayment(api.SubmitPaymentRequest(payment=order("sec-flood-0b", loans[0], 100)),
+                                         timeout=10)
+        assert again.payment.status == types_pb2.PAYMENT_STATUS_APPLIED  # served again once the delay passed
+        await asyncio.sleep(1.2)  # a full bucket again
+        call = stub.StreamPayments(iter(api.StreamPaymentsRequest(payment=order(f"sec-flood-s{i}", loans[i], 100))
+                                        for i in range(20)), timeout=20)
+        answers = [r.payment async for r in call]
+    assert len(answers) == 20  # the stream answered every payment and went on
+    over = [p for p in answers if p.status == types_pb2.PAYMENT_STATUS_REJECTED]
+    assert 10 <= len(over) <= 15 and all(p.rejection.reason == errors_pb2.ERROR_REASON_RATE_LIMITED for p in over)
+    assert await applied_at_the_core(mesh, pki_dir) == before + len(served) + 1 + 20 - len(over)
