@@ -68,8 +68,9 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
             await _abort_refused(context, Refused(code.name, payment.rejection.message, payment.rejection.reason,
                                                   [(v.field, v.description) for v in payment.rejection.field_violations]),
                                  payment_id=payment.payment_id)
-        sequence = await self.router.confirmation_sequence(payment.payment_id, min(1.0, _remaining(context)))
-        payment.confirmation_sequence = payment.confirmation_sequence or sequence
+        if not payment.confirmation_sequence:  # a retry of a confirmed payment has it already: no wait
+            payment.confirmation_sequence = await self.router.confirmation_sequence(
+                payment.payment_id, min(1.0, _remaining(context)))
         return api.SubmitPaymentResponse(payment=payment)
 
     async def StreamPayments(self, request_iterator, context):

@@ -1,0 +1,140 @@
+"""The bank's five channels as Locust users against the payment router (mTLS, JWT for
+the digital channels), in the business day's mix: the app, internet banking and ATMs
+pay online; agents and stores mostly upload day files, with some online payments.
+Some presses are repeated (the same idempotency key: the same payment back) and some
+requests are bad on purpose (reported as "<method> [bad request]", a success when
+refused with the expected status).
+
+    locust -f loadtest/locustfile.py --host 127.0.0.1:50051   # or: python -m loadtest (starts a mesh)
+
+PAYMESH_PKI_DIR holds the channels' certificates (and the dev token issuer's key);
+PAYMESH_PORTFOLIO_SIZE/_SEED/_AS_OF describe the cores' loans, as the cores read them;
+PAYMESH_BUSINESS_DATE is the day files' business date (default today).
+"""
+
+from gevent import monkey  # noqa: I001 - before grpc: Locust's users are gevent greenlets
+
+monkey.patch_all()
+import grpc.experimental.gevent as grpc_gevent  # noqa: E402
+
+grpc_gevent.init_gevent()
+
+import random  # noqa: E402
+
+import grpc  # noqa: E402
+from locust import between, events, task  # noqa: E402
+
+from bank.payments.v1 import payment_service_pb2 as api  # noqa: E402
+from loadtest.grpc_user import ChannelUser  # noqa: E402
+from loadtest.orders import LOANS, bad_order, batch_file, good_order  # noqa: E402
+
+RETRY_SHARE = 0.05  # a customer pressing "pay" twice, a terminal resending after a timeout
+REFUSALS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION)
+BATCH_LINES = {"agent": 0, "store": 0}  # lines applied by day files, printed at the end
+
+
+class OnlineChannel(ChannelUser):
+    """Pays online, now and then presses twice, looks a payment up, and sends a bad order."""
+
+    abstract = True
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.paid: list[str] = []
+
+    @task(20)
+    def pay(self) -> None:
+        order = good_order(self.channel)
+        request = api.SubmitPaymentRequest(payment=order)
+        answer = self.call("SubmitPayment", self.stub.SubmitPayment, request)
+        if answer is None:
+            return
+        self.paid = (self.paid + [answer.payment.payment_id])[-20:]
+        if random.random() < RETRY_SHARE:
+            again = self.call("SubmitPayment (same key again)", self.stub.SubmitPayment, request)
+            if again is not None and again.payment.payment_id != answer.payment.payment_id:
+                raise AssertionError("a retry with the same key named another payment")
+
+    @task(4)
+    def look_up(self) -> None:
+        if self.paid:
+            self.call("GetPayment", self.stub.GetPayment, api.GetPaymentRequest(payment_id=random.choice(self.paid)))
+
+    @task(1)
+    def bad_request(self) -> None:
+        self.call("SubmitPayment", self.stub.SubmitPayment, api.SubmitPaymentRequest(payment=bad_order(self.channel)),
+                  refused_with=REFUSALS)
+
+
+class AppUser(OnlineChannel):
+    """A customer in the mobile app: a few taps between payments."""
+
+    channel, weight = "app", 25
+    wait_time = between(1, 4)
+
+
+class InternetBankingUser(OnlineChannel):
+    channel, weight = "internet-banking", 15
+    wait_time = between(1, 4)
+
+
+class AtmUser(OnlineChannel):
+    """One ATM: a customer every few seconds, cash limits."""
+
+    channel, weight = "atm", 20
+    wait_time = between(1, 3)
+
+
+class FileChannel(ChannelUser):
+    """An agent network or a store chain: uploads day files, sometimes the same file again, and
+    takes some payments online at the counter."""
+
+    abstract = True
+    wait_time = between(3, 8)
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.uploaded: list[api.UploadBatchRequest] = []
+
+    @task(6)
+    def upload(self) -> None:
+        requests = batch_file(self.channel, random.randint(50, 300))
+        answer = self.call("UploadBatch", self.stub.UploadBatch, iter(requests), timeout=120)
+        if answer is not None:
+            BATCH_LINES[self.channel] += answer.summary.applied_count
+            self.uploaded = requests
+
+    @task(1)
+    def upload_again(self) -> None:
+        if self.uploaded:  # a file sent again (the branch's connection dropped): nothing applied twice
+            answer = self.call("UploadBatch (same file again)", self.stub.UploadBatch, iter(self.uploaded), timeout=120)
+            if answer is not None and answer.summary.replayed_count != answer.summary.line_count:
+                raise AssertionError("a file uploaded again applied some lines twice")
+
+    @task(3)
+    def pay_at_the_counter(self) -> None:
+        self.call("SubmitPayment", self.stub.SubmitPayment,
+                  api.SubmitPaymentRequest(payment=good_order(self.channel)))
+
+    @task(1)
+    def bad_request(self) -> None:
+        self.call("SubmitPayment", self.stub.SubmitPayment, api.SubmitPaymentRequest(payment=bad_order(self.channel)),
+                  refused_with=REFUSALS)
+
+
+class AgentUser(FileChannel):
+    channel, weight = "agent", 3
+
+
+class StoreUser(FileChannel):
+    channel, weight = "store", 2
+
+
+@events.test_start.add_listener
+def _announce(environment, **_) -> None:
+    print(f"paying {len(LOANS)} loans at {environment.host}", flush=True)
+
+
+@events.quitting.add_listener
+def _batch_lines(environment, **_) -> None:
+    print("batch lines applied: " + ", ".join(f"{c} {n}" for c, n in BATCH_LINES.items()), flush=True)

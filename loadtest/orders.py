@@ -1,0 +1,87 @@
+"""What the load run pays: the cores' loans (generated from the same portfolio settings
+the cores read), good orders of the installment due within each channel's limit, bad
+ones of the kinds the business day sees, and day files for agents and stores."""
+
+import datetime as dt
+import itertools
+import os
+import random
+import uuid
+from dataclasses import dataclass
+
+from bank.common.v1 import types_pb2
+from bank.payments.v1 import payments_pb2
+from loan_core import engine
+from loan_core.loan import originate
+from loan_core.portfolio import PortfolioSettings, generate
+from loan_core.products import BY_LOAN_TYPE
+from payment_router.business_day import batch_requests
+from payment_router.channel_policy import load_policies
+
+LOAN_TYPES = (types_pb2.LOAN_TYPE_CASH, types_pb2.LOAN_TYPE_MORTGAGE, types_pb2.LOAN_TYPE_VEHICLE)
+POLICIES = load_policies()  # PAYMESH_CHANNEL_POLICY, as the router reads it
+
+
+@dataclass(frozen=True)
+class PayableLoan:
+    loan_id: str
+    currency: str
+    due_minor: int  # its oldest installment due, with fees and penalty interest
+
+
+def business_date() -> str:
+    return os.environ.get("PAYMESH_BUSINESS_DATE") or dt.datetime.now(dt.timezone.utc).date().isoformat()
+
+
+def payable_loans() -> list[PayableLoan]:
+    """Loans with an installment due on the business date, in a shuffled order. The loan engine,
+    run here on the loans as the cores generate them, says what is due, so a good order is an
+    amount the core applies (not a refused partial payment or prepayment)."""
+    portfolio = PortfolioSettings.from_env()
+    on = dt.date.fromisoformat(business_date())
+    loans = []
+    for loan_type in LOAN_TYPES:
+        rules = BY_LOAN_TYPE[loan_type]
+        for terms in generate(loan_type, seed=portfolio.seed, count=portfolio.count, as_of=portfolio.as_of):
+            if terms.term_months - terms.installments_paid < 3:
+                continue  # nearly paid off: a second payment would be over the payoff
+            due, _ = engine.due_installments(engine.as_of(originate(terms, rules), rules, on), on)
+            if due:
+                loans.append(PayableLoan(terms.loan_id, terms.currency_code, due[0].outstanding))
+    random.Random(portfolio.seed).shuffle(loans)
+    return loans
+
+
+LOANS = payable_loans()
+# Every channel takes the next loan in turn, so no loan is paid twice until all were paid once.
+_NEXT = itertools.cycle(LOANS)
+
+
+def good_order(channel: str) -> payments_pb2.PaymentOrder:
+    limits = POLICIES[channel].max_amount_minor
+    loan = next(loan for loan in _NEXT if loan.due_minor <= limits[loan.currency])
+    return payments_pb2.PaymentOrder(
+        idempotency_key=f"lt-{channel[:4]}-{uuid.uuid4().hex}", loan_id=loan.loan_id,
+        amount=types_pb2.Money(currency_code=loan.currency, amount_minor=loan.due_minor),
+        channel_reference=f"{channel[:3].upper()}-{random.randrange(1, 200):04d}")
+
+
+def bad_order(channel: str) -> payments_pb2.PaymentOrder:
+    """An unknown loan, the wrong currency, a negative amount, or no key: each refused, none applied."""
+    order = good_order(channel)
+    kind = random.randrange(4)
+    if kind == 0:
+        order.loan_id = order.loan_id[:4] + "999999"
+    elif kind == 1:
+        order.amount.currency_code = "USD" if order.amount.currency_code == "PEN" else "PEN"
+    elif kind == 2:
+        order.amount.amount_minor = -order.amount.amount_minor
+    else:
+        order.idempotency_key = ""
+    return order
+
+
+def batch_file(channel: str, lines: int):
+    """A day file's requests (header, lines, trailer), under a new batch id."""
+    batch_id = f"{channel[:5]}-{uuid.uuid4().hex[:24]}"
+    return batch_requests(batch_id, business_date(), [good_order(channel) for _ in range(lines)])
