@@ -19,6 +19,7 @@ import grpc.experimental.gevent as grpc_gevent  # noqa: E402
 
 grpc_gevent.init_gevent()
 
+import os  # noqa: E402
 import random  # noqa: E402
 
 import grpc  # noqa: E402
@@ -28,7 +29,9 @@ from bank.payments.v1 import payment_service_pb2 as api  # noqa: E402
 from loadtest.grpc_user import ChannelUser  # noqa: E402
 from loadtest.orders import LOANS, bad_order, batch_file, good_order  # noqa: E402
 
-RETRY_SHARE = 0.05  # a customer pressing "pay" twice, a terminal resending after a timeout
+# A customer pressing "pay" twice, a terminal resending after a timeout; orders that are bad on purpose.
+RETRY_SHARE = float(os.environ.get("PAYMESH_LOAD_RETRY_SHARE") or 0.05)
+BAD_SHARE = float(os.environ.get("PAYMESH_LOAD_BAD_SHARE") or 0.03)
 REFUSALS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION)
 BATCH_LINES = {"agent": 0, "store": 0}  # lines applied by day files, printed at the end
 
@@ -44,6 +47,8 @@ class OnlineChannel(ChannelUser):
 
     @task(20)
     def pay(self) -> None:
+        if random.random() < BAD_SHARE:
+            return self.bad_request()
         order = good_order(self.channel)
         request = api.SubmitPaymentRequest(payment=order)
         answer = self.call("SubmitPayment", self.stub.SubmitPayment, request)
@@ -60,7 +65,6 @@ class OnlineChannel(ChannelUser):
         if self.paid:
             self.call("GetPayment", self.stub.GetPayment, api.GetPaymentRequest(payment_id=random.choice(self.paid)))
 
-    @task(1)
     def bad_request(self) -> None:
         self.call("SubmitPayment", self.stub.SubmitPayment, api.SubmitPaymentRequest(payment=bad_order(self.channel)),
                   refused_with=REFUSALS)
@@ -95,6 +99,7 @@ class FileChannel(ChannelUser):
     def on_start(self) -> None:
         super().on_start()
         self.uploaded: list[api.UploadBatchRequest] = []
+        self.upload()  # a branch coming online first sends the file it holds
 
     @task(6)
     def upload(self) -> None:
@@ -113,13 +118,12 @@ class FileChannel(ChannelUser):
 
     @task(3)
     def pay_at_the_counter(self) -> None:
-        self.call("SubmitPayment", self.stub.SubmitPayment,
-                  api.SubmitPaymentRequest(payment=good_order(self.channel)))
-
-    @task(1)
-    def bad_request(self) -> None:
-        self.call("SubmitPayment", self.stub.SubmitPayment, api.SubmitPaymentRequest(payment=bad_order(self.channel)),
-                  refused_with=REFUSALS)
+        if random.random() < BAD_SHARE:
+            self.call("SubmitPayment", self.stub.SubmitPayment,
+                      api.SubmitPaymentRequest(payment=bad_order(self.channel)), refused_with=REFUSALS)
+        else:
+            self.call("SubmitPayment", self.stub.SubmitPayment,
+                      api.SubmitPaymentRequest(payment=good_order(self.channel)))
 
 
 class AgentUser(FileChannel):

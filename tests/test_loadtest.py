@@ -1,0 +1,33 @@
+"""The Locust load run, briefly: `python -m loadtest` starts its own mesh, runs every
+channel's users headless for a few seconds, writes Locust's reports and stops the mesh."""
+
+import csv
+import os
+import subprocess
+import sys
+
+from loadtest.__main__ import REPORT
+
+# Every kind of call the users make shows in the statistics ("... [bad request]": refused as expected).
+EXPECTED_NAMES = {"SubmitPayment", "SubmitPayment [bad request]", "SubmitPayment (same key again)", "GetPayment",
+                  "UploadBatch"}
+
+
+def test_a_short_headless_run_reports_every_kind_of_call_with_few_failures(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "loadtest", "--users", "30", "--spawn-rate", "30", "--run-time", "8s",
+         "--portfolio-size", "1000", "--out", str(tmp_path), "--max-failure-ratio", "0.02"],
+        capture_output=True, text=True, timeout=90,
+        # More retries and bad orders than a real day, so a short run surely has some of each.
+        env={**os.environ, "PAYMESH_LOAD_RETRY_SHARE": "0.3", "PAYMESH_LOAD_BAD_SHARE": "0.2"})
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    with open(tmp_path / f"{REPORT}_stats.csv", newline="") as f:
+        rows = {row["Name"]: row for row in csv.DictReader(f)}
+    total = rows.pop("Aggregated")
+    assert int(total["Request Count"]) >= 40
+    assert int(total["Failure Count"]) <= 0.02 * int(total["Request Count"])
+    assert {row["Type"] for row in rows.values()} == {"grpc"}
+    assert EXPECTED_NAMES <= set(rows), sorted(rows)
+    assert int(rows["SubmitPayment [bad request]"]["Failure Count"]) == 0  # each refused with its status
+    assert (tmp_path / f"{REPORT}.html").stat().st_size > 10_000
+    assert "calls," in run.stdout and "errors raised in users" in run.stdout
