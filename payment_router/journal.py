@@ -83,10 +83,12 @@ class Journal:
         """Forgets delivered outbox rows and keeps the confirmation sequences they got, in one commit."""
         await self._store.transaction(_delivered, topic, keys, sequences)
 
-    async def outbox(self, topic: str, limit: int) -> list[tuple[str, bytes, str]]:
+    async def outbox(self, topic: str, after_id: int, limit: int) -> list[tuple[int, str, bytes, str]]:
+        """(id, key, body, traceparent) of the topic's rows after after_id, oldest first."""
         return await self._store.run(
             lambda c: c.execute(
-                "SELECT item_key, body, traceparent FROM outbox WHERE topic = ? ORDER BY id LIMIT ?", (topic, limit)
+                "SELECT id, item_key, body, traceparent FROM outbox WHERE topic = ? AND id > ? ORDER BY id LIMIT ?",
+                (topic, after_id, limit),
             ).fetchall()
         )
 

@@ -177,35 +177,48 @@ class Router:
             event.set()
 
     async def _forward(self, topic: str, stream: BatchingStream, message_type) -> None:
-        """Store-and-forward: sends the outbox in order, deletes what the peer acknowledged."""
-        ready = self._outbox_ready[topic]
+        """Store-and-forward: sends the outbox in order. Pages go out one behind the other
+        without waiting for the previous page's acknowledgements; a row is deleted once its
+        peer acknowledged it (after a restart, everything left is sent again)."""
+        ready, last_id, deliveries = self._outbox_ready[topic], 0, set()
         while True:
             try:
                 await asyncio.wait_for(ready.wait(), timeout=1.0)
             except asyncio.TimeoutError:
                 pass
             ready.clear()
-            rows = await self.journal.outbox(topic, limit=2000)
+            rows = await self.journal.outbox(topic, after_id=last_id, limit=2000)
             if not rows:
                 continue
             ready.set()  # there may be more behind this page
-            items = [(message_type.FromString(body), traceparent) for _, body, traceparent in rows]
-            # The stream answers by payment id: a payment's second result (its reversal)
-            # waits for the next page rather than share the first one's answer.
-            seen: set[str] = set()
-            for cut, item in enumerate(items):
-                if stream.key_of(item) in seen:
-                    rows, items = rows[:cut], items[:cut]
+            items = [(message_type.FromString(body), traceparent) for _, _, body, traceparent in rows]
+            # The stream answers by payment id: a payment's second result (its reversal) goes
+            # alone, once its first has been answered, rather than share the first one's answer.
+            cut, seen = None, set()
+            for n, item in enumerate(items):
+                key = stream.key_of(item)
+                if key in seen or key in stream.pending_keys:
+                    cut = n
                     break
-                seen.add(stream.key_of(item))
-            acks = await asyncio.gather(*await stream.submit_many(items))
-            sequences = {a.payment_id: a.sequence for a in acks if a.sequence} if topic == CONFIRMATIONS else {}
-            # The confirmation is durable at its service now: a waiting caller need not wait for our bookkeeping.
-            for payment_id, sequence in sequences.items():
-                for future in self._sequence_waiters.get(payment_id, []):
-                    if not future.done():
-                        future.set_result(sequence)
-            await self.journal.done(topic, [key for key, _, _ in rows], sequences)
+                seen.add(key)
+            if cut == 0:
+                await asyncio.gather(*deliveries)
+                continue
+            rows, items = rows[:cut], items[:cut]
+            last_id = rows[-1][0]
+            delivery = asyncio.create_task(self._delivered(topic, rows, await stream.submit_many(items)))
+            deliveries.add(delivery)
+            delivery.add_done_callback(deliveries.discard)
+
+    async def _delivered(self, topic: str, rows, answers: list[asyncio.Future]) -> None:
+        acks = await asyncio.gather(*answers)
+        sequences = {a.payment_id: a.sequence for a in acks if a.sequence} if topic == CONFIRMATIONS else {}
+        # The confirmation is durable at its service now: a waiting caller need not wait for our bookkeeping.
+        for payment_id, sequence in sequences.items():
+            for future in self._sequence_waiters.get(payment_id, []):
+                if not future.done():
+                    future.set_result(sequence)
+        await self.journal.done(topic, [key for _, key, _, _ in rows], sequences)
 
 
 def confirmation_of(payment: payments_pb2.Payment) -> confirmations_pb2.Confirmation:

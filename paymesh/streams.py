@@ -51,6 +51,11 @@ class BatchingStream(Generic[Item, Result]):
     def in_flight(self) -> int:
         return len(self._pending)
 
+    @property
+    def pending_keys(self):
+        """The keys of the items sent (or queued) and not yet answered."""
+        return self._pending.keys()
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"stream-{self.name}")
 
