@@ -34,7 +34,8 @@ def parse_args(argv):
     parser.add_argument("--spawn-rate", type=float, default=20, help="users started per second (default 20)")
     parser.add_argument("--run-time", default="30s", help="how long, in Locust's notation (default 30s)")
     parser.add_argument("--out", type=Path, default=Path(".paymesh/loadtest"), help="reports and the mesh's state")
-    parser.add_argument("--portfolio-size", type=int, default=3000, help="loans per core (default 3000)")
+    parser.add_argument("--portfolio-size", type=int, default=12_000,
+                        help="loans per core (default 12000: a run pays each loan once before any twice)")
     parser.add_argument("--max-failure-ratio", type=float, default=0.01, help="exit 1 above it (default 0.01)")
     return parser.parse_args(argv)
 

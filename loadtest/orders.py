@@ -34,11 +34,14 @@ def business_date() -> str:
 
 
 def payable_loans() -> list[PayableLoan]:
-    """Loans with an installment due on the business date, in a shuffled order. The loan engine,
-    run here on the loans as the cores generate them, says what is due, so a good order is an
-    amount the core applies (not a refused partial payment or prepayment)."""
+    """Loans with an installment due on the business date that every channel may take, shuffled.
+    The loan engine, run here on the loans as the cores generate them, says what is due, so a
+    good order is an amount the core applies (not a refused partial payment or prepayment)."""
     portfolio = PortfolioSettings.from_env()
     on = dt.date.fromisoformat(business_date())
+    # Only what every channel may take, so any channel pays the next loan in turn (none skipped, none twice).
+    smallest_limit = {currency: min(policy.max_amount_minor[currency] for policy in POLICIES.values())
+                      for currency in ("PEN", "USD")}
     loans = []
     for loan_type in LOAN_TYPES:
         rules = BY_LOAN_TYPE[loan_type]
@@ -46,9 +49,9 @@ def payable_loans() -> list[PayableLoan]:
             if terms.term_months - terms.installments_paid < 3:
                 continue  # nearly paid off: a second payment would be over the payoff
             due, _ = engine.due_installments(engine.as_of(originate(terms, rules), rules, on), on)
-            if due:
+            if due and due[0].outstanding <= smallest_limit[terms.currency_code]:
                 loans.append(PayableLoan(terms.loan_id, terms.currency_code, due[0].outstanding))
-    random.Random(portfolio.seed).shuffle(loans)
+    random.shuffle(loans)  # another order each run, so runs on the same mesh pay other loans first
     return loans
 
 
@@ -58,8 +61,7 @@ _NEXT = itertools.cycle(LOANS)
 
 
 def good_order(channel: str) -> payments_pb2.PaymentOrder:
-    limits = POLICIES[channel].max_amount_minor
-    loan = next(loan for loan in _NEXT if loan.due_minor <= limits[loan.currency])
+    loan = next(_NEXT)
     return payments_pb2.PaymentOrder(
         idempotency_key=f"lt-{channel[:4]}-{uuid.uuid4().hex}", loan_id=loan.loan_id,
         amount=types_pb2.Money(currency_code=loan.currency, amount_minor=loan.due_minor),

@@ -16,7 +16,7 @@ EXPECTED_NAMES = {"SubmitPayment", "SubmitPayment [bad request]", "SubmitPayment
 def test_a_short_headless_run_reports_every_kind_of_call_with_few_failures(tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "loadtest", "--users", "30", "--spawn-rate", "30", "--run-time", "8s",
-         "--portfolio-size", "1000", "--out", str(tmp_path), "--max-failure-ratio", "0.02"],
+         "--portfolio-size", "3000", "--out", str(tmp_path), "--max-failure-ratio", "0.02"],
         capture_output=True, text=True, timeout=90,
         # More retries and bad orders than a real day, so a short run surely has some of each.
         env={**os.environ, "PAYMESH_LOAD_RETRY_SHARE": "0.3", "PAYMESH_LOAD_BAD_SHARE": "0.2"})
