@@ -113,7 +113,9 @@ class BatchingStream(Generic[Item, Result]):
                 for task in done:
                     task.result()
                 raise ConnectionError(f"{self.name} stream ended")
-            except (grpc.aio.AioRpcError, ConnectionError, grpc.aio.UsageError) as broken:
+            # InvalidStateError: a write found the call already finished (the peer died between
+            # writes) before the reader saw the error; without it the pipe would stop for good.
+            except (grpc.aio.AioRpcError, ConnectionError, grpc.aio.UsageError, asyncio.InvalidStateError) as broken:
                 # Loud once when a working stream breaks; quiet while the peer stays away.
                 level = logging.WARNING if self.connected else logging.DEBUG
                 log.log(level, "stream broken", extra={"stream": self.name, "error": str(broken)[:200]})
