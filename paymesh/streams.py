@@ -113,12 +113,13 @@ class BatchingStream(Generic[Item, Result]):
                 for task in done:
                     task.result()
                 raise ConnectionError(f"{self.name} stream ended")
-            # InvalidStateError: a write found the call already finished (the peer died between
-            # writes) before the reader saw the error; without it the pipe would stop for good.
-            except (grpc.aio.AioRpcError, ConnectionError, grpc.aio.UsageError, asyncio.InvalidStateError) as broken:
+            # Whatever broke it (an RPC error, a write that found the call already finished because
+            # the peer died between writes, ...), the pipe must live on: it reconnects and resends.
+            except Exception as broken:
                 # Loud once when a working stream breaks; quiet while the peer stays away.
                 level = logging.WARNING if self.connected else logging.DEBUG
-                log.log(level, "stream broken", extra={"stream": self.name, "error": str(broken)[:200]})
+                log.log(level, "stream broken", extra={
+                    "stream": self.name, "error": type(broken).__name__, "detail": str(broken)[:200]})
             finally:
                 self._connected.clear()
                 reader.cancel()
