@@ -32,6 +32,12 @@ from loadtest.orders import LOANS, bad_order, batch_file, good_order  # noqa: E4
 # A customer pressing "pay" twice, a terminal resending after a timeout; orders that are bad on purpose.
 RETRY_SHARE = float(os.environ.get("PAYMESH_LOAD_RETRY_SHARE") or 0.05)
 BAD_SHARE = float(os.environ.get("PAYMESH_LOAD_BAD_SHARE") or 0.03)
+# Think times are people's and terminals'; a scale below 1 makes a short run busier.
+THINK_SCALE = float(os.environ.get("PAYMESH_LOAD_THINK_SCALE") or 1.0)
+
+
+def think(low: float, high: float):
+    return between(low * THINK_SCALE, high * THINK_SCALE)
 REFUSALS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION)
 BATCH_LINES = {"agent": 0, "store": 0}  # lines applied by day files, printed at the end
 
@@ -74,19 +80,19 @@ class AppUser(OnlineChannel):
     """A customer in the mobile app: a few taps between payments."""
 
     channel, weight = "app", 25
-    wait_time = between(1, 4)
+    wait_time = think(1, 4)
 
 
 class InternetBankingUser(OnlineChannel):
     channel, weight = "internet-banking", 15
-    wait_time = between(1, 4)
+    wait_time = think(1, 4)
 
 
 class AtmUser(OnlineChannel):
     """One ATM: a customer every few seconds, cash limits."""
 
     channel, weight = "atm", 20
-    wait_time = between(1, 3)
+    wait_time = think(1, 3)
 
 
 class FileChannel(ChannelUser):
@@ -94,7 +100,7 @@ class FileChannel(ChannelUser):
     takes some payments online at the counter."""
 
     abstract = True
-    wait_time = between(3, 8)
+    wait_time = think(3, 8)
 
     def on_start(self) -> None:
         super().on_start()

@@ -18,13 +18,14 @@ def test_a_short_headless_run_reports_every_kind_of_call_with_few_failures(tmp_p
         [sys.executable, "-m", "loadtest", "--users", "30", "--spawn-rate", "30", "--run-time", "8s",
          "--portfolio-size", "3000", "--out", str(tmp_path), "--max-failure-ratio", "0.02"],
         capture_output=True, text=True, timeout=90,
-        # More retries and bad orders than a real day, so a short run surely has some of each.
-        env={**os.environ, "PAYMESH_LOAD_RETRY_SHARE": "0.3", "PAYMESH_LOAD_BAD_SHARE": "0.2"})
+        # Shorter think times, more retries and bad orders than a real day: a short run surely has each kind.
+        env={**os.environ, "PAYMESH_LOAD_THINK_SCALE": "0.2", "PAYMESH_LOAD_RETRY_SHARE": "0.3",
+             "PAYMESH_LOAD_BAD_SHARE": "0.2"})
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     with open(tmp_path / f"{REPORT}_stats.csv", newline="") as f:
         rows = {row["Name"]: row for row in csv.DictReader(f)}
     total = rows.pop("Aggregated")
-    assert int(total["Request Count"]) >= 40
+    assert int(total["Request Count"]) >= 100
     assert int(total["Failure Count"]) <= 0.02 * int(total["Request Count"])
     assert {row["Type"] for row in rows.values()} == {"grpc"}
     assert EXPECTED_NAMES <= set(rows), sorted(rows)
