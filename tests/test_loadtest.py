@@ -5,6 +5,7 @@ import csv
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from loadtest.__main__ import REPORT
 
@@ -17,7 +18,7 @@ def test_a_short_headless_run_reports_every_kind_of_call_with_few_failures(tmp_p
     run = subprocess.run(
         [sys.executable, "-m", "loadtest", "--users", "30", "--spawn-rate", "30", "--run-time", "8s",
          "--portfolio-size", "3000", "--out", str(tmp_path), "--max-failure-ratio", "0.02"],
-        capture_output=True, text=True, timeout=90,
+        capture_output=True, text=True, timeout=90, cwd=Path(__file__).resolve().parents[1],
         # Shorter think times, more retries and bad orders than a real day: a short run surely has each kind.
         env={**os.environ, "PAYMESH_LOAD_THINK_SCALE": "0.2", "PAYMESH_LOAD_RETRY_SHARE": "0.3",
              "PAYMESH_LOAD_BAD_SHARE": "0.2"})
