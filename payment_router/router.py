@@ -4,6 +4,7 @@ its result to confirmations through the journal's outbox.
 """
 
 import asyncio
+import collections
 import logging
 import time
 
@@ -21,6 +22,7 @@ from paymesh.topology import CHANNEL_NAMES
 
 log = logging.getLogger(__name__)
 POSTINGS, CONFIRMATIONS = "posting", "confirmation"
+RECENT_SEQUENCES = 20_000  # sequences kept in memory for callers who ask just after the acknowledgement
 CORE_OF = {
     types_pb2.LOAN_TYPE_CASH: "core-cash",
     types_pb2.LOAN_TYPE_MORTGAGE: "core-mortgage",
@@ -65,6 +67,7 @@ class Router:
         self._in_flight: dict[str, asyncio.Task] = {}
         self._outbox_ready = {POSTINGS: asyncio.Event(), CONFIRMATIONS: asyncio.Event()}
         self._sequence_waiters: dict[str, list[asyncio.Future]] = {}
+        self._recent_sequences: collections.OrderedDict[str, int] = collections.OrderedDict()
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -108,6 +111,8 @@ class Router:
 
     async def confirmation_sequence(self, payment_id: str, timeout: float) -> int:
         """Waits (at most timeout) for the result's sequence on the confirmation stream; 0 if not yet."""
+        if payment_id in self._recent_sequences:  # acknowledged before the caller asked
+            return self._recent_sequences[payment_id]
         future = asyncio.get_running_loop().create_future()
         self._sequence_waiters.setdefault(payment_id, []).append(future)
         self._outbox_ready[CONFIRMATIONS].set()
@@ -215,9 +220,12 @@ class Router:
         sequences = {a.payment_id: a.sequence for a in acks if a.sequence} if topic == CONFIRMATIONS else {}
         # The confirmation is durable at its service now: a waiting caller need not wait for our bookkeeping.
         for payment_id, sequence in sequences.items():
+            self._recent_sequences[payment_id] = sequence
             for future in self._sequence_waiters.get(payment_id, []):
                 if not future.done():
                     future.set_result(sequence)
+        while len(self._recent_sequences) > RECENT_SEQUENCES:
+            self._recent_sequences.popitem(last=False)
         await self.journal.done(topic, [key for _, key, _, _ in rows], sequences)
 
 
