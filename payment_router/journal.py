@@ -79,9 +79,10 @@ class Journal:
         """Stores the payment's new state and its outbox rows (topic, key, body, traceparent) in one commit."""
         await self._grouped("record", payment, outbox)
 
-    async def done(self, topic: str, keys: list[str], sequences: dict[str, int]) -> None:
-        """Forgets delivered outbox rows and keeps the confirmation sequences they got, in one commit."""
-        await self._store.transaction(_delivered, topic, keys, sequences)
+    async def done(self, delivered: list[tuple[str, list[str], dict[str, int]]]) -> None:
+        """Forgets delivered outbox rows (topic, keys) and keeps the confirmation sequences
+        they got, in one commit."""
+        await self._store.transaction(_delivered, delivered)
 
     async def outbox(self, topic: str, after_id: int, limit: int) -> list[tuple[int, str, bytes, str]]:
         """(id, key, body, traceparent) of the topic's rows after after_id, oldest first."""
@@ -167,10 +168,11 @@ def _record(connection: sqlite3.Connection, payment: payments_pb2.Payment, outbo
         "INSERT OR IGNORE INTO outbox (topic, item_key, body, traceparent) VALUES (?, ?, ?, ?)", outbox)
 
 
-def _delivered(connection: sqlite3.Connection, topic: str, keys: list[str], sequences: dict[str, int]) -> None:
-    connection.executemany("DELETE FROM outbox WHERE topic = ? AND item_key = ?", [(topic, k) for k in keys])
-    connection.executemany("UPDATE payment SET confirmation_sequence = ? WHERE payment_id = ?",
-                           [(sequence, payment_id) for payment_id, sequence in sequences.items()])
+def _delivered(connection: sqlite3.Connection, delivered) -> None:
+    for topic, keys, sequences in delivered:
+        connection.executemany("DELETE FROM outbox WHERE topic = ? AND item_key = ?", [(topic, k) for k in keys])
+        connection.executemany("UPDATE payment SET confirmation_sequence = ? WHERE payment_id = ?",
+                               [(sequence, payment_id) for payment_id, sequence in sequences.items()])
 
 
 def _payment_of(blob: bytes, confirmation_sequence: int) -> payments_pb2.Payment:

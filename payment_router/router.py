@@ -23,6 +23,7 @@ from paymesh.topology import CHANNEL_NAMES
 log = logging.getLogger(__name__)
 POSTINGS, CONFIRMATIONS = "posting", "confirmation"
 RECENT_SEQUENCES = 20_000  # sequences kept in memory for callers who ask just after the acknowledgement
+SWEEP_SECONDS = 0.2  # how often delivered outbox rows are forgotten, in one commit
 CORE_OF = {
     types_pb2.LOAN_TYPE_CASH: "core-cash",
     types_pb2.LOAN_TYPE_MORTGAGE: "core-mortgage",
@@ -68,6 +69,7 @@ class Router:
         self._outbox_ready = {POSTINGS: asyncio.Event(), CONFIRMATIONS: asyncio.Event()}
         self._sequence_waiters: dict[str, list[asyncio.Future]] = {}
         self._recent_sequences: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._delivered_keys: list[tuple[str, list[str], dict[str, int]]] = []  # (topic, keys, sequences)
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -77,6 +79,7 @@ class Router:
         self._tasks = [
             asyncio.create_task(self._forward(POSTINGS, self.bridge, ledger_pb2.Posting)),
             asyncio.create_task(self._forward(CONFIRMATIONS, self.confirmations, confirmations_pb2.Confirmation)),
+            asyncio.create_task(self._sweep_delivered()),
         ]
         # Recovery: whatever was journaled but never answered goes to its core again.
         for payment in await self.journal.unanswered():
@@ -86,6 +89,7 @@ class Router:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._forget_delivered()
         for stream in (*self.cores.values(), self.bridge, self.confirmations):
             await stream.close()
 
@@ -226,7 +230,20 @@ class Router:
                     future.set_result(sequence)
         while len(self._recent_sequences) > RECENT_SEQUENCES:
             self._recent_sequences.popitem(last=False)
-        await self.journal.done(topic, [key for _, key, _, _ in rows], sequences)
+        # Forgetting delivered rows can wait for the next sweep: a row not yet forgotten when
+        # the router dies is only sent again, and its peer answers the replay as the first time.
+        self._delivered_keys.append((topic, [key for _, key, _, _ in rows], sequences))
+
+    async def _sweep_delivered(self) -> None:
+        """Every SWEEP_SECONDS, one commit forgets every row delivered since the last."""
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            await self._forget_delivered()
+
+    async def _forget_delivered(self) -> None:
+        swept, self._delivered_keys = self._delivered_keys, []
+        if swept:
+            await self.journal.done(swept)
 
 
 def confirmation_of(payment: payments_pb2.Payment) -> confirmations_pb2.Confirmation:

@@ -13,7 +13,7 @@ from payment_router.operations import FULL_NAME as OPERATIONS_NAME, PaymentOpera
 from payment_router.router import CORE_OF, Router, bridge_stream, confirmations_stream, core_stream
 from payment_router.service import PaymentService
 from payment_router.tokens import TokenVerifier
-from paymesh import server, telemetry, tls
+from paymesh import server, tls
 from paymesh.authz import CallerPolicy
 from paymesh.config import Settings, address_of
 from paymesh.topology import CHANNEL_IDENTITIES, OPERATOR, ROUTER
@@ -27,7 +27,9 @@ POLICY = CallerPolicy(
 
 def build_router(settings: Settings) -> tuple[Router, dict]:
     def channel(peer: str):
-        return tls.channel_for(address_of(peer), settings.pki_dir, ROUTER, telemetry.client_interceptors())
+        # No tracing interceptor: these streams live for hours and carry thousands of payments,
+        # so each payment's trace context travels beside it in the messages instead.
+        return tls.channel_for(address_of(peer), settings.pki_dir, ROUTER)
 
     core_stubs = {t: loan_core_service_pb2_grpc.LoanCoreServiceStub(channel(name)) for t, name in CORE_OF.items()}
     router = Router(
