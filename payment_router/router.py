@@ -103,7 +103,7 @@ class Router:
         return await self.cores[loan_type].wait_connected(timeout)
 
     async def accept(self, payment: payments_pb2.Payment, body_hash: str, batch_id: str = ""):
-        """Journals the payment (or finds it); returns (journaled payment, its body hash, new?)."""
+        """Journals the payment (or finds the one journaled under its id): the journal's Outcome."""
         return await self.journal.accept(Accepted(payment, body_hash, batch_id))
 
     async def result_of(self, payment: payments_pb2.Payment) -> payments_pb2.Payment:
@@ -112,6 +112,13 @@ class Router:
             return payment
         task = self._dispatch(payment)
         return await asyncio.shield(task)
+
+    async def payment(self, payment_id: str) -> payments_pb2.Payment | None:
+        """The journaled payment, with its confirmation sequence even if not yet swept into the journal."""
+        payment = await self.journal.get(payment_id)
+        if payment is not None and not payment.confirmation_sequence:
+            payment.confirmation_sequence = self._recent_sequences.get(payment_id, 0)
+        return payment
 
     async def confirmation_sequence(self, payment_id: str, timeout: float) -> int:
         """Waits (at most timeout) for the result's sequence on the confirmation stream; 0 if not yet."""

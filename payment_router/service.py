@@ -183,7 +183,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         )
 
     async def _own_payment(self, caller: Caller, payment_id: str, context) -> payments_pb2.Payment:
-        payment = await self.router.journal.get(payment_id) if payment_id else None
+        payment = await self.router.payment(payment_id) if payment_id else None
         if payment is None or payment.channel != caller.channel:
             # Another channel's payment is not found, exactly like one that does not exist.
             await abort(context, grpc.StatusCode.NOT_FOUND, f"no payment {payment_id!r} for this channel",
