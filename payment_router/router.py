@@ -103,8 +103,13 @@ class Router:
         return await self.cores[loan_type].wait_connected(timeout)
 
     async def accept(self, payment: payments_pb2.Payment, body_hash: str, batch_id: str = ""):
-        """Journals the payment (or finds the one journaled under its id): the journal's Outcome."""
-        return await self.journal.accept(Accepted(payment, body_hash, batch_id))
+        """Journals the payment (or finds the one journaled under its id) and, if it still
+        awaits its core, sends it there: the journal's Outcome. Callers shield this, so a
+        caller giving up never leaves a journaled payment unsent."""
+        outcome = await self.journal.accept(Accepted(payment, body_hash, batch_id))
+        if outcome.body_hash == body_hash and outcome.payment.status == types_pb2.PAYMENT_STATUS_ACCEPTED:
+            self._dispatch(outcome.payment)
+        return outcome
 
     async def result_of(self, payment: payments_pb2.Payment) -> payments_pb2.Payment:
         """The payment's final state, applying it at its core if that is still to do."""

@@ -161,7 +161,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         )
         payment.accept_time.GetCurrentTime()
         digest = body_hash(order)
-        journaled = await self.router.accept(payment, digest, batch_id)
+        journaled = await asyncio.shield(self.router.accept(payment, digest, batch_id))
         if journaled.body_hash != digest:
             raise Refused("ALREADY_EXISTS", f"idempotency key {key!r} was used for a different payment",
                           errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED)
