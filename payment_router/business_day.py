@@ -8,6 +8,7 @@ and reconciled. Starts the local mesh first if it is not running.
 """
 
 import asyncio
+import datetime as dt
 import os
 import random
 import time
@@ -136,14 +137,15 @@ def batch_requests(batch_id: str, day: str, lines, lines_per_message: int = 500)
     ]
 
 
-async def run_batches(channel: str, orders, settings: Settings, results: DayResults, progress) -> None:
+async def run_batches(channel: str, orders, seed: int, settings: Settings, results: DayResults, progress) -> None:
     day = business_date()
     files = [orders[i:i + BATCH_FILE_LINES] for i in range(0, len(orders), BATCH_FILE_LINES)]
     async with tls.channel_for(address_of("payment-router"), settings.pki_dir, Identity("channel", channel)) as ch:
         stub = api_grpc.PaymentServiceStub(ch)
         for number, lines in enumerate(files + files[:1]):  # the first file arrives a second time
-            reply = await stub.UploadBatch(iter(batch_requests(f"{channel}-{day}-{number % len(files)}", day, lines)),
-                                           timeout=300)
+            # The file's name is its identity: a day replayed with another seed sends other files.
+            batch_id = f"{channel}-{day}-{seed}-{number % len(files)}"
+            reply = await stub.UploadBatch(iter(batch_requests(batch_id, day, lines)), timeout=300)
             results.replayed_lines += reply.summary.replayed_count
             if number < len(files):
                 for payment in (r.payment for r in reply.results):
@@ -249,19 +251,34 @@ async def reconcile_day(settings: Settings, day: str) -> int:
     return outcome.exit_code
 
 
+def next_business_day(settings: Settings) -> str:
+    """Today, or the day after the last one this home simulated and closed: a closed day
+    takes no new postings, so every run of `make run` plays a day of its own."""
+    closed = settings.home / "simulated-days"
+    days = closed.read_text().split() if closed.exists() else []
+    today = dt.date.today()
+    return max([today] + [dt.date.fromisoformat(d) + dt.timedelta(days=1) for d in days]).isoformat()
+
+
+def remember_closed(settings: Settings, day: str) -> None:
+    with open(settings.home / "simulated-days", "a") as closed:
+        closed.write(day + "\n")
+
+
 async def simulate(count: int, seed: int) -> int:
     settings = Settings.from_env()
-    os.environ.setdefault("PAYMESH_BUSINESS_DATE", business_date())
-    day = business_date()
     children = []
     pki.ensure_dev_pki(settings.pki_dir)
     if await health_of("payment-router", address_of("payment-router"), settings) != "SERVING":
-        print("starting the local mesh...", flush=True)
+        # A mesh of our own: it runs the next day this home has not closed yet.
+        os.environ.setdefault("PAYMESH_BUSINESS_DATE", next_business_day(settings))
+        print(f"starting the local mesh for business day {business_date()}...", flush=True)
         children, ready = await mesh.start_all(settings)
         if not ready:
             print(mesh.table(children))
             await mesh.stop_all(children, settings)
             return 1
+    day = business_date()  # with a mesh already running, its router runs this date too (PAYMESH_BUSINESS_DATE)
     try:
         started = time.monotonic()
         plan = plan_orders(count, seed)
@@ -277,13 +294,14 @@ async def simulate(count: int, seed: int) -> int:
         done = asyncio.Event()
         followers = [asyncio.create_task(follow_confirmations(c, settings, results, done)) for c in plan]
         await asyncio.gather(*(run_online(c, plan[c], settings, results, progress) for c in ONLINE),
-                             *(run_batches(c, plan[c], settings, results, progress) for c in BATCH))
+                             *(run_batches(c, plan[c], seed, settings, results, progress) for c in BATCH))
         elapsed = time.monotonic() - started
         done.set()
         await asyncio.gather(*followers)
         print(f"\n\nbusiness day {day}: {total} payments in {elapsed:.1f}s ({total / elapsed:,.0f}/s)\n")
         print(summary(plan, results))
         print("\n" + await close_day(settings, day))
+        remember_closed(settings, day)
         reconciled = await reconcile_day(settings, day)
         confirmed_all = sum(results.confirmed.values()) == len(results.payments)
         return reconciled if confirmed_all else 1
