@@ -34,7 +34,10 @@ BATCH_LINES = 5000
 # at 256 instead of 4,096 so that it overflows at this scale just as a default one would in a minute.
 CUSTOMERS, WARM_UP, BASELINE_SECONDS, SLOW_SECONDS = 8, 2.0, 8.0, 20.0
 SLOW_RATE, SUBSCRIBER_BUFFER = 50, 256  # confirmations/s the slow subscriber handles; its buffer at the service
-RATE_TOLERANCE = 0.7  # payments/s with the slow subscriber, at least this share of the rate without it
+# Payments/s with the slow subscriber must stay at least this share of the rate without it. A publisher
+# held back by the subscriber would fall to about its 50/s (a share near 0.15); a shared 2-core machine
+# alone moved the share between 0.59 and 1.19 over runs, so the bound sits between the two.
+RATE_TOLERANCE = 0.4
 
 
 def show(capsys, title: str, text: str) -> None:
