@@ -5,6 +5,7 @@ Health and reflection are open to every holder of a mesh certificate (the
 handshake already proved that); everything else must be allowed by name.
 """
 
+import asyncio
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from paymesh.errors import abort
 from paymesh.tls import peer_identity
 from paymesh.topology import Identity
 
+DRAIN_SECONDS = 0.5  # how long a refused stream's requests are read before the refusal
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
                  "/grpc.reflection.v1.ServerReflection/")
 
@@ -46,9 +48,11 @@ class CallerCheck(grpc.aio.ServerInterceptor):
             return handler
         allowed = self._policy.allowed(method)
 
-        async def check(context: grpc.aio.ServicerContext) -> None:
+        async def check(context: grpc.aio.ServicerContext, requests=None) -> None:
             caller = peer_identity(context)
             if caller not in allowed:
+                if requests is not None:
+                    await _drain(requests)
                 await abort(
                     context,
                     grpc.StatusCode.PERMISSION_DENIED,
@@ -60,6 +64,18 @@ class CallerCheck(grpc.aio.ServerInterceptor):
         return _guarded(handler, check)
 
 
+async def _drain(requests, seconds: float = DRAIN_SECONDS) -> None:
+    """Reads what a refused caller is still sending (briefly) before the refusal: grpc's
+    Python client reports a write that meets an already finished call as INTERNAL, hiding
+    the status the server sent; a caller that has sent everything sees PERMISSION_DENIED."""
+    try:
+        async with asyncio.timeout(seconds):
+            async for _ in requests:
+                pass
+    except (TimeoutError, grpc.RpcError):
+        pass
+
+
 def _guarded(handler: grpc.RpcMethodHandler, check: Callable) -> grpc.RpcMethodHandler:
     """The same handler, running check(context) before its behavior."""
     serializers = dict(
@@ -69,7 +85,7 @@ def _guarded(handler: grpc.RpcMethodHandler, check: Callable) -> grpc.RpcMethodH
         behavior = handler.unary_unary or handler.stream_unary
 
         async def unary_response(request, context):
-            await check(context)
+            await check(context, request if handler.stream_unary else None)
             return await behavior(request, context)
 
         factory = grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
@@ -78,7 +94,7 @@ def _guarded(handler: grpc.RpcMethodHandler, check: Callable) -> grpc.RpcMethodH
     behavior = handler.unary_stream or handler.stream_stream
 
     async def stream_response(request, context):
-        await check(context)
+        await check(context, request if handler.stream_stream else None)
         result = behavior(request, context)
         if inspect.isasyncgen(result):
             async for response in result:
