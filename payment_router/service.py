@@ -2,6 +2,7 @@
 the channel's terms (a status for an online call, a REJECTED payment on a stream)."""
 
 import asyncio
+import collections
 import datetime as dt
 import os
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from paymesh.tls import peer_identity
 from paymesh.topology import CHANNEL_VALUES
 
 STREAM_WINDOW = 2000  # payments in flight per channel stream
+ANSWERS_PER_MESSAGE = 500  # results gathered into one response for orders sent in `payments`
 BATCH_WAIT_FOR_CORE = 10.0  # seconds a batch line waits for a core that is reconnecting
 STATUS_OF_REASON = {
     errors_pb2.ERROR_REASON_INVALID_FIELD: grpc.StatusCode.INVALID_ARGUMENT,
@@ -75,35 +77,56 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
 
     async def StreamPayments(self, request_iterator, context):
         caller = await self._caller(context, "stream", cost=0)
-        answers: asyncio.Queue = asyncio.Queue()
+        ready: collections.deque = collections.deque()  # (result, asked in `payments`); None ends
+        more = asyncio.Event()
         window = asyncio.Semaphore(STREAM_WINDOW)
 
-        async def answer(order):
+        def put(item) -> None:
+            ready.append(item)
+            more.set()
+
+        async def answer(order, many: bool):
             try:
-                answers.put_nowait(await self.pay_or_reject(caller, order))
+                put((await self.pay_or_reject(caller, order), many))
             finally:
                 window.release()
 
         async def read():
             tasks = set()
             async for request in request_iterator:
-                await window.acquire()
-                if caller.policy.bucket.take():
-                    window.release()
-                    answers.put_nowait(self.rejected(caller, request.payment, Refused(
-                        "RESOURCE_EXHAUSTED", "over the channel's rate limit; slow down",
-                        errors_pb2.ERROR_REASON_RATE_LIMITED)))
-                    continue
-                task = asyncio.create_task(answer(request.payment))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                many = len(request.payments) > 0
+                for order in request.payments if many else (request.payment,):
+                    await window.acquire()
+                    if caller.policy.bucket.take():
+                        window.release()
+                        put((self.rejected(caller, order, Refused(
+                            "RESOURCE_EXHAUSTED", "over the channel's rate limit; slow down",
+                            errors_pb2.ERROR_REASON_RATE_LIMITED)), many))
+                        continue
+                    task = asyncio.create_task(answer(order, many))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
             await asyncio.gather(*tasks)
-            answers.put_nowait(None)
+            put(None)
 
         reader = asyncio.create_task(read())
         try:
-            while (payment := await answers.get()) is not None:
-                yield api.StreamPaymentsResponse(payment=payment)
+            while True:
+                if not ready:
+                    more.clear()
+                    await more.wait()
+                    continue
+                item = ready.popleft()
+                if item is None:
+                    break
+                payment, many = item
+                if not many:
+                    yield api.StreamPaymentsResponse(payment=payment)
+                    continue
+                results = [payment]
+                while ready and ready[0] is not None and ready[0][1] and len(results) < ANSWERS_PER_MESSAGE:
+                    results.append(ready.popleft()[0])
+                yield api.StreamPaymentsResponse(payments=results)
             await reader
         finally:
             reader.cancel()

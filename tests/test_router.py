@@ -168,6 +168,22 @@ async def test_the_stream_answers_every_payment_and_a_bad_one_does_not_end_it(me
     assert sum(p.status == types_pb2.PAYMENT_STATUS_APPLIED for p in answers.values()) == 200
 
 
+async def test_the_stream_takes_many_orders_per_message_and_answers_them_in_kind(mesh, pki_dir):
+    loans = open_loans(types_pb2.LOAN_TYPE_CASH)[30:60]
+    orders = [order(f"stream-many-{i}", loans[i % len(loans)], 800) for i in range(300)]
+    orders[123] = order("stream-many-bad", "CSH-999999")
+    messages = [api.StreamPaymentsRequest(payments=orders[i:i + 50]) for i in range(0, 300, 50)]
+    messages.append(api.StreamPaymentsRequest(payment=order("stream-one", loans[0], 800)))
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "agent")) as ch:
+        responses = [r async for r in api_grpc.PaymentServiceStub(ch).StreamPayments(iter(messages), timeout=60)]
+    grouped = [p for r in responses for p in r.payments]
+    alone = [r.payment for r in responses if r.HasField("payment")]
+    assert sorted(p.idempotency_key for p in grouped) == sorted(o.idempotency_key for o in orders)
+    assert [p.idempotency_key for p in alone] == ["stream-one"]
+    assert len(responses) < 300  # results travel together, not one message each
+    assert {p.idempotency_key for p in grouped if p.status == types_pb2.PAYMENT_STATUS_REJECTED} == {"stream-many-bad"}
+
+
 async def upload(mesh, pki_dir, channel: str, batch_id: str, orders, trailer_count=None):
     from payment_router.business_day import batch_requests
 

@@ -21,16 +21,20 @@ class SubmitPaymentResponse(_message.Message):
     def __init__(self, payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ...) -> None: ...
 
 class StreamPaymentsRequest(_message.Message):
-    __slots__ = ("payment",)
+    __slots__ = ("payment", "payments")
     PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    PAYMENTS_FIELD_NUMBER: _ClassVar[int]
     payment: _payments_pb2.PaymentOrder
-    def __init__(self, payment: _Optional[_Union[_payments_pb2.PaymentOrder, _Mapping]] = ...) -> None: ...
+    payments: _containers.RepeatedCompositeFieldContainer[_payments_pb2.PaymentOrder]
+    def __init__(self, payment: _Optional[_Union[_payments_pb2.PaymentOrder, _Mapping]] = ..., payments: _Optional[_Iterable[_Union[_payments_pb2.PaymentOrder, _Mapping]]] = ...) -> None: ...
 
 class StreamPaymentsResponse(_message.Message):
-    __slots__ = ("payment",)
+    __slots__ = ("payment", "payments")
     PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    PAYMENTS_FIELD_NUMBER: _ClassVar[int]
     payment: _payments_pb2.Payment
-    def __init__(self, payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ...) -> None: ...
+    payments: _containers.RepeatedCompositeFieldContainer[_payments_pb2.Payment]
+    def __init__(self, payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ..., payments: _Optional[_Iterable[_Union[_payments_pb2.Payment, _Mapping]]] = ...) -> None: ...
 
 class UploadBatchRequest(_message.Message):
     __slots__ = ("header", "line", "trailer", "lines")
