@@ -23,6 +23,9 @@ from paymesh.topology import CHANNEL_NAMES
 log = logging.getLogger(__name__)
 POSTINGS, CONFIRMATIONS = "posting", "confirmation"
 RECENT_SEQUENCES = 20_000  # sequences kept in memory for callers who ask just after the acknowledgement
+# How long the outbox forwarders gather rows before reading a page: no caller waits for
+# the ledger, so postings wait longer and travel in far fewer, fuller messages.
+FORWARD_LINGER_SECONDS = {POSTINGS: 0.02, CONFIRMATIONS: 0.002}
 SWEEP_SECONDS = 0.2  # how often delivered outbox rows are forgotten, in one commit
 CORE_OF = {
     types_pb2.LOAN_TYPE_CASH: "core-cash",
@@ -31,7 +34,8 @@ CORE_OF = {
 }
 
 
-def item_stream(name: str, rpc, request_type, items_field: str, answers_field: str, id_field: str) -> BatchingStream:
+def item_stream(name: str, rpc, request_type, items_field: str, answers_field: str, id_field: str,
+                linger_seconds: float = 0.002) -> BatchingStream:
     """A stream whose items are (message, traceparent): the payment's trace travels beside it.
     Requests carry the messages in items_field; responses answer in answers_field, by id_field."""
     return BatchingStream(
@@ -40,6 +44,7 @@ def item_stream(name: str, rpc, request_type, items_field: str, answers_field: s
             **{items_field: [m for m, _ in items]}, traceparents=[t for _, t in items]),
         results_of=lambda response: [(getattr(a, id_field), a) for a in getattr(response, answers_field)],
         key_of=lambda item: getattr(item[0], id_field),
+        linger_seconds=linger_seconds,
     )
 
 
@@ -49,13 +54,15 @@ def core_stream(name: str, stub) -> BatchingStream:
 
 
 def bridge_stream(stub) -> BatchingStream:
+    # Its items come in pages from the outbox forwarder, which lingers itself.
     return item_stream("mainframe-bridge", stub.PostEntries, mainframe_bridge_service_pb2.PostEntriesRequest,
-                       "postings", "acks", "posting_id")
+                       "postings", "acks", "posting_id", linger_seconds=0)
 
 
 def confirmations_stream(stub) -> BatchingStream:
     return item_stream("confirmations", stub.PublishConfirmations,
-                       confirmation_service_pb2.PublishConfirmationsRequest, "confirmations", "acks", "payment_id")
+                       confirmation_service_pb2.PublishConfirmationsRequest, "confirmations", "acks", "payment_id",
+                       linger_seconds=0)
 
 
 class Router:
@@ -133,8 +140,9 @@ class Router:
         self._sequence_waiters.setdefault(payment_id, []).append(future)
         self._outbox_ready[CONFIRMATIONS].set()
         try:
-            return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
             return 0
         finally:
             waiters = self._sequence_waiters.get(payment_id, [])
@@ -168,7 +176,7 @@ class Router:
         telemetry.record_hop_latency(f"router->{core}", time.perf_counter() - started)
         result = payments_pb2.Payment()
         result.CopyFrom(payment)
-        result.result_time.GetCurrentTime()
+        result.result_time.FromNanoseconds(time.time_ns())
         outbox = []
         if outcome.HasField("applied"):
             applied = outcome.applied
@@ -208,6 +216,7 @@ class Router:
             except asyncio.TimeoutError:
                 pass
             ready.clear()
+            await asyncio.sleep(FORWARD_LINGER_SECONDS[topic])
             rows = await self.journal.outbox(topic, after_id=last_id, limit=2000)
             if not rows:
                 continue

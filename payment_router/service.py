@@ -5,6 +5,7 @@ import asyncio
 import collections
 import datetime as dt
 import os
+import time
 from dataclasses import dataclass
 
 import grpc
@@ -58,10 +59,11 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
     async def SubmitPayment(self, request, context):
         caller = await self._caller(context, "submit")
         try:
-            payment, _ = await asyncio.wait_for(self.pay(caller, request.payment), _remaining(context))
+            async with asyncio.timeout(_remaining(context)):  # no task of its own, unlike wait_for
+                payment, _ = await self.pay(caller, request.payment)
         except Refused as refused:
             await _abort_refused(context, refused)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await abort(context, grpc.StatusCode.DEADLINE_EXCEEDED,
                         "the payment is still being applied; retry with the same idempotency key for its result",
                         errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE)
@@ -160,7 +162,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
             await context.abort(error.code(), error.details())
         payment.status = types_pb2.PAYMENT_STATUS_REVERSED
         payment.outstanding_balance.CopyFrom(reply.outstanding_balance)
-        payment.result_time.GetCurrentTime()
+        payment.result_time.FromNanoseconds(time.time_ns())
         await self.router.record_reversal(payment, reply.posting)
         return api.ReversePaymentResponse(payment=payment)
 
@@ -182,7 +184,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
             business_date=business_date(), customer_id=caller.customer_id,
             prepayment_mode=order.prepayment_mode, channel_reference=order.channel_reference,
         )
-        payment.accept_time.GetCurrentTime()
+        payment.accept_time.FromNanoseconds(time.time_ns())
         digest = body_hash(order)
         journaled = await asyncio.shield(self.router.accept(payment, digest, batch_id))
         if journaled.body_hash != digest:

@@ -7,6 +7,7 @@ import functools
 import inspect
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -48,7 +50,13 @@ class JsonLinesSpanExporter(SpanExporter):
 
 
 def setup_tracing(service_name: str, settings: Settings) -> TracerProvider:
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    # With no exporter nobody reads a span: spans are not recorded (they cost CPU on every
+    # payment), yet trace ids still reach the logs and the next hop. OTEL_TRACES_SAMPLER,
+    # when set, decides instead, as the SDK documents.
+    sampler = None
+    if settings.trace_exporter == "none" and not os.environ.get("OTEL_TRACES_SAMPLER"):
+        sampler = ParentBased(ALWAYS_OFF)
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}), sampler=sampler)
     if settings.trace_exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     elif settings.trace_exporter == "file":

@@ -114,3 +114,27 @@ def stop_mesh(services: dict[str, ServiceProcess]) -> None:
             service.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             service.kill()
+
+
+async def posting_status(bridge_address: str, pki_dir: Path, posting_id: str, seconds: float = 10.0) -> int:
+    """The posting's status at the bridge, waiting (at most seconds) until it is POSTED; a posting
+    still on its way from the router's outbox is NOT_FOUND meanwhile."""
+    import asyncio
+
+    import grpc
+    from bank.ledger.v1 import ledger_pb2, mainframe_bridge_service_pb2 as bridge_api
+    from bank.ledger.v1 import mainframe_bridge_service_pb2_grpc as bridge_grpc
+    from paymesh.topology import OPERATOR
+
+    status = ledger_pb2.POSTING_STATUS_UNSPECIFIED
+    deadline = time.monotonic() + seconds
+    async with tls.channel_for(bridge_address, pki_dir, OPERATOR) as ch:
+        stub = bridge_grpc.MainframeBridgeServiceStub(ch)
+        while status != ledger_pb2.POSTING_STATUS_POSTED and time.monotonic() < deadline:
+            try:
+                status = (await stub.GetPostingStatus(bridge_api.GetPostingStatusRequest(posting_id=posting_id))).status
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+            await asyncio.sleep(0.05)
+    return status

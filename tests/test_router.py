@@ -15,7 +15,7 @@ from payment_router.tokens import mint
 from paymesh import tls
 from paymesh.errors import error_info
 from paymesh.topology import CHANNELS, Identity
-from tests.harness import start_mesh, stop_mesh
+from tests.harness import posting_status, start_mesh, stop_mesh
 
 AS_OF = "2026-11-27"
 PORTFOLIO = dict(seed=7, count=120, as_of=date.fromisoformat(AS_OF))
@@ -255,21 +255,14 @@ async def test_a_core_down_answers_unavailable_fast_and_other_cores_go_on(tmp_pa
 
 
 async def test_an_applied_payment_is_posted_at_the_mainframe_and_summarized_for_the_operator(mesh, pki_dir):
-    from bank.ledger.v1 import ledger_pb2, mainframe_bridge_service_pb2 as bridge_api
-    from bank.ledger.v1 import mainframe_bridge_service_pb2_grpc as bridge_grpc
+    from bank.ledger.v1 import ledger_pb2
     from bank.payments.v1 import payment_operations_service_pb2 as ops_api
     from bank.payments.v1 import payment_operations_service_pb2_grpc as ops_grpc
     from paymesh.topology import OPERATOR
 
     payment = await submit(mesh, pki_dir, "atm", order("posted-1", open_loans(types_pb2.LOAN_TYPE_CASH)[40], 2500))
-    async with tls.channel_for(mesh["mainframe-bridge"].address, pki_dir, OPERATOR) as ch:
-        stub = bridge_grpc.MainframeBridgeServiceStub(ch)
-        for _ in range(100):
-            status = await stub.GetPostingStatus(bridge_api.GetPostingStatusRequest(posting_id=payment.payment_id))
-            if status.status == ledger_pb2.POSTING_STATUS_POSTED:
-                break
-            await asyncio.sleep(0.05)
-    assert status.status == ledger_pb2.POSTING_STATUS_POSTED
+    status = await posting_status(mesh["mainframe-bridge"].address, pki_dir, payment.payment_id)
+    assert status == ledger_pb2.POSTING_STATUS_POSTED
     request = ops_api.SummarizePaymentsRequest(business_date=AS_OF)
     async with tls.channel_for(mesh["payment-router"].address, pki_dir, OPERATOR) as ch:
         summary = await ops_grpc.PaymentOperationsServiceStub(ch).SummarizePayments(request, timeout=5)

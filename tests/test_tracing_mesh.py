@@ -1,15 +1,10 @@
 """One trace per payment across processes: the router's span for the channel's call is the
 parent of the core's, the bridge's and confirmations' spans (file exporter, real mesh)."""
 
-import asyncio
 import json
 
 from bank.common.v1 import types_pb2
-from bank.ledger.v1 import ledger_pb2, mainframe_bridge_service_pb2 as bridge_api
-from bank.ledger.v1 import mainframe_bridge_service_pb2_grpc as bridge_grpc
-from paymesh import tls
-from paymesh.topology import OPERATOR
-from tests.harness import start_mesh, stop_mesh
+from tests.harness import posting_status, start_mesh, stop_mesh
 from tests.test_router import ENV, open_loans, order, submit
 
 
@@ -23,13 +18,7 @@ async def test_one_payment_is_one_trace_through_router_core_bridge_and_confirmat
                           PAYMESH_TRACE_FILE=str(tmp_path / "traces" / "{service}.jsonl"), **ENV)
     try:
         payment = await submit(services, pki_dir, "app", order("traced-1", open_loans(types_pb2.LOAN_TYPE_CASH)[5]))
-        async with tls.channel_for(services["mainframe-bridge"].address, pki_dir, OPERATOR) as ch:
-            request = bridge_api.GetPostingStatusRequest(posting_id=payment.payment_id)
-            for _ in range(100):
-                status = await bridge_grpc.MainframeBridgeServiceStub(ch).GetPostingStatus(request)
-                if status.status == ledger_pb2.POSTING_STATUS_POSTED:
-                    break
-                await asyncio.sleep(0.05)
+        await posting_status(services["mainframe-bridge"].address, pki_dir, payment.payment_id)
     finally:
         stop_mesh(services)  # SIGTERM: each process flushes its spans on the way out
     route = next(s for s in spans_of(tmp_path, "payment-router")
