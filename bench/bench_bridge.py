@@ -6,11 +6,15 @@ The bridge and the emulator run as their own processes on loopback with mTLS/TLS
 this script plays the router: N postings on one stream, then waits until the
 bridge reports every one POSTED.
 
-    .venv/bin/python bench/bench_bridge.py [--postings 20000] [--per-message 250]
+    .venv/bin/python bench/bench_bridge.py [--postings 20000] [--per-message 250] [--no-traces]
+
+Besides the rates it prints each process's CPU time per posting (utime + stime
+from /proc), the figure that counts when the mesh is CPU-bound.
 """
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -21,11 +25,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bank.ledger.v1 import ledger_pb2  # noqa: E402
 from paymesh.pki import ensure_dev_pki  # noqa: E402
 from tests.bridge_support import (  # noqa: E402
-    emulator_book, post_all, posting, start_bridge, start_emulator, stub, wait_until_posted,
+    emulator_book, post_all, posting, start_bridge, start_emulator, stub, traceparent, wait_until_posted,
 )
 
 
-async def bench(postings: int, per_message: int) -> None:
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def bench(postings: int, per_message: int, with_traces: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp:
         home = Path(tmp)
         pki_dir = home / "pki"
@@ -34,20 +45,29 @@ async def bench(postings: int, per_message: int) -> None:
         bridge = start_bridge(home, pki_dir, emulator.address, PAYMESH_LOG_LEVEL="WARNING")
         try:
             batch = [posting(n) for n in range(postings)]
+            # Each with a traceparent, as the router sends them: the bridge records a span per posting.
+            traceparents = [traceparent(n) for n in range(postings)] if with_traces else None
             channel, router = stub(bridge.address, pki_dir)
             async with channel:
                 await post_all(router, [posting(0, prefix="warm-up")])
+                await wait_until_posted(router, 1)
+                cpu_before = {p.name: cpu_seconds(p.process.pid) for p in (bridge, emulator)}
                 started = time.perf_counter()
-                acks = await post_all(router, batch, per_message)
+                acks = await post_all(router, batch, per_message, traceparents)
                 acked = time.perf_counter()
-                counts = await wait_until_posted(router, postings + 1, timeout=300)
+                # Polled gently: each summary is a scan of the day, charged to the bridge's CPU.
+                counts = await wait_until_posted(router, postings + 1, timeout=300, poll=0.25)
                 done = time.perf_counter()
+                cpu = {p.name: cpu_seconds(p.process.pid) - cpu_before[p.name] for p in (bridge, emulator)}
             posted = counts.get(ledger_pb2.POSTING_STATUS_POSTED, 0) - 1
             assert len(acks) == postings and posted == postings, (len(acks), counts)
             assert len(emulator_book(home)) == postings + 1
-            print(f"postings              {postings} ({per_message} per stream message, 3 ledger entries each)")
+            print(f"postings              {postings} ({per_message} per stream message, 3 ledger entries each"
+                  f"{', with traceparents' if with_traces else ''})")
             print(f"acknowledged (queued) {acked - started:6.2f} s   {postings / (acked - started):8.0f} postings/s")
             print(f"all POSTED            {done - started:6.2f} s   {postings / (done - started):8.0f} postings/s end to end")
+            for name, seconds in cpu.items():
+                print(f"{name + ' CPU':21} {seconds:6.2f} s   {seconds / postings * 1000:8.3f} ms per posting")
         finally:
             bridge.kill()
             emulator.kill()
@@ -57,8 +77,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postings", type=int, default=20_000)
     parser.add_argument("--per-message", type=int, default=250)
+    parser.add_argument("--no-traces", dest="traces", action="store_false",
+                        help="send postings without traceparents (the router always sends them)")
     args = parser.parse_args()
-    asyncio.run(bench(args.postings, args.per_message))
+    asyncio.run(bench(args.postings, args.per_message, args.traces))
 
 
 if __name__ == "__main__":

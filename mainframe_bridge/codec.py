@@ -12,6 +12,13 @@ from mainframe_bridge.copybook import PACKED, TEXT, ZONED, Group, Item
 CODEC = "cp037"
 
 
+# cp037 maps the 256 Latin-1 characters one to one onto the 256 bytes, so text is encoded as Latin-1
+# and translated byte for byte (and back): the bytes of str.encode("cp037"), in a fraction of the time.
+_LATIN1 = bytes(range(256)).decode("latin-1")
+_TO_EBCDIC = bytes.maketrans(bytes(range(256)), _LATIN1.encode(CODEC))
+_FROM_EBCDIC = bytes.maketrans(_LATIN1.encode(CODEC), bytes(range(256)))
+
+
 class RecordError(ValueError):
     """Bytes that are not a valid record, or values that do not fit one."""
 
@@ -23,6 +30,13 @@ class RecordCodec:
         self.size = layout.size
         first = layout.children[0]
         self.record_type = first.value.encode(CODEC) if isinstance(first, Item) and first.value else None
+        # A record without OCCURS groups (every online record and the EOD detail) is a flat list of
+        # items at fixed offsets: worked out once here, since records are encoded and decoded by the
+        # thousand a second. Records with groups take the general path below.
+        self._flat = None
+        if not any(isinstance(child, Group) for child in layout.children):
+            self._flat = _flat_fields(layout.children)
+            self._decoded = [field for field in self._flat if not field.filler]
 
     def item(self, name: str) -> Item:
         """The elementary item called name (for its width, say)."""
@@ -36,6 +50,8 @@ class RecordCodec:
         raise KeyError(f"{self.name} has no item {name}")
 
     def encode(self, values: dict) -> bytes:
+        if self._flat is not None:
+            return _encode_flat(self._flat, values)
         out: list[bytes] = []
         _encode_group(self.layout.children, values, out)
         return b"".join(out)
@@ -44,10 +60,94 @@ class RecordCodec:
         if len(data) - offset < self.size:
             raise RecordError(f"{self.name}: {len(data) - offset} bytes, a record needs {self.size}")
         raw = bytes(data[offset:offset + self.size])
-        values: dict = {}
         # cp037 is one character per byte, so the text of the whole record is sliced by the same offsets.
-        _decode_group(self.layout.children, raw, raw.decode(CODEC), 0, values)
+        text = raw.translate(_FROM_EBCDIC).decode("latin-1")
+        if self._flat is not None:
+            return _decode_flat(self._decoded, raw, text)
+        values: dict = {}
+        _decode_group(self.layout.children, raw, text, 0, values)
         return values
+
+    def decode_many(self, data: bytes | memoryview, offset: int, count: int) -> list[dict]:
+        """count records one after the other from offset (a posting's entries, a file's details)."""
+        size = self.size
+        if self._flat is None or len(data) - offset < count * size:
+            return [self.decode(data, offset + index * size) for index in range(count)]
+        raw = bytes(data[offset:offset + count * size])
+        text = raw.translate(_FROM_EBCDIC).decode("latin-1")  # once for them all
+        return [_decode_flat(self._decoded, raw[start:start + size], text[start:start + size])
+                for start in range(0, count * size, size)]
+
+
+class _Field:
+    """An item of a flat record with its offsets, as the hot paths read it."""
+
+    __slots__ = ("item", "name", "kind", "digits", "start", "end", "value", "allowed", "filler", "limit")
+
+    def __init__(self, item: Item, start: int):
+        self.item, self.name, self.kind, self.digits = item, item.name, item.kind, item.digits
+        self.start, self.end = start, start + item.size
+        self.value = item.value
+        self.allowed = frozenset(item.conditions.values()) if item.conditions else None
+        self.filler = item.filler
+        self.limit = 10 ** item.digits
+
+
+def _flat_fields(children) -> list[_Field]:
+    fields, offset = [], 0
+    for item in children:
+        fields.append(_Field(item, offset))
+        offset += item.size
+    return fields
+
+
+def _encode_flat(fields: list[_Field], values: dict) -> bytes:
+    # Text and zoned items are gathered and encoded to EBCDIC in one call; a packed item ends the run.
+    # The checks of _text and _zoned are inlined for values of the expected type; those helpers
+    # still explain a refusal, and convert anything else.
+    out: list[bytes] = []
+    run: list[str] = []
+    for field in fields:
+        value = field.value if field.filler else values.get(field.name, field.value)
+        kind = field.kind
+        if kind is TEXT:
+            if value.__class__ is not str or len(value) > field.digits:
+                value = _text(field.item, value)
+            run.append(value.ljust(field.digits))
+        elif kind is ZONED:
+            if value.__class__ is not int or not 0 <= value < field.limit:
+                run.append(_zoned(field.item, value))
+            else:
+                run.append(str(value).zfill(field.digits))
+        else:
+            if run:
+                out.append(_ebcdic("".join(run)))
+                run = []
+            out.append(_packed(field.item, value))
+    if run:
+        out.append(_ebcdic("".join(run)))
+    return b"".join(out)
+
+
+def _decode_flat(fields: list[_Field], raw: bytes, text: str) -> dict:
+    values: dict = {}
+    for field in fields:
+        kind = field.kind
+        if kind is TEXT:
+            value = text[field.start:field.end].rstrip(" ")
+        elif kind is ZONED:
+            value = text[field.start:field.end]
+            if not (value.isascii() and value.isdigit()):
+                _read_zoned(field.item, value)  # raises
+            value = int(value)
+        else:
+            value = _read_packed(field.item, raw[field.start:field.end])
+        if field.value is not None and value != field.value:
+            raise RecordError(f"{field.name} is {value!r}, expected {field.value!r}")
+        if field.allowed is not None and value not in field.allowed:
+            raise RecordError(f"{field.name} is {value!r}, expected one of {sorted(field.allowed)}")
+        values[field.name] = value
+    return values
 
 
 def _encode_group(children, values: dict, out: list[bytes]) -> None:
@@ -76,8 +176,12 @@ def _flush(run: list[str], children, out: list[bytes]) -> None:
         return
     text = "".join(run)
     run.clear()
+    out.append(_ebcdic(text))
+
+
+def _ebcdic(text: str) -> bytes:
     try:
-        out.append(text.encode(CODEC))
+        return text.encode("latin-1").translate(_TO_EBCDIC)
     except UnicodeEncodeError as bad:
         raise RecordError(f"character {bad.object[bad.start]!r} has no EBCDIC form") from None
 

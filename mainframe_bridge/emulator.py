@@ -25,7 +25,7 @@ import sys
 
 from mainframe_bridge import eod_file, general_ledger, records
 from mainframe_bridge.codec import RecordError
-from mainframe_bridge.framing import PING, PONG, FrameError, encode_frame, read_frame
+from mainframe_bridge.framing import PING, PONG, FrameError, FrameReader, encode_frame
 from paymesh import pki
 from paymesh.config import Settings, port_of
 from paymesh.logs import setup_logging
@@ -36,7 +36,10 @@ from paymesh.topology import BRIDGE, OPERATOR, SERVICES, Identity
 SERVICE = "mainframe-emulator"
 ALLOWED = frozenset([BRIDGE, OPERATOR])
 MODES = ("NORMAL", "DOWN", "SLOW", "GARBAGE", "TRUNCATE")
-MAX_BATCH = 1000  # postings per group commit
+MAX_BATCH = 1000  # postings per group commit (about: whole reads are taken)
+INBOX_READS = 16  # reads of frames waiting for the committer, each at most FrameReader.CHUNK bytes
+_POSTING = records.HEADER.record_type
+_EOD_HEADER = records.EOD_HEADER.record_type
 log = logging.getLogger(__name__)
 
 
@@ -75,16 +78,17 @@ class Emulator:
             writer.close()
             return
         self.connections[task] = peer
-        # Frames are read while earlier ones are being committed, so a busy
+        # Frames are read (a batch at a time) while earlier ones are being committed, so a busy
         # connection commits many postings per transaction.
-        inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=4 * MAX_BATCH)
+        inbox: asyncio.Queue[list[bytes]] = asyncio.Queue(maxsize=INBOX_READS)
         worker = asyncio.create_task(self.work(inbox, writer, peer))
         # A worker that stops (a hang-up it was told to do, a broken writer) stops the reading too.
         worker.add_done_callback(lambda _: task.cancel())
         try:
             try:
+                frames = FrameReader(reader)
                 while True:
-                    await inbox.put(await read_frame(reader))
+                    await inbox.put(await frames.read())
             except asyncio.CancelledError:
                 if not worker.done() or worker.cancelled():
                     # Shutdown, or told to go DOWN: end quietly (asyncio logs a connection
@@ -104,19 +108,19 @@ class Emulator:
     async def work(self, inbox: asyncio.Queue, writer: asyncio.StreamWriter, peer: Identity | None) -> None:
         eod_data: bytearray | None = None  # an end-of-day file being received
         while True:
-            frames = [await inbox.get()]
+            frames = await inbox.get()
             while not inbox.empty() and len(frames) < MAX_BATCH:
-                frames.append(inbox.get_nowait())
+                frames += inbox.get_nowait()
             postings: list[records.PostingRecord] = []
             answers: list[bytes] = []
             for frame in frames:
-                kind = records.record_type(frame)
-                if eod_data is not None or kind == "EODH":
+                kind = frame[:4]
+                if eod_data is not None or kind == _EOD_HEADER:
                     eod_data = (eod_data or bytearray()) + frame
                     if eod_file.is_last_record(eod_data):
                         answers.append(await self.receive_eod(bytes(eod_data)))
                         eod_data = None
-                elif kind == "POST":
+                elif kind == _POSTING:
                     posting = self.decode(frame)
                     if isinstance(posting, bytes):
                         answers.append(posting)
@@ -124,7 +128,7 @@ class Emulator:
                         postings.append(posting)
                         answers.append(b"")  # filled in after the commit, in order
                 else:
-                    answers.append(self.answer_other(frame, kind, peer))
+                    answers.append(self.answer_other(frame, records.record_type(frame), peer))
             if postings:
                 replies = iter(await self.store.transaction(general_ledger.post_batch, postings))
                 answers = [a or records.encode_reply(next(replies)) for a in answers]
@@ -173,6 +177,10 @@ class Emulator:
     async def send(self, writer: asyncio.StreamWriter, answers: list[bytes]) -> None:
         if self.mode == "SLOW":
             await asyncio.sleep(self.delay_ms / 1000)
+        if self.mode not in ("GARBAGE", "TRUNCATE"):
+            writer.write(b"".join(map(encode_frame, answers)))  # one write for the batch
+            await writer.drain()
+            return
         frames = []
         for answer in answers:
             is_reply = records.record_type(answer) == "RPLY"

@@ -71,8 +71,7 @@ def read(data: bytes) -> EodFile:
     header = EOD_HEADER.decode(data, 0)
     trailer = EOD_TRAILER.decode(data, len(data) - LRECL)
     details = []
-    for offset in range(LRECL, len(data) - LRECL, LRECL):
-        values = EOD_DETAIL.decode(data, offset)
+    for values in EOD_DETAIL.decode_many(data, LRECL, len(data) // LRECL - 2):
         details.append(Detail(
             values["ED-POSTING-ID"],
             Entry(values["ED-ENTRY-ID"], values["ED-ACCOUNT"], values["ED-SIDE"], values["ED-CURRENCY"],

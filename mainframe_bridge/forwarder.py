@@ -14,7 +14,7 @@ import ssl
 from bank.common.v1 import errors_pb2
 from mainframe_bridge import queue_store, records
 from mainframe_bridge.codec import RecordError
-from mainframe_bridge.framing import FrameError, encode_frame, read_frame
+from mainframe_bridge.framing import FrameError, FrameReader, encode_frame
 from mainframe_bridge.link import open_link
 from mainframe_bridge.queue_store import POSTED, REJECTED, Standing
 from paymesh.sqlite import Store
@@ -80,7 +80,7 @@ class Forwarder:
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
         in_flight: dict[str, int] = {}  # posting id -> seq, in send order
         slots = asyncio.Semaphore(self.window)
-        answered: list[tuple[str, Standing]] = []
+        answered: list[tuple[int, Standing]] = []  # (seq, where it now stands)
         have_answers = asyncio.Event()
         settled = 0
 
@@ -105,11 +105,14 @@ class Forwarder:
                 await writer.drain()
 
         async def receive() -> None:
+            frames = FrameReader(reader)
             while True:
-                reply = records.decode_reply(await read_frame(reader))
-                if in_flight.pop(reply.posting_id, None) is None:
-                    raise LinkFault(f"a reply for posting {reply.posting_id!r}, which is not in flight")
-                answered.append((reply.posting_id, standing_of(reply)))
+                for frame in await frames.read():
+                    reply = records.decode_reply(frame)
+                    seq = in_flight.pop(reply.posting_id, None)
+                    if seq is None:
+                        raise LinkFault(f"a reply for posting {reply.posting_id!r}, which is not in flight")
+                    answered.append((seq, standing_of(reply)))
                 have_answers.set()
 
         async def commit() -> None:

@@ -45,37 +45,53 @@ CREATE TABLE IF NOT EXISTS eod_files (
 );
 """
 ACCOUNTS = every_account()
+_IDS_PER_QUERY = 500  # bound parameters per lookup, well inside SQLite's limit
 
 
 def post_batch(connection: sqlite3.Connection, postings: list[PostingRecord]) -> list[Reply]:
-    """Posts each record (inside the caller's transaction) and returns its reply."""
-    return [_post(connection, posting) for posting in postings]
+    """Posts each record (inside the caller's transaction) and returns its reply.
+
+    The batch is written with a few statements rather than several per posting: the postings seen
+    before are looked up at once, and the new ones get the seqs AUTOINCREMENT would give them (the
+    next after the largest ever used), so their references are known before they are inserted."""
+    seen = _replies_of(connection, [posting.posting_id for posting in postings])
+    (seq,) = connection.execute(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'postings'), 0),"
+        " coalesce((SELECT max(seq) FROM postings), 0))").fetchone()
+    replies, new_postings, new_entries = [], [], []
+    for posting in postings:
+        reply = seen.get(posting.posting_id)
+        if reply is None:
+            return_code, message = _check(posting)
+            seq += 1
+            reference = f"GL{seq:014d}" if return_code == RC_OK else ""
+            new_postings.append((seq, posting.posting_id, posting.business_date, posting.payment_id,
+                                 posting.channel, posting.loan_type, return_code, reference, message))
+            if return_code == RC_OK:
+                new_entries.extend((seq, line, e.entry_id, e.account, e.side, e.currency, e.amount)
+                                   for line, e in enumerate(posting.entries, 1))
+            # A second copy in the same batch is a replay like any other.
+            reply = seen[posting.posting_id] = Reply(posting.posting_id, return_code, reference, message)
+        replies.append(reply)
+    connection.executemany(
+        "INSERT INTO postings (seq, posting_id, business_date, payment_id, channel, loan_type, return_code,"
+        " reference, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", new_postings)
+    connection.executemany(
+        "INSERT INTO entries (posting_seq, line, entry_id, account, side, currency, amount)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)", new_entries)
+    return replies
 
 
-def _post(connection: sqlite3.Connection, posting: PostingRecord) -> Reply:
-    seen = connection.execute(
-        "SELECT return_code, reference, message FROM postings WHERE posting_id = ?", (posting.posting_id,)
-    ).fetchone()
-    if seen:
-        return Reply(posting.posting_id, *seen)
-    return_code, message = _check(posting)
-    cursor = connection.execute(
-        "INSERT INTO postings (posting_id, business_date, payment_id, channel, loan_type, return_code,"
-        " reference, message) VALUES (?, ?, ?, ?, ?, ?, '', ?)",
-        (posting.posting_id, posting.business_date, posting.payment_id, posting.channel, posting.loan_type,
-         return_code, message),
-    )
-    seq = cursor.lastrowid
-    reference = f"GL{seq:014d}" if return_code == RC_OK else ""
-    if return_code == RC_OK:
-        connection.execute("UPDATE postings SET reference = ? WHERE seq = ?", (reference, seq))
-        connection.executemany(
-            "INSERT INTO entries (posting_seq, line, entry_id, account, side, currency, amount)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(seq, line, e.entry_id, e.account, e.side, e.currency, e.amount)
-             for line, e in enumerate(posting.entries, 1)],
-        )
-    return Reply(posting.posting_id, return_code, reference, message)
+def _replies_of(connection: sqlite3.Connection, posting_ids: list[str]) -> dict[str, Reply]:
+    """The stored reply of each posting id already in the book."""
+    found: dict[str, Reply] = {}
+    for start in range(0, len(posting_ids), _IDS_PER_QUERY):
+        chunk = posting_ids[start:start + _IDS_PER_QUERY]
+        rows = connection.execute(
+            "SELECT posting_id, return_code, reference, message FROM postings"
+            f" WHERE posting_id IN ({','.join('?' * len(chunk))})", chunk)
+        found.update((row[0], Reply(*row)) for row in rows)
+    return found
 
 
 def _check(posting: PostingRecord) -> tuple[int, str]:

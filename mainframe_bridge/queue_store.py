@@ -16,6 +16,7 @@ from bank.ledger.v1 import ledger_pb2
 QUEUED, POSTED, REJECTED = ledger_pb2.POSTING_STATUS_QUEUED, ledger_pb2.POSTING_STATUS_POSTED, \
     ledger_pb2.POSTING_STATUS_REJECTED
 CLOSING, CLOSED = "CLOSING", "CLOSED"
+_IDS_PER_QUERY = 500  # bound parameters per lookup, well inside SQLite's limit
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS postings (
@@ -76,14 +77,21 @@ class Standing:
 def enqueue(connection: sqlite3.Connection, items: list[Queued]) -> list[Standing]:
     """Stores each new posting as QUEUED; a posting id seen before answers where it stands."""
     now = time.time()
+    digests = _digests_of(connection, [item.posting_id for item in items])
+    queued_now: set[str] = set()
     closed_days: dict[str, bool] = {}
-    answers = []
+    answers, rows = [], []
     for item in items:
-        seen = connection.execute("SELECT digest FROM postings WHERE posting_id = ?", (item.posting_id,)).fetchone()
-        if seen:
-            answers.append(_standing_of(connection, item.posting_id) if seen[0] == item.digest else Standing(
-                REJECTED, rejection_reason=errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED,
-                rejection_message=f"posting {item.posting_id} was queued before with different content"))
+        digest = digests.get(item.posting_id)
+        if digest is not None:
+            if digest != item.digest:
+                answers.append(Standing(
+                    REJECTED, rejection_reason=errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED,
+                    rejection_message=f"posting {item.posting_id} was queued before with different content"))
+            elif item.posting_id in queued_now:  # twice in this batch: where its row (not written yet) stands
+                answers.append(Standing(QUEUED, queued_at=now))
+            else:
+                answers.append(_standing_of(connection, item.posting_id))
             continue
         if item.business_date not in closed_days:
             closed_days[item.business_date] = connection.execute(
@@ -92,14 +100,26 @@ def enqueue(connection: sqlite3.Connection, items: list[Queued]) -> list[Standin
             answers.append(Standing(REJECTED, rejection_reason=errors_pb2.ERROR_REASON_BUSINESS_DAY_CLOSED,
                                     rejection_message=f"business day {item.business_date} is closed"))
             continue
-        connection.execute(
-            "INSERT INTO postings (posting_id, business_date, channel, loan_type, reversal, currency, amount,"
-            " digest, frame, status, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (item.posting_id, item.business_date, item.channel, item.loan_type, int(item.reversal),
-             item.currency, item.amount, item.digest, item.frame, QUEUED, now),
-        )
+        rows.append((item.posting_id, item.business_date, item.channel, item.loan_type, int(item.reversal),
+                     item.currency, item.amount, item.digest, item.frame, QUEUED, now))
+        digests[item.posting_id] = item.digest
+        queued_now.add(item.posting_id)
         answers.append(Standing(QUEUED, queued_at=now))
+    # One statement for the batch, in order: seq is the order the mainframe sees.
+    connection.executemany(
+        "INSERT INTO postings (posting_id, business_date, channel, loan_type, reversal, currency, amount,"
+        " digest, frame, status, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     return answers
+
+
+def _digests_of(connection: sqlite3.Connection, posting_ids: list[str]) -> dict[str, bytes]:
+    """The digest of each posting id already queued."""
+    found: dict[str, bytes] = {}
+    for start in range(0, len(posting_ids), _IDS_PER_QUERY):
+        chunk = posting_ids[start:start + _IDS_PER_QUERY]
+        found.update(connection.execute(
+            f"SELECT posting_id, digest FROM postings WHERE posting_id IN ({','.join('?' * len(chunk))})", chunk))
+    return found
 
 
 def standing(connection: sqlite3.Connection, posting_id: str) -> Standing | None:
@@ -120,14 +140,13 @@ def next_queued(connection: sqlite3.Connection, after_seq: int, limit: int) -> l
         (after_seq, limit)).fetchall()
 
 
-def settle(connection: sqlite3.Connection, outcomes: list[tuple[str, Standing]]) -> None:
-    """Records the mainframe's answers (only for postings still QUEUED: an answer is final)."""
+def settle(connection: sqlite3.Connection, outcomes: list[tuple[int, Standing]]) -> None:
+    """Records the mainframe's answers, by seq (only for postings still QUEUED: an answer is final)."""
     now = time.time()
     connection.executemany(
         "UPDATE postings SET status = ?, reference = ?, rejection_reason = ?, rejection_message = ?,"
-        " posted_at = ? WHERE posting_id = ? AND status = 1",
-        [(s.status, s.reference, s.rejection_reason, s.rejection_message, now, posting_id)
-         for posting_id, s in outcomes],
+        " posted_at = ? WHERE seq = ? AND status = 1",
+        [(s.status, s.reference, s.rejection_reason, s.rejection_message, now, seq) for seq, s in outcomes],
     )
 
 

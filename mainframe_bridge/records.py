@@ -5,8 +5,8 @@ A posting travels as one frame: its POSTING-HEADER record followed by one
 POSTING-ENTRY record per ledger entry (PH-ENTRY-COUNT of them).
 """
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from bank.common.v1 import types_pb2
 from bank.ledger.v1 import ledger_pb2
@@ -41,8 +41,9 @@ RC_LEDGER_MISMATCH = 20
 RC_MALFORMED = 24
 
 
-@dataclass(frozen=True, order=True)
-class Entry:
+# Named tuples rather than frozen dataclasses: just as immutable, comparable and hashable, and several
+# times cheaper to make; the bridge and the emulator make several per posting.
+class Entry(NamedTuple):
     entry_id: str
     account: str
     side: str  # "D" or "C"
@@ -50,8 +51,7 @@ class Entry:
     amount: int  # minor units
 
 
-@dataclass(frozen=True)
-class PostingRecord:
+class PostingRecord(NamedTuple):
     posting_id: str
     business_date: int  # YYYYMMDD
     payment_id: str
@@ -60,8 +60,7 @@ class PostingRecord:
     entries: tuple[Entry, ...]
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(NamedTuple):
     posting_id: str
     return_code: int
     reference: str
@@ -113,13 +112,10 @@ def decode_posting(frame: bytes) -> PostingRecord:
     count = header["PH-ENTRY-COUNT"]
     if len(frame) != HEADER.size + count * ENTRY.size:
         raise RecordError(f"posting frame of {len(frame)} bytes does not hold {count} entries")
-    entries = []
-    for index in range(count):
-        values = ENTRY.decode(frame, HEADER.size + index * ENTRY.size)
-        entries.append(Entry(values["PE-ENTRY-ID"], values["PE-ACCOUNT"], values["PE-SIDE"],
-                             values["PE-CURRENCY"], values["PE-AMOUNT"]))
+    entries = tuple(Entry(values["PE-ENTRY-ID"], values["PE-ACCOUNT"], values["PE-SIDE"], values["PE-CURRENCY"],
+                          values["PE-AMOUNT"]) for values in ENTRY.decode_many(frame, HEADER.size, count))
     return PostingRecord(header["PH-POSTING-ID"], header["PH-BUSINESS-DATE"], header["PH-PAYMENT-ID"],
-                         header["PH-CHANNEL"], header["PH-LOAN-TYPE"], tuple(entries))
+                         header["PH-CHANNEL"], header["PH-LOAN-TYPE"], entries)
 
 
 def encode_reply(reply: Reply) -> bytes:

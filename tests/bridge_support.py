@@ -37,6 +37,11 @@ def posting(n: int, amount: int = 10_000, channel: int = types_pb2.CHANNEL_ATM,
     )
 
 
+def traceparent(n: int) -> str:
+    """A W3C traceparent of a sampled trace of its own, as the router sends beside each item."""
+    return f"00-{n + 1:032x}-{n + 1:016x}-01"
+
+
 def start_emulator(home: Path, pki_dir: Path, **env: str) -> ServiceProcess:
     return start_service("mainframe-emulator", home, pki_dir, **env)
 
@@ -50,9 +55,12 @@ def stub(address: str, pki_dir: Path, identity: Identity = ROUTER):
     return channel, bridge_grpc.MainframeBridgeServiceStub(channel)
 
 
-async def post_all(bridge_stub, postings, per_message: int = 250) -> dict[str, bridge_pb2.PostingAck]:
-    """Sends the postings on one PostEntries stream; the ack of each, by posting id."""
-    requests = [bridge_pb2.PostEntriesRequest(postings=postings[i:i + per_message])
+async def post_all(bridge_stub, postings, per_message: int = 250,
+                   traceparents: list[str] | None = None) -> dict[str, bridge_pb2.PostingAck]:
+    """Sends the postings on one PostEntries stream (each with its traceparent, if given, as the
+    router sends them); the ack of each, by posting id."""
+    requests = [bridge_pb2.PostEntriesRequest(postings=postings[i:i + per_message],
+                                              traceparents=traceparents[i:i + per_message] if traceparents else ())
                 for i in range(0, len(postings), per_message)]
     call = bridge_stub.PostEntries(iter(requests), timeout=60)
     acks = {}
@@ -70,15 +78,16 @@ async def posted_count(bridge_stub, date: str = DATE) -> dict[int, int]:
     return counts
 
 
-async def wait_until_posted(bridge_stub, expected: int, timeout: float = 30.0, date: str = DATE) -> dict[int, int]:
-    """Polls the summary until `expected` postings of the date are POSTED."""
+async def wait_until_posted(bridge_stub, expected: int, timeout: float = 30.0, date: str = DATE,
+                            poll: float = 0.05) -> dict[int, int]:
+    """Polls the summary (every `poll` seconds) until `expected` postings of the date are POSTED."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         counts = await posted_count(bridge_stub, date)
         if counts.get(ledger_pb2.POSTING_STATUS_POSTED, 0) >= expected or loop.time() > deadline:
             return counts
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(poll)
 
 
 def emulator_book(home: Path) -> list[tuple[str, int]]:
