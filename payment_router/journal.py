@@ -71,9 +71,9 @@ class Journal:
     def close(self) -> None:
         self._store.close()
 
-    async def accept(self, entry: Accepted) -> Outcome:
-        """Journals a new payment, or returns the one already journaled under its id."""
-        return await self._grouped("accept", entry)
+    async def accept(self, entries: list[Accepted]) -> list[Outcome]:
+        """Journals each new payment, or finds the one already journaled under its id; one commit."""
+        return await self._grouped("accept", entries)
 
     async def record(self, payment: payments_pb2.Payment, outbox: list[tuple[str, str, bytes, str]]) -> None:
         """Stores the payment's new state and its outbox rows (topic, key, body, traceparent) in one commit."""
@@ -141,7 +141,11 @@ class Journal:
 
 
 def _apply_batch(connection: sqlite3.Connection, ops) -> list:
-    return [_accept(connection, *args) if op == "accept" else _record(connection, *args) for op, args in ops]
+    return [_accept_all(connection, *args) if op == "accept" else _record(connection, *args) for op, args in ops]
+
+
+def _accept_all(connection: sqlite3.Connection, entries: list[Accepted]) -> list[Outcome]:
+    return [_accept(connection, entry) for entry in entries]
 
 
 def _accept(connection: sqlite3.Connection, entry: Accepted) -> Outcome:

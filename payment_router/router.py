@@ -15,7 +15,7 @@ from bank.confirmations.v1 import confirmation_service_pb2, confirmations_pb2
 from bank.ledger.v1 import ledger_pb2, mainframe_bridge_service_pb2
 from bank.loans.v1 import loan_core_service_pb2
 from bank.payments.v1 import payments_pb2
-from payment_router.journal import Accepted, Journal
+from payment_router.journal import Accepted, Journal, Outcome
 from paymesh import telemetry
 from paymesh.streams import BatchingStream
 from paymesh.topology import CHANNEL_NAMES
@@ -109,21 +109,28 @@ class Router:
         """True when the core's stream is up; a stream reconnecting gets timeout seconds."""
         return await self.cores[loan_type].wait_connected(timeout)
 
-    async def accept(self, payment: payments_pb2.Payment, body_hash: str, batch_id: str = ""):
-        """Journals the payment (or finds the one journaled under its id) and, if it still
-        awaits its core, sends it there: the journal's Outcome. Callers shield this, so a
-        caller giving up never leaves a journaled payment unsent."""
-        outcome = await self.journal.accept(Accepted(payment, body_hash, batch_id))
-        if outcome.body_hash == body_hash and outcome.payment.status == types_pb2.PAYMENT_STATUS_ACCEPTED:
-            self._dispatch(outcome.payment)
-        return outcome
+    async def accept(self, entries: list[Accepted]) -> list[Outcome]:
+        """Journals the payments (or finds those journaled under their ids) and sends each that
+        still awaits its core there: the journal's Outcomes. Callers shield this, so a caller
+        giving up never leaves a journaled payment unsent."""
+        outcomes = await self.journal.accept(entries)
+        for entry, outcome in zip(entries, outcomes):
+            if outcome.body_hash == entry.body_hash and outcome.payment.status == types_pb2.PAYMENT_STATUS_ACCEPTED:
+                self._dispatch(outcome.payment)
+        return outcomes
 
-    async def result_of(self, payment: payments_pb2.Payment) -> payments_pb2.Payment:
-        """The payment's final state, applying it at its core if that is still to do."""
-        if payment.status != types_pb2.PAYMENT_STATUS_ACCEPTED:
-            return payment
-        task = self._dispatch(payment)
-        return await asyncio.shield(task)
+    def results_of(self, payments: list[payments_pb2.Payment]) -> list[asyncio.Future]:
+        """A future per payment of its final state, applying it at its core if that is still to do.
+        Cancelling the wait for one never cancels the payment's application."""
+        futures = []
+        for payment in payments:
+            if payment.status != types_pb2.PAYMENT_STATUS_ACCEPTED:
+                future = asyncio.get_running_loop().create_future()
+                future.set_result(payment)
+            else:
+                future = asyncio.shield(self._dispatch(payment))
+            futures.append(future)
+        return futures
 
     async def payment(self, payment_id: str) -> payments_pb2.Payment | None:
         """The journaled payment, with its confirmation sequence even if not yet swept into the journal."""

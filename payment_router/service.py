@@ -15,6 +15,7 @@ from bank.loans.v1 import loan_core_service_pb2
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc, payments_pb2
 from payment_router.batch import upload_batch
 from payment_router.channel_policy import ChannelPolicy
+from payment_router.journal import Accepted, Outcome
 from payment_router.orders import Refused, body_hash, payment_id_of, validate
 from payment_router.router import Router
 from payment_router.tokens import TokenRefused, TokenVerifier
@@ -24,6 +25,7 @@ from paymesh.topology import CHANNEL_VALUES
 
 STREAM_WINDOW = 2000  # payments in flight per channel stream
 ANSWERS_PER_MESSAGE = 500  # results gathered into one response for orders sent in `payments`
+ONLINE_WAIT_FOR_CORE = 0.5  # seconds an online payment waits for a core that is reconnecting
 BATCH_WAIT_FOR_CORE = 10.0  # seconds a batch line waits for a core that is reconnecting
 STATUS_OF_REASON = {
     errors_pb2.ERROR_REASON_INVALID_FIELD: grpc.StatusCode.INVALID_ARGUMENT,
@@ -60,7 +62,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         caller = await self._caller(context, "submit")
         try:
             async with asyncio.timeout(_remaining(context)):  # no task of its own, unlike wait_for
-                payment, _ = await self.pay(caller, request.payment)
+                payment = await self.pay(caller, request.payment)
         except Refused as refused:
             await _abort_refused(context, refused)
         except TimeoutError:
@@ -87,16 +89,18 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
             ready.append(item)
             more.set()
 
-        async def answer(order, many: bool):
+        async def answer(orders, many: bool):
             try:
-                put((await self.pay_or_reject(caller, order), many))
+                for payment, _ in await self.pay_many(caller, [(o, o.idempotency_key) for o in orders]):
+                    put((payment, many))
             finally:
-                window.release()
+                for _ in orders:
+                    window.release()
 
         async def read():
             tasks = set()
             async for request in request_iterator:
-                many = len(request.payments) > 0
+                many, admitted = len(request.payments) > 0, []
                 for order in request.payments if many else (request.payment,):
                     await window.acquire()
                     if caller.policy.bucket.take():
@@ -104,8 +108,10 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
                         put((self.rejected(caller, order, Refused(
                             "RESOURCE_EXHAUSTED", "over the channel's rate limit; slow down",
                             errors_pb2.ERROR_REASON_RATE_LIMITED)), many))
-                        continue
-                    task = asyncio.create_task(answer(order, many))
+                    else:
+                        admitted.append(order)
+                if admitted:
+                    task = asyncio.create_task(answer(admitted, many))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
             await asyncio.gather(*tasks)
@@ -166,37 +172,68 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         await self.router.record_reversal(payment, reply.posting)
         return api.ReversePaymentResponse(payment=payment)
 
-    async def pay(self, caller: Caller, order: payments_pb2.PaymentOrder, key: str = "", batch_id: str = ""):
-        """(final payment, whether this call journaled it); raises Refused before anything is written.
-        Online callers learn at once that a core is down; a batch line waits a while for it."""
-        key = key or order.idempotency_key
+    async def pay(self, caller: Caller, order: payments_pb2.PaymentOrder) -> payments_pb2.Payment:
+        """The online payment's final state; raises Refused (nothing written) for a refused order.
+        The caller learns at once that its core is down."""
+        entry = self._entry(caller, order, order.idempotency_key)
+        if not await self.router.core_available(entry.payment.loan_type, timeout=ONLINE_WAIT_FOR_CORE):
+            return await self._known_or_unavailable(entry.payment.payment_id)
+        (outcome,) = await asyncio.shield(self.router.accept([entry]))
+        _check_same_body(entry, outcome)
+        return await self.router.results_of([outcome.payment])[0]
+
+    async def pay_many(self, caller: Caller, orders: list[tuple[payments_pb2.PaymentOrder, str]],
+                       batch_id: str = "") -> list[tuple[payments_pb2.Payment, bool]]:
+        """Many orders (each with its idempotency key) at once, journaled in one commit: per order,
+        in order, its final state and whether it was journaled before (a replay). A refused order
+        comes back REJECTED with its reason. A batch line waits a while for a core that is down."""
+        answers: list = [None] * len(orders)
+        accepted: list[tuple[int, Accepted]] = []
+        available: dict[int, bool] = {}
+        for n, (order, key) in enumerate(orders):
+            try:
+                entry = self._entry(caller, order, key, batch_id)
+                loan_type = entry.payment.loan_type
+                if loan_type not in available:
+                    available[loan_type] = await self.router.core_available(
+                        loan_type, timeout=BATCH_WAIT_FOR_CORE if batch_id else ONLINE_WAIT_FOR_CORE)
+                if not available[loan_type]:
+                    answers[n] = await self._known_or_unavailable(entry.payment.payment_id), True
+                    continue
+                accepted.append((n, entry))
+            except Refused as refused:
+                answers[n] = self.rejected(caller, order, refused, key=key), False
+        outcomes = await asyncio.shield(self.router.accept([entry for _, entry in accepted])) if accepted else []
+        waiting = []
+        for (n, entry), outcome in zip(accepted, outcomes):
+            try:
+                _check_same_body(entry, outcome)
+                waiting.append((n, outcome))
+            except Refused as refused:
+                answers[n] = self.rejected(caller, orders[n][0], refused, key=orders[n][1]), False
+        for (n, outcome), result in zip(waiting, self.router.results_of([o.payment for _, o in waiting])):
+            answers[n] = await result, not outcome.new
+        return answers
+
+    def _entry(self, caller: Caller, order: payments_pb2.PaymentOrder, key: str, batch_id: str = "") -> Accepted:
+        """The order, valid for its channel, as the payment to journal; raises Refused."""
         loan_type = validate(order, caller.policy, key)
-        payment_id = payment_id_of(caller.name, key)
-        if not await self.router.core_available(loan_type, timeout=BATCH_WAIT_FOR_CORE if batch_id else 0.5):
-            known = await self.router.journal.get(payment_id)
-            if known is not None and known.status != types_pb2.PAYMENT_STATUS_ACCEPTED:
-                return known, False
-            raise Refused("UNAVAILABLE", "the loan core for this loan is unavailable; retry shortly",
-                          errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE)
         payment = payments_pb2.Payment(
-            payment_id=payment_id, channel=caller.channel, idempotency_key=key, loan_id=order.loan_id,
-            loan_type=loan_type, amount=order.amount, status=types_pb2.PAYMENT_STATUS_ACCEPTED,
+            payment_id=payment_id_of(caller.name, key), channel=caller.channel, idempotency_key=key,
+            loan_id=order.loan_id, loan_type=loan_type, amount=order.amount, status=types_pb2.PAYMENT_STATUS_ACCEPTED,
             business_date=business_date(), customer_id=caller.customer_id,
             prepayment_mode=order.prepayment_mode, channel_reference=order.channel_reference,
         )
         payment.accept_time.FromNanoseconds(time.time_ns())
-        digest = body_hash(order)
-        journaled = await asyncio.shield(self.router.accept(payment, digest, batch_id))
-        if journaled.body_hash != digest:
-            raise Refused("ALREADY_EXISTS", f"idempotency key {key!r} was used for a different payment",
-                          errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED)
-        return await self.router.result_of(journaled.payment), journaled.new
+        return Accepted(payment, body_hash(order), batch_id)
 
-    async def pay_or_reject(self, caller: Caller, order: payments_pb2.PaymentOrder) -> payments_pb2.Payment:
-        try:
-            return (await self.pay(caller, order))[0]
-        except Refused as refused:
-            return self.rejected(caller, order, refused)
+    async def _known_or_unavailable(self, payment_id: str) -> payments_pb2.Payment:
+        """With its core down, a payment already final is still answered; anything else is UNAVAILABLE."""
+        known = await self.router.journal.get(payment_id)
+        if known is not None and known.status != types_pb2.PAYMENT_STATUS_ACCEPTED:
+            return known
+        raise Refused("UNAVAILABLE", "the loan core for this loan is unavailable; retry shortly",
+                      errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE)
 
     def rejected(self, caller: Caller, order, refused: Refused, key: str = "") -> payments_pb2.Payment:
         """A refusal as a REJECTED payment (streams and batch lines); nothing was journaled."""
@@ -236,6 +273,13 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
                 await abort(context, grpc.StatusCode.UNAUTHENTICATED, str(refused),
                             errors_pb2.ERROR_REASON_TOKEN_INVALID)
         return Caller(identity.name, CHANNEL_VALUES[identity.name], policy, customer_id)
+
+
+def _check_same_body(entry: Accepted, outcome: Outcome) -> None:
+    if outcome.body_hash != entry.body_hash:
+        raise Refused("ALREADY_EXISTS",
+                      f"idempotency key {entry.payment.idempotency_key!r} was used for a different payment",
+                      errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED)
 
 
 def _remaining(context) -> float:
