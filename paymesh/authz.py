@@ -40,12 +40,20 @@ class CallerPolicy:
 class CallerCheck(grpc.aio.ServerInterceptor):
     def __init__(self, policy: CallerPolicy):
         self._policy = policy
+        self._guarded: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}  # per method
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or method.startswith(OPEN_SERVICES):
             return handler
+        # The guarded handler is built once per method, not on every call.
+        known = self._guarded.get(method)
+        if known is None or known[0] is not handler:
+            known = self._guarded[method] = handler, _guarded(handler, self._check_for(method))
+        return known[1]
+
+    def _check_for(self, method: str) -> Callable:
         allowed = self._policy.allowed(method)
 
         async def check(context: grpc.aio.ServicerContext, requests=None) -> None:
@@ -61,7 +69,7 @@ class CallerCheck(grpc.aio.ServerInterceptor):
                     metadata={"method": method},
                 )
 
-        return _guarded(handler, check)
+        return check
 
 
 async def _drain(requests, seconds: float = DRAIN_SECONDS) -> None:

@@ -192,19 +192,29 @@ def _observe_queues(_options) -> Iterator[Observation]:
 class RpcMetrics(grpc.aio.ServerInterceptor):
     """rpc.server.duration for every call the server handles, by service, method and status code."""
 
+    def __init__(self):
+        self._timed: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}  # per method
+
     async def intercept_service(self, continuation, details):
         handler = await continuation(details)
         if handler is None:
             return None
-        service, _, method = details.method.lstrip("/").rpartition("/")
-        attributes = {"rpc.service": service, "rpc.method": method}
-        kind = next(k for k in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-                    if getattr(handler, k) is not None)
-        timed = _timed(getattr(handler, kind), attributes)
-        return getattr(grpc, f"{kind}_rpc_method_handler")(
-            timed, request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        # The timed handler is built once per method, not on every call.
+        known = self._timed.get(details.method)
+        if known is None or known[0] is not handler:
+            known = self._timed[details.method] = handler, _timed_handler(handler, details.method)
+        return known[1]
+
+
+def _timed_handler(handler: grpc.RpcMethodHandler, full_method: str) -> grpc.RpcMethodHandler:
+    service, _, method = full_method.lstrip("/").rpartition("/")
+    attributes = {"rpc.service": service, "rpc.method": method}
+    kind = next(k for k in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+                if getattr(handler, k) is not None)
+    return getattr(grpc, f"{kind}_rpc_method_handler")(
+        _timed(getattr(handler, kind), attributes), request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 def _timed(behavior, attributes: dict):
