@@ -7,6 +7,7 @@ does not know (UNKNOWN_ACCOUNT), debits that do not equal credits
 """
 
 import datetime as dt
+import functools
 import hashlib
 import re
 
@@ -27,34 +28,40 @@ _MAX_AMOUNT = 10 ** records.ENTRY.item("PE-AMOUNT").digits
 
 def prepare(posting: ledger_pb2.Posting) -> Queued | errors_pb2.Rejection:
     """The Queued form of a valid posting, or the Rejection saying what is wrong."""
-    violations = _field_violations(posting)
+    # Each entry's fields read once from the message (every read of a protobuf field costs).
+    rows = [(e.entry_id, e.account, e.side, e.amount.currency_code, e.amount.amount_minor) for e in posting.entries]
+    violations = _field_violations(posting, rows)
     if violations:
         return _rejection(errors_pb2.ERROR_REASON_INVALID_FIELD,
                           f"posting {posting.posting_id or '(no id)'} is malformed: {violations[0][1]}", violations)
-    unknown = [(f"entries[{i}].account", f"account {e.account} is not in the chart of accounts")
-               for i, e in enumerate(posting.entries) if e.account not in ACCOUNTS]
+    unknown = [(f"entries[{i}].account", f"account {row[1]} is not in the chart of accounts")
+               for i, row in enumerate(rows) if row[1] not in ACCOUNTS]
     if unknown:
         return _rejection(errors_pb2.ERROR_REASON_UNKNOWN_ACCOUNT,
                           f"posting {posting.posting_id}: {unknown[0][1]}", unknown)
-    record = records.record_of(posting)
-    off = records.imbalance(record.entries)
+    entries = tuple(records.Entry(entry_id, account, records.SIDES[side], currency, amount)
+                    for entry_id, account, side, currency, amount in rows)
+    off = records.imbalance(entries)
     if off:
         currency, amount = sorted(off.items())[0]
         return _rejection(errors_pb2.ERROR_REASON_UNBALANCED_MOVEMENT,
                           f"posting {posting.posting_id}: debits exceed credits by {amount} {currency}"
                           if amount > 0 else
                           f"posting {posting.posting_id}: credits exceed debits by {-amount} {currency}")
-    clearing_credited = any(e.account.startswith(CHANNEL_CLEARING) and e.side == "C" for e in record.entries)
+    posting_id, business_date = posting.posting_id, posting.business_date
+    record = records.PostingRecord(posting_id, records.date_number(business_date), posting.payment_id,
+                                   posting.channel, posting.loan_type, entries)
+    clearing_credited = any(e.account.startswith(CHANNEL_CLEARING) and e.side == "C" for e in entries)
     return Queued(
-        posting_id=posting.posting_id, business_date=posting.business_date, channel=posting.channel,
-        loan_type=posting.loan_type, reversal=clearing_credited, currency=record.entries[0].currency,
-        amount=sum(e.amount for e in record.entries if e.side == "D"),
+        posting_id=posting_id, business_date=business_date, channel=record.channel,
+        loan_type=record.loan_type, reversal=clearing_credited, currency=entries[0].currency,
+        amount=sum(e.amount for e in entries if e.side == "D"),
         digest=hashlib.sha256(posting.SerializeToString(deterministic=True)).digest(),
         frame=records.encode_posting(record),
     )
 
 
-def _field_violations(posting: ledger_pb2.Posting) -> list[tuple[str, str]]:
+def _field_violations(posting: ledger_pb2.Posting, rows: list[tuple]) -> list[tuple[str, str]]:
     found = []
     for name, width in _ID_WIDTH.items():
         value = getattr(posting, name)
@@ -66,24 +73,25 @@ def _field_violations(posting: ledger_pb2.Posting) -> list[tuple[str, str]]:
         found.append(("channel", "channel must be one of the five channels"))
     if posting.loan_type not in records.LOAN_TYPES:
         found.append(("loan_type", "loan_type must be cash, mortgage or vehicle"))
-    if not 2 <= len(posting.entries) <= records.MAX_ENTRIES:
+    if not 2 <= len(rows) <= records.MAX_ENTRIES:
         found.append(("entries", f"a movement has 2 to {records.MAX_ENTRIES} entries"))
     currencies = set()
-    for i, entry in enumerate(posting.entries):
-        if not _PRINTABLE.match(entry.entry_id) or len(entry.entry_id) > _ENTRY_ID_WIDTH:
+    for i, (entry_id, _, side, currency, amount) in enumerate(rows):
+        if not _PRINTABLE.match(entry_id) or len(entry_id) > _ENTRY_ID_WIDTH:
             found.append((f"entries[{i}].entry_id", f"entry_id must be 1 to {_ENTRY_ID_WIDTH} printable characters"))
-        if entry.side not in records.SIDES:
+        if side not in records.SIDES:
             found.append((f"entries[{i}].side", "side must be DEBIT or CREDIT"))
-        if not _CURRENCY.match(entry.amount.currency_code):
+        if not _CURRENCY.match(currency):
             found.append((f"entries[{i}].amount.currency_code", "currency_code must be an ISO 4217 code"))
-        if not 0 < entry.amount.amount_minor < _MAX_AMOUNT:
+        if not 0 < amount < _MAX_AMOUNT:
             found.append((f"entries[{i}].amount.amount_minor", "amount_minor must be a positive number of cents"))
-        currencies.add(entry.amount.currency_code)
+        currencies.add(currency)
     if len(currencies) > 1:
         found.append(("entries", "every entry of a posting must be in the same currency"))
     return found
 
 
+@functools.lru_cache(maxsize=64)  # a stream carries few distinct dates
 def _is_date(text: str) -> bool:
     try:
         return len(text) == 10 and dt.date.fromisoformat(text).isoformat() == text

@@ -8,7 +8,7 @@ the connection and runs on the Store's thread, inside a transaction when it writ
 
 import sqlite3
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from bank.common.v1 import errors_pb2
 from bank.ledger.v1 import ledger_pb2
@@ -47,8 +47,8 @@ CREATE TABLE IF NOT EXISTS business_days (
 """
 
 
-@dataclass(frozen=True)
-class Queued:
+# Named tuples rather than frozen dataclasses: as immutable, and cheaper to make (one or more per posting).
+class Queued(NamedTuple):
     """A validated posting ready to be stored."""
 
     posting_id: str
@@ -62,8 +62,7 @@ class Queued:
     frame: bytes
 
 
-@dataclass(frozen=True)
-class Standing:
+class Standing(NamedTuple):
     """Where a posting stands, as an ack or a status lookup reports it."""
 
     status: int

@@ -67,24 +67,29 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
                 prepared = [intake.prepare(posting) for posting in request.postings]
                 valid = [p for p in prepared if isinstance(p, queue_store.Queued)]
                 commit = asyncio.ensure_future(self.store.transaction(queue_store.enqueue, valid)) if valid else None
-                await submitted.put((request, prepared, commit, received))
+                posting_ids = [posting.posting_id for posting in request.postings]
+                await submitted.put((posting_ids, request.traceparents, prepared, commit, received))
             await submitted.put(None)
 
         reader = asyncio.create_task(read())
         try:
             while (item := await _next(submitted, reader)) is not None:
-                request, prepared, commit, received = item
+                posting_ids, traceparents, prepared, commit, received = item
                 stored = iter(await commit if commit else ())
                 if commit:
                     self.forwarder.notify()
-                for posting, traceparent in zip(request.postings, request.traceparents):
+                for posting_id, traceparent in zip(posting_ids, traceparents):
                     telemetry.record_item_span("mainframe-bridge queue posting", traceparent, received,
-                                               {"posting_id": posting.posting_id})
-                yield bridge_pb2.PostEntriesResponse(acks=[
-                    _ack(posting.posting_id, next(stored)) if isinstance(checked, queue_store.Queued) else
-                    bridge_pb2.PostingAck(posting_id=posting.posting_id, status=ledger_pb2.POSTING_STATUS_REJECTED,
+                                               {"posting_id": posting_id})
+                # Acks are added in place (a PostingAck built apart would be copied into the response).
+                response = bridge_pb2.PostEntriesResponse()
+                for posting_id, checked in zip(posting_ids, prepared):
+                    if isinstance(checked, queue_store.Queued):
+                        _add_ack(response, posting_id, next(stored))
+                    else:
+                        response.acks.add(posting_id=posting_id, status=ledger_pb2.POSTING_STATUS_REJECTED,
                                           rejection=checked)
-                    for posting, checked in zip(request.postings, prepared)])
+                yield response
         finally:
             reader.cancel()
 
@@ -147,11 +152,10 @@ async def _check_date(context, business_date: str) -> None:
                     violations=[("business_date", f"{business_date!r} is not YYYY-MM-DD")])
 
 
-def _ack(posting_id: str, standing: Standing) -> bridge_pb2.PostingAck:
-    ack = bridge_pb2.PostingAck(posting_id=posting_id, status=standing.status)
+def _add_ack(response: bridge_pb2.PostEntriesResponse, posting_id: str, standing: Standing) -> None:
+    ack = response.acks.add(posting_id=posting_id, status=standing.status)
     if standing.rejection_reason:
         ack.rejection.CopyFrom(_rejection(standing))
-    return ack
 
 
 def _rejection(standing: Standing) -> errors_pb2.Rejection:

@@ -78,16 +78,15 @@ async def posted_count(bridge_stub, date: str = DATE) -> dict[int, int]:
     return counts
 
 
-async def wait_until_posted(bridge_stub, expected: int, timeout: float = 30.0, date: str = DATE,
-                            poll: float = 0.05) -> dict[int, int]:
-    """Polls the summary (every `poll` seconds) until `expected` postings of the date are POSTED."""
+async def wait_until_posted(bridge_stub, expected: int, timeout: float = 30.0, date: str = DATE) -> dict[int, int]:
+    """Polls the summary until `expected` postings of the date are POSTED."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         counts = await posted_count(bridge_stub, date)
         if counts.get(ledger_pb2.POSTING_STATUS_POSTED, 0) >= expected or loop.time() > deadline:
             return counts
-        await asyncio.sleep(poll)
+        await asyncio.sleep(0.05)
 
 
 def emulator_book(home: Path) -> list[tuple[str, int]]:
