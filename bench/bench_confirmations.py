@@ -3,11 +3,15 @@
 Prints (a) the catch-up rate: confirmations per second delivered to one subscriber
 reading the log from the beginning, and (b) the live rate: confirmations published
 at a steady pace and delivered to a live subscriber, with the publish-to-delivery
-latency (p50, p99). Usage: .venv/bin/python bench/bench_confirmations.py [--catch-up N] [--rate R --seconds S]
+latency (p50, p99); and for each, the server process's CPU time per confirmation (utime + stime
+from /proc). Confirmations are published with a traceparent each, as the router sends them.
+
+    .venv/bin/python bench/bench_confirmations.py [--catch-up N] [--rate R --seconds S] [--per-message M]
 """
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -28,23 +32,44 @@ ATM = Identity("channel", "atm")
 Start = pb.StartPosition
 
 
-async def catch_up(address: str, pki_dir: Path, count: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def traceparent(n: int) -> str:
+    """A W3C traceparent of a sampled trace of its own, as the router sends beside each item."""
+    return f"00-{n + 1:032x}-{n + 1:016x}-01"
+
+
+async def catch_up(address: str, pki_dir: Path, count: int, pid: int) -> tuple[float, ...]:
+    """(published per second, server CPU ms per published item, delivered per second from the log,
+    server CPU ms per delivered item)."""
     items = [client.confirmation(f"c{i}", types_pb2.CHANNEL_ATM, 100 + i) for i in range(count)]
     async with channel(address, pki_dir, ROUTER) as router:
-        await client.publish(client.stub(router), items, per_message=500)
+        cpu, started = cpu_seconds(pid), time.perf_counter()
+        await client.publish(client.stub(router), items, per_message=500,
+                             traceparents=[traceparent(i) for i in range(count)])
+        publish_rate = count / (time.perf_counter() - started)
+        publish_cpu = (cpu_seconds(pid) - cpu) / count * 1000
     async with channel(address, pki_dir, ATM) as atm:
-        started = time.perf_counter()
+        cpu, started = cpu_seconds(pid), time.perf_counter()
         call = client.stub(atm).Subscribe(pb.SubscribeRequest(start_position=Start.START_POSITION_BEGINNING))
         received = await client.collect(call, count, timeout=300)
         elapsed = time.perf_counter() - started
+        read_cpu = (cpu_seconds(pid) - cpu) / count * 1000
         call.cancel()
     assert [c.payment_id for c in received] == [f"c{i}" for i in range(count)]
-    return count / elapsed
+    return publish_rate, publish_cpu, count / elapsed, read_cpu
 
 
-async def live(address: str, pki_dir: Path, rate: int, seconds: float, per_message: int) -> tuple[float, ...]:
-    """(published per second, delivered per second, p50 ms, p99 ms) at a steady pace of `rate` per second,
-    sent every 10 ms in messages of at most per_message confirmations (0: one message per tick)."""
+async def live(address: str, pki_dir: Path, rate: int, seconds: float, per_message: int,
+               pid: int) -> tuple[float, ...]:
+    """(published per second, delivered per second, p50 ms, p99 ms, server CPU ms per item) at a steady pace
+    of `rate` per second, sent every 10 ms in messages of at most per_message confirmations (0: one message
+    per tick)."""
     tick = 0.01
     per_tick = max(1, round(rate * tick))
     total = int(rate * seconds)
@@ -61,7 +86,9 @@ async def live(address: str, pki_dir: Path, rate: int, seconds: float, per_messa
                 sent_at[item.payment_id] = now
             size = per_message or len(batch)
             for i in range(0, len(batch), size):
-                yield pb.PublishConfirmationsRequest(confirmations=batch[i:i + size])
+                yield pb.PublishConfirmationsRequest(
+                    confirmations=batch[i:i + size],
+                    traceparents=[traceparent(first + j) for j in range(i, min(len(batch), i + size))])
 
     async with channel(address, pki_dir, ROUTER) as router, channel(address, pki_dir, ATM) as atm:
         call = client.stub(atm).Subscribe(pb.SubscribeRequest(start_position=Start.START_POSITION_NOW))
@@ -74,15 +101,17 @@ async def live(address: str, pki_dir: Path, rate: int, seconds: float, per_messa
                     return time.perf_counter()
 
         receiving = asyncio.ensure_future(receive())
-        started = time.perf_counter()
+        cpu, started = cpu_seconds(pid), time.perf_counter()
         acked = 0
         async for response in client.stub(router).PublishConfirmations(requests()):
             acked += len(response.acks)
         published = time.perf_counter()
         delivered = await asyncio.wait_for(receiving, 60)
+        cpu = cpu_seconds(pid) - cpu
         call.cancel()
     quantiles = statistics.quantiles(latencies, n=100)
-    return acked / (published - started), total / (delivered - started), quantiles[49] * 1000, quantiles[98] * 1000
+    return (acked / (published - started), total / (delivered - started), quantiles[49] * 1000,
+            quantiles[98] * 1000, cpu / total * 1000)
 
 
 async def main() -> None:
@@ -98,19 +127,25 @@ async def main() -> None:
         ensure_dev_pki(home / "pki")
         process = start_service("confirmations", home, home / "pki")
         try:
-            catch_up_rate = await catch_up(process.address, home / "pki", args.catch_up)
-            published, delivered, p50, p99 = await live(process.address, home / "pki", args.rate, args.seconds,
-                                                   args.per_message)
+            pid = process.process.pid
+            publish_rate, publish_cpu, catch_up_rate, catch_up_cpu = await catch_up(
+                process.address, home / "pki", args.catch_up, pid)
+            published, delivered, p50, p99, live_cpu = await live(process.address, home / "pki", args.rate,
+                                                                  args.seconds, args.per_message, pid)
         finally:
             process.kill()
     print(format_table([
         ("measure", "figure", "target"),
+        (f"(a) publish {args.catch_up}, 500 a message, no subscriber", f"{publish_rate:,.0f}/s", ""),
+        ("(a) server CPU per published confirmation", f"{publish_cpu:.3f} ms", ""),
         (f"(a) catch-up from the log, {args.catch_up} to one subscriber", f"{catch_up_rate:,.0f}/s", ">= 20,000/s"),
+        ("(a) server CPU per confirmation caught up", f"{catch_up_cpu:.3f} ms", ""),
         (f"(b) live publish, paced at {args.rate}/s for {args.seconds:g}s"
          f"{f', {args.per_message} a message' if args.per_message else ''}", f"{published:,.0f}/s", ">= 2,000/s"),
         ("(b) live delivered to the subscriber", f"{delivered:,.0f}/s", ">= 2,000/s"),
         ("(b) publish-to-delivery latency p50", f"{p50:.1f} ms", ""),
         ("(b) publish-to-delivery latency p99", f"{p99:.1f} ms", "< 50 ms"),
+        ("(b) server CPU per confirmation, published and delivered", f"{live_cpu:.3f} ms", ""),
     ]))
 
 

@@ -29,9 +29,12 @@ def stub(channel) -> confirmation_service_pb2_grpc.ConfirmationServiceStub:
     return confirmation_service_pb2_grpc.ConfirmationServiceStub(channel)
 
 
-async def publish(service, items: Sequence[Confirmation], per_message: int = 100) -> list[pb.PublishAck]:
-    """Publishes items on one stream, per_message to a request; returns the acks in order."""
-    requests = [pb.PublishConfirmationsRequest(confirmations=items[i:i + per_message])
+async def publish(service, items: Sequence[Confirmation], per_message: int = 100,
+                  traceparents: Sequence[str] = ()) -> list[pb.PublishAck]:
+    """Publishes items (each with its traceparent, if given) on one stream, per_message to a request;
+    returns the acks in order."""
+    requests = [pb.PublishConfirmationsRequest(confirmations=items[i:i + per_message],
+                                               traceparents=traceparents[i:i + per_message])
                 for i in range(0, len(items), per_message)]
     call = service.PublishConfirmations(iter(requests))
     return [ack async for response in call for ack in response.acks]

@@ -18,7 +18,8 @@ MAX_MESSAGES_PER_COMMIT = 512
 
 
 class GroupCommitter:
-    def __init__(self, store: Store, on_commit: Callable[[list[Confirmation]], None]):
+    def __init__(self, store: Store, on_commit: Callable[[list[Confirmation], int], None]):
+        """on_commit(the new confirmations, how many webhook deliveries they made) follows each commit."""
         self._store = store
         self._on_commit = on_commit
         self._queue: asyncio.Queue = asyncio.Queue()
@@ -39,14 +40,15 @@ class GroupCommitter:
             while not self._queue.empty() and len(waiting) < MAX_MESSAGES_PER_COMMIT:
                 waiting.append(self._queue.get_nowait())
             try:
-                results, new = await self._store.transaction(log.append, [batch for batch, _ in waiting])
+                results, new, deliveries = await self._store.transaction(
+                    log.append, [batch for batch, _ in waiting])
             except Exception as error:  # the disk, not the input: validation happened before
                 logger.exception("commit failed", extra={"messages": len(waiting)})
                 for _, future in waiting:
                     if not future.done():
                         future.set_exception(error)
                 continue
-            self._on_commit(new)
+            self._on_commit(new, deliveries)
             for (_, future), acks in zip(waiting, results):
                 if not future.done():
                     future.set_result(acks)

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS consumer (
 """
 
 Confirmation = confirmations_pb2.Confirmation
+_IDS_PER_QUERY = 500  # bound parameters per lookup, well inside SQLite's limit
 
 
 def head(connection: sqlite3.Connection) -> int:
@@ -47,35 +48,51 @@ def head(connection: sqlite3.Connection) -> int:
 def append(connection: sqlite3.Connection, batches: Sequence[Sequence[Confirmation]]):
     """Appends valid confirmations inside the caller's transaction.
 
-    Returns (results per batch as [(sequence, duplicate)], the new confirmations in sequence order)."""
+    Returns (results per batch as [(sequence, duplicate)], the new confirmations in sequence order,
+    how many webhook deliveries they made)."""
     sequence = first = head(connection) + 1
-    results, new = [], []
-    for batch in batches:
+    keys = [[(item.payment_id, item.status) for item in batch] for batch in batches]
+    # Every key looked up at once and the new rows written with one statement: the per-item
+    # statements were most of a commit's work. A key twice in the commit is a duplicate the second time.
+    known = _sequences_of(connection, {key for batch_keys in keys for key in batch_keys})
+    results, new, rows = [], [], []
+    for batch, batch_keys in zip(batches, keys):
         acks = []
-        for item in batch:
-            known = connection.execute(
-                "SELECT sequence FROM confirmation WHERE payment_id = ? AND status = ?",
-                (item.payment_id, item.status),
-            ).fetchone()
-            if known:
-                acks.append((known[0], True))
+        for item, key in zip(batch, batch_keys):
+            if key in known:
+                acks.append((known[key], True))
                 continue
             stored = Confirmation()
             stored.CopyFrom(item)
             stored.sequence = sequence
-            connection.execute(
-                "INSERT INTO confirmation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (sequence, item.payment_id, item.status, item.channel, item.loan_type, item.business_date,
-                 item.amount.currency_code, item.amount.amount_minor, stored.SerializeToString()),
-            )
+            amount = item.amount
+            rows.append((sequence, key[0], key[1], item.channel, item.loan_type, item.business_date,
+                         amount.currency_code, amount.amount_minor, stored.SerializeToString()))
+            known[key] = sequence
             acks.append((sequence, False))
             new.append(stored)
             sequence += 1
         results.append(acks)
+    connection.executemany("INSERT INTO confirmation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    deliveries = 0
     if new:
         # In the same transaction: a confirmation is never durable without its webhook deliveries.
-        webhook_store.enqueue_deliveries(connection, first, sequence - 1)
-    return results, new
+        deliveries = webhook_store.enqueue_deliveries(connection, first, sequence - 1)
+    return results, new, deliveries
+
+
+def _sequences_of(connection: sqlite3.Connection, keys: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The sequence of each (payment_id, status) already in the log."""
+    payment_ids = sorted({payment_id for payment_id, _ in keys})
+    found = {}
+    for start in range(0, len(payment_ids), _IDS_PER_QUERY):
+        chunk = payment_ids[start:start + _IDS_PER_QUERY]
+        rows = connection.execute(
+            "SELECT payment_id, status, sequence FROM confirmation"
+            f" WHERE payment_id IN ({','.join('?' * len(chunk))})", chunk)
+        found.update(((payment_id, status), sequence) for payment_id, status, sequence in rows
+                     if (payment_id, status) in keys)
+    return found
 
 
 def read_after(

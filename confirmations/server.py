@@ -65,10 +65,11 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
             self._head = max(await self.store.run(log.head), self._head or 0)
         return self._head
 
-    def _committed(self, new: list[Confirmation]) -> None:
+    def _committed(self, new: list[Confirmation], deliveries: int) -> None:
         if new:
             self._head = new[-1].sequence
             self.fanout.publish(new)
+        if deliveries:  # (a wake-up costs the dispatcher two queries: only when it has work)
             self.dispatcher.wake()
 
     async def PublishConfirmations(self, request_iterator, context):
@@ -79,19 +80,17 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
         async def read_requests() -> None:
             try:
                 async for request in request_iterator:
-                    acks = [pb.PublishAck(payment_id=c.payment_id) for c in request.confirmations]
-                    for ack, item in zip(acks, request.confirmations):
-                        violations = validation.confirmation(item)
-                        if violations:
-                            ack.rejection.CopyFrom(_rejection("the confirmation is malformed", violations))
-                    valid = [(a, c) for a, c in zip(acks, request.confirmations) if not a.HasField("rejection")]
-                    durable = self.committer.submit([c for _, c in valid]) if valid else None
+                    items = request.confirmations
+                    checked = [validation.confirmation(item) for item in items]  # violations, [] when valid
+                    valid = [item for item, violations in zip(items, checked) if not violations]
+                    durable = self.committer.submit(valid) if valid else None
                     received = time.time_ns()
-                    for item, traceparent in zip(request.confirmations, request.traceparents):
+                    payment_ids = [item.payment_id for item in items]
+                    for payment_id, traceparent in zip(payment_ids, request.traceparents):
                         telemetry.record_item_span("confirmations log confirmation", traceparent, received,
-                                                   {"payment_id": item.payment_id})
+                                                   {"payment_id": payment_id})
                     await room.acquire()
-                    read_ahead.append((acks, [a for a, _ in valid], durable))
+                    read_ahead.append((payment_ids, checked, durable))
                     arrived.set()
             finally:
                 read_ahead.append(None)
@@ -109,27 +108,35 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
                     await arrived.wait()
                 if (item := next_item()) is None:
                     break
-                response = pb.PublishConfirmationsResponse(acks=await self._settle(context, *item))
+                # Acks are added in place (a PublishAck built apart would be copied into the response).
+                response = pb.PublishConfirmationsResponse()
+                await self._settle(context, response, *item)
                 # Messages committed by the same group commit share one response: fewer, larger writes.
                 while read_ahead and _settled(read_ahead[0]):
-                    response.acks.extend(await self._settle(context, *next_item()))
+                    await self._settle(context, response, *next_item())
                 yield response
             await reader  # surfaces a broken request stream
         finally:
             reader.cancel()
 
-    async def _settle(self, context, acks, valid, durable) -> list:
-        """The message's acks once its commit is done (sequence and duplicate filled in)."""
+    async def _settle(self, context, response, payment_ids, checked, durable) -> None:
+        """Adds the message's acks to the response once its commit is done (sequence and duplicate
+        filled in; a malformed item's rejection instead)."""
+        results = iter(())
         if durable is not None:
             try:
-                results = await durable
+                results = iter(await durable)
             except Exception:
                 await abort(context, grpc.StatusCode.UNAVAILABLE, "the confirmation log cannot be written now;"
                             " publish again", errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE,
                             retry_after_seconds=1.0)
-            for ack, (sequence, duplicate) in zip(valid, results):
-                ack.sequence, ack.duplicate = sequence, duplicate
-        return acks
+        for payment_id, violations in zip(payment_ids, checked):
+            if violations:
+                response.acks.add(payment_id=payment_id,
+                                  rejection=_rejection("the confirmation is malformed", violations))
+            else:
+                sequence, duplicate = next(results)
+                response.acks.add(payment_id=payment_id, sequence=sequence, duplicate=duplicate)
 
     async def Subscribe(self, request, context):
         channel = channel_of(peer_identity(context))

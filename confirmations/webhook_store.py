@@ -43,15 +43,16 @@ CREATE INDEX IF NOT EXISTS delivery_due ON webhook_delivery (next_attempt_at) WH
 ENDPOINT_COLUMNS = "endpoint_id, url, description, secret, create_time"
 
 
-def enqueue_deliveries(connection: sqlite3.Connection, first: int, last: int) -> None:
-    """A pending delivery to every live endpoint of each confirmation's channel in [first, last]."""
-    connection.execute(
+def enqueue_deliveries(connection: sqlite3.Connection, first: int, last: int) -> int:
+    """A pending delivery to every live endpoint of each confirmation's channel in [first, last];
+    how many."""
+    return connection.execute(
         "INSERT INTO webhook_delivery (endpoint_id, sequence, status, next_attempt_at)"
         " SELECT e.endpoint_id, c.sequence, ?, ? FROM confirmation c"
         " JOIN webhook_endpoint e ON e.channel = c.channel AND e.deleted = 0"
         " WHERE c.sequence BETWEEN ? AND ?",
         (PENDING, time.time(), first, last),
-    )
+    ).rowcount
 
 
 def create_endpoint(connection, channel: int, request_id: str, endpoint_id: str, url: str, description: str,
