@@ -76,6 +76,7 @@ class Standing(NamedTuple):
 def enqueue(connection: sqlite3.Connection, items: list[Queued]) -> list[Standing]:
     """Stores each new posting as QUEUED; a posting id seen before answers where it stands."""
     now = time.time()
+    queued = Standing(QUEUED, queued_at=now)  # (immutable: one for every posting queued now)
     digests = _digests_of(connection, [item.posting_id for item in items])
     queued_now: set[str] = set()
     closed_days: dict[str, bool] = {}
@@ -88,7 +89,7 @@ def enqueue(connection: sqlite3.Connection, items: list[Queued]) -> list[Standin
                     REJECTED, rejection_reason=errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED,
                     rejection_message=f"posting {item.posting_id} was queued before with different content"))
             elif item.posting_id in queued_now:  # twice in this batch: where its row (not written yet) stands
-                answers.append(Standing(QUEUED, queued_at=now))
+                answers.append(queued)
             else:
                 answers.append(_standing_of(connection, item.posting_id))
             continue
@@ -103,7 +104,7 @@ def enqueue(connection: sqlite3.Connection, items: list[Queued]) -> list[Standin
                      item.currency, item.amount, item.digest, item.frame, QUEUED, now))
         digests[item.posting_id] = item.digest
         queued_now.add(item.posting_id)
-        answers.append(Standing(QUEUED, queued_at=now))
+        answers.append(queued)
     # One statement for the batch, in order: seq is the order the mainframe sees.
     connection.executemany(
         "INSERT INTO postings (posting_id, business_date, channel, loan_type, reversal, currency, amount,"
