@@ -6,7 +6,7 @@ The bridge and the emulator run as their own processes on loopback with mTLS/TLS
 this script plays the router: N postings on one stream, then waits until the
 bridge reports every one POSTED.
 
-    .venv/bin/python bench/bench_bridge.py [--postings 20000] [--per-message 250] [--no-traces]
+    .venv/bin/python bench/bench_bridge.py [--postings 20000] [--per-message 250] [--traces unsampled|sampled|none]
 
 Besides the rates it prints each process's CPU time per posting (utime + stime
 from /proc), the figure that counts when the mesh is CPU-bound.
@@ -46,7 +46,7 @@ async def wait_for_status(router, posting_id: str, status: int, timeout: float =
         await asyncio.sleep(0.05)
 
 
-async def bench(postings: int, per_message: int, with_traces: bool) -> None:
+async def bench(postings: int, per_message: int, traces: str) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp:
         home = Path(tmp)
         pki_dir = home / "pki"
@@ -55,8 +55,9 @@ async def bench(postings: int, per_message: int, with_traces: bool) -> None:
         bridge = start_bridge(home, pki_dir, emulator.address, PAYMESH_LOG_LEVEL="WARNING")
         try:
             batch = [posting(n) for n in range(postings)]
-            # Each with a traceparent, as the router sends them: the bridge records a span per posting.
-            traceparents = [traceparent(n) for n in range(postings)] if with_traces else None
+            # Each with a traceparent, as the router sends them: the bridge makes a span per posting
+            # (recorded when the trace is sampled).
+            traceparents = None if traces == "none" else [traceparent(n, traces == "sampled") for n in range(postings)]
             channel, router = stub(bridge.address, pki_dir)
             async with channel:
                 await post_all(router, [posting(0, prefix="warm-up")])
@@ -74,8 +75,8 @@ async def bench(postings: int, per_message: int, with_traces: bool) -> None:
             posted = counts.get(ledger_pb2.POSTING_STATUS_POSTED, 0) - 1
             assert len(acks) == postings and posted == postings, (len(acks), counts)
             assert len(emulator_book(home)) == postings + 1
-            print(f"postings              {postings} ({per_message} per stream message, 3 ledger entries each"
-                  f"{', with traceparents' if with_traces else ''})")
+            print(f"postings              {postings} ({per_message} per stream message, 3 ledger entries each,"
+                  f" traceparents: {traces})")
             print(f"acknowledged (queued) {acked - started:6.2f} s   {postings / (acked - started):8.0f} postings/s")
             print(f"all POSTED            {done - started:6.2f} s   {postings / (done - started):8.0f} postings/s end to end")
             for name, seconds in cpu.items():
@@ -89,8 +90,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postings", type=int, default=20_000)
     parser.add_argument("--per-message", type=int, default=250)
-    parser.add_argument("--no-traces", dest="traces", action="store_false",
-                        help="send postings without traceparents (the router always sends them)")
+    parser.add_argument("--traces", choices=("unsampled", "sampled", "none"), default="unsampled",
+                        help="the traceparents sent beside the postings: unsampled, as the router sends them when"
+                             " no exporter is set (the default); sampled, as when traces are exported; or none")
     args = parser.parse_args()
     asyncio.run(bench(args.postings, args.per_message, args.traces))
 

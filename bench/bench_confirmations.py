@@ -7,6 +7,7 @@ latency (p50, p99); and for each, the server process's CPU time per confirmation
 from /proc). Confirmations are published with a traceparent each, as the router sends them.
 
     .venv/bin/python bench/bench_confirmations.py [--catch-up N] [--rate R --seconds S] [--per-message M]
+                                                 [--sampled-traces]
 """
 
 import argparse
@@ -39,19 +40,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def traceparent(n: int) -> str:
-    """A W3C traceparent of a sampled trace of its own, as the router sends beside each item."""
-    return f"00-{n + 1:032x}-{n + 1:016x}-01"
+def traceparent(n: int, sampled: bool) -> str:
+    """A W3C traceparent of a trace of its own, as the router sends beside each item: not sampled
+    unless the mesh exports traces (see docs/observability.md)."""
+    return f"00-{n + 1:032x}-{n + 1:016x}-{'01' if sampled else '00'}"
 
 
-async def catch_up(address: str, pki_dir: Path, count: int, pid: int) -> tuple[float, ...]:
+async def catch_up(address: str, pki_dir: Path, count: int, pid: int, sampled: bool) -> tuple[float, ...]:
     """(published per second, server CPU ms per published item, delivered per second from the log,
     server CPU ms per delivered item)."""
     items = [client.confirmation(f"c{i}", types_pb2.CHANNEL_ATM, 100 + i) for i in range(count)]
     async with channel(address, pki_dir, ROUTER) as router:
         cpu, started = cpu_seconds(pid), time.perf_counter()
         await client.publish(client.stub(router), items, per_message=500,
-                             traceparents=[traceparent(i) for i in range(count)])
+                             traceparents=[traceparent(i, sampled) for i in range(count)])
         publish_rate = count / (time.perf_counter() - started)
         publish_cpu = (cpu_seconds(pid) - cpu) / count * 1000
     async with channel(address, pki_dir, ATM) as atm:
@@ -66,7 +68,7 @@ async def catch_up(address: str, pki_dir: Path, count: int, pid: int) -> tuple[f
 
 
 async def live(address: str, pki_dir: Path, rate: int, seconds: float, per_message: int,
-               pid: int) -> tuple[float, ...]:
+               pid: int, sampled: bool) -> tuple[float, ...]:
     """(published per second, delivered per second, p50 ms, p99 ms, server CPU ms per item) at a steady pace
     of `rate` per second, sent every 10 ms in messages of at most per_message confirmations (0: one message
     per tick)."""
@@ -88,7 +90,7 @@ async def live(address: str, pki_dir: Path, rate: int, seconds: float, per_messa
             for i in range(0, len(batch), size):
                 yield pb.PublishConfirmationsRequest(
                     confirmations=batch[i:i + size],
-                    traceparents=[traceparent(first + j) for j in range(i, min(len(batch), i + size))])
+                    traceparents=[traceparent(first + j, sampled) for j in range(i, min(len(batch), i + size))])
 
     async with channel(address, pki_dir, ROUTER) as router, channel(address, pki_dir, ATM) as atm:
         call = client.stub(atm).Subscribe(pb.SubscribeRequest(start_position=Start.START_POSITION_NOW))
@@ -121,6 +123,8 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the live run")
     parser.add_argument("--per-message", type=int, default=0,
                         help="live confirmations per publish message (default: all of a 10 ms tick in one)")
+    parser.add_argument("--sampled-traces", action="store_true",
+                        help="publish with sampled traceparents, as when the mesh exports traces")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
@@ -129,9 +133,10 @@ async def main() -> None:
         try:
             pid = process.process.pid
             publish_rate, publish_cpu, catch_up_rate, catch_up_cpu = await catch_up(
-                process.address, home / "pki", args.catch_up, pid)
+                process.address, home / "pki", args.catch_up, pid, args.sampled_traces)
             published, delivered, p50, p99, live_cpu = await live(process.address, home / "pki", args.rate,
-                                                                  args.seconds, args.per_message, pid)
+                                                                  args.seconds, args.per_message, pid,
+                                                                  args.sampled_traces)
         finally:
             process.kill()
     print(format_table([

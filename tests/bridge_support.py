@@ -37,9 +37,10 @@ def posting(n: int, amount: int = 10_000, channel: int = types_pb2.CHANNEL_ATM,
     )
 
 
-def traceparent(n: int) -> str:
-    """A W3C traceparent of a sampled trace of its own, as the router sends beside each item."""
-    return f"00-{n + 1:032x}-{n + 1:016x}-01"
+def traceparent(n: int, sampled: bool = False) -> str:
+    """A W3C traceparent of a trace of its own, as the router sends beside each item: not sampled
+    unless the mesh exports traces (see docs/observability.md)."""
+    return f"00-{n + 1:032x}-{n + 1:016x}-{'01' if sampled else '00'}"
 
 
 def start_emulator(home: Path, pki_dir: Path, **env: str) -> ServiceProcess:
