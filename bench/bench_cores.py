@@ -2,9 +2,12 @@
 applying N payments that arrive on ONE ApplyPayments stream in micro-batches.
 
     .venv/bin/python bench/bench_cores.py [--core core-cash] [--payments 20000] [--batch 200] [--window 8]
+                                          [--no-traceparents]
 
-Prints payments/s and the p50/p99 latency per payment (from the moment its micro-batch
-is written to the moment its answer, sent only after COMMIT, arrives).
+Prints payments/s, the p50/p99 latency per payment (from the moment its micro-batch
+is written to the moment its answer, sent only after COMMIT, arrives) and the core's CPU
+per payment. Each payment carries a traceparent, as the router sends one (the core then
+records a span per payment); --no-traceparents leaves them out.
 """
 
 import argparse
@@ -67,8 +70,16 @@ def payments_for(core: str, count: int) -> list[core_pb2.LoanPayment]:
     return payments
 
 
-async def run(address: str, pki_dir: Path, payments: list, batch_size: int, window: int) -> tuple[float, list]:
-    batches = [payments[i:i + batch_size] for i in range(0, len(payments), batch_size)]
+def traceparents_for(count: int) -> list[str]:
+    """A sampled W3C traceparent per payment, each its own trace, as the router sends them."""
+    rng = random.Random(11)
+    return [f"00-{rng.getrandbits(128):032x}-{rng.getrandbits(64) | 1:016x}-01" for _ in range(count)]
+
+
+async def run(address: str, pki_dir: Path, payments: list, batch_size: int, window: int,
+              traceparents: list[str]) -> tuple[float, list, int]:
+    batches = [(payments[i:i + batch_size], traceparents[i:i + batch_size])
+               for i in range(0, len(payments), batch_size)]
     sent_at: list[float] = []
     latencies: list[float] = []
     applied = 0
@@ -77,10 +88,10 @@ async def run(address: str, pki_dir: Path, payments: list, batch_size: int, wind
         call = loan_core_service_pb2_grpc.LoanCoreServiceStub(channel).ApplyPayments()
 
         async def write():
-            for batch in batches:
+            for batch, parents in batches:
                 await slots.acquire()
                 sent_at.append(time.perf_counter())
-                await call.write(core_pb2.ApplyPaymentsRequest(payments=batch))
+                await call.write(core_pb2.ApplyPaymentsRequest(payments=batch, traceparents=parents))
             await call.done_writing()
 
         started = time.perf_counter()
@@ -112,15 +123,19 @@ def main() -> int:
     parser.add_argument("--payments", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=200, help="payments per stream message")
     parser.add_argument("--window", type=int, default=8, help="messages in flight on the stream")
+    parser.add_argument("--traceparents", action=argparse.BooleanOptionalAction, default=True,
+                        help="send a traceparent with each payment, as the router does")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench-cores-"))
     ensure_dev_pki(home / "pki")
     payments = payments_for(args.core, args.payments)
+    traceparents = traceparents_for(len(payments)) if args.traceparents else []
     core = start_service(args.core, home, home / "pki", PAYMESH_PORTFOLIO_SIZE=str(PORTFOLIO_SIZE),
                          PAYMESH_PORTFOLIO_AS_OF=AS_OF.isoformat(), PAYMESH_LOG_LEVEL="WARNING")
     try:
         cpu_before = cpu_seconds(core.process.pid)
-        elapsed, latencies, applied = asyncio.run(run(core.address, home / "pki", payments, args.batch, args.window))
+        elapsed, latencies, applied = asyncio.run(run(core.address, home / "pki", payments, args.batch, args.window,
+                                                       traceparents))
         cpu_after = cpu_seconds(core.process.pid)
     finally:
         core.terminate()
@@ -128,7 +143,8 @@ def main() -> int:
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
     print(f"{args.core}: {len(latencies)} payments on one stream ({applied} applied), "
-          f"batches of {args.batch}, {args.window} in flight, SQLite synchronous=FULL")
+          f"batches of {args.batch}, {args.window} in flight, SQLite synchronous=FULL, "
+          f"{'a traceparent each' if traceparents else 'no traceparents'}")
     print(f"throughput: {len(latencies) / elapsed:,.0f} payments/s in {elapsed:.2f} s")
     print(f"latency per payment: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     if cpu_before is not None and cpu_after is not None:

@@ -10,9 +10,8 @@ import logging
 import sqlite3
 from collections import OrderedDict
 
-from bank.common.v1 import errors_pb2, types_pb2
+from bank.common.v1 import errors_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
-from bank.loans.v1 import loans_pb2
 from loan_core import engine, ledger, store, validation
 from loan_core.engine import Refused
 from loan_core.loan import LoanState, originate
@@ -147,20 +146,21 @@ def _apply_one(connection, rules: ProductRules, loans: LoanCache, earlier: dict,
                              request_digest, result)
         earlier[payment.payment_id] = ("refusal", request_digest, result)
         return outcome
-    posting = ledger.payment_posting(payment.payment_id, payment.payment_id, payment.business_date,
-                                     payment.channel, currency, allocation, rules)
-    outcome = core_pb2.PaymentOutcome(payment_id=payment.payment_id, applied=core_pb2.AppliedPayment(
-        loan_id=payment.loan_id,
-        amount=payment.amount,
-        allocation=loans_pb2.Allocation(
-            fees_minor=allocation.fees, penalty_interest_minor=allocation.penalty_interest,
-            interest_minor=allocation.interest, insurance_minor=allocation.insurance,
-            principal_minor=allocation.principal, prepayment_minor=allocation.prepayment,
-        ),
-        outstanding_balance=types_pb2.Money(currency_code=currency, amount_minor=new_state.outstanding_principal),
-        posting=posting,
-        business_date=payment.business_date,
-    ))
+    posting = ledger.payment_posting_fields(payment.payment_id, payment.payment_id, payment.business_date,
+                                            payment.channel, currency, allocation, rules)
+    # Built in one call from plain fields: a nested message made first would be copied in again.
+    outcome = core_pb2.PaymentOutcome(payment_id=payment.payment_id, applied={
+        "loan_id": payment.loan_id,
+        "amount": payment.amount,
+        "allocation": {
+            "fees_minor": allocation.fees, "penalty_interest_minor": allocation.penalty_interest,
+            "interest_minor": allocation.interest, "insurance_minor": allocation.insurance,
+            "principal_minor": allocation.principal, "prepayment_minor": allocation.prepayment,
+        },
+        "outstanding_balance": {"currency_code": currency, "amount_minor": new_state.outstanding_principal},
+        "posting": posting,
+        "business_date": payment.business_date,
+    })
     result = outcome.SerializeToString()
     store.insert_movement(connection, payment.payment_id, "payment", payment.payment_id, payment.loan_id,
                           payment.business_date, payment.channel, currency, payment.amount.amount_minor,

@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 
 import grpc
+from opentelemetry import propagate, trace
 
 from bank.common.v1 import errors_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
@@ -26,7 +27,7 @@ from loan_core.products import BY_SERVICE
 from loan_core.reversal import reverse_payment
 from loan_core.rules import ProductRules
 from loan_core.store import SCHEMA, seed_if_empty
-from paymesh import server, telemetry
+from paymesh import server
 from paymesh.authz import CallerPolicy
 from paymesh.config import Settings
 from paymesh.errors import abort
@@ -93,9 +94,7 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
                 f"at most {MAX_PAYMENTS_PER_MESSAGE} payments per message; this one has {len(payments)}", "payments"))
             return [core_pb2.PaymentOutcome(payment_id=p.payment_id, rejection=refused) for p in payments]
         outcomes = await self.committer.submit(list(payments))
-        for outcome, traceparent in zip(outcomes, request.traceparents):
-            telemetry.record_item_span(f"{self.rules.service} apply payment", traceparent, started, {
-                "payment_id": outcome.payment_id, "outcome": outcome.WhichOneof("result") or ""})
+        _record_payment_spans(f"{self.rules.service} apply payment", request.traceparents, started, outcomes)
         return outcomes
 
     async def ReversePayment(self, request, context):
@@ -133,6 +132,19 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
     async def close(self) -> None:
         await self.committer.close()
         self.store.close()
+
+
+def _record_payment_spans(name: str, traceparents, start_ns: int, outcomes) -> None:
+    """One finished span per payment, a child of the payment's own trace: what
+    telemetry.record_item_span does, but with the tracer got once per message rather than
+    per payment (get_tracer builds a new tracer each call: a third of the span's cost)."""
+    tracer = trace.get_tracer("paymesh")
+    for outcome, traceparent in zip(outcomes, traceparents):
+        if traceparent:
+            tracer.start_span(name, context=propagate.extract({"traceparent": traceparent}),
+                              kind=trace.SpanKind.CONSUMER, start_time=start_ns, attributes={
+                                  "payment_id": outcome.payment_id,
+                                  "outcome": outcome.WhichOneof("result") or ""}).end()
 
 
 async def _refuse(context, refused: Refused) -> None:
