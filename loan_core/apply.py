@@ -20,6 +20,12 @@ from loan_core.rules import ProductRules
 log = logging.getLogger(__name__)
 
 
+# A loan's settled installments move to its archive column once this many have settled since
+# the last move: the archive is then rewritten whole, so not at every payment, while the state
+# each payment writes (and keeps as the before-image for a reversal) carries only a few of them.
+ARCHIVE_EVERY = 12
+
+
 class LoanCache:
     """Loans as last committed (LRU), so a payment needs no read-and-decode of its loan.
     Only the store's thread uses it; the core is its file's only writer. Whatever a
@@ -34,6 +40,7 @@ class LoanCache:
         self._installments = 0
         self._loans: OrderedDict[str, tuple[LoanState, str | None]] = OrderedDict()
         self._dirty: set[str] = set()
+        self._archive_dirty: set[str] = set()
 
     def get(self, connection: sqlite3.Connection, loan_id: str) -> tuple[LoanState, str | None] | None:
         """(the loan's state, its JSON as stored now) or None for an unknown loan."""
@@ -43,28 +50,50 @@ class LoanCache:
         found = store.load_loan(connection, loan_id)
         if found is None:
             return None
-        terms, state_json = found
-        self._remember(loan_id, (self._decode(terms, state_json), state_json))
+        terms, state_json, archive_json = found
+        if state_json is None:
+            state = originate(terms, self._rules)
+        else:
+            state = LoanState.from_json(terms, state_json, LoanState.decode_archive(archive_json))
+        self._remember(loan_id, (state, state_json))
         return self._loans[loan_id]
 
-    def put(self, loan_id: str, state: LoanState, state_json: str | None) -> None:
-        self._remember(loan_id, (state, state_json))
+    def put(self, loan_id: str, state: LoanState) -> None:
+        """Keeps a loan's new state (the cache's own from now on) to be written back."""
+        if state.settled - state.archived >= ARCHIVE_EVERY:
+            state.archived = state.settled
+            self._archive_dirty.add(loan_id)
+        self._remember(loan_id, (state, state.to_json()))
         self._dirty.add(loan_id)
 
     def restore(self, loan_id: str, state_json: str | None) -> LoanState:
-        """Puts a loan (already read) back to a state stored earlier; returns that state."""
-        state = self._decode(self._loans[loan_id][0].terms, state_json)
-        self.put(loan_id, state, state_json)
+        """Puts a loan (already read) back to a state stored earlier (None: as originated);
+        returns that state. Its archived installments are the loan's first ones now: settled,
+        they never changed (the archive column may hold more of them; the state says how many
+        are its own)."""
+        now = self._loans[loan_id][0]
+        if state_json is None:
+            state = originate(now.terms, self._rules)
+        else:
+            state = LoanState.from_json(now.terms, state_json, now.installments)
+        self._remember(loan_id, (state, state_json))
+        self._dirty.add(loan_id)
         return state
 
     def write_back(self, connection: sqlite3.Connection) -> None:
         for loan_id in self._dirty:
-            store.save_state(connection, loan_id, self._loans[loan_id][1])
+            state, state_json = self._loans[loan_id]
+            if loan_id in self._archive_dirty:
+                store.save_state_and_archive(connection, loan_id, state_json, state.archive_json())
+            else:
+                store.save_state(connection, loan_id, state_json)
         self._dirty.clear()
+        self._archive_dirty.clear()
 
     def forget_all(self) -> None:
         self._loans.clear()
         self._dirty.clear()
+        self._archive_dirty.clear()
         self._installments = 0
 
     def _remember(self, loan_id: str, entry) -> None:
@@ -77,9 +106,6 @@ class LoanCache:
         while self._installments > self._max_installments and next(iter(self._loans)) not in self._dirty:
             _, (state, _) = self._loans.popitem(last=False)
             self._installments -= len(state.installments)
-
-    def _decode(self, terms, state_json: str | None) -> LoanState:
-        return originate(terms, self._rules) if state_json is None else LoanState.from_json(terms, state_json)
 
 
 def digest(message) -> bytes:
@@ -166,5 +192,5 @@ def _apply_one(connection, rules: ProductRules, loans: LoanCache, earlier: dict,
                           payment.business_date, payment.channel, currency, payment.amount.amount_minor,
                           request_digest, result, state_json)
     earlier[payment.payment_id] = ("payment", request_digest, result)
-    loans.put(payment.loan_id, new_state, new_state.to_json())
+    loans.put(payment.loan_id, new_state)
     return outcome

@@ -70,12 +70,14 @@ class Installment(msgspec.Struct, array_like=True):
 class _Stored(msgspec.Struct, array_like=True):
     balloon_minor: int
     prepaid_minor: int
-    installments: list[Installment]
+    installments: list[Installment]  # from installment `archived` on
     settled: int = 0
+    archived: int = 0  # how many leading installments are stored apart (archive_json)
 
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(_Stored)
+_archive_decoder = msgspec.json.Decoder(list[Installment])
 
 
 @dataclass(slots=True)
@@ -88,6 +90,9 @@ class LoanState:
     # first, so settled ones are a prefix: nothing reads or changes them again, and a
     # payment on a long mortgage only walks the installments still open.
     settled: int = 0
+    # How many leading (settled) installments are stored apart from the state's JSON, so a
+    # payment does not rewrite them: a mortgage half paid is half settled installments.
+    archived: int = 0
 
     @property
     def open_installments(self) -> list[Installment]:
@@ -110,16 +115,30 @@ class LoanState:
         changing only those (settled installments never change; future ones are replaced)."""
         installments = self.installments
         copied = installments[:start] + [i.__copy__() for i in installments[start:stop]] + installments[stop:]
-        return LoanState(self.terms, copied, self.balloon_minor, self.prepaid_minor, self.settled)
+        return LoanState(self.terms, copied, self.balloon_minor, self.prepaid_minor, self.settled, self.archived)
 
     def to_json(self) -> str:
-        stored = _Stored(self.balloon_minor, self.prepaid_minor, self.installments, self.settled)
+        """The state without its first `archived` installments (those are archive_json's)."""
+        stored = _Stored(self.balloon_minor, self.prepaid_minor, self.installments[self.archived:], self.settled,
+                         self.archived)
         return _encoder.encode(stored).decode()
 
+    def archive_json(self) -> str:
+        return _encoder.encode(self.installments[:self.archived]).decode()
+
     @classmethod
-    def from_json(cls, terms: LoanTerms, text: str) -> "LoanState":
+    def from_json(cls, terms: LoanTerms, text: str, archive: list[Installment] = ()) -> "LoanState":
+        """The state stored as text; archive holds at least its first `archived` installments
+        (an archive written later may hold more: settled installments never change)."""
         stored = _decoder.decode(text)
-        return cls(terms, stored.installments, stored.balloon_minor, stored.prepaid_minor, stored.settled)
+        if len(archive) < stored.archived:
+            raise ValueError(f"loan {terms.loan_id}: {stored.archived} installments archived, {len(archive)} found")
+        return cls(terms, list(archive[:stored.archived]) + stored.installments, stored.balloon_minor,
+                   stored.prepaid_minor, stored.settled, stored.archived)
+
+    @staticmethod
+    def decode_archive(text: str | None) -> list[Installment]:
+        return [] if text is None else _archive_decoder.decode(text)
 
 
 def build_installments(

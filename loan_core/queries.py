@@ -21,8 +21,9 @@ def get_loan(connection: sqlite3.Connection, rules: ProductRules, loan_id: str, 
     found = store.load_loan(connection, loan_id)
     if found is None:
         raise Refused(errors_pb2.ERROR_REASON_LOAN_NOT_FOUND, f"loan {loan_id} does not exist", "loan_id")
-    terms, state_json = found
-    state = originate(terms, rules) if state_json is None else LoanState.from_json(terms, state_json)
+    terms, state_json, archive_json = found
+    state = (originate(terms, rules) if state_json is None
+             else LoanState.from_json(terms, state_json, LoanState.decode_archive(archive_json)))
     return loan_message(state, rules, on)
 
 

@@ -26,7 +26,7 @@ from loan_core.portfolio import PortfolioSettings, generate
 from loan_core.products import BY_SERVICE
 from loan_core.reversal import reverse_payment
 from loan_core.rules import ProductRules
-from loan_core.store import SCHEMA, seed_if_empty
+from loan_core.store import SCHEMA, migrate, seed_if_empty
 from paymesh import server
 from paymesh.authz import CallerPolicy
 from paymesh.config import Settings
@@ -160,6 +160,7 @@ def open_store(rules: ProductRules, data_dir: Path, portfolio: PortfolioSettings
     try:
         connection.executescript(SCHEMA)
         connection.execute("BEGIN IMMEDIATE")
+        migrate(connection)
         added = seed_if_empty(connection, generate(rules.loan_type, seed=portfolio.seed, count=portfolio.count,
                                                    as_of=portfolio.as_of))
         connection.execute("COMMIT")

@@ -5,6 +5,8 @@ reversal that undid it. Each movement keeps its first answer (so a replay gets i
 unchanged), a digest of its request (so a reused id with another body is recognised) and
 the loan's state before it (so a reversal restores the loan exactly).
 A loan's state is NULL until its first movement: it is then the loan as originated.
+Its first settled installments are kept apart, in `archive` (rewritten only every so many
+settled installments), so that a payment writes only the installments still open.
 """
 
 import sqlite3
@@ -25,7 +27,8 @@ CREATE TABLE IF NOT EXISTS loans (
     balloon_minor INTEGER NOT NULL,
     asset_insurance_minor INTEGER NOT NULL,
     installments_paid INTEGER NOT NULL,
-    state TEXT
+    state TEXT,
+    archive TEXT
 );
 CREATE TABLE IF NOT EXISTS movements (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -60,6 +63,13 @@ _TERMS_COLUMNS = ("loan_id, loan_type, borrower_id, currency_code, principal_min
                   "disbursement_date, balloon_minor, asset_insurance_minor, installments_paid")
 
 
+def migrate(connection: sqlite3.Connection) -> None:
+    """Adds what a store made by an earlier version lacks (its states are read as they are)."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(loans)")}
+    if "archive" not in columns:
+        connection.execute("ALTER TABLE loans ADD COLUMN archive TEXT")
+
+
 def seed_if_empty(connection: sqlite3.Connection, loans: list[LoanTerms]) -> int:
     """Inserts the generated portfolio into an empty store; returns how many loans it added."""
     if connection.execute("SELECT 1 FROM loans LIMIT 1").fetchone():
@@ -71,16 +81,22 @@ def seed_if_empty(connection: sqlite3.Connection, loans: list[LoanTerms]) -> int
     return len(rows)
 
 
-def load_loan(connection: sqlite3.Connection, loan_id: str) -> tuple[LoanTerms, str | None] | None:
-    row = connection.execute(f"SELECT {_TERMS_COLUMNS}, state FROM loans WHERE loan_id = ?", (loan_id,)).fetchone()
+def load_loan(connection: sqlite3.Connection, loan_id: str) -> tuple[LoanTerms, str | None, str | None] | None:
+    """(terms, state, archive) of a loan."""
+    row = connection.execute(f"SELECT {_TERMS_COLUMNS}, state, archive FROM loans WHERE loan_id = ?",
+                             (loan_id,)).fetchone()
     if row is None:
         return None
     terms = LoanTerms(*row[:7], date.fromisoformat(row[7]), *row[8:11])
-    return terms, row[11]
+    return terms, row[11], row[12]
 
 
 def save_state(connection: sqlite3.Connection, loan_id: str, state_json: str | None) -> None:
     connection.execute("UPDATE loans SET state = ? WHERE loan_id = ?", (state_json, loan_id))
+
+
+def save_state_and_archive(connection: sqlite3.Connection, loan_id: str, state_json: str, archive_json: str) -> None:
+    connection.execute("UPDATE loans SET state = ?, archive = ? WHERE loan_id = ?", (state_json, archive_json, loan_id))
 
 
 def find_movement(connection: sqlite3.Connection, movement_id: str) -> sqlite3.Row | None:

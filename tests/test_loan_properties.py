@@ -10,12 +10,13 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+import msgspec
 
 from bank.common.v1 import types_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from bank.loans.v1 import loans_pb2
 from loan_core import engine, queries, store
-from loan_core.apply import LoanCache, apply_batch
+from loan_core.apply import ARCHIVE_EVERY, LoanCache, apply_batch
 from loan_core.client import payment
 from loan_core.engine import Refused
 from loan_core.loan import LoanTerms, build_installments, originate
@@ -131,3 +132,46 @@ def test_apply_then_reverse_restores_the_loan(loan_type, index, days_after, frac
     assert response.outstanding_balance.amount_minor == before.outstanding_principal.amount_minor
     assert queries.get_loan(connection, rules, terms.loan_id, on) == before  # read from the file
     assert LoanCache(rules).get(connection, terms.loan_id)[0] == cache.get(connection, terms.loan_id)[0]
+
+
+def test_a_chain_of_payments_reversed_one_by_one_restores_each_state():
+    """Enough payments that settled installments move to the loan's archive column (more than
+    once), then each reversed, latest first: after each reversal the loan read from the file,
+    and the cache, are exactly the loan before that payment."""
+    rules = BY_LOAN_TYPE[types_pb2.LOAN_TYPE_MORTGAGE]
+    connection = connect(Path(tempfile.mkdtemp(prefix="loan-chain-")) / "chain.db")
+    connection.executescript(store.SCHEMA)
+    seeded = generate(rules.loan_type, seed=5, count=40, as_of=AS_OF)
+    store.seed_if_empty(connection, seeded)
+    terms = next(t for t in seeded if 0 < t.installments_paid < t.term_months - 40)
+    cache = LoanCache(rules)
+    befores, on = [], AS_OF
+    for n in range(2 * ARCHIVE_EVERY + 5):
+        loan = queries.get_loan(connection, rules, terms.loan_id, on)
+        due = loan.amount_due.amount_minor or loan.schedule[-1].principal_minor  # pays what is due
+        sent = payment(f"chain-{n}", terms.loan_id, due, terms.currency_code, on.isoformat())
+        [outcome] = _in_transaction(connection, lambda c: apply_batch(c, [sent], rules=rules, loans=cache))
+        assert outcome.HasField("applied"), outcome
+        befores.append(loan)
+        on += timedelta(days=31)
+    assert cache.get(connection, terms.loan_id)[0].archived > ARCHIVE_EVERY
+    for n in reversed(range(len(befores))):
+        on -= timedelta(days=31)
+        reversal = core_pb2.ReversePaymentRequest(reversal_id=f"rev-chain-{n}", payment_id=f"chain-{n}",
+                                                  business_date=on.isoformat(), reason="test")
+        _in_transaction(connection, lambda c: reverse_payment(c, rules, cache, reversal))
+        assert queries.get_loan(connection, rules, terms.loan_id, on) == befores[n]
+        assert LoanCache(rules).get(connection, terms.loan_id)[0] == cache.get(connection, terms.loan_id)[0]
+
+
+def test_a_store_from_before_the_archive_column_is_read_as_it_is():
+    rules = BY_LOAN_TYPE[types_pb2.LOAN_TYPE_MORTGAGE]
+    connection = connect(Path(tempfile.mkdtemp(prefix="loan-old-")) / "old.db")
+    connection.executescript(store.SCHEMA.replace("    state TEXT,\n    archive TEXT\n", "    state TEXT\n"))
+    seeded = generate(rules.loan_type, seed=5, count=5, as_of=AS_OF)
+    store.seed_if_empty(connection, seeded)
+    state = originate(seeded[0], rules)
+    old_json = msgspec.json.encode([state.balloon_minor, state.prepaid_minor, state.installments, state.settled])
+    connection.execute("UPDATE loans SET state = ? WHERE loan_id = ?", (old_json.decode(), seeded[0].loan_id))
+    store.migrate(connection)
+    assert LoanCache(rules).get(connection, seeded[0].loan_id)[0] == state
