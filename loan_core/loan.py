@@ -9,7 +9,6 @@ from datetime import date
 
 import msgspec
 
-from loan_core.dates import add_months
 from loan_core.money import annuity_payment, monthly_interest, ppm_of
 from loan_core.rules import ProductRules
 
@@ -171,8 +170,18 @@ def build_installments(
 
 @functools.lru_cache(maxsize=4096)
 def due_ordinals(disbursed: date, months: int) -> tuple[int, ...]:
-    """The due dates (as ordinals) of installments 1..months; many loans share them."""
-    return tuple(add_months(disbursed, number).toordinal() for number in range(1, months + 1))
+    """The due dates (as ordinals) of installments 1..months; many loans share them.
+    add_months(disbursed, number), by ordinals: the due day (1..28) is in every month, so a
+    due date is its month's first day plus the same offset (a quarter of a mortgage's origination)."""
+    first_month = disbursed.year * 12 + disbursed.month - 1
+    offset = disbursed.day - 1
+    return tuple(_month_start(first_month + number) + offset for number in range(1, months + 1))
+
+
+@functools.lru_cache(maxsize=None)
+def _month_start(month_index: int) -> int:
+    """The ordinal of the first day of month month_index (year * 12 + month - 1)."""
+    return date(month_index // 12, month_index % 12 + 1, 1).toordinal()
 
 
 def originate(terms: LoanTerms, rules: ProductRules) -> LoanState:
