@@ -9,11 +9,13 @@ in a temporary folder, then measures from the channels' side:
   - online unary payments at a fixed offered rate (open loop): achieved rate, p50/p95/p99;
   - the channel stream: payments/s until every confirmation reached the channel's subscriber;
   - batch: lines/s for one day file;
-  - confirmation fan-out: a subscriber reading the log from the beginning.
+  - confirmation fan-out: a subscriber reading the log from the beginning;
+and the CPU each process spent per payment in each phase (from /proc/<pid>/stat).
 """
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -40,6 +42,25 @@ from tests.harness import start_mesh, stop_mesh  # noqa: E402
 AS_OF = "2026-11-27"
 ENV = dict(PAYMESH_PORTFOLIO_SIZE="3000", PAYMESH_PORTFOLIO_SEED="42", PAYMESH_PORTFOLIO_AS_OF=AS_OF,
            PAYMESH_BUSINESS_DATE=AS_OF, PAYMESH_LOG_LEVEL="WARNING")
+
+
+def cpu_seconds(mesh) -> dict[str, float]:
+    """CPU seconds used so far by each service process (utime + stime) and by this client."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for name, service in mesh.items():
+        fields = Path(f"/proc/{service.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        used[name] = (int(fields[11]) + int(fields[12])) / ticks
+    used["client"] = time.process_time()
+    return used
+
+
+async def cpu_per_item(mesh, count: int, phase) -> tuple[object, dict[str, float]]:
+    """The phase's result, and the CPU milliseconds each process spent per item during it."""
+    before = cpu_seconds(mesh)
+    result = await phase
+    after = cpu_seconds(mesh)
+    return result, {name: (after[name] - before[name]) * 1000 / count for name in after}
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -160,9 +181,11 @@ async def main(args) -> None:
         bench = Bench(mesh, home / "pki")
         await asyncio.sleep(1)  # the router's streams to its peers are up
         echo = await bench.echo_ceiling(3)
-        online_rate, online = await bench.online(args.online_rate, args.seconds)
-        stream_rate, stream = await bench.stream_end_to_end(args.stream, args.per_message)
-        batch_rate = await bench.batch(args.batch)
+        (online_rate, online), online_cpu = await cpu_per_item(
+            mesh, int(args.online_rate * args.seconds), bench.online(args.online_rate, args.seconds))
+        (stream_rate, stream), stream_cpu = await cpu_per_item(
+            mesh, args.stream, bench.stream_end_to_end(args.stream, args.per_message))
+        batch_rate, batch_cpu = await cpu_per_item(mesh, args.batch, bench.batch(args.batch))
         fan_rate, fanned = await bench.fan_out("agent")
     finally:
         stop_mesh(mesh)
@@ -176,6 +199,14 @@ async def main(args) -> None:
     rows.append((f"batch, {args.batch:,} lines", f"{batch_rate:,.0f}", "", "", "", f"{batch_rate / echo:.2f}"))
     rows.append((f"confirmation fan-out from the log ({fanned:,})", f"{fan_rate:,.0f}", "", "", "",
                  f"{fan_rate / echo:.2f}"))
+    print(format_table(rows))
+    print(f"\nCPU ms per payment, by process ({os.cpu_count()} cores; a core is 1,000 ms per second)")
+    names = ("payment-router", "cores", "mainframe-bridge", "mainframe-emulator", "confirmations", "client")
+    rows = [("PHASE", *names, "MESH TOTAL")]
+    for phase, cpu in (("online", online_cpu), ("stream", stream_cpu), ("batch", batch_cpu)):
+        cpu["cores"] = sum(v for k, v in cpu.items() if k.startswith("core-"))
+        mesh_total = sum(cpu[n] for n in names if n != "client")
+        rows.append((phase, *(f"{cpu[n]:.3f}" for n in names), f"{mesh_total:.3f}"))
     print(format_table(rows))
 
 
