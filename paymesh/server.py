@@ -2,6 +2,7 @@
 the caller policy, tracing, health and reflection, graceful shutdown on SIGTERM."""
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -114,6 +115,9 @@ async def serve(
     tracer_provider = telemetry.setup_tracing(service, settings)
     metrics_setup = telemetry.setup_metrics(service, settings)
     running = await start_server(service, settings, register, policy, port_of(SERVICES[service]))
+    # What start-up built lives as long as the process: out of the collector's sight, a full
+    # collection under load pauses the loop for less.
+    gc.freeze()
     write_port_file(settings, service, running.port)
     # The opt-in plaintext ports: run/<service>-health.port and run/<service>-metrics.port.
     if running.health_only_port is not None:
