@@ -18,8 +18,9 @@ from mainframe_bridge.queue_store import Queued
 from paymesh.chart_of_accounts import CHANNEL_CLEARING, every_account
 
 ACCOUNTS = every_account()
-_PRINTABLE = re.compile(r"^[!-~]([ -~]*[!-~])?$")  # printable ASCII, no outer spaces: fits cp037 exactly
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+# Used with fullmatch ("$" would let a final newline into a fixed-width record).
+_PRINTABLE = re.compile(r"[!-~]([ -~]*[!-~])?")  # printable ASCII, no outer spaces: fits cp037 exactly
+_CURRENCY = re.compile(r"[A-Z]{3}")
 _ID_WIDTH = {"posting_id": records.HEADER.item("PH-POSTING-ID").digits,
              "payment_id": records.HEADER.item("PH-PAYMENT-ID").digits}
 _ENTRY_ID_WIDTH = records.ENTRY.item("PE-ENTRY-ID").digits
@@ -65,7 +66,7 @@ def _field_violations(posting: ledger_pb2.Posting, rows: list[tuple]) -> list[tu
     found = []
     for name, width in _ID_WIDTH.items():
         value = getattr(posting, name)
-        if not _PRINTABLE.match(value) or len(value) > width:
+        if not _PRINTABLE.fullmatch(value) or len(value) > width:
             found.append((name, f"{name} must be 1 to {width} printable ASCII characters"))
     if not _is_date(posting.business_date):
         found.append(("business_date", "business_date must be a date written YYYY-MM-DD"))
@@ -77,11 +78,11 @@ def _field_violations(posting: ledger_pb2.Posting, rows: list[tuple]) -> list[tu
         found.append(("entries", f"a movement has 2 to {records.MAX_ENTRIES} entries"))
     currencies = set()
     for i, (entry_id, _, side, currency, amount) in enumerate(rows):
-        if not _PRINTABLE.match(entry_id) or len(entry_id) > _ENTRY_ID_WIDTH:
+        if not _PRINTABLE.fullmatch(entry_id) or len(entry_id) > _ENTRY_ID_WIDTH:
             found.append((f"entries[{i}].entry_id", f"entry_id must be 1 to {_ENTRY_ID_WIDTH} printable characters"))
         if side not in records.SIDES:
             found.append((f"entries[{i}].side", "side must be DEBIT or CREDIT"))
-        if not _CURRENCY.match(currency):
+        if not _CURRENCY.fullmatch(currency):
             found.append((f"entries[{i}].amount.currency_code", "currency_code must be an ISO 4217 code"))
         if not 0 < amount < _MAX_AMOUNT:
             found.append((f"entries[{i}].amount.amount_minor", "amount_minor must be a positive number of cents"))

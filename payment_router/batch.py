@@ -44,7 +44,7 @@ async def read_file(request_iterator) -> tuple[api.BatchHeader, list[api.BatchLi
     if header is None or trailer is None:
         raise Refused("INVALID_ARGUMENT", "the batch needs a header and a trailer", errors_pb2.ERROR_REASON_INVALID_FIELD,
                       [("header" if header is None else "trailer", "missing")])
-    if not KEY_PATTERN.match(header.batch_id) or len(header.batch_id) > 40:
+    if not KEY_PATTERN.fullmatch(header.batch_id) or len(header.batch_id) > 40:
         raise Refused("INVALID_ARGUMENT", "batch_id must be 1-40 characters of A-Z a-z 0-9 . _ : -",
                       errors_pb2.ERROR_REASON_INVALID_FIELD, [("header.batch_id", "malformed")])
     return header, lines, trailer

@@ -9,7 +9,7 @@ from bank.payments.v1 import payments_pb2
 from loan_core.loan_ids import loan_type_of
 from payment_router.channel_policy import ChannelPolicy
 
-KEY_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+KEY_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # fullmatch: "$" would let a final newline in
 CURRENCIES = frozenset(["PEN", "USD"])
 _PAYMENT_NAMESPACE = uuid.UUID("6f1c1a52-3d1e-4c55-9a53-7b0c6f1d2e01")
 
@@ -43,7 +43,7 @@ def body_hash(order: payments_pb2.PaymentOrder) -> str:
 def validate(order: payments_pb2.PaymentOrder, policy: ChannelPolicy, key: str, prefix: str = "payment") -> int:
     """Checks the order (named by key) against its channel's policy; returns its loan type or raises Refused."""
     violations = []
-    if not KEY_PATTERN.match(key):
+    if not KEY_PATTERN.fullmatch(key):
         violations.append((f"{prefix}.idempotency_key", "required: 1-64 characters of A-Z a-z 0-9 . _ : -"))
     loan_type = loan_type_of(order.loan_id)
     if loan_type is None:

@@ -43,16 +43,19 @@ async def test_unbalanced_movement_and_unknown_account_are_refused_on_the_stream
     unbalanced.entries[1].amount.amount_minor += 1
     unknown = posting(3)
     unknown.entries[2].account = "999999"
+    newline = posting(5)
+    newline.posting_id += "\n"  # would end a fixed-width record early
     after = posting(4)
     channel, bridge_stub = stub(bridge.address, pki_dir)
     async with channel:
-        acks = await post_all(bridge_stub, [good, unbalanced, unknown, after], per_message=2)
+        acks = await post_all(bridge_stub, [good, unbalanced, unknown, newline, after], per_message=2)
         assert acks[good.posting_id].status == QUEUED and acks[after.posting_id].status == QUEUED
         assert acks[unbalanced.posting_id].status == REJECTED
         assert acks[unbalanced.posting_id].rejection.reason == errors_pb2.ERROR_REASON_UNBALANCED_MOVEMENT
         assert "credits exceed debits by 1 PEN" in acks[unbalanced.posting_id].rejection.message
         assert acks[unknown.posting_id].rejection.reason == errors_pb2.ERROR_REASON_UNKNOWN_ACCOUNT
         assert acks[unknown.posting_id].rejection.field_violations[0].field == "entries[2].account"
+        assert acks[newline.posting_id].rejection.reason == errors_pb2.ERROR_REASON_INVALID_FIELD
         assert (await wait_until_posted(bridge_stub, 2)) == {POSTED: 2}
         with pytest.raises(grpc.aio.AioRpcError) as missing:
             await bridge_stub.GetPostingStatus(bridge_pb2.GetPostingStatusRequest(posting_id=unbalanced.posting_id))

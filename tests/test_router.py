@@ -116,6 +116,8 @@ async def test_a_retry_returns_the_same_payment_and_a_changed_body_is_already_ex
     ("negative amount", "store", lambda: order("bad-4", open_loans(types_pb2.LOAN_TYPE_CASH)[3], -5),
      "INVALID_ARGUMENT", "INVALID_FIELD"),
     ("missing fields", "agent", lambda: payments_pb2.PaymentOrder(), "INVALID_ARGUMENT", "INVALID_FIELD"),
+    ("key ending in a newline", "atm", lambda: order("bad-5\n", open_loans(types_pb2.LOAN_TYPE_CASH)[3]),
+     "INVALID_ARGUMENT", "INVALID_FIELD"),
 ])
 async def test_bad_input_gets_a_clear_status(mesh, pki_dir, case, channel, make, code, reason):
     error = await refused(mesh, pki_dir, channel, make())
