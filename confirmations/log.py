@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from bank.confirmations.v1 import confirmations_pb2
 from confirmations import webhook_store
+from paymesh.sqlite import rows_with_ids
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS confirmation (
@@ -37,7 +38,6 @@ CREATE TABLE IF NOT EXISTS consumer (
 """
 
 Confirmation = confirmations_pb2.Confirmation
-_IDS_PER_QUERY = 500  # bound parameters per lookup, well inside SQLite's limit
 
 
 def head(connection: sqlite3.Connection) -> int:
@@ -84,15 +84,9 @@ def append(connection: sqlite3.Connection, batches: Sequence[Sequence[Confirmati
 def _sequences_of(connection: sqlite3.Connection, keys: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
     """The sequence of each (payment_id, status) already in the log."""
     payment_ids = sorted({payment_id for payment_id, _ in keys})
-    found = {}
-    for start in range(0, len(payment_ids), _IDS_PER_QUERY):
-        chunk = payment_ids[start:start + _IDS_PER_QUERY]
-        rows = connection.execute(
-            "SELECT payment_id, status, sequence FROM confirmation"
-            f" WHERE payment_id IN ({','.join('?' * len(chunk))})", chunk)
-        found.update(((payment_id, status), sequence) for payment_id, status, sequence in rows
-                     if (payment_id, status) in keys)
-    return found
+    rows = rows_with_ids(
+        connection, "SELECT payment_id, status, sequence FROM confirmation WHERE payment_id IN ({})", payment_ids)
+    return {(payment_id, status): sequence for payment_id, status, sequence in rows if (payment_id, status) in keys}
 
 
 def read_after(

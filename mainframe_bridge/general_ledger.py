@@ -11,6 +11,7 @@ from mainframe_bridge.records import (
     RC_OK, RC_UNBALANCED, RC_UNKNOWN_ACCOUNT, Entry, PostingRecord, Reply, imbalance,
 )
 from paymesh.chart_of_accounts import every_account
+from paymesh.sqlite import rows_with_ids
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS postings (
@@ -45,7 +46,6 @@ CREATE TABLE IF NOT EXISTS eod_files (
 );
 """
 ACCOUNTS = every_account()
-_IDS_PER_QUERY = 500  # bound parameters per lookup, well inside SQLite's limit
 
 
 def post_batch(connection: sqlite3.Connection, postings: list[PostingRecord]) -> list[Reply]:
@@ -84,14 +84,10 @@ def post_batch(connection: sqlite3.Connection, postings: list[PostingRecord]) ->
 
 def _replies_of(connection: sqlite3.Connection, posting_ids: list[str]) -> dict[str, Reply]:
     """The stored reply of each posting id already in the book."""
-    found: dict[str, Reply] = {}
-    for start in range(0, len(posting_ids), _IDS_PER_QUERY):
-        chunk = posting_ids[start:start + _IDS_PER_QUERY]
-        rows = connection.execute(
-            "SELECT posting_id, return_code, reference, message FROM postings"
-            f" WHERE posting_id IN ({','.join('?' * len(chunk))})", chunk)
-        found.update((row[0], Reply(*row)) for row in rows)
-    return found
+    rows = rows_with_ids(
+        connection, "SELECT posting_id, return_code, reference, message FROM postings WHERE posting_id IN ({})",
+        posting_ids)
+    return {row[0]: Reply(*row) for row in rows}
 
 
 def _check(posting: PostingRecord) -> tuple[int, str]:

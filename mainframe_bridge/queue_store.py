@@ -12,11 +12,11 @@ from typing import NamedTuple
 
 from bank.common.v1 import errors_pb2
 from bank.ledger.v1 import ledger_pb2
+from paymesh.sqlite import rows_with_ids
 
 QUEUED, POSTED, REJECTED = ledger_pb2.POSTING_STATUS_QUEUED, ledger_pb2.POSTING_STATUS_POSTED, \
     ledger_pb2.POSTING_STATUS_REJECTED
 CLOSING, CLOSED = "CLOSING", "CLOSED"
-_IDS_PER_QUERY = 500  # bound parameters per lookup, well inside SQLite's limit
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS postings (
@@ -114,12 +114,8 @@ def enqueue(connection: sqlite3.Connection, items: list[Queued]) -> list[Standin
 
 def _digests_of(connection: sqlite3.Connection, posting_ids: list[str]) -> dict[str, bytes]:
     """The digest of each posting id already queued."""
-    found: dict[str, bytes] = {}
-    for start in range(0, len(posting_ids), _IDS_PER_QUERY):
-        chunk = posting_ids[start:start + _IDS_PER_QUERY]
-        found.update(connection.execute(
-            f"SELECT posting_id, digest FROM postings WHERE posting_id IN ({','.join('?' * len(chunk))})", chunk))
-    return found
+    return dict(rows_with_ids(connection, "SELECT posting_id, digest FROM postings WHERE posting_id IN ({})",
+                              posting_ids))
 
 
 def standing(connection: sqlite3.Connection, posting_id: str) -> Standing | None:

@@ -7,7 +7,7 @@ one transaction) are how a service stays fast while keeping that rule.
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -48,6 +48,16 @@ class Store:
     def close(self) -> None:
         self._executor.submit(self.connection.close).result()
         self._executor.shutdown()
+
+
+IDS_PER_QUERY = 500  # bound parameters per lookup, well inside SQLite's limit
+
+
+def rows_with_ids(connection: sqlite3.Connection, query: str, ids: list) -> Iterator[tuple]:
+    """The rows of query, whose one `{}` is an IN list, for every id: asked in chunks of IDS_PER_QUERY."""
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        chunk = ids[start:start + IDS_PER_QUERY]
+        yield from connection.execute(query.format(",".join("?" * len(chunk))), chunk)
 
 
 def _in_transaction(connection: sqlite3.Connection, fn: Callable[..., T], *args) -> T:

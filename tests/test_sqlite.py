@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from paymesh.sqlite import Store
+from paymesh.sqlite import IDS_PER_QUERY, Store, rows_with_ids
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS movement (id TEXT PRIMARY KEY, amount_minor INTEGER NOT NULL);"
 
@@ -25,3 +25,14 @@ async def test_a_transaction_is_all_or_nothing(tmp_path):
     assert await reopened.run(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0]) == "wal"
     assert await reopened.run(lambda c: c.execute("SELECT count(*) FROM movement").fetchone()[0]) == 2
     reopened.close()
+
+
+async def test_a_lookup_by_more_ids_than_one_query_takes_finds_every_row(tmp_path):
+    store = Store(tmp_path / "s.db", SCHEMA)
+    stored = [(f"m{n}", n) for n in range(2 * IDS_PER_QUERY + 7)]
+    await store.transaction(_insert, stored)
+    asked = [f"m{n}" for n in range(0, len(stored), 2)] + ["not-there"]
+    found = await store.run(lambda c: dict(rows_with_ids(c, "SELECT id, amount_minor FROM movement WHERE id IN ({})",
+                                                         asked)))
+    store.close()
+    assert found == {f"m{n}": n for n in range(0, len(stored), 2)}
