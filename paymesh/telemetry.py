@@ -75,14 +75,18 @@ def current_traceparent() -> str:
     return carrier.get("traceparent", "")
 
 
+# One proxy for every item span: it follows the provider setup_tracing installs, and
+# get_tracer builds a new tracer on each call (a third of an item span's cost).
+_ITEM_TRACER = trace.get_tracer("paymesh")
+
+
 def record_item_span(name: str, traceparent: str, start_ns: int, attributes: dict) -> None:
     """A finished span for one item of a stream message, a child of the item's own trace."""
     if not traceparent:
         return
     parent = propagate.extract({"traceparent": traceparent})
-    span = trace.get_tracer("paymesh").start_span(
-        name, context=parent, kind=trace.SpanKind.CONSUMER, attributes=attributes, start_time=start_ns)
-    span.end()
+    _ITEM_TRACER.start_span(
+        name, context=parent, kind=trace.SpanKind.CONSUMER, attributes=attributes, start_time=start_ns).end()
 
 
 def server_interceptors() -> list:
