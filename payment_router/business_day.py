@@ -153,7 +153,7 @@ async def run_batches(channel: str, orders, seed: int, settings: Settings, resul
                         results.payments[payment.payment_id] = payment
                     else:  # refused at the router's door, nothing written
                         results.refused[(channel, reason_name(payment.rejection.reason))] += 1
-            progress(len(lines))
+                progress(len(lines))  # the second upload is a replay, not more of the day's payments
 
 
 async def follow_confirmations(channel: str, settings: Settings, results: DayResults, done: asyncio.Event) -> None:
