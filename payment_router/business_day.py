@@ -43,13 +43,14 @@ BATCH_FILE_LINES = 1000
 @dataclass
 class DayResults:
     payments: dict[str, payments_pb2.Payment] = field(default_factory=dict)  # payment id -> final state
-    refused: Counter = field(default_factory=Counter)  # (channel, reason) -> count, refused before a core
+    # (channel, order's key) -> reason, for orders refused before a core: an order, not an attempt
+    refused: dict[tuple[str, str], str] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     retries: int = 0
     replayed_lines: int = 0
     confirmed: Counter = field(default_factory=Counter)  # channel -> confirmations received
 
-    def record_error(self, channel: str, error: grpc.aio.AioRpcError) -> None:
+    def record_error(self, channel: str, key: str, error: grpc.aio.AioRpcError) -> None:
         info = error_info(error)
         payment_id = info.metadata.get("payment_id") if info else ""
         if payment_id:  # journaled and rejected by its core: it is confirmed like any result
@@ -57,7 +58,7 @@ class DayResults:
                 payment_id=payment_id, channel=CHANNEL_VALUES[channel], status=types_pb2.PAYMENT_STATUS_REJECTED,
                 rejection=errors_pb2.Rejection(reason=errors_pb2.ErrorReason.Value("ERROR_REASON_" + info.reason)))
         else:
-            self.refused[(channel, info.reason if info else error.code().name)] += 1
+            self.refused[(channel, key)] = info.reason if info else error.code().name
 
 
 def plan_orders(count: int, seed: int) -> dict[str, list[payments_pb2.PaymentOrder]]:
@@ -114,8 +115,9 @@ async def run_online(channel: str, orders, settings: Settings, results: DayResul
                         reply = await stub.SubmitPayment(api.SubmitPaymentRequest(payment=order),
                                                          metadata=metadata, timeout=10)
                         results.payments[reply.payment.payment_id] = reply.payment
+                        results.refused.pop((channel, order.idempotency_key), None)  # a press that went through
                     except grpc.aio.AioRpcError as error:
-                        results.record_error(channel, error)
+                        results.record_error(channel, order.idempotency_key, error)
                     results.latencies.append(time.perf_counter() - started)
                     results.retries += attempt
                 progress()
@@ -148,11 +150,11 @@ async def run_batches(channel: str, orders, seed: int, settings: Settings, resul
             reply = await stub.UploadBatch(iter(batch_requests(batch_id, day, lines)), timeout=300)
             results.replayed_lines += reply.summary.replayed_count
             if number < len(files):
-                for payment in (r.payment for r in reply.results):
+                for line, payment in ((r.line_number, r.payment) for r in reply.results):
                     if payment.loan_type:  # journaled: applied, or rejected by its core
                         results.payments[payment.payment_id] = payment
                     else:  # refused at the router's door, nothing written
-                        results.refused[(channel, reason_name(payment.rejection.reason))] += 1
+                        results.refused[(channel, f"{batch_id}:{line}")] = reason_name(payment.rejection.reason)
                 progress(len(lines))  # the second upload is a replay, not more of the day's payments
 
 
@@ -184,7 +186,7 @@ def summary(plan, results: DayResults) -> str:
     for channel, orders in plan.items():
         mine = [p for p in results.payments.values() if CHANNEL_NAMES[p.channel] == channel]
         done = [p for p in mine if p.status == types_pb2.PAYMENT_STATUS_APPLIED]
-        refused = sum(n for (c, _), n in results.refused.items() if c == channel)
+        refused = sum(1 for c, _ in results.refused if c == channel)
         rows.append((channel, len(orders), len(done), len(mine) - len(done), refused, _amounts(done),
                      f"{results.confirmed[channel]}/{len(mine)}"))
     cores = [("CORE", "APPLIED", "APPLIED AMOUNT")]
@@ -195,8 +197,7 @@ def summary(plan, results: DayResults) -> str:
     for p in results.payments.values():
         if p.status == types_pb2.PAYMENT_STATUS_REJECTED:
             reasons[reason_name(p.rejection.reason)] += 1
-    for (_, reason), n in results.refused.items():
-        reasons[reason] += n
+    reasons.update(results.refused.values())
     why = [("REJECTION REASON", "COUNT")] + sorted(reasons.items(), key=lambda r: -r[1])
     latencies = sorted(results.latencies)
     p50, p99 = (latencies[int(len(latencies) * q)] * 1000 for q in (0.5, 0.99)) if latencies else (0, 0)

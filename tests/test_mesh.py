@@ -1,4 +1,5 @@
-"""`paymesh up`: the whole mesh from one command, every service SERVING, clean stop."""
+"""`paymesh up`: the whole mesh from one command, every service SERVING, clean stop; and
+`paymesh simulate-day`, the README's main command, playing a (small) business day through it."""
 
 import dataclasses
 import os
@@ -62,3 +63,22 @@ async def test_up_runs_until_sigterm(tmp_path, settings):
     finally:
         if mesh.poll() is None:
             mesh.kill()
+
+
+def test_simulate_day_confirms_every_result_to_its_channel_closes_the_day_and_reconciles(tmp_path):
+    env, ports = _mesh_env(tmp_path)
+    env.update({f"{SERVICES[name].env_prefix}_ADDR": f"127.0.0.1:{port}" for name, port in ports.items()})
+    result = subprocess.run([sys.executable, "-m", "paymesh.cli", "simulate-day", "--payments", "800", "--seed", "5"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    sent = [int(n) for n in re.findall(r"(\d+)/800 payments sent", out)]
+    assert sent[-1] == 800 and max(sent) == 800, sent  # a re-uploaded file is not more payments
+    rows = re.findall(r"^(app|internet-banking|atm|agent|store) +(\d+) +(\d+) +(\d+) +(\d+) .* (\d+)/(\d+)$", out, re.M)
+    assert len(rows) == 5, out
+    for channel, orders, applied, rejected, refused, confirmed, journaled in rows:
+        assert int(orders) == int(applied) + int(rejected) + int(refused), channel
+        assert int(confirmed) == int(journaled) == int(applied) + int(rejected), channel
+    assert sum(int(row[1]) for row in rows) == 800
+    assert re.search(r"file GLPOST\.D\d{8} with \d+ records, accepted by the mainframe", out), out
+    assert re.search(r"^0 breaks, \d+ checks agree$", out, re.M), out
