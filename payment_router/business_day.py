@@ -20,8 +20,10 @@ import grpc
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2 as conf_api, confirmation_service_pb2_grpc as conf_grpc
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc, payments_pb2
-from loan_core.money import annuity_payment
+from loan_core.engine import as_of, due_installments
+from loan_core.loan import LoanTerms, originate
 from loan_core.portfolio import PortfolioSettings, generate
+from loan_core.products import BY_SERVICE
 from payment_router.channel_policy import load_policies
 from payment_router.router import CORE_OF
 from payment_router.service import business_date
@@ -61,10 +63,21 @@ class DayResults:
             self.refused[(channel, key)] = info.reason if info else error.code().name
 
 
-def plan_orders(count: int, seed: int) -> dict[str, list[payments_pb2.PaymentOrder]]:
-    """Orders per channel on real loans of the three portfolios: mostly about one
-    installment (sometimes two, sometimes a small partial payment), ~2 % bad ones."""
+def amount_due(loan: LoanTerms, on: dt.date) -> int:
+    """What a channel shows the customer on `on`: the oldest installment due with its late fee
+    and penalty interest, else the next one (as generated; a loan paid on an earlier simulated
+    day of the same home owes less at its core, which then answers as a core does)."""
+    rules = BY_SERVICE[CORE_OF[loan.loan_type]]
+    state = as_of(originate(loan, rules), rules, on)
+    due, future = due_installments(state, on)
+    return due[0].outstanding if due else future[0].scheduled_total
+
+
+def plan_orders(count: int, seed: int, day: str) -> dict[str, list[payments_pb2.PaymentOrder]]:
+    """Orders per channel on real loans of the three portfolios: mostly the amount due
+    (sometimes a little more or two installments, sometimes less), ~2 % bad ones."""
     rng = random.Random(seed)
+    on = dt.date.fromisoformat(day)
     portfolio = PortfolioSettings.from_env()
     policies = load_policies()
     loans = [t for loan_type in CORE_OF for t in generate(loan_type, seed=portfolio.seed, count=portfolio.count,
@@ -74,11 +87,11 @@ def plan_orders(count: int, seed: int) -> dict[str, list[payments_pb2.PaymentOrd
     for channel, share in {**ONLINE, **BATCH}.items():
         orders = []
         for n in range(int(count * share)):
+            limits = policies[channel].max_amount_minor
             loan = rng.choice(loans)
-            installment = annuity_payment(loan.principal_minor, loan.annual_rate_bps, loan.term_months,
-                                          loan.balloon_minor) + loan.asset_insurance_minor
-            amount = installment * rng.choice([10, 10, 10, 10, 10, 11, 20, 6]) // 10  # tenths of an installment
-            amount = min(amount, policies[channel].max_amount_minor[loan.currency_code])
+            while (due := amount_due(loan, on)) > limits[loan.currency_code]:
+                loan = rng.choice(loans)  # a customer owing more than an ATM or a store takes pays elsewhere
+            amount = min(due * rng.choice([10, 10, 10, 10, 10, 11, 20, 6]) // 10, limits[loan.currency_code])
             currency, loan_id = loan.currency_code, loan.loan_id
             bad = rng.random()
             if bad < 0.007:
@@ -282,7 +295,7 @@ async def simulate(count: int, seed: int) -> int:
     day = business_date()  # with a mesh already running, its router runs this date too (PAYMESH_BUSINESS_DATE)
     try:
         started = time.monotonic()
-        plan = plan_orders(count, seed)
+        plan = plan_orders(count, seed, day)
         total = sum(len(o) for o in plan.values())
         sent = Counter()
 
