@@ -11,10 +11,7 @@ from dataclasses import dataclass
 
 from bank.common.v1 import types_pb2
 from bank.payments.v1 import payments_pb2
-from loan_core import engine
-from loan_core.loan import originate
-from loan_core.portfolio import PortfolioSettings, generate
-from loan_core.products import BY_LOAN_TYPE
+from loan_core.portfolio import PortfolioSettings, amount_due, generate
 from payment_router.business_day import batch_requests
 from payment_router.channel_policy import load_policies
 
@@ -44,13 +41,12 @@ def payable_loans() -> list[PayableLoan]:
                       for currency in ("PEN", "USD")}
     loans = []
     for loan_type in LOAN_TYPES:
-        rules = BY_LOAN_TYPE[loan_type]
         for terms in generate(loan_type, seed=portfolio.seed, count=portfolio.count, as_of=portfolio.as_of):
             if terms.term_months - terms.installments_paid < 3:
                 continue  # nearly paid off: a second payment would be over the payoff
-            due, _ = engine.due_installments(engine.as_of(originate(terms, rules), rules, on), on)
-            if due and due[0].outstanding <= smallest_limit[terms.currency_code]:
-                loans.append(PayableLoan(terms.loan_id, terms.currency_code, due[0].outstanding))
+            due = amount_due(terms, on)
+            if 0 < due <= smallest_limit[terms.currency_code]:
+                loans.append(PayableLoan(terms.loan_id, terms.currency_code, due))
     random.shuffle(loans)  # another order each run, so runs on the same mesh pay other loans first
     return loans
 

@@ -81,3 +81,15 @@ def generate(loan_type: int, *, seed: int, count: int, as_of: date) -> list[Loan
             installments_paid=max(paid, 0),
         ))
     return loans
+
+
+def amount_due(terms: LoanTerms, on: date) -> int:
+    """What a channel shows the customer of a generated loan on `on`: the oldest installment due,
+    with its late fee and penalty interest; 0 when none is due. (The loan as generated: one paid
+    since at its core owes less there.)"""
+    from loan_core import engine  # the engine imports the products, which import this module
+    from loan_core.loan import originate
+    from loan_core.products import BY_LOAN_TYPE
+    rules = BY_LOAN_TYPE[terms.loan_type]
+    due, _ = engine.due_installments(engine.as_of(originate(terms, rules), rules, on), on)
+    return due[0].outstanding if due else 0

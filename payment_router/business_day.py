@@ -20,10 +20,7 @@ import grpc
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2 as conf_api, confirmation_service_pb2_grpc as conf_grpc
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc, payments_pb2
-from loan_core.engine import as_of, due_installments
-from loan_core.loan import LoanTerms, originate
-from loan_core.portfolio import PortfolioSettings, generate
-from loan_core.products import BY_SERVICE
+from loan_core.portfolio import PortfolioSettings, amount_due, generate
 from payment_router.channel_policy import load_policies
 from payment_router.router import CORE_OF
 from payment_router.service import business_date
@@ -33,12 +30,14 @@ from paymesh import mesh, pki, reconcile, tls
 from paymesh.config import Settings, address_of
 from paymesh.probe import health_of
 from paymesh.textui import format_money, format_table
-from paymesh.errors import error_info, reason_name
+from paymesh.errors import error_info, reason_name, retry_delay
 from paymesh.topology import CHANNEL_NAMES, CHANNEL_VALUES, OPERATOR, Identity
 
 ONLINE = {"app": 0.25, "internet-banking": 0.15, "atm": 0.20}
 BATCH = {"agent": 0.22, "store": 0.18}
 ONLINE_CONCURRENCY = 16  # customers at the same moment, per online channel
+RATE_LIMITED_TRIES = 5  # sends of one press while the channel is over its rate
+PACE = 0.8  # of its rate limit, the most a channel sends: a well-behaved integration throttles itself
 BATCH_FILE_LINES = 1000
 
 
@@ -63,16 +62,6 @@ class DayResults:
             self.refused[(channel, key)] = info.reason if info else error.code().name
 
 
-def amount_due(loan: LoanTerms, on: dt.date) -> int:
-    """What a channel shows the customer on `on`: the oldest installment due with its late fee
-    and penalty interest, else the next one (as generated; a loan paid on an earlier simulated
-    day of the same home owes less at its core, which then answers as a core does)."""
-    rules = BY_SERVICE[CORE_OF[loan.loan_type]]
-    state = as_of(originate(loan, rules), rules, on)
-    due, future = due_installments(state, on)
-    return due[0].outstanding if due else future[0].scheduled_total
-
-
 def plan_orders(count: int, seed: int, day: str) -> dict[str, list[payments_pb2.PaymentOrder]]:
     """Orders per channel on real loans of the three portfolios: mostly the amount due
     (sometimes a little more or two installments, sometimes less), ~2 % bad ones."""
@@ -83,14 +72,15 @@ def plan_orders(count: int, seed: int, day: str) -> dict[str, list[payments_pb2.
     loans = [t for loan_type in CORE_OF for t in generate(loan_type, seed=portfolio.seed, count=portfolio.count,
                                                           as_of=portfolio.as_of)
              if t.installments_paid < t.term_months]
+    dues = [(loan, due) for loan in loans if (due := amount_due(loan, on))]
     plan: dict[str, list[payments_pb2.PaymentOrder]] = {}
     for channel, share in {**ONLINE, **BATCH}.items():
+        limits = policies[channel].max_amount_minor
+        # A customer owing more than an ATM or a store takes pays elsewhere.
+        payable = [(loan, due) for loan, due in dues if due <= limits[loan.currency_code]]
         orders = []
         for n in range(int(count * share)):
-            limits = policies[channel].max_amount_minor
-            loan = rng.choice(loans)
-            while (due := amount_due(loan, on)) > limits[loan.currency_code]:
-                loan = rng.choice(loans)  # a customer owing more than an ATM or a store takes pays elsewhere
+            loan, due = rng.choice(payable)
             amount = min(due * rng.choice([10, 10, 10, 10, 10, 11, 20, 6]) // 10, limits[loan.currency_code])
             currency, loan_id = loan.currency_code, loan.loan_id
             bad = rng.random()
@@ -111,8 +101,21 @@ def plan_orders(count: int, seed: int, day: str) -> dict[str, list[payments_pb2.
     return plan
 
 
+class Pacer:
+    """At most rate calls a second, evenly spaced."""
+
+    def __init__(self, rate: float):
+        self.interval, self.next_at = 1 / rate, 0.0
+
+    async def wait(self) -> None:
+        now = time.monotonic()
+        at = self.next_at = max(now, self.next_at + self.interval)
+        await asyncio.sleep(at - now)
+
+
 async def run_online(channel: str, orders, settings: Settings, results: DayResults, progress) -> None:
     window = asyncio.Semaphore(ONLINE_CONCURRENCY)
+    pacer = Pacer(PACE * load_policies()[channel].bucket.rate)
     rng = random.Random(channel)
     metadata = None
     if channel in ("app", "internet-banking"):
@@ -120,13 +123,27 @@ async def run_online(channel: str, orders, settings: Settings, results: DayResul
     async with tls.channel_for(address_of("payment-router"), settings.pki_dir, Identity("channel", channel)) as ch:
         stub = api_grpc.PaymentServiceStub(ch)
 
+        async def submit(order):
+            # Like a real app: over the channel's rate, wait as told (RetryInfo, with jitter so the
+            # customers waiting do not all come back at once) and send it again.
+            for _ in range(RATE_LIMITED_TRIES - 1):
+                try:
+                    return await stub.SubmitPayment(api.SubmitPaymentRequest(payment=order), metadata=metadata,
+                                                    timeout=10)
+                except grpc.aio.AioRpcError as error:
+                    delay = retry_delay(error)
+                    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or delay is None:
+                        raise
+                    await asyncio.sleep(delay * (1 + rng.random()))
+            return await stub.SubmitPayment(api.SubmitPaymentRequest(payment=order), metadata=metadata, timeout=10)
+
         async def one(order):
             async with window:
+                await pacer.wait()
                 for attempt in range(2 if rng.random() < 0.03 else 1):  # 3 % of customers press twice
                     started = time.perf_counter()
                     try:
-                        reply = await stub.SubmitPayment(api.SubmitPaymentRequest(payment=order),
-                                                         metadata=metadata, timeout=10)
+                        reply = await submit(order)
                         results.payments[reply.payment.payment_id] = reply.payment
                         results.refused.pop((channel, order.idempotency_key), None)  # a press that went through
                     except grpc.aio.AioRpcError as error:

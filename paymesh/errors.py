@@ -61,3 +61,13 @@ def error_info(error: grpc.aio.AioRpcError | grpc.RpcError) -> error_details_pb2
         if detail.Unpack(info):
             return info
     return None
+
+
+def retry_delay(error: grpc.aio.AioRpcError | grpc.RpcError) -> float | None:
+    """The RetryInfo delay of a failed call, in seconds (None without one)."""
+    status = rpc_status.from_call(error)
+    for detail in status.details if status else ():
+        info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            return info.retry_delay.ToMilliseconds() / 1000
+    return None

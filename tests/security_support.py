@@ -15,9 +15,7 @@ from pathlib import Path
 import grpc
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 
 from bank.confirmations.v1 import confirmation_service_pb2 as conf_api, confirmation_service_pb2_grpc as conf_grpc
 from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_api, mainframe_bridge_service_pb2_grpc as bridge_grpc
@@ -166,16 +164,6 @@ BAD_TOKENS = {
     "signed by another key": lambda pki_dir: "Bearer " + jwt.encode(
         _claims(), ec.generate_private_key(ec.SECP256R1()), algorithm="ES256"),
 }
-
-
-def retry_delay(error: grpc.aio.AioRpcError) -> float | None:
-    """The RetryInfo delay of a failed call, in seconds (None without one)."""
-    status = rpc_status.from_call(error)
-    for detail in status.details if status else ():
-        info = error_details_pb2.RetryInfo()
-        if detail.Unpack(info):
-            return info.retry_delay.ToMilliseconds() / 1000
-    return None
 
 
 def slow_atm_policy(folder: Path, rate: int, burst: int) -> Path:

@@ -21,11 +21,11 @@ from mainframe_bridge.framing import PING, PONG
 from payment_router.business_day import batch_requests
 from payment_router.batch import MAX_LINES
 from paymesh import tls
-from paymesh.errors import error_info
+from paymesh.errors import error_info, retry_delay
 from paymesh.topology import BRIDGE, OPERATOR, ROUTER, SERVICES, Identity
 from tests.harness import start_mesh, start_service, stop_mesh
 from tests.security_support import (ATM, BAD_TOKENS, bad_credentials, emulator_context, emulator_exchange, grpc_channel,
-                                    health, identity_context, retry_delay, settled_state, slow_atm_policy)
+                                    health, identity_context, settled_state, slow_atm_policy)
 from tests.test_router import AS_OF, ENV, open_loans, order, refused, submit
 
 VICTIM = open_loans(types_pb2.LOAN_TYPE_CASH)[5]  # the loan every attack tries to move
