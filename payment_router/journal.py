@@ -93,6 +93,10 @@ class Journal:
             ).fetchall()
         )
 
+    async def undelivered(self) -> int:
+        """Outbox rows not yet acknowledged by their peer (and forgotten)."""
+        return await self._store.run(lambda c: c.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
     async def get(self, payment_id: str) -> payments_pb2.Payment | None:
         row = await self._store.run(
             lambda c: c.execute(

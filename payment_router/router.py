@@ -101,9 +101,18 @@ class Router:
             await stream.close()
 
     async def drain(self, timeout: float) -> None:
-        """Waits for payments in flight to be answered and recorded (graceful shutdown)."""
+        """Graceful shutdown: waits, at most timeout in all, for the payments in flight to be
+        answered and recorded, then for the outbox to reach the bridge and confirmations, so a
+        replica scaled away leaves nothing behind (what is left goes out at its next start)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         if self._in_flight:
             await asyncio.wait(list(self._in_flight.values()), timeout=timeout)
+        while True:
+            await self._forget_delivered()
+            if not await self.journal.undelivered() or loop.time() >= deadline:
+                return
+            await asyncio.sleep(0.05)
 
     async def core_available(self, loan_type: int, timeout: float) -> bool:
         """True when the core's stream is up; a stream reconnecting gets timeout seconds."""

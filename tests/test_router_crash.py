@@ -1,7 +1,9 @@
 """The router killed with SIGKILL in the middle of a 5,000-line batch, restarted, and
-the batch uploaded again: every line applied once and confirmed once."""
+the batch uploaded again: every line applied once and confirmed once. And stopped with
+SIGTERM (a scale-down): it leaves no outbox row behind."""
 
 import asyncio
+import sqlite3
 
 import grpc
 
@@ -59,5 +61,24 @@ async def test_router_killed_mid_batch_then_resumed_applies_every_line_once(tmp_
                 break
             await asyncio.sleep(0.1)
         assert await confirmed(services, pki_dir) == (LINES, expected_total)
+    finally:
+        stop_mesh(services)
+
+
+async def test_router_stopped_with_sigterm_delivers_its_outbox_before_it_exits(tmp_path, pki_dir):
+    # A replica scaled away may never start again: what it holds for the ledger and the
+    # channels must reach the bridge and confirmations before it goes.
+    services = start_mesh(tmp_path, pki_dir, only=("mainframe-emulator", "core-cash", "mainframe-bridge",
+                                                    "confirmations", "payment-router"), **ENV)
+    try:
+        loans = open_loans(types_pb2.LOAN_TYPE_CASH)
+        orders = [order("", loans[i % len(loans)], 100 + i % 50) for i in range(2000)]
+        reply = await upload(services, pki_dir, "agent", "agent-stop-day", orders)
+        assert reply.summary.applied_count == len(orders)
+        assert services["payment-router"].terminate() == 0
+        journal = sqlite3.connect(tmp_path / "data" / "payment-router.db")
+        assert journal.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+        journal.close()
+        assert await confirmed(services, pki_dir) == (len(orders), sum(o.amount.amount_minor for o in orders))
     finally:
         stop_mesh(services)
