@@ -130,11 +130,11 @@ def test_dev_overlay_has_the_emulator_and_prod_has_not():
     stateful = {"core-cash", "core-mortgage", "core-vehicle", "mainframe-bridge", "confirmations"}
     assert names("dev") == routers | stateful | {"mainframe-emulator"}
     assert names("prod") == routers | stateful
-    assert {s["metadata"]["name"] for s in of_kind(render("prod"), "StatefulSet")} == stateful
+    assert {s["metadata"]["name"] for s in of_kind(render("prod"), "StatefulSet")} == stateful | routers
     dev_replicas = {w["spec"]["replicas"] for w in workloads(render("dev"))}
     assert dev_replicas == {1}
-    prod_routers = [w for w in of_kind(render("prod"), "Deployment")]
-    assert all(w["spec"]["replicas"] >= 3 for w in prod_routers)
+    prod_routers = [w for w in workloads(render("prod")) if w["metadata"]["name"] in routers]
+    assert len(prod_routers) == 3 and all(w["spec"]["replicas"] >= 3 for w in prod_routers)
 
 
 def test_no_secret_material_is_committed_under_k8s():

@@ -185,15 +185,32 @@ def test_each_router_bulkhead_has_its_service_autoscaler_and_disruption_budget(o
     objects = render(overlay)
     for group in ROUTER_GROUPS:
         name = f"payment-router-{group}"
-        (deployment,) = [d for d in of_kind(objects, "Deployment") if d["metadata"]["name"] == name]
-        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        (router,) = [d for d in of_kind(objects, "StatefulSet") if d["metadata"]["name"] == name]
+        labels = router["spec"]["template"]["metadata"]["labels"]
         assert labels["paymesh.bank/channel-group"] == group
         (hpa,) = [h for h in of_kind(objects, "HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"]["name"] == name]
-        assert hpa["spec"]["minReplicas"] <= deployment["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
+        assert hpa["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
+        assert hpa["spec"]["minReplicas"] <= router["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
         (pdb,) = [p for p in of_kind(objects, "PodDisruptionBudget") if p["metadata"]["name"] == name]
-        assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+        assert pdb["spec"]["selector"]["matchLabels"] == router["spec"]["selector"]["matchLabels"]
         assert pdb["spec"]["selector"]["matchLabels"]["paymesh.bank/channel-group"] == group
         assert any(s["metadata"]["name"] == name for s in of_kind(objects, "Service"))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_router_keeps_its_journal_on_a_claim_of_its_own_that_outlives_the_pod(overlay):
+    # The journal holds what the router acknowledged and must still post and confirm: on an
+    # emptyDir, a node lost with undelivered outbox rows would lose them.
+    for group in ROUTER_GROUPS:
+        name = f"payment-router-{group}"
+        (router,) = [s for s in of_kind(render(overlay), "StatefulSet") if s["metadata"]["name"] == name]
+        pod = router["spec"]["template"]["spec"]
+        (data,) = [m["name"] for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == "/var/lib/paymesh"]
+        assert data not in {v["name"] for v in pod["volumes"]}, "the journal must not be a pod volume"
+        assert data in {c["metadata"]["name"] for c in router["spec"]["volumeClaimTemplates"]}
+        retention = router["spec"]["persistentVolumeClaimRetentionPolicy"]
+        assert retention == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+        assert router["spec"]["podManagementPolicy"] == "Parallel"  # a replica never waits for its sibling
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
