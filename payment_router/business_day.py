@@ -126,16 +126,15 @@ async def run_online(channel: str, orders, settings: Settings, results: DayResul
         async def submit(order):
             # Like a real app: over the channel's rate, wait as told (RetryInfo, with jitter so the
             # customers waiting do not all come back at once) and send it again.
-            for _ in range(RATE_LIMITED_TRIES - 1):
+            for tries_left in reversed(range(RATE_LIMITED_TRIES)):
                 try:
                     return await stub.SubmitPayment(api.SubmitPaymentRequest(payment=order), metadata=metadata,
                                                     timeout=10)
                 except grpc.aio.AioRpcError as error:
                     delay = retry_delay(error)
-                    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or delay is None:
+                    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or delay is None or not tries_left:
                         raise
                     await asyncio.sleep(delay * (1 + rng.random()))
-            return await stub.SubmitPayment(api.SubmitPaymentRequest(payment=order), metadata=metadata, timeout=10)
 
         async def one(order):
             async with window:
