@@ -29,6 +29,13 @@ APPLIED, REJECTED = types_pb2.PAYMENT_STATUS_APPLIED, types_pb2.PAYMENT_STATUS_R
 # What a channel retries: the router (or what is behind it) is away for a moment, or asks it to slow down.
 RETRY_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 RETRY_REASONS = {errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, errors_pb2.ERROR_REASON_RATE_LIMITED}
+
+
+def _cut_by_a_dead_router(error: grpc.aio.AioRpcError) -> bool:
+    """A stream write racing the killed router's dead transport fails in the client's own grpc
+    as INTERNAL with this text (grpc/grpc#36066; a read sees UNAVAILABLE): the router never sent
+    it. An INTERNAL from the router itself carries another message and stays unexpected."""
+    return error.code() == grpc.StatusCode.INTERNAL and error.details() == "Internal error from Core"
 MAX_TRIES = 60  # about 45 s of retrying with the backoff below: longer than any restart here
 CALL_TIMEOUT = 3.0
 # A channel that wants its answer soon after a restart reconnects quickly (gRPC's default starts at 1 s).
@@ -238,7 +245,7 @@ async def stream_channel(router_address: str, pki_dir, channel: str, rate: float
                         settle(payment.idempotency_key)
             except grpc.aio.AioRpcError as error:
                 tally.retried_because[f"stream {error.code().name}: {error.details()[:80]}"] += 1
-                if error.code() not in RETRY_CODES:
+                if error.code() not in RETRY_CODES and not _cut_by_a_dead_router(error):
                     tally.unexpected.append(f"{channel} stream: {error.code().name} {error.details()}")
                 await asyncio.sleep(0.1)
             finally:
