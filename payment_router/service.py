@@ -4,6 +4,7 @@ the channel's terms (a status for an online call, a REJECTED payment on a stream
 import asyncio
 import collections
 import datetime as dt
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from paymesh.errors import abort
 from paymesh.tls import peer_identity
 from paymesh.topology import CHANNEL_VALUES
 
+log = logging.getLogger(__name__)
 STREAM_WINDOW = 2000  # payments in flight per channel stream
 ANSWERS_PER_MESSAGE = 500  # results gathered into one response for orders sent in `payments`
 ONLINE_WAIT_FOR_CORE = 0.5  # seconds an online payment waits for a core that is reconnecting
@@ -84,6 +86,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         ready: collections.deque = collections.deque()  # (result, asked in `payments`); None ends
         more = asyncio.Event()
         window = asyncio.Semaphore(STREAM_WINDOW)
+        failed: list[Exception] = []  # what kept orders from being answered (the journal, say)
 
         def put(item) -> None:
             ready.append(item)
@@ -93,12 +96,21 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
             try:
                 for payment, _ in await self.pay_many(caller, [(o, o.idempotency_key) for o in orders]):
                     put((payment, many))
+            except Exception as error:
+                failed.append(error)
             finally:
                 for _ in orders:
                     window.release()
 
         async def read():
             tasks = set()
+            try:
+                await read_into(tasks)
+                await asyncio.gather(*tasks)
+            finally:
+                put(None)  # the answers end even if reading failed
+
+        async def read_into(tasks: set):
             async for request in request_iterator:
                 many, admitted = len(request.payments) > 0, []
                 for order in request.payments if many else (request.payment,):
@@ -114,8 +126,6 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
                     task = asyncio.create_task(answer(admitted, many))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-            await asyncio.gather(*tasks)
-            put(None)
 
         reader = asyncio.create_task(read())
         try:
@@ -136,6 +146,11 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
                     results.append(ready.popleft()[0])
                 yield api.StreamPaymentsResponse(payments=results)
             await reader
+            if failed:
+                log.error("stream orders left unanswered", extra={"error": type(failed[0]).__name__})
+                await abort(context, grpc.StatusCode.UNAVAILABLE,
+                            "some payments on this stream could not be recorded; send the unanswered ones again",
+                            errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0)
         finally:
             reader.cancel()
 
