@@ -41,7 +41,7 @@ from tests.harness import start_mesh, stop_mesh  # noqa: E402
 
 AS_OF = "2026-11-27"
 ENV = dict(PAYMESH_PORTFOLIO_SIZE="3000", PAYMESH_PORTFOLIO_SEED="42", PAYMESH_PORTFOLIO_AS_OF=AS_OF,
-           PAYMESH_BUSINESS_DATE=AS_OF, PAYMESH_LOG_LEVEL="WARNING")
+           PAYMESH_CLOCK_START=f"{AS_OF}T10:00:00-05:00", PAYMESH_LOG_LEVEL="WARNING")
 
 
 def cpu_seconds(mesh) -> dict[str, float]:

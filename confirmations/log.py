@@ -135,3 +135,15 @@ def summarize(connection: sqlite3.Connection, business_date: str) -> list[tuple[
         " WHERE business_date = ? GROUP BY channel, loan_type, status, currency ORDER BY 1, 2, 3, 4",
         (business_date,),
     ).fetchall()
+
+
+def day_confirmations(connection: sqlite3.Connection, business_date: str) -> list[Confirmation]:
+    """Every confirmation booked on the date, in log order."""
+    rows = connection.execute("SELECT sequence, body FROM confirmation WHERE business_date = ? ORDER BY sequence",
+                              (business_date,)).fetchall()
+    confirmations = []
+    for sequence, body in rows:
+        confirmation = Confirmation.FromString(body)
+        confirmation.sequence = sequence
+        confirmations.append(confirmation)
+    return confirmations

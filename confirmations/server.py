@@ -35,6 +35,7 @@ POLICY = CallerPolicy(
     per_method={
         f"/{_FULL_NAME}/PublishConfirmations": frozenset([ROUTER]),
         f"/{_FULL_NAME}/SummarizeConfirmations": frozenset([OPERATOR]),
+        f"/{_FULL_NAME}/ListConfirmations": frozenset([OPERATOR]),
     },
 )
 PUBLISH_IN_FLIGHT = 64
@@ -201,6 +202,15 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
                                  amount=types_pb2.Money(currency_code=currency, amount_minor=total))
             for channel, loan_type, status, currency, count, total in rows
         ])
+
+    async def ListConfirmations(self, request, context):
+        violations = validation.business_date(request.business_date)
+        if violations:
+            await abort(context, INVALID, "the business date is malformed", errors_pb2.ERROR_REASON_INVALID_FIELD,
+                        violations=violations)
+        confirmations = await self.store.run(log.day_confirmations, request.business_date)
+        for start in range(0, len(confirmations), 1000):
+            yield pb.ListConfirmationsResponse(confirmations=confirmations[start:start + 1000])
 
     def register(self, grpc_server) -> list[str]:
         """The Register callback of paymesh.server; starts the background tasks on the running loop."""

@@ -13,13 +13,13 @@ To load a cluster instead, run Locust itself (see docs/load-and-security.md):
 
 import argparse
 import csv
-import datetime as dt
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from paymesh.business_calendar import bank_calendar
 from paymesh.config import Settings
 from paymesh.pki import ensure_dev_pki
 from tests.harness import start_mesh, stop_mesh
@@ -60,9 +60,9 @@ def main(argv=None) -> int:
     ensure_dev_pki(settings.pki_dir)
     out = args.out.absolute()
     shutil.rmtree(out / "mesh", ignore_errors=True)
-    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    today = bank_calendar().value_date().isoformat()
     env = dict(PAYMESH_PORTFOLIO_SIZE=str(args.portfolio_size), PAYMESH_PORTFOLIO_SEED="42",
-               PAYMESH_PORTFOLIO_AS_OF=today, PAYMESH_BUSINESS_DATE=today, PAYMESH_LOG_LEVEL="WARNING")
+               PAYMESH_PORTFOLIO_AS_OF=today, PAYMESH_LOG_LEVEL="WARNING")
     mesh = start_mesh(out / "mesh", settings.pki_dir, **env)
     try:
         command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",

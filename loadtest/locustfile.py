@@ -9,7 +9,7 @@ refused with the expected status).
 
 PAYMESH_PKI_DIR holds the channels' certificates (and the dev token issuer's key);
 PAYMESH_PORTFOLIO_SIZE/_SEED/_AS_OF describe the cores' loans, as the cores read them;
-PAYMESH_BUSINESS_DATE is the day files' business date (default today).
+the day files' date is today in the bank's calendar (PAYMESH_CLOCK_START moves it).
 """
 
 from gevent import monkey  # noqa: I001 - before grpc: Locust's users are gevent greenlets

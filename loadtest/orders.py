@@ -4,7 +4,6 @@ ones of the kinds the business day sees, and day files for agents and stores."""
 
 import datetime as dt
 import itertools
-import os
 import random
 import uuid
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from bank.payments.v1 import payments_pb2
 from loan_core.portfolio import PortfolioSettings, amount_due, generate
 from payment_router.business_day import batch_requests
 from payment_router.channel_policy import load_policies
+from paymesh.business_calendar import bank_calendar
 
 LOAN_TYPES = (types_pb2.LOAN_TYPE_CASH, types_pb2.LOAN_TYPE_MORTGAGE, types_pb2.LOAN_TYPE_VEHICLE)
 POLICIES = load_policies()  # PAYMESH_CHANNEL_POLICY, as the router reads it
@@ -27,7 +27,8 @@ class PayableLoan:
 
 
 def business_date() -> str:
-    return os.environ.get("PAYMESH_BUSINESS_DATE") or dt.datetime.now(dt.timezone.utc).date().isoformat()
+    """Today in the bank's calendar (PAYMESH_CLOCK_START moves it): the day files' collection date."""
+    return bank_calendar().value_date().isoformat()
 
 
 def payable_loans() -> list[PayableLoan]:

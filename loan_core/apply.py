@@ -151,6 +151,9 @@ def _apply_one(connection, rules: ProductRules, loans: LoanCache, earlier: dict,
         raise Refused(errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED,
                       f"payment id {payment.payment_id} was already used for a different payment", "payment_id")
     business_date = validation.check_payment_fields(payment)
+    # Dues, fees and penalty interest run to the day the customer paid, not the day it is booked:
+    # an agent's customer who paid on the due date is not late because the file came the next day.
+    value_date = validation.check_date(payment.value_date, "value_date") if payment.value_date else business_date
     validation.check_loan_id(payment.loan_id, rules)
     found = loans.get(connection, payment.loan_id)
     if found is None:
@@ -163,7 +166,7 @@ def _apply_one(connection, rules: ProductRules, loans: LoanCache, earlier: dict,
                       "amount.currency_code")
     try:
         new_state, allocation = engine.apply_payment(
-            state, rules, payment.amount.amount_minor, business_date, payment.prepayment_mode
+            state, rules, payment.amount.amount_minor, value_date, payment.prepayment_mode
         )
     except Refused as refused:  # refused by the loan's state: keep the answer for replays
         outcome = core_pb2.PaymentOutcome(payment_id=payment.payment_id, rejection=rejection(refused))

@@ -82,10 +82,11 @@ def list_applied(connection: sqlite3.Connection, request) -> core_pb2.ListApplie
         after = int(request.page_token)
     rows = store.movements_of_day(connection, request.business_date, after, page_size + 1)
     response = core_pb2.ListAppliedPaymentsResponse()
-    for seq, movement_id, payment_id, loan_id, channel, currency, amount, kind in rows[:page_size]:
+    for seq, movement_id, payment_id, loan_id, channel, currency, amount, kind, result in rows[:page_size]:
         response.movements.add(
             movement_id=movement_id, payment_id=payment_id, loan_id=loan_id, channel=channel,
             amount=types_pb2.Money(currency_code=currency, amount_minor=amount), reversal=kind == "reversal",
+            allocation=_allocation_of(connection, kind, payment_id, result), business_date=request.business_date,
         )
     if len(rows) > page_size:
         response.next_page_token = str(rows[page_size - 1][0])
@@ -97,3 +98,11 @@ def list_applied(connection: sqlite3.Connection, request) -> core_pb2.ListApplie
             response.reversal_count += count
             response.reversal_totals.add(currency_code=currency, amount_minor=total)
     return response
+
+
+def _allocation_of(connection: sqlite3.Connection, kind: str, payment_id: str, result: bytes) -> loans_pb2.Allocation:
+    """How the movement spent its amount, from its stored first answer (a reversal gives back its payment's)."""
+    if kind == "reversal":
+        (result,) = connection.execute("SELECT result FROM movements WHERE payment_id = ? AND kind = 'payment'",
+                                       (payment_id,)).fetchone()
+    return core_pb2.PaymentOutcome.FromString(result).applied.allocation

@@ -13,6 +13,7 @@ import sqlite3
 from datetime import date
 
 from loan_core.loan import LoanTerms
+from paymesh.sqlite import add_missing_columns
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS loans (
@@ -65,9 +66,7 @@ _TERMS_COLUMNS = ("loan_id, loan_type, borrower_id, currency_code, principal_min
 
 def migrate(connection: sqlite3.Connection) -> None:
     """Adds what a store made by an earlier version lacks (its states are read as they are)."""
-    columns = {row[1] for row in connection.execute("PRAGMA table_info(loans)")}
-    if "archive" not in columns:
-        connection.execute("ALTER TABLE loans ADD COLUMN archive TEXT")
+    add_missing_columns(connection, {"loans": {"archive": "TEXT"}})
 
 
 def seed_if_empty(connection: sqlite3.Connection, loans: list[LoanTerms]) -> int:
@@ -157,7 +156,7 @@ def has_later_live_payment(connection: sqlite3.Connection, loan_id: str, seq: in
 
 def movements_of_day(connection: sqlite3.Connection, business_date: str, after_seq: int, limit: int) -> list[tuple]:
     return connection.execute(
-        "SELECT seq, movement_id, payment_id, loan_id, channel, currency_code, amount_minor, kind FROM movements "
+        "SELECT seq, movement_id, payment_id, loan_id, channel, currency_code, amount_minor, kind, result FROM movements "
         "WHERE business_date = ? AND seq > ? ORDER BY seq LIMIT ?", (business_date, after_seq, limit)
     ).fetchall()
 

@@ -7,7 +7,10 @@ mainframe_bridge.framing says and laid out as copybooks/glpost.cpy says.
 It posts each posting record to a double-entry ledger in its own SQLite file
 (mainframe-emulator.db), refuses unbalanced movements and unknown accounts,
 answers a replayed posting id as the first time, and checks the end-of-day
-file's control totals against its details and its own ledger.
+file's record counts, hash total and control totals against its details and
+its own ledger. A day it accepted a file for is closed: no new postings, no
+other file (the same file again gets the same answer). It shows its book, a
+day at a time, to a BOOK-INQUIRY.
 
 For tests it can misbehave, chosen at start (--mode / PAYMESH_EMULATOR_MODE,
 --delay-ms / PAYMESH_EMULATOR_DELAY_MS) or by a CONTROL-REQUEST record from the
@@ -18,6 +21,7 @@ record), TRUNCATE (posts, then sends half a reply frame and hangs up).
 
 import argparse
 import asyncio
+import hashlib
 import logging
 import os
 import ssl
@@ -40,6 +44,7 @@ MAX_BATCH = 1000  # postings per group commit (about: whole reads are taken)
 INBOX_READS = 16  # reads of frames waiting for the committer, each at most FrameReader.CHUNK bytes
 _POSTING = records.HEADER.record_type
 _EOD_HEADER = records.EOD_HEADER.record_type
+_BOOK_INQUIRY = records.BOOK_INQUIRY.record_type
 log = logging.getLogger(__name__)
 
 
@@ -118,8 +123,15 @@ class Emulator:
                 if eod_data is not None or kind == _EOD_HEADER:
                     eod_data = (eod_data or bytearray()) + frame
                     if eod_file.is_last_record(eod_data):
+                        # The postings before it on this link are in the ledger before the file is checked.
+                        answers = await self.post(postings, answers)
+                        postings = []
                         answers.append(await self.receive_eod(bytes(eod_data)))
                         eod_data = None
+                elif kind == _BOOK_INQUIRY:
+                    answers = await self.post(postings, answers)  # the book shows what came before the inquiry
+                    postings = []
+                    answers.append(await self.book_page(frame))
                 elif kind == _POSTING:
                     posting = self.decode(frame)
                     if isinstance(posting, bytes):
@@ -129,10 +141,14 @@ class Emulator:
                         answers.append(b"")  # filled in after the commit, in order
                 else:
                     answers.append(self.answer_other(frame, records.record_type(frame), peer))
-            if postings:
-                replies = iter(await self.store.transaction(general_ledger.post_batch, postings))
-                answers = [a or records.encode_reply(next(replies)) for a in answers]
-            await self.send(writer, answers)
+            await self.send(writer, await self.post(postings, answers))
+
+    async def post(self, postings: list[records.PostingRecord], answers: list[bytes]) -> list[bytes]:
+        """Posts in one transaction; the answers with each posting's empty place filled by its reply."""
+        if not postings:
+            return answers
+        replies = iter(await self.store.transaction(general_ledger.post_batch, postings))
+        return [a or records.encode_reply(next(replies)) for a in answers]
 
     def decode(self, frame: bytes) -> records.PostingRecord | bytes:
         try:
@@ -199,19 +215,26 @@ class Emulator:
             eod = eod_file.read(data)
         except (RecordError, UnicodeDecodeError) as bad:
             return records.EOD_REPLY.encode({"ER-RETURN-CODE": records.RC_MALFORMED, "ER-MESSAGE": str(bad)[:80]})
-        return_code, message = eod_file.check_totals(eod)
-        if return_code == records.RC_OK:
-            posted = await self.store.run(general_ledger.day_entries, eod.business_date)
-            if sorted(posted) != sorted((d.posting_id, d.entry) for d in eod.details):
-                return_code = records.RC_LEDGER_MISMATCH
-                message = f"the file's {len(eod.details)} details are not the ledger's {len(posted)} entries of the day"
-        await self.store.transaction(general_ledger.record_eod, eod.business_date, eod.file_name,
-                                     len(eod.details), return_code, message)
-        log.info("end-of-day file", extra={"file": eod.file_name, "records": len(eod.details), "rc": return_code})
+        return_code, message, count = await self.store.transaction(
+            general_ledger.take_eod_file, eod, hashlib.sha256(data).digest())
+        log.info("end-of-day file", extra={"file": eod.file_name, "records": count, "rc": return_code})
         return records.EOD_REPLY.encode({
             "ER-BUSINESS-DATE": eod.business_date, "ER-RETURN-CODE": return_code,
-            "ER-RECORD-COUNT": len(eod.details), "ER-MESSAGE": message[:80],
+            "ER-RECORD-COUNT": count, "ER-MESSAGE": message[:80],
         })
+
+    async def book_page(self, frame: bytes) -> bytes:
+        """One page of the day's book: as many entries as a frame holds, after the inquiry's position."""
+        try:
+            inquiry = records.BOOK_INQUIRY.decode(frame)
+            if len(frame) != records.BOOK_INQUIRY.size:
+                raise RecordError(f"book inquiry of {len(frame)} bytes, expected {records.BOOK_INQUIRY.size}")
+        except (RecordError, UnicodeDecodeError) as bad:
+            return records.encode_book_page(records.BookPage(0, records.RC_MALFORMED, [], False, 0, 0, str(bad)))
+        date, after = inquiry["BQ-BUSINESS-DATE"], (inquiry["BQ-AFTER-SEQ"], inquiry["BQ-AFTER-LINE"])
+        items, more = await self.store.run(general_ledger.book_page, date, after, records.BOOK_ITEMS_PER_PAGE)
+        last = (items[-1].seq, items[-1].line) if items else after
+        return records.encode_book_page(records.BookPage(date, records.RC_OK, items, more, *last, "book page"))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -225,7 +248,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 async def serve(args: argparse.Namespace) -> None:
     settings = Settings.from_env()
     setup_logging(SERVICE, settings.log_level)
-    store = Store(settings.data_dir / f"{SERVICE}.db", general_ledger.SCHEMA)
+    store = Store(settings.data_dir / f"{SERVICE}.db", general_ledger.SCHEMA, general_ledger.ADDED_COLUMNS)
     emulator = Emulator(store, args.mode, args.delay_ms)
     server = await asyncio.start_server(
         emulator.handle, settings.bind_host, port_of(SERVICES[SERVICE]), ssl=tls_context(settings)

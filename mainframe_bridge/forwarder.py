@@ -27,6 +27,7 @@ LINK_FAULTS = (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, Frame
 _REASONS = {
     records.RC_UNBALANCED: errors_pb2.ERROR_REASON_UNBALANCED_MOVEMENT,
     records.RC_UNKNOWN_ACCOUNT: errors_pb2.ERROR_REASON_UNKNOWN_ACCOUNT,
+    records.RC_DAY_CLOSED: errors_pb2.ERROR_REASON_BUSINESS_DAY_CLOSED,
 }
 log = logging.getLogger(__name__)
 

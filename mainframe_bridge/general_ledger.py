@@ -2,13 +2,17 @@
 
 Each posting is kept with the reply it got, so a replayed posting id is
 answered exactly as the first time; a refused posting keeps its return code
-and writes no entries.
+and writes no entries. A day whose end-of-day file was accepted is closed: it
+takes no new postings, and no other file; the same file again is answered as
+the first time (the accepted file's digest tells them apart).
 """
 
 import sqlite3
 
+from mainframe_bridge import eod_file
 from mainframe_bridge.records import (
-    RC_OK, RC_UNBALANCED, RC_UNKNOWN_ACCOUNT, Entry, PostingRecord, Reply, imbalance,
+    RC_DAY_CLOSED, RC_LEDGER_MISMATCH, RC_OK, RC_UNBALANCED, RC_UNKNOWN_ACCOUNT, BookItem, Entry, PostingRecord,
+    Reply, imbalance, iso_date,
 )
 from paymesh.chart_of_accounts import every_account
 from paymesh.sqlite import rows_with_ids
@@ -42,10 +46,16 @@ CREATE TABLE IF NOT EXISTS eod_files (
     record_count INTEGER NOT NULL,
     return_code INTEGER NOT NULL,
     message TEXT NOT NULL,
-    received_seq INTEGER PRIMARY KEY AUTOINCREMENT
+    received_seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    digest BLOB                              -- SHA-256 of the file's bytes (NULL in rows from before it was kept)
 );
+CREATE INDEX IF NOT EXISTS eod_files_by_date ON eod_files (business_date, return_code);
 """
 ACCOUNTS = every_account()
+
+
+# What a book made by an older emulator lacks (paymesh.sqlite.Store adds it): eod_files' digest.
+ADDED_COLUMNS = {"eod_files": {"digest": "BLOB"}}
 
 
 def post_batch(connection: sqlite3.Connection, postings: list[PostingRecord]) -> list[Reply]:
@@ -55,6 +65,7 @@ def post_batch(connection: sqlite3.Connection, postings: list[PostingRecord]) ->
     before are looked up at once, and the new ones get the seqs AUTOINCREMENT would give them (the
     next after the largest ever used), so their references are known before they are inserted."""
     seen = _replies_of(connection, [posting.posting_id for posting in postings])
+    closed = closed_days(connection, list({posting.business_date for posting in postings}))
     (seq,) = connection.execute(
         "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'postings'), 0),"
         " coalesce((SELECT max(seq) FROM postings), 0))").fetchone()
@@ -62,7 +73,7 @@ def post_batch(connection: sqlite3.Connection, postings: list[PostingRecord]) ->
     for posting in postings:
         reply = seen.get(posting.posting_id)
         if reply is None:
-            return_code, message = _check(posting)
+            return_code, message = _check(posting, closed)
             seq += 1
             reference = f"GL{seq:014d}" if return_code == RC_OK else ""
             new_postings.append((seq, posting.posting_id, posting.business_date, posting.payment_id,
@@ -90,7 +101,16 @@ def _replies_of(connection: sqlite3.Connection, posting_ids: list[str]) -> dict[
     return {row[0]: Reply(*row) for row in rows}
 
 
-def _check(posting: PostingRecord) -> tuple[int, str]:
+def closed_days(connection: sqlite3.Connection, business_dates: list[int]) -> set[int]:
+    """Those of the dates whose end-of-day file was accepted."""
+    return {row[0] for row in rows_with_ids(
+        connection, "SELECT DISTINCT business_date FROM eod_files WHERE return_code = 0 AND business_date IN ({})",
+        business_dates)}
+
+
+def _check(posting: PostingRecord, closed: set[int]) -> tuple[int, str]:
+    if posting.business_date in closed:
+        return RC_DAY_CLOSED, f"business day {iso_date(posting.business_date)} is closed"
     if not posting.entries or any(e.amount <= 0 for e in posting.entries):
         return RC_UNBALANCED, "a movement needs entries with positive amounts"
     unknown = sorted({e.account for e in posting.entries} - ACCOUNTS)
@@ -113,9 +133,44 @@ def day_entries(connection: sqlite3.Connection, business_date: int) -> list[tupl
     return [(row[0], Entry(*row[1:])) for row in rows]
 
 
-def record_eod(connection: sqlite3.Connection, business_date: int, file_name: str, count: int,
-               return_code: int, message: str) -> None:
+def take_eod_file(connection: sqlite3.Connection, eod: eod_file.EodFile, digest: bytes) -> tuple[int, str, int]:
+    """Checks a well-formed end-of-day file and records the verdict (inside the caller's transaction):
+    (return code, message, detail count) for its EOD-REPLY.
+
+    The file a day was closed with, sent again (a bridge that got no answer retries), gets the first
+    answer and records nothing; any other file for that day is refused."""
+    accepted = connection.execute(
+        "SELECT digest, record_count, message FROM eod_files WHERE business_date = ? AND return_code = 0"
+        " ORDER BY received_seq LIMIT 1", (eod.business_date,)).fetchone()
+    if accepted is not None and accepted[0] == digest:
+        return RC_OK, accepted[2], accepted[1]
+    if accepted is not None:
+        return_code = RC_DAY_CLOSED
+        message = f"business day {iso_date(eod.business_date)} already closed with another file"
+    else:
+        return_code, message = eod_file.check_totals(eod)
+    if return_code == RC_OK:
+        posted = day_entries(connection, eod.business_date)
+        if sorted(posted) != sorted((d.posting_id, d.entry) for d in eod.details):
+            return_code = RC_LEDGER_MISMATCH
+            message = f"the file's {len(eod.details)} details are not the ledger's {len(posted)} entries of the day"
     connection.execute(
-        "INSERT INTO eod_files (business_date, file_name, record_count, return_code, message)"
-        " VALUES (?, ?, ?, ?, ?)", (business_date, file_name, count, return_code, message),
-    )
+        "INSERT INTO eod_files (business_date, file_name, record_count, return_code, message, digest)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (eod.business_date, eod.file_name, len(eod.details), return_code, message, digest))
+    return return_code, message, len(eod.details)
+
+
+def book_page(connection: sqlite3.Connection, business_date: int, after: tuple[int, int],
+              limit: int) -> tuple[list[BookItem], bool]:
+    """Up to limit entries of the postings posted on the date, in (seq, line) order after the position
+    `after`; and whether more follow."""
+    after_seq, after_line = after
+    rows = connection.execute(
+        "SELECT p.seq, e.line, p.posting_id, p.payment_id, p.channel, p.loan_type,"
+        " e.entry_id, e.account, e.side, e.currency, e.amount FROM postings p JOIN entries e ON e.posting_seq = p.seq"
+        " WHERE p.seq >= ? AND p.business_date = ? AND p.return_code = 0 AND (p.seq > ? OR e.line > ?)"
+        " ORDER BY p.seq, e.line LIMIT ?",
+        (after_seq, business_date, after_seq, after_line, limit + 1)).fetchall()
+    items = [BookItem(*row[:6], Entry(*row[6:])) for row in rows[:limit]]
+    return items, len(rows) > limit

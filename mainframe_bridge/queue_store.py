@@ -4,25 +4,36 @@ A posting row is written once, with the exact record frame the mainframe will
 get, and then only changes status: QUEUED -> POSTED (or REJECTED by the
 mainframe). Its seq is the order the mainframe sees. Every function here takes
 the connection and runs on the Store's thread, inside a transaction when it writes.
+
+A business day closes in three steps: CLOSING (the routers move new payments to the
+next day; postings of the day still come in), SEALED (the day takes no more: a posting
+of it that still arrives is booked in the next open day, with its original date kept,
+as a late item) and CLOSED (the end-of-day file accepted by the mainframe). Nothing is
+ever refused because its day closed.
 """
 
+import datetime as dt
+import logging
 import sqlite3
 import time
 from typing import NamedTuple
 
 from bank.common.v1 import errors_pb2
 from bank.ledger.v1 import ledger_pb2
+from mainframe_bridge import records
+from paymesh.business_calendar import BusinessCalendar
 from paymesh.sqlite import rows_with_ids
 
 QUEUED, POSTED, REJECTED = ledger_pb2.POSTING_STATUS_QUEUED, ledger_pb2.POSTING_STATUS_POSTED, \
     ledger_pb2.POSTING_STATUS_REJECTED
-CLOSING, CLOSED = "CLOSING", "CLOSED"
+CLOSING, SEALED, CLOSED = "CLOSING", "SEALED", "CLOSED"
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS postings (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,   -- the order postings go to the mainframe
     posting_id TEXT NOT NULL UNIQUE,
-    business_date TEXT NOT NULL,
+    business_date TEXT NOT NULL,             -- the day it is booked in at the mainframe
     channel INTEGER NOT NULL,
     loan_type INTEGER NOT NULL,
     reversal INTEGER NOT NULL,               -- 1 when it credits the channel's clearing account
@@ -35,16 +46,20 @@ CREATE TABLE IF NOT EXISTS postings (
     rejection_reason INTEGER NOT NULL DEFAULT 0,
     rejection_message TEXT NOT NULL DEFAULT '',
     queued_at REAL NOT NULL,
-    posted_at REAL
+    posted_at REAL,
+    original_date TEXT NOT NULL DEFAULT ''   -- the day its core gave it, when its day was sealed before it came
 );
 CREATE INDEX IF NOT EXISTS postings_queued ON postings (seq) WHERE status = 1;
 CREATE INDEX IF NOT EXISTS postings_by_date ON postings (business_date, status);
 CREATE TABLE IF NOT EXISTS business_days (
     business_date TEXT PRIMARY KEY,
-    state TEXT NOT NULL,                     -- CLOSING (no new postings) or CLOSED (file accepted)
-    result BLOB                              -- the CloseBusinessDayResponse, once CLOSED
+    state TEXT NOT NULL,                     -- CLOSING, SEALED (no new postings) or CLOSED (file accepted)
+    result BLOB,                             -- the CloseBusinessDayResponse, once CLOSED
+    closing_since REAL                       -- when the close began
 );
 """
+ADDED_COLUMNS = {"postings": {"original_date": "TEXT NOT NULL DEFAULT ''"}, "business_days": {"closing_since": "REAL"}}
+INDEXES = "CREATE INDEX IF NOT EXISTS postings_late ON postings (original_date) WHERE original_date != '';"
 
 
 # Named tuples rather than frozen dataclasses: as immutable, and cheaper to make (one or more per posting).
@@ -73,13 +88,15 @@ class Standing(NamedTuple):
     posted_at: float | None = None
 
 
-def enqueue(connection: sqlite3.Connection, items: list[Queued]) -> list[Standing]:
-    """Stores each new posting as QUEUED; a posting id seen before answers where it stands."""
+def enqueue(connection: sqlite3.Connection, items: list[Queued], calendar: BusinessCalendar) -> list[Standing]:
+    """Stores each new posting as QUEUED; a posting id seen before answers where it stands. A posting
+    of a sealed day is booked in the next open day (calendar), keeping its own date as original_date."""
     now = time.time()
     queued = Standing(QUEUED, queued_at=now)  # (immutable: one for every posting queued now)
     digests = _digests_of(connection, [item.posting_id for item in items])
     queued_now: set[str] = set()
-    closed_days: dict[str, bool] = {}
+    (sealed_through,) = connection.execute(
+        "SELECT max(business_date) FROM business_days WHERE state != ?", (CLOSING,)).fetchone()
     answers, rows = [], []
     for item in items:
         digest = digests.get(item.posting_id)
@@ -93,23 +110,29 @@ def enqueue(connection: sqlite3.Connection, items: list[Queued]) -> list[Standin
             else:
                 answers.append(_standing_of(connection, item.posting_id))
             continue
-        if item.business_date not in closed_days:
-            closed_days[item.business_date] = connection.execute(
-                "SELECT 1 FROM business_days WHERE business_date = ?", (item.business_date,)).fetchone() is not None
-        if closed_days[item.business_date]:
-            answers.append(Standing(REJECTED, rejection_reason=errors_pb2.ERROR_REASON_BUSINESS_DAY_CLOSED,
-                                    rejection_message=f"business day {item.business_date} is closed"))
-            continue
-        rows.append((item.posting_id, item.business_date, item.channel, item.loan_type, int(item.reversal),
-                     item.currency, item.amount, item.digest, item.frame, QUEUED, now))
+        booked, frame, original = item.business_date, item.frame, ""
+        if sealed_through is not None and item.business_date <= sealed_through:
+            booked, frame, original = _book_late(item, sealed_through, calendar)
+        rows.append((item.posting_id, booked, item.channel, item.loan_type, int(item.reversal),
+                     item.currency, item.amount, item.digest, frame, QUEUED, now, original))
         digests[item.posting_id] = item.digest
         queued_now.add(item.posting_id)
         answers.append(queued)
     # One statement for the batch, in order: seq is the order the mainframe sees.
     connection.executemany(
         "INSERT INTO postings (posting_id, business_date, channel, loan_type, reversal, currency, amount,"
-        " digest, frame, status, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        " digest, frame, status, queued_at, original_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     return answers
+
+
+def _book_late(item: Queued, sealed_through: str, calendar: BusinessCalendar) -> tuple[str, bytes, str]:
+    """(booked date, frame, original date) of a posting whose day was sealed before it came."""
+    booked = calendar.next_business_day(dt.date.fromisoformat(sealed_through)).isoformat()
+    record = records.decode_posting(item.frame)
+    frame = records.encode_posting(record._replace(business_date=records.date_number(booked)))
+    log.warning("posting of a sealed business day booked in the next open day (a late item)",
+                extra={"posting_id": item.posting_id, "original_date": item.business_date, "booked": booked})
+    return booked, frame, item.business_date
 
 
 def _digests_of(connection: sqlite3.Connection, posting_ids: list[str]) -> dict[str, bytes]:
@@ -154,18 +177,51 @@ def summary(connection: sqlite3.Connection, business_date: str) -> list[tuple]:
         " ORDER BY channel, loan_type, reversal, status, currency", (business_date,)).fetchall()
 
 
-def begin_close(connection: sqlite3.Connection, business_date: str) -> tuple[bytes | None, int]:
-    """Marks the day CLOSING (no new postings for it); returns (the stored result if already
-    CLOSED, how many of its postings still wait for the mainframe)."""
+def begin_close(connection: sqlite3.Connection, business_date: str) -> tuple[str, bytes | None, float]:
+    """Marks the day CLOSING if it is not yet; (its state, the stored result once CLOSED, since when it closes)."""
     row = connection.execute(
-        "SELECT state, result FROM business_days WHERE business_date = ?", (business_date,)).fetchone()
-    if row and row[0] == CLOSED:
-        return row[1], 0
-    if not row:
-        connection.execute("INSERT INTO business_days (business_date, state) VALUES (?, ?)", (business_date, CLOSING))
+        "SELECT state, result, closing_since FROM business_days WHERE business_date = ?", (business_date,)).fetchone()
+    if row:
+        return row[0], row[1], row[2] or 0.0
+    now = time.time()
+    connection.execute("INSERT INTO business_days (business_date, state, closing_since) VALUES (?, ?, ?)",
+                       (business_date, CLOSING, now))
+    return CLOSING, None, now
+
+
+def last_posting_at(connection: sqlite3.Connection, business_date: str) -> float:
+    """When the day's latest posting was queued (0 if none)."""
+    (at,) = connection.execute("SELECT max(queued_at) FROM postings WHERE business_date = ?",
+                               (business_date,)).fetchone()
+    return at or 0.0
+
+
+def seal(connection: sqlite3.Connection, business_date: str) -> None:
+    """From now on the day takes no posting: what still comes is booked in the next open day."""
+    connection.execute("UPDATE business_days SET state = ? WHERE business_date = ? AND state = ?",
+                       (SEALED, business_date, CLOSING))
+
+
+def waiting_for_mainframe(connection: sqlite3.Connection, business_date: str) -> int:
     (waiting,) = connection.execute(
         "SELECT COUNT(*) FROM postings WHERE business_date = ? AND status = 1", (business_date,)).fetchone()
-    return None, waiting
+    return waiting
+
+
+def last_closed(connection: sqlite3.Connection) -> tuple[str, bool]:
+    """(the latest day closing, sealed or closed, whether its file is accepted); ("", False) if none."""
+    row = connection.execute(
+        "SELECT business_date, state FROM business_days ORDER BY business_date DESC LIMIT 1").fetchone()
+    return (row[0], row[1] == CLOSED) if row else ("", False)
+
+
+def day_postings(connection: sqlite3.Connection, business_date: str) -> list[tuple[bytes, int, str, str, str]]:
+    """(frame, status, booked date, original date, mainframe reference) of the postings booked on the
+    date and of the date's late items booked later, in queue order."""
+    return connection.execute(
+        "SELECT frame, status, business_date, original_date, reference FROM postings WHERE business_date = ?"
+        " UNION ALL SELECT frame, status, business_date, original_date, reference FROM postings"
+        " WHERE original_date = ? AND business_date != ?", (business_date, business_date, business_date)).fetchall()
 
 
 def posted_frames(connection: sqlite3.Connection, business_date: str) -> list[bytes]:

@@ -2,7 +2,8 @@
 defines them: postings and their replies, operator control, the end-of-day file.
 
 A posting travels as one frame: its POSTING-HEADER record followed by one
-POSTING-ENTRY record per ledger entry (PH-ENTRY-COUNT of them).
+POSTING-ENTRY record per ledger entry (PH-ENTRY-COUNT of them). A page of the
+mainframe's book travels as one frame: BOOK-ITEM records, then a BOOK-END.
 """
 
 from pathlib import Path
@@ -25,20 +26,28 @@ EOD_HEADER = RecordCodec(_LAYOUTS["EOD-HEADER"])
 EOD_DETAIL = RecordCodec(_LAYOUTS["EOD-DETAIL"])
 EOD_TRAILER = RecordCodec(_LAYOUTS["EOD-TRAILER"])
 EOD_REPLY = RecordCodec(_LAYOUTS["EOD-REPLY"])
+BOOK_INQUIRY = RecordCodec(_LAYOUTS["BOOK-INQUIRY"])
+BOOK_ITEM = RecordCodec(_LAYOUTS["BOOK-ITEM"])
+BOOK_END = RecordCodec(_LAYOUTS["BOOK-END"])
 
 # The most entries one posting frame can carry.
 MAX_ENTRIES = min((MAX_FRAME - HEADER.size) // ENTRY.size, 10 ** 3 - 1)
 SIDES = {ledger_pb2.ENTRY_SIDE_DEBIT: "D", ledger_pb2.ENTRY_SIDE_CREDIT: "C"}
 CHANNELS = frozenset(v for v in types_pb2.Channel.values() if v)
 LOAN_TYPES = frozenset(v for v in types_pb2.LoanType.values() if v)
+# The most BOOK-ITEM records one book page carries beside its BOOK-END.
+BOOK_ITEMS_PER_PAGE = (MAX_FRAME - BOOK_END.size) // BOOK_ITEM.size
 
-# Return codes of POSTING-REPLY and EOD-REPLY.
+# Return codes of POSTING-REPLY, EOD-REPLY and BOOK-END.
 RC_OK = 0
 RC_UNBALANCED = 8
 RC_UNKNOWN_ACCOUNT = 12
-RC_CONTROL_TOTALS = 16
-RC_LEDGER_MISMATCH = 20
+RC_CONTROL_TOTALS = 16  # end-of-day control totals are not the details' (or debits are not credits)
+RC_LEDGER_MISMATCH = 20  # end-of-day details are not the ledger's day
 RC_MALFORMED = 24
+RC_DAY_CLOSED = 28  # the business day is closed: a posting for it, or another end-of-day file
+RC_RECORD_COUNTS = 32  # the trailer's record counts are not the file's
+RC_HASH_TOTAL = 36  # the trailer's hash total is not the details'
 
 
 # Named tuples rather than frozen dataclasses: just as immutable, comparable and hashable, and several
@@ -64,6 +73,28 @@ class Reply(NamedTuple):
     posting_id: str
     return_code: int
     reference: str
+    message: str
+
+
+class BookItem(NamedTuple):
+    """One entry of a posting in the mainframe's book; (seq, line) is its place in the book."""
+
+    seq: int
+    line: int
+    posting_id: str
+    payment_id: str
+    channel: int
+    loan_type: int
+    entry: Entry
+
+
+class BookPage(NamedTuple):
+    business_date: int
+    return_code: int
+    items: list[BookItem]
+    more: bool  # ask again after (last_seq, last_line)
+    last_seq: int
+    last_line: int
     message: str
 
 
@@ -134,6 +165,43 @@ def decode_reply(frame: bytes) -> Reply:
 
 def encode_control(mode: str, delay_ms: int = 0) -> bytes:
     return CONTROL.encode({"CR-MODE": mode.upper(), "CR-DELAY-MS": delay_ms})
+
+
+def encode_book_inquiry(business_date: int, after_seq: int = 0, after_line: int = 0) -> bytes:
+    return BOOK_INQUIRY.encode({"BQ-BUSINESS-DATE": business_date, "BQ-AFTER-SEQ": after_seq,
+                                "BQ-AFTER-LINE": after_line})
+
+
+def encode_book_page(page: BookPage) -> bytes:
+    if len(page.items) > BOOK_ITEMS_PER_PAGE:
+        raise RecordError(f"{len(page.items)} book items, a page carries at most {BOOK_ITEMS_PER_PAGE}")
+    parts = [BOOK_ITEM.encode({
+        "BI-POSTING-SEQ": item.seq, "BI-LINE": item.line, "BI-POSTING-ID": item.posting_id,
+        "BI-PAYMENT-ID": item.payment_id, "BI-CHANNEL": item.channel, "BI-LOAN-TYPE": item.loan_type,
+        "BI-ENTRY-ID": item.entry.entry_id, "BI-ACCOUNT": item.entry.account, "BI-SIDE": item.entry.side,
+        "BI-CURRENCY": item.entry.currency, "BI-AMOUNT": item.entry.amount,
+    }) for item in page.items]
+    parts.append(BOOK_END.encode({
+        "BN-BUSINESS-DATE": page.business_date, "BN-RETURN-CODE": page.return_code,
+        "BN-ITEM-COUNT": len(page.items), "BN-MORE": "Y" if page.more else "N",
+        "BN-LAST-SEQ": page.last_seq, "BN-LAST-LINE": page.last_line, "BN-MESSAGE": page.message[:80],
+    }))
+    return b"".join(parts)
+
+
+def decode_book_page(frame: bytes) -> BookPage:
+    count, rest = divmod(len(frame) - BOOK_END.size, BOOK_ITEM.size)
+    if count < 0 or rest:
+        raise RecordError(f"book page of {len(frame)} bytes is not items and a BOOK-END")
+    end = BOOK_END.decode(frame, count * BOOK_ITEM.size)
+    if end["BN-ITEM-COUNT"] != count:
+        raise RecordError(f"BOOK-END counts {end['BN-ITEM-COUNT']} items, the page has {count}")
+    items = [BookItem(v["BI-POSTING-SEQ"], v["BI-LINE"], v["BI-POSTING-ID"], v["BI-PAYMENT-ID"], v["BI-CHANNEL"],
+                      v["BI-LOAN-TYPE"], Entry(v["BI-ENTRY-ID"], v["BI-ACCOUNT"], v["BI-SIDE"], v["BI-CURRENCY"],
+                                               v["BI-AMOUNT"]))
+             for v in BOOK_ITEM.decode_many(frame, 0, count)]
+    return BookPage(end["BN-BUSINESS-DATE"], end["BN-RETURN-CODE"], items, end["BN-MORE"] == "Y",
+                    end["BN-LAST-SEQ"], end["BN-LAST-LINE"], end["BN-MESSAGE"])
 
 
 def imbalance(entries) -> dict[str, int]:

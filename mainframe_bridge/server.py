@@ -6,7 +6,6 @@ posting, close the day and read the summary (to reconcile).
 """
 
 import asyncio
-import datetime as dt
 import logging
 import time
 
@@ -17,12 +16,13 @@ from bank.common.v1 import errors_pb2, types_pb2
 from bank.ledger.v1 import ledger_pb2
 from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_pb2
 from bank.ledger.v1 import mainframe_bridge_service_pb2_grpc as bridge_grpc
-from mainframe_bridge import end_of_day, intake, queue_store
+from mainframe_bridge import book, end_of_day, intake, queue_store, records
 from mainframe_bridge.forwarder import Forwarder
 from mainframe_bridge.link import client_context
 from mainframe_bridge.queue_store import Standing
 from paymesh import server, telemetry
 from paymesh.authz import CallerPolicy
+from paymesh.business_calendar import bank_calendar, parse_date
 from paymesh.config import Settings, address_of
 from paymesh.errors import abort
 from paymesh.sqlite import Store
@@ -33,14 +33,18 @@ _METHOD = "/bank.ledger.v1.MainframeBridgeService/"
 POLICY = CallerPolicy(
     frozenset([ROUTER]),
     {_METHOD + name: frozenset([ROUTER, OPERATOR])
-     for name in ("GetPostingStatus", "CloseBusinessDay", "GetLedgerSummary")},
+     for name in ("GetPostingStatus", "CloseBusinessDay", "GetLedgerSummary", "GetBusinessDayStatus",
+                  "ListPostings", "ListMainframeBook")},
 )
 log = logging.getLogger(__name__)
+PAGE = 1000  # postings per streamed message
 
 
 class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
     def __init__(self, settings: Settings):
-        self.store = Store(settings.data_dir / f"{SERVICE}.db", queue_store.SCHEMA)
+        self.store = Store(settings.data_dir / f"{SERVICE}.db", queue_store.SCHEMA, queue_store.ADDED_COLUMNS,
+                           queue_store.INDEXES)
+        self.calendar = bank_calendar()
         self.eod_dir = settings.data_dir / "eod"
         self.address = address_of("mainframe-emulator")
         self.context = client_context(settings.pki_dir, BRIDGE)
@@ -66,7 +70,8 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
                 received = time.time_ns()
                 prepared = [intake.prepare(posting) for posting in request.postings]
                 valid = [p for p in prepared if isinstance(p, queue_store.Queued)]
-                commit = asyncio.ensure_future(self.store.transaction(queue_store.enqueue, valid)) if valid else None
+                commit = asyncio.ensure_future(
+                    self.store.transaction(queue_store.enqueue, valid, self.calendar)) if valid else None
                 posting_ids = [posting.posting_id for posting in request.postings]
                 await submitted.put((posting_ids, request.traceparents, prepared, commit, received))
             await submitted.put(None)
@@ -108,9 +113,18 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
 
     async def CloseBusinessDay(self, request, context):
         await _check_date(context, request.business_date)
+        day, today = parse_date(request.business_date), self.calendar.value_date()
+        if day > today:
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+                        f"{request.business_date} has not come yet (today is {today} in the bank's time zone)",
+                        errors_pb2.ERROR_REASON_DATE_OUT_OF_RANGE, metadata={"business_date": request.business_date})
+        if not self.calendar.is_business_day(day):
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+                        f"{request.business_date} is not a business day (weekend or holiday): nothing is booked in it",
+                        errors_pb2.ERROR_REASON_DATE_OUT_OF_RANGE, metadata={"business_date": request.business_date})
         try:
             return await end_of_day.close_day(self.store, self.eod_dir, self.address, self.context,
-                                              request.business_date)
+                                              request.business_date, _remaining(context))
         except end_of_day.CloseRefused as refused:
             await abort(context, refused.code, str(refused), refused.reason,
                         metadata={"business_date": request.business_date},
@@ -129,6 +143,51 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
         )
 
 
+    async def GetBusinessDayStatus(self, request, context):
+        day, accepted = await self.store.run(queue_store.last_closed)
+        return bridge_pb2.GetBusinessDayStatusResponse(last_closed_business_date=day, file_accepted=accepted)
+
+    async def ListPostings(self, request, context):
+        await _check_date(context, request.business_date)
+        rows = await self.store.run(queue_store.day_postings, request.business_date)
+        for start in range(0, len(rows), PAGE):
+            yield bridge_pb2.ListPostingsResponse(postings=[
+                ledger_pb2.QueuedPosting(posting=_posting_message(records.decode_posting(frame)), status=status,
+                                         original_business_date=original or booked, mainframe_reference=reference)
+                for frame, status, booked, original, reference in rows[start:start + PAGE]])
+
+    async def ListMainframeBook(self, request, context):
+        await _check_date(context, request.business_date)
+        try:
+            postings = await book.read_book(self.address, self.context, request.business_date)
+        except book.BookUnavailable as fault:
+            await abort(context, grpc.StatusCode.UNAVAILABLE, f"the mainframe did not answer the inquiry ({fault})",
+                        errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=5.0)
+        for start in range(0, len(postings), PAGE):
+            yield bridge_pb2.ListMainframeBookResponse(postings=[
+                _posting_message(records.PostingRecord(p.posting_id, records.date_number(request.business_date),
+                                                              p.payment_id, p.channel, p.loan_type, p.entries))
+                for p in postings[start:start + PAGE]])
+
+
+_SIDE_OF = {letter: side for side, letter in records.SIDES.items()}
+
+
+def _posting_message(record: records.PostingRecord) -> ledger_pb2.Posting:
+    """A posting record (as the mainframe has it) as the Posting message it came from."""
+    return ledger_pb2.Posting(
+        posting_id=record.posting_id, business_date=records.iso_date(record.business_date),
+        payment_id=record.payment_id, channel=record.channel, loan_type=record.loan_type,
+        entries=[ledger_pb2.LedgerEntry(entry_id=e.entry_id, account=e.account, side=_SIDE_OF[e.side],
+                                        amount=types_pb2.Money(currency_code=e.currency, amount_minor=e.amount))
+                 for e in record.entries])
+
+
+def _remaining(context) -> float:
+    remaining = context.time_remaining()
+    return 60.0 if remaining is None else max(remaining - 0.5, 0.1)
+
+
 async def _next(submitted: asyncio.Queue, reader: asyncio.Task):
     """The next submitted message, or the reader's failure (a broken stream) as it is."""
     getting = asyncio.ensure_future(submitted.get())
@@ -142,14 +201,10 @@ async def _next(submitted: asyncio.Queue, reader: asyncio.Task):
 
 
 async def _check_date(context, business_date: str) -> None:
-    try:
-        valid = dt.date.fromisoformat(business_date).isoformat() == business_date
-    except ValueError:
-        valid = False
-    if not valid:
+    if parse_date(business_date) is None:
         await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "business_date must be a date written YYYY-MM-DD",
                     errors_pb2.ERROR_REASON_INVALID_FIELD,
-                    violations=[("business_date", f"{business_date!r} is not YYYY-MM-DD")])
+                    violations=[("business_date", f"{business_date[:20]!r} is not YYYY-MM-DD")])
 
 
 def _add_ack(response: bridge_pb2.PostEntriesResponse, posting_id: str, standing: Standing) -> None:

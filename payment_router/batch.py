@@ -4,18 +4,31 @@ The whole file is read and its trailer checked before any line is applied: a
 count or control total that does not match refuses the file and applies nothing.
 Each line's payment is named by (channel, batch id, line number), so uploading
 the same file again, or resuming after an interruption, applies nothing twice.
+
+The file's date (and a line's own collection date) is each line's value date: a
+malformed one refuses the file (INVALID_ARGUMENT), one in the future or more than
+PAYMESH_BATCH_MAX_AGE_BUSINESS_DAYS business days old too (FAILED_PRECONDITION).
+A file of a day already closed is booked in the open day, with its value dates.
 """
 
 import asyncio
+import datetime as dt
+import os
 from collections import Counter
 
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.payments.v1 import payment_service_pb2 as api
 from payment_router.orders import KEY_PATTERN, Refused
+from paymesh.business_calendar import BusinessCalendar, parse_date
 
 MAX_LINES = 100_000
 LINES_IN_FLIGHT = 2000
 CHUNK_LINES = 250  # lines validated, journaled and sent to the cores together
+DEFAULT_MAX_AGE_BUSINESS_DAYS = 5  # an agent's file may come in late, not a week late
+
+
+def max_age_business_days() -> int:
+    return int(os.environ.get("PAYMESH_BATCH_MAX_AGE_BUSINESS_DAYS") or DEFAULT_MAX_AGE_BUSINESS_DAYS)
 
 
 def _money(totals: Counter) -> list[types_pb2.Money]:
@@ -68,9 +81,41 @@ def check_trailer(lines: list[api.BatchLine], trailer: api.BatchTrailer) -> None
         )
 
 
+def value_dates(header: api.BatchHeader, lines: list[api.BatchLine], calendar: BusinessCalendar,
+                max_age: int) -> list[dt.date]:
+    """Each line's value date (its collection date, else the file's); raises Refused for the whole file."""
+    file_date = parse_date(header.business_date)
+    if file_date is None:
+        raise Refused("INVALID_ARGUMENT", "the batch header's business_date must be a date written YYYY-MM-DD",
+                      errors_pb2.ERROR_REASON_INVALID_FIELD,
+                      [("header.business_date", f"{header.business_date[:20]!r} is not YYYY-MM-DD")])
+    dates, malformed = [], []
+    for line in lines:
+        day = parse_date(line.collection_date) if line.collection_date else file_date
+        if day is None:
+            malformed.append((f"line[{line.line_number}].collection_date", "not YYYY-MM-DD"))
+        dates.append(day)
+    if malformed:
+        raise Refused("INVALID_ARGUMENT", f"{len(malformed)} lines have a collection_date that is not YYYY-MM-DD; "
+                      "nothing was applied", errors_pb2.ERROR_REASON_INVALID_FIELD, malformed[:100])
+    today = calendar.value_date()
+    for field, day in [("header.business_date", file_date),
+                       *((f"line[{line.line_number}].collection_date", day) for line, day in zip(lines, dates))]:
+        if day > today:
+            raise Refused("FAILED_PRECONDITION", f"{field} {day} is in the future (today is {today} in Lima); "
+                          "nothing was applied", errors_pb2.ERROR_REASON_DATE_OUT_OF_RANGE, [(field, "in the future")])
+        age = calendar.business_days_between(day, today)
+        if age > max_age:
+            raise Refused("FAILED_PRECONDITION", f"{field} {day} is {age} business days old, more than the "
+                          f"{max_age} a day file may be; nothing was applied", errors_pb2.ERROR_REASON_DATE_OUT_OF_RANGE,
+                          [(field, f"older than {max_age} business days")])
+    return dates
+
+
 async def upload_batch(service, caller, request_iterator) -> api.UploadBatchResponse:
     header, lines, trailer = await read_file(request_iterator)
     check_trailer(lines, trailer)
+    dates = value_dates(header, lines, service.router.booking.calendar, max_age_business_days())
     outcomes: list = [None] * len(lines)
     chunks = iter(range(0, len(lines), CHUNK_LINES))
 
@@ -79,7 +124,8 @@ async def upload_batch(service, caller, request_iterator) -> api.UploadBatchResp
         for start in chunks:
             chunk = lines[start:start + CHUNK_LINES]
             orders = [(line.payment, f"{header.batch_id}:{line.line_number}") for line in chunk]
-            outcomes[start:start + len(chunk)] = await service.pay_many(caller, orders, batch_id=header.batch_id)
+            outcomes[start:start + len(chunk)] = await service.pay_many(
+                caller, orders, batch_id=header.batch_id, value_dates=dates[start:start + len(chunk)])
 
     await asyncio.gather(*(worker() for _ in range(LINES_IN_FLIGHT // CHUNK_LINES)))
     summary = api.BatchSummary(batch_id=header.batch_id, line_count=len(lines))

@@ -3,8 +3,11 @@
 About 10,000 payments over the five channels: online for the app, internet
 banking and ATMs (with retries and bad requests mixed in), day files for agents
 and stores (with bad lines and one file uploaded twice). A subscriber per
-channel follows the confirmation stream; then the day is closed at the mainframe
-and reconciled. Starts the local mesh first if it is not running.
+channel follows the confirmation stream. The day is closed at the mainframe while
+the last tenth of the payments still arrive, as a bank's close meets customers who
+keep paying: those are booked in the next business day. Both days are reconciled.
+Starts the local mesh first if it is not running, its clock at 10:00 in Lima of the
+next business day this home has not closed yet.
 """
 
 import asyncio
@@ -23,15 +26,15 @@ from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grp
 from loan_core.portfolio import PortfolioSettings, amount_due, generate
 from payment_router.channel_policy import load_policies
 from payment_router.router import CORE_OF
-from payment_router.service import business_date
 from payment_router.tokens import mint
-from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_api, mainframe_bridge_service_pb2_grpc as bridge_grpc
 from paymesh import mesh, pki, reconcile, tls
+from paymesh.business_calendar import BusinessCalendar, bank_calendar
+from paymesh.close_day import close_day as paymesh_close_day
 from paymesh.config import Settings, address_of
 from paymesh.probe import health_of
 from paymesh.textui import format_money, format_table
 from paymesh.errors import error_info, reason_name, retry_delay
-from paymesh.topology import CHANNEL_NAMES, CHANNEL_VALUES, OPERATOR, Identity
+from paymesh.topology import CHANNEL_NAMES, CHANNEL_VALUES, Identity
 
 ONLINE = {"app": 0.25, "internet-banking": 0.15, "atm": 0.20}
 BATCH = {"agent": 0.22, "store": 0.18}
@@ -39,6 +42,7 @@ ONLINE_CONCURRENCY = 16  # customers at the same moment, per online channel
 RATE_LIMITED_TRIES = 5  # sends of one press while the channel is over its rate
 PACE = 0.8  # of its rate limit, the most a channel sends: a well-behaved integration throttles itself
 BATCH_FILE_LINES = 1000
+CLOSE_AT = 0.9  # of the day's payments sent when the close begins
 
 
 @dataclass
@@ -168,8 +172,8 @@ def batch_requests(batch_id: str, day: str, lines, lines_per_message: int = 500)
     ]
 
 
-async def run_batches(channel: str, orders, seed: int, settings: Settings, results: DayResults, progress) -> None:
-    day = business_date()
+async def run_batches(channel: str, orders, seed: int, day: str, settings: Settings, results: DayResults,
+                      progress) -> None:
     files = [orders[i:i + BATCH_FILE_LINES] for i in range(0, len(orders), BATCH_FILE_LINES)]
     async with tls.channel_for(address_of("payment-router"), settings.pki_dir, Identity("channel", channel)) as ch:
         stub = api_grpc.PaymentServiceStub(ch)
@@ -256,38 +260,30 @@ async def settle(settings: Settings, day: str, stages: set[str], timeout: float 
 
 
 async def close_day(settings: Settings, day: str) -> str:
-    """Closes the day at the mainframe once every applied payment reached the bridge."""
-    await settle(settings, day, {"accepted by router", "applied by cores", "sent to ledger"})
-    request = bridge_api.CloseBusinessDayRequest(request_id=f"close-{day}", business_date=day)
-    async with tls.channel_for(address_of("mainframe-bridge"), settings.pki_dir, OPERATOR) as ch:
-        stub = bridge_grpc.MainframeBridgeServiceStub(ch)
-        for attempt in range(60):
-            try:
-                reply = await stub.CloseBusinessDay(request, timeout=120)
-                break
-            except grpc.aio.AioRpcError as error:  # postings still on their way to the mainframe
-                if error.code() != grpc.StatusCode.FAILED_PRECONDITION or attempt == 59:
-                    return f"end of day {day}: NOT closed: {error.code().name}: {error.details()}"
-                await asyncio.sleep(1)
-    verdict = "accepted" if reply.accepted_by_mainframe else "NOT accepted"
-    return f"end of day {day}: file {reply.file_name} with {reply.record_count} records, {verdict} by the mainframe"
+    """Closes the day at the mainframe, payments still arriving: the close moves them to the next day."""
+    try:
+        reply = await paymesh_close_day(settings, day)
+    except grpc.aio.AioRpcError as error:
+        return f"end of day {day}: NOT closed: {error.code().name}: {error.details()}"
+    return (f"end of day {day}: file {reply.file_name} (sequence {reply.file_sequence}) with {reply.record_count} "
+            f"records, hash total {reply.hash_total}, accepted by the mainframe")
 
 
 async def reconcile_day(settings: Settings, day: str) -> int:
     """The whole reconciliation, printed; returns its exit code (0: every stage agrees)."""
     every_stage = {s.stage for s in reconcile.default_sources(settings)}
-    outcome = await settle(settings, day, every_stage, timeout=15)
+    outcome = await settle(settings, day, every_stage, timeout=30)
     print(reconcile.report(outcome, day, show_all=False))
     return outcome.exit_code
 
 
-def next_business_day(settings: Settings) -> str:
-    """Today, or the day after the last one this home simulated and closed: a closed day
-    takes no new postings, so every run of `make run` plays a day of its own."""
+def next_business_day(settings: Settings, calendar: BusinessCalendar) -> str:
+    """Today's business day, or the business day after the last one this home simulated and
+    closed: a closed day takes no new postings, so every run of `make run` plays a day of its own."""
     closed = settings.home / "simulated-days"
-    days = closed.read_text().split() if closed.exists() else []
-    today = dt.date.today()
-    return max([today] + [dt.date.fromisoformat(d) + dt.timedelta(days=1) for d in days]).isoformat()
+    days = [dt.date.fromisoformat(d) for d in closed.read_text().split()] if closed.exists() else []
+    today = calendar.booking_date()
+    return max([today] + [calendar.next_business_day(d) for d in days]).isoformat()
 
 
 def remember_closed(settings: Settings, day: str) -> None:
@@ -300,15 +296,19 @@ async def simulate(count: int, seed: int) -> int:
     children = []
     pki.ensure_dev_pki(settings.pki_dir)
     if await health_of("payment-router", address_of("payment-router"), settings) != "SERVING":
-        # A mesh of our own: it runs the next day this home has not closed yet.
-        os.environ.setdefault("PAYMESH_BUSINESS_DATE", next_business_day(settings))
-        print(f"starting the local mesh for business day {business_date()}...", flush=True)
+        # A mesh of our own: its clock starts at 10:00 in Lima on the next day this home has not closed.
+        day = next_business_day(settings, BusinessCalendar())
+        if "PAYMESH_CLOCK_START" not in os.environ:
+            os.environ.update(PAYMESH_CLOCK_START=f"{day}T10:00:00-05:00", PAYMESH_CLOCK_STARTED_AT=str(time.time()))
+        print(f"starting the local mesh for business day {day}...", flush=True)
         children, ready = await mesh.start_all(settings)
         if not ready:
             print(mesh.table(children))
             await mesh.stop_all(children, settings)
             return 1
-    day = business_date()  # with a mesh already running, its router runs this date too (PAYMESH_BUSINESS_DATE)
+    calendar = bank_calendar()  # with a mesh already running, the same clock as its services (PAYMESH_CLOCK_START)
+    day = calendar.booking_date().isoformat()
+    next_day = calendar.next_business_day(dt.date.fromisoformat(day)).isoformat()
     try:
         started = time.monotonic()
         plan = plan_orders(count, seed, day)
@@ -321,20 +321,35 @@ async def simulate(count: int, seed: int) -> int:
                 print(f"\r{sent['n']}/{total} payments sent", end="", flush=True)
 
         results = DayResults()
-        done = asyncio.Event()
+        done, close_now = asyncio.Event(), asyncio.Event()
+
+        def progress_and_close(n: int = 1) -> None:
+            progress(n)
+            if sent["n"] >= CLOSE_AT * total:
+                close_now.set()
+
+        async def close_while_paying() -> str:
+            await close_now.wait()
+            return await close_day(settings, day)
+
         followers = [asyncio.create_task(follow_confirmations(c, settings, results, done)) for c in plan]
-        await asyncio.gather(*(run_online(c, plan[c], settings, results, progress) for c in ONLINE),
-                             *(run_batches(c, plan[c], seed, settings, results, progress) for c in BATCH))
+        closing = asyncio.create_task(close_while_paying())
+        await asyncio.gather(*(run_online(c, plan[c], settings, results, progress_and_close) for c in ONLINE),
+                             *(run_batches(c, plan[c], seed, day, settings, results, progress_and_close)
+                               for c in BATCH))
         elapsed = time.monotonic() - started
         done.set()
         await asyncio.gather(*followers)
         print(f"\n\nbusiness day {day}: {total} payments in {elapsed:.1f}s ({total / elapsed:,.0f}/s)\n")
         print(summary(plan, results))
-        print("\n" + await close_day(settings, day))
+        close_now.set()
+        print("\n" + await closing)
         remember_closed(settings, day)
-        reconciled = await reconcile_day(settings, day)
+        after = sum(1 for p in results.payments.values() if p.business_date == next_day)
+        print(f"closed while paying: {after} payments came after the close began and are booked in {next_day}\n")
+        reconciled = [await reconcile_day(settings, d) for d in (day, next_day)]
         confirmed_all = sum(results.confirmed.values()) == len(results.payments)
-        return reconciled if confirmed_all else 1
+        return max(reconciled) if confirmed_all else 1
     finally:
         if children:
             await mesh.stop_all(children, settings)

@@ -6,7 +6,12 @@ for the ledger and the confirmation are written in one transaction, so a router
 killed at any instant leaves nothing applied but never posted or confirmed: at
 start it resends what is unanswered and forwards what is in the outbox.
 Concurrent writes are grouped into one transaction (group commit).
+
+An outbox row its peer refused is never forgotten: it is marked refused (with the
+peer's reason) and waits, out of the forwarders' way, for an operator to replay it.
 """
+
+import time
 
 import asyncio
 import sqlite3
@@ -25,12 +30,14 @@ CREATE TABLE IF NOT EXISTS payment (
     loan_type INTEGER NOT NULL,
     currency TEXT NOT NULL,
     amount_minor INTEGER NOT NULL,
-    business_date TEXT NOT NULL,
+    business_date TEXT NOT NULL,             -- the booking date
     status INTEGER NOT NULL,
     batch_id TEXT,
     payment BLOB NOT NULL,
     -- Kept beside the blob: set once confirmations acknowledge, without rewriting the payment.
-    confirmation_sequence INTEGER NOT NULL DEFAULT 0
+    confirmation_sequence INTEGER NOT NULL DEFAULT 0,
+    value_date TEXT NOT NULL DEFAULT '',
+    reversal_date TEXT                        -- the business day its reversal was booked in
 );
 CREATE INDEX IF NOT EXISTS payment_by_day ON payment (business_date, channel);
 CREATE INDEX IF NOT EXISTS payment_by_status ON payment (status);
@@ -40,8 +47,21 @@ CREATE TABLE IF NOT EXISTS outbox (
     item_key TEXT NOT NULL,
     body BLOB NOT NULL,
     traceparent TEXT NOT NULL,
+    refused_at REAL,                          -- set when the peer refused it: waits for an operator
+    refused_reason INTEGER NOT NULL DEFAULT 0,
+    refused_message TEXT NOT NULL DEFAULT '',
     UNIQUE (topic, item_key)
 );
+"""
+# What a journal made by an earlier version lacks, and the indexes on it.
+ADDED_COLUMNS = {
+    "payment": {"value_date": "TEXT NOT NULL DEFAULT ''", "reversal_date": "TEXT"},
+    "outbox": {"refused_at": "REAL", "refused_reason": "INTEGER NOT NULL DEFAULT 0",
+               "refused_message": "TEXT NOT NULL DEFAULT ''"},
+}
+INDEXES = """
+CREATE INDEX IF NOT EXISTS payment_by_reversal_day ON payment (reversal_date) WHERE reversal_date IS NOT NULL;
+CREATE INDEX IF NOT EXISTS outbox_refused ON outbox (id) WHERE refused_at IS NOT NULL;
 """
 ACCEPTED = 1  # bank.common.v1.PAYMENT_STATUS_ACCEPTED
 
@@ -64,7 +84,7 @@ class Outcome:
 
 class Journal:
     def __init__(self, path: Path):
-        self._store = Store(path, SCHEMA)
+        self._store = Store(path, SCHEMA, ADDED_COLUMNS, INDEXES)
         self._queue: list[tuple[str, tuple, asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
 
@@ -88,14 +108,42 @@ class Journal:
         """(id, key, body, traceparent) of the topic's rows after after_id, oldest first."""
         return await self._store.run(
             lambda c: c.execute(
-                "SELECT id, item_key, body, traceparent FROM outbox WHERE topic = ? AND id > ? ORDER BY id LIMIT ?",
+                "SELECT id, item_key, body, traceparent FROM outbox WHERE topic = ? AND id > ?"
+                " AND refused_at IS NULL ORDER BY id LIMIT ?",
                 (topic, after_id, limit),
             ).fetchall()
         )
 
     async def undelivered(self) -> int:
-        """Outbox rows not yet acknowledged by their peer (and forgotten)."""
-        return await self._store.run(lambda c: c.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        """Outbox rows still to be acknowledged by their peer (refused rows wait for an operator instead)."""
+        return await self._store.run(
+            lambda c: c.execute("SELECT count(*) FROM outbox WHERE refused_at IS NULL").fetchone()[0])
+
+    async def refuse(self, topic: str, refusals: list[tuple[str, int, str]]) -> None:
+        """Marks rows (key, reason, message) their peer refused: kept, no longer forwarded."""
+        now = time.time()
+        await self._store.transaction(lambda c: c.executemany(
+            "UPDATE outbox SET refused_at = ?, refused_reason = ?, refused_message = ? WHERE topic = ? AND item_key = ?",
+            [(now, reason, message, topic, key) for key, reason, message in refusals]))
+
+    async def refused(self) -> list[tuple[str, str, bytes, int, str, float]]:
+        """(topic, key, body, reason, message, refused at) of every refused row, oldest first."""
+        return await self._store.run(lambda c: c.execute(
+            "SELECT topic, item_key, body, refused_reason, refused_message, refused_at FROM outbox"
+            " WHERE refused_at IS NOT NULL ORDER BY id").fetchall())
+
+    async def replay_refused(self, keys: list[tuple[str, str]] | None) -> int:
+        """Puts refused rows (topic, key), or all of them when keys is None, back at the end of the
+        outbox, in their order, for the forwarders to send again; how many."""
+        return await self._store.transaction(_replay_refused, keys)
+
+    async def day_payments(self, business_date: str) -> list[payments_pb2.Payment]:
+        """Payments booked on the date, and payments whose reversal was booked on it."""
+        rows = await self._store.run(lambda c: c.execute(
+            "SELECT payment, confirmation_sequence FROM payment WHERE business_date = ?"
+            " UNION ALL SELECT payment, confirmation_sequence FROM payment WHERE reversal_date = ?"
+            " AND business_date != ?", (business_date, business_date, business_date)).fetchall())
+        return [_payment_of(*row) for row in rows]
 
     async def get(self, payment_id: str) -> payments_pb2.Payment | None:
         row = await self._store.run(
@@ -160,17 +208,19 @@ def _accept(connection: sqlite3.Connection, entry: Accepted) -> Outcome:
     if row:
         return Outcome(_payment_of(row[0], row[1]), row[2], new=False)
     connection.execute(
-        "INSERT INTO payment VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+        "INSERT INTO payment (payment_id, channel, idempotency_key, body_hash, loan_type, currency, amount_minor,"
+        " business_date, status, batch_id, payment, value_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (p.payment_id, p.channel, p.idempotency_key, entry.body_hash, p.loan_type, p.amount.currency_code,
-         p.amount.amount_minor, p.business_date, p.status, entry.batch_id or None, p.SerializeToString()),
+         p.amount.amount_minor, p.business_date, p.status, entry.batch_id or None, p.SerializeToString(),
+         p.value_date),
     )
     return Outcome(p, entry.body_hash, new=True)
 
 
 def _record(connection: sqlite3.Connection, payment: payments_pb2.Payment, outbox) -> None:
     connection.execute(
-        "UPDATE payment SET status = ?, payment = ? WHERE payment_id = ?",
-        (payment.status, payment.SerializeToString(), payment.payment_id),
+        "UPDATE payment SET status = ?, payment = ?, reversal_date = ? WHERE payment_id = ?",
+        (payment.status, payment.SerializeToString(), payment.reversal_business_date or None, payment.payment_id),
     )
     connection.executemany(
         "INSERT OR IGNORE INTO outbox (topic, item_key, body, traceparent) VALUES (?, ?, ?, ?)", outbox)
@@ -181,6 +231,18 @@ def _delivered(connection: sqlite3.Connection, delivered) -> None:
         connection.executemany("DELETE FROM outbox WHERE topic = ? AND item_key = ?", [(topic, k) for k in keys])
         connection.executemany("UPDATE payment SET confirmation_sequence = ? WHERE payment_id = ?",
                                [(sequence, payment_id) for payment_id, sequence in sequences.items()])
+
+
+def _replay_refused(connection: sqlite3.Connection, keys: list[tuple[str, str]] | None) -> int:
+    # A new row id puts it behind the forwarders' cursor, which only moves forward.
+    rows = connection.execute(
+        "SELECT id, topic, item_key, body, traceparent FROM outbox WHERE refused_at IS NOT NULL ORDER BY id").fetchall()
+    wanted = None if keys is None else set(keys)
+    rows = [row for row in rows if wanted is None or (row[1], row[2]) in wanted]
+    connection.executemany("DELETE FROM outbox WHERE id = ?", [(row[0],) for row in rows])
+    connection.executemany("INSERT INTO outbox (topic, item_key, body, traceparent) VALUES (?, ?, ?, ?)",
+                           [row[1:] for row in rows])
+    return len(rows)
 
 
 def _payment_of(blob: bytes, confirmation_sequence: int) -> payments_pb2.Payment:

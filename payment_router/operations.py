@@ -1,30 +1,66 @@
-"""PaymentOperationsService: the router's read-only side for the operator (reconciliation)."""
-
-import datetime as dt
+"""PaymentOperationsService: the router's side for the operator: the day's payments
+for the reconciliation, and the outbox rows a peer refused, to list and replay."""
 
 import grpc
+from google.protobuf import timestamp_pb2
 
 from bank.common.v1 import errors_pb2, types_pb2
+from bank.ledger.v1 import ledger_pb2
 from bank.payments.v1 import payment_operations_service_pb2 as ops_api, payment_operations_service_pb2_grpc
-from payment_router.journal import Journal
+from payment_router.router import POSTINGS, Router
+from paymesh.business_calendar import parse_date
 from paymesh.errors import abort
 
 FULL_NAME = ops_api.DESCRIPTOR.services_by_name["PaymentOperationsService"].full_name
+PAGE = 1000  # payments per streamed message
 
 
 class PaymentOperationsService(payment_operations_service_pb2_grpc.PaymentOperationsServiceServicer):
-    def __init__(self, journal: Journal):
-        self.journal = journal
+    def __init__(self, router: Router):
+        self.router = router
+        self.journal = router.journal
 
     async def SummarizePayments(self, request, context):
-        try:
-            dt.date.fromisoformat(request.business_date)
-        except ValueError:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "business_date must be a date as YYYY-MM-DD",
-                        errors_pb2.ERROR_REASON_INVALID_FIELD, violations=[("business_date", "not YYYY-MM-DD")])
+        await _check_date(context, request.business_date)
         rows = await self.journal.day_totals(request.business_date)
         return ops_api.SummarizePaymentsResponse(business_date=request.business_date, totals=[
             ops_api.PaymentTotal(channel=channel, loan_type=loan_type, status=status, count=count,
                                  amount=types_pb2.Money(currency_code=currency, amount_minor=amount))
             for channel, loan_type, status, currency, count, amount in rows
         ])
+
+    async def ListPayments(self, request, context):
+        await _check_date(context, request.business_date)
+        payments = await self.journal.day_payments(request.business_date)
+        for start in range(0, len(payments), PAGE):
+            yield ops_api.ListPaymentsResponse(payments=payments[start:start + PAGE])
+
+    async def ListRefusedDeliveries(self, request, context):
+        return ops_api.ListRefusedDeliveriesResponse(deliveries=[
+            _refused(*row) for row in await self.journal.refused()])
+
+    async def ReplayRefusedDeliveries(self, request, context):
+        keys = [(d.topic, d.item_key) for d in request.deliveries]
+        if not keys and not request.all:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                        "name the deliveries to replay, or set all to replay every refused one",
+                        errors_pb2.ERROR_REASON_INVALID_FIELD, violations=[("deliveries", "empty without all")])
+        count = await self.router.replay_refused(None if request.all else keys)
+        return ops_api.ReplayRefusedDeliveriesResponse(replayed_count=count)
+
+
+def _refused(topic: str, key: str, body: bytes, reason: int, message: str, refused_at: float) -> ops_api.RefusedDelivery:
+    # A confirmation's key is its payment id (":reversed" added for a reversal).
+    payment_id = ledger_pb2.Posting.FromString(body).payment_id if topic == POSTINGS else key.split(":")[0]
+    when = timestamp_pb2.Timestamp()
+    when.FromNanoseconds(int(refused_at * 1e9))
+    return ops_api.RefusedDelivery(topic=topic, item_key=key, payment_id=payment_id, refuse_time=when,
+                                   rejection=errors_pb2.Rejection(reason=reason, message=message))
+
+
+async def _check_date(context, text: str) -> None:
+    if parse_date(text) is None:
+        await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "business_date must be a date written YYYY-MM-DD",
+                    errors_pb2.ERROR_REASON_INVALID_FIELD,
+                    violations=[("business_date", f"{text[:20]!r} is not YYYY-MM-DD")])
+

@@ -10,11 +10,12 @@ import time
 
 from google.protobuf import timestamp_pb2
 
-from bank.common.v1 import types_pb2
+from bank.common.v1 import errors_pb2, types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2, confirmations_pb2
 from bank.ledger.v1 import ledger_pb2, mainframe_bridge_service_pb2
 from bank.loans.v1 import loan_core_service_pb2
 from bank.payments.v1 import payments_pb2
+from payment_router.booking import Booking
 from payment_router.journal import Accepted, Journal, Outcome
 from paymesh import telemetry
 from paymesh.streams import BatchingStream
@@ -67,8 +68,10 @@ def confirmations_stream(stub) -> BatchingStream:
 
 class Router:
     def __init__(self, journal: Journal, cores: dict[int, BatchingStream], bridge: BatchingStream,
-                 confirmations: BatchingStream):
+                 confirmations: BatchingStream, booking: Booking, bridge_stub):
         self.journal = journal
+        self.booking = booking
+        self.bridge_stub = bridge_stub  # for the business day's status
         self.cores = cores
         self.bridge = bridge
         self.confirmations = confirmations
@@ -78,15 +81,19 @@ class Router:
         self._recent_sequences: collections.OrderedDict[str, int] = collections.OrderedDict()
         self._delivered_keys: list[tuple[str, list[str], dict[str, int]]] = []  # (topic, keys, sequences)
         self._tasks: list[asyncio.Task] = []
+        self.refused_rows = 0  # outbox rows a peer refused, waiting for the operator (a gauge)
 
     async def start(self) -> None:
         for stream in (*self.cores.values(), self.bridge, self.confirmations):
             stream.start()
             telemetry.observe_queue_depth(f"router.in-flight.{stream.name}", lambda s=stream: s.in_flight)
+        self.refused_rows = len(await self.journal.refused())
+        telemetry.observe_queue_depth("router.outbox.refused", lambda: self.refused_rows)
         self._tasks = [
             asyncio.create_task(self._forward(POSTINGS, self.bridge, ledger_pb2.Posting)),
             asyncio.create_task(self._forward(CONFIRMATIONS, self.confirmations, confirmations_pb2.Confirmation)),
             asyncio.create_task(self._sweep_delivered()),
+            asyncio.create_task(self.booking.follow(self.bridge_stub)),
         ]
         # Recovery: whatever was journaled but never answered goes to its core again.
         for payment in await self.journal.unanswered():
@@ -184,7 +191,7 @@ class Router:
         request = loan_core_service_pb2.LoanPayment(
             payment_id=payment.payment_id, loan_id=payment.loan_id, amount=payment.amount,
             prepayment_mode=payment.prepayment_mode, business_date=payment.business_date,
-            channel=payment.channel,
+            channel=payment.channel, value_date=payment.value_date,
         )
         started = time.perf_counter()
         outcome = await self.cores[payment.loan_type].submit((request, traceparent))
@@ -220,6 +227,14 @@ class Router:
         ])
         for event in self._outbox_ready.values():
             event.set()
+
+    async def replay_refused(self, keys: list[tuple[str, str]] | None) -> int:
+        """Sends refused outbox rows (topic, key), or all when keys is None, again; how many."""
+        count = await self.journal.replay_refused(keys)
+        self.refused_rows -= count
+        for event in self._outbox_ready.values():
+            event.set()
+        return count
 
     async def _forward(self, topic: str, stream: BatchingStream, message_type) -> None:
         """Store-and-forward: sends the outbox in order. Pages go out one behind the other
@@ -258,6 +273,19 @@ class Router:
 
     async def _delivered(self, topic: str, rows, answers: list[asyncio.Future]) -> None:
         acks = await asyncio.gather(*answers)
+        refusals = [(row[1], ack.rejection.reason, ack.rejection.message)
+                    for row, ack in zip(rows, acks) if _refused(topic, ack)]
+        if refusals:
+            # Never as if delivered: the row stays, marked, until an operator replays it.
+            await self.journal.refuse(topic, refusals)
+            self.refused_rows += len(refusals)
+            for key, reason, message in refusals:
+                log.error("peer refused an outbox row; kept for the operator (paymesh outbox)", extra={
+                    "topic": topic, "item_key": key, "reason": errors_pb2.ErrorReason.Name(reason),
+                    "detail": message[:200]})
+                telemetry.count_refused_delivery(topic, errors_pb2.ErrorReason.Name(reason))
+            refused_keys = {key for key, _, _ in refusals}
+            rows = [row for row in rows if row[1] not in refused_keys]
         sequences = {a.payment_id: a.sequence for a in acks if a.sequence} if topic == CONFIRMATIONS else {}
         # The confirmation is durable at its service now: a waiting caller need not wait for our bookkeeping.
         for payment_id, sequence in sequences.items():
@@ -283,11 +311,21 @@ class Router:
             await self.journal.done(swept)
 
 
+def _refused(topic: str, ack) -> bool:
+    """Whether the peer's answer refuses the row (the bridge: REJECTED; confirmations: a rejection)."""
+    if topic == POSTINGS:
+        return ack.status == ledger_pb2.POSTING_STATUS_REJECTED
+    return ack.HasField("rejection") and ack.rejection.reason != 0
+
+
 def confirmation_of(payment: payments_pb2.Payment) -> confirmations_pb2.Confirmation:
     return confirmations_pb2.Confirmation(
         payment_id=payment.payment_id, channel=payment.channel, idempotency_key=payment.idempotency_key,
         loan_id=payment.loan_id, loan_type=payment.loan_type, status=payment.status, amount=payment.amount,
         allocation=payment.allocation, outstanding_balance=payment.outstanding_balance,
-        rejection=payment.rejection, business_date=payment.business_date,
+        rejection=payment.rejection, value_date=payment.value_date,
+        # A reversal is confirmed on the day it was booked in, the payment on its own.
+        business_date=(payment.reversal_business_date if payment.status == types_pb2.PAYMENT_STATUS_REVERSED
+                       else payment.business_date),
         result_time=payment.result_time if payment.HasField("result_time") else timestamp_pb2.Timestamp(),
     )

@@ -7,6 +7,7 @@ from bank.confirmations.v1 import confirmation_service_pb2_grpc
 from bank.ledger.v1 import mainframe_bridge_service_pb2_grpc
 from bank.loans.v1 import loan_core_service_pb2_grpc
 from bank.payments.v1 import payment_operations_service_pb2_grpc, payment_service_pb2, payment_service_pb2_grpc
+from payment_router.booking import Booking
 from payment_router.channel_policy import load_policies
 from payment_router.journal import Journal
 from payment_router.operations import FULL_NAME as OPERATIONS_NAME, PaymentOperationsService
@@ -14,6 +15,7 @@ from payment_router.router import CORE_OF, Router, bridge_stream, confirmations_
 from payment_router.service import PaymentService
 from payment_router.tokens import TokenVerifier
 from paymesh import server, tls
+from paymesh.business_calendar import bank_calendar
 from paymesh.authz import CallerPolicy
 from paymesh.config import Settings, address_of
 from paymesh.topology import CHANNEL_IDENTITIES, OPERATOR, ROUTER
@@ -21,7 +23,8 @@ from paymesh.topology import CHANNEL_IDENTITIES, OPERATOR, ROUTER
 SERVICE = "payment-router"
 POLICY = CallerPolicy(
     default=CHANNEL_IDENTITIES,
-    per_method={f"/{OPERATIONS_NAME}/SummarizePayments": frozenset([OPERATOR])},
+    per_method={f"/{OPERATIONS_NAME}/{name}": frozenset([OPERATOR])
+                for name in ("SummarizePayments", "ListPayments", "ListRefusedDeliveries", "ReplayRefusedDeliveries")},
 )
 
 
@@ -32,13 +35,16 @@ def build_router(settings: Settings) -> tuple[Router, dict]:
         return tls.channel_for(address_of(peer), settings.pki_dir, ROUTER)
 
     core_stubs = {t: loan_core_service_pb2_grpc.LoanCoreServiceStub(channel(name)) for t, name in CORE_OF.items()}
+    bridge_stub = mainframe_bridge_service_pb2_grpc.MainframeBridgeServiceStub(channel("mainframe-bridge"))
     router = Router(
         Journal(settings.data_dir / f"{SERVICE}.db"),
         cores={t: core_stream(CORE_OF[t], stub) for t, stub in core_stubs.items()},
-        bridge=bridge_stream(mainframe_bridge_service_pb2_grpc.MainframeBridgeServiceStub(channel("mainframe-bridge"))),
+        bridge=bridge_stream(bridge_stub),
         confirmations=confirmations_stream(
             confirmation_service_pb2_grpc.ConfirmationServiceStub(channel("confirmations"))
         ),
+        booking=Booking(bank_calendar()),
+        bridge_stub=bridge_stub,
     )
     return router, core_stubs
 
@@ -54,7 +60,7 @@ def main() -> None:
         service = PaymentService(router, load_policies(), TokenVerifier.from_env(settings), core_stubs)
         payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(service, grpc_server)
         payment_operations_service_pb2_grpc.add_PaymentOperationsServiceServicer_to_server(
-            PaymentOperationsService(router.journal), grpc_server)
+            PaymentOperationsService(router), grpc_server)
         return [payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name, OPERATIONS_NAME]
 
     async def on_stop():

@@ -5,7 +5,6 @@ import asyncio
 import collections
 import datetime as dt
 import logging
-import os
 import time
 from dataclasses import dataclass
 
@@ -46,11 +45,6 @@ class Caller:
     channel: int  # bank.common.v1.Channel
     policy: ChannelPolicy
     customer_id: str
-
-
-def business_date() -> str:
-    """PAYMESH_BUSINESS_DATE (YYYY-MM-DD) when set, else today's date in UTC."""
-    return os.environ.get("PAYMESH_BUSINESS_DATE") or dt.datetime.now(dt.timezone.utc).date().isoformat()
 
 
 class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
@@ -173,15 +167,19 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         if payment.status != types_pb2.PAYMENT_STATUS_APPLIED:
             await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "only an applied payment can be reversed",
                         errors_pb2.ERROR_REASON_REVERSAL_NOT_ALLOWED)
+        # A reversal is booked on the business day it happens; the payment's own day stays as reconciled.
+        _, reversal_date = self.router.booking.dates()
         reversal = loan_core_service_pb2.ReversePaymentRequest(
             reversal_id=payment_id_of(caller.name, f"reversal\n{request.idempotency_key or payment.payment_id}"),
-            payment_id=payment.payment_id, reason=request.reason[:200], business_date=business_date(),
+            payment_id=payment.payment_id, reason=request.reason[:200], business_date=reversal_date,
         )
         try:
             reply = await self.core_stubs[payment.loan_type].ReversePayment(reversal, timeout=_remaining(context))
         except grpc.aio.AioRpcError as error:
             await context.abort(error.code(), error.details())
         payment.status = types_pb2.PAYMENT_STATUS_REVERSED
+        # The core's posting says which day it booked the reversal in (the first call's, on a replay).
+        payment.reversal_business_date = reply.posting.business_date
         payment.outstanding_balance.CopyFrom(reply.outstanding_balance)
         payment.result_time.FromNanoseconds(time.time_ns())
         await self.router.record_reversal(payment, reply.posting)
@@ -198,16 +196,18 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         return await self.router.results_of([outcome.payment])[0]
 
     async def pay_many(self, caller: Caller, orders: list[tuple[payments_pb2.PaymentOrder, str]],
-                       batch_id: str = "") -> list[tuple[payments_pb2.Payment, bool]]:
+                       batch_id: str = "", value_dates: list[dt.date] | None = None,
+                       ) -> list[tuple[payments_pb2.Payment, bool]]:
         """Many orders (each with its idempotency key) at once, journaled in one commit: per order,
         in order, its final state and whether it was journaled before (a replay). A refused order
-        comes back REJECTED with its reason. A batch line waits a while for a core that is down."""
+        comes back REJECTED with its reason. A batch line waits a while for a core that is down;
+        its value date is when it was collected (value_dates), not now."""
         answers: list = [None] * len(orders)
         accepted: list[tuple[int, Accepted]] = []
         available: dict[int, bool] = {}
         for n, (order, key) in enumerate(orders):
             try:
-                entry = self._entry(caller, order, key, batch_id)
+                entry = self._entry(caller, order, key, batch_id, value_dates[n] if value_dates else None)
                 loan_type = entry.payment.loan_type
                 if loan_type not in available:
                     available[loan_type] = await self.router.core_available(
@@ -230,13 +230,15 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
             answers[n] = await result, not outcome.new
         return answers
 
-    def _entry(self, caller: Caller, order: payments_pb2.PaymentOrder, key: str, batch_id: str = "") -> Accepted:
+    def _entry(self, caller: Caller, order: payments_pb2.PaymentOrder, key: str, batch_id: str = "",
+               value_date: dt.date | None = None) -> Accepted:
         """The order, valid for its channel, as the payment to journal; raises Refused."""
         loan_type = validate(order, caller.policy, key)
+        value, booking = self.router.booking.dates(value_date)
         payment = payments_pb2.Payment(
             payment_id=payment_id_of(caller.name, key), channel=caller.channel, idempotency_key=key,
             loan_id=order.loan_id, loan_type=loan_type, amount=order.amount, status=types_pb2.PAYMENT_STATUS_ACCEPTED,
-            business_date=business_date(), customer_id=caller.customer_id,
+            business_date=booking, value_date=value, customer_id=caller.customer_id,
             prepayment_mode=order.prepayment_mode, channel_reference=order.channel_reference,
         )
         payment.accept_time.FromNanoseconds(time.time_ns())
@@ -253,10 +255,12 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
     def rejected(self, caller: Caller, order, refused: Refused, key: str = "") -> payments_pb2.Payment:
         """A refusal as a REJECTED payment (streams and batch lines); nothing was journaled."""
         key = key or order.idempotency_key
+        value, booking = self.router.booking.dates()
         return payments_pb2.Payment(
             payment_id=payment_id_of(caller.name, key) if key else "", channel=caller.channel,
             idempotency_key=key, loan_id=order.loan_id, amount=order.amount,
-            status=types_pb2.PAYMENT_STATUS_REJECTED, rejection=refused.rejection(), business_date=business_date(),
+            status=types_pb2.PAYMENT_STATUS_REJECTED, rejection=refused.rejection(), business_date=booking,
+            value_date=value,
         )
 
     async def _own_payment(self, caller: Caller, payment_id: str, context) -> payments_pb2.Payment:

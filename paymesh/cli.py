@@ -14,7 +14,10 @@ COMMANDS = {
     "k8s-secrets": ("paymesh.k8s_secrets", "write the dev Kubernetes overlay's TLS material from the dev PKI"),
     "token": ("payment_router.tokens", "mint a dev end-user JWT for the digital channels"),
     "batch": ("payment_router.batch_cli", "upload a channel's day file to the router"),
-    "reconcile": ("paymesh.reconcile", "compare the day across router, cores, bridge, mainframe and confirmations"),
+    "close-day": ("paymesh.close_day", "close a business day at the ledger: the end-of-day file to the mainframe"),
+    "reconcile": ("paymesh.reconcile", "compare the day item by item across router, cores, bridge, mainframe and "
+                  "confirmations"),
+    "outbox": ("paymesh.outbox", "the router's outbox rows its peers refused: list them, replay them"),
 }
 
 

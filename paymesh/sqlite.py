@@ -31,12 +31,19 @@ class Store:
     """A SQLite file used from asyncio: `await store.run(fn, ...)` calls fn(connection, ...)
     on the store's own thread, one call at a time."""
 
-    def __init__(self, path: Path, schema: str = ""):
+    def __init__(self, path: Path, schema: str = "", added_columns: dict[str, dict[str, str]] | None = None,
+                 indexes: str = ""):
+        """schema makes a new file; added_columns ({table: {column: declaration}}) are added to a file
+        made by an earlier version, then indexes (which may use them) are made."""
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{path.stem}")
         self.connection = self._executor.submit(connect, path).result()
         if schema:
             self._executor.submit(self.connection.executescript, schema).result()
+        if added_columns:
+            self._executor.submit(add_missing_columns, self.connection, added_columns).result()
+        if indexes:
+            self._executor.submit(self.connection.executescript, indexes).result()
 
     async def run(self, fn: Callable[..., T], *args) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, self.connection, *args)
@@ -48,6 +55,15 @@ class Store:
     def close(self) -> None:
         self._executor.submit(self.connection.close).result()
         self._executor.shutdown()
+
+
+def add_missing_columns(connection: sqlite3.Connection, added_columns: dict[str, dict[str, str]]) -> None:
+    """ALTER TABLE ... ADD COLUMN for each column a store made by an earlier version lacks."""
+    for table, columns in added_columns.items():
+        present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        for column, declaration in columns.items():
+            if column not in present:
+                connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
 IDS_PER_QUERY = 500  # bound parameters per lookup, well inside SQLite's limit

@@ -158,6 +158,10 @@ def _instruments():
         rpc_latency=m.create_histogram(
             "rpc.server.duration", unit="s", description="Time to handle one gRPC call, by method and status"
         ),
+        refused_deliveries=m.create_counter(
+            "paymesh.outbox.refused", unit="{row}",
+            description="Outbox rows a peer refused, kept for the operator, by topic and reason",
+        ),
         queue_depth=m.create_observable_gauge(
             "paymesh.queue.depth", callbacks=[_observe_queues], unit="{item}",
             description="Items waiting in a durable queue (bridge store-and-forward, confirmation consumer lag)",
@@ -168,6 +172,11 @@ def _instruments():
 def count_payment(channel: str, core: str, status: str) -> None:
     """One payment reached a final status (e.g. APPLIED, REJECTED, DUPLICATE) on a channel and core."""
     _instruments().payments.add(1, {"channel": channel, "core": core, "status": status})
+
+
+def count_refused_delivery(topic: str, reason: str) -> None:
+    """A peer refused an outbox row (topic "posting" or "confirmation"); it waits for the operator."""
+    _instruments().refused_deliveries.add(1, {"topic": topic, "reason": reason})
 
 
 def record_hop_latency(hop: str, seconds: float, status: str = "OK") -> None:

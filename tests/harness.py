@@ -92,6 +92,8 @@ def start_mesh(home: Path, pki_dir: Path, only: tuple[str, ...] | None = None, *
     """Every service (or only some) as real processes on free ports, in start order,
     each told where its peers are. Returns {name: ServiceProcess}."""
     started: dict[str, ServiceProcess] = {}
+    if "PAYMESH_CLOCK_START" in extra_env:  # one clock for the whole mesh, however long it takes to start
+        extra_env.setdefault("PAYMESH_CLOCK_STARTED_AT", str(time.time()))
     addresses = {f"{SERVICES[n].env_prefix}_ADDR": "127.0.0.1:9" for n in SERVICES}  # absent peers: a closed port
     try:
         for name in SERVICES:

@@ -1,11 +1,14 @@
 """The copybook reader and the record codec: layouts come from the copybook,
 every record round-trips exactly, and bytes that are not a record are refused."""
 
+from datetime import datetime
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from mainframe_bridge import copybook, eod_file, records
 from mainframe_bridge.codec import CODEC, RecordCodec, RecordError
+from mainframe_bridge.framing import MAX_FRAME
 
 TEXT = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=80)
 ENTRY = st.builds(records.Entry, entry_id=TEXT.filter(bool), account=st.sampled_from(["110504", "510101", "140101"]),
@@ -20,6 +23,9 @@ def test_layout_sizes_follow_the_copybook():
     assert records.ENTRY.item("PE-AMOUNT").size == 8
     assert records.EOD_TRAILER.item("ET-DEBIT-TOTAL").size == 9
     assert eod_file.LRECL == records.EOD_HEADER.size == records.EOD_TRAILER.size == 200
+    # A book page is one frame: 29-byte inquiry; 295-byte items, as many as fit beside the 119-byte BOOK-END.
+    assert (records.BOOK_INQUIRY.size, records.BOOK_ITEM.size, records.BOOK_END.size) == (29, 295, 119)
+    assert records.BOOK_ITEMS_PER_PAGE == 221 and 221 * 295 + 119 <= MAX_FRAME < 222 * 295 + 119
     assert records.ENTRY.item("PE-SIDE").conditions == {"PE-DEBIT": "D", "PE-CREDIT": "C"}
 
 
@@ -46,14 +52,35 @@ def test_a_posting_round_trips_exactly(posting_id, payment_id, date, channel, lo
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.tuples(ENTRY.filter(lambda e: e.amount > 0), st.integers(1, 5), st.integers(1, 3)), max_size=30))
-def test_an_end_of_day_file_round_trips_with_its_control_totals(rows):
+@given(rows=st.lists(st.tuples(ENTRY.filter(lambda e: e.amount > 0), st.integers(1, 5), st.integers(1, 3)),
+                    max_size=30),
+       created=st.datetimes(datetime(2000, 1, 1), datetime(2099, 12, 31), timezones=st.just(eod_file.BANK_TIME_ZONE)),
+       sequence=st.integers(0, 999_999))
+def test_an_end_of_day_file_round_trips_with_its_control_totals(rows, created, sequence):
     details = [eod_file.Detail(f"p{i}", entry, channel, loan_type) for i, (entry, channel, loan_type) in enumerate(rows)]
-    data = eod_file.build(20250331, details)
+    data = eod_file.build(20250331, details, created, sequence)
     assert len(data) == (len(details) + 2) * eod_file.LRECL
     parsed = eod_file.read(data)
-    assert parsed.details == details and parsed.record_count == len(details)
-    assert parsed.totals == eod_file.control_totals(details)
+    assert parsed.details == details and parsed.detail_count == len(details)
+    assert (parsed.header_count, parsed.trailer_count, parsed.record_count) == (1, 1, len(details) + 2)
+    assert parsed.totals == eod_file.control_totals(details) and parsed.hash_total == eod_file.hash_total(details)
+    assert parsed.created == created.replace(microsecond=0) and parsed.sequence == sequence
+    assert parsed.file_name == "GLPOST.D250331"
+
+
+@settings(max_examples=50, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(1, 10 ** 14 - 1), st.integers(1, 999), TEXT.filter(bool), TEXT,
+                               st.integers(0, 99), st.integers(0, 99), ENTRY), max_size=records.BOOK_ITEMS_PER_PAGE),
+       more=st.booleans())
+def test_a_book_page_round_trips_exactly(rows, more):
+    items = [records.BookItem(*row) for row in rows]
+    last = (items[-1].seq, items[-1].line) if items else (0, 0)
+    page = records.BookPage(20250331, records.RC_OK, items, more, *last, "book page")
+    frame = records.encode_book_page(page)
+    assert len(frame) == len(items) * records.BOOK_ITEM.size + records.BOOK_END.size <= MAX_FRAME
+    assert records.decode_book_page(frame) == page
+    with pytest.raises(RecordError):
+        records.decode_book_page(frame[:-1])
 
 
 def test_values_that_do_not_fit_are_refused():

@@ -5,7 +5,6 @@ scrape annotations, and an environment made only of variables the code reads."""
 
 import ast
 import re
-from pathlib import Path
 
 import pytest
 

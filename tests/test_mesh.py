@@ -80,5 +80,5 @@ def test_simulate_day_confirms_every_result_to_its_channel_closes_the_day_and_re
         assert int(orders) == int(applied) + int(rejected) + int(refused), channel
         assert int(confirmed) == int(journaled) == int(applied) + int(rejected), channel
     assert sum(int(row[1]) for row in rows) == 800
-    assert re.search(r"file GLPOST\.D\d{8} with \d+ records, accepted by the mainframe", out), out
+    assert re.search(r"file GLPOST\.D\d{6} .*with \d+ records.*, accepted by the mainframe", out), out
     assert re.search(r"^0 breaks, \d+ checks agree$", out, re.M), out

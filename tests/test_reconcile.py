@@ -21,7 +21,7 @@ from tests.harness import start_mesh, stop_mesh
 AS_OF = "2026-11-27"
 PORTFOLIO = dict(seed=11, count=60, as_of=date.fromisoformat(AS_OF))
 ENV = dict(PAYMESH_PORTFOLIO_SIZE="60", PAYMESH_PORTFOLIO_SEED="11", PAYMESH_PORTFOLIO_AS_OF=AS_OF,
-           PAYMESH_BUSINESS_DATE=AS_OF)
+           PAYMESH_CLOCK_START=f"{AS_OF}T10:00:00-05:00")
 
 
 def reconcile_cli(home, pki_dir, addresses: dict[str, str], date_text: str) -> subprocess.CompletedProcess:

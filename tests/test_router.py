@@ -20,7 +20,7 @@ from tests.harness import posting_status, start_mesh, stop_mesh
 AS_OF = "2026-11-27"
 PORTFOLIO = dict(seed=7, count=120, as_of=date.fromisoformat(AS_OF))
 ENV = dict(PAYMESH_PORTFOLIO_SIZE="120", PAYMESH_PORTFOLIO_SEED="7", PAYMESH_PORTFOLIO_AS_OF=AS_OF,
-           PAYMESH_BUSINESS_DATE=AS_OF)
+           PAYMESH_CLOCK_START=f"{AS_OF}T10:00:00-05:00")
 
 
 def open_loans(loan_type: int, currency: str = "PEN") -> list[str]:

@@ -23,6 +23,18 @@ START_POSITION_NOW: StartPosition
 START_POSITION_CONSUMER: StartPosition
 START_POSITION_AFTER_SEQUENCE: StartPosition
 
+class ListConfirmationsRequest(_message.Message):
+    __slots__ = ("business_date",)
+    BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
+    business_date: str
+    def __init__(self, business_date: _Optional[str] = ...) -> None: ...
+
+class ListConfirmationsResponse(_message.Message):
+    __slots__ = ("confirmations",)
+    CONFIRMATIONS_FIELD_NUMBER: _ClassVar[int]
+    confirmations: _containers.RepeatedCompositeFieldContainer[_confirmations_pb2.Confirmation]
+    def __init__(self, confirmations: _Optional[_Iterable[_Union[_confirmations_pb2.Confirmation, _Mapping]]] = ...) -> None: ...
+
 class PublishConfirmationsRequest(_message.Message):
     __slots__ = ("confirmations", "traceparents")
     CONFIRMATIONS_FIELD_NUMBER: _ClassVar[int]

@@ -82,6 +82,11 @@ class ConfirmationServiceStub:
                 request_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.SummarizeConfirmationsRequest.SerializeToString,
                 response_deserializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.SummarizeConfirmationsResponse.FromString,
                 _registered_method=True)
+        self.ListConfirmations = channel.unary_stream(
+                '/bank.confirmations.v1.ConfirmationService/ListConfirmations',
+                request_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ListConfirmationsRequest.SerializeToString,
+                response_deserializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ListConfirmationsResponse.FromString,
+                _registered_method=True)
 
 
 class ConfirmationServiceServicer:
@@ -152,6 +157,13 @@ class ConfirmationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListConfirmations(self, request, context):
+        """Reconciliation: every confirmation of a business date, item by item. The operator identity only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConfirmationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -199,6 +211,11 @@ def add_ConfirmationServiceServicer_to_server(servicer, server):
                     servicer.SummarizeConfirmations,
                     request_deserializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.SummarizeConfirmationsRequest.FromString,
                     response_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.SummarizeConfirmationsResponse.SerializeToString,
+            ),
+            'ListConfirmations': grpc.unary_stream_rpc_method_handler(
+                    servicer.ListConfirmations,
+                    request_deserializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ListConfirmationsRequest.FromString,
+                    response_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ListConfirmationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -447,6 +464,33 @@ class ConfirmationService:
             '/bank.confirmations.v1.ConfirmationService/SummarizeConfirmations',
             bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.SummarizeConfirmationsRequest.SerializeToString,
             bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.SummarizeConfirmationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConfirmations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/bank.confirmations.v1.ConfirmationService/ListConfirmations',
+            bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ListConfirmationsRequest.SerializeToString,
+            bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ListConfirmationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

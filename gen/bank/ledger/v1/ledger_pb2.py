@@ -25,19 +25,21 @@ _sym_db = _symbol_database.Default()
 from bank.common.v1 import types_pb2 as bank_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62\x61nk/ledger/v1/ledger.proto\x12\x0e\x62\x61nk.ledger.v1\x1a\x1a\x62\x61nk/common/v1/types.proto\"\x80\x01\n\x0bLedgerEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12\'\n\x04side\x18\x03 \x01(\x0e\x32\x19.bank.ledger.v1.EntrySide\x12%\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x15.bank.common.v1.Money\"\xcd\x01\n\x07Posting\x12\x12\n\nposting_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_date\x18\x02 \x01(\t\x12\x12\n\npayment_id\x18\x03 \x01(\t\x12(\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x17.bank.common.v1.Channel\x12+\n\tloan_type\x18\x05 \x01(\x0e\x32\x18.bank.common.v1.LoanType\x12,\n\x07\x65ntries\x18\x06 \x03(\x0b\x32\x1b.bank.ledger.v1.LedgerEntry*T\n\tEntrySide\x12\x1a\n\x16\x45NTRY_SIDE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45NTRY_SIDE_DEBIT\x10\x01\x12\x15\n\x11\x45NTRY_SIDE_CREDIT\x10\x02*\x82\x01\n\rPostingStatus\x12\x1e\n\x1aPOSTING_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15POSTING_STATUS_QUEUED\x10\x01\x12\x19\n\x15POSTING_STATUS_POSTED\x10\x02\x12\x1b\n\x17POSTING_STATUS_REJECTED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62\x61nk/ledger/v1/ledger.proto\x12\x0e\x62\x61nk.ledger.v1\x1a\x1a\x62\x61nk/common/v1/types.proto\"\x80\x01\n\x0bLedgerEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12\'\n\x04side\x18\x03 \x01(\x0e\x32\x19.bank.ledger.v1.EntrySide\x12%\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x15.bank.common.v1.Money\"\xcd\x01\n\x07Posting\x12\x12\n\nposting_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_date\x18\x02 \x01(\t\x12\x12\n\npayment_id\x18\x03 \x01(\t\x12(\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x17.bank.common.v1.Channel\x12+\n\tloan_type\x18\x05 \x01(\x0e\x32\x18.bank.common.v1.LoanType\x12,\n\x07\x65ntries\x18\x06 \x03(\x0b\x32\x1b.bank.ledger.v1.LedgerEntry\"\xa5\x01\n\rQueuedPosting\x12(\n\x07posting\x18\x01 \x01(\x0b\x32\x17.bank.ledger.v1.Posting\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.bank.ledger.v1.PostingStatus\x12\x1e\n\x16original_business_date\x18\x03 \x01(\t\x12\x1b\n\x13mainframe_reference\x18\x04 \x01(\t*T\n\tEntrySide\x12\x1a\n\x16\x45NTRY_SIDE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45NTRY_SIDE_DEBIT\x10\x01\x12\x15\n\x11\x45NTRY_SIDE_CREDIT\x10\x02*\x82\x01\n\rPostingStatus\x12\x1e\n\x1aPOSTING_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15POSTING_STATUS_QUEUED\x10\x01\x12\x19\n\x15POSTING_STATUS_POSTED\x10\x02\x12\x1b\n\x17POSTING_STATUS_REJECTED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bank.ledger.v1.ledger_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENTRYSIDE']._serialized_start=414
-  _globals['_ENTRYSIDE']._serialized_end=498
-  _globals['_POSTINGSTATUS']._serialized_start=501
-  _globals['_POSTINGSTATUS']._serialized_end=631
+  _globals['_ENTRYSIDE']._serialized_start=582
+  _globals['_ENTRYSIDE']._serialized_end=666
+  _globals['_POSTINGSTATUS']._serialized_start=669
+  _globals['_POSTINGSTATUS']._serialized_end=799
   _globals['_LEDGERENTRY']._serialized_start=76
   _globals['_LEDGERENTRY']._serialized_end=204
   _globals['_POSTING']._serialized_start=207
   _globals['_POSTING']._serialized_end=412
+  _globals['_QUEUEDPOSTING']._serialized_start=415
+  _globals['_QUEUEDPOSTING']._serialized_end=580
 # @@protoc_insertion_point(module_scope)

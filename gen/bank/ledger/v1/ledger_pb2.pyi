@@ -55,3 +55,15 @@ class Posting(_message.Message):
     loan_type: _types_pb2.LoanType
     entries: _containers.RepeatedCompositeFieldContainer[LedgerEntry]
     def __init__(self, posting_id: _Optional[str] = ..., business_date: _Optional[str] = ..., payment_id: _Optional[str] = ..., channel: _Optional[_Union[_types_pb2.Channel, str]] = ..., loan_type: _Optional[_Union[_types_pb2.LoanType, str]] = ..., entries: _Optional[_Iterable[_Union[LedgerEntry, _Mapping]]] = ...) -> None: ...
+
+class QueuedPosting(_message.Message):
+    __slots__ = ("posting", "status", "original_business_date", "mainframe_reference")
+    POSTING_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
+    MAINFRAME_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    posting: Posting
+    status: PostingStatus
+    original_business_date: str
+    mainframe_reference: str
+    def __init__(self, posting: _Optional[_Union[Posting, _Mapping]] = ..., status: _Optional[_Union[PostingStatus, str]] = ..., original_business_date: _Optional[str] = ..., mainframe_reference: _Optional[str] = ...) -> None: ...

@@ -28,33 +28,45 @@ from bank.ledger.v1 import ledger_pb2 as bank_dot_ledger_dot_v1_dot_ledger__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-bank/ledger/v1/mainframe_bridge_service.proto\x12\x0e\x62\x61nk.ledger.v1\x1a\x1b\x62\x61nk/common/v1/errors.proto\x1a\x1a\x62\x61nk/common/v1/types.proto\x1a\x1b\x62\x61nk/ledger/v1/ledger.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"U\n\x12PostEntriesRequest\x12)\n\x08postings\x18\x01 \x03(\x0b\x32\x17.bank.ledger.v1.Posting\x12\x14\n\x0ctraceparents\x18\x02 \x03(\t\"?\n\x13PostEntriesResponse\x12(\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x1a.bank.ledger.v1.PostingAck\"}\n\nPostingAck\x12\x12\n\nposting_id\x18\x01 \x01(\t\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.bank.ledger.v1.PostingStatus\x12,\n\trejection\x18\x03 \x01(\x0b\x32\x19.bank.common.v1.Rejection\"-\n\x17GetPostingStatusRequest\x12\x12\n\nposting_id\x18\x01 \x01(\t\"\x8a\x02\n\x18GetPostingStatusResponse\x12\x12\n\nposting_id\x18\x01 \x01(\t\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.bank.ledger.v1.PostingStatus\x12\x1b\n\x13mainframe_reference\x18\x03 \x01(\t\x12,\n\trejection\x18\x04 \x01(\x0b\x32\x19.bank.common.v1.Rejection\x12/\n\x0bqueued_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bposted_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x17\x43loseBusinessDayRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_date\x18\x02 \x01(\t\"\xd4\x01\n\x18\x43loseBusinessDayResponse\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\x12\x11\n\tfile_name\x18\x02 \x01(\t\x12\x14\n\x0crecord_count\x18\x03 \x01(\x03\x12+\n\x0c\x64\x65\x62it_totals\x18\x04 \x03(\x0b\x32\x15.bank.common.v1.Money\x12,\n\rcredit_totals\x18\x05 \x03(\x0b\x32\x15.bank.common.v1.Money\x12\x1d\n\x15\x61\x63\x63\x65pted_by_mainframe\x18\x06 \x01(\x08\"0\n\x17GetLedgerSummaryRequest\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\"\xe9\x01\n\x11LedgerSummaryLine\x12(\n\x07\x63hannel\x18\x01 \x01(\x0e\x32\x17.bank.common.v1.Channel\x12+\n\tloan_type\x18\x02 \x01(\x0e\x32\x18.bank.common.v1.LoanType\x12\x10\n\x08reversal\x18\x03 \x01(\x08\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x1d.bank.ledger.v1.PostingStatus\x12\x15\n\rposting_count\x18\x05 \x01(\x03\x12%\n\x06\x61mount\x18\x06 \x01(\x0b\x32\x15.bank.common.v1.Money\"w\n\x18GetLedgerSummaryResponse\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\x12\x30\n\x05lines\x18\x02 \x03(\x0b\x32!.bank.ledger.v1.LedgerSummaryLine\x12\x12\n\nday_closed\x18\x03 \x01(\x08\x32\xa9\x03\n\x16MainframeBridgeService\x12Z\n\x0bPostEntries\x12\".bank.ledger.v1.PostEntriesRequest\x1a#.bank.ledger.v1.PostEntriesResponse(\x01\x30\x01\x12\x65\n\x10GetPostingStatus\x12\'.bank.ledger.v1.GetPostingStatusRequest\x1a(.bank.ledger.v1.GetPostingStatusResponse\x12\x65\n\x10\x43loseBusinessDay\x12\'.bank.ledger.v1.CloseBusinessDayRequest\x1a(.bank.ledger.v1.CloseBusinessDayResponse\x12\x65\n\x10GetLedgerSummary\x12\'.bank.ledger.v1.GetLedgerSummaryRequest\x1a(.bank.ledger.v1.GetLedgerSummaryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-bank/ledger/v1/mainframe_bridge_service.proto\x12\x0e\x62\x61nk.ledger.v1\x1a\x1b\x62\x61nk/common/v1/errors.proto\x1a\x1a\x62\x61nk/common/v1/types.proto\x1a\x1b\x62\x61nk/ledger/v1/ledger.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x1d\n\x1bGetBusinessDayStatusRequest\"X\n\x1cGetBusinessDayStatusResponse\x12!\n\x19last_closed_business_date\x18\x01 \x01(\t\x12\x15\n\rfile_accepted\x18\x02 \x01(\x08\",\n\x13ListPostingsRequest\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\"G\n\x14ListPostingsResponse\x12/\n\x08postings\x18\x01 \x03(\x0b\x32\x1d.bank.ledger.v1.QueuedPosting\"1\n\x18ListMainframeBookRequest\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\"F\n\x19ListMainframeBookResponse\x12)\n\x08postings\x18\x01 \x03(\x0b\x32\x17.bank.ledger.v1.Posting\"U\n\x12PostEntriesRequest\x12)\n\x08postings\x18\x01 \x03(\x0b\x32\x17.bank.ledger.v1.Posting\x12\x14\n\x0ctraceparents\x18\x02 \x03(\t\"?\n\x13PostEntriesResponse\x12(\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x1a.bank.ledger.v1.PostingAck\"}\n\nPostingAck\x12\x12\n\nposting_id\x18\x01 \x01(\t\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.bank.ledger.v1.PostingStatus\x12,\n\trejection\x18\x03 \x01(\x0b\x32\x19.bank.common.v1.Rejection\"-\n\x17GetPostingStatusRequest\x12\x12\n\nposting_id\x18\x01 \x01(\t\"\x8a\x02\n\x18GetPostingStatusResponse\x12\x12\n\nposting_id\x18\x01 \x01(\t\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.bank.ledger.v1.PostingStatus\x12\x1b\n\x13mainframe_reference\x18\x03 \x01(\t\x12,\n\trejection\x18\x04 \x01(\x0b\x32\x19.bank.common.v1.Rejection\x12/\n\x0bqueued_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bposted_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x17\x43loseBusinessDayRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_date\x18\x02 \x01(\t\"\xff\x01\n\x18\x43loseBusinessDayResponse\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\x12\x11\n\tfile_name\x18\x02 \x01(\t\x12\x14\n\x0crecord_count\x18\x03 \x01(\x03\x12+\n\x0c\x64\x65\x62it_totals\x18\x04 \x03(\x0b\x32\x15.bank.common.v1.Money\x12,\n\rcredit_totals\x18\x05 \x03(\x0b\x32\x15.bank.common.v1.Money\x12\x1d\n\x15\x61\x63\x63\x65pted_by_mainframe\x18\x06 \x01(\x08\x12\x15\n\rfile_sequence\x18\x07 \x01(\x03\x12\x12\n\nhash_total\x18\x08 \x01(\x03\"0\n\x17GetLedgerSummaryRequest\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\"\xe9\x01\n\x11LedgerSummaryLine\x12(\n\x07\x63hannel\x18\x01 \x01(\x0e\x32\x17.bank.common.v1.Channel\x12+\n\tloan_type\x18\x02 \x01(\x0e\x32\x18.bank.common.v1.LoanType\x12\x10\n\x08reversal\x18\x03 \x01(\x08\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x1d.bank.ledger.v1.PostingStatus\x12\x15\n\rposting_count\x18\x05 \x01(\x03\x12%\n\x06\x61mount\x18\x06 \x01(\x0b\x32\x15.bank.common.v1.Money\"w\n\x18GetLedgerSummaryResponse\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\x12\x30\n\x05lines\x18\x02 \x03(\x0b\x32!.bank.ledger.v1.LedgerSummaryLine\x12\x12\n\nday_closed\x18\x03 \x01(\x08\x32\xe5\x05\n\x16MainframeBridgeService\x12Z\n\x0bPostEntries\x12\".bank.ledger.v1.PostEntriesRequest\x1a#.bank.ledger.v1.PostEntriesResponse(\x01\x30\x01\x12\x65\n\x10GetPostingStatus\x12\'.bank.ledger.v1.GetPostingStatusRequest\x1a(.bank.ledger.v1.GetPostingStatusResponse\x12\x65\n\x10\x43loseBusinessDay\x12\'.bank.ledger.v1.CloseBusinessDayRequest\x1a(.bank.ledger.v1.CloseBusinessDayResponse\x12\x65\n\x10GetLedgerSummary\x12\'.bank.ledger.v1.GetLedgerSummaryRequest\x1a(.bank.ledger.v1.GetLedgerSummaryResponse\x12q\n\x14GetBusinessDayStatus\x12+.bank.ledger.v1.GetBusinessDayStatusRequest\x1a,.bank.ledger.v1.GetBusinessDayStatusResponse\x12[\n\x0cListPostings\x12#.bank.ledger.v1.ListPostingsRequest\x1a$.bank.ledger.v1.ListPostingsResponse0\x01\x12j\n\x11ListMainframeBook\x12(.bank.ledger.v1.ListMainframeBookRequest\x1a).bank.ledger.v1.ListMainframeBookResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bank.ledger.v1.mainframe_bridge_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_POSTENTRIESREQUEST']._serialized_start=184
-  _globals['_POSTENTRIESREQUEST']._serialized_end=269
-  _globals['_POSTENTRIESRESPONSE']._serialized_start=271
-  _globals['_POSTENTRIESRESPONSE']._serialized_end=334
-  _globals['_POSTINGACK']._serialized_start=336
-  _globals['_POSTINGACK']._serialized_end=461
-  _globals['_GETPOSTINGSTATUSREQUEST']._serialized_start=463
-  _globals['_GETPOSTINGSTATUSREQUEST']._serialized_end=508
-  _globals['_GETPOSTINGSTATUSRESPONSE']._serialized_start=511
-  _globals['_GETPOSTINGSTATUSRESPONSE']._serialized_end=777
-  _globals['_CLOSEBUSINESSDAYREQUEST']._serialized_start=779
-  _globals['_CLOSEBUSINESSDAYREQUEST']._serialized_end=847
-  _globals['_CLOSEBUSINESSDAYRESPONSE']._serialized_start=850
-  _globals['_CLOSEBUSINESSDAYRESPONSE']._serialized_end=1062
-  _globals['_GETLEDGERSUMMARYREQUEST']._serialized_start=1064
-  _globals['_GETLEDGERSUMMARYREQUEST']._serialized_end=1112
-  _globals['_LEDGERSUMMARYLINE']._serialized_start=1115
-  _globals['_LEDGERSUMMARYLINE']._serialized_end=1348
-  _globals['_GETLEDGERSUMMARYRESPONSE']._serialized_start=1350
-  _globals['_GETLEDGERSUMMARYRESPONSE']._serialized_end=1469
-  _globals['_MAINFRAMEBRIDGESERVICE']._serialized_start=1472
-  _globals['_MAINFRAMEBRIDGESERVICE']._serialized_end=1897
+  _globals['_GETBUSINESSDAYSTATUSREQUEST']._serialized_start=184
+  _globals['_GETBUSINESSDAYSTATUSREQUEST']._serialized_end=213
+  _globals['_GETBUSINESSDAYSTATUSRESPONSE']._serialized_start=215
+  _globals['_GETBUSINESSDAYSTATUSRESPONSE']._serialized_end=303
+  _globals['_LISTPOSTINGSREQUEST']._serialized_start=305
+  _globals['_LISTPOSTINGSREQUEST']._serialized_end=349
+  _globals['_LISTPOSTINGSRESPONSE']._serialized_start=351
+  _globals['_LISTPOSTINGSRESPONSE']._serialized_end=422
+  _globals['_LISTMAINFRAMEBOOKREQUEST']._serialized_start=424
+  _globals['_LISTMAINFRAMEBOOKREQUEST']._serialized_end=473
+  _globals['_LISTMAINFRAMEBOOKRESPONSE']._serialized_start=475
+  _globals['_LISTMAINFRAMEBOOKRESPONSE']._serialized_end=545
+  _globals['_POSTENTRIESREQUEST']._serialized_start=547
+  _globals['_POSTENTRIESREQUEST']._serialized_end=632
+  _globals['_POSTENTRIESRESPONSE']._serialized_start=634
+  _globals['_POSTENTRIESRESPONSE']._serialized_end=697
+  _globals['_POSTINGACK']._serialized_start=699
+  _globals['_POSTINGACK']._serialized_end=824
+  _globals['_GETPOSTINGSTATUSREQUEST']._serialized_start=826
+  _globals['_GETPOSTINGSTATUSREQUEST']._serialized_end=871
+  _globals['_GETPOSTINGSTATUSRESPONSE']._serialized_start=874
+  _globals['_GETPOSTINGSTATUSRESPONSE']._serialized_end=1140
+  _globals['_CLOSEBUSINESSDAYREQUEST']._serialized_start=1142
+  _globals['_CLOSEBUSINESSDAYREQUEST']._serialized_end=1210
+  _globals['_CLOSEBUSINESSDAYRESPONSE']._serialized_start=1213
+  _globals['_CLOSEBUSINESSDAYRESPONSE']._serialized_end=1468
+  _globals['_GETLEDGERSUMMARYREQUEST']._serialized_start=1470
+  _globals['_GETLEDGERSUMMARYREQUEST']._serialized_end=1518
+  _globals['_LEDGERSUMMARYLINE']._serialized_start=1521
+  _globals['_LEDGERSUMMARYLINE']._serialized_end=1754
+  _globals['_GETLEDGERSUMMARYRESPONSE']._serialized_start=1756
+  _globals['_GETLEDGERSUMMARYRESPONSE']._serialized_end=1875
+  _globals['_MAINFRAMEBRIDGESERVICE']._serialized_start=1878
+  _globals['_MAINFRAMEBRIDGESERVICE']._serialized_end=2619
 # @@protoc_insertion_point(module_scope)

@@ -12,6 +12,42 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class GetBusinessDayStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetBusinessDayStatusResponse(_message.Message):
+    __slots__ = ("last_closed_business_date", "file_accepted")
+    LAST_CLOSED_BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
+    FILE_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    last_closed_business_date: str
+    file_accepted: bool
+    def __init__(self, last_closed_business_date: _Optional[str] = ..., file_accepted: _Optional[bool] = ...) -> None: ...
+
+class ListPostingsRequest(_message.Message):
+    __slots__ = ("business_date",)
+    BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
+    business_date: str
+    def __init__(self, business_date: _Optional[str] = ...) -> None: ...
+
+class ListPostingsResponse(_message.Message):
+    __slots__ = ("postings",)
+    POSTINGS_FIELD_NUMBER: _ClassVar[int]
+    postings: _containers.RepeatedCompositeFieldContainer[_ledger_pb2.QueuedPosting]
+    def __init__(self, postings: _Optional[_Iterable[_Union[_ledger_pb2.QueuedPosting, _Mapping]]] = ...) -> None: ...
+
+class ListMainframeBookRequest(_message.Message):
+    __slots__ = ("business_date",)
+    BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
+    business_date: str
+    def __init__(self, business_date: _Optional[str] = ...) -> None: ...
+
+class ListMainframeBookResponse(_message.Message):
+    __slots__ = ("postings",)
+    POSTINGS_FIELD_NUMBER: _ClassVar[int]
+    postings: _containers.RepeatedCompositeFieldContainer[_ledger_pb2.Posting]
+    def __init__(self, postings: _Optional[_Iterable[_Union[_ledger_pb2.Posting, _Mapping]]] = ...) -> None: ...
+
 class PostEntriesRequest(_message.Message):
     __slots__ = ("postings", "traceparents")
     POSTINGS_FIELD_NUMBER: _ClassVar[int]
@@ -67,20 +103,24 @@ class CloseBusinessDayRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., business_date: _Optional[str] = ...) -> None: ...
 
 class CloseBusinessDayResponse(_message.Message):
-    __slots__ = ("business_date", "file_name", "record_count", "debit_totals", "credit_totals", "accepted_by_mainframe")
+    __slots__ = ("business_date", "file_name", "record_count", "debit_totals", "credit_totals", "accepted_by_mainframe", "file_sequence", "hash_total")
     BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
     FILE_NAME_FIELD_NUMBER: _ClassVar[int]
     RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
     DEBIT_TOTALS_FIELD_NUMBER: _ClassVar[int]
     CREDIT_TOTALS_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_BY_MAINFRAME_FIELD_NUMBER: _ClassVar[int]
+    FILE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    HASH_TOTAL_FIELD_NUMBER: _ClassVar[int]
     business_date: str
     file_name: str
     record_count: int
     debit_totals: _containers.RepeatedCompositeFieldContainer[_types_pb2.Money]
     credit_totals: _containers.RepeatedCompositeFieldContainer[_types_pb2.Money]
     accepted_by_mainframe: bool
-    def __init__(self, business_date: _Optional[str] = ..., file_name: _Optional[str] = ..., record_count: _Optional[int] = ..., debit_totals: _Optional[_Iterable[_Union[_types_pb2.Money, _Mapping]]] = ..., credit_totals: _Optional[_Iterable[_Union[_types_pb2.Money, _Mapping]]] = ..., accepted_by_mainframe: _Optional[bool] = ...) -> None: ...
+    file_sequence: int
+    hash_total: int
+    def __init__(self, business_date: _Optional[str] = ..., file_name: _Optional[str] = ..., record_count: _Optional[int] = ..., debit_totals: _Optional[_Iterable[_Union[_types_pb2.Money, _Mapping]]] = ..., credit_totals: _Optional[_Iterable[_Union[_types_pb2.Money, _Mapping]]] = ..., accepted_by_mainframe: _Optional[bool] = ..., file_sequence: _Optional[int] = ..., hash_total: _Optional[int] = ...) -> None: ...
 
 class GetLedgerSummaryRequest(_message.Message):
     __slots__ = ("business_date",)

@@ -58,6 +58,21 @@ class MainframeBridgeServiceStub:
                 request_serializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.GetLedgerSummaryRequest.SerializeToString,
                 response_deserializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.GetLedgerSummaryResponse.FromString,
                 _registered_method=True)
+        self.GetBusinessDayStatus = channel.unary_unary(
+                '/bank.ledger.v1.MainframeBridgeService/GetBusinessDayStatus',
+                request_serializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.GetBusinessDayStatusRequest.SerializeToString,
+                response_deserializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.GetBusinessDayStatusResponse.FromString,
+                _registered_method=True)
+        self.ListPostings = channel.unary_stream(
+                '/bank.ledger.v1.MainframeBridgeService/ListPostings',
+                request_serializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.ListPostingsRequest.SerializeToString,
+                response_deserializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.ListPostingsResponse.FromString,
+                _registered_method=True)
+        self.ListMainframeBook = channel.unary_stream(
+                '/bank.ledger.v1.MainframeBridgeService/ListMainframeBook',
+                request_serializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.ListMainframeBookRequest.SerializeToString,
+                response_deserializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.ListMainframeBookResponse.FromString,
+                _registered_method=True)
 
 
 class MainframeBridgeServiceServicer:
@@ -99,6 +114,28 @@ class MainframeBridgeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBusinessDayStatus(self, request, context):
+        """The last business day closed or closing: new payments belong to a later day. Every router
+        replica asks, so all of them move to the next day together when a close begins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPostings(self, request, context):
+        """Reconciliation: every posting booked on a business date or of that date booked later. Read-only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMainframeBook(self, request, context):
+        """Reconciliation: the mainframe's own book of a business date, asked of the mainframe. Read-only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MainframeBridgeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +158,21 @@ def add_MainframeBridgeServiceServicer_to_server(servicer, server):
                     servicer.GetLedgerSummary,
                     request_deserializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.GetLedgerSummaryRequest.FromString,
                     response_serializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.GetLedgerSummaryResponse.SerializeToString,
+            ),
+            'GetBusinessDayStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBusinessDayStatus,
+                    request_deserializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.GetBusinessDayStatusRequest.FromString,
+                    response_serializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.GetBusinessDayStatusResponse.SerializeToString,
+            ),
+            'ListPostings': grpc.unary_stream_rpc_method_handler(
+                    servicer.ListPostings,
+                    request_deserializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.ListPostingsRequest.FromString,
+                    response_serializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.ListPostingsResponse.SerializeToString,
+            ),
+            'ListMainframeBook': grpc.unary_stream_rpc_method_handler(
+                    servicer.ListMainframeBook,
+                    request_deserializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.ListMainframeBookRequest.FromString,
+                    response_serializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.ListMainframeBookResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -235,6 +287,87 @@ class MainframeBridgeService:
             '/bank.ledger.v1.MainframeBridgeService/GetLedgerSummary',
             bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.GetLedgerSummaryRequest.SerializeToString,
             bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.GetLedgerSummaryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBusinessDayStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bank.ledger.v1.MainframeBridgeService/GetBusinessDayStatus',
+            bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.GetBusinessDayStatusRequest.SerializeToString,
+            bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.GetBusinessDayStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPostings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/bank.ledger.v1.MainframeBridgeService/ListPostings',
+            bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.ListPostingsRequest.SerializeToString,
+            bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.ListPostingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMainframeBook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/bank.ledger.v1.MainframeBridgeService/ListMainframeBook',
+            bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.ListMainframeBookRequest.SerializeToString,
+            bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.ListMainframeBookResponse.FromString,
             options,
             channel_credentials,
             insecure,

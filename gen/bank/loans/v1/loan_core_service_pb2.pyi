@@ -11,20 +11,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class LoanPayment(_message.Message):
-    __slots__ = ("payment_id", "loan_id", "amount", "prepayment_mode", "business_date", "channel")
+    __slots__ = ("payment_id", "loan_id", "amount", "prepayment_mode", "business_date", "channel", "value_date")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     LOAN_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     PREPAYMENT_MODE_FIELD_NUMBER: _ClassVar[int]
     BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    VALUE_DATE_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     loan_id: str
     amount: _types_pb2.Money
     prepayment_mode: _types_pb2.PrepaymentMode
     business_date: str
     channel: _types_pb2.Channel
-    def __init__(self, payment_id: _Optional[str] = ..., loan_id: _Optional[str] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., prepayment_mode: _Optional[_Union[_types_pb2.PrepaymentMode, str]] = ..., business_date: _Optional[str] = ..., channel: _Optional[_Union[_types_pb2.Channel, str]] = ...) -> None: ...
+    value_date: str
+    def __init__(self, payment_id: _Optional[str] = ..., loan_id: _Optional[str] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., prepayment_mode: _Optional[_Union[_types_pb2.PrepaymentMode, str]] = ..., business_date: _Optional[str] = ..., channel: _Optional[_Union[_types_pb2.Channel, str]] = ..., value_date: _Optional[str] = ...) -> None: ...
 
 class ApplyPaymentsRequest(_message.Message):
     __slots__ = ("payments", "traceparents")
@@ -117,20 +119,24 @@ class ListAppliedPaymentsRequest(_message.Message):
     def __init__(self, business_date: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class AppliedMovement(_message.Message):
-    __slots__ = ("movement_id", "payment_id", "loan_id", "channel", "amount", "reversal")
+    __slots__ = ("movement_id", "payment_id", "loan_id", "channel", "amount", "reversal", "allocation", "business_date")
     MOVEMENT_ID_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     LOAN_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     REVERSAL_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATION_FIELD_NUMBER: _ClassVar[int]
+    BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
     movement_id: str
     payment_id: str
     loan_id: str
     channel: _types_pb2.Channel
     amount: _types_pb2.Money
     reversal: bool
-    def __init__(self, movement_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., loan_id: _Optional[str] = ..., channel: _Optional[_Union[_types_pb2.Channel, str]] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., reversal: _Optional[bool] = ...) -> None: ...
+    allocation: _loans_pb2.Allocation
+    business_date: str
+    def __init__(self, movement_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., loan_id: _Optional[str] = ..., channel: _Optional[_Union[_types_pb2.Channel, str]] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., reversal: _Optional[bool] = ..., allocation: _Optional[_Union[_loans_pb2.Allocation, _Mapping]] = ..., business_date: _Optional[str] = ...) -> None: ...
 
 class ListAppliedPaymentsResponse(_message.Message):
     __slots__ = ("movements", "next_page_token", "payment_count", "payment_totals", "reversal_count", "reversal_totals")

@@ -22,22 +22,39 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from bank.common.v1 import errors_pb2 as bank_dot_common_dot_v1_dot_errors__pb2
 from bank.common.v1 import types_pb2 as bank_dot_common_dot_v1_dot_types__pb2
+from bank.payments.v1 import payments_pb2 as bank_dot_payments_dot_v1_dot_payments__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1bank/payments/v1/payment_operations_service.proto\x12\x10\x62\x61nk.payments.v1\x1a\x1a\x62\x61nk/common/v1/types.proto\"1\n\x18SummarizePaymentsRequest\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\"b\n\x19SummarizePaymentsResponse\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\x12.\n\x06totals\x18\x02 \x03(\x0b\x32\x1e.bank.payments.v1.PaymentTotal\"\xca\x01\n\x0cPaymentTotal\x12(\n\x07\x63hannel\x18\x01 \x01(\x0e\x32\x17.bank.common.v1.Channel\x12+\n\tloan_type\x18\x02 \x01(\x0e\x32\x18.bank.common.v1.LoanType\x12-\n\x06status\x18\x03 \x01(\x0e\x32\x1d.bank.common.v1.PaymentStatus\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\x12%\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x15.bank.common.v1.Money2\x88\x01\n\x18PaymentOperationsService\x12l\n\x11SummarizePayments\x12*.bank.payments.v1.SummarizePaymentsRequest\x1a+.bank.payments.v1.SummarizePaymentsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1bank/payments/v1/payment_operations_service.proto\x12\x10\x62\x61nk.payments.v1\x1a\x1b\x62\x61nk/common/v1/errors.proto\x1a\x1a\x62\x61nk/common/v1/types.proto\x1a\x1f\x62\x61nk/payments/v1/payments.proto\x1a\x1fgoogle/protobuf/timestamp.proto\",\n\x13ListPaymentsRequest\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\"C\n\x14ListPaymentsResponse\x12+\n\x08payments\x18\x01 \x03(\x0b\x32\x19.bank.payments.v1.Payment\"\x1e\n\x1cListRefusedDeliveriesRequest\"\xa5\x01\n\x0fRefusedDelivery\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x10\n\x08item_key\x18\x02 \x01(\t\x12\x12\n\npayment_id\x18\x03 \x01(\t\x12,\n\trejection\x18\x04 \x01(\x0b\x32\x19.bank.common.v1.Rejection\x12/\n\x0brefuse_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x1dListRefusedDeliveriesResponse\x12\x35\n\ndeliveries\x18\x01 \x03(\x0b\x32!.bank.payments.v1.RefusedDelivery\"d\n\x1eReplayRefusedDeliveriesRequest\x12\x35\n\ndeliveries\x18\x01 \x03(\x0b\x32!.bank.payments.v1.RefusedDelivery\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\"9\n\x1fReplayRefusedDeliveriesResponse\x12\x16\n\x0ereplayed_count\x18\x01 \x01(\x03\"1\n\x18SummarizePaymentsRequest\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\"b\n\x19SummarizePaymentsResponse\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\x12.\n\x06totals\x18\x02 \x03(\x0b\x32\x1e.bank.payments.v1.PaymentTotal\"\xca\x01\n\x0cPaymentTotal\x12(\n\x07\x63hannel\x18\x01 \x01(\x0e\x32\x17.bank.common.v1.Channel\x12+\n\tloan_type\x18\x02 \x01(\x0e\x32\x18.bank.common.v1.LoanType\x12-\n\x06status\x18\x03 \x01(\x0e\x32\x1d.bank.common.v1.PaymentStatus\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\x12%\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x15.bank.common.v1.Money2\xe3\x03\n\x18PaymentOperationsService\x12l\n\x11SummarizePayments\x12*.bank.payments.v1.SummarizePaymentsRequest\x1a+.bank.payments.v1.SummarizePaymentsResponse\x12_\n\x0cListPayments\x12%.bank.payments.v1.ListPaymentsRequest\x1a&.bank.payments.v1.ListPaymentsResponse0\x01\x12x\n\x15ListRefusedDeliveries\x12..bank.payments.v1.ListRefusedDeliveriesRequest\x1a/.bank.payments.v1.ListRefusedDeliveriesResponse\x12~\n\x17ReplayRefusedDeliveries\x12\x30.bank.payments.v1.ReplayRefusedDeliveriesRequest\x1a\x31.bank.payments.v1.ReplayRefusedDeliveriesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bank.payments.v1.payment_operations_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUMMARIZEPAYMENTSREQUEST']._serialized_start=99
-  _globals['_SUMMARIZEPAYMENTSREQUEST']._serialized_end=148
-  _globals['_SUMMARIZEPAYMENTSRESPONSE']._serialized_start=150
-  _globals['_SUMMARIZEPAYMENTSRESPONSE']._serialized_end=248
-  _globals['_PAYMENTTOTAL']._serialized_start=251
-  _globals['_PAYMENTTOTAL']._serialized_end=453
-  _globals['_PAYMENTOPERATIONSSERVICE']._serialized_start=456
-  _globals['_PAYMENTOPERATIONSSERVICE']._serialized_end=592
+  _globals['_LISTPAYMENTSREQUEST']._serialized_start=194
+  _globals['_LISTPAYMENTSREQUEST']._serialized_end=238
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=240
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=307
+  _globals['_LISTREFUSEDDELIVERIESREQUEST']._serialized_start=309
+  _globals['_LISTREFUSEDDELIVERIESREQUEST']._serialized_end=339
+  _globals['_REFUSEDDELIVERY']._serialized_start=342
+  _globals['_REFUSEDDELIVERY']._serialized_end=507
+  _globals['_LISTREFUSEDDELIVERIESRESPONSE']._serialized_start=509
+  _globals['_LISTREFUSEDDELIVERIESRESPONSE']._serialized_end=595
+  _globals['_REPLAYREFUSEDDELIVERIESREQUEST']._serialized_start=597
+  _globals['_REPLAYREFUSEDDELIVERIESREQUEST']._serialized_end=697
+  _globals['_REPLAYREFUSEDDELIVERIESRESPONSE']._serialized_start=699
+  _globals['_REPLAYREFUSEDDELIVERIESRESPONSE']._serialized_end=756
+  _globals['_SUMMARIZEPAYMENTSREQUEST']._serialized_start=758
+  _globals['_SUMMARIZEPAYMENTSREQUEST']._serialized_end=807
+  _globals['_SUMMARIZEPAYMENTSRESPONSE']._serialized_start=809
+  _globals['_SUMMARIZEPAYMENTSRESPONSE']._serialized_end=907
+  _globals['_PAYMENTTOTAL']._serialized_start=910
+  _globals['_PAYMENTTOTAL']._serialized_end=1112
+  _globals['_PAYMENTOPERATIONSSERVICE']._serialized_start=1115
+  _globals['_PAYMENTOPERATIONSSERVICE']._serialized_end=1598
 # @@protoc_insertion_point(module_scope)

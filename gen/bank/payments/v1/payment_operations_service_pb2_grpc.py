@@ -26,8 +26,8 @@ if _version_not_supported:
 
 
 class PaymentOperationsServiceStub:
-    """The router's read-only side for the bank's operators (the end-of-day
-    reconciliation). Callers: the operator identity only; never a channel.
+    """The router's side for the bank's operators: the end-of-day reconciliation and
+    the outbox rows a peer refused. Callers: the operator identity only; never a channel.
     """
 
     def __init__(self, channel):
@@ -41,15 +41,51 @@ class PaymentOperationsServiceStub:
                 request_serializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.SummarizePaymentsRequest.SerializeToString,
                 response_deserializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.SummarizePaymentsResponse.FromString,
                 _registered_method=True)
+        self.ListPayments = channel.unary_stream(
+                '/bank.payments.v1.PaymentOperationsService/ListPayments',
+                request_serializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ListPaymentsRequest.SerializeToString,
+                response_deserializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ListPaymentsResponse.FromString,
+                _registered_method=True)
+        self.ListRefusedDeliveries = channel.unary_unary(
+                '/bank.payments.v1.PaymentOperationsService/ListRefusedDeliveries',
+                request_serializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ListRefusedDeliveriesRequest.SerializeToString,
+                response_deserializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ListRefusedDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.ReplayRefusedDeliveries = channel.unary_unary(
+                '/bank.payments.v1.PaymentOperationsService/ReplayRefusedDeliveries',
+                request_serializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ReplayRefusedDeliveriesRequest.SerializeToString,
+                response_deserializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ReplayRefusedDeliveriesResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentOperationsServiceServicer:
-    """The router's read-only side for the bank's operators (the end-of-day
-    reconciliation). Callers: the operator identity only; never a channel.
+    """The router's side for the bank's operators: the end-of-day reconciliation and
+    the outbox rows a peer refused. Callers: the operator identity only; never a channel.
     """
 
     def SummarizePayments(self, request, context):
         """What the router accepted on a business date, per channel, core and final status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPayments(self, request, context):
+        """Every payment booked on a business date, and every payment whose reversal was booked on it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRefusedDeliveries(self, request, context):
+        """Outbox rows their peer (the bridge or confirmations) refused: kept, never sent again by themselves.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayRefusedDeliveries(self, request, context):
+        """Sends refused rows again (after the cause was fixed), in their original order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -63,6 +99,21 @@ def add_PaymentOperationsServiceServicer_to_server(servicer, server):
                     request_deserializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.SummarizePaymentsRequest.FromString,
                     response_serializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.SummarizePaymentsResponse.SerializeToString,
             ),
+            'ListPayments': grpc.unary_stream_rpc_method_handler(
+                    servicer.ListPayments,
+                    request_deserializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ListPaymentsRequest.FromString,
+                    response_serializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ListPaymentsResponse.SerializeToString,
+            ),
+            'ListRefusedDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRefusedDeliveries,
+                    request_deserializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ListRefusedDeliveriesRequest.FromString,
+                    response_serializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ListRefusedDeliveriesResponse.SerializeToString,
+            ),
+            'ReplayRefusedDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayRefusedDeliveries,
+                    request_deserializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ReplayRefusedDeliveriesRequest.FromString,
+                    response_serializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ReplayRefusedDeliveriesResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'bank.payments.v1.PaymentOperationsService', rpc_method_handlers)
@@ -72,8 +123,8 @@ def add_PaymentOperationsServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class PaymentOperationsService:
-    """The router's read-only side for the bank's operators (the end-of-day
-    reconciliation). Callers: the operator identity only; never a channel.
+    """The router's side for the bank's operators: the end-of-day reconciliation and
+    the outbox rows a peer refused. Callers: the operator identity only; never a channel.
     """
 
     @staticmethod
@@ -93,6 +144,87 @@ class PaymentOperationsService:
             '/bank.payments.v1.PaymentOperationsService/SummarizePayments',
             bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.SummarizePaymentsRequest.SerializeToString,
             bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.SummarizePaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/bank.payments.v1.PaymentOperationsService/ListPayments',
+            bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ListPaymentsRequest.SerializeToString,
+            bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ListPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRefusedDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bank.payments.v1.PaymentOperationsService/ListRefusedDeliveries',
+            bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ListRefusedDeliveriesRequest.SerializeToString,
+            bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ListRefusedDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayRefusedDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bank.payments.v1.PaymentOperationsService/ReplayRefusedDeliveries',
+            bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ReplayRefusedDeliveriesRequest.SerializeToString,
+            bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ReplayRefusedDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,12 +63,14 @@ class BatchHeader(_message.Message):
     def __init__(self, batch_id: _Optional[str] = ..., business_date: _Optional[str] = ...) -> None: ...
 
 class BatchLine(_message.Message):
-    __slots__ = ("line_number", "payment")
+    __slots__ = ("line_number", "payment", "collection_date")
     LINE_NUMBER_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_DATE_FIELD_NUMBER: _ClassVar[int]
     line_number: int
     payment: _payments_pb2.PaymentOrder
-    def __init__(self, line_number: _Optional[int] = ..., payment: _Optional[_Union[_payments_pb2.PaymentOrder, _Mapping]] = ...) -> None: ...
+    collection_date: str
+    def __init__(self, line_number: _Optional[int] = ..., payment: _Optional[_Union[_payments_pb2.PaymentOrder, _Mapping]] = ..., collection_date: _Optional[str] = ...) -> None: ...
 
 class BatchTrailer(_message.Message):
     __slots__ = ("line_count", "control_totals")
