@@ -15,6 +15,7 @@ from loan_core.dates import add_months
 from loan_core.loan import LoanTerms
 from loan_core.loan_ids import make_loan_id
 from loan_core.money import ppm_of
+from paymesh.business_calendar import bank_calendar
 
 DEFAULT_SIZE = 3000
 DEFAULT_SEED = 42
@@ -33,7 +34,7 @@ class PortfolioSettings:
         return cls(
             seed=int(os.environ.get("PAYMESH_PORTFOLIO_SEED", "").strip() or DEFAULT_SEED),
             count=int(os.environ.get("PAYMESH_PORTFOLIO_SIZE", "").strip() or DEFAULT_SIZE),
-            as_of=date.fromisoformat(as_of) if as_of else date.today(),
+            as_of=date.fromisoformat(as_of) if as_of else bank_calendar().value_date(),
         )
 
 

@@ -7,7 +7,6 @@ may also read loans and the day's movements.
 import asyncio
 import logging
 import time
-from datetime import date
 from functools import partial
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from bank.loans.v1 import loan_core_service_pb2_grpc
 from loan_core import queries
 from loan_core.apply import LoanCache, apply_batch, rejection
 from loan_core.committer import GroupCommitter
-from loan_core.dates import parse_date
 from loan_core.engine import Refused
 from loan_core.portfolio import PortfolioSettings, generate
 from loan_core.products import BY_SERVICE
@@ -28,6 +26,7 @@ from loan_core.rules import ProductRules
 from loan_core.store import SCHEMA, migrate, seed_if_empty
 from paymesh import server, telemetry
 from paymesh.authz import CallerPolicy
+from paymesh.business_calendar import bank_calendar, parse_date
 from paymesh.config import Settings
 from paymesh.errors import abort
 from paymesh.sqlite import Store, connect
@@ -100,7 +99,7 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
         return await self._answer(context, self.store.transaction(self._reverse, request))
 
     async def GetLoan(self, request, context):
-        on = date.today()
+        on = bank_calendar().value_date()  # today in Lima, not the server's date
         if request.as_of_date:
             on = parse_date(request.as_of_date)
             if on is None:

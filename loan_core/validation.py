@@ -5,10 +5,10 @@ import re
 from datetime import date
 
 from bank.common.v1 import errors_pb2, types_pb2
-from loan_core.dates import parse_date
 from loan_core.engine import Refused
 from loan_core.loan_ids import PREFIXES, loan_type_of
 from loan_core.rules import ProductRules
+from paymesh.business_calendar import parse_date
 
 MAX_ID_LENGTH = 128
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]*")

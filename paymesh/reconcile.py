@@ -87,6 +87,7 @@ CALL_TIMEOUT = 30.0
 NOT_ANSWERING = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.DEADLINE_EXCEEDED,
                  grpc.StatusCode.PERMISSION_DENIED)
 DETAIL_LINES = 50  # per list in the report without --all: a bad day must still read at a glance
+SUSPECT_LINES = 10  # suspects are not breaks: a sample, with the count
 
 
 class Split(NamedTuple):
@@ -291,7 +292,8 @@ def _by_value(values: dict[str, list], show) -> str:
 
 
 def _split_text(split: Split) -> str:
-    return "/".join(_money(part) for part in split)
+    """The parts that are not zero, named: "interest 25.16, penalty 9.88, fees 15.00"."""
+    return ", ".join(f"{name} {_money(part)}" for name, part in zip(Split._fields, split) if part) or "nothing"
 
 
 def _late_items(items: list[Item]) -> list[LateItem]:
@@ -671,9 +673,9 @@ def report(outcome: Outcome, business_date: str, show_all: bool) -> str:
     if len(o.stages) < 2:
         lines.append("nothing to compare: fewer than two stages answered")
 
-    def section(title: str, header: tuple, rows: list[tuple]) -> None:
+    def section(title: str, header: tuple, rows: list[tuple], limit: int = DETAIL_LINES) -> None:
         if rows:
-            shown = rows if show_all else rows[:DETAIL_LINES]
+            shown = rows if show_all else rows[:limit]
             lines.extend(["", title, format_table([header, *shown])])
             if len(shown) < len(rows):
                 lines.append(f"... and {len(rows) - len(shown)} more (--all shows every one)")
@@ -697,7 +699,7 @@ def report(outcome: Outcome, business_date: str, show_all: bool) -> str:
               " and ".join(s.payment_ids) if len(s.payment_ids) < 4
               else f"{s.payment_ids[0]}, {s.payment_ids[1]} ... {s.payment_ids[-1]}",
               f"{s.seconds_apart // 60}m{s.seconds_apart % 60:02d}s")
-             for s in o.suspects])
+             for s in o.suspects], limit=SUSPECT_LINES)
     return "\n".join(lines)
 
 

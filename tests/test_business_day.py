@@ -316,14 +316,19 @@ async def test_the_reconciliation_catches_each_break_by_payment_id(tmp_path, pki
             book.execute("DELETE FROM entries WHERE posting_seq IN (SELECT seq FROM postings WHERE payment_id = ?)",
                          (missing,))
             book.execute("DELETE FROM postings WHERE payment_id = ?", (missing,))
-            # One cent moved from principal to interest: balanced, same total, wrong split.
+            # One cent moved from one part of the payment to another (interest to penalty, say):
+            # still balanced, the same total, a wrong split.
             seq = book.execute("SELECT seq FROM postings WHERE payment_id = ?", (split,)).fetchone()[0]
-            book.execute("UPDATE entries SET amount = amount - 1 WHERE posting_seq = ? AND account LIKE '1401%'", (seq,))
-            book.execute("UPDATE entries SET amount = amount + 1 WHERE posting_seq = ? AND account LIKE '5101%'", (seq,))
+            (_, took), (_, gave) = book.execute(
+                "SELECT account, line FROM entries WHERE posting_seq = ? AND side = 'C' ORDER BY amount DESC LIMIT 2",
+                (seq,)).fetchall()
+            book.execute("UPDATE entries SET amount = amount - 1 WHERE posting_seq = ? AND line = ?", (seq, took))
+            book.execute("UPDATE entries SET amount = amount + 1 WHERE posting_seq = ? AND line = ?", (seq, gave))
         book.close()
 
         broken = await reconcile.reconcile(reconcile.default_sources(settings), FRIDAY)
         report = reconcile.report(broken, FRIDAY, show_all=False)
+        print("\n" + report)  # what an operator reads (docs/business-day.md shows it)
         assert broken.exit_code == 1, report
         detail = {payment_id: [line for line in report.splitlines() if payment_id in line]
                   for payment_id in (plus, minus, twice, missing, split)}

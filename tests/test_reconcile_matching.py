@@ -152,7 +152,8 @@ def test_a_posting_that_books_principal_as_interest_is_a_split_break():
     outcome = match(items, D)
     problem, = only_break(outcome, "PAY-1").problems
     assert problem.what == "split differs" and problem.stages == (BOOK,)
-    assert problem.detail.startswith("70.00/25.00/0.00/5.00/0.00 at mainframe book; 80.00/15.00/")
+    assert problem.detail == ("principal 70.00, interest 25.00, fees 5.00 at mainframe book; "
+                              "principal 80.00, interest 15.00, fees 5.00 at the other stages")
     cash = next(b for b in outcome.balance if b.core == "core-cash")
     assert (cash.core_principal, cash.book_principal) == (80_00, 70_00)
 
