@@ -192,10 +192,7 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
         return pb.AcknowledgeConfirmationsResponse(consumer_name=request.consumer_name, acknowledged_sequence=position)
 
     async def SummarizeConfirmations(self, request, context):
-        violations = validation.business_date(request.business_date)
-        if violations:
-            await abort(context, INVALID, "the business date is malformed", errors_pb2.ERROR_REASON_INVALID_FIELD,
-                        violations=violations)
+        await _check_business_date(context, request.business_date)
         rows = await self.store.run(log.summarize, request.business_date)
         return pb.SummarizeConfirmationsResponse(business_date=request.business_date, totals=[
             pb.ConfirmationTotal(channel=channel, loan_type=loan_type, status=status, count=count,
@@ -204,10 +201,7 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
         ])
 
     async def ListConfirmations(self, request, context):
-        violations = validation.business_date(request.business_date)
-        if violations:
-            await abort(context, INVALID, "the business date is malformed", errors_pb2.ERROR_REASON_INVALID_FIELD,
-                        violations=violations)
+        await _check_business_date(context, request.business_date)
         confirmations = await self.store.run(log.day_confirmations, request.business_date)
         for start in range(0, len(confirmations), 1000):
             yield pb.ListConfirmationsResponse(confirmations=confirmations[start:start + 1000])
@@ -247,3 +241,10 @@ async def _close_all() -> None:
 
 def main() -> None:
     server.main(SERVICE, register, POLICY, on_stop=_close_all)
+
+
+async def _check_business_date(context, business_date: str) -> None:
+    violations = validation.business_date(business_date)
+    if violations:
+        await abort(context, INVALID, "the business date is malformed", errors_pb2.ERROR_REASON_INVALID_FIELD,
+                    violations=violations)
