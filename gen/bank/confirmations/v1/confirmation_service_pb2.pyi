@@ -1,6 +1,9 @@
+import datetime
+
 from bank.common.v1 import errors_pb2 as _errors_pb2
 from bank.common.v1 import types_pb2 as _types_pb2
 from bank.confirmations.v1 import confirmations_pb2 as _confirmations_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -144,6 +147,22 @@ class DeleteWebhookEndpointRequest(_message.Message):
 class DeleteWebhookEndpointResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class RotateWebhookSecretRequest(_message.Message):
+    __slots__ = ("endpoint_id", "overlap_seconds")
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    endpoint_id: str
+    overlap_seconds: int
+    def __init__(self, endpoint_id: _Optional[str] = ..., overlap_seconds: _Optional[int] = ...) -> None: ...
+
+class RotateWebhookSecretResponse(_message.Message):
+    __slots__ = ("endpoint", "previous_secret_expire_time")
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_SECRET_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    endpoint: _confirmations_pb2.WebhookEndpoint
+    previous_secret_expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, endpoint: _Optional[_Union[_confirmations_pb2.WebhookEndpoint, _Mapping]] = ..., previous_secret_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ReplayWebhookDeliveriesRequest(_message.Message):
     __slots__ = ("endpoint_id",)

@@ -67,6 +67,11 @@ class ConfirmationServiceStub:
                 request_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.DeleteWebhookEndpointRequest.SerializeToString,
                 response_deserializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.DeleteWebhookEndpointResponse.FromString,
                 _registered_method=True)
+        self.RotateWebhookSecret = channel.unary_unary(
+                '/bank.confirmations.v1.ConfirmationService/RotateWebhookSecret',
+                request_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.RotateWebhookSecretRequest.SerializeToString,
+                response_deserializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.RotateWebhookSecretResponse.FromString,
+                _registered_method=True)
         self.ReplayWebhookDeliveries = channel.unary_unary(
                 '/bank.confirmations.v1.ConfirmationService/ReplayWebhookDeliveries',
                 request_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ReplayWebhookDeliveriesRequest.SerializeToString,
@@ -135,6 +140,14 @@ class ConfirmationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateWebhookSecret(self, request, context):
+        """A new signing secret for an endpoint. During the overlap deliveries carry two signatures
+        (the new secret's and the old one's), so the receiver can switch without losing any.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReplayWebhookDeliveries(self, request, context):
         """Sends dead-lettered deliveries of an endpoint again.
         """
@@ -196,6 +209,11 @@ def add_ConfirmationServiceServicer_to_server(servicer, server):
                     servicer.DeleteWebhookEndpoint,
                     request_deserializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.DeleteWebhookEndpointRequest.FromString,
                     response_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.DeleteWebhookEndpointResponse.SerializeToString,
+            ),
+            'RotateWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateWebhookSecret,
+                    request_deserializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.RotateWebhookSecretRequest.FromString,
+                    response_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.RotateWebhookSecretResponse.SerializeToString,
             ),
             'ReplayWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
                     servicer.ReplayWebhookDeliveries,
@@ -383,6 +401,33 @@ class ConfirmationService:
             '/bank.confirmations.v1.ConfirmationService/DeleteWebhookEndpoint',
             bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.DeleteWebhookEndpointRequest.SerializeToString,
             bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.DeleteWebhookEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bank.confirmations.v1.ConfirmationService/RotateWebhookSecret',
+            bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.RotateWebhookSecretRequest.SerializeToString,
+            bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.RotateWebhookSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,
