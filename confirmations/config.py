@@ -18,8 +18,10 @@ class ConfirmationSettings:
     heartbeat_seconds: float = 15.0
     # PAYMESH_CONFIRMATIONS_BUFFER: live items held per subscriber before it falls back to the log.
     subscriber_buffer: int = 4096
-    # PAYMESH_WEBHOOK_ALLOWED_HOSTS: comma-separated hosts ("*.example.com" allows subdomains).
-    webhook_allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+    # PAYMESH_WEBHOOK_ALLOWED_HOSTS: comma-separated origins scheme://host:port a webhook URL may name
+    # ("https://hooks.example.bank:443"; "https://*.example.bank:443" allows its subdomains). Naming the
+    # port keeps webhooks off the mesh's own loopback ports; parsed and checked by webhooks.Allowlist.
+    webhook_allowlist: tuple[str, ...] = ("http://127.0.0.1:8080", "http://localhost:8080")
     # PAYMESH_WEBHOOK_MAX_ATTEMPTS: attempts before a delivery is dead-lettered.
     webhook_max_attempts: int = 8
     # PAYMESH_WEBHOOK_BASE_DELAY_SECONDS / _MAX_DELAY_SECONDS: exponential backoff bounds.
@@ -32,11 +34,11 @@ class ConfirmationSettings:
 
     @classmethod
     def from_env(cls) -> "ConfirmationSettings":
-        hosts = os.environ.get("PAYMESH_WEBHOOK_ALLOWED_HOSTS", "").strip() or "127.0.0.1,localhost"
+        origins = os.environ.get("PAYMESH_WEBHOOK_ALLOWED_HOSTS", "").strip()
         return cls(
             heartbeat_seconds=_float("PAYMESH_CONFIRMATIONS_HEARTBEAT_SECONDS", cls.heartbeat_seconds),
             subscriber_buffer=_int("PAYMESH_CONFIRMATIONS_BUFFER", cls.subscriber_buffer),
-            webhook_allowed_hosts=tuple(h.strip().lower() for h in hosts.split(",") if h.strip()),
+            webhook_allowlist=tuple(o.strip() for o in origins.split(",") if o.strip()) or cls.webhook_allowlist,
             webhook_max_attempts=_int("PAYMESH_WEBHOOK_MAX_ATTEMPTS", cls.webhook_max_attempts),
             webhook_base_delay=_float("PAYMESH_WEBHOOK_BASE_DELAY_SECONDS", cls.webhook_base_delay),
             webhook_max_delay=_float("PAYMESH_WEBHOOK_MAX_DELAY_SECONDS", cls.webhook_max_delay),

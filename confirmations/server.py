@@ -46,7 +46,8 @@ Start = pb.StartPosition
 class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.ConfirmationServiceServicer):
     def __init__(self, data_dir: Path, settings: ConfirmationSettings):
         self.settings = settings
-        self.store = Store(data_dir / "confirmations.db", log.SCHEMA + webhook_store.SCHEMA)
+        self.store = Store(data_dir / "confirmations.db", log.SCHEMA + webhook_store.SCHEMA,
+                           added_columns=webhook_store.ADDED_COLUMNS)  # (RotateWebhookSecret's columns)
         self.fanout = FanOut()
         self.dispatcher = WebhookDispatcher(self.store, settings)
         self.committer = GroupCommitter(self.store, self._committed)

@@ -1,5 +1,6 @@
 """The webhook RPCs of ConfirmationService: a channel manages only its own endpoints."""
 
+import time
 import uuid
 
 import grpc
@@ -14,6 +15,8 @@ from paymesh.tls import peer_identity
 
 MAX_DESCRIPTION = 256
 MAX_PAGE_SIZE = 1000
+MAX_OVERLAP_SECONDS = 7 * 24 * 3600
+DEFAULT_OVERLAP_SECONDS = 24 * 3600
 
 
 def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
@@ -45,23 +48,29 @@ class WebhookRpcs:
             violations.append(("request_id", "must be 1 to 128 characters (the idempotency key of this create)"))
         if len(request.description) > MAX_DESCRIPTION:
             violations.append(("description", f"must be at most {MAX_DESCRIPTION} characters"))
-        problem = webhooks.url_problem(request.url, self.settings.webhook_allowed_hosts)
+        problem = self.dispatcher.allowlist.url_problem(request.url)
         if problem:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"the endpoint URL {problem}",
                         errors_pb2.ERROR_REASON_ENDPOINT_URL_INVALID, violations=[("url", problem), *violations])
         if violations:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the endpoint request is malformed",
                         errors_pb2.ERROR_REASON_INVALID_FIELD, violations=violations)
-        row, created = await self.store.transaction(
+        row, state = await self.store.transaction(
             webhook_store.create_endpoint, channel, request.request_id, f"we_{uuid.uuid4().hex}", request.url,
             request.description, webhooks.new_secret(),
         )
-        if not created and (row[1], row[2]) != (request.url, request.description):
+        if state == webhook_store.DELETED:
+            # A deleted endpoint stays deleted: a late retry of its create must not bring it (or its secret) back.
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"this request_id created endpoint {row[0]},"
+                        " which was deleted; create a new endpoint with a new request_id",
+                        errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED, metadata={"endpoint_id": row[0]})
+        if state == webhook_store.EXISTING and (row[1], row[2]) != (request.url, request.description):
             await abort(context, grpc.StatusCode.ALREADY_EXISTS, "this request_id already created a different"
                         " endpoint", errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED,
                         metadata={"endpoint_id": row[0]})
-        # A retried create (same request_id and body) gets the secret again: it is still the create.
-        return pb.CreateWebhookEndpointResponse(endpoint=_endpoint(row, with_secret=True))
+        # The secret is shown once, by the create that made it: a retry gets the same endpoint without it (it
+        # may have been rotated since); a caller that lost it rotates it.
+        return pb.CreateWebhookEndpointResponse(endpoint=_endpoint(row, with_secret=state == webhook_store.CREATED))
 
     async def ListWebhookEndpoints(self, request, context):
         rows = await self.store.run(webhook_store.list_endpoints, channel_of(peer_identity(context)))
@@ -72,6 +81,23 @@ class WebhookRpcs:
         if not await self.store.transaction(webhook_store.delete_endpoint, channel, request.endpoint_id):
             await _endpoint_not_found(context, request.endpoint_id)
         return pb.DeleteWebhookEndpointResponse()
+
+    async def RotateWebhookSecret(self, request, context):
+        channel = channel_of(peer_identity(context))
+        # Unset: a day for the receiver to switch; 0: the old secret ends now (it leaked, say).
+        overlap = request.overlap_seconds if request.HasField("overlap_seconds") else DEFAULT_OVERLAP_SECONDS
+        if not 0 <= overlap <= MAX_OVERLAP_SECONDS:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "overlap_seconds is out of range",
+                        errors_pb2.ERROR_REASON_INVALID_FIELD,
+                        violations=[("overlap_seconds", f"must be 0 to {MAX_OVERLAP_SECONDS} (7 days)")])
+        now = time.time()
+        expire_time = now + overlap
+        row = await self.store.transaction(webhook_store.rotate_secret, channel, request.endpoint_id,
+                                           webhooks.new_secret(), expire_time, now)
+        if row is None:  # another channel's endpoint is as unknown as one that never was
+            await _endpoint_not_found(context, request.endpoint_id)
+        return pb.RotateWebhookSecretResponse(endpoint=_endpoint(row, with_secret=True),
+                                              previous_secret_expire_time=_timestamp(expire_time))
 
     async def ReplayWebhookDeliveries(self, request, context):
         channel = channel_of(peer_identity(context))

@@ -4,6 +4,8 @@ A delivery row is written in the same transaction as its confirmation, so a
 crash never loses one; the dispatcher moves it PENDING -> DELIVERED, or after
 the last attempt to DEAD_LETTER, from where a replay sets it PENDING again.
 The signing secret is kept here because signing needs it; it is never listed.
+After a rotation the previous secret signs too, until previous_secret_expire_time.
+A deleted endpoint keeps its row (its request_id stays taken) and gets nothing more.
 """
 
 import sqlite3
@@ -25,6 +27,8 @@ CREATE TABLE IF NOT EXISTS webhook_endpoint (
     secret TEXT NOT NULL,
     create_time REAL NOT NULL,
     deleted INTEGER NOT NULL DEFAULT 0,
+    previous_secret TEXT NOT NULL DEFAULT '',
+    previous_secret_expire_time REAL NOT NULL DEFAULT 0,
     UNIQUE (channel, request_id)
 );
 CREATE INDEX IF NOT EXISTS endpoint_by_channel ON webhook_endpoint (channel) WHERE deleted = 0;
@@ -40,7 +44,11 @@ CREATE TABLE IF NOT EXISTS webhook_delivery (
 CREATE INDEX IF NOT EXISTS delivery_due ON webhook_delivery (next_attempt_at) WHERE status = {PENDING};
 """
 
+# For a store file made before rotation (paymesh.sqlite.Store adds what is missing).
+ADDED_COLUMNS = {"webhook_endpoint": {"previous_secret": "TEXT NOT NULL DEFAULT ''",
+                                      "previous_secret_expire_time": "REAL NOT NULL DEFAULT 0"}}
 ENDPOINT_COLUMNS = "endpoint_id, url, description, secret, create_time"
+CREATED, EXISTING, DELETED = "created", "existing", "deleted"
 
 
 def enqueue_deliveries(connection: sqlite3.Connection, first: int, last: int) -> int:
@@ -56,20 +64,21 @@ def enqueue_deliveries(connection: sqlite3.Connection, first: int, last: int) ->
 
 
 def create_endpoint(connection, channel: int, request_id: str, endpoint_id: str, url: str, description: str,
-                    secret: str) -> tuple[tuple, bool]:
-    """The endpoint row and whether it was created now; the same request_id returns the first one."""
+                    secret: str) -> tuple[tuple, str]:
+    """The endpoint row and CREATED (now), EXISTING (by an earlier create with this request_id) or DELETED
+    (that earlier endpoint was deleted: it is not made again)."""
     existing = connection.execute(
-        f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoint WHERE channel = ? AND request_id = ?",
+        f"SELECT {ENDPOINT_COLUMNS}, deleted FROM webhook_endpoint WHERE channel = ? AND request_id = ?",
         (channel, request_id),
     ).fetchone()
     if existing:
-        return existing, False
+        return existing[:-1], DELETED if existing[-1] else EXISTING
     row = (endpoint_id, url, description, secret, time.time())
     connection.execute(
         "INSERT INTO webhook_endpoint (endpoint_id, url, description, secret, create_time, channel, request_id)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)", (*row, channel, request_id),
     )
-    return row, True
+    return row, CREATED
 
 
 def list_endpoints(connection, channel: int) -> list[tuple]:
@@ -94,13 +103,30 @@ def delete_endpoint(connection, channel: int, endpoint_id: str) -> bool:
     return True
 
 
+def rotate_secret(connection, channel: int, endpoint_id: str, secret: str, previous_expire_time: float,
+                  now: float) -> tuple | None:
+    """The new secret signs from now on; the one it replaces signs beside it until previous_expire_time
+    (not at all when that is now). A secret from an earlier rotation is dropped. None: not the channel's."""
+    if not owns_endpoint(connection, channel, endpoint_id):
+        return None
+    connection.execute(
+        "UPDATE webhook_endpoint SET previous_secret = CASE WHEN ? > ? THEN secret ELSE '' END,"
+        " previous_secret_expire_time = ?, secret = ? WHERE endpoint_id = ?",
+        (previous_expire_time, now, previous_expire_time, secret, endpoint_id),
+    )
+    return connection.execute(f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoint WHERE endpoint_id = ?",
+                              (endpoint_id,)).fetchone()
+
+
 def due_deliveries(connection, now: float, limit: int) -> list[tuple]:
-    """(endpoint_id, sequence, attempts, url, secret, body) of pending deliveries due by now, oldest first."""
+    """(endpoint_id, sequence, attempts, url, secret, previous_secret, body) of pending deliveries due by now,
+    oldest first; previous_secret is '' outside a rotation's overlap."""
     return connection.execute(
-        "SELECT d.endpoint_id, d.sequence, d.attempts, e.url, e.secret, c.body FROM webhook_delivery d"
-        " JOIN webhook_endpoint e USING (endpoint_id) JOIN confirmation c USING (sequence)"
+        "SELECT d.endpoint_id, d.sequence, d.attempts, e.url, e.secret,"
+        " CASE WHEN e.previous_secret_expire_time > ? THEN e.previous_secret ELSE '' END, c.body"
+        " FROM webhook_delivery d JOIN webhook_endpoint e USING (endpoint_id) JOIN confirmation c USING (sequence)"
         " WHERE d.status = ? AND d.next_attempt_at <= ? AND e.deleted = 0 ORDER BY d.next_attempt_at LIMIT ?",
-        (PENDING, now, limit),
+        (now, PENDING, now, limit),
     ).fetchall()
 
 

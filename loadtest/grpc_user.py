@@ -58,7 +58,7 @@ class ChannelUser(User):
         if self.channel not in DIGITAL_CHANNELS:
             return None
         if time.monotonic() - self.token_time > TOKEN_REFRESH_SECONDS:
-            self.token, self.token_time = mint(self.pki_dir, self.customer_id), time.monotonic()
+            self.token, self.token_time = mint(self.pki_dir, self.customer_id, self.channel), time.monotonic()
         return (("authorization", "Bearer " + self.token),)
 
     def call(self, name: str, method: Callable, request, refused_with: Iterable[grpc.StatusCode] = (),

@@ -35,10 +35,13 @@ from paymesh.config import Settings, port_of
 from paymesh.logs import setup_logging
 from paymesh.server import until_signalled, write_port_file
 from paymesh.sqlite import Store
-from paymesh.topology import BRIDGE, OPERATOR, SERVICES, Identity
+from paymesh.topology import BRIDGE, EMULATOR_CONTROL, PROBE, SERVICES, Identity
 
 SERVICE = "mainframe-emulator"
-ALLOWED = frozenset([BRIDGE, OPERATOR])
+# Who may connect: the bridge (postings, the end-of-day file, the book), the probe (PING only) and
+# the controller (CONTROL records and PING). Only the bridge posts to the ledger.
+ALLOWED = frozenset([BRIDGE, PROBE, EMULATOR_CONTROL])
+KEEP_WHEN_DOWN = frozenset([PROBE, EMULATOR_CONTROL])
 MODES = ("NORMAL", "DOWN", "SLOW", "GARBAGE", "TRUNCATE")
 MAX_BATCH = 1000  # postings per group commit (about: whole reads are taken)
 INBOX_READS = 16  # reads of frames waiting for the committer, each at most FrameReader.CHUNK bytes
@@ -78,7 +81,7 @@ class Emulator:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         peer = peer_of(writer)
-        if peer not in ALLOWED or (self.mode == "DOWN" and peer != OPERATOR):
+        if peer not in ALLOWED or (self.mode == "DOWN" and peer not in KEEP_WHEN_DOWN):
             log.warning("refused connection", extra={"peer": str(peer), "mode": self.mode})
             writer.close()
             return
@@ -120,7 +123,9 @@ class Emulator:
             answers: list[bytes] = []
             for frame in frames:
                 kind = frame[:4]
-                if eod_data is not None or kind == _EOD_HEADER:
+                if peer != BRIDGE and (eod_data is not None or kind in (_EOD_HEADER, _BOOK_INQUIRY, _POSTING)):
+                    answers.append(self.not_allowed(frame, peer))
+                elif eod_data is not None or kind == _EOD_HEADER:
                     eod_data = (eod_data or bytearray()) + frame
                     if eod_file.is_last_record(eod_data):
                         # The postings before it on this link are in the ledger before the file is checked.
@@ -161,6 +166,18 @@ class Emulator:
                 pass
             return records.encode_reply(records.Reply(posting_id, records.RC_MALFORMED, "", str(bad)[:80]))
 
+    def not_allowed(self, frame: bytes, peer: Identity | None) -> bytes:
+        """A posting, a file or an inquiry from anyone but the bridge: refused, nothing written."""
+        log.warning("ledger record from an identity that may not send it", extra={"peer": str(peer)})
+        posting_id = ""
+        if frame[:4] == _POSTING:
+            try:
+                posting_id = records.HEADER.decode(frame)["PH-POSTING-ID"]
+            except (RecordError, UnicodeDecodeError):
+                pass
+        return records.encode_reply(records.Reply(posting_id, records.RC_NOT_ALLOWED, "",
+                                                  "only the bridge may send ledger records"))
+
     def answer_other(self, frame: bytes, kind: str, peer: Identity | None) -> bytes:
         if frame == PING:  # the link check: a mainframe told to be down is not serving
             return PONG if self.mode != "DOWN" else "DOWN".encode(records.CODEC)
@@ -173,8 +190,8 @@ class Emulator:
             request = records.CONTROL.decode(frame)
         except (RecordError, UnicodeDecodeError) as bad:
             return records.CONTROL_REPLY.encode({"CA-MODE": self.mode, "CA-MESSAGE": str(bad)[:80]})
-        if peer != OPERATOR:
-            message = "refused: only the operator controls the emulator"
+        if peer != EMULATOR_CONTROL:
+            message = "refused: only the controller identity controls the emulator"
         elif request["CR-MODE"] not in MODES:
             message = f"unknown mode; one of {', '.join(MODES)}"
         else:
@@ -187,7 +204,7 @@ class Emulator:
         log.info("mode set", extra={"mode": mode, "delay_ms": delay_ms})
         if mode == "DOWN":
             for task, peer in list(self.connections.items()):
-                if peer != OPERATOR:
+                if peer not in KEEP_WHEN_DOWN:
                     task.cancel()
 
     async def send(self, writer: asyncio.StreamWriter, answers: list[bytes]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from mainframe_bridge import records
 from mainframe_bridge.framing import encode_frame, read_frame
 from paymesh import pki
-from paymesh.topology import OPERATOR, Identity
+from paymesh.topology import EMULATOR_CONTROL, Identity
 
 
 def client_context(pki_dir: Path, identity: Identity) -> ssl.SSLContext:
@@ -24,8 +24,8 @@ async def open_link(address: str, context: ssl.SSLContext, timeout: float = 5.0)
 
 
 async def set_emulator_mode(address: str, pki_dir: Path, mode: str, delay_ms: int = 0, timeout: float = 5.0) -> str:
-    """Sends a control record as the operator; returns the emulator's answer."""
-    reader, writer = await open_link(address, client_context(pki_dir, OPERATOR), timeout)
+    """Sends a control record as the emulator's controller; returns the emulator's answer."""
+    reader, writer = await open_link(address, client_context(pki_dir, EMULATOR_CONTROL), timeout)
     try:
         writer.write(encode_frame(records.encode_control(mode, delay_ms)))
         await writer.drain()

@@ -45,6 +45,7 @@ RC_UNKNOWN_ACCOUNT = 12
 RC_CONTROL_TOTALS = 16  # end-of-day control totals are not the details' (or debits are not credits)
 RC_LEDGER_MISMATCH = 20  # end-of-day details are not the ledger's day
 RC_MALFORMED = 24
+RC_NOT_ALLOWED = 40  # a ledger record from an identity other than the bridge
 RC_DAY_CLOSED = 28  # the business day is closed: a posting for it, or another end-of-day file
 RC_RECORD_COUNTS = 32  # the trailer's record counts are not the file's
 RC_HASH_TOTAL = 36  # the trailer's hash total is not the details'

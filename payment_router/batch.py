@@ -1,7 +1,9 @@
 """A channel's day file through UploadBatch: header, lines, trailer.
 
-The whole file is read and its trailer checked before any line is applied: a
-count or control total that does not match refuses the file and applies nothing.
+The whole file is read, every line's format checked and its trailer checked
+before any line is applied: a malformed line, or a count or control total (every
+currency, as declared) that does not match, refuses the file and applies nothing.
+Business refusals (a loan's rules, a channel's limit) are answered per line.
 Each line's payment is named by (channel, batch id, line number), so uploading
 the same file again, or resuming after an interruption, applies nothing twice.
 
@@ -18,7 +20,7 @@ from collections import Counter
 
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.payments.v1 import payment_service_pb2 as api
-from payment_router.orders import KEY_PATTERN, Refused
+from payment_router.orders import KEY_PATTERN, Refused, validate
 from paymesh.business_calendar import BusinessCalendar, parse_date
 
 MAX_LINES = 100_000
@@ -71,8 +73,9 @@ def check_trailer(lines: list[api.BatchLine], trailer: api.BatchTrailer) -> None
     totals = Counter()
     for line in lines:
         totals[line.payment.amount.currency_code] += line.payment.amount.amount_minor
-    declared = Counter({m.currency_code: m.amount_minor for m in trailer.control_totals})
-    if trailer.line_count != len(lines) or +declared != +totals:
+    # Exactly as declared: a currency twice, or a total of zero or less, is a mismatch too.
+    declared = {m.currency_code: m.amount_minor for m in trailer.control_totals}
+    if trailer.line_count != len(lines) or len(declared) != len(trailer.control_totals) or declared != dict(totals):
         raise Refused(
             "INVALID_ARGUMENT",
             f"the trailer does not match the file: {len(lines)} lines totalling {dict(totals)}, trailer says "
@@ -112,8 +115,25 @@ def value_dates(header: api.BatchHeader, lines: list[api.BatchLine], calendar: B
     return dates
 
 
+def check_lines(lines: list[api.BatchLine], caller, batch_id: str) -> None:
+    """Every line's own fields, before anything is applied: one malformed line refuses the file."""
+    malformed = []
+    for line in lines:
+        try:
+            validate(line.payment, caller.policy, f"{batch_id}:{line.line_number}",
+                     prefix=f"line[{line.line_number}].payment")
+        except Refused as refused:
+            if refused.reason == errors_pb2.ERROR_REASON_INVALID_FIELD:
+                malformed += refused.violations
+    if malformed:
+        raise Refused("INVALID_ARGUMENT", f"{len(malformed)} fields of the file's lines are malformed, first "
+                      f"{malformed[0][0]}: {malformed[0][1]}; nothing was applied",
+                      errors_pb2.ERROR_REASON_INVALID_FIELD, malformed[:100])
+
+
 async def upload_batch(service, caller, request_iterator) -> api.UploadBatchResponse:
     header, lines, trailer = await read_file(request_iterator)
+    check_lines(lines, caller, header.batch_id)
     check_trailer(lines, trailer)
     dates = value_dates(header, lines, service.router.booking.calendar, max_age_business_days())
     outcomes: list = [None] * len(lines)

@@ -126,7 +126,7 @@ async def run_online(channel: str, orders, settings: Settings, results: DayResul
     rng = random.Random(channel)
     metadata = None
     if channel in ("app", "internet-banking"):
-        metadata = (("authorization", "Bearer " + mint(settings.pki_dir, f"CUST-{channel}")),)
+        metadata = (("authorization", "Bearer " + mint(settings.pki_dir, f"CUST-{channel}", channel)),)
     async with tls.channel_for(address_of("payment-router"), settings.pki_dir, Identity("channel", channel)) as ch:
         stub = api_grpc.PaymentServiceStub(ch)
 
@@ -183,6 +183,19 @@ async def run_batches(channel: str, orders, seed: int, day: str, settings: Setti
         for number, lines in enumerate(files + files[:1]):  # the first file arrives a second time
             # The file's name is its identity: a day replayed with another seed sends other files.
             batch_id = f"{channel}-{day}-{seed}-{number % len(files)}"
+            malformed = [order for order in lines if order.amount.amount_minor <= 0]
+            if malformed:
+                # A file with a malformed line is refused whole, nothing applied: the agent takes
+                # those lines out and sends the file again, as a new one.
+                if number < len(files):
+                    try:
+                        await stub.UploadBatch(iter(batch_requests(batch_id, day, lines)), timeout=300)
+                    except grpc.aio.AioRpcError as error:
+                        if error.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                            raise
+                    for order in malformed:
+                        results.refused[(channel, order.idempotency_key)] = "INVALID_FIELD"
+                lines, batch_id = [order for order in lines if order.amount.amount_minor > 0], batch_id + "-fixed"
             reply = await stub.UploadBatch(iter(batch_requests(batch_id, day, lines)), timeout=300)
             results.replayed_lines += reply.summary.replayed_count
             if number < len(files):
@@ -191,7 +204,7 @@ async def run_batches(channel: str, orders, seed: int, day: str, settings: Setti
                         results.payments[payment.payment_id] = payment
                     else:  # refused at the router's door, nothing written
                         results.refused[(channel, f"{batch_id}:{line}")] = reason_name(payment.rejection.reason)
-                progress(len(lines))  # the second upload is a replay, not more of the day's payments
+                progress(len(lines) + len(malformed))  # the second upload is a replay, not more of the day's payments
 
 
 async def follow_confirmations(channel: str, settings: Settings, results: DayResults, done: asyncio.Event) -> None:

@@ -1,8 +1,9 @@
 """A channel's payment order: validation, and the identity derived from it."""
 
 import hashlib
+import hmac
 import re
-import uuid
+from pathlib import Path
 
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.payments.v1 import payments_pb2
@@ -11,7 +12,9 @@ from payment_router.channel_policy import ChannelPolicy
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # fullmatch: "$" would let a final newline in
 CURRENCIES = frozenset(["PEN", "USD"])
-_PAYMENT_NAMESPACE = uuid.UUID("6f1c1a52-3d1e-4c55-9a53-7b0c6f1d2e01")
+# The most one payment may be (99,999,999,999.99): far over any loan, far under what overflows a day
+# file's totals (100,000 lines of it fit an int64) or the ledger's PIC S9(15) amounts.
+MAX_AMOUNT_MINOR = 10 ** 13 - 1
 
 
 class Refused(Exception):
@@ -28,9 +31,28 @@ class Refused(Exception):
         )
 
 
-def payment_id_of(channel: str, idempotency_key: str) -> str:
-    """The same (channel, key) names the same payment on every router replica."""
-    return "PAY-" + uuid.uuid5(_PAYMENT_NAMESPACE, f"{channel}\n{idempotency_key}").hex
+class PaymentIds:
+    """Payment ids: the same (channel, customer, key) names the same payment on every router
+    replica, so a retry to any of them is the same payment; a digital channel's customers each
+    have their own keys (one customer's key never finds another's payment). Keyed with the
+    routers' shared secret, so nobody can work out another's payment id from a key."""
+
+    def __init__(self, secret: bytes):
+        if len(secret) < 32:
+            raise ValueError("the payment id secret must be at least 32 bytes")
+        self._secret = secret
+
+    @classmethod
+    def from_file(cls, path: Path) -> "PaymentIds":
+        try:
+            return cls(path.read_bytes().strip())
+        except FileNotFoundError:
+            raise SystemExit(f"no payment id secret at {path} (PAYMESH_PAYMENT_ID_SECRET_FILE; `paymesh pki` "
+                             "makes a dev one): every router replica needs the same one") from None
+
+    def of(self, channel: str, idempotency_key: str, customer_id: str = "") -> str:
+        message = f"{channel}\n{customer_id}\n{idempotency_key}".encode()
+        return "PAY-" + hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
 
 
 def body_hash(order: payments_pb2.PaymentOrder) -> str:
@@ -51,8 +73,9 @@ def validate(order: payments_pb2.PaymentOrder, policy: ChannelPolicy, key: str, 
     currency, amount = order.amount.currency_code, order.amount.amount_minor
     if currency not in CURRENCIES:
         violations.append((f"{prefix}.amount.currency_code", f"must be one of {sorted(CURRENCIES)}"))
-    if amount <= 0:
-        violations.append((f"{prefix}.amount.amount_minor", "must be a positive amount in minor units (cents)"))
+    if not 0 < amount <= MAX_AMOUNT_MINOR:
+        violations.append((f"{prefix}.amount.amount_minor",
+                           f"must be a positive amount in minor units (cents), at most {MAX_AMOUNT_MINOR}"))
     if order.prepayment_mode not in types_pb2.PrepaymentMode.values():
         violations.append((f"{prefix}.prepayment_mode", "unknown prepayment mode"))
     if len(order.channel_reference) > 64 or not order.channel_reference.isprintable():

@@ -2,6 +2,8 @@
 bridge and confirmations over long-lived mTLS streams as the payment router."""
 
 import asyncio
+import os
+from pathlib import Path
 
 from bank.confirmations.v1 import confirmation_service_pb2_grpc
 from bank.ledger.v1 import mainframe_bridge_service_pb2_grpc
@@ -10,11 +12,12 @@ from bank.payments.v1 import payment_operations_service_pb2_grpc, payment_servic
 from payment_router.booking import Booking
 from payment_router.channel_policy import load_policies
 from payment_router.journal import Journal
+from payment_router.orders import PaymentIds
 from payment_router.operations import FULL_NAME as OPERATIONS_NAME, PaymentOperationsService
 from payment_router.router import CORE_OF, Router, bridge_stream, confirmations_stream, core_stream
 from payment_router.service import PaymentService
 from payment_router.tokens import TokenVerifier
-from paymesh import server, tls
+from paymesh import pki, server, tls
 from paymesh.business_calendar import bank_calendar
 from paymesh.authz import CallerPolicy
 from paymesh.config import Settings, address_of
@@ -51,13 +54,16 @@ def build_router(settings: Settings) -> tuple[Router, dict]:
 
 def main() -> None:
     settings = Settings.from_env()
+    # Every replica keys payment ids with the same secret: refuse to start without it.
+    ids = PaymentIds.from_file(Path(os.environ.get("PAYMESH_PAYMENT_ID_SECRET_FILE")
+                                    or pki.payment_id_secret_path(settings.pki_dir)))
     state = {}
 
     def register(grpc_server):
         router, core_stubs = build_router(settings)
         state["router"] = router
         state["start"] = asyncio.get_running_loop().create_task(router.start())
-        service = PaymentService(router, load_policies(), TokenVerifier.from_env(settings), core_stubs)
+        service = PaymentService(router, load_policies(), TokenVerifier.from_env(settings), core_stubs, ids)
         payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(service, grpc_server)
         payment_operations_service_pb2_grpc.add_PaymentOperationsServiceServicer_to_server(
             PaymentOperationsService(router), grpc_server)

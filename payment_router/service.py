@@ -16,10 +16,10 @@ from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grp
 from payment_router.batch import upload_batch
 from payment_router.channel_policy import ChannelPolicy
 from payment_router.journal import Accepted, Outcome
-from payment_router.orders import Refused, body_hash, payment_id_of, validate
+from payment_router.orders import PaymentIds, Refused, body_hash, validate
 from payment_router.router import Router
 from payment_router.tokens import TokenRefused, TokenVerifier
-from paymesh.errors import abort
+from paymesh.errors import abort, error_info
 from paymesh.tls import peer_identity
 from paymesh.topology import CHANNEL_VALUES
 
@@ -48,8 +48,10 @@ class Caller:
 
 
 class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
-    def __init__(self, router: Router, policies: dict[str, ChannelPolicy], tokens: TokenVerifier, core_stubs):
+    def __init__(self, router: Router, policies: dict[str, ChannelPolicy], tokens: TokenVerifier, core_stubs,
+                 ids: PaymentIds):
         self.router = router
+        self.ids = ids
         self.policies = policies
         self.tokens = tokens
         self.core_stubs = core_stubs  # loan type -> LoanCoreServiceStub, for reversals
@@ -170,13 +172,14 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         # A reversal is booked on the business day it happens; the payment's own day stays as reconciled.
         _, reversal_date = self.router.booking.dates()
         reversal = loan_core_service_pb2.ReversePaymentRequest(
-            reversal_id=payment_id_of(caller.name, f"reversal\n{request.idempotency_key or payment.payment_id}"),
+            reversal_id=self.ids.of(caller.name, f"reversal\n{request.idempotency_key or payment.payment_id}",
+                                    caller.customer_id),
             payment_id=payment.payment_id, reason=request.reason[:200], business_date=reversal_date,
         )
         try:
             reply = await self.core_stubs[payment.loan_type].ReversePayment(reversal, timeout=_remaining(context))
         except grpc.aio.AioRpcError as error:
-            await context.abort(error.code(), error.details())
+            await _abort_core_error(context, error, payment.payment_id)
         payment.status = types_pb2.PAYMENT_STATUS_REVERSED
         # The core's posting says which day it booked the reversal in (the first call's, on a replay).
         payment.reversal_business_date = reply.posting.business_date
@@ -236,7 +239,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         loan_type = validate(order, caller.policy, key)
         value, booking = self.router.booking.dates(value_date)
         payment = payments_pb2.Payment(
-            payment_id=payment_id_of(caller.name, key), channel=caller.channel, idempotency_key=key,
+            payment_id=self.ids.of(caller.name, key, caller.customer_id), channel=caller.channel, idempotency_key=key,
             loan_id=order.loan_id, loan_type=loan_type, amount=order.amount, status=types_pb2.PAYMENT_STATUS_ACCEPTED,
             business_date=booking, value_date=value, customer_id=caller.customer_id,
             prepayment_mode=order.prepayment_mode, channel_reference=order.channel_reference,
@@ -257,7 +260,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         key = key or order.idempotency_key
         value, booking = self.router.booking.dates()
         return payments_pb2.Payment(
-            payment_id=payment_id_of(caller.name, key) if key else "", channel=caller.channel,
+            payment_id=self.ids.of(caller.name, key, caller.customer_id) if key else "", channel=caller.channel,
             idempotency_key=key, loan_id=order.loan_id, amount=order.amount,
             status=types_pb2.PAYMENT_STATUS_REJECTED, rejection=refused.rejection(), business_date=booking,
             value_date=value,
@@ -265,8 +268,9 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
 
     async def _own_payment(self, caller: Caller, payment_id: str, context) -> payments_pb2.Payment:
         payment = await self.router.payment(payment_id) if payment_id else None
-        if payment is None or payment.channel != caller.channel:
-            # Another channel's payment is not found, exactly like one that does not exist.
+        if payment is None or payment.channel != caller.channel or payment.customer_id != caller.customer_id:
+            # Another channel's payment, or another customer's of a digital channel, is not found,
+            # exactly like one that does not exist (OWASP API1: object-level authorization).
             await abort(context, grpc.StatusCode.NOT_FOUND, f"no payment {payment_id!r} for this channel",
                         errors_pb2.ERROR_REASON_PAYMENT_NOT_FOUND)
         return payment
@@ -287,7 +291,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         if policy.requires_token:
             authorization = dict(context.invocation_metadata() or ()).get("authorization")
             try:
-                customer_id = self.tokens.customer_of(authorization)
+                customer_id = self.tokens.customer_of(authorization, identity.name)
             except TokenRefused as refused:
                 await abort(context, grpc.StatusCode.UNAUTHENTICATED, str(refused),
                             errors_pb2.ERROR_REASON_TOKEN_INVALID)
@@ -299,6 +303,23 @@ def _check_same_body(entry: Accepted, outcome: Outcome) -> None:
         raise Refused("ALREADY_EXISTS",
                       f"idempotency key {entry.payment.idempotency_key!r} was used for a different payment",
                       errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED)
+
+
+# The core's own refusals (its rich status: a person's message, a reason) reach the channel as they
+# are; a transport failure's text names hosts and ports, so the channel gets the mesh's own words.
+_CORE_REFUSALS = frozenset([grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ALREADY_EXISTS,
+                            grpc.StatusCode.FAILED_PRECONDITION])
+
+
+async def _abort_core_error(context, error: grpc.aio.AioRpcError, payment_id: str) -> None:
+    info = error_info(error)
+    reason = errors_pb2.ErrorReason.DESCRIPTOR.values_by_name.get("ERROR_REASON_" + info.reason) if info else None
+    if error.code() in _CORE_REFUSALS and reason is not None:
+        await abort(context, error.code(), error.details(), reason.number, metadata={"payment_id": payment_id})
+    log.warning("the loan core did not answer a reversal", extra={
+        "payment_id": payment_id, "code": error.code().name, "detail": (error.details() or "")[:200]})
+    await abort(context, grpc.StatusCode.UNAVAILABLE, "the loan core for this loan is unavailable; retry the reversal "
+                "with the same idempotency key", errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0)
 
 
 def _remaining(context) -> float:

@@ -1,8 +1,8 @@
 """Who may call what: a server interceptor that checks the caller's certificate
 identity against the service's policy and answers PERMISSION_DENIED otherwise.
 
-Health and reflection are open to every holder of a mesh certificate (the
-handshake already proved that); everything else must be allowed by name.
+Health is open to every holder of a mesh certificate (the handshake already
+proved that); reflection to the operator only; everything else must be allowed by name.
 """
 
 import asyncio
@@ -15,11 +15,12 @@ import grpc
 from bank.common.v1 import errors_pb2
 from paymesh.errors import abort
 from paymesh.tls import peer_identity
-from paymesh.topology import Identity
+from paymesh.topology import OPERATOR, Identity
 
 DRAIN_SECONDS = 0.5  # how long a refused stream's requests are read before the refusal
-OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
-                 "/grpc.reflection.v1.ServerReflection/")
+OPEN_SERVICES = ("/grpc.health.v1.Health/",)
+# Reflection lists every method a service has: a map for an attacker, so the operator's only.
+REFLECTION = ("/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.ServerReflection/")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class CallerPolicy:
     per_method: Mapping[str, frozenset[Identity]] = field(default_factory=dict)
 
     def allowed(self, method: str) -> frozenset[Identity]:
+        if method.startswith(REFLECTION):
+            return frozenset([OPERATOR])
         return self.per_method.get(method, self.default)
 
     @classmethod

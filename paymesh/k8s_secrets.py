@@ -26,7 +26,8 @@ def write_dev_secrets(pki_dir: Path, out: Path) -> list[Path]:
         for name, data, secret in (("tls.crt", material.cert, False), ("tls.key", material.key, True),
                                    ("ca.crt", material.ca_cert, False)):
             written.append(_write(folder / name, data, secret))
-    written.append(_write(out / "jwt" / "issuer.pub", pki.token_public_key_path(pki_dir).read_bytes(), False))
+    written.append(_write(out / "jwt" / "jwks.json", pki.token_jwks_path(pki_dir).read_bytes(), False))
+    written.append(_write(out / "ids" / "payment-id.secret", pki.payment_id_secret_path(pki_dir).read_bytes(), True))
     return written
 
 

@@ -5,9 +5,13 @@ again keeps what is valid, so a running mesh is never pulled from under its feet
 it only issues what is missing or expires within RENEW_BEFORE.
 """
 
+import base64
 import datetime as dt
+import hashlib
 import ipaddress
+import json
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from paymesh.topology import CHANNELS, OPERATOR, SERVICES, Identity
+from paymesh.topology import CHANNELS, OPERATORS, SERVICES, Identity
 
 CA_LIFETIME = dt.timedelta(days=3650)
 LEAF_LIFETIME = dt.timedelta(days=365)
@@ -117,7 +121,7 @@ def service_dns_names(service: str) -> tuple[str, ...]:
 def every_identity() -> list[tuple[Identity, tuple[str, ...]]]:
     services = [(spec.identity, service_dns_names(spec.name)) for spec in SERVICES.values()]
     channels = [(Identity("channel", name), ()) for name in CHANNELS]
-    return services + channels + [(OPERATOR, ())]
+    return services + channels + [(operator, ()) for operator in OPERATORS]
 
 
 def cert_path(pki_dir: Path, identity: Identity) -> Path:
@@ -142,26 +146,105 @@ def load(pki_dir: Path, identity: Identity) -> Material:
 
 
 def token_signing_key_path(pki_dir: Path) -> Path:
-    """The dev identity provider's ES256 key for end-user JWTs (digital channels)."""
+    """The dev identity provider's current ES256 key for end-user JWTs (digital channels)."""
     return pki_dir / "jwt" / "dev-issuer.key"
 
 
 def token_public_key_path(pki_dir: Path) -> Path:
+    """The current key's public half (PEM), for PAYMESH_JWT_PUBLIC_KEYS and the dev Kubernetes overlay."""
     return pki_dir / "jwt" / "dev-issuer.pub"
+
+
+def token_jwks_path(pki_dir: Path) -> Path:
+    """The dev issuer's published key set (JWKS): the current key and the previous ones, each with a kid."""
+    return pki_dir / "jwt" / "jwks.json"
+
+
+TOKEN_KEYS_KEPT = 3  # the current dev issuer key and two previous ones stay in the JWKS after a rotation
+
+
+def token_key_id(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> str:
+    """The key's `kid`: its RFC 7638 JWK thumbprint (SHA-256, base64url), the same wherever it is computed."""
+    return _public_jwk(key)["kid"]
+
+
+def token_signing_key(pki_dir: Path) -> tuple[ec.EllipticCurvePrivateKey, str]:
+    """The dev issuer's current signing key and its kid."""
+    path = token_signing_key_path(pki_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"the dev token issuer's key is missing ({path}); run `paymesh pki` first")
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    return key, token_key_id(key)
+
+
+def rotate_token_signing_key(pki_dir: Path, keep: int = TOKEN_KEYS_KEPT) -> str:
+    """A new dev issuer key: published in the JWKS first (with the `keep` - 1 previous keys, so tokens
+    they signed stay valid until they expire), then made the signing key. Returns the new kid."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    previous = [k for k in _published_token_keys(pki_dir) if k.get("kid") != token_key_id(key)]
+    _write_jwks(pki_dir, [_public_jwk(key)] + previous[: max(keep - 1, 0)])
+    _write_token_key(pki_dir, key)
+    return token_key_id(key)
+
+
+def _ensure_token_issuer(pki_dir: Path) -> list[Path]:
+    """The dev issuer's signing key, its public key and a JWKS that publishes it; what it wrote."""
+    written: list[Path] = []
+    if not (token_signing_key_path(pki_dir).exists() and token_public_key_path(pki_dir).exists()):
+        _write_token_key(pki_dir, ec.generate_private_key(ec.SECP256R1()))
+        written.append(token_public_key_path(pki_dir))
+    key, kid = token_signing_key(pki_dir)
+    published = _published_token_keys(pki_dir)
+    if kid not in {k.get("kid") for k in published}:
+        # a PKI from before the JWKS existed, or a lost file: publish the current key (keep the others)
+        _write_jwks(pki_dir, [_public_jwk(key)] + published[: TOKEN_KEYS_KEPT - 1])
+        written.append(token_jwks_path(pki_dir))
+    return written
+
+
+def _write_token_key(pki_dir: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    _write(token_signing_key_path(pki_dir), _key_pem(key), secret=True)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    _write(token_public_key_path(pki_dir), public)
+
+
+def _public_jwk(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> dict:
+    public = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
+    numbers = public.public_numbers()
+    coordinate = lambda n: base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()  # noqa: E731
+    jwk = {"kty": "EC", "crv": "P-256", "x": coordinate(numbers.x), "y": coordinate(numbers.y)}
+    canonical = json.dumps(jwk, separators=(",", ":"), sort_keys=True)
+    kid = base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+    return {**jwk, "kid": kid, "use": "sig", "alg": "ES256"}
+
+
+def _published_token_keys(pki_dir: Path) -> list[dict]:
+    path = token_jwks_path(pki_dir)
+    try:
+        keys = json.loads(path.read_text()).get("keys", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [k for k in keys if isinstance(k, dict)]
+
+
+def _write_jwks(pki_dir: Path, keys: list[dict]) -> None:
+    _write(token_jwks_path(pki_dir), (json.dumps({"keys": keys}, indent=2) + "\n").encode())
+
+
+def payment_id_secret_path(pki_dir: Path) -> Path:
+    """The routers' shared secret that payment ids are keyed with (payment_router/orders.py)."""
+    return pki_dir / "ids" / "payment-id.secret"
 
 
 def ensure_dev_pki(pki_dir: Path) -> list[Path]:
     """Creates the CA, every certificate that is missing or near expiry, and the dev
-    token signing key; returns what it wrote."""
-    written: list[Path] = []
-    if not token_public_key_path(pki_dir).exists():
-        signing_key = ec.generate_private_key(ec.SECP256R1())
-        _write(token_signing_key_path(pki_dir), _key_pem(signing_key), secret=True)
-        public = signing_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        _write(token_public_key_path(pki_dir), public)
-        written.append(token_public_key_path(pki_dir))
+    token issuer (signing key and JWKS); returns what it wrote."""
+    written = _ensure_token_issuer(pki_dir)
+    if not payment_id_secret_path(pki_dir).exists():
+        _write(payment_id_secret_path(pki_dir), secrets.token_hex(32).encode(), secret=True)
+        written.append(payment_id_secret_path(pki_dir))
     ca = _load_ca(pki_dir)
     if ca is None:
         ca = CertificateAuthority.create()
@@ -227,7 +310,9 @@ def _now() -> dt.datetime:
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("--rotate-token-key", action="store_true",
+                        help="give the dev token issuer a new signing key (published in jwt/jwks.json first; "
+                             f"the {TOKEN_KEYS_KEPT - 1} previous keys stay published)")
 
 
 def run(args) -> int:
@@ -235,6 +320,9 @@ def run(args) -> int:
 
     settings = Settings.from_env()
     written = ensure_dev_pki(settings.pki_dir)
+    if getattr(args, "rotate_token_key", False):
+        kid = rotate_token_signing_key(settings.pki_dir)
+        print(f"dev token issuer: new signing key {kid} published in {token_jwks_path(settings.pki_dir)}")
     print(f"{len(written)} certificates written under {settings.pki_dir}" if written
           else f"dev PKI under {settings.pki_dir} is complete and valid; nothing written")
     return 0

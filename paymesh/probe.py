@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from paymesh import pki, tls
 from paymesh.config import Settings, port_of
 from paymesh.textui import format_table
-from paymesh.topology import OPERATOR, SERVICES
+from paymesh.topology import PROBE, SERVICES
 from mainframe_bridge.framing import PING, PONG, encode_frame, read_frame
 
 EMULATOR = "mainframe-emulator"
@@ -18,7 +18,7 @@ EMULATOR = "mainframe-emulator"
 
 async def grpc_health(target: str, settings: Settings, timeout: float = 2.0) -> str:
     """SERVING, NOT_SERVING, ... or the gRPC status code name when the call itself fails."""
-    async with tls.channel_for(target, settings.pki_dir, OPERATOR) as channel:
+    async with tls.channel_for(target, settings.pki_dir, PROBE) as channel:
         try:
             reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
         except grpc.aio.AioRpcError as error:
@@ -29,7 +29,7 @@ async def grpc_health(target: str, settings: Settings, timeout: float = 2.0) -> 
 async def emulator_health(target: str, settings: Settings, timeout: float = 2.0) -> str:
     host, port = target.rsplit(":", 1)
     context = ssl.create_default_context(cafile=str(pki.ca_path(settings.pki_dir)))
-    context.load_cert_chain(pki.cert_path(settings.pki_dir, OPERATOR), pki.key_path(settings.pki_dir, OPERATOR))
+    context.load_cert_chain(pki.cert_path(settings.pki_dir, PROBE), pki.key_path(settings.pki_dir, PROBE))
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port), ssl=context), timeout)
     except (OSError, asyncio.TimeoutError):

@@ -23,6 +23,7 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+from opentelemetry.trace import format_trace_id
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -203,7 +204,9 @@ def _observe_queues(_options) -> Iterator[Observation]:
 
 
 class RpcMetrics(grpc.aio.ServerInterceptor):
-    """rpc.server.duration for every call the server handles, by service, method and status code."""
+    """rpc.server.duration for every call the server handles, by service, method and status code; and
+    the one place an unexpected exception becomes INTERNAL with the mesh's own words (its text, which
+    can name hosts, files or values, goes to the log with the trace id, never to the caller)."""
 
     def __init__(self):
         self._timed: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}  # per method
@@ -237,6 +240,12 @@ def _timed(behavior, attributes: dict):
             try:
                 async for response in behavior(request, context):
                     yield response
+            except grpc.aio.AbortError as raised:
+                error = raised
+                raise
+            except Exception as raised:
+                error = raised
+                await _internal_error(context, attributes, raised)
             except BaseException as raised:
                 error = raised
                 raise
@@ -248,12 +257,25 @@ def _timed(behavior, attributes: dict):
         started, error = time.perf_counter(), None
         try:
             return await behavior(request, context)
+        except grpc.aio.AbortError as raised:
+            error = raised
+            raise
+        except Exception as raised:
+            error = raised
+            await _internal_error(context, attributes, raised)
         except BaseException as raised:
             error = raised
             raise
         finally:
             _record_rpc(started, context, attributes, error)
     return timed_call
+
+
+async def _internal_error(context, attributes: dict, error: Exception) -> None:
+    trace_id = format_trace_id(trace.get_current_span().get_span_context().trace_id)
+    log.error("unexpected error in a call", exc_info=error, extra={"method": attributes["rpc.method"]})
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {attributes['rpc.method']}; it was logged "
+                        f"under trace {trace_id}: retry, and tell the bank if it goes on")
 
 
 def _record_rpc(started: float, context, attributes: dict, error: BaseException | None) -> None:

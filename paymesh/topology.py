@@ -67,8 +67,14 @@ SERVICES = {
 CHANNEL_IDENTITIES = frozenset(Identity("channel", name) for name in CHANNELS)
 ROUTER = SERVICES["payment-router"].identity
 BRIDGE = SERVICES["mainframe-bridge"].identity
-# The operator's command line (`paymesh up`, health checks, emulator control).
+# The operators, each with only what its job needs (least privilege):
+# the operator's command line: close a day, replay refused rows, reconcile, read loans; reflection.
 OPERATOR = Identity("ops", "paymesh-cli")
+# health checks only (`paymesh up`, `paymesh health`): no method of any service, no posting.
+PROBE = Identity("ops", "paymesh-probe")
+# the mainframe emulator's CONTROL records (tests and drills): nothing else.
+EMULATOR_CONTROL = Identity("ops", "mainframe-control")
+OPERATORS = (OPERATOR, PROBE, EMULATOR_CONTROL)
 
 # A channel's certificate name and its bank.common.v1.Channel value.
 CHANNEL_VALUES = {

@@ -152,7 +152,7 @@ async def online_channel(router_address: str, pki_dir, channel: str, rate: float
     """Orders at `rate` per second until stop, each retried on its own; returns once all are final."""
     metadata = None
     if channel in ("app", "internet-banking"):
-        metadata = (("authorization", "Bearer " + mint(pki_dir, f"CUST-{channel}")),)
+        metadata = (("authorization", "Bearer " + mint(pki_dir, f"CUST-{channel}", channel)),)
     window = asyncio.Semaphore(concurrency)
     async with client_channel(router_address, pki_dir, channel) as ch:
         stub = api_grpc.PaymentServiceStub(ch)

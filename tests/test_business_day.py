@@ -248,13 +248,15 @@ async def test_a_reversal_two_business_days_later_is_booked_on_its_own_day(tmp_p
 
 async def test_a_posting_the_bridge_refuses_is_kept_listed_and_replayable(tmp_path, pki_dir):
     """The old router forgot an outbox row whatever its peer answered; a refusal is now kept."""
-    from payment_router.orders import payment_id_of
+    from payment_router.orders import PaymentIds
+    from paymesh.pki import payment_id_secret_path
     from tests.bridge_support import post_all, posting
 
     mesh = start_mesh(tmp_path, pki_dir, **clock(f"{FRIDAY}T10:00:00-05:00"), PAYMESH_METRICS_PORT="0")
     try:
         # Someone already used the posting id this payment will have, with other content: the bridge refuses it.
-        payment_id = payment_id_of("atm", "refused-posting")
+        # (A test holds the routers' secret; a channel cannot work an id out.)
+        payment_id = PaymentIds.from_file(payment_id_secret_path(pki_dir)).of("atm", "refused-posting")
         squatter = posting(1, date=FRIDAY)
         squatter.posting_id = squatter.payment_id = payment_id
         async with tls.channel_for(mesh["mainframe-bridge"].address, pki_dir, Identity("service", "payment-router")) as ch:

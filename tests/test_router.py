@@ -43,7 +43,7 @@ def order(key: str, loan_id: str, amount: int = 1500, currency: str = "PEN") -> 
 def token_metadata(pki_dir, channel: str, **claims):
     if channel not in ("app", "internet-banking"):
         return None
-    return (("authorization", "Bearer " + mint(pki_dir, "CUST-0001", **claims)),)
+    return (("authorization", "Bearer " + mint(pki_dir, "CUST-0001", channel, **claims)),)
 
 
 async def submit(mesh, pki_dir, channel: str, payment_order, metadata="token"):
@@ -131,7 +131,7 @@ async def test_bad_input_gets_a_clear_status(mesh, pki_dir, case, channel, make,
     ("wrong issuer", dict(iss="https://evil.example")),
 ])
 async def test_a_bad_end_user_token_is_unauthenticated(mesh, pki_dir, case, claims):
-    metadata = (("authorization", "Bearer " + mint(pki_dir, "CUST-0001", **claims)),)
+    metadata = (("authorization", "Bearer " + mint(pki_dir, "CUST-0001", "app", **claims)),)
     error = await refused(mesh, pki_dir, "app", order(f"jwt-{case}", open_loans(types_pb2.LOAN_TYPE_CASH)[4]), metadata)
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error.details()
 

@@ -20,6 +20,7 @@ from mainframe_bridge import records
 from mainframe_bridge.framing import PING, PONG
 from payment_router.business_day import batch_requests
 from payment_router.batch import MAX_LINES
+from payment_router.tokens import mint
 from paymesh import tls
 from paymesh.errors import error_info, retry_delay
 from paymesh.topology import BRIDGE, OPERATOR, ROUTER, SERVICES, Identity
@@ -287,3 +288,119 @@ async def test_a_flood_over_the_channels_rate_is_resource_exhausted_with_a_retry
     over = [p for p in answers if p.status == types_pb2.PAYMENT_STATUS_REJECTED]
     assert 10 <= len(over) <= 15 and all(p.rejection.reason == errors_pb2.ERROR_REASON_RATE_LIMITED for p in over)
     assert await applied_at_the_core(mesh, pki_dir) == before + len(served) + 1 + 20 - len(over)
+
+
+def customer(pki_dir, subject: str, channel: str = "internet-banking"):
+    return (("authorization", "Bearer " + mint(pki_dir, subject, channel=channel)),)
+
+
+async def test_a_digital_customer_never_reaches_another_customers_payment(mesh, pki_dir, store_payment):
+    """OWASP API1. The old router checked only the channel: C-2 read C-1's payment, and C-2 sending
+    C-1's idempotency key and body got C-1's payment back (and its outstanding balance)."""
+    loan = open_loans(types_pb2.LOAN_TYPE_CASH)[9]
+    c1 = await submit(mesh, pki_dir, "internet-banking", order("sec-own-key", loan), customer(pki_dir, "C-1"))
+    assert c1.status == types_pb2.PAYMENT_STATUS_APPLIED and c1.customer_id == "C-1"
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "internet-banking")) as ch:
+        stub = api_grpc.PaymentServiceStub(ch)
+        # C-2 asks for C-1's payment by id: NOT_FOUND, exactly like an id that does not exist.
+        stolen = await denied(stub.GetPayment(api.GetPaymentRequest(payment_id=c1.payment_id),
+                                              metadata=customer(pki_dir, "C-2"), timeout=5))
+        unknown = await denied(stub.GetPayment(api.GetPaymentRequest(payment_id="PAY-" + "0" * 32),
+                                               metadata=customer(pki_dir, "C-2"), timeout=5))
+        assert (stolen.code(), error_info(stolen).reason) == (unknown.code(), error_info(unknown).reason) == (
+            grpc.StatusCode.NOT_FOUND, "PAYMENT_NOT_FOUND")
+        # The same words too: nothing tells C-2 the payment exists.
+        assert stolen.details().replace(c1.payment_id, "?") == unknown.details().replace("PAY-" + "0" * 32, "?")
+        # C-1 still reads it.
+        mine = await stub.GetPayment(api.GetPaymentRequest(payment_id=c1.payment_id),
+                                     metadata=customer(pki_dir, "C-1"), timeout=5)
+        assert mine.payment.payment_id == c1.payment_id
+    # C-2 sending C-1's key and body is C-2's own payment, never C-1's.
+    c2 = await submit(mesh, pki_dir, "internet-banking", order("sec-own-key", loan), customer(pki_dir, "C-2"))
+    assert c2.payment_id != c1.payment_id and c2.customer_id == "C-2"
+
+
+def test_a_payment_id_cannot_be_worked_out_from_its_key():
+    """The old ids were uuid5 of (channel, key): anyone knowing a key knew the payment's id."""
+    import uuid
+
+    from payment_router.orders import PaymentIds
+    ids = PaymentIds(b"k" * 32)
+    old_style = "PAY-" + uuid.uuid5(uuid.UUID("6f1c1a52-3d1e-4c55-9a53-7b0c6f1d2e01"), "atm\nkey-1").hex
+    assert ids.of("atm", "key-1") != old_style
+    assert ids.of("atm", "key-1") == PaymentIds(b"k" * 32).of("atm", "key-1")  # every replica agrees
+    assert ids.of("atm", "key-1") != PaymentIds(b"j" * 32).of("atm", "key-1")  # the secret decides
+    assert ids.of("app", "key-1", "C-1") != ids.of("app", "key-1", "C-2")
+
+
+def day_file(batch_id: str, lines, declared: list[tuple[str, int]]):
+    numbered = [api.BatchLine(line_number=n, payment=o) for n, o in enumerate(lines, 1)]
+    return [api.UploadBatchRequest(header=api.BatchHeader(batch_id=batch_id, business_date=AS_OF)),
+            api.UploadBatchRequest(lines=api.BatchLines(lines=numbered)),
+            api.UploadBatchRequest(trailer=api.BatchTrailer(line_count=len(lines), control_totals=[
+                types_pb2.Money(currency_code=c, amount_minor=a) for c, a in declared]))]
+
+
+async def test_a_day_file_never_half_applies(mesh, pki_dir, store_payment):
+    """The old router applied a file's valid first line, then failed UNKNOWN ("Value out of range") on
+    two lines of -2^63 whose totals the trailer check ignored; every re-upload failed the same way."""
+    good = order("sec-half-1", VICTIM, 1_000)
+    poison = [order(f"sec-half-{n}", VICTIM, -(2 ** 63)) for n in (2, 3)]
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "agent")) as ch:
+        stub = api_grpc.PaymentServiceStub(ch)
+        async with nothing_changes(mesh, pki_dir):
+            for attempt in range(2):  # a re-upload is answered the same, clearly
+                error = await denied(stub.UploadBatch(iter(day_file("sec-half", [good, *poison], [("PEN", 1_000)])),
+                                                      timeout=10))
+                assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+                assert "nothing was applied" in error.details() and "line[2].payment.amount.amount_minor" in error.details()
+            # Totals of zero or less are totals too: a trailer must declare exactly what the file holds.
+            error = await denied(stub.UploadBatch(iter(day_file(
+                "sec-zero", [good], [("PEN", 1_000), ("USD", 0)])), timeout=10))
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error_info(error).reason == "CONTROL_TOTAL_MISMATCH"
+            error = await denied(stub.UploadBatch(iter(day_file(
+                "sec-twice", [good], [("PEN", 1_000), ("PEN", 0)])), timeout=10))
+            assert error_info(error).reason == "CONTROL_TOTAL_MISMATCH"
+        # Business refusals stay per line: the same file without the poison applies its line.
+        reply = await stub.UploadBatch(iter(day_file("sec-half-ok", [good], [("PEN", 1_000)])), timeout=10)
+    assert reply.summary.line_count == 1 and reply.summary.applied_count + reply.summary.rejected_count == 1
+
+
+async def test_a_failure_inside_a_service_never_shows_its_internals(tmp_path, pki_dir, settings):
+    """An unexpected exception in a handler was answered UNKNOWN with its own text (paths, values)."""
+    from paymesh.authz import CallerPolicy
+    from paymesh.server import start_server
+
+    async def explode(request, context):
+        raise ValueError("could not open /var/lib/paymesh/secret-ledger.db at 10.0.0.7:5432")
+
+    def register(server):
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+            "test.Boom", {"Explode": grpc.unary_unary_rpc_method_handler(explode)})])
+        return []
+
+    running = await start_server("core-cash", settings, register, CallerPolicy(default=frozenset([OPERATOR])))
+    try:
+        async with tls.channel_for(f"127.0.0.1:{running.port}", pki_dir, OPERATOR) as ch:
+            error = await denied(ch.unary_unary("/test.Boom/Explode")(b"", timeout=5))
+    finally:
+        await running.stop(0)
+    assert error.code() == grpc.StatusCode.INTERNAL, error.details()
+    assert "secret-ledger" not in error.details() and "10.0.0.7" not in error.details()
+    assert "internal error in Explode" in error.details() and "trace" in error.details()
+
+
+async def test_a_reversal_with_its_core_down_does_not_show_the_cores_address(tmp_path, pki_dir):
+    """The router passed the core's transport error through: "ipv4:127.0.0.1:56061: Failed to connect"."""
+    mesh = start_mesh(tmp_path, pki_dir, **ENV)
+    try:
+        payment = await submit(mesh, pki_dir, "agent", order("sec-rev-down", open_loans(types_pb2.LOAN_TYPE_CASH)[3]))
+        mesh["core-cash"].kill()
+        async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "agent")) as ch:
+            error = await denied(api_grpc.PaymentServiceStub(ch).ReversePayment(api.ReversePaymentRequest(
+                idempotency_key="sec-rev-down-1", payment_id=payment.payment_id, reason="drawer"), timeout=10))
+        assert error.code() == grpc.StatusCode.UNAVAILABLE, error.details()
+        assert error_info(error).reason == "DOWNSTREAM_UNAVAILABLE" and retry_delay(error)
+        assert "127.0.0.1" not in error.details() and "ipv4" not in error.details()
+    finally:
+        stop_mesh(mesh)

@@ -4,6 +4,7 @@ with the standardwebhooks package, retries with backoff, dead letter, replay."""
 import asyncio
 import collections
 import json
+import urllib.parse
 
 import grpc
 import pytest
@@ -49,6 +50,12 @@ class Receiver:
         await self._runner.cleanup()
 
 
+def origin(url: str) -> tuple[str]:
+    """The allowlist (PAYMESH_WEBHOOK_ALLOWED_HOSTS entries) naming a receiver's scheme, host and port."""
+    parts = urllib.parse.urlsplit(url)
+    return (f"{parts.scheme}://{parts.hostname}:{parts.port}",)
+
+
 async def _eventually(condition, timeout: float = 15.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not await condition():
@@ -65,7 +72,7 @@ async def test_each_confirmation_is_posted_once_signed_and_verifiable(settings):
     items = [client.confirmation(f"p{i}", (types_pb2.CHANNEL_ATM, types_pb2.CHANNEL_STORE)[i % 2], 100 + i)
              for i in range(30)]
     receiver = Receiver()
-    async with receiver as url, serving(settings) as (address, _):
+    async with receiver as url, serving(settings, webhook_allowlist=origin(url)) as (address, _):
         async with channel(address, settings, ATM) as atm, channel(address, settings, ROUTER) as router:
             service = client.stub(atm)
             endpoint = await _create(service, url)
@@ -95,7 +102,8 @@ async def test_each_confirmation_is_posted_once_signed_and_verifiable(settings):
 
 async def test_a_receiver_failing_the_first_three_attempts_still_gets_it(settings):
     receiver = Receiver(fail_first=3, stall_attempt=2)
-    async with receiver as url, serving(settings, webhook_timeout=0.5) as (address, _):
+    async with receiver as url, serving(settings, webhook_timeout=0.5,
+                                        webhook_allowlist=origin(url)) as (address, _):
         async with channel(address, settings, ATM) as atm, channel(address, settings, ROUTER) as router:
             service = client.stub(atm)
             endpoint = await _create(service, url)
@@ -114,7 +122,7 @@ async def test_a_receiver_failing_the_first_three_attempts_still_gets_it(setting
 
 async def test_a_receiver_always_failing_ends_in_dead_letter_then_replay_delivers(settings):
     receiver = Receiver(always_fail=True)
-    async with receiver as url, serving(settings) as (address, _):
+    async with receiver as url, serving(settings, webhook_allowlist=origin(url)) as (address, _):
         async with channel(address, settings, ATM) as atm, channel(address, settings, ROUTER) as router:
             service = client.stub(atm)
             endpoint = await _create(service, url)
@@ -152,7 +160,7 @@ async def test_bad_endpoint_urls_are_refused(settings, url):
 
 
 async def test_allowed_hosts_come_from_configuration_and_endpoints_belong_to_their_channel(settings):
-    async with serving(settings, webhook_allowed_hosts=("*.bank.example",)) as (address, _):
+    async with serving(settings, webhook_allowlist=("https://*.bank.example:443",)) as (address, _):
         async with channel(address, settings, ATM) as atm, channel(address, settings, STORE) as store:
             endpoint = await _create(client.stub(atm), "https://hooks.bank.example/in")
             with pytest.raises(grpc.aio.AioRpcError) as loopback:
@@ -180,12 +188,13 @@ async def test_allowed_hosts_come_from_configuration_and_endpoints_belong_to_the
 async def test_pending_deliveries_survive_a_restart(settings):
     receiver = Receiver()
     async with receiver as url:
-        async with serving(settings, webhook_concurrency=0) as (address, _):  # a dispatcher that sends nothing
+        # (webhook_concurrency=0: a dispatcher that sends nothing)
+        async with serving(settings, webhook_concurrency=0, webhook_allowlist=origin(url)) as (address, _):
             async with channel(address, settings, ATM) as atm, channel(address, settings, ROUTER) as router:
                 endpoint = await _create(client.stub(atm), url)
                 await client.publish(client.stub(router), [client.confirmation("p1", types_pb2.CHANNEL_ATM)])
         assert receiver.attempts == {}
-        async with serving(settings) as _:
+        async with serving(settings, webhook_allowlist=origin(url)) as _:
             async def arrived():
                 return "msg_1" in receiver.accepted
             await _eventually(arrived)

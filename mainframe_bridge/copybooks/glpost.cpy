@@ -28,7 +28,8 @@
            05  PE-AMOUNT               PIC S9(15) COMP-3.
       * Return codes: 0000 posted, 0008 unbalanced movement,
       * 0012 unknown account, 0024 malformed record, 0028 business day
-      * already closed (its end-of-day file was accepted).
+      * already closed (its end-of-day file was accepted), 0040 the
+      * sender may not post (only the bridge's identity posts).
        01  POSTING-REPLY.
            05  PR-RECORD-TYPE          PIC X(4)  VALUE 'RPLY'.
            05  PR-POSTING-ID           PIC X(80).
