@@ -63,6 +63,17 @@ def error_info(error: grpc.aio.AioRpcError | grpc.RpcError) -> error_details_pb2
     return None
 
 
+def field_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[str]:
+    """The fields of a failed call's BadRequest detail, for clients and tests."""
+    status = rpc_status.from_call(error)
+    fields = []
+    for detail in status.details if status else ():
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            fields += [violation.field for violation in bad_request.field_violations]
+    return fields
+
+
 def retry_delay(error: grpc.aio.AioRpcError | grpc.RpcError) -> float | None:
     """The RetryInfo delay of a failed call, in seconds (None without one)."""
     status = rpc_status.from_call(error)

@@ -19,12 +19,12 @@ from bank.payments.v1 import payment_operations_service_pb2_grpc as ops_grpc
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc
 from payment_router.business_day import batch_requests
 from paymesh import reconcile, tls
+from paymesh.errors import field_violations
 from paymesh.topology import OPERATOR, Identity
 from tests.harness import start_mesh, stop_mesh
 from tests.resilience_support import (
     Orders, Tally, online_channel, point_reconciliation_at, reconciled, stream_channel,
 )
-from tests.test_core_service import field_violations
 from tests.test_metrics import sample_value, scrape
 from tests.test_router import ENV, open_loans, order, submit
 

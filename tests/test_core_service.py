@@ -7,8 +7,6 @@ from datetime import date
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
@@ -16,7 +14,7 @@ from bank.loans.v1 import loans_pb2
 from loan_core.client import apply_batches, payment
 from loan_core.local import core_stub, running_core
 from loan_core.portfolio import generate
-from paymesh.errors import error_info
+from paymesh.errors import error_info, field_violations
 from paymesh.topology import OPERATOR, ROUTER, Identity
 
 AS_OF = date(2026, 11, 27)
@@ -56,15 +54,6 @@ async def day_movements(stub, day: str = DAY) -> core_pb2.ListAppliedPaymentsRes
 
 def reason_of(error: grpc.aio.AioRpcError) -> str:
     return error_info(error).reason
-
-
-def field_violations(error: grpc.aio.AioRpcError) -> list[str]:
-    fields = []
-    for detail in rpc_status.from_call(error).details:
-        bad_request = error_details_pb2.BadRequest()
-        if detail.Unpack(bad_request):
-            fields += [v.field for v in bad_request.field_violations]
-    return fields
 
 
 async def test_payments_are_answered_in_order_and_a_replay_gets_the_first_result_unchanged(core):

@@ -404,3 +404,41 @@ async def test_a_reversal_with_its_core_down_does_not_show_the_cores_address(tmp
         assert "127.0.0.1" not in error.details() and "ipv4" not in error.details()
     finally:
         stop_mesh(mesh)
+
+
+async def test_only_the_bridge_posts_to_the_mainframe(mesh, pki_dir, store_payment):
+    """The operator's certificate, which `paymesh up` probed with, posted a forged 999,999.00 PEN entry
+    straight to the emulator. Now the operator cannot connect, and the probe and the controller, which
+    can, may not post: 0040, nothing in the book."""
+    from paymesh.topology import EMULATOR_CONTROL, PROBE
+    forged = records.encode_posting(records.PostingRecord(
+        "PAY-forged-operator", int(AS_OF.replace("-", "")), "PAY-forged-operator", types_pb2.CHANNEL_ATM,
+        types_pb2.LOAN_TYPE_CASH, (records.Entry("E1", "110504", "D", "PEN", 99_999_900),
+                                   records.Entry("E2", "140101", "C", "PEN", 99_999_900))))
+    emulator = mesh["mainframe-emulator"].address
+    async with nothing_changes(mesh, pki_dir):
+        with pytest.raises(HANDSHAKE_REFUSED):
+            await emulator_exchange(emulator, identity_context(pki_dir, OPERATOR), [forged])
+        for identity in (PROBE, EMULATOR_CONTROL):
+            reply, pong = await emulator_exchange(emulator, identity_context(pki_dir, identity), [forged, PING])
+            assert records.decode_reply(reply).return_code == records.RC_NOT_ALLOWED and pong == PONG
+
+
+async def test_reflection_is_the_operators_only(mesh, pki_dir, store_payment):
+    """An ATM listed every method of the cores, the bridge and confirmations."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+    from paymesh.topology import PROBE
+
+    async def listed(service: str, identity: Identity):
+        async with tls.channel_for(mesh[service].address, pki_dir, identity) as ch:
+            call = reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+            return [s.name async for r in call for s in r.list_services_response.service]
+
+    for service in GRPC_SERVICES:
+        for identity in (ATM, PROBE, ROUTER):
+            with pytest.raises(grpc.aio.AioRpcError) as refused_call:
+                await listed(service, identity)
+            assert refused_call.value.code() == grpc.StatusCode.PERMISSION_DENIED, (service, identity)
+        assert await listed(service, OPERATOR), service
+        assert await health(tls.channel_for(mesh[service].address, pki_dir, PROBE)) == "SERVING"

@@ -9,7 +9,6 @@ import time
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from standardwebhooks import Webhook, WebhookVerificationError
 
@@ -18,22 +17,12 @@ from bank.confirmations.v1 import confirmation_service_pb2 as pb, confirmations_
 from confirmations import client, webhooks
 from confirmations.config import ConfirmationSettings
 from confirmations.server import ConfirmationService
-from paymesh.errors import error_info
+from paymesh.errors import error_info, field_violations
 from tests.confirmations_support import ATM, ROUTER, STORE, channel, serving
 from tests.test_webhooks import Receiver, _create, _eventually, origin
 
 DEAD = confirmations_pb2.DELIVERY_STATUS_DEAD_LETTER
 DELIVERED = confirmations_pb2.DELIVERY_STATUS_DELIVERED
-
-
-def _url_violations(error: grpc.aio.AioRpcError) -> list[str]:
-    """The fields of the BadRequest detail of a failed call."""
-    fields = []
-    for detail in rpc_status.from_call(error).details:
-        bad_request = error_details_pb2.BadRequest()
-        if detail.Unpack(bad_request):
-            fields += [violation.field for violation in bad_request.field_violations]
-    return fields
 
 
 async def _refused(call) -> grpc.aio.AioRpcError:
@@ -86,7 +75,7 @@ async def test_the_allowlist_names_scheme_host_and_port(settings):
                     "http://127.0.0.1/hook", "https://127.0.0.1:8080/hook", "http://[::1]:8080/hook"]:
             refused.append(await _refused(_create(service, url, f"r-{len(refused)}")))
         accepted = await _create(service, "http://127.0.0.1:8080/hook", "r-ok")
-    assert [(e.code(), error_info(e).reason, _url_violations(e)) for e in refused] == [
+    assert [(e.code(), error_info(e).reason, field_violations(e)) for e in refused] == [
         (grpc.StatusCode.INVALID_ARGUMENT, "ENDPOINT_URL_INVALID", ["url"])] * 6
     assert "http://127.0.0.1:50090 is not on the allowlist" in refused[0].details()
     assert accepted.url == "http://127.0.0.1:8080/hook"
@@ -322,7 +311,7 @@ async def test_only_the_channels_own_live_endpoint_rotates(settings):
         await _eventually(arrived)
     assert [(e.code(), error_info(e).reason) for e in not_found] == [
         (grpc.StatusCode.NOT_FOUND, "ENDPOINT_NOT_FOUND")] * 3
-    assert [(e.code(), _url_violations(e)) for e in out_of_range] == [
+    assert [(e.code(), field_violations(e)) for e in out_of_range] == [
         (grpc.StatusCode.INVALID_ARGUMENT, ["overlap_seconds"])] * 2
     headers, body = receiver.accepted["msg_1"]
     assert " " not in headers["webhook-signature"]
