@@ -30,7 +30,7 @@ import sys
 from mainframe_bridge import eod_file, general_ledger, records
 from mainframe_bridge.codec import RecordError
 from mainframe_bridge.framing import PING, PONG, FrameError, FrameReader, encode_frame
-from paymesh import pki
+from paymesh import pki, tls
 from paymesh.config import Settings, port_of
 from paymesh.logs import setup_logging
 from paymesh.server import until_signalled, write_port_file
@@ -60,8 +60,10 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-def peer_of(writer: asyncio.StreamWriter) -> Identity | None:
+def peer_of(writer: asyncio.StreamWriter, revocations: tls.RevocationList | None = None) -> Identity | None:
     cert = writer.get_extra_info("peercert") or {}
+    if revocations is not None and revocations.is_revoked(int(cert.get("serialNumber", "0"), 16)):
+        return None
     uris = [value for kind, value in cert.get("subjectAltName", ()) if kind == "URI"]
     identities = [i for i in map(Identity.parse, uris) if i is not None]
     return identities[0] if len(identities) == 1 else None
@@ -72,7 +74,9 @@ class HangUp(Exception):
 
 
 class Emulator:
-    def __init__(self, store: Store, mode: str = "NORMAL", delay_ms: int = 0) -> None:
+    def __init__(self, store: Store, mode: str = "NORMAL", delay_ms: int = 0,
+                 revocations: tls.RevocationList | None = None) -> None:
+        self.revocations = revocations
         self.store = store
         self.mode = mode
         self.delay_ms = delay_ms
@@ -80,7 +84,7 @@ class Emulator:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        peer = peer_of(writer)
+        peer = peer_of(writer, self.revocations)
         if peer not in ALLOWED or (self.mode == "DOWN" and peer not in KEEP_WHEN_DOWN):
             log.warning("refused connection", extra={"peer": str(peer), "mode": self.mode})
             writer.close()
@@ -266,7 +270,7 @@ async def serve(args: argparse.Namespace) -> None:
     settings = Settings.from_env()
     setup_logging(SERVICE, settings.log_level)
     store = Store(settings.data_dir / f"{SERVICE}.db", general_ledger.SCHEMA, general_ledger.ADDED_COLUMNS)
-    emulator = Emulator(store, args.mode, args.delay_ms)
+    emulator = Emulator(store, args.mode, args.delay_ms, tls.RevocationList.from_env(settings.pki_dir))
     server = await asyncio.start_server(
         emulator.handle, settings.bind_host, port_of(SERVICES[SERVICE]), ssl=tls_context(settings)
     )

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from paymesh.topology import CHANNELS, OPERATORS, SERVICES, Identity
+from paymesh.topology import CHANNELS, OPERATORS, SERVICES, TRUST_DOMAIN, Identity
 
 CA_LIFETIME = dt.timedelta(days=3650)
 LEAF_LIFETIME = dt.timedelta(days=365)
@@ -261,6 +261,29 @@ def ensure_dev_pki(pki_dir: Path) -> list[Path]:
     return written
 
 
+def crl_path(pki_dir: Path) -> Path:
+    return pki_dir / "crl.pem"
+
+
+def revoke(pki_dir: Path, identity: Identity) -> int:
+    """Adds identity's current certificate to the dev CA's revocation list (crl.pem, which every
+    server re-reads) and removes it, so the next ensure_dev_pki issues a new one; its serial."""
+    ca = _load_ca(pki_dir)
+    cert = x509.load_pem_x509_certificate(cert_path(pki_dir, identity).read_bytes())
+    now = _now()
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.cert.subject)
+               .last_update(now).next_update(now + dt.timedelta(days=7)))
+    revoked = [cert.serial_number]
+    if crl_path(pki_dir).exists():
+        revoked += [r.serial_number for r in x509.load_pem_x509_crl(crl_path(pki_dir).read_bytes())]
+    for serial in sorted(set(revoked)):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build())
+    _write(crl_path(pki_dir), builder.sign(ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    cert_path(pki_dir, identity).unlink()
+    return cert.serial_number
+
+
 def _load_ca(pki_dir: Path) -> CertificateAuthority | None:
     key_file, cert_file = pki_dir / "ca.key", ca_path(pki_dir)
     if not (key_file.exists() and cert_file.exists()):
@@ -309,7 +332,18 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def _identity_argument(text: str) -> Identity:
+    import argparse
+
+    identity = Identity.parse(f"spiffe://{TRUST_DOMAIN}/{text}")
+    if identity is None or identity not in {i for i, _ in every_identity()}:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of the mesh's identities (e.g. channel/atm)")
+    return identity
+
+
 def add_arguments(parser) -> None:
+    parser.add_argument("--revoke", metavar="KIND/NAME", type=_identity_argument,
+                        help="revoke an identity's certificate (e.g. channel/atm) and issue it a new one")
     parser.add_argument("--rotate-token-key", action="store_true",
                         help="give the dev token issuer a new signing key (published in jwt/jwks.json first; "
                              f"the {TOKEN_KEYS_KEPT - 1} previous keys stay published)")
@@ -319,6 +353,9 @@ def run(args) -> int:
     from paymesh.config import Settings
 
     settings = Settings.from_env()
+    if getattr(args, "revoke", None):
+        serial = revoke(settings.pki_dir, args.revoke)
+        print(f"revoked {args.revoke} (serial {serial:x}) in {crl_path(settings.pki_dir)}; servers refuse it within a second")
     written = ensure_dev_pki(settings.pki_dir)
     if getattr(args, "rotate_token_key", False):
         kid = rotate_token_signing_key(settings.pki_dir)

@@ -13,7 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from paymesh import pki, telemetry
+from paymesh import pki, telemetry, tls
 from paymesh.authz import CallerCheck, CallerPolicy
 from paymesh.config import Settings, port_of
 from paymesh.logs import setup_logging
@@ -114,6 +114,7 @@ async def serve(
     setup_logging(service, settings.log_level)
     tracer_provider = telemetry.setup_tracing(service, settings)
     metrics_setup = telemetry.setup_metrics(service, settings)
+    tls.check_revocations(tls.RevocationList.from_env(settings.pki_dir))
     running = await start_server(service, settings, register, policy, port_of(SERVICES[service]))
     # What start-up built lives as long as the process: out of the collector's sight, a full
     # collection under load pauses the loop for less.

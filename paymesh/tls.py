@@ -6,6 +6,9 @@ older client refused.
 """
 
 import functools
+import logging
+import os
+import time
 from pathlib import Path
 
 import grpc
@@ -60,21 +63,87 @@ def channel_for(target: str, pki_dir: Path, identity: Identity, interceptors=Non
     return secure_channel(target, pki.load(pki_dir, identity), interceptors)
 
 
+log = logging.getLogger(__name__)
+
+
+class RevocationList:
+    """The mesh CA's certificate revocation list (PAYMESH_CRL_FILE, default $PAYMESH_PKI_DIR/crl.pem),
+    re-read when the file changes (looked at once a second at most): a lost ATM's or a leaked
+    service's certificate stops working without a new CA. Only a CRL the mesh CA signed counts."""
+
+    CHECK_SECONDS = 1.0
+
+    def __init__(self, path: Path, ca_pem: bytes):
+        self.path, self._ca = path, x509.load_pem_x509_certificate(ca_pem)
+        self._serials: frozenset[int] = frozenset()
+        self._seen: float | None = None  # the file's mtime as last read
+        self._checked = 0.0
+
+    @classmethod
+    def from_env(cls, pki_dir: Path) -> "RevocationList":
+        path = Path(os.environ.get("PAYMESH_CRL_FILE") or pki_dir / "crl.pem")
+        return cls(path, pki.ca_path(pki_dir).read_bytes())
+
+    def is_revoked(self, serial: int) -> bool:
+        now = time.monotonic()
+        if now - self._checked >= self.CHECK_SECONDS:
+            self._checked = now
+            self._reload()
+        return serial in self._serials
+
+    def _reload(self) -> None:
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            self._serials, self._seen = frozenset(), None
+            return
+        if mtime == self._seen:
+            return
+        try:
+            crl = x509.load_pem_x509_crl(self.path.read_bytes())
+            if not crl.is_signature_valid(self._ca.public_key()):
+                raise ValueError("not signed by the mesh CA")
+        except ValueError as bad:  # keep the last good list: a broken file must not un-revoke anything
+            log.error("certificate revocation list not loaded; the previous one stays", extra={"error": str(bad)})
+            return
+        self._serials, self._seen = frozenset(r.serial_number for r in crl), mtime
+        log.info("certificate revocation list loaded", extra={"revoked": len(self._serials)})
+
+
+_revocations: RevocationList | None = None
+
+
+def check_revocations(revocations: RevocationList | None) -> None:
+    """Makes peer_identity refuse the certificates this list revokes (a server calls it at start)."""
+    global _revocations
+    _revocations = revocations
+
+
 def peer_identity(context: grpc.aio.ServicerContext) -> Identity | None:
-    """The caller's identity from the SPIFFE URI SAN of its verified certificate."""
+    """The caller's identity from the SPIFFE URI SAN of its verified certificate; None for a
+    certificate the mesh CA revoked."""
     auth = context.auth_context()
     pem = (auth.get("x509_pem_cert") or [b""])[0]
-    return identity_from_pem(pem) if pem else None
+    if not pem:
+        return None
+    identity, serial = _identity_and_serial(pem)
+    if identity is not None and _revocations is not None and _revocations.is_revoked(serial):
+        return None
+    return identity
+
+
+def identity_from_pem(pem: bytes) -> Identity | None:
+    return _identity_and_serial(pem)[0]
 
 
 @functools.lru_cache(maxsize=1024)
-def identity_from_pem(pem: bytes) -> Identity | None:
+def _identity_and_serial(pem: bytes) -> tuple[Identity | None, int]:
     try:
         cert = x509.load_pem_x509_certificate(pem)
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except (ValueError, x509.ExtensionNotFound):
-        return None
+        return None, 0
     uris = sans.get_values_for_type(x509.UniformResourceIdentifier)
     identities = [i for i in map(Identity.parse, uris) if i is not None]
     # A certificate naming two identities names none we can trust.
-    return identities[0] if len(identities) == 1 else None
+    return (identities[0] if len(identities) == 1 else None), cert.serial_number
