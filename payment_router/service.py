@@ -45,6 +45,7 @@ class Caller:
     channel: int  # bank.common.v1.Channel
     policy: ChannelPolicy
     customer_id: str
+    device_id: str = ""  # from a device's own certificate
 
 
 class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
@@ -241,7 +242,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         payment = payments_pb2.Payment(
             payment_id=self.ids.of(caller.name, key, caller.customer_id), channel=caller.channel, idempotency_key=key,
             loan_id=order.loan_id, loan_type=loan_type, amount=order.amount, status=types_pb2.PAYMENT_STATUS_ACCEPTED,
-            business_date=booking, value_date=value, customer_id=caller.customer_id,
+            business_date=booking, value_date=value, customer_id=caller.customer_id, device_id=caller.device_id,
             prepayment_mode=order.prepayment_mode, channel_reference=order.channel_reference,
         )
         payment.accept_time.FromNanoseconds(time.time_ns())
@@ -295,7 +296,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
             except TokenRefused as refused:
                 await abort(context, grpc.StatusCode.UNAUTHENTICATED, str(refused),
                             errors_pb2.ERROR_REASON_TOKEN_INVALID)
-        return Caller(identity.name, CHANNEL_VALUES[identity.name], policy, customer_id)
+        return Caller(identity.name, CHANNEL_VALUES[identity.name], policy, customer_id, identity.device)
 
 
 def _check_same_body(entry: Accepted, outcome: Outcome) -> None:

@@ -125,11 +125,22 @@ def every_identity() -> list[tuple[Identity, tuple[str, ...]]]:
 
 
 def cert_path(pki_dir: Path, identity: Identity) -> Path:
+    if identity.device:
+        return pki_dir / identity.kind / identity.name / f"{identity.device}.crt"
     return pki_dir / identity.kind / f"{identity.name}.crt"
 
 
 def key_path(pki_dir: Path, identity: Identity) -> Path:
-    return pki_dir / identity.kind / f"{identity.name}.key"
+    return cert_path(pki_dir, identity).with_suffix(".key")
+
+
+def issue_device(pki_dir: Path, identity: Identity) -> Path:
+    """A certificate of a device's own (channel/atm/ATM-0042), from the dev CA; its path."""
+    ensure_dev_pki(pki_dir)
+    material = _load_ca(pki_dir).issue(identity)
+    _write(key_path(pki_dir, identity), material.key, secret=True)
+    _write(cert_path(pki_dir, identity), material.cert)
+    return cert_path(pki_dir, identity)
 
 
 def ca_path(pki_dir: Path) -> Path:
@@ -336,14 +347,17 @@ def _identity_argument(text: str) -> Identity:
     import argparse
 
     identity = Identity.parse(f"spiffe://{TRUST_DOMAIN}/{text}")
-    if identity is None or identity not in {i for i, _ in every_identity()}:
+    if identity is None or identity not in {i for i, _ in every_identity()}:  # a device is its channel
         raise argparse.ArgumentTypeError(f"{text!r} is not one of the mesh's identities (e.g. channel/atm)")
     return identity
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--revoke", metavar="KIND/NAME", type=_identity_argument,
-                        help="revoke an identity's certificate (e.g. channel/atm) and issue it a new one")
+                        help="revoke an identity's certificate (e.g. channel/atm, or a device's: "
+                             "channel/atm/ATM-0042) and issue it a new one")
+    parser.add_argument("--device", metavar="CHANNEL/DEVICE", type=lambda t: _identity_argument(f"channel/{t}"),
+                        help="issue a device its own certificate, e.g. atm/ATM-0042 (atm and agent devices)")
     parser.add_argument("--rotate-token-key", action="store_true",
                         help="give the dev token issuer a new signing key (published in jwt/jwks.json first; "
                              f"the {TOKEN_KEYS_KEPT - 1} previous keys stay published)")
@@ -353,6 +367,11 @@ def run(args) -> int:
     from paymesh.config import Settings
 
     settings = Settings.from_env()
+    if getattr(args, "device", None):
+        if not args.device.device:
+            print("--device wants CHANNEL/DEVICE, e.g. atm/ATM-0042 (atm and agent only)")
+            return 2
+        print(f"issued {args.device}: {issue_device(settings.pki_dir, args.device)}")
     if getattr(args, "revoke", None):
         serial = revoke(settings.pki_dir, args.revoke)
         print(f"revoked {args.revoke} (serial {serial:x}) in {crl_path(settings.pki_dir)}; servers refuse it within a second")

@@ -1,6 +1,7 @@
 """Who is in the mesh: the services, the channels, and their certificate identities."""
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 from bank.common.v1 import types_pb2
 
@@ -8,18 +9,26 @@ TRUST_DOMAIN = "paymesh.bank"
 
 # The five channels, by the name in their certificate's SPIFFE id.
 CHANNELS = ("app", "internet-banking", "agent", "atm", "store")
+# Channels whose devices may each have a certificate of their own (channel/atm/ATM-0042).
+DEVICE_CHANNELS = ("atm", "agent")
+DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
 
 
 @dataclass(frozen=True)
 class Identity:
-    """A peer as its certificate names it: spiffe://paymesh.bank/<kind>/<name>."""
+    """A peer as its certificate names it: spiffe://paymesh.bank/<kind>/<name>, or for one device
+    of a channel that has them, spiffe://paymesh.bank/channel/<name>/<device>. A device has its
+    channel's rights (equality and policies ignore the device); its own certificate lets one lost
+    ATM be revoked without touching the others, and names the device on its payments."""
 
     kind: str  # "channel", "service" or "ops"
     name: str
+    device: str = field(default="", compare=False)
 
     @property
     def spiffe_id(self) -> str:
-        return f"spiffe://{TRUST_DOMAIN}/{self.kind}/{self.name}"
+        device = f"/{self.device}" if self.device else ""
+        return f"spiffe://{TRUST_DOMAIN}/{self.kind}/{self.name}{device}"
 
     @classmethod
     def parse(cls, uri: str) -> "Identity | None":
@@ -27,6 +36,8 @@ class Identity:
         if not uri.startswith(prefix):
             return None
         parts = uri[len(prefix):].split("/")
+        if len(parts) == 3 and parts[0] == "channel" and parts[1] in DEVICE_CHANNELS and DEVICE_ID.fullmatch(parts[2]):
+            return cls(parts[0], parts[1], parts[2])
         if len(parts) != 2 or parts[0] not in ("channel", "service", "ops") or not parts[1]:
             return None
         return cls(parts[0], parts[1])

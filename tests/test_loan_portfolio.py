@@ -11,6 +11,7 @@ from loan_core.loan import originate
 from loan_core.loan_ids import loan_type_of
 from loan_core.portfolio import PortfolioSettings, generate
 from loan_core.products import BY_LOAN_TYPE
+from paymesh.business_calendar import BusinessCalendar
 
 AS_OF = date(2026, 11, 27)
 
@@ -53,4 +54,4 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.delenv("PAYMESH_PORTFOLIO_SIZE")
     monkeypatch.delenv("PAYMESH_PORTFOLIO_SEED")
     monkeypatch.delenv("PAYMESH_PORTFOLIO_AS_OF")
-    assert PortfolioSettings.from_env() == PortfolioSettings(42, 3000, date.today())
+    assert PortfolioSettings.from_env() == PortfolioSettings(42, 3000, BusinessCalendar().value_date())  # Lima's today

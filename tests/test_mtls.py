@@ -116,6 +116,10 @@ def test_identity_is_read_only_from_a_single_spiffe_uri():
     assert Identity.parse("spiffe://paymesh.bank/channel/atm") == ATM
     assert Identity.parse("spiffe://evil.bank/channel/atm") is None
     assert Identity.parse("spiffe://paymesh.bank/root/admin") is None
-    assert Identity.parse("spiffe://paymesh.bank/channel/atm/extra") is None
+    # A device of a channel that has them is that channel (its rights), with its device named.
+    device = Identity.parse("spiffe://paymesh.bank/channel/atm/ATM-0042")
+    assert device == ATM and device.device == "ATM-0042"
+    for bad in ("channel/store/STORE-1", "channel/atm/a/b", "channel/atm/", "channel/atm/-x", "service/payment-router/x"):
+        assert Identity.parse(f"spiffe://paymesh.bank/{bad}") is None, bad
     material = pki.CertificateAuthority.create().issue(ATM)
     assert tls.identity_from_pem(material.cert) == ATM

@@ -77,3 +77,44 @@ async def test_a_revoked_certificate_is_refused_at_once_and_its_replacement_work
 def test_revoking_something_that_is_not_an_identity_is_a_clear_error(tmp_path):
     done = paymesh_pki(tmp_path / "pki", "--revoke", "channel/nobody")
     assert done.returncode == 2 and "not one of the mesh's identities" in done.stderr
+
+
+async def test_an_atm_with_its_own_certificate_pays_as_the_atm_channel_and_is_revoked_alone(tmp_path):
+    from bank.common.v1 import types_pb2
+    from paymesh.topology import Identity
+    from tests.harness import start_mesh, stop_mesh
+    from tests.test_router import ENV, open_loans, order
+
+    pki_dir = tmp_path / "pki"
+    pki.ensure_dev_pki(pki_dir)
+    for device in ("atm/ATM-0042", "atm/ATM-0043"):
+        done = paymesh_pki(pki_dir, "--device", device)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert paymesh_pki(pki_dir, "--device", "store/STORE-1").returncode == 2  # stores have no device certificates
+    mesh = start_mesh(tmp_path / "mesh", pki_dir, **ENV)
+    lost, other = Identity("channel", "atm", "ATM-0042"), Identity("channel", "atm", "ATM-0043")
+
+    async def pay(identity: Identity, key: str):
+        async with tls.channel_for(mesh["payment-router"].address, pki_dir, identity) as ch:
+            from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc
+            reply = await api_grpc.PaymentServiceStub(ch).SubmitPayment(api.SubmitPaymentRequest(
+                payment=order(key, open_loans(types_pb2.LOAN_TYPE_CASH)[int(key[-1])])), timeout=10)
+            return reply.payment
+
+    try:
+        paid = await pay(lost, "dev-1")
+        assert (paid.channel, paid.device_id) == (types_pb2.CHANNEL_ATM, "ATM-0042")
+        # The lost ATM is revoked; the ATM next to it and the channel-wide certificate go on.
+        kept_cert = pki.cert_path(pki_dir, lost).read_bytes(), pki.key_path(pki_dir, lost).read_bytes()
+        done = paymesh_pki(pki_dir, "--revoke", "channel/atm/ATM-0042")
+        assert done.returncode == 0, done.stderr
+        pki.cert_path(pki_dir, lost).write_bytes(kept_cert[0])
+        pki.key_path(pki_dir, lost).write_bytes(kept_cert[1])
+        await asyncio.sleep(1.2)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await pay(lost, "dev-2")
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert (await pay(other, "dev-3")).device_id == "ATM-0043"
+        assert (await pay(Identity("channel", "atm"), "dev-4")).device_id == ""
+    finally:
+        stop_mesh(mesh)
