@@ -177,6 +177,7 @@ def batch_requests(batch_id: str, day: str, lines, lines_per_message: int = 500)
 
 async def run_batches(channel: str, orders, seed: int, day: str, settings: Settings, results: DayResults,
                       progress) -> None:
+    collected = bank_calendar().value_date().isoformat()  # the files' date: today's collections, in Lima
     files = [orders[i:i + BATCH_FILE_LINES] for i in range(0, len(orders), BATCH_FILE_LINES)]
     async with tls.channel_for(address_of("payment-router"), settings.pki_dir, Identity("channel", channel)) as ch:
         stub = api_grpc.PaymentServiceStub(ch)
@@ -189,14 +190,14 @@ async def run_batches(channel: str, orders, seed: int, day: str, settings: Setti
                 # those lines out and sends the file again, as a new one.
                 if number < len(files):
                     try:
-                        await stub.UploadBatch(iter(batch_requests(batch_id, day, lines)), timeout=300)
+                        await stub.UploadBatch(iter(batch_requests(batch_id, collected, lines)), timeout=300)
                     except grpc.aio.AioRpcError as error:
                         if error.code() != grpc.StatusCode.INVALID_ARGUMENT:
                             raise
                     for order in malformed:
                         results.refused[(channel, order.idempotency_key)] = "INVALID_FIELD"
                 lines, batch_id = [order for order in lines if order.amount.amount_minor > 0], batch_id + "-fixed"
-            reply = await stub.UploadBatch(iter(batch_requests(batch_id, day, lines)), timeout=300)
+            reply = await stub.UploadBatch(iter(batch_requests(batch_id, collected, lines)), timeout=300)
             results.replayed_lines += reply.summary.replayed_count
             if number < len(files):
                 for line, payment in ((r.line_number, r.payment) for r in reply.results):
@@ -314,8 +315,8 @@ async def simulate(count: int, seed: int) -> int:
     if await health_of("payment-router", address_of("payment-router"), settings) != "SERVING":
         # A mesh of our own: its clock starts at 10:00 in Lima on the next day this home has not closed.
         day = next_business_day(settings, BusinessCalendar())
-        if "PAYMESH_CLOCK_START" not in os.environ:
-            os.environ.update(PAYMESH_CLOCK_START=f"{day}T10:00:00-05:00", PAYMESH_CLOCK_STARTED_AT=str(time.time()))
+        # Always its own clock: a day is played from 10:00, so that it can be closed the same day.
+        os.environ.update(PAYMESH_CLOCK_START=f"{day}T10:00:00-05:00", PAYMESH_CLOCK_STARTED_AT=str(time.time()))
         print(f"starting the local mesh for business day {day}...", flush=True)
         children, ready = await mesh.start_all(settings)
         if not ready:

@@ -54,4 +54,4 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.delenv("PAYMESH_PORTFOLIO_SIZE")
     monkeypatch.delenv("PAYMESH_PORTFOLIO_SEED")
     monkeypatch.delenv("PAYMESH_PORTFOLIO_AS_OF")
-    assert PortfolioSettings.from_env() == PortfolioSettings(42, 3000, BusinessCalendar().value_date())  # Lima's today
+    assert PortfolioSettings.from_env() == PortfolioSettings(42, 3000, BusinessCalendar.from_env().value_date())  # Lima's today
