@@ -26,21 +26,33 @@ class Booking:
     def __init__(self, calendar: BusinessCalendar):
         self.calendar = calendar
         self.last_closed: dt.date | None = None  # as the bridge last said
+        # Today's two dates, worked out once per second of the clock (every payment asks; the
+        # cut-off falls on a whole second, so this is exact).
+        self._second: tuple[int, dt.date | None] | None = None
+        self._today: tuple[dt.date, dt.date] = (dt.date.min, dt.date.min)
 
     def open_day(self) -> dt.date:
         """The business day a payment made now is booked in."""
-        day = self.calendar.booking_date()
-        if self.last_closed is not None and day <= self.last_closed:
-            day = self.calendar.next_business_day(self.last_closed)
-        return day
+        return self._value_and_open_day()[1]
 
     def dates(self, value_date: dt.date | None = None) -> tuple[str, str]:
         """(value date, booking date) of a payment made now, or collected on value_date (a day
         file's line): booked today, and never before its value date's own business day."""
+        today, open_day = self._value_and_open_day()
         if value_date is None:
-            value_date = self.calendar.value_date()
-        booking = max(self.open_day(), self.calendar.business_day_on_or_after(value_date))
+            value_date = today
+        booking = max(open_day, self.calendar.business_day_on_or_after(value_date))
         return value_date.isoformat(), booking.isoformat()
+
+    def _value_and_open_day(self) -> tuple[dt.date, dt.date]:
+        key = (int(self.calendar.clock.timestamp()), self.last_closed)
+        if key != self._second:
+            now = self.calendar.clock.now()
+            day = self.calendar.booking_date(now)
+            if self.last_closed is not None and day <= self.last_closed:
+                day = self.calendar.next_business_day(self.last_closed)
+            self._second, self._today = key, (self.calendar.value_date(now), day)
+        return self._today
 
     def learn(self, last_closed: str) -> None:
         day = parse_date(last_closed)

@@ -45,8 +45,11 @@ class Clock:
         started_at = os.environ.get("PAYMESH_CLOCK_STARTED_AT", "").strip()
         return cls(dt.datetime.fromisoformat(start) if start else None, float(started_at) if started_at else None)
 
+    def timestamp(self) -> float:
+        return time.time() + self._offset
+
     def now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(time.time() + self._offset, dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self.timestamp(), dt.timezone.utc)
 
 
 def parse_date(text: str) -> dt.date | None:
@@ -79,7 +82,7 @@ class BusinessCalendar:
         )
 
     def is_business_day(self, day: dt.date) -> bool:
-        return day.weekday() < 5 and day not in self._peru and day not in self.extra_holidays
+        return _is_business_day(self, day)
 
     def next_business_day(self, day: dt.date) -> dt.date:
         """The first business day after day."""
@@ -118,6 +121,11 @@ class BusinessCalendar:
         """For a payment collected on value_date and presented now: today's booking date, never
         a day before its value date's own business day."""
         return max(self.booking_date(instant), self.business_day_on_or_after(value_date))
+
+
+@lru_cache(maxsize=4096)  # asked for every payment; a calendar and a day always give the same answer
+def _is_business_day(calendar: BusinessCalendar, day: dt.date) -> bool:
+    return day.weekday() < 5 and day not in calendar._peru and day not in calendar.extra_holidays
 
 
 def date_argument(text: str) -> str:
