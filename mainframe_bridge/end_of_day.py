@@ -120,8 +120,7 @@ async def send_day_file(store: Store, eod_dir: Path, address: str, context: ssl.
 
 async def _build(store: Store, business_date: str, created: datetime) -> bytes:
     """The day's file: every entry the mainframe posted, numbered after the days already closed."""
-    closed = await store.run(lambda c: c.execute(
-        "SELECT COUNT(*) FROM business_days WHERE state = ?", (queue_store.CLOSED,)).fetchone()[0])
+    closed = await store.run(queue_store.closed_day_count)
     frames = await store.run(queue_store.posted_frames, business_date)
     details = [eod_file.Detail(p.posting_id, entry, p.channel, p.loan_type)
                for p in map(records.decode_posting, frames) for entry in p.entries]

@@ -208,6 +208,11 @@ def waiting_for_mainframe(connection: sqlite3.Connection, business_date: str) ->
     return waiting
 
 
+def closed_day_count(connection: sqlite3.Connection) -> int:
+    """How many days were closed (their files accepted): the next file's sequence is one more."""
+    return connection.execute("SELECT COUNT(*) FROM business_days WHERE state = ?", (CLOSED,)).fetchone()[0]
+
+
 def last_closed(connection: sqlite3.Connection) -> tuple[str, bool]:
     """(the latest day closing, sealed or closed, whether its file is accepted); ("", False) if none."""
     row = connection.execute(

@@ -22,9 +22,9 @@ from mainframe_bridge.link import client_context
 from mainframe_bridge.queue_store import Standing
 from paymesh import server, telemetry
 from paymesh.authz import CallerPolicy
-from paymesh.business_calendar import bank_calendar, parse_date
+from paymesh.business_calendar import bank_calendar
 from paymesh.config import Settings, address_of
-from paymesh.errors import abort
+from paymesh.errors import abort, check_date
 from paymesh.sqlite import Store
 from paymesh.topology import BRIDGE, OPERATOR, ROUTER
 
@@ -112,8 +112,7 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
         return response
 
     async def CloseBusinessDay(self, request, context):
-        await _check_date(context, request.business_date)
-        day, today = parse_date(request.business_date), self.calendar.value_date()
+        day, today = await check_date(context, request.business_date), self.calendar.value_date()
         if day > today:
             await abort(context, grpc.StatusCode.FAILED_PRECONDITION,
                         f"{request.business_date} has not come yet (today is {today} in the bank's time zone)",
@@ -131,7 +130,7 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
                         retry_after_seconds=refused.retry_after)
 
     async def GetLedgerSummary(self, request, context):
-        await _check_date(context, request.business_date)
+        await check_date(context, request.business_date)
         rows = await self.store.run(queue_store.summary, request.business_date)
         closed = await self.store.run(queue_store.day_closed, request.business_date)
         return bridge_pb2.GetLedgerSummaryResponse(
@@ -148,7 +147,7 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
         return bridge_pb2.GetBusinessDayStatusResponse(last_closed_business_date=day, file_accepted=accepted)
 
     async def ListPostings(self, request, context):
-        await _check_date(context, request.business_date)
+        await check_date(context, request.business_date)
         rows = await self.store.run(queue_store.day_postings, request.business_date)
         for start in range(0, len(rows), PAGE):
             yield bridge_pb2.ListPostingsResponse(postings=[
@@ -157,7 +156,7 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
                 for frame, status, booked, original, reference in rows[start:start + PAGE]])
 
     async def ListMainframeBook(self, request, context):
-        await _check_date(context, request.business_date)
+        await check_date(context, request.business_date)
         try:
             postings = await book.read_book(self.address, self.context, request.business_date)
         except book.BookUnavailable as fault:
@@ -198,13 +197,6 @@ async def _next(submitted: asyncio.Queue, reader: asyncio.Task):
     if reader.exception():
         raise reader.exception()
     return await submitted.get()
-
-
-async def _check_date(context, business_date: str) -> None:
-    if parse_date(business_date) is None:
-        await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "business_date must be a date written YYYY-MM-DD",
-                    errors_pb2.ERROR_REASON_INVALID_FIELD,
-                    violations=[("business_date", f"{business_date[:20]!r} is not YYYY-MM-DD")])
 
 
 def _add_ack(response: bridge_pb2.PostEntriesResponse, posting_id: str, standing: Standing) -> None:

@@ -29,7 +29,7 @@ from payment_router.router import CORE_OF
 from payment_router.tokens import mint
 from paymesh import mesh, pki, reconcile, tls
 from paymesh.business_calendar import BusinessCalendar, bank_calendar
-from paymesh.close_day import close_day as paymesh_close_day
+from paymesh.close_day import close_day as paymesh_close_day, describe as describe_close
 from paymesh.config import Settings, address_of
 from paymesh.probe import health_of
 from paymesh.textui import format_money, format_table
@@ -282,8 +282,7 @@ async def close_day(settings: Settings, day: str) -> str:
         reply = await paymesh_close_day(settings, day)
     except grpc.aio.AioRpcError as error:
         return f"end of day {day}: NOT closed: {error.code().name}: {error.details()}"
-    return (f"end of day {day}: file {reply.file_name} (sequence {reply.file_sequence}) with {reply.record_count} "
-            f"records, hash total {reply.hash_total}, accepted by the mainframe")
+    return f"end of day {describe_close(reply)}"
 
 
 async def reconcile_day(settings: Settings, day: str) -> int:

@@ -8,8 +8,7 @@ from bank.common.v1 import errors_pb2, types_pb2
 from bank.ledger.v1 import ledger_pb2
 from bank.payments.v1 import payment_operations_service_pb2 as ops_api, payment_operations_service_pb2_grpc
 from payment_router.router import POSTINGS, Router
-from paymesh.business_calendar import parse_date
-from paymesh.errors import abort
+from paymesh.errors import abort, check_date
 
 FULL_NAME = ops_api.DESCRIPTOR.services_by_name["PaymentOperationsService"].full_name
 PAGE = 1000  # payments per streamed message
@@ -21,7 +20,7 @@ class PaymentOperationsService(payment_operations_service_pb2_grpc.PaymentOperat
         self.journal = router.journal
 
     async def SummarizePayments(self, request, context):
-        await _check_date(context, request.business_date)
+        await check_date(context, request.business_date)
         rows = await self.journal.day_totals(request.business_date)
         return ops_api.SummarizePaymentsResponse(business_date=request.business_date, totals=[
             ops_api.PaymentTotal(channel=channel, loan_type=loan_type, status=status, count=count,
@@ -30,7 +29,7 @@ class PaymentOperationsService(payment_operations_service_pb2_grpc.PaymentOperat
         ])
 
     async def ListPayments(self, request, context):
-        await _check_date(context, request.business_date)
+        await check_date(context, request.business_date)
         payments = await self.journal.day_payments(request.business_date)
         for start in range(0, len(payments), PAGE):
             yield ops_api.ListPaymentsResponse(payments=payments[start:start + PAGE])
@@ -56,11 +55,3 @@ def _refused(topic: str, key: str, body: bytes, reason: int, message: str, refus
     when.FromNanoseconds(int(refused_at * 1e9))
     return ops_api.RefusedDelivery(topic=topic, item_key=key, payment_id=payment_id, refuse_time=when,
                                    rejection=errors_pb2.Rejection(reason=reason, message=message))
-
-
-async def _check_date(context, text: str) -> None:
-    if parse_date(text) is None:
-        await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "business_date must be a date written YYYY-MM-DD",
-                    errors_pb2.ERROR_REASON_INVALID_FIELD,
-                    violations=[("business_date", f"{text[:20]!r} is not YYYY-MM-DD")])
-

@@ -48,6 +48,10 @@ def run(args) -> int:
     except grpc.aio.AioRpcError as error:
         print(f"{args.date} NOT closed: {error.code().name}: {error.details()}")
         return 1
-    print(f"{reply.business_date} closed: {reply.file_name} (sequence {reply.file_sequence}), "
-          f"{reply.record_count} records, hash total {reply.hash_total}, accepted by the mainframe")
+    print(f"end of day {describe(reply)}")
     return 0
+
+
+def describe(reply: bridge_pb2.CloseBusinessDayResponse) -> str:
+    return (f"{reply.business_date}: file {reply.file_name} (sequence {reply.file_sequence}) with "
+            f"{reply.record_count} records, hash total {reply.hash_total}, accepted by the mainframe")

@@ -4,6 +4,7 @@ The details travel in the `grpc-status-details-bin` trailer, so a caller in any
 language reads the ErrorInfo reason and the BadRequest field violations.
 """
 
+import datetime as dt
 from collections.abc import Iterable
 
 import grpc
@@ -12,6 +13,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from bank.common.v1 import errors_pb2
+from paymesh.business_calendar import parse_date
 
 DOMAIN = "paymesh.bank"
 _REASON_PREFIX = "ERROR_REASON_"
@@ -51,6 +53,15 @@ def rich_status(
 async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, reason: int, **details):
     """Ends the RPC with a rich status; raises, like context.abort."""
     await context.abort_with_status(rich_status(code, message, reason, **details))
+
+
+async def check_date(context: grpc.aio.ServicerContext, text: str, field: str = "business_date") -> dt.date:
+    """The date written YYYY-MM-DD in a request field; else the call ends INVALID_ARGUMENT naming the field."""
+    day = parse_date(text)
+    if day is None:
+        await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{field} must be a date written YYYY-MM-DD",
+                    errors_pb2.ERROR_REASON_INVALID_FIELD, violations=[(field, f"{text[:20]!r} is not YYYY-MM-DD")])
+    return day
 
 
 def error_info(error: grpc.aio.AioRpcError | grpc.RpcError) -> error_details_pb2.ErrorInfo | None:

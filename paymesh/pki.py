@@ -340,6 +340,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _now() -> dt.datetime:
+    # Certificate validity is an instant, which X.509 writes in UTC: no business date is involved.
     return dt.datetime.now(dt.timezone.utc)
 
 
