@@ -20,12 +20,12 @@ from confirmations.subscriptions import follow
 from confirmations.webhook_rpcs import WebhookRpcs
 from confirmations.webhooks import WebhookDispatcher
 from paymesh import server, telemetry
-from paymesh.authz import CallerPolicy
+from paymesh.authz import Bulkhead, CallerPolicy
 from paymesh.config import Settings
 from paymesh.errors import abort
 from paymesh.sqlite import Store
 from paymesh.tls import peer_identity
-from paymesh.topology import CHANNEL_IDENTITIES, OPERATOR, ROUTER
+from paymesh.topology import CHANNEL_IDENTITIES, OPERATOR, ROUTERS
 
 logger = logging.getLogger(__name__)
 SERVICE = "confirmations"
@@ -33,7 +33,7 @@ _FULL_NAME = pb.DESCRIPTOR.services_by_name["ConfirmationService"].full_name
 POLICY = CallerPolicy(
     default=CHANNEL_IDENTITIES,
     per_method={
-        f"/{_FULL_NAME}/PublishConfirmations": frozenset([ROUTER]),
+        f"/{_FULL_NAME}/PublishConfirmations": ROUTERS,
         f"/{_FULL_NAME}/SummarizeConfirmations": frozenset([OPERATOR]),
         f"/{_FULL_NAME}/ListConfirmations": frozenset([OPERATOR]),
     },
@@ -78,13 +78,15 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
         # Messages read ahead of their acks, in order: enough to keep group commits full, bounded for memory.
         read_ahead: collections.deque = collections.deque()
         room, arrived = asyncio.Semaphore(PUBLISH_IN_FLIGHT), asyncio.Event()
+        bulkhead = Bulkhead(context)
 
         async def read_requests() -> None:
             try:
                 async for request in request_iterator:
                     items = request.confirmations
-                    checked = [validation.confirmation(item) for item in items]  # violations, [] when valid
-                    valid = [item for item, violations in zip(items, checked) if not violations]
+                    # Per item: another bulkhead's refusal, the violations, or [] when valid.
+                    checked = [bulkhead.refusal(item.channel) or validation.confirmation(item) for item in items]
+                    valid = [item for item, problem in zip(items, checked) if problem == []]
                     durable = self.committer.submit(valid) if valid else None
                     received = time.time_ns()
                     payment_ids = [item.payment_id for item in items]
@@ -132,10 +134,12 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
                 await abort(context, grpc.StatusCode.UNAVAILABLE, "the confirmation log cannot be written now;"
                             " publish again", errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE,
                             retry_after_seconds=1.0)
-        for payment_id, violations in zip(payment_ids, checked):
-            if violations:
+        for payment_id, problem in zip(payment_ids, checked):
+            if isinstance(problem, errors_pb2.Rejection):
+                response.acks.add(payment_id=payment_id, rejection=problem)
+            elif problem:
                 response.acks.add(payment_id=payment_id,
-                                  rejection=_rejection("the confirmation is malformed", violations))
+                                  rejection=_rejection("the confirmation is malformed", problem))
             else:
                 sequence, duplicate = next(results)
                 response.acks.add(payment_id=payment_id, sequence=sequence, duplicate=duplicate)

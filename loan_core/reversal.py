@@ -4,6 +4,7 @@ lines. Idempotent by reversal id. Only the latest live payment of a loan can be 
 (a later payment was computed on top of it: reverse that one first)."""
 
 import sqlite3
+from collections.abc import Callable
 
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
@@ -14,8 +15,11 @@ from loan_core.rules import ProductRules
 
 
 def reverse_payment(
-    connection: sqlite3.Connection, rules: ProductRules, loans: LoanCache, request
+    connection: sqlite3.Connection, rules: ProductRules, loans: LoanCache, request,
+    refusal_of_channel: Callable[[int], errors_pb2.Rejection | None] = lambda channel: None,
 ) -> core_pb2.ReversePaymentResponse:
+    """refusal_of_channel: the caller's bulkhead check; a payment of a channel it does not carry
+    cannot be reversed by it (paymesh.authz.Bulkhead)."""
     validation.check_id(request.reversal_id, "reversal_id")
     validation.check_id(request.payment_id, "payment_id")
     validation.check_date(request.business_date, "business_date")
@@ -33,6 +37,7 @@ def reverse_payment(
         raise Refused(errors_pb2.ERROR_REASON_PAYMENT_NOT_FOUND,
                       f"no payment {request.payment_id} was applied by {rules.service}", "payment_id")
     seq, _, _, loan_id, _, result, loan_before, reversed_by, channel, currency, amount = payment
+    _check_carried(refusal_of_channel, channel)
     if reversed_by is not None:
         raise Refused(errors_pb2.ERROR_REASON_ALREADY_REVERSED,
                       f"payment {request.payment_id} was already reversed by {reversed_by}", "payment_id")
@@ -57,3 +62,9 @@ def reverse_payment(
     loans.write_back(connection)
     return response
 
+
+
+def _check_carried(refusal_of_channel, channel: int) -> None:
+    refused = refusal_of_channel(channel)
+    if refused is not None:
+        raise Refused(refused.reason, refused.message, "channel")

@@ -25,18 +25,18 @@ from loan_core.reversal import reverse_payment
 from loan_core.rules import ProductRules
 from loan_core.store import SCHEMA, migrate, seed_if_empty
 from paymesh import server, telemetry
-from paymesh.authz import CallerPolicy
+from paymesh.authz import Bulkhead, CallerPolicy
 from paymesh.business_calendar import bank_calendar, parse_date
 from paymesh.config import Settings
 from paymesh.errors import abort
 from paymesh.sqlite import Store, connect
-from paymesh.topology import OPERATOR, ROUTER
+from paymesh.topology import OPERATOR, ROUTERS
 
 log = logging.getLogger(__name__)
 _SERVICE = core_pb2.DESCRIPTOR.services_by_name["LoanCoreService"].full_name
 POLICY = CallerPolicy(
-    default=frozenset([ROUTER]),
-    per_method={f"/{_SERVICE}/{m}": frozenset([ROUTER, OPERATOR]) for m in ("GetLoan", "ListAppliedPayments")},
+    default=ROUTERS,
+    per_method={f"/{_SERVICE}/{m}": ROUTERS | {OPERATOR} for m in ("GetLoan", "ListAppliedPayments")},
 )
 # How many micro-batches of one stream may wait for their commit (back-pressure beyond).
 MAX_BATCHES_IN_FLIGHT = 64
@@ -49,6 +49,7 @@ _STATUS_OF_REASON = {
     errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED: grpc.StatusCode.ALREADY_EXISTS,
     errors_pb2.ERROR_REASON_ALREADY_REVERSED: grpc.StatusCode.FAILED_PRECONDITION,
     errors_pb2.ERROR_REASON_REVERSAL_NOT_ALLOWED: grpc.StatusCode.FAILED_PRECONDITION,
+    errors_pb2.ERROR_REASON_CALLER_NOT_ALLOWED: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 
@@ -62,11 +63,12 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
 
     async def ApplyPayments(self, request_iterator, context):
         pending: asyncio.Queue = asyncio.Queue(maxsize=MAX_BATCHES_IN_FLIGHT)
+        bulkhead = Bulkhead(context)
 
         async def read_requests():
             try:
                 async for request in request_iterator:
-                    await pending.put(asyncio.ensure_future(self._outcomes(request)))
+                    await pending.put(asyncio.ensure_future(self._outcomes(request, bulkhead)))
             finally:
                 await pending.put(None)
 
@@ -84,19 +86,31 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
         finally:
             reader.cancel()
 
-    async def _outcomes(self, request: core_pb2.ApplyPaymentsRequest) -> list[core_pb2.PaymentOutcome]:
+    async def _outcomes(self, request: core_pb2.ApplyPaymentsRequest, bulkhead: Bulkhead
+                        ) -> list[core_pb2.PaymentOutcome]:
         payments, started = request.payments, time.time_ns()
         if len(payments) > MAX_PAYMENTS_PER_MESSAGE:
             refused = rejection(Refused(
                 errors_pb2.ERROR_REASON_INVALID_FIELD,
                 f"at most {MAX_PAYMENTS_PER_MESSAGE} payments per message; this one has {len(payments)}", "payments"))
             return [core_pb2.PaymentOutcome(payment_id=p.payment_id, rejection=refused) for p in payments]
-        outcomes = await self.committer.submit(list(payments))
+        if bulkhead.foreign and any(p.channel in bulkhead.foreign for p in payments):
+            outcomes = await self._carried_outcomes(payments, bulkhead)
+        else:
+            outcomes = await self.committer.submit(list(payments))
         _record_payment_spans(f"{self.rules.service} apply payment", request.traceparents, started, outcomes)
         return outcomes
 
+    async def _carried_outcomes(self, payments, bulkhead: Bulkhead) -> list[core_pb2.PaymentOutcome]:
+        """Applies what the calling bulkhead may carry; each payment of another group is refused."""
+        refusals = [bulkhead.refusal(p.channel) for p in payments]
+        carried = [p for p, refused in zip(payments, refusals) if refused is None]
+        applied = iter(await self.committer.submit(carried) if carried else ())
+        return [core_pb2.PaymentOutcome(payment_id=p.payment_id, rejection=refused) if refused else next(applied)
+                for p, refused in zip(payments, refusals)]
+
     async def ReversePayment(self, request, context):
-        return await self._answer(context, self.store.transaction(self._reverse, request))
+        return await self._answer(context, self.store.transaction(self._reverse, request, Bulkhead(context)))
 
     async def GetLoan(self, request, context):
         on = bank_calendar().value_date()  # today in Lima, not the server's date
@@ -112,9 +126,9 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
     async def ListAppliedPayments(self, request, context):
         return await self._answer(context, self.store.run(queries.list_applied, request))
 
-    def _reverse(self, connection, request):
+    def _reverse(self, connection, request, bulkhead: Bulkhead):
         try:
-            return reverse_payment(connection, self.rules, self.loans, request)
+            return reverse_payment(connection, self.rules, self.loans, request, bulkhead.refusal)
         except Refused:
             raise  # refused before changing anything
         except Exception:

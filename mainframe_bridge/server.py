@@ -21,18 +21,18 @@ from mainframe_bridge.forwarder import Forwarder
 from mainframe_bridge.link import client_context
 from mainframe_bridge.queue_store import Standing
 from paymesh import server, telemetry
-from paymesh.authz import CallerPolicy
+from paymesh.authz import Bulkhead, CallerPolicy
 from paymesh.business_calendar import bank_calendar
 from paymesh.config import Settings, address_of
 from paymesh.errors import abort, check_date
 from paymesh.sqlite import Store
-from paymesh.topology import BRIDGE, OPERATOR, ROUTER
+from paymesh.topology import BRIDGE, OPERATOR, ROUTERS
 
 SERVICE = "mainframe-bridge"
 _METHOD = "/bank.ledger.v1.MainframeBridgeService/"
 POLICY = CallerPolicy(
-    frozenset([ROUTER]),
-    {_METHOD + name: frozenset([ROUTER, OPERATOR])
+    ROUTERS,
+    {_METHOD + name: ROUTERS | {OPERATOR}
      for name in ("GetPostingStatus", "CloseBusinessDay", "GetLedgerSummary", "GetBusinessDayStatus",
                   "ListPostings", "ListMainframeBook")},
 )
@@ -64,11 +64,13 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
         # A reader checks and submits each message's group commit while the previous one
         # commits (the store runs them in order); acks go out in order, each after its COMMIT.
         submitted: asyncio.Queue = asyncio.Queue(maxsize=8)
+        bulkhead = Bulkhead(context)
 
         async def read() -> None:
             async for request in request_iterator:
                 received = time.time_ns()
-                prepared = [intake.prepare(posting) for posting in request.postings]
+                prepared = [bulkhead.refusal(posting.channel) or intake.prepare(posting)
+                            for posting in request.postings]
                 valid = [p for p in prepared if isinstance(p, queue_store.Queued)]
                 commit = asyncio.ensure_future(
                     self.store.transaction(queue_store.enqueue, valid, self.calendar)) if valid else None

@@ -21,21 +21,28 @@ from paymesh import pki, server, tls
 from paymesh.business_calendar import bank_calendar
 from paymesh.authz import CallerPolicy
 from paymesh.config import Settings, address_of
-from paymesh.topology import CHANNEL_IDENTITIES, OPERATOR, ROUTER
+from paymesh.topology import OPERATOR, Identity, channels_of_router, router_identity
 
 SERVICE = "payment-router"
-POLICY = CallerPolicy(
-    default=CHANNEL_IDENTITIES,
-    per_method={f"/{OPERATIONS_NAME}/{name}": frozenset([OPERATOR])
-                for name in ("SummarizePayments", "ListPayments", "ListRefusedDeliveries", "ReplayRefusedDeliveries")},
-)
+OPERATOR_METHODS = ("SummarizePayments", "ListPayments", "ListRefusedDeliveries", "ReplayRefusedDeliveries")
+
+
+def policy(bulkhead: str = "") -> CallerPolicy:
+    """The bulkhead's channels (every channel for the local mesh's one router); the operator's reads."""
+    return CallerPolicy(
+        default=frozenset(Identity("channel", name) for name in channels_of_router(bulkhead)),
+        per_method={f"/{OPERATIONS_NAME}/{name}": frozenset([OPERATOR]) for name in OPERATOR_METHODS},
+    )
+
 
 
 def build_router(settings: Settings) -> tuple[Router, dict]:
+    identity = router_identity(settings.router_bulkhead)
+
     def channel(peer: str):
         # No tracing interceptor: these streams live for hours and carry thousands of payments,
         # so each payment's trace context travels beside it in the messages instead.
-        return tls.channel_for(address_of(peer), settings.pki_dir, ROUTER)
+        return tls.channel_for(address_of(peer), settings.pki_dir, identity)
 
     core_stubs = {t: loan_core_service_pb2_grpc.LoanCoreServiceStub(channel(name)) for t, name in CORE_OF.items()}
     bridge_stub = mainframe_bridge_service_pb2_grpc.MainframeBridgeServiceStub(channel("mainframe-bridge"))
@@ -54,6 +61,10 @@ def build_router(settings: Settings) -> tuple[Router, dict]:
 
 def main() -> None:
     settings = Settings.from_env()
+    try:
+        identity = router_identity(settings.router_bulkhead)
+    except ValueError as unknown:  # PAYMESH_ROUTER_BULKHEAD names no bulkhead: say so, no traceback
+        raise SystemExit(f"{SERVICE}: {unknown}") from None
     # Every replica keys payment ids with the same secret: refuse to start without it.
     ids = PaymentIds.from_file(Path(os.environ.get("PAYMESH_PAYMENT_ID_SECRET_FILE")
                                     or pki.payment_id_secret_path(settings.pki_dir)))
@@ -75,4 +86,4 @@ def main() -> None:
         await router.stop()
         router.journal.close()
 
-    server.main(SERVICE, register, POLICY, on_stop)
+    server.main(SERVICE, register, policy(settings.router_bulkhead), on_stop, identity)

@@ -7,6 +7,7 @@ proved that); reflection to the operator only; everything else must be allowed b
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -15,8 +16,9 @@ import grpc
 from bank.common.v1 import errors_pb2
 from paymesh.errors import abort
 from paymesh.tls import peer_identity
-from paymesh.topology import OPERATOR, Identity
+from paymesh.topology import CHANNEL_NAMES, OPERATOR, ROUTER_CHANNELS, Identity
 
+log = logging.getLogger(__name__)
 DRAIN_SECONDS = 0.5  # how long a refused stream's requests are read before the refusal
 OPEN_SERVICES = ("/grpc.health.v1.Health/",)
 # Reflection lists every method a service has: a map for an attacker, so the operator's only.
@@ -38,6 +40,27 @@ class CallerPolicy:
     @classmethod
     def only(cls, callers: Iterable[Identity]) -> "CallerPolicy":
         return cls(frozenset(callers))
+
+
+class Bulkhead:
+    """What a calling router may hand over: its bulkhead's channels' items only. A server that takes
+    payments, postings or confirmations from routers refuses each item of another channel group
+    (the rest of the message goes on), so a bulkhead taken over cannot reach another group's money."""
+
+    def __init__(self, context: grpc.aio.ServicerContext):
+        self.caller = peer_identity(context)
+        carried = ROUTER_CHANNELS.get(self.caller, frozenset())
+        self.foreign = frozenset(CHANNEL_NAMES) - carried  # empty for the local mesh's one router
+
+    def refusal(self, channel: int) -> errors_pb2.Rejection | None:
+        """None when the caller may hand over an item of this channel; else the item's rejection."""
+        if channel not in self.foreign:
+            return None
+        message = f"{self.caller} does not carry {CHANNEL_NAMES[channel]} payments: another router bulkhead does"
+        log.warning("item of another bulkhead refused", extra={"caller": str(self.caller),
+                                                               "channel": CHANNEL_NAMES[channel]})
+        return errors_pb2.Rejection(reason=errors_pb2.ERROR_REASON_CALLER_NOT_ALLOWED, message=message,
+                                    field_violations=[errors_pb2.FieldViolation(field="channel", description=message)])
 
 
 class CallerCheck(grpc.aio.ServerInterceptor):

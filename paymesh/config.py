@@ -31,6 +31,9 @@ class Settings:
     health_port: int | None = None
     # PAYMESH_METRICS_PORT: HTTP /metrics for Prometheus scraping.
     metrics_port: int | None = None
+    # PAYMESH_ROUTER_BULKHEAD: the router's channel group on Kubernetes (digital, atm, agent-store),
+    # its identity and the channels it serves; unset, the local mesh's one router for every channel.
+    router_bulkhead: str = ""
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -46,6 +49,7 @@ class Settings:
             trace_file=Path(_env("PAYMESH_TRACE_FILE", str(home / "traces" / "{service}.jsonl"))).absolute(),
             health_port=_optional_port("PAYMESH_HEALTH_PORT"),
             metrics_port=_optional_port("PAYMESH_METRICS_PORT"),
+            router_bulkhead=_env("PAYMESH_ROUTER_BULKHEAD", ""),
         )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from paymesh import pki
 from paymesh.config import Settings
-from paymesh.topology import SERVICES
+from paymesh.topology import ROUTER, ROUTER_BULKHEADS, SERVICES, router_identity
 
 DEFAULT_OUT = Path("k8s/overlays/dev/pki")
 
@@ -20,9 +20,11 @@ def write_dev_secrets(pki_dir: Path, out: Path) -> list[Path]:
     """Ensures the dev PKI, then copies each service's material into out; returns the files written."""
     pki.ensure_dev_pki(pki_dir)
     written = []
-    for spec in SERVICES.values():
-        material = pki.load(pki_dir, spec.identity)
-        folder = out / spec.name
+    # Each service's identity; the router's are its bulkheads' (the local mesh's one router has no pod).
+    identities = [spec.identity for spec in SERVICES.values() if spec.identity != ROUTER]
+    for identity in identities + [router_identity(bulkhead) for bulkhead in ROUTER_BULKHEADS]:
+        material = pki.load(pki_dir, identity)
+        folder = out / identity.name
         for name, data, secret in (("tls.crt", material.cert, False), ("tls.key", material.key, True),
                                    ("ca.crt", material.ca_cert, False)):
             written.append(_write(folder / name, data, secret))

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from paymesh.topology import CHANNELS, OPERATORS, SERVICES, TRUST_DOMAIN, Identity
+from paymesh.topology import CHANNELS, OPERATORS, ROUTER_BULKHEADS, SERVICES, TRUST_DOMAIN, Identity, router_identity
 
 CA_LIFETIME = dt.timedelta(days=3650)
 LEAF_LIFETIME = dt.timedelta(days=365)
@@ -120,6 +120,8 @@ def service_dns_names(service: str) -> tuple[str, ...]:
 
 def every_identity() -> list[tuple[Identity, tuple[str, ...]]]:
     services = [(spec.identity, service_dns_names(spec.name)) for spec in SERVICES.values()]
+    bulkheads = [router_identity(bulkhead) for bulkhead in ROUTER_BULKHEADS]
+    services += [(router, service_dns_names(router.name)) for router in bulkheads]
     channels = [(Identity("channel", name), ()) for name in CHANNELS]
     return services + channels + [(operator, ()) for operator in OPERATORS]
 

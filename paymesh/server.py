@@ -18,7 +18,7 @@ from paymesh.authz import CallerCheck, CallerPolicy
 from paymesh.config import Settings, port_of
 from paymesh.logs import setup_logging
 from paymesh.tls import SERVER_OPTIONS, server_credentials
-from paymesh.topology import SERVICES
+from paymesh.topology import SERVICES, Identity
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,12 @@ class RunningServer:
 
 
 async def start_server(
-    service: str, settings: Settings, register: Register, policy: CallerPolicy, port: int = 0
+    service: str, settings: Settings, register: Register, policy: CallerPolicy, port: int = 0,
+    identity: Identity | None = None,
 ) -> RunningServer:
-    """Starts the service's server on settings.bind_host:port (0 picks a free port) and marks it SERVING."""
-    material = pki.load(settings.pki_dir, SERVICES[service].identity)
+    """Starts the service's server on settings.bind_host:port (0 picks a free port) and marks it SERVING.
+    identity: the certificate it serves with, when not the service's own (a router bulkhead's)."""
+    material = pki.load(settings.pki_dir, identity or SERVICES[service].identity)
     server = grpc.aio.server(
         interceptors=[*telemetry.server_interceptors(), CallerCheck(policy)], options=SERVER_OPTIONS
     )
@@ -109,13 +111,14 @@ async def serve(
     register: Register,
     policy: CallerPolicy,
     on_stop: Callable[[], Awaitable[None]] | None = None,
+    identity: Identity | None = None,
 ) -> None:
     settings = Settings.from_env()
     setup_logging(service, settings.log_level)
     tracer_provider = telemetry.setup_tracing(service, settings)
     metrics_setup = telemetry.setup_metrics(service, settings)
     tls.check_revocations(tls.RevocationList.from_env(settings.pki_dir))
-    running = await start_server(service, settings, register, policy, port_of(SERVICES[service]))
+    running = await start_server(service, settings, register, policy, port_of(SERVICES[service]), identity)
     # What start-up built lives as long as the process: out of the collector's sight, a full
     # collection under load pauses the loop for less.
     gc.freeze()
@@ -137,10 +140,11 @@ async def serve(
     log.info("stopped")
 
 
-def main(service: str, register: Register, policy: CallerPolicy, on_stop=None) -> None:
+def main(service: str, register: Register, policy: CallerPolicy, on_stop=None, identity: Identity | None = None
+         ) -> None:
     """The `python -m <service>` entry point: serve until SIGTERM, then exit 0."""
     try:
-        asyncio.run(serve(service, register, policy, on_stop))
+        asyncio.run(serve(service, register, policy, on_stop, identity))
     except FileNotFoundError as missing:  # no PKI yet: say what to run, not a traceback
         print(f"{service}: {missing}", file=sys.stderr)
         sys.exit(2)

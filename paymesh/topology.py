@@ -76,7 +76,13 @@ SERVICES = {
 }
 
 CHANNEL_IDENTITIES = frozenset(Identity("channel", name) for name in CHANNELS)
+# The local mesh's one router, for every channel.
 ROUTER = SERVICES["payment-router"].identity
+# On Kubernetes the router runs in bulkheads (PAYMESH_ROUTER_BULKHEAD), one per channel group, each
+# with an identity of its own that carries only its channels' payments: the cores, the bridge and
+# confirmations refuse another group's items from it, so a bulkhead taken over cannot move, post
+# or confirm another group's money.
+ROUTER_BULKHEADS = {"digital": ("app", "internet-banking"), "atm": ("atm",), "agent-store": ("agent", "store")}
 BRIDGE = SERVICES["mainframe-bridge"].identity
 # The operators, each with only what its job needs (least privilege):
 # the operator's command line: close a day, replay refused rows, reconcile, read loans; reflection.
@@ -96,3 +102,22 @@ CHANNEL_VALUES = {
     "store": types_pb2.CHANNEL_STORE,
 }
 CHANNEL_NAMES = {value: name for name, value in CHANNEL_VALUES.items()}
+
+
+def router_identity(bulkhead: str = "") -> Identity:
+    """The router's identity: the bulkhead's (service/payment-router-atm), or the local mesh's one router."""
+    if not bulkhead:
+        return ROUTER
+    if bulkhead not in ROUTER_BULKHEADS:
+        raise ValueError(f"no router bulkhead {bulkhead!r}; the bulkheads are {', '.join(ROUTER_BULKHEADS)}")
+    return Identity("service", f"{ROUTER.name}-{bulkhead}")
+
+
+def channels_of_router(bulkhead: str = "") -> tuple[str, ...]:
+    return ROUTER_BULKHEADS[bulkhead] if bulkhead else CHANNELS
+
+
+# Every router identity, with the channels (bank.common.v1.Channel values) whose items it may hand over.
+ROUTER_CHANNELS = {router_identity(b): frozenset(CHANNEL_VALUES[c] for c in channels_of_router(b))
+                   for b in ("", *ROUTER_BULKHEADS)}
+ROUTERS = frozenset(ROUTER_CHANNELS)

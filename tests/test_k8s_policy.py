@@ -9,11 +9,11 @@ import re
 import pytest
 
 from paymesh.pki import service_dns_names
-from paymesh.topology import SERVICES
+from paymesh.topology import ROUTER, ROUTER_BULKHEADS, SERVICES, Identity, router_identity
 from tests.test_k8s_build import OVERLAYS, REPO, of_kind, render, workloads
 
 SERVICE_OF_MODULE = {spec.module: spec.name for spec in SERVICES.values()}
-ROUTER_GROUPS = ("digital", "atm", "agent-store")
+ROUTER_GROUPS = tuple(ROUTER_BULKHEADS)
 # Provided by the platform team in prod, documented in docs/kubernetes.md; nothing else may be missing.
 EXTERNAL = {"prod": {("ConfigMap", "paymesh-jwt-issuer")}, "dev": set()}
 FLUSH_MARGIN_SECONDS = 5  # after the grace: close stores, flush spans and metrics
@@ -35,6 +35,14 @@ def container(workload) -> dict:
 
 def service_of(workload) -> str:
     return SERVICE_OF_MODULE[container(workload)["args"][0]]
+
+
+def identity_of(workload) -> Identity:
+    """The identity the workload's process presents: a router bulkhead's own, or its service's."""
+    env = {e["name"]: e.get("value") for e in container(workload).get("env", [])}
+    if service_of(workload) == "payment-router":
+        return router_identity(env.get("PAYMESH_ROUTER_BULKHEAD", ""))
+    return SERVICES[service_of(workload)].identity
 
 
 def ports(workload) -> dict[str, int]:
@@ -118,19 +126,18 @@ def test_termination_grace_agrees_with_the_service_grace(overlay, name):
 @pytest.mark.parametrize("overlay,name", cases())
 def test_pki_volume_has_the_layout_paymesh_pki_reads(overlay, name):
     workload, objects = find(overlay, name), render(overlay)
-    service = service_of(workload)
+    identity = identity_of(workload)
     (pki_volume,) = [v for v in pod(workload)["volumes"] if v["name"] == "pki"]
     (source,) = pki_volume["projected"]["sources"]
     paths = {item["key"]: item["path"] for item in source["secret"]["items"]}
-    assert paths == {"ca.crt": "ca.crt", "tls.crt": f"service/{service}.crt", "tls.key": f"service/{service}.key"}
+    assert paths == {"ca.crt": "ca.crt", "tls.crt": f"service/{identity.name}.crt",
+                     "tls.key": f"service/{identity.name}.key"}
     secret = source["secret"]["name"]
     if overlay == "prod":
         (certificate,) = [c for c in of_kind(objects, "Certificate") if c["spec"]["secretName"] == secret]
-        assert certificate["spec"]["uris"] == [SERVICES[service].identity.spiffe_id]
+        assert certificate["spec"]["uris"] == [identity.spiffe_id]
         assert {"server auth", "client auth"} <= set(certificate["spec"]["usages"])
-        wanted = set(service_dns_names(service)) - {"localhost"}
-        if service == "payment-router":  # the bulkheads' own Service names too
-            wanted |= {f"payment-router-{g}.paymesh.svc.cluster.local" for g in ROUTER_GROUPS}
+        wanted = set(service_dns_names(identity.name)) - {"localhost"}
         assert wanted <= set(certificate["spec"]["dnsNames"])
     else:
         (generated,) = [s for s in of_kind(objects, "Secret") if s["metadata"]["name"] == secret]
@@ -182,6 +189,21 @@ def test_peer_addresses_name_real_services_and_ports(overlay):
             continue  # the real mainframe: test_k8s_network checks its egress rule
         assert host == f"{spec.name}.paymesh.svc.cluster.local"
         assert int(port) in {p["port"] for p in services[spec.name]["spec"]["ports"]}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_router_bulkhead_runs_as_its_own_identity_for_its_channel_group_only(overlay):
+    # One identity for every bulkhead would give each the rights of every channel's path.
+    objects = render(overlay)
+    secrets = set()
+    for group in ROUTER_GROUPS:
+        (router,) = [s for s in workloads(objects) if s["metadata"]["name"] == f"payment-router-{group}"]
+        assert identity_of(router) == router_identity(group)
+        assert router["spec"]["template"]["metadata"]["labels"]["paymesh.bank/channel-group"] == group
+        (pki_volume,) = [v for v in pod(router)["volumes"] if v["name"] == "pki"]
+        secrets.add(pki_volume["projected"]["sources"][0]["secret"]["name"])
+    assert len(secrets) == len(ROUTER_GROUPS)
+    assert not [c for c in of_kind(objects, "Certificate") if c["spec"]["uris"] == [ROUTER.spiffe_id]]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -23,11 +23,11 @@ from payment_router.batch import MAX_LINES
 from payment_router.tokens import mint
 from paymesh import tls
 from paymesh.errors import error_info, retry_delay
-from paymesh.topology import BRIDGE, OPERATOR, ROUTER, SERVICES, Identity
+from paymesh.topology import BRIDGE, OPERATOR, ROUTER, SERVICES, Identity, router_identity
 from tests.harness import start_mesh, start_service, stop_mesh
 from tests.security_support import (ATM, BAD_TOKENS, bad_credentials, emulator_context, emulator_exchange, grpc_channel,
                                     health, identity_context, settled_state, slow_atm_policy)
-from tests.test_router import AS_OF, ENV, open_loans, order, refused, submit
+from tests.test_router import AS_OF, ENV, confirmations_of, open_loans, order, refused, submit
 
 VICTIM = open_loans(types_pb2.LOAN_TYPE_CASH)[5]  # the loan every attack tries to move
 GRPC_SERVICES = ("payment-router", "core-cash", "core-mortgage", "core-vehicle", "mainframe-bridge", "confirmations")
@@ -442,3 +442,59 @@ async def test_reflection_is_the_operators_only(mesh, pki_dir, store_payment):
             assert refused_call.value.code() == grpc.StatusCode.PERMISSION_DENIED, (service, identity)
         assert await listed(service, OPERATOR), service
         assert await health(tls.channel_for(mesh[service].address, pki_dir, PROBE)) == "SERVING"
+
+
+@pytest.fixture
+def atm_bulkhead(mesh, pki_dir, tmp_path):
+    """The ATM group's router bulkhead, as Kubernetes runs it, on the same peers."""
+    peers = {f"{SERVICES[name].env_prefix}_ADDR": service.address for name, service in mesh.items()}
+    router = start_service("payment-router", tmp_path, pki_dir, **ENV, **peers, PAYMESH_ROUTER_BULKHEAD="atm")
+    yield router
+    router.kill()
+
+
+async def test_a_router_bulkhead_serves_and_carries_only_its_own_channels(mesh, pki_dir, store_payment, atm_bulkhead):
+    """Every bulkhead held the one router identity, and so every channel's rights: the ATM group's
+    router, taken over, could apply, post, confirm and reverse a store's payments. Now each bulkhead
+    has its own identity; it serves its group's channels only, and the cores, the bridge and
+    confirmations refuse another group's items from it (the rest of a message goes on)."""
+    from tests.bridge_support import posting
+    atm_router, store = router_identity("atm"), types_pb2.CHANNEL_STORE
+    foreign_payment = core_api.LoanPayment(
+        payment_id="PAY-foreign-core", loan_id=VICTIM, business_date=AS_OF, value_date=AS_OF, channel=store,
+        amount=types_pb2.Money(currency_code="PEN", amount_minor=100_000))
+    foreign_confirmation = confirmations_pb2.Confirmation(
+        payment_id="PAY-foreign-confirmation", channel=store, loan_id=VICTIM, status=types_pb2.PAYMENT_STATUS_APPLIED,
+        business_date=AS_OF, amount=types_pb2.Money(currency_code="PEN", amount_minor=100_000))
+    async with nothing_changes(mesh, pki_dir):
+        async with tls.channel_for(mesh["core-cash"].address, pki_dir, atm_router) as ch:
+            stub = core_grpc.LoanCoreServiceStub(ch)
+            (answer,) = [r async for r in stub.ApplyPayments(
+                iter([core_api.ApplyPaymentsRequest(payments=[foreign_payment])]), timeout=5)]
+            assert answer.outcomes[0].rejection.reason == errors_pb2.ERROR_REASON_CALLER_NOT_ALLOWED
+            assert_caller_not_allowed(await denied(stub.ReversePayment(core_api.ReversePaymentRequest(
+                reversal_id="REV-foreign", payment_id=store_payment.payment_id, business_date=AS_OF,
+                reason="taken over"), timeout=5)))
+        async with tls.channel_for(mesh["mainframe-bridge"].address, pki_dir, atm_router) as ch:
+            (answer,) = [r async for r in bridge_grpc.MainframeBridgeServiceStub(ch).PostEntries(
+                iter([bridge_api.PostEntriesRequest(postings=[posting(1, channel=store, date=AS_OF)])]), timeout=5)]
+            assert answer.acks[0].status == ledger_pb2.POSTING_STATUS_REJECTED
+            assert answer.acks[0].rejection.reason == errors_pb2.ERROR_REASON_CALLER_NOT_ALLOWED
+        async with tls.channel_for(mesh["confirmations"].address, pki_dir, atm_router) as ch:
+            (answer,) = [r async for r in conf_grpc.ConfirmationServiceStub(ch).PublishConfirmations(
+                iter([conf_api.PublishConfirmationsRequest(confirmations=[foreign_confirmation])]), timeout=5)]
+            assert answer.acks[0].rejection.reason == errors_pb2.ERROR_REASON_CALLER_NOT_ALLOWED
+        async with tls.channel_for(atm_bulkhead.address, pki_dir, Identity("channel", "app")) as ch:
+            assert_caller_not_allowed(await denied(api_grpc.PaymentServiceStub(ch).SubmitPayment(
+                api.SubmitPaymentRequest(payment=order("sec-app-at-atm", VICTIM)), timeout=5,
+                metadata=customer(pki_dir, "C-1", channel="app"))))
+    async with tls.channel_for(atm_bulkhead.address, pki_dir, ATM) as ch:  # its own channel, end to end
+        served = await api_grpc.PaymentServiceStub(ch).SubmitPayment(api.SubmitPaymentRequest(
+            payment=order("sec-atm-at-atm", open_loans(types_pb2.LOAN_TYPE_CASH)[11])), timeout=10)
+    assert served.payment.status == types_pb2.PAYMENT_STATUS_APPLIED
+    assert served.payment.payment_id in await confirmations_of(mesh, pki_dir, "atm", {served.payment.payment_id})
+
+
+def test_a_router_with_an_unknown_bulkhead_says_so_and_does_not_start(tmp_path, pki_dir):
+    with pytest.raises(RuntimeError, match="no router bulkhead 'vault'; the bulkheads are digital, atm, agent-store"):
+        start_service("payment-router", tmp_path, pki_dir, PAYMESH_ROUTER_BULKHEAD="vault")
