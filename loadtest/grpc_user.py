@@ -36,6 +36,23 @@ class GrpcFailure(Exception):
             super().__init__(f"{error.code().name} {info.reason if info else ''}".strip())
 
 
+class EndUserToken:
+    """A customer's token: minted on first use, and again once it is TOKEN_REFRESH_SECONDS old.
+    "Never minted" is its own state, not a time: a monotonic clock starts near 0 at boot, so on a
+    machine up less than ten minutes an initial time of 0.0 looked fresh and no token was sent."""
+
+    def __init__(self, mint_token: Callable[[], str], clock: Callable[[], float] = time.monotonic):
+        self._mint, self._clock = mint_token, clock
+        self._token: str | None = None
+        self._minted_at = 0.0
+
+    def value(self) -> str:
+        now = self._clock()
+        if self._token is None or now - self._minted_at > TOKEN_REFRESH_SECONDS:
+            self._token, self._minted_at = self._mint(), now
+        return self._token
+
+
 class ChannelUser(User):
     """Subclasses set channel (the certificate's channel name); Locust's --host is the router."""
 
@@ -48,8 +65,8 @@ class ChannelUser(User):
         self.grpc_channel = grpc.secure_channel(self.host or address_of("payment-router"),
                                                 tls.channel_credentials(material), options=tls.CHANNEL_OPTIONS)
         self.stub = api_grpc.PaymentServiceStub(self.grpc_channel)
-        self.token, self.token_time = "", 0.0
         self.customer_id = f"CUST-{id(self) % 1_000_000:06d}"
+        self.token = EndUserToken(lambda: mint(self.pki_dir, self.customer_id, self.channel))
 
     def on_stop(self) -> None:
         self.grpc_channel.close()
@@ -57,9 +74,7 @@ class ChannelUser(User):
     def metadata(self) -> tuple | None:
         if self.channel not in DIGITAL_CHANNELS:
             return None
-        if time.monotonic() - self.token_time > TOKEN_REFRESH_SECONDS:
-            self.token, self.token_time = mint(self.pki_dir, self.customer_id, self.channel), time.monotonic()
-        return (("authorization", "Bearer " + self.token),)
+        return (("authorization", "Bearer " + self.token.value()),)
 
     def call(self, name: str, method: Callable, request, refused_with: Iterable[grpc.StatusCode] = (),
              timeout: float = 30.0):

@@ -33,3 +33,16 @@ def test_a_short_headless_run_reports_every_kind_of_call_with_few_failures(tmp_p
     assert int(rows["SubmitPayment [bad request]"]["Failure Count"]) == 0  # each refused with its status
     assert (tmp_path / f"{REPORT}.html").stat().st_size > 10_000
     assert "calls," in run.stdout and "errors raised in users" in run.stdout
+
+
+def test_a_users_token_is_minted_at_once_on_a_machine_just_booted_and_again_before_it_expires():
+    # The old users took "minted at 0.0" for "never minted": with a monotonic clock under 600 s
+    # (a fresh CI machine, a new container) every digital call went without a token.
+    from loadtest.grpc_user import TOKEN_REFRESH_SECONDS, EndUserToken
+    now, minted = [3.0], []
+    token = EndUserToken(lambda: minted.append(now[0]) or f"token-{len(minted)}", clock=lambda: now[0])
+    assert token.value() == "token-1" and minted == [3.0]
+    now[0] += TOKEN_REFRESH_SECONDS - 1
+    assert token.value() == "token-1"
+    now[0] += 2
+    assert token.value() == "token-2" and len(minted) == 2
