@@ -5,6 +5,7 @@ scrape annotations, and an environment made only of variables the code reads."""
 
 import ast
 import re
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,9 @@ from tests.test_k8s_build import OVERLAYS, REPO, of_kind, render, workloads
 SERVICE_OF_MODULE = {spec.module: spec.name for spec in SERVICES.values()}
 ROUTER_GROUPS = tuple(ROUTER_BULKHEADS)
 # Provided by the platform team in prod, documented in docs/kubernetes.md; nothing else may be missing.
-EXTERNAL = {"prod": {("ConfigMap", "paymesh-jwt-issuer")}, "dev": set()}
+# Published by others: the identity provider's key set (prod), the mesh CA's CRL (optional, both).
+EXTERNAL = {"prod": {("ConfigMap", "paymesh-jwt-issuer"), ("ConfigMap", "paymesh-crl")},
+            "dev": {("ConfigMap", "paymesh-crl")}}
 FLUSH_MARGIN_SECONDS = 5  # after the grace: close stores, flush spans and metrics
 
 
@@ -189,6 +192,21 @@ def test_peer_addresses_name_real_services_and_ports(overlay):
             continue  # the real mainframe: test_k8s_network checks its egress rule
         assert host == f"{spec.name}.paymesh.svc.cluster.local"
         assert int(port) in {p["port"] for p in services[spec.name]["spec"]["ports"]}
+
+
+@pytest.mark.parametrize("overlay,name", cases())
+def test_every_grpc_server_reads_the_mesh_cas_revocation_list_where_it_is_published(overlay, name):
+    workload, settings = find(overlay, name), config(render(overlay))
+    if "paymesh.bank/grpc" not in workload["spec"]["template"]["metadata"]["labels"]:
+        return  # the emulator (dev): no mesh server
+    volumes = {v["name"]: v for v in pod(workload)["volumes"]}
+    mounts = {m["mountPath"]: m for m in container(workload)["volumeMounts"]}
+    crl = Path(settings["PAYMESH_CRL_FILE"])
+    mount = mounts[str(crl.parent)]
+    source = volumes[mount["name"]]["configMap"]
+    assert source["name"] == "paymesh-crl" and source["optional"] is True  # none published: none revoked
+    assert {"key": "crl.pem", "path": crl.name} in source["items"] and mount["readOnly"] is True
+    assert "subPath" not in mount  # a subPath mount would never see the CRL change
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
