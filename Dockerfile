@@ -37,6 +37,7 @@ COPY core_mortgage/ core_mortgage/
 COPY core_vehicle/ core_vehicle/
 COPY mainframe_bridge/ mainframe_bridge/
 COPY confirmations/ confirmations/
+COPY mainframe_emulator/ mainframe_emulator/
 USER 10001:10001
 # gRPC ports of the services (see paymesh/topology.py), the health and metrics ports.
 EXPOSE 50051 50061 50062 50063 50071 50081 50090 8081 9464

@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 protos: $(STAMP)
-	$(BIN)/python -m paymesh.protogen
+	$(BIN)/python -m paymesh_tools.protogen
 
 lint: $(STAMP)
 	cd protos && ../$(BIN)/buf lint

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bank.ledger.v1 import ledger_pb2  # noqa: E402
 from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_pb2  # noqa: E402
-from paymesh.pki import ensure_dev_pki  # noqa: E402
+from paymesh_tools.dev_pki import ensure_dev_pki  # noqa: E402
 from tests.bridge_support import (  # noqa: E402
     emulator_book, post_all, posting, start_bridge, start_emulator, stub, traceparent, wait_until_posted,
 )

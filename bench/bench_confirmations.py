@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bank.common.v1 import types_pb2  # noqa: E402
 from bank.confirmations.v1 import confirmation_service_pb2 as pb  # noqa: E402
 from confirmations import client  # noqa: E402
-from paymesh.pki import ensure_dev_pki  # noqa: E402
-from paymesh.textui import format_table  # noqa: E402
+from paymesh_tools.dev_pki import ensure_dev_pki  # noqa: E402
+from paymesh_tools.textui import format_table  # noqa: E402
 from paymesh.topology import ROUTER, Identity  # noqa: E402
 from tests.harness import channel, start_service  # noqa: E402
 

@@ -31,7 +31,7 @@ from loan_core.loan import originate  # noqa: E402
 from loan_core.portfolio import generate  # noqa: E402
 from loan_core.products import BY_SERVICE  # noqa: E402
 from paymesh import tls  # noqa: E402
-from paymesh.pki import ensure_dev_pki  # noqa: E402
+from paymesh_tools.dev_pki import ensure_dev_pki  # noqa: E402
 from paymesh.topology import ROUTER  # noqa: E402
 from tests.harness import start_service  # noqa: E402
 

@@ -32,10 +32,10 @@ from bank.confirmations.v1 import confirmation_service_pb2_grpc as conf_grpc  # 
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc  # noqa: E402
 from bank.payments.v1 import payments_pb2  # noqa: E402
 from loan_core.portfolio import generate  # noqa: E402
-from payment_router.business_day import batch_requests  # noqa: E402
+from paymesh_tools.simulate_day import batch_requests  # noqa: E402
 from paymesh import tls  # noqa: E402
-from paymesh.pki import ensure_dev_pki  # noqa: E402
-from paymesh.textui import format_table  # noqa: E402
+from paymesh_tools.dev_pki import ensure_dev_pki  # noqa: E402
+from paymesh_tools.textui import format_table  # noqa: E402
 from paymesh.topology import OPERATOR, Identity  # noqa: E402
 from tests.harness import start_mesh, stop_mesh  # noqa: E402
 

@@ -13,7 +13,7 @@ import grpc
 from locust import User
 
 from bank.payments.v1 import payment_service_pb2_grpc as api_grpc
-from payment_router.tokens import mint
+from paymesh_tools.dev_tokens import mint
 from paymesh import pki, tls
 from paymesh.config import Settings, address_of
 from paymesh.errors import error_info

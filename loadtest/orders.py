@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from bank.common.v1 import types_pb2
 from bank.payments.v1 import payments_pb2
 from loan_core.portfolio import PortfolioSettings, amount_due, generate
-from payment_router.business_day import batch_requests
+from paymesh_tools.simulate_day import batch_requests
 from payment_router.channel_policy import load_policies
 from paymesh.business_calendar import bank_calendar
 

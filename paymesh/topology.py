@@ -65,7 +65,7 @@ class ServiceSpec:
 SERVICES = {
     spec.name: spec
     for spec in (
-        ServiceSpec("mainframe-emulator", "mainframe_bridge.emulator", 50090),
+        ServiceSpec("mainframe-emulator", "mainframe_emulator", 50090),
         ServiceSpec("core-cash", "core_cash", 50061),
         ServiceSpec("core-mortgage", "core_mortgage", 50062),
         ServiceSpec("core-vehicle", "core_vehicle", 50063),

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from paymesh.config import Settings
-from paymesh.pki import ensure_dev_pki
+from paymesh_tools.dev_pki import ensure_dev_pki
 
 
 @pytest.fixture(scope="session")

@@ -18,9 +18,10 @@ from bank.loans.v1 import loan_core_service_pb2 as core_api, loan_core_service_p
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc, payments_pb2
 from loan_core.money import annuity_payment
 from loan_core.portfolio import generate
-from payment_router.business_day import settle
-from payment_router.tokens import mint
-from paymesh import pki, reconcile, tls
+from paymesh_tools.simulate_day import settle
+from paymesh_tools.dev_tokens import mint
+from paymesh import pki, tls
+from paymesh_tools import reconcile
 from paymesh.errors import error_info
 from paymesh.topology import CHANNEL_NAMES, CHANNEL_VALUES, OPERATOR, SERVICES, Identity
 from tests.test_router import PORTFOLIO, open_loans, order

@@ -23,7 +23,9 @@ from bank.loans.v1 import loan_core_service_pb2 as core_api, loan_core_service_p
 from bank.payments.v1 import payment_operations_service_pb2 as ops_api, payment_operations_service_pb2_grpc as ops_grpc
 from mainframe_bridge.framing import encode_frame, read_frame
 from payment_router.channel_policy import DEFAULT_POLICY_FILE
-from payment_router.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER, mint
+from payment_router.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER
+from paymesh_tools.dev_tokens import mint
+from paymesh_tools import dev_pki
 from paymesh import pki, tls
 from paymesh.topology import OPERATOR, Identity
 
@@ -78,12 +80,12 @@ def bad_credentials(case: str, pki_dir) -> pki.Material | None:
     if case == "no client certificate":
         return None
     if case == "another CA":
-        rogue = pki.CertificateAuthority.create("rogue CA").issue(ATM)
+        rogue = dev_pki.CertificateAuthority.create("rogue CA").issue(ATM)
         # The rogue's key and certificate, trusting the mesh's CA: only the client side is wrong.
         return pki.Material(rogue.key, rogue.cert, pki.ca_path(pki_dir).read_bytes())
     if case == "expired certificate":
         # Signed by the mesh's own CA: expiry is the only thing wrong with it.
-        return pki._load_ca(pki_dir).issue(ATM, not_before=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
+        return dev_pki._load_ca(pki_dir).issue(ATM, not_before=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
                                            not_after=dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc))
     raise ValueError(case)
 
@@ -143,7 +145,7 @@ def _hs256_with_the_public_key(pki_dir) -> str:
     """Algorithm confusion: an HMAC token whose secret is the issuer's (public) verification key."""
     part = lambda data: urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=")  # noqa: E731
     signing_input = part({"alg": "HS256", "typ": "JWT"}) + b"." + part(_claims())
-    secret = pki.token_public_key_path(pki_dir).read_bytes()
+    secret = dev_pki.token_public_key_path(pki_dir).read_bytes()
     signature = urlsafe_b64encode(hmac.new(secret, signing_input, hashlib.sha256).digest()).rstrip(b"=")
     return (signing_input + b"." + signature).decode()
 
@@ -160,7 +162,7 @@ BAD_TOKENS = {
     "wrong issuer": lambda pki_dir: "Bearer " + mint(pki_dir, "CUST-0001", "internet-banking",
                                                      iss="https://evil.example"),
     "no subject": lambda pki_dir: "Bearer " + jwt.encode(
-        _claims(sub=None), pki.token_signing_key_path(pki_dir).read_bytes(), algorithm="ES256"),
+        _claims(sub=None), dev_pki.token_signing_key_path(pki_dir).read_bytes(), algorithm="ES256"),
     "alg none": lambda pki_dir: "Bearer " + jwt.encode(_claims(), key=None, algorithm="none"),
     "HS256 with the public key": lambda pki_dir: "Bearer " + _hs256_with_the_public_key(pki_dir),
     "signed by another key": lambda pki_dir: "Bearer " + jwt.encode(

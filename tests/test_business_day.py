@@ -17,8 +17,9 @@ from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_api, mainframe
 from bank.payments.v1 import payment_operations_service_pb2 as ops_api
 from bank.payments.v1 import payment_operations_service_pb2_grpc as ops_grpc
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc
-from payment_router.business_day import batch_requests
-from paymesh import reconcile, tls
+from paymesh_tools.simulate_day import batch_requests
+from paymesh import tls
+from paymesh_tools import reconcile
 from paymesh.errors import field_violations
 from paymesh.topology import OPERATOR, Identity
 from tests.harness import start_mesh, stop_mesh
@@ -197,7 +198,7 @@ async def test_the_cut_off_and_bad_dates(tmp_path, pki_dir):
         assert await close(mesh, pki_dir, FRIDAY) == first
 
         env = dict(os.environ, PAYMESH_PKI_DIR=str(pki_dir))
-        bad = subprocess.run([sys.executable, "-m", "paymesh.cli", "reconcile", "--date", "2026-13-01"], env=env,
+        bad = subprocess.run([sys.executable, "-m", "paymesh_tools.cli", "reconcile", "--date", "2026-13-01"], env=env,
                              capture_output=True, text=True, timeout=30)
         assert bad.returncode == 2 and "2026-13-01" in bad.stderr, bad.stderr
         async with tls.channel_for(mesh["payment-router"].address, pki_dir, OPERATOR) as ch:

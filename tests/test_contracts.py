@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from paymesh import protogen
+from paymesh_tools import protogen
 
 
 def _files(root: Path) -> dict[str, Path]:

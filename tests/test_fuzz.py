@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, assume, event, given, settings, strategies a
 from bank.common.v1 import types_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_api, loan_core_service_pb2_grpc as core_grpc
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc, payments_pb2
-from payment_router.business_day import batch_requests
+from paymesh_tools.simulate_day import batch_requests
 from paymesh import pki, tls
 from paymesh.errors import error_info
 from paymesh.topology import OPERATOR, ROUTER, Identity

@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from paymesh.k8s_secrets import write_dev_secrets
+from paymesh_tools.k8s_secrets import write_dev_secrets
 
 REPO = Path(__file__).resolve().parent.parent
 K8S = REPO / "k8s"

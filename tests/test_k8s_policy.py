@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from paymesh.pki import service_dns_names
+from paymesh_tools.dev_pki import service_dns_names
 from paymesh.topology import ROUTER, ROUTER_BULKHEADS, SERVICES, Identity, router_identity
 from tests.test_k8s_build import OVERLAYS, REPO, of_kind, render, workloads
 
@@ -273,7 +273,7 @@ def test_grpc_pods_are_annotated_for_scraping_on_the_metrics_port(overlay):
 # --- the environment ----------------------------------------------------------------------------
 
 RUNTIME_DIRS = ("paymesh", "payment_router", "loan_core", "core_cash", "core_mortgage", "core_vehicle",
-                "mainframe_bridge", "confirmations")
+                "mainframe_bridge", "confirmations", "mainframe_emulator")
 PAYMESH_VAR = re.compile(r"^PAYMESH_[A-Z0-9_]*[A-Z0-9]$")
 
 

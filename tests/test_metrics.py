@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bank.loans.v1 import loan_core_service_pb2
 from paymesh import telemetry, tls
-from paymesh.probe import grpc_health
+from paymesh_tools.probe import grpc_health
 from paymesh.topology import Identity
 from tests.harness import start_service
 

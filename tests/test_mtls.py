@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from bank.loans.v1 import loan_core_service_pb2 as core_pb, loan_core_service_pb2_grpc as core_grpc
 from loan_core import server as core_server
 from loan_core.portfolio import PortfolioSettings
+from paymesh_tools import dev_pki
 from paymesh import pki, tls
 from paymesh.errors import error_info
 from paymesh.server import start_server
@@ -70,7 +71,7 @@ async def test_no_client_certificate_fails_the_handshake(core, settings):
 
 
 async def test_a_certificate_from_another_ca_fails_the_handshake(core, settings):
-    rogue = pki.CertificateAuthority.create("rogue CA").issue(ROUTER)
+    rogue = dev_pki.CertificateAuthority.create("rogue CA").issue(ROUTER)
     material = pki.Material(rogue.key, rogue.cert, pki.ca_path(settings.pki_dir).read_bytes())
     async with tls.secure_channel(core, material) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -80,7 +81,7 @@ async def test_a_certificate_from_another_ca_fails_the_handshake(core, settings)
 
 async def test_an_expired_certificate_fails_the_handshake(core, settings):
     # Signed by the mesh's own CA, so expiry is the only thing wrong with it.
-    expired = pki._load_ca(settings.pki_dir).issue(
+    expired = dev_pki._load_ca(settings.pki_dir).issue(
         ROUTER,
         not_before=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
         not_after=dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc),
@@ -121,5 +122,5 @@ def test_identity_is_read_only_from_a_single_spiffe_uri():
     assert device == ATM and device.device == "ATM-0042"
     for bad in ("channel/store/STORE-1", "channel/atm/a/b", "channel/atm/", "channel/atm/-x", "service/payment-router/x"):
         assert Identity.parse(f"spiffe://paymesh.bank/{bad}") is None, bad
-    material = pki.CertificateAuthority.create().issue(ATM)
+    material = dev_pki.CertificateAuthority.create().issue(ATM)
     assert tls.identity_from_pem(material.cert) == ATM

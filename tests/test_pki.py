@@ -5,12 +5,13 @@ import stat
 
 from cryptography import x509
 
+from paymesh_tools import dev_pki
 from paymesh import pki
 from paymesh.topology import CHANNELS, OPERATOR, SERVICES, Identity
 
 
 def test_creates_a_certificate_for_every_service_channel_and_the_operator(tmp_path):
-    pki.ensure_dev_pki(tmp_path)
+    dev_pki.ensure_dev_pki(tmp_path)
     identities = [spec.identity for spec in SERVICES.values()] + [Identity("channel", c) for c in CHANNELS]
     for identity in identities + [OPERATOR]:
         cert = x509.load_pem_x509_certificate(pki.cert_path(tmp_path, identity).read_bytes())
@@ -23,18 +24,18 @@ def test_creates_a_certificate_for_every_service_channel_and_the_operator(tmp_pa
 
 
 def test_running_it_again_changes_nothing(tmp_path):
-    pki.ensure_dev_pki(tmp_path)
+    dev_pki.ensure_dev_pki(tmp_path)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    assert pki.ensure_dev_pki(tmp_path) == []
+    assert dev_pki.ensure_dev_pki(tmp_path) == []
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 def test_a_missing_or_expiring_certificate_is_issued_again(tmp_path):
-    pki.ensure_dev_pki(tmp_path)
+    dev_pki.ensure_dev_pki(tmp_path)
     atm = Identity("channel", "atm")
     pki.cert_path(tmp_path, atm).unlink()
     soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)
-    expiring = pki._load_ca(tmp_path).issue(Identity("channel", "app"), not_after=soon)
+    expiring = dev_pki._load_ca(tmp_path).issue(Identity("channel", "app"), not_after=soon)
     pki.cert_path(tmp_path, Identity("channel", "app")).write_bytes(expiring.cert)
-    written = pki.ensure_dev_pki(tmp_path)
+    written = dev_pki.ensure_dev_pki(tmp_path)
     assert sorted(written) == sorted([pki.cert_path(tmp_path, atm), pki.cert_path(tmp_path, Identity("channel", "app"))])

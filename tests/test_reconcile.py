@@ -27,7 +27,7 @@ ENV = dict(PAYMESH_PORTFOLIO_SIZE="60", PAYMESH_PORTFOLIO_SEED="11", PAYMESH_POR
 def reconcile_cli(home, pki_dir, addresses: dict[str, str], date_text: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PAYMESH_HOME=str(home), PAYMESH_PKI_DIR=str(pki_dir))
     env.update({f"{SERVICES[name].env_prefix}_ADDR": address for name, address in addresses.items()})
-    return subprocess.run([sys.executable, "-m", "paymesh.cli", "reconcile", "--date", date_text, "--all"],
+    return subprocess.run([sys.executable, "-m", "paymesh_tools.cli", "reconcile", "--date", date_text, "--all"],
                           env=env, capture_output=True, text=True, timeout=60)
 
 

@@ -11,9 +11,10 @@ from collections import Counter
 from bank.confirmations.v1 import confirmation_service_pb2 as conf_api, confirmation_service_pb2_grpc as conf_grpc
 from bank.ledger.v1 import ledger_pb2
 from mainframe_bridge.link import set_emulator_mode
-from payment_router.business_day import settle
-from paymesh import reconcile, tls
-from paymesh.textui import format_table
+from paymesh_tools.simulate_day import settle
+from paymesh import tls
+from paymesh_tools import reconcile
+from paymesh_tools.textui import format_table
 from paymesh.topology import CHANNEL_NAMES, CHANNEL_VALUES, Identity
 from tests.bridge_support import emulator_book
 from tests.harness import start_mesh, stop_mesh

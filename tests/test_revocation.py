@@ -10,6 +10,7 @@ import pytest
 
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2, loan_core_service_pb2_grpc as core_grpc
 from mainframe_bridge.framing import PING, PONG
+from paymesh_tools import dev_pki
 from paymesh import pki, tls
 from paymesh.errors import error_info
 from paymesh.topology import OPERATOR, PROBE
@@ -29,13 +30,13 @@ async def get_loan(address: str, pki_dir) -> str:
 
 
 def paymesh_pki(pki_dir, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "paymesh.cli", "pki", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "paymesh_tools.cli", "pki", *args], capture_output=True, text=True,
                           timeout=60, env={"PAYMESH_PKI_DIR": str(pki_dir), "PATH": "/usr/bin:/bin"})
 
 
 async def test_a_revoked_certificate_is_refused_at_once_and_its_replacement_works(tmp_path):
     pki_dir = tmp_path / "pki"  # its own PKI: revoking changes certificates other tests share
-    pki.ensure_dev_pki(pki_dir)
+    dev_pki.ensure_dev_pki(pki_dir)
     core = start_service("core-cash", tmp_path, pki_dir, PAYMESH_PORTFOLIO_SIZE="5")
     emulator = start_service("mainframe-emulator", tmp_path, pki_dir)
     try:
@@ -86,7 +87,7 @@ async def test_an_atm_with_its_own_certificate_pays_as_the_atm_channel_and_is_re
     from tests.test_router import ENV, open_loans, order
 
     pki_dir = tmp_path / "pki"
-    pki.ensure_dev_pki(pki_dir)
+    dev_pki.ensure_dev_pki(pki_dir)
     for device in ("atm/ATM-0042", "atm/ATM-0043"):
         done = paymesh_pki(pki_dir, "--device", device)
         assert done.returncode == 0, done.stdout + done.stderr

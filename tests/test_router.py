@@ -11,7 +11,7 @@ from bank.common.v1 import types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2 as conf_api, confirmation_service_pb2_grpc as conf_grpc
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc, payments_pb2
 from loan_core.portfolio import generate
-from payment_router.tokens import mint
+from paymesh_tools.dev_tokens import mint
 from paymesh import tls
 from paymesh.errors import error_info
 from paymesh.topology import CHANNELS, Identity
@@ -187,7 +187,7 @@ async def test_the_stream_takes_many_orders_per_message_and_answers_them_in_kind
 
 
 async def upload(mesh, pki_dir, channel: str, batch_id: str, orders, trailer_count=None):
-    from payment_router.business_day import batch_requests
+    from paymesh_tools.simulate_day import batch_requests
 
     requests = batch_requests(batch_id, AS_OF, orders)
     if trailer_count is not None:

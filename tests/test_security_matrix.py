@@ -18,9 +18,9 @@ from bank.loans.v1 import loan_core_service_pb2 as core_api, loan_core_service_p
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc
 from mainframe_bridge import records
 from mainframe_bridge.framing import PING, PONG
-from payment_router.business_day import batch_requests
+from paymesh_tools.simulate_day import batch_requests
 from payment_router.batch import MAX_LINES
-from payment_router.tokens import mint
+from paymesh_tools.dev_tokens import mint
 from paymesh import tls
 from paymesh.errors import error_info, retry_delay
 from paymesh.topology import BRIDGE, OPERATOR, ROUTER, SERVICES, Identity, router_identity

@@ -9,7 +9,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from mainframe_bridge.framing import PING, PONG, encode_frame, read_frame
 from paymesh import pki, tls
-from paymesh.probe import emulator_health, grpc_health
+from paymesh_tools.probe import emulator_health, grpc_health
 from paymesh.topology import BRIDGE, OPERATOR, SERVICES, Identity
 from tests.harness import start_service
 

@@ -17,7 +17,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from payment_router.tokens import (DEFAULT_ISSUER, FileKeys, TokenRefused, TokenVerifier, UrlKeys, mint)
+from payment_router.tokens import DEFAULT_ISSUER, FileKeys, TokenRefused, TokenVerifier, UrlKeys
+from paymesh_tools.dev_tokens import mint
+from paymesh_tools import dev_pki
 from paymesh import pki
 from paymesh.config import Settings
 
@@ -59,7 +61,7 @@ def b64(data: bytes) -> str:
 
 
 def jwk_of(key: ec.EllipticCurvePrivateKey) -> dict:
-    return pki._public_jwk(key)
+    return dev_pki._public_jwk(key)
 
 
 def write_jwks(path, *keys: ec.EllipticCurvePrivateKey) -> None:
@@ -73,7 +75,7 @@ def signed(key: ec.EllipticCurvePrivateKey, channel="app", kid: str | None = "ow
     now = int(time.time())
     payload = {"iss": DEFAULT_ISSUER, "aud": f"paymesh-{channel}", "sub": "C-9", "iat": now, "exp": now + 600,
                **claims}
-    kid = pki.token_key_id(key) if kid == "own" else kid
+    kid = dev_pki.token_key_id(key) if kid == "own" else kid
     return jwt.encode(payload, key, algorithm="ES256", headers={"kid": kid} if kid else None)
 
 
@@ -125,7 +127,7 @@ def test_the_audiences_come_from_the_environment_and_must_differ(issuer, monkeyp
 
 
 def test_the_dev_issuer_publishes_its_key_with_a_kid_and_mints_with_it(issuer):
-    key, kid = pki.token_signing_key(issuer)
+    key, kid = dev_pki.token_signing_key(issuer)
     published = json.loads(pki.token_jwks_path(issuer).read_text())["keys"]
     assert [k["kid"] for k in published] == [kid] and published[0]["alg"] == "ES256" and "d" not in published[0]
     assert jwt.get_unverified_header(mint(issuer, "C-1"))["kid"] == kid
@@ -133,8 +135,8 @@ def test_the_dev_issuer_publishes_its_key_with_a_kid_and_mints_with_it(issuer):
 
 def test_a_pki_from_before_the_key_set_gets_one_and_running_again_changes_nothing(issuer):
     pki.token_jwks_path(issuer).unlink()
-    assert pki.ensure_dev_pki(issuer)[0] == pki.token_jwks_path(issuer)
-    assert pki.ensure_dev_pki(issuer) == []
+    assert dev_pki.ensure_dev_pki(issuer)[0] == pki.token_jwks_path(issuer)
+    assert dev_pki.ensure_dev_pki(issuer) == []
 
 
 def test_a_kid_the_issuer_does_not_publish_or_no_kid_is_refused(verifier, issuer):
@@ -143,20 +145,20 @@ def test_a_kid_the_issuer_does_not_publish_or_no_kid_is_refused(verifier, issuer
 
 
 def test_another_key_under_the_issuers_kid_does_not_verify(verifier, issuer):
-    _, kid = pki.token_signing_key(issuer)
+    _, kid = dev_pki.token_signing_key(issuer)
     forged = signed(ec.generate_private_key(ec.SECP256R1()), kid=kid)
     assert "signature does not verify" in refusal(verifier, bearer(forged))
 
 
 def test_a_rotated_dev_key_is_accepted_without_a_restart_and_the_old_ones_until_retired(verifier, issuer):
     before = mint(issuer, "C-1")
-    new_kid = pki.rotate_token_signing_key(issuer)  # `paymesh pki --rotate-token-key`
+    new_kid = dev_pki.rotate_token_signing_key(issuer)  # `paymesh pki --rotate-token-key`
     after = mint(issuer, "C-2")
     assert jwt.get_unverified_header(after)["kid"] == new_kid
     assert verifier.customer_of(bearer(after), "app") == "C-2"  # the same verifier: no restart
     assert verifier.customer_of(bearer(before), "app") == "C-1"  # the previous key is still published
-    for _ in range(pki.TOKEN_KEYS_KEPT - 1):
-        pki.rotate_token_signing_key(issuer)
+    for _ in range(dev_pki.TOKEN_KEYS_KEPT - 1):
+        dev_pki.rotate_token_signing_key(issuer)
     assert "unknown kid" in refusal(verifier, bearer(before))  # retired: no longer in the set
 
 
@@ -212,12 +214,12 @@ def test_a_key_set_at_a_url_is_fetched_again_and_an_unknown_kid_asks_for_it_earl
 
 
 def new_kid_missing(source, key) -> bool:
-    return pki.token_key_id(key) not in {k.kid for k in source.keys()}
+    return dev_pki.token_key_id(key) not in {k.kid for k in source.keys()}
 
 
 def test_pem_public_keys_still_work_and_are_read_again(tmp_path, issuer, monkeypatch):
     pem = tmp_path / "issuer.pub"
-    shutil.copy(pki.token_public_key_path(issuer), pem)
+    shutil.copy(dev_pki.token_public_key_path(issuer), pem)
     monkeypatch.setenv("PAYMESH_JWT_PUBLIC_KEYS", str(pem))
     verifier = TokenVerifier.from_env(dataclasses.replace(Settings.from_env(), pki_dir=tmp_path / "elsewhere"))
     assert verifier.customer_of(bearer(mint(issuer, "C-1")), "app") == "C-1"
@@ -282,13 +284,13 @@ def test_odd_claim_values_are_refused_clearly(verifier, issuer, claims):
 
 
 def test_alg_none_and_hmac_with_the_public_key_are_refused(verifier, issuer):
-    _, kid = pki.token_signing_key(issuer)
+    _, kid = dev_pki.token_signing_key(issuer)
     claims = jwt.decode(mint(issuer, "C-1"), options={"verify_signature": False})
     unsigned = jwt.encode(claims, key=None, algorithm="none", headers={"kid": kid})
     assert "'none'" in refusal(verifier, bearer(unsigned))
     signing_input = (b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode()) + "."
                      + b64(json.dumps(claims).encode()))
-    secret = pki.token_public_key_path(issuer).read_bytes()
+    secret = dev_pki.token_public_key_path(issuer).read_bytes()
     confused = signing_input + "." + b64(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest())
     assert "'HS256'; only ES256" in refusal(verifier, bearer(confused))
     odd = b64(json.dumps({"alg": "<script>", "kid": kid}).encode()) + "." + b64(b"{}") + "." + b64(b"signature")

@@ -1,6 +1,6 @@
 """Generates the Python stubs in gen/ from the .proto files in protos/.
 
-Run `python -m paymesh.protogen` (or `make protos`) after changing a .proto file;
+Run `python -m paymesh_tools.protogen` (or `make protos`) after changing a .proto file;
 tests/test_contracts.py fails while the committed stubs are stale.
 """
 

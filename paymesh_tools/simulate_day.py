@@ -26,13 +26,15 @@ from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grp
 from loan_core.portfolio import PortfolioSettings, amount_due, generate
 from payment_router.channel_policy import load_policies
 from payment_router.router import CORE_OF
-from payment_router.tokens import mint
-from paymesh import mesh, pki, reconcile, tls
+from paymesh_tools.dev_tokens import mint
+from paymesh_tools import dev_pki
+from paymesh import pki, tls
+from paymesh_tools import mesh, reconcile
 from paymesh.business_calendar import BusinessCalendar, bank_calendar
-from paymesh.close_day import close_day as paymesh_close_day, describe as describe_close
+from paymesh_tools.close_day import close_day as paymesh_close_day, describe as describe_close
 from paymesh.config import Settings, address_of
-from paymesh.probe import health_of
-from paymesh.textui import format_money, format_table
+from paymesh_tools.probe import health_of
+from paymesh_tools.textui import format_money, format_table
 from paymesh.errors import error_info, reason_name, retry_delay
 from paymesh.topology import CHANNEL_NAMES, CHANNEL_VALUES, Identity
 
@@ -310,7 +312,7 @@ def remember_closed(settings: Settings, day: str) -> None:
 async def simulate(count: int, seed: int) -> int:
     settings = Settings.from_env()
     children = []
-    pki.ensure_dev_pki(settings.pki_dir)
+    dev_pki.ensure_dev_pki(settings.pki_dir)
     if await health_of("payment-router", address_of("payment-router"), settings) != "SERVING":
         # A mesh of our own: its clock starts at 10:00 in Lima on the next day this home has not closed.
         day = next_business_day(settings, BusinessCalendar())

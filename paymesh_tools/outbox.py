@@ -14,7 +14,7 @@ from bank.payments.v1 import payment_operations_service_pb2_grpc as ops_grpc
 from paymesh import tls
 from paymesh.config import Settings, address_of
 from paymesh.errors import reason_name
-from paymesh.textui import format_table
+from paymesh_tools.textui import format_table
 from paymesh.topology import OPERATOR
 
 

@@ -63,11 +63,11 @@ from paymesh import chart_of_accounts as coa
 from paymesh import tls
 from paymesh.business_calendar import date_argument
 from paymesh.config import Settings, address_of
-from paymesh.textui import format_table
+from paymesh_tools.textui import format_table
 from paymesh.topology import OPERATOR
 
 # The stages, in the order a payment goes through them (the report's column order). Callers
-# pick sources by these names (payment_router/business_day.py), so they stay as they are.
+# pick sources by these names (paymesh_tools/simulate_day.py), so they stay as they are.
 ROUTER = "accepted by router"
 CORES_STAGE = "applied by cores"
 SENT = "sent to ledger"

@@ -9,7 +9,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from paymesh import pki, tls
 from paymesh.config import Settings, port_of
-from paymesh.textui import format_table
+from paymesh_tools.textui import format_table
 from paymesh.topology import PROBE, SERVICES
 from mainframe_bridge.framing import PING, PONG, encode_frame, read_frame
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import grpc
 
 from bank.payments.v1 import payment_service_pb2_grpc
-from payment_router import batch_file
-from payment_router.batch_file import BatchFileError, read_batch_file, stream_of
+from paymesh_tools import batch_file
+from paymesh_tools.batch_file import BatchFileError, read_batch_file, stream_of
 from paymesh import tls
 from paymesh.config import Settings, address_of
-from paymesh.textui import format_money, format_table
+from paymesh_tools.textui import format_money, format_table
 from paymesh.topology import Identity
 
 UPLOADED = 0  # the summary on stdout; lines the cores rejected are listed there and do not change it

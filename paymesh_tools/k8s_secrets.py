@@ -9,6 +9,7 @@ the same shape as prod's cert-manager ones, and nothing secret is ever committed
 
 from pathlib import Path
 
+from paymesh_tools import dev_pki
 from paymesh import pki
 from paymesh.config import Settings
 from paymesh.topology import ROUTER, ROUTER_BULKHEADS, SERVICES, router_identity
@@ -18,7 +19,7 @@ DEFAULT_OUT = Path("k8s/overlays/dev/pki")
 
 def write_dev_secrets(pki_dir: Path, out: Path) -> list[Path]:
     """Ensures the dev PKI, then copies each service's material into out; returns the files written."""
-    pki.ensure_dev_pki(pki_dir)
+    dev_pki.ensure_dev_pki(pki_dir)
     written = []
     # Each service's identity; the router's are its bulkheads' (the local mesh's one router has no pod).
     identities = [spec.identity for spec in SERVICES.values() if spec.identity != ROUTER]
@@ -34,7 +35,7 @@ def write_dev_secrets(pki_dir: Path, out: Path) -> list[Path]:
 
 
 def _write(path: Path, data: bytes, secret: bool) -> Path:
-    pki._write(path, data, secret=secret)  # atomic, 0600 for keys: the PKI's own writer
+    dev_pki._write(path, data, secret=secret)  # atomic, 0600 for keys: the PKI's own writer
     return path
 
 

@@ -27,7 +27,9 @@ import os
 import ssl
 import sys
 
-from mainframe_bridge import eod_file, general_ledger, records
+from mainframe_bridge import eod_file, records
+
+from mainframe_emulator import general_ledger
 from mainframe_bridge.codec import RecordError
 from mainframe_bridge.framing import PING, PONG, FrameError, FrameReader, encode_frame
 from paymesh import pki, tls
@@ -259,7 +261,7 @@ class Emulator:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m mainframe_bridge.emulator")
+    parser = argparse.ArgumentParser(prog="python -m mainframe_emulator")
     parser.add_argument("--mode", choices=MODES, type=str.upper,
                         default=os.environ.get("PAYMESH_EMULATOR_MODE", "NORMAL").upper())
     parser.add_argument("--delay-ms", type=int, default=int(os.environ.get("PAYMESH_EMULATOR_DELAY_MS", "200")))
@@ -299,7 +301,3 @@ def main(argv: list[str] | None = None) -> None:
     except FileNotFoundError as missing:
         print(f"{SERVICE}: {missing}; run `paymesh pki` first", file=sys.stderr)
         sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

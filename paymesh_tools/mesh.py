@@ -11,11 +11,12 @@ import sys
 import time
 from dataclasses import dataclass
 
+from paymesh_tools import dev_pki
 from paymesh import pki
 from paymesh.config import Settings, port_of
-from paymesh.probe import health_of
+from paymesh_tools.probe import health_of
 from paymesh.server import until_signalled
-from paymesh.textui import format_table
+from paymesh_tools.textui import format_table
 from paymesh.topology import SERVICES, ServiceSpec
 
 READY_TIMEOUT = 60.0
@@ -50,7 +51,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
 async def start_all(settings: Settings) -> tuple[list[Child], bool]:
     """Starts every service; returns them and whether all came up SERVING. The router
     dials all the others, so it starts once they serve and its first payment finds them."""
-    pki.ensure_dev_pki(settings.pki_dir)
+    dev_pki.ensure_dev_pki(settings.pki_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)

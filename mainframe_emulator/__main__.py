@@ -1,0 +1,3 @@
+from mainframe_emulator.server import main
+
+main()
