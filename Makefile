@@ -28,8 +28,11 @@ test: $(STAMP)
 protos: $(STAMP)
 	$(BIN)/python -m paymesh_tools.protogen
 
+# The protos (buf), the Python (ruff) and the layout's contracts (import-linter, in pyproject.toml).
 lint: $(STAMP)
 	cd protos && ../$(BIN)/buf lint
+	$(BIN)/ruff check .
+	PYTHONPATH=.:gen $(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .paymesh

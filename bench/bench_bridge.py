@@ -25,9 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bank.ledger.v1 import ledger_pb2  # noqa: E402
 from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_pb2  # noqa: E402
 from paymesh_tools.dev_pki import ensure_dev_pki  # noqa: E402
-from tests.bridge_support import (  # noqa: E402
-    emulator_book, post_all, posting, start_bridge, start_emulator, stub, traceparent, wait_until_posted,
-)
+from paymesh_tools.launch import start_service  # noqa: E402
+from paymesh_tools.ledger_traffic import emulator_book, post_all, posting, stub, traceparent, wait_until_posted  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
@@ -51,8 +50,9 @@ async def bench(postings: int, per_message: int, traces: str) -> None:
         home = Path(tmp)
         pki_dir = home / "pki"
         ensure_dev_pki(pki_dir)
-        emulator = start_emulator(home, pki_dir)
-        bridge = start_bridge(home, pki_dir, emulator.address, PAYMESH_LOG_LEVEL="WARNING")
+        emulator = start_service("mainframe-emulator", home, pki_dir)
+        bridge = start_service("mainframe-bridge", home, pki_dir, PAYMESH_MAINFRAME_EMULATOR_ADDR=emulator.address,
+                               PAYMESH_LOG_LEVEL="WARNING")
         try:
             batch = [posting(n) for n in range(postings)]
             # Each with a traceparent, as the router sends them: the bridge makes a span per posting
@@ -78,7 +78,8 @@ async def bench(postings: int, per_message: int, traces: str) -> None:
             print(f"postings              {postings} ({per_message} per stream message, 3 ledger entries each,"
                   f" traceparents: {traces})")
             print(f"acknowledged (queued) {acked - started:6.2f} s   {postings / (acked - started):8.0f} postings/s")
-            print(f"all POSTED            {done - started:6.2f} s   {postings / (done - started):8.0f} postings/s end to end")
+            print(f"all POSTED            {done - started:6.2f} s   {postings / (done - started):8.0f} postings/s"
+                  " end to end")
             for name, seconds in cpu.items():
                 print(f"{name + ' CPU':21} {seconds:6.2f} s   {seconds / postings * 1000:8.3f} ms per posting")
         finally:

@@ -27,7 +27,8 @@ from confirmations import client  # noqa: E402
 from paymesh_tools.dev_pki import ensure_dev_pki  # noqa: E402
 from paymesh_tools.textui import format_table  # noqa: E402
 from paymesh.topology import ROUTER, Identity  # noqa: E402
-from tests.harness import channel, start_service  # noqa: E402
+from paymesh import tls  # noqa: E402
+from paymesh_tools.launch import start_service  # noqa: E402
 
 ATM = Identity("channel", "atm")
 Start = pb.StartPosition
@@ -50,13 +51,13 @@ async def catch_up(address: str, pki_dir: Path, count: int, pid: int, sampled: b
     """(published per second, server CPU ms per published item, delivered per second from the log,
     server CPU ms per delivered item)."""
     items = [client.confirmation(f"c{i}", types_pb2.CHANNEL_ATM, 100 + i) for i in range(count)]
-    async with channel(address, pki_dir, ROUTER) as router:
+    async with tls.channel_for(address, pki_dir, ROUTER) as router:
         cpu, started = cpu_seconds(pid), time.perf_counter()
         await client.publish(client.stub(router), items, per_message=500,
                              traceparents=[traceparent(i, sampled) for i in range(count)])
         publish_rate = count / (time.perf_counter() - started)
         publish_cpu = (cpu_seconds(pid) - cpu) / count * 1000
-    async with channel(address, pki_dir, ATM) as atm:
+    async with tls.channel_for(address, pki_dir, ATM) as atm:
         cpu, started = cpu_seconds(pid), time.perf_counter()
         call = client.stub(atm).Subscribe(pb.SubscribeRequest(start_position=Start.START_POSITION_BEGINNING))
         received = await client.collect(call, count, timeout=300)
@@ -82,7 +83,8 @@ async def live(address: str, pki_dir: Path, rate: int, seconds: float, per_messa
         started = time.perf_counter()
         for n, first in enumerate(range(0, total, per_tick)):
             await asyncio.sleep(max(0.0, started + n * tick - time.perf_counter()))
-            batch = [client.confirmation(f"l{i}", types_pb2.CHANNEL_ATM) for i in range(first, min(total, first + per_tick))]
+            batch = [client.confirmation(f"l{i}", types_pb2.CHANNEL_ATM)
+                     for i in range(first, min(total, first + per_tick))]
             now = time.perf_counter()
             for item in batch:
                 sent_at[item.payment_id] = now
@@ -92,7 +94,7 @@ async def live(address: str, pki_dir: Path, rate: int, seconds: float, per_messa
                     confirmations=batch[i:i + size],
                     traceparents=[traceparent(first + j, sampled) for j in range(i, min(len(batch), i + size))])
 
-    async with channel(address, pki_dir, ROUTER) as router, channel(address, pki_dir, ATM) as atm:
+    async with tls.channel_for(address, pki_dir, ROUTER) as router, tls.channel_for(address, pki_dir, ATM) as atm:
         call = client.stub(atm).Subscribe(pb.SubscribeRequest(start_position=Start.START_POSITION_NOW))
         await asyncio.sleep(0.5)
 

@@ -29,11 +29,11 @@ from loan_core import engine  # noqa: E402
 from loan_core.client import payment  # noqa: E402
 from loan_core.loan import originate  # noqa: E402
 from loan_core.portfolio import generate  # noqa: E402
-from loan_core.products import BY_SERVICE  # noqa: E402
+from paymesh_tools.products import RULES_OF_CORE  # noqa: E402
 from paymesh import tls  # noqa: E402
 from paymesh_tools.dev_pki import ensure_dev_pki  # noqa: E402
 from paymesh.topology import ROUTER  # noqa: E402
-from tests.harness import start_service  # noqa: E402
+from paymesh_tools.launch import start_service  # noqa: E402
 
 AS_OF = date(2026, 11, 27)
 PORTFOLIO_SIZE = 3000
@@ -44,8 +44,8 @@ def payments_for(core: str, count: int) -> list[core_pb2.LoanPayment]:
     its fees and penalty) on the business date it falls due, or on AS_OF if it is already
     overdue; 2 % also pay one installment ahead (a prepayment). The engine, run here on a
     copy of each loan, says how much, so every payment is one the core applies."""
-    rules = BY_SERVICE[core]
-    terms = [t for t in generate(rules.loan_type, seed=42, count=PORTFOLIO_SIZE, as_of=AS_OF)
+    rules = RULES_OF_CORE[core]
+    terms = [t for t in generate(rules, seed=42, count=PORTFOLIO_SIZE, as_of=AS_OF)
              if t.installments_paid < t.term_months]
     states = {t.loan_id: originate(t, rules) for t in terms}
     clock = {t.loan_id: AS_OF for t in terms}  # each borrower's own business date, never going back
@@ -119,7 +119,7 @@ def cpu_seconds(pid: int) -> float | None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--core", default="core-cash", choices=sorted(BY_SERVICE))
+    parser.add_argument("--core", default="core-cash", choices=sorted(RULES_OF_CORE))
     parser.add_argument("--payments", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=200, help="payments per stream message")
     parser.add_argument("--window", type=int, default=8, help="messages in flight on the stream")

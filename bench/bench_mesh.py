@@ -31,13 +31,14 @@ from bank.confirmations.v1 import confirmation_service_pb2 as conf_api  # noqa: 
 from bank.confirmations.v1 import confirmation_service_pb2_grpc as conf_grpc  # noqa: E402
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc  # noqa: E402
 from bank.payments.v1 import payments_pb2  # noqa: E402
+from paymesh_tools.products import RULES_OF_TYPE  # noqa: E402
 from loan_core.portfolio import generate  # noqa: E402
 from paymesh_tools.simulate_day import batch_requests  # noqa: E402
 from paymesh import tls  # noqa: E402
 from paymesh_tools.dev_pki import ensure_dev_pki  # noqa: E402
 from paymesh_tools.textui import format_table  # noqa: E402
 from paymesh.topology import OPERATOR, Identity  # noqa: E402
-from tests.harness import start_mesh, stop_mesh  # noqa: E402
+from paymesh_tools.launch import start_mesh, stop_mesh  # noqa: E402
 
 AS_OF = "2026-11-27"
 ENV = dict(PAYMESH_PORTFOLIO_SIZE="3000", PAYMESH_PORTFOLIO_SEED="42", PAYMESH_PORTFOLIO_AS_OF=AS_OF,
@@ -70,7 +71,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 class Bench:
     def __init__(self, mesh, pki_dir: Path):
         self.mesh, self.pki = mesh, pki_dir
-        self.loans = [t.loan_id for t in generate(types_pb2.LOAN_TYPE_CASH, seed=42, count=3000,
+        self.loans = [t.loan_id for t in generate(RULES_OF_TYPE[types_pb2.LOAN_TYPE_CASH], seed=42, count=3000,
                                                   as_of=__import__("datetime").date.fromisoformat(AS_OF))
                       if t.currency_code == "PEN" and t.installments_paid < t.term_months]
         self.serial = 0

@@ -154,8 +154,8 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
         if start == Start.START_POSITION_CONSUMER and not name:
             violations.append(("consumer_name", "is required to start from a consumer's position"))
         if violations:
-            await abort(context, INVALID, "the subscription request is malformed", errors_pb2.ERROR_REASON_INVALID_FIELD,
-                        violations=violations)
+            await abort(context, INVALID, "the subscription request is malformed",
+                        errors_pb2.ERROR_REASON_INVALID_FIELD, violations=violations)
         head = await self.head()
         if start == Start.START_POSITION_CONSUMER:
             position = await self.store.run(log.consumer_position, channel, name)
@@ -174,7 +174,8 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
         if name and start != Start.START_POSITION_CONSUMER:
             await self.store.transaction(log.create_consumer, channel, name, position)
         logger.info("subscribed", extra={"channel": channel, "consumer": name, "position": position})
-        buffer = LiveBuffer(channel, request.filter.loan_types, request.filter.statuses, self.settings.subscriber_buffer)
+        buffer = LiveBuffer(channel, request.filter.loan_types, request.filter.statuses,
+                            self.settings.subscriber_buffer)
         async for response in follow(self.store, self.fanout, buffer, position, self.settings.heartbeat_seconds,
                                      lambda: self._head or 0):
             yield response

@@ -150,7 +150,8 @@ def replay(connection, channel: int, endpoint_id: str) -> int | None:
     if not owns_endpoint(connection, channel, endpoint_id):
         return None
     return connection.execute(
-        "UPDATE webhook_delivery SET status = ?, attempts = 0, next_attempt_at = ? WHERE endpoint_id = ? AND status = ?",
+        "UPDATE webhook_delivery SET status = ?, attempts = 0, next_attempt_at = ? "
+        "WHERE endpoint_id = ? AND status = ?",
         (PENDING, time.time(), endpoint_id, DEAD_LETTER),
     ).rowcount
 

@@ -151,7 +151,8 @@ def signature(secret: str, message_id: str, timestamp: int, payload: str) -> str
 
 
 def payload_of(confirmation: Confirmation) -> str:
-    """{"type": "payment.applied", "timestamp": ..., "data": <Confirmation in proto3 JSON, field names as in the .proto>}."""
+    """{"type": "payment.applied", "timestamp": ..., "data": <Confirmation in proto3 JSON,
+    field names as in the .proto>}."""
     status = types_pb2.PaymentStatus.Name(confirmation.status).removeprefix("PAYMENT_STATUS_").lower()
     body = {
         "type": f"payment.{status}",

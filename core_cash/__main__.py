@@ -1,3 +1,4 @@
+from core_cash.rules import RULES
 from loan_core.server import main
 
-main("core-cash")
+main(RULES)

@@ -6,7 +6,6 @@ from loan_core.rules import PortfolioProfile, ProductRules
 
 RULES = ProductRules(
     loan_type=types_pb2.LOAN_TYPE_CASH,
-    service="core-cash",
     late_fee_minor={"PEN": 15_00, "USD": 5_00},
     penalty_rate_bps=1_200,
     life_insurance_ppm=0,

@@ -1,3 +1,4 @@
+from core_mortgage.rules import RULES
 from loan_core.server import main
 
-main("core-mortgage")
+main(RULES)

@@ -8,7 +8,6 @@ from paymesh.chart_of_accounts import PROPERTY_INSURANCE_PAYABLE
 
 RULES = ProductRules(
     loan_type=types_pb2.LOAN_TYPE_MORTGAGE,
-    service="core-mortgage",
     late_fee_minor={"PEN": 50_00, "USD": 15_00},
     penalty_rate_bps=900,
     life_insurance_ppm=280,  # 0.028 % a month of the balance

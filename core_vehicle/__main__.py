@@ -1,3 +1,4 @@
+from core_vehicle.rules import RULES
 from loan_core.server import main
 
-main("core-vehicle")
+main(RULES)

@@ -7,7 +7,6 @@ from paymesh.chart_of_accounts import VEHICLE_INSURANCE_PAYABLE
 
 RULES = ProductRules(
     loan_type=types_pb2.LOAN_TYPE_VEHICLE,
-    service="core-vehicle",
     late_fee_minor={"PEN": 30_00, "USD": 10_00},
     penalty_rate_bps=1_000,
     life_insurance_ppm=0,

@@ -22,7 +22,7 @@ from pathlib import Path
 from paymesh.business_calendar import bank_calendar
 from paymesh.config import Settings
 from paymesh_tools.dev_pki import ensure_dev_pki
-from tests.harness import start_mesh, stop_mesh
+from paymesh_tools.launch import start_mesh, stop_mesh
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 REPORT = "paymesh"  # <out>/paymesh_stats.csv, paymesh_failures.csv, ..., paymesh.html

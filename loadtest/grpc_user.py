@@ -17,9 +17,9 @@ from paymesh_tools.dev_tokens import mint
 from paymesh import pki, tls
 from paymesh.config import Settings, address_of
 from paymesh.errors import error_info
+from loadtest.tokens import EndUserToken
 from paymesh.topology import Identity
 
-TOKEN_REFRESH_SECONDS = 600  # dev tokens live 900 s
 DIGITAL_CHANNELS = ("app", "internet-banking")
 BAD_REQUEST = " [bad request]"  # the name suffix of calls that are meant to be refused
 
@@ -34,23 +34,6 @@ class GrpcFailure(Exception):
         else:
             info = error_info(error)
             super().__init__(f"{error.code().name} {info.reason if info else ''}".strip())
-
-
-class EndUserToken:
-    """A customer's token: minted on first use, and again once it is TOKEN_REFRESH_SECONDS old.
-    "Never minted" is its own state, not a time: a monotonic clock starts near 0 at boot, so on a
-    machine up less than ten minutes an initial time of 0.0 looked fresh and no token was sent."""
-
-    def __init__(self, mint_token: Callable[[], str], clock: Callable[[], float] = time.monotonic):
-        self._mint, self._clock = mint_token, clock
-        self._token: str | None = None
-        self._minted_at = 0.0
-
-    def value(self) -> str:
-        now = self._clock()
-        if self._token is None or now - self._minted_at > TOKEN_REFRESH_SECONDS:
-            self._token, self._minted_at = self._mint(), now
-        return self._token
 
 
 class ChannelUser(User):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from bank.common.v1 import types_pb2
 from bank.payments.v1 import payments_pb2
+from paymesh_tools.products import RULES_OF_TYPE
 from loan_core.portfolio import PortfolioSettings, amount_due, generate
 from paymesh_tools.simulate_day import batch_requests
 from payment_router.channel_policy import load_policies
@@ -42,10 +43,11 @@ def payable_loans() -> list[PayableLoan]:
                       for currency in ("PEN", "USD")}
     loans = []
     for loan_type in LOAN_TYPES:
-        for terms in generate(loan_type, seed=portfolio.seed, count=portfolio.count, as_of=portfolio.as_of):
+        for terms in generate(RULES_OF_TYPE[loan_type], seed=portfolio.seed, count=portfolio.count,
+                              as_of=portfolio.as_of):
             if terms.term_months - terms.installments_paid < 3:
                 continue  # nearly paid off: a second payment would be over the payoff
-            due = amount_due(terms, on)
+            due = amount_due(terms, RULES_OF_TYPE[terms.loan_type], on)
             if 0 < due <= smallest_limit[terms.currency_code]:
                 loans.append(PayableLoan(terms.loan_id, terms.currency_code, due))
     random.shuffle(loans)  # another order each run, so runs on the same mesh pay other loans first

@@ -178,7 +178,7 @@ def due_ordinals(disbursed: date, months: int) -> tuple[int, ...]:
     return tuple(_month_start(first_month + number) + offset for number in range(1, months + 1))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _month_start(month_index: int) -> int:
     """The ordinal of the first day of month month_index (year * 12 + month - 1)."""
     return date(month_index // 12, month_index % 12 + 1, 1).toordinal()

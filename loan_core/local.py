@@ -6,6 +6,7 @@ from datetime import date
 
 from bank.loans.v1 import loan_core_service_pb2_grpc
 from loan_core.portfolio import PortfolioSettings
+from loan_core.rules import ProductRules
 from loan_core.server import POLICY, registrar
 from paymesh import server, tls
 from paymesh.config import Settings
@@ -13,12 +14,12 @@ from paymesh.topology import ROUTER, Identity
 
 
 @contextlib.asynccontextmanager
-async def running_core(service: str, settings: Settings, *, count: int = 300, seed: int = 42,
+async def running_core(rules: ProductRules, settings: Settings, *, count: int = 300, seed: int = 42,
                        as_of: date = date(2026, 11, 27)):
-    """Yields the RunningServer; its store is settings.data_dir/<service>.db."""
+    """Yields the RunningServer; its store is settings.data_dir/<core>.db."""
     servicers = []
-    register = registrar(service, settings.data_dir, PortfolioSettings(seed, count, as_of), servicers)
-    running = await server.start_server(service, settings, register, POLICY)
+    register = registrar(rules, settings.data_dir, PortfolioSettings(seed, count, as_of), servicers)
+    running = await server.start_server(rules.service, settings, register, POLICY)
     try:
         yield running
     finally:

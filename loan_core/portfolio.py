@@ -13,8 +13,9 @@ from datetime import date
 
 from loan_core.dates import add_months
 from loan_core.loan import LoanTerms
-from loan_core.loan_ids import make_loan_id
+from paymesh.loan_ids import make_loan_id
 from loan_core.money import ppm_of
+from loan_core.rules import ProductRules
 from paymesh.business_calendar import bank_calendar
 
 DEFAULT_SIZE = 3000
@@ -38,12 +39,9 @@ class PortfolioSettings:
         )
 
 
-def generate(loan_type: int, *, seed: int, count: int, as_of: date) -> list[LoanTerms]:
-    """count loans of loan_type as they stand on as_of; ids <PREFIX>-000001 upwards."""
-    from loan_core.products import BY_LOAN_TYPE  # the products import the engine; import late
-
-    profile = BY_LOAN_TYPE[loan_type].portfolio
-    rules = BY_LOAN_TYPE[loan_type]
+def generate(rules: ProductRules, *, seed: int, count: int, as_of: date) -> list[LoanTerms]:
+    """count loans of the product as they stand on as_of; ids <PREFIX>-000001 upwards."""
+    loan_type, profile = rules.loan_type, rules.portfolio
     rng = random.Random(f"{seed}:{loan_type}")
     loans = []
     for number in range(1, count + 1):
@@ -84,13 +82,11 @@ def generate(loan_type: int, *, seed: int, count: int, as_of: date) -> list[Loan
     return loans
 
 
-def amount_due(terms: LoanTerms, on: date) -> int:
+def amount_due(terms: LoanTerms, rules: ProductRules, on: date) -> int:
     """What a channel shows the customer of a generated loan on `on`: the oldest installment due,
     with its late fee and penalty interest; 0 when none is due. (The loan as generated: one paid
     since at its core owes less there.)"""
-    from loan_core import engine  # the engine imports the products, which import this module
+    from loan_core import engine  # the engine imports this module (LoanTerms)
     from loan_core.loan import originate
-    from loan_core.products import BY_LOAN_TYPE
-    rules = BY_LOAN_TYPE[terms.loan_type]
     due, _ = engine.due_installments(engine.as_of(originate(terms, rules), rules, on), on)
     return due[0].outstanding if due else 0

@@ -82,7 +82,7 @@ def list_applied(connection: sqlite3.Connection, request) -> core_pb2.ListApplie
         after = int(request.page_token)
     rows = store.movements_of_day(connection, request.business_date, after, page_size + 1)
     response = core_pb2.ListAppliedPaymentsResponse()
-    for seq, movement_id, payment_id, loan_id, channel, currency, amount, kind, result in rows[:page_size]:
+    for _seq, movement_id, payment_id, loan_id, channel, currency, amount, kind, result in rows[:page_size]:
         response.movements.add(
             movement_id=movement_id, payment_id=payment_id, loan_id=loan_id, channel=channel,
             amount=types_pb2.Money(currency_code=currency, amount_minor=amount), reversal=kind == "reversal",

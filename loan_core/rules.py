@@ -2,7 +2,9 @@
 product about, as data. Each core's own module (core_cash/rules.py, ...) fills one in."""
 
 from dataclasses import dataclass
-from typing import Mapping
+from collections.abc import Mapping
+
+from paymesh.topology import PRODUCT_OF_TYPE
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,6 @@ class PortfolioProfile:
 @dataclass(frozen=True)
 class ProductRules:
     loan_type: int  # bank.common.v1.LoanType
-    service: str  # the core that holds this product
     # Late fee charged once per installment that falls overdue, per currency.
     late_fee_minor: Mapping[str, int]
     # Penalty interest (interés moratorio), annual, on the overdue principal of an installment.
@@ -42,3 +43,8 @@ class ProductRules:
     # next installment's amount, unless it pays the loan off. 0: any prepayment.
     min_prepayment_installments: int
     portfolio: PortfolioProfile
+
+    @property
+    def service(self) -> str:
+        """The core that holds this product (paymesh.topology.PRODUCTS)."""
+        return PRODUCT_OF_TYPE[self.loan_type].core

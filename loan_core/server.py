@@ -20,7 +20,6 @@ from loan_core.apply import LoanCache, apply_batch, rejection
 from loan_core.committer import GroupCommitter
 from loan_core.engine import Refused
 from loan_core.portfolio import PortfolioSettings, generate
-from loan_core.products import BY_SERVICE
 from loan_core.reversal import reverse_payment
 from loan_core.rules import ProductRules
 from loan_core.store import SCHEMA, migrate, seed_if_empty
@@ -167,7 +166,7 @@ def open_store(rules: ProductRules, data_dir: Path, portfolio: PortfolioSettings
         connection.executescript(SCHEMA)
         connection.execute("BEGIN IMMEDIATE")
         migrate(connection)
-        added = seed_if_empty(connection, generate(rules.loan_type, seed=portfolio.seed, count=portfolio.count,
+        added = seed_if_empty(connection, generate(rules, seed=portfolio.seed, count=portfolio.count,
                                                    as_of=portfolio.as_of))
         connection.execute("COMMIT")
     finally:
@@ -179,10 +178,10 @@ def open_store(rules: ProductRules, data_dir: Path, portfolio: PortfolioSettings
     return Store(path, "PRAGMA wal_autocheckpoint=16384;")
 
 
-def registrar(service: str, data_dir: Path, portfolio: PortfolioSettings, servicers: list | None = None):
-    """A paymesh.server Register for the core `service`; appends its servicer to servicers."""
+def registrar(rules: ProductRules, data_dir: Path, portfolio: PortfolioSettings, servicers: list | None = None):
+    """A paymesh.server Register for the core of `rules`; appends its servicer to servicers."""
     def register(grpc_server):
-        servicer = LoanCoreService(BY_SERVICE[service], open_store(BY_SERVICE[service], data_dir, portfolio))
+        servicer = LoanCoreService(rules, open_store(rules, data_dir, portfolio))
         if servicers is not None:
             servicers.append(servicer)
         loan_core_service_pb2_grpc.add_LoanCoreServiceServicer_to_server(servicer, grpc_server)
@@ -191,12 +190,13 @@ def registrar(service: str, data_dir: Path, portfolio: PortfolioSettings, servic
     return register
 
 
-def main(service: str) -> None:
+def main(rules: ProductRules) -> None:
+    """A core's process (`python -m core_cash`: main(core_cash.rules.RULES))."""
     servicers: list[LoanCoreService] = []
-    register = registrar(service, Settings.from_env().data_dir, PortfolioSettings.from_env(), servicers)
+    register = registrar(rules, Settings.from_env().data_dir, PortfolioSettings.from_env(), servicers)
 
     async def on_stop():
         for servicer in servicers:
             await servicer.close()
 
-    server.main(service, register, POLICY, on_stop)
+    server.main(rules.service, register, POLICY, on_stop)

@@ -156,8 +156,8 @@ def has_later_live_payment(connection: sqlite3.Connection, loan_id: str, seq: in
 
 def movements_of_day(connection: sqlite3.Connection, business_date: str, after_seq: int, limit: int) -> list[tuple]:
     return connection.execute(
-        "SELECT seq, movement_id, payment_id, loan_id, channel, currency_code, amount_minor, kind, result FROM movements "
-        "WHERE business_date = ? AND seq > ? ORDER BY seq LIMIT ?", (business_date, after_seq, limit)
+        "SELECT seq, movement_id, payment_id, loan_id, channel, currency_code, amount_minor, kind, result "
+        "FROM movements WHERE business_date = ? AND seq > ? ORDER BY seq LIMIT ?", (business_date, after_seq, limit)
     ).fetchall()
 
 

@@ -35,7 +35,7 @@ async def read_book(address: str, context: ssl.SSLContext, business_date: str) -
     date = records.date_number(business_date)
     try:
         reader, writer = await open_link(address, context)
-    except (OSError, asyncio.TimeoutError, ssl.SSLError) as fault:
+    except (TimeoutError, OSError, ssl.SSLError) as fault:
         raise BookUnavailable(f"cannot reach the mainframe at {address} ({type(fault).__name__})") from fault
     items: list[records.BookItem] = []
     try:
@@ -52,7 +52,7 @@ async def read_book(address: str, context: ssl.SSLContext, business_date: str) -
                 raise BookUnavailable(f"the mainframe's book page does not move past {position}")
             items += page.items
             position, more = (page.last_seq, page.last_line), page.more
-    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, FrameError, ssl.SSLError) as fault:
+    except (TimeoutError, OSError, asyncio.IncompleteReadError, FrameError, ssl.SSLError) as fault:
         raise BookUnavailable(f"the link to the mainframe failed while reading the book "
                               f"({type(fault).__name__})") from fault
     except (RecordError, UnicodeDecodeError) as bad:

@@ -131,7 +131,7 @@ async def _deliver(address: str, context: ssl.SSLContext, data: bytes) -> dict:
     """Sends the file as frames of whole records on a link of its own; the EOD-REPLY."""
     try:
         reader, writer = await open_link(address, context)
-    except (OSError, asyncio.TimeoutError, ssl.SSLError) as fault:
+    except (TimeoutError, OSError, ssl.SSLError) as fault:
         raise _unavailable(fault) from fault
     try:
         step = RECORDS_PER_FRAME * eod_file.LRECL
@@ -139,7 +139,7 @@ async def _deliver(address: str, context: ssl.SSLContext, data: bytes) -> dict:
             writer.write(encode_frame(data[start:start + step]))
             await writer.drain()
         return records.EOD_REPLY.decode(await asyncio.wait_for(read_frame(reader), DELIVERY_TIMEOUT))
-    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as fault:
+    except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as fault:
         raise _unavailable(fault) from fault
     finally:
         writer.close()

@@ -57,8 +57,8 @@ async def read_file(request_iterator) -> tuple[api.BatchHeader, list[api.BatchLi
             raise Refused("INVALID_ARGUMENT", "a batch is one header, then its lines, then one trailer",
                           errors_pb2.ERROR_REASON_INVALID_FIELD, [("part", f"unexpected {part or 'empty part'}")])
     if header is None or trailer is None:
-        raise Refused("INVALID_ARGUMENT", "the batch needs a header and a trailer", errors_pb2.ERROR_REASON_INVALID_FIELD,
-                      [("header" if header is None else "trailer", "missing")])
+        raise Refused("INVALID_ARGUMENT", "the batch needs a header and a trailer",
+                      errors_pb2.ERROR_REASON_INVALID_FIELD, [("header" if header is None else "trailer", "missing")])
     if not KEY_PATTERN.fullmatch(header.batch_id) or len(header.batch_id) > 40:
         raise Refused("INVALID_ARGUMENT", "batch_id must be 1-40 characters of A-Z a-z 0-9 . _ : -",
                       errors_pb2.ERROR_REASON_INVALID_FIELD, [("header.batch_id", "malformed")])
@@ -110,8 +110,8 @@ def value_dates(header: api.BatchHeader, lines: list[api.BatchLine], calendar: B
         age = calendar.business_days_between(day, today)
         if age > max_age:
             raise Refused("FAILED_PRECONDITION", f"{field} {day} is {age} business days old, more than the "
-                          f"{max_age} a day file may be; nothing was applied", errors_pb2.ERROR_REASON_DATE_OUT_OF_RANGE,
-                          [(field, f"older than {max_age} business days")])
+                          f"{max_age} a day file may be; nothing was applied",
+                          errors_pb2.ERROR_REASON_DATE_OUT_OF_RANGE, [(field, f"older than {max_age} business days")])
     return dates
 
 

@@ -123,7 +123,8 @@ class Journal:
         """Marks rows (key, reason, message) their peer refused: kept, no longer forwarded."""
         now = time.time()
         await self._store.transaction(lambda c: c.executemany(
-            "UPDATE outbox SET refused_at = ?, refused_reason = ?, refused_message = ? WHERE topic = ? AND item_key = ?",
+            "UPDATE outbox SET refused_at = ?, refused_reason = ?, refused_message = ? "
+            "WHERE topic = ? AND item_key = ?",
             [(now, reason, message, topic, key) for key, reason, message in refusals]))
 
     async def refused(self) -> list[tuple[str, str, bytes, int, str, float]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.payments.v1 import payments_pb2
-from loan_core.loan_ids import loan_type_of
+from paymesh.loan_ids import loan_type_of
 from payment_router.channel_policy import ChannelPolicy
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # fullmatch: "$" would let a final newline in

@@ -19,7 +19,7 @@ from payment_router.booking import Booking
 from payment_router.journal import Accepted, Journal, Outcome
 from paymesh import telemetry
 from paymesh.streams import BatchingStream
-from paymesh.topology import CHANNEL_NAMES
+from paymesh.topology import CHANNEL_NAMES, CORE_OF
 
 log = logging.getLogger(__name__)
 POSTINGS, CONFIRMATIONS = "posting", "confirmation"
@@ -28,11 +28,6 @@ RECENT_SEQUENCES = 20_000  # sequences kept in memory for callers who ask just a
 # the ledger, so postings wait longer and travel in far fewer, fuller messages.
 FORWARD_LINGER_SECONDS = {POSTINGS: 0.02, CONFIRMATIONS: 0.002}
 SWEEP_SECONDS = 0.2  # how often delivered outbox rows are forgotten, in one commit
-CORE_OF = {
-    types_pb2.LOAN_TYPE_CASH: "core-cash",
-    types_pb2.LOAN_TYPE_MORTGAGE: "core-mortgage",
-    types_pb2.LOAN_TYPE_VEHICLE: "core-vehicle",
-}
 
 
 def item_stream(name: str, rpc, request_type, items_field: str, answers_field: str, id_field: str,
@@ -244,7 +239,7 @@ class Router:
         while True:
             try:
                 await asyncio.wait_for(ready.wait(), timeout=1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             ready.clear()
             await asyncio.sleep(FORWARD_LINGER_SECONDS[topic])

@@ -14,14 +14,14 @@ from payment_router.channel_policy import load_policies
 from payment_router.journal import Journal
 from payment_router.orders import PaymentIds
 from payment_router.operations import FULL_NAME as OPERATIONS_NAME, PaymentOperationsService
-from payment_router.router import CORE_OF, Router, bridge_stream, confirmations_stream, core_stream
+from payment_router.router import Router, bridge_stream, confirmations_stream, core_stream
 from payment_router.service import PaymentService
 from payment_router.tokens import TokenVerifier
 from paymesh import pki, server, tls
 from paymesh.business_calendar import bank_calendar
 from paymesh.authz import CallerPolicy
 from paymesh.config import Settings, address_of
-from paymesh.topology import OPERATOR, Identity, channels_of_router, router_identity
+from paymesh.topology import CORE_OF, OPERATOR, Identity, channels_of_router, router_identity
 
 SERVICE = "payment-router"
 OPERATOR_METHODS = ("SummarizePayments", "ListPayments", "ListRefusedDeliveries", "ReplayRefusedDeliveries")

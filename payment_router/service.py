@@ -71,7 +71,8 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         if payment.status == types_pb2.PAYMENT_STATUS_REJECTED:
             code = STATUS_OF_REASON.get(payment.rejection.reason, grpc.StatusCode.FAILED_PRECONDITION)
             await _abort_refused(context, Refused(code.name, payment.rejection.message, payment.rejection.reason,
-                                                  [(v.field, v.description) for v in payment.rejection.field_violations]),
+                                                  [(v.field, v.description)
+                                                   for v in payment.rejection.field_violations]),
                                  payment_id=payment.payment_id)
         if not payment.confirmation_sequence:  # a retry of a confirmed payment has it already: no wait
             payment.confirmation_sequence = await self.router.confirmation_sequence(
@@ -320,7 +321,8 @@ async def _abort_core_error(context, error: grpc.aio.AioRpcError, payment_id: st
     log.warning("the loan core did not answer a reversal", extra={
         "payment_id": payment_id, "code": error.code().name, "detail": (error.details() or "")[:200]})
     await abort(context, grpc.StatusCode.UNAVAILABLE, "the loan core for this loan is unavailable; retry the reversal "
-                "with the same idempotency key", errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0)
+                "with the same idempotency key", errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE,
+                retry_after_seconds=1.0)
 
 
 def _remaining(context) -> float:

@@ -49,7 +49,7 @@ class Clock:
         return time.time() + self._offset
 
     def now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.timestamp(), dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self.timestamp(), dt.UTC)
 
 
 def parse_date(text: str) -> dt.date | None:

@@ -8,6 +8,7 @@ account. A reversal is the same movement with the sides swapped.
 """
 
 from bank.common.v1 import types_pb2
+from paymesh.topology import PRODUCTS
 
 _CHANNEL_SUFFIX = {
     types_pb2.CHANNEL_APP: "01",
@@ -16,11 +17,7 @@ _CHANNEL_SUFFIX = {
     types_pb2.CHANNEL_ATM: "04",
     types_pb2.CHANNEL_STORE: "05",
 }
-_PRODUCT_SUFFIX = {
-    types_pb2.LOAN_TYPE_CASH: "01",
-    types_pb2.LOAN_TYPE_MORTGAGE: "02",
-    types_pb2.LOAN_TYPE_VEHICLE: "03",
-}
+_PRODUCT_SUFFIX = {product.loan_type: product.ledger_suffix for product in PRODUCTS}
 
 CHANNEL_CLEARING = "1105"  # money collected by a channel, owed to the bank
 LOAN_PRINCIPAL = "1401"  # loans receivable (principal and prepayment)

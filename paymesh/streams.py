@@ -72,7 +72,7 @@ class BatchingStream(Generic[Item, Result]):
         try:
             await asyncio.wait_for(self._connected.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def submit(self, item: Item) -> Result:

@@ -38,7 +38,7 @@ class JsonLinesSpanExporter(SpanExporter):
 
     def __init__(self, path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "a", encoding="utf-8")
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (held for the exporter's life; shutdown() closes it)
 
     def export(self, spans):
         for span in spans:

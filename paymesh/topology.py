@@ -104,6 +104,26 @@ CHANNEL_VALUES = {
 CHANNEL_NAMES = {value: name for name, value in CHANNEL_VALUES.items()}
 
 
+@dataclass(frozen=True)
+class LoanProduct:
+    """A product of the bank and where it lives: the one table the router routes by, loan ids
+    are written by and the general ledger's accounts are numbered by."""
+
+    loan_type: int  # bank.common.v1.LoanType
+    core: str  # the core service holding its loans
+    id_prefix: str  # its loan ids: CSH-000123
+    ledger_suffix: str  # the last two digits of its general-ledger accounts: 510101 is cash loans' interest
+
+
+PRODUCTS = (
+    LoanProduct(types_pb2.LOAN_TYPE_CASH, "core-cash", "CSH", "01"),
+    LoanProduct(types_pb2.LOAN_TYPE_MORTGAGE, "core-mortgage", "MTG", "02"),
+    LoanProduct(types_pb2.LOAN_TYPE_VEHICLE, "core-vehicle", "VEH", "03"),
+)
+PRODUCT_OF_TYPE = {product.loan_type: product for product in PRODUCTS}
+CORE_OF = {product.loan_type: product.core for product in PRODUCTS}  # loan type -> core service
+
+
 def router_identity(bulkhead: str = "") -> Identity:
     """The router's identity: the bulkhead's (service/payment-router-atm), or the local mesh's one router."""
     if not bulkhead:

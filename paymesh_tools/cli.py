@@ -14,7 +14,8 @@ COMMANDS = {
     "k8s-secrets": ("paymesh_tools.k8s_secrets", "write the dev Kubernetes overlay's TLS material from the dev PKI"),
     "token": ("paymesh_tools.dev_tokens", "mint a dev end-user JWT for the digital channels"),
     "batch": ("paymesh_tools.batch_upload", "upload a channel's day file to the router"),
-    "close-day": ("paymesh_tools.close_day", "close a business day at the ledger: the end-of-day file to the mainframe"),
+    "close-day": ("paymesh_tools.close_day", "close a business day at the ledger: the end-of-day file to the "
+                  "mainframe"),
     "reconcile": ("paymesh_tools.reconcile", "compare the day item by item across router, cores, bridge, mainframe and "
                   "confirmations"),
     "outbox": ("paymesh_tools.outbox", "the router's outbox rows its peers refused: list them, replay them"),

@@ -299,7 +299,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def _now() -> dt.datetime:
     # Certificate validity is an instant, which X.509 writes in UTC: no business date is involved.
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _identity_argument(text: str) -> Identity:
@@ -333,7 +333,8 @@ def run(args) -> int:
         print(f"issued {args.device}: {issue_device(settings.pki_dir, args.device)}")
     if getattr(args, "revoke", None):
         serial = revoke(settings.pki_dir, args.revoke)
-        print(f"revoked {args.revoke} (serial {serial:x}) in {crl_path(settings.pki_dir)}; servers refuse it within a second")
+        print(f"revoked {args.revoke} (serial {serial:x}) in {crl_path(settings.pki_dir)}; "
+              "servers refuse it within a second")
     written = ensure_dev_pki(settings.pki_dir)
     if getattr(args, "rotate_token_key", False):
         kid = rotate_token_signing_key(settings.pki_dir)

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 
 from paymesh_tools import dev_pki
-from paymesh import pki
 from paymesh.config import Settings, port_of
 from paymesh_tools.probe import health_of
 from paymesh.server import until_signalled
@@ -95,7 +94,7 @@ async def stop_all(children: list[Child], settings: Settings) -> None:
     for child in children:
         try:
             await asyncio.wait_for(child.process.wait(), settings.grace_seconds + 5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             child.process.kill()
             await child.process.wait()
 

@@ -32,13 +32,13 @@ async def emulator_health(target: str, settings: Settings, timeout: float = 2.0)
     context.load_cert_chain(pki.cert_path(settings.pki_dir, PROBE), pki.key_path(settings.pki_dir, PROBE))
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port), ssl=context), timeout)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return "UNAVAILABLE"
     try:
         writer.write(encode_frame(PING))
         reply = await asyncio.wait_for(read_frame(reader), timeout)
         return "SERVING" if reply == PONG else "NOT_SERVING"
-    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+    except (TimeoutError, OSError, asyncio.IncompleteReadError):
         return "UNAVAILABLE"
     finally:
         writer.close()

@@ -64,7 +64,7 @@ from paymesh import tls
 from paymesh.business_calendar import date_argument
 from paymesh.config import Settings, address_of
 from paymesh_tools.textui import format_table
-from paymesh.topology import OPERATOR
+from paymesh.topology import CORE_OF, OPERATOR
 
 # The stages, in the order a payment goes through them (the report's column order). Callers
 # pick sources by these names (paymesh_tools/simulate_day.py), so they stay as they are.
@@ -78,9 +78,7 @@ STAGES = (ROUTER, CORES_STAGE, SENT, POSTED, BOOK, CONFIRMED)
 LEDGER_STAGES = frozenset([SENT, POSTED])  # the bridge's: they know each posting's original date
 
 PAYMENT, REVERSAL = "payment", "reversal"
-CORES = {"core-cash": types_pb2.LOAN_TYPE_CASH, "core-mortgage": types_pb2.LOAN_TYPE_MORTGAGE,
-         "core-vehicle": types_pb2.LOAN_TYPE_VEHICLE}
-CORE_OF = {loan_type: name for name, loan_type in CORES.items()}
+CORES = {core: loan_type for loan_type, core in CORE_OF.items()}
 ALL_LOAN_TYPES = frozenset(CORES.values())
 DUPLICATE_WINDOW_SECONDS = 10 * 60
 CALL_TIMEOUT = 30.0

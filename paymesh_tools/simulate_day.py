@@ -23,12 +23,12 @@ import grpc
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2 as conf_api, confirmation_service_pb2_grpc as conf_grpc
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc, payments_pb2
+from paymesh_tools.products import RULES_OF_TYPE
 from loan_core.portfolio import PortfolioSettings, amount_due, generate
 from payment_router.channel_policy import load_policies
-from payment_router.router import CORE_OF
 from paymesh_tools.dev_tokens import mint
 from paymesh_tools import dev_pki
-from paymesh import pki, tls
+from paymesh import tls
 from paymesh_tools import mesh, reconcile
 from paymesh.business_calendar import BusinessCalendar, bank_calendar
 from paymesh_tools.close_day import close_day as paymesh_close_day, describe as describe_close
@@ -36,7 +36,7 @@ from paymesh.config import Settings, address_of
 from paymesh_tools.probe import health_of
 from paymesh_tools.textui import format_money, format_table
 from paymesh.errors import error_info, reason_name, retry_delay
-from paymesh.topology import CHANNEL_NAMES, CHANNEL_VALUES, Identity
+from paymesh.topology import CHANNEL_NAMES, CHANNEL_VALUES, CORE_OF, Identity
 
 ONLINE = {"app": 0.25, "internet-banking": 0.15, "atm": 0.20}
 BATCH = {"agent": 0.22, "store": 0.18}
@@ -75,10 +75,11 @@ def plan_orders(count: int, seed: int, day: str) -> dict[str, list[payments_pb2.
     on = dt.date.fromisoformat(day)
     portfolio = PortfolioSettings.from_env()
     policies = load_policies()
-    loans = [t for loan_type in CORE_OF for t in generate(loan_type, seed=portfolio.seed, count=portfolio.count,
-                                                          as_of=portfolio.as_of)
+    loans = [t for loan_type in CORE_OF
+             for t in generate(RULES_OF_TYPE[loan_type], seed=portfolio.seed, count=portfolio.count,
+                               as_of=portfolio.as_of)
              if t.installments_paid < t.term_months]
-    dues = [(loan, due) for loan in loans if (due := amount_due(loan, on))]
+    dues = [(loan, due) for loan in loans if (due := amount_due(loan, RULES_OF_TYPE[loan.loan_type], on))]
     plan: dict[str, list[payments_pb2.PaymentOrder]] = {}
     for channel, share in {**ONLINE, **BATCH}.items():
         limits = policies[channel].max_amount_minor

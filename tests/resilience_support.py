@@ -16,6 +16,7 @@ from bank.confirmations.v1 import confirmation_service_pb2 as conf_api, confirma
 from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_api, mainframe_bridge_service_pb2_grpc as bridge_grpc
 from bank.loans.v1 import loan_core_service_pb2 as core_api, loan_core_service_pb2_grpc as core_grpc
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc, payments_pb2
+from paymesh_tools.products import RULES_OF_TYPE
 from loan_core.money import annuity_payment
 from loan_core.portfolio import generate
 from paymesh_tools.simulate_day import settle
@@ -97,7 +98,7 @@ class Orders:
         self._mortgages = itertools.cycle([
             (t.loan_id, 3 * (annuity_payment(t.principal_minor, t.annual_rate_bps, t.term_months, t.balloon_minor)
                              + t.asset_insurance_minor))
-            for t in generate(types_pb2.LOAN_TYPE_MORTGAGE, **PORTFOLIO)
+            for t in generate(RULES_OF_TYPE[types_pb2.LOAN_TYPE_MORTGAGE], **PORTFOLIO)
             if t.currency_code == "PEN" and t.installments_paid < t.term_months])
         self._numbers = itertools.count()
         self.prefix = prefix

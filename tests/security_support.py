@@ -85,8 +85,8 @@ def bad_credentials(case: str, pki_dir) -> pki.Material | None:
         return pki.Material(rogue.key, rogue.cert, pki.ca_path(pki_dir).read_bytes())
     if case == "expired certificate":
         # Signed by the mesh's own CA: expiry is the only thing wrong with it.
-        return dev_pki._load_ca(pki_dir).issue(ATM, not_before=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
-                                           not_after=dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc))
+        return dev_pki._load_ca(pki_dir).issue(ATM, not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+                                           not_after=dt.datetime(2021, 1, 1, tzinfo=dt.UTC))
     raise ValueError(case)
 
 

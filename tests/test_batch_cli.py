@@ -20,7 +20,8 @@ def paymesh_batch(file, tmp_path: Path, pki_dir=None, router=CLOSED_PORT, channe
     """Runs the command; without pki_dir the certificates are absent, so nothing can reach the network."""
     env = dict(os.environ, PAYMESH_HOME=str(tmp_path / "home"), PAYMESH_PAYMENT_ROUTER_ADDR=router,
                PAYMESH_PKI_DIR=str(pki_dir or tmp_path / "no-pki"))
-    return subprocess.run([sys.executable, "-m", "paymesh_tools.cli", "batch", "upload", str(file), "--channel", channel],
+    return subprocess.run([sys.executable, "-m", "paymesh_tools.cli", "batch", "upload", str(file),
+                           "--channel", channel],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
 
 

@@ -37,7 +37,7 @@ def test_value_and_booking_dates(calendar, instant, value, booking):
 
 def test_utc_evening_is_still_lima_afternoon(calendar):
     # 00:30 UTC on the 28th is 19:30 on the 27th in Lima: the 27th, before its cut-off.
-    instant = dt.datetime(2026, 11, 28, 0, 30, tzinfo=dt.timezone.utc)
+    instant = dt.datetime(2026, 11, 28, 0, 30, tzinfo=dt.UTC)
     assert calendar.value_date(instant) == dt.date(2026, 11, 27)
     assert calendar.booking_date(instant) == dt.date(2026, 11, 27)
 

@@ -50,7 +50,8 @@ async def close_refused(mesh, pki_dir, day: str) -> grpc.aio.AioRpcError:
 
 async def postings(mesh, pki_dir, day: str) -> list:
     async with tls.channel_for(mesh["mainframe-bridge"].address, pki_dir, OPERATOR) as ch:
-        call = bridge_grpc.MainframeBridgeServiceStub(ch).ListPostings(bridge_api.ListPostingsRequest(business_date=day))
+        call = bridge_grpc.MainframeBridgeServiceStub(ch).ListPostings(
+            bridge_api.ListPostingsRequest(business_date=day))
         return [p async for response in call for p in response.postings]
 
 
@@ -98,7 +99,8 @@ async def test_a_close_while_online_stream_and_batch_keep_coming(tmp_path, pki_d
         refused_by_close = [p for p in batch_lines if p.rejection.reason in (
             errors_pb2.ERROR_REASON_BUSINESS_DAY_CLOSED, errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE)]
         assert not refused_by_close
-        answered = list(tally.applied.values()) + [p for p in batch_lines if p.status == types_pb2.PAYMENT_STATUS_APPLIED]
+        answered = list(tally.applied.values()) + [p for p in batch_lines
+                                                   if p.status == types_pb2.PAYMENT_STATUS_APPLIED]
         booked = {day: sum(p.business_date == day for p in answered) for day in (FRIDAY, MONDAY)}
         assert booked[FRIDAY] > 20 and booked[MONDAY] > 20, booked
         assert {p.value_date for p in answered} == {FRIDAY}  # the customers paid on Friday, whatever the booking
@@ -123,7 +125,8 @@ async def test_a_router_down_through_the_close_books_its_postings_late(tmp_path,
         # The bridge is away: the router's postings of Friday wait in its outbox.
         mesh["mainframe-bridge"].terminate()
         loans = open_loans(types_pb2.LOAN_TYPE_CASH)[:3]
-        paid = [await submit(mesh, pki_dir, "atm", order(f"late-{n}", loan_id, 2_000)) for n, loan_id in enumerate(loans)]
+        paid = [await submit(mesh, pki_dir, "atm", order(f"late-{n}", loan_id, 2_000))
+                for n, loan_id in enumerate(loans)]
         assert {p.status for p in paid} == {types_pb2.PAYMENT_STATUS_APPLIED}
         assert {p.business_date for p in paid} == {FRIDAY}
         mesh["payment-router"].kill()  # SIGKILL, its outbox still full
@@ -189,8 +192,10 @@ async def test_the_cut_off_and_bad_dates(tmp_path, pki_dir):
         assert {(r.payment.value_date, r.payment.business_date) for r in reply.results} == {("2026-11-26", MONDAY)}
 
         # Closing: a malformed date, a day to come, a weekend, then a day closed twice.
-        for day, code in [("27/11/2026", grpc.StatusCode.INVALID_ARGUMENT), ("2026-02-30", grpc.StatusCode.INVALID_ARGUMENT),
-                          (MONDAY, grpc.StatusCode.FAILED_PRECONDITION), ("2026-11-22", grpc.StatusCode.FAILED_PRECONDITION)]:
+        for day, code in [("27/11/2026", grpc.StatusCode.INVALID_ARGUMENT),
+                          ("2026-02-30", grpc.StatusCode.INVALID_ARGUMENT),
+                          (MONDAY, grpc.StatusCode.FAILED_PRECONDITION),
+                          ("2026-11-22", grpc.StatusCode.FAILED_PRECONDITION)]:
             refused = await close_refused(mesh, pki_dir, day)
             assert refused.code() == code, (day, refused.details())
         first = await close(mesh, pki_dir, FRIDAY)
@@ -260,9 +265,11 @@ async def test_a_posting_the_bridge_refuses_is_kept_listed_and_replayable(tmp_pa
         payment_id = PaymentIds.from_file(payment_id_secret_path(pki_dir)).of("atm", "refused-posting")
         squatter = posting(1, date=FRIDAY)
         squatter.posting_id = squatter.payment_id = payment_id
-        async with tls.channel_for(mesh["mainframe-bridge"].address, pki_dir, Identity("service", "payment-router")) as ch:
+        async with tls.channel_for(mesh["mainframe-bridge"].address, pki_dir,
+                                   Identity("service", "payment-router")) as ch:
             await post_all(bridge_grpc.MainframeBridgeServiceStub(ch), [squatter])
-        paid = await submit(mesh, pki_dir, "atm", order("refused-posting", open_loans(types_pb2.LOAN_TYPE_CASH)[0], 2_000))
+        paid = await submit(mesh, pki_dir, "atm",
+                            order("refused-posting", open_loans(types_pb2.LOAN_TYPE_CASH)[0], 2_000))
         assert paid.payment_id == payment_id and paid.status == types_pb2.PAYMENT_STATUS_APPLIED
         async with tls.channel_for(mesh["payment-router"].address, pki_dir, OPERATOR) as ch:
             operations = ops_grpc.PaymentOperationsServiceStub(ch)
@@ -309,9 +316,10 @@ async def test_the_reconciliation_catches_each_break_by_payment_id(tmp_path, pki
             core.execute("UPDATE movements SET amount_minor = amount_minor - 1 WHERE payment_id = ?", (minus,))
             # A payment applied twice, as a second movement.
             core.execute("INSERT INTO movements (movement_id, kind, payment_id, loan_id, business_date, channel,"
-                         " currency_code, amount_minor, request_digest, result, loan_before) SELECT movement_id || '-again',"
-                         " kind, payment_id, loan_id, business_date, channel, currency_code, amount_minor, request_digest,"
-                         " result, loan_before FROM movements WHERE payment_id = ?", (twice,))
+                         " currency_code, amount_minor, request_digest, result, loan_before)"
+                         " SELECT movement_id || '-again', kind, payment_id, loan_id, business_date, channel,"
+                         " currency_code, amount_minor, request_digest, result, loan_before"
+                         " FROM movements WHERE payment_id = ?", (twice,))
         core.close()
         book = sqlite3.connect(tmp_path / "data" / "mainframe-emulator.db")
         with book:
@@ -347,5 +355,5 @@ async def test_the_reconciliation_catches_each_break_by_payment_id(tmp_path, pki
 def test_a_day_in_lima_is_not_the_servers_utc_day():
     # 19:30 in Lima is 00:30 UTC of the next day: the payment's dates are Lima's.
     from paymesh.business_calendar import BusinessCalendar
-    instant = dt.datetime(2026, 11, 28, 0, 30, tzinfo=dt.timezone.utc)
+    instant = dt.datetime(2026, 11, 28, 0, 30, tzinfo=dt.UTC)
     assert BusinessCalendar().value_date(instant).isoformat() == FRIDAY

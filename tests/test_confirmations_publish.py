@@ -98,8 +98,8 @@ async def test_the_operator_summarizes_a_business_date_per_channel_status_and_cu
 
 
 async def test_a_rejected_payment_is_confirmed_even_when_its_loan_type_or_amount_was_the_problem(settings):
-    refused = client.confirmation("r1", types_pb2.CHANNEL_ATM, -1, currency="", status=types_pb2.PAYMENT_STATUS_REJECTED,
-                                  loan_type=types_pb2.LOAN_TYPE_UNSPECIFIED)
+    refused = client.confirmation("r1", types_pb2.CHANNEL_ATM, -1, currency="",
+                                  status=types_pb2.PAYMENT_STATUS_REJECTED, loan_type=types_pb2.LOAN_TYPE_UNSPECIFIED)
     async with serving(settings) as (address, _):
         async with channel(address, settings, ROUTER) as ch:
             acks = await client.publish(client.stub(ch), [refused])

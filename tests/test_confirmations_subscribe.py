@@ -17,8 +17,9 @@ ATM_VALUE, STORE_VALUE = types_pb2.CHANNEL_ATM, types_pb2.CHANNEL_STORE
 def mixed(count: int) -> list:
     """Alternating ATM and store confirmations, loan types and statuses varying."""
     statuses = (types_pb2.PAYMENT_STATUS_APPLIED, types_pb2.PAYMENT_STATUS_REJECTED)
-    return [client.confirmation(f"p{i}", (ATM_VALUE, STORE_VALUE)[i % 2], 100 + i, loan_type=(CASH, MORTGAGE)[i // 2 % 2],
-                                status=statuses[i // 4 % 2]) for i in range(count)]
+    return [client.confirmation(f"p{i}", (ATM_VALUE, STORE_VALUE)[i % 2], 100 + i,
+                                loan_type=(CASH, MORTGAGE)[i // 2 % 2], status=statuses[i // 4 % 2])
+            for i in range(count)]
 
 
 async def test_a_channel_sees_only_its_own_confirmations_live_and_from_the_log(settings):

@@ -57,7 +57,8 @@ def test_a_posting_round_trips_exactly(posting_id, payment_id, date, channel, lo
        created=st.datetimes(datetime(2000, 1, 1), datetime(2099, 12, 31), timezones=st.just(eod_file.BANK_TIME_ZONE)),
        sequence=st.integers(0, 999_999))
 def test_an_end_of_day_file_round_trips_with_its_control_totals(rows, created, sequence):
-    details = [eod_file.Detail(f"p{i}", entry, channel, loan_type) for i, (entry, channel, loan_type) in enumerate(rows)]
+    details = [eod_file.Detail(f"p{i}", entry, channel, loan_type)
+               for i, (entry, channel, loan_type) in enumerate(rows)]
     data = eod_file.build(20250331, details, created, sequence)
     assert len(data) == (len(details) + 2) * eod_file.LRECL
     parsed = eod_file.read(data)

@@ -9,6 +9,7 @@ import grpc
 
 from bank.common.v1 import types_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
+from paymesh_tools.products import RULES_OF_TYPE
 from loan_core.client import apply_batches, payment
 from loan_core.local import core_stub
 from loan_core.portfolio import generate
@@ -23,7 +24,7 @@ MODES = (types_pb2.PREPAYMENT_MODE_REDUCE_TERM, types_pb2.PREPAYMENT_MODE_REDUCE
 def the_payments() -> list[list[core_pb2.LoanPayment]]:
     """60 micro-batches of 20 payments over 50 open loans: mostly small, some prepayments."""
     rng = random.Random(11)
-    loans = [t for t in generate(types_pb2.LOAN_TYPE_CASH, seed=42, count=100, as_of=AS_OF)
+    loans = [t for t in generate(RULES_OF_TYPE[types_pb2.LOAN_TYPE_CASH], seed=42, count=100, as_of=AS_OF)
              if t.installments_paid < t.term_months][:50]
     payments = []
     for n in range(1200):

@@ -7,6 +7,7 @@ from datetime import date
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from bank.loans.v1 import loans_pb2
+from paymesh_tools.products import RULES_OF_CORE, RULES_OF_TYPE
 from loan_core.client import apply_batches, payment
 from loan_core.local import core_stub, running_core
 from loan_core.portfolio import generate
@@ -22,7 +23,7 @@ def credits(outcome) -> dict[str, int]:
 
 async def loans_with_status(stub, loan_type: int, status: int) -> list[loans_pb2.Loan]:
     found = []
-    for terms in generate(loan_type, seed=42, count=60, as_of=AS_OF):
+    for terms in generate(RULES_OF_TYPE[loan_type], seed=42, count=60, as_of=AS_OF):
         loan = (await stub.GetLoan(core_pb2.GetLoanRequest(loan_id=terms.loan_id, as_of_date=DAY))).loan
         if loan.status == status:
             found.append(loan)
@@ -30,7 +31,7 @@ async def loans_with_status(stub, loan_type: int, status: int) -> list[loans_pb2
 
 
 async def test_mortgage_insurance_partial_payment_and_prepayment_rules(settings):
-    async with running_core("core-mortgage", settings, count=60) as running:
+    async with running_core(RULES_OF_CORE["core-mortgage"], settings, count=60) as running:
         async with core_stub(f"127.0.0.1:{running.port}", settings) as stub:
             loan = (await loans_with_status(stub, types_pb2.LOAN_TYPE_MORTGAGE, loans_pb2.LOAN_STATUS_OVERDUE))[0]
             assert all(i.insurance_minor > 0 for i in loan.schedule)
@@ -53,11 +54,12 @@ async def test_mortgage_insurance_partial_payment_and_prepayment_rules(settings)
             assert allocation.insurance_minor == oldest.insurance_minor and allocation.fees_minor > 0
             lines = credits(applied)
             assert lines[coa.LIFE_INSURANCE_PAYABLE] + lines[coa.PROPERTY_INSURANCE_PAYABLE] == oldest.insurance_minor
-            assert lines[coa.product_account(coa.LOAN_PRINCIPAL, types_pb2.LOAN_TYPE_MORTGAGE)] == oldest.principal_minor
+            assert (lines[coa.product_account(coa.LOAN_PRINCIPAL, types_pb2.LOAN_TYPE_MORTGAGE)]
+                    == oldest.principal_minor)
 
 
 async def test_vehicle_insurance_and_balloon(settings):
-    async with running_core("core-vehicle", settings, count=60) as running:
+    async with running_core(RULES_OF_CORE["core-vehicle"], settings, count=60) as running:
         async with core_stub(f"127.0.0.1:{running.port}", settings) as stub:
             loans = await loans_with_status(stub, types_pb2.LOAN_TYPE_VEHICLE, loans_pb2.LOAN_STATUS_CURRENT)
             balloon = next(loan for loan in loans if loan.balloon_minor)

@@ -11,6 +11,7 @@ import pytest
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from bank.loans.v1 import loans_pb2
+from paymesh_tools.products import RULES_OF_CORE, RULES_OF_TYPE
 from loan_core.client import apply_batches, payment
 from loan_core.local import core_stub, running_core
 from loan_core.portfolio import generate
@@ -19,7 +20,7 @@ from paymesh.topology import OPERATOR, ROUTER, Identity
 
 AS_OF = date(2026, 11, 27)
 DAY = AS_OF.isoformat()
-PORTFOLIO = generate(types_pb2.LOAN_TYPE_CASH, seed=42, count=300, as_of=AS_OF)
+PORTFOLIO = generate(RULES_OF_TYPE[types_pb2.LOAN_TYPE_CASH], seed=42, count=300, as_of=AS_OF)
 
 
 def loans_where(status: int, currency: str = "PEN") -> list[str]:
@@ -39,7 +40,7 @@ USD_LOAN = loans_where(loans_pb2.LOAN_STATUS_CURRENT, "USD")[0]
 
 @pytest.fixture
 async def core(settings):
-    async with running_core("core-cash", settings, count=300) as running:
+    async with running_core(RULES_OF_CORE["core-cash"], settings, count=300) as running:
         async with core_stub(f"127.0.0.1:{running.port}", settings) as stub:
             yield stub
 
@@ -112,7 +113,7 @@ async def test_bad_payments_get_their_rejection_nothing_changes_and_the_stream_g
     watched = [CURRENT[0], PAID_OFF[0], OVERDUE[0]]
     before = [await get_loan(core, loan_id) for loan_id in watched]
     batch = []
-    for n, (case, (changes, _)) in enumerate(BAD_PAYMENTS.items()):
+    for n, (_case, (changes, _)) in enumerate(BAD_PAYMENTS.items()):
         fields = dict(payment_id=f"bad-{n}", loan_id=CURRENT[0], amount_minor=100_00, currency="PEN",
                       business_date=DAY)
         fields.update(changes)
@@ -262,7 +263,7 @@ async def test_the_days_movements_come_in_pages_with_whole_day_totals(core):
 
 
 async def test_only_the_router_applies_and_the_operator_may_only_read(settings):
-    async with running_core("core-cash", settings, count=20) as running:
+    async with running_core(RULES_OF_CORE["core-cash"], settings, count=20) as running:
         address = f"127.0.0.1:{running.port}"
         async with core_stub(address, settings, OPERATOR) as operator:
             assert (await get_loan(operator, "CSH-000001")).loan_id == "CSH-000001"

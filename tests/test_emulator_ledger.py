@@ -5,7 +5,7 @@ closed day, the book read page by page."""
 import asyncio
 import hashlib
 import sqlite3
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 
@@ -18,7 +18,7 @@ from paymesh.topology import BRIDGE, OPERATOR, Identity
 from tests.bridge_support import emulator_book, start_emulator
 
 DAY = 20250331
-CREATED = datetime(2025, 3, 31, 23, 30, tzinfo=timezone.utc)
+CREATED = datetime(2025, 3, 31, 23, 30, tzinfo=UTC)
 
 
 def record(n: int, debit: int = 500, credit: int = 500, account: str = "140101") -> records.PostingRecord:
@@ -148,7 +148,8 @@ async def test_a_closed_day_answers_its_file_again_refuses_another_and_takes_no_
         assert "2025-03-31 is closed" in late.message
         assert replay == records.decode_reply(first_reply) and replay.return_code == records.RC_OK
         assert next_day.return_code == records.RC_OK
-        assert (await read_book(emulator.address, client_context(pki_dir, BRIDGE), "2025-03-31"))[-1].posting_id == "e-3"
+        assert (await read_book(emulator.address, client_context(pki_dir, BRIDGE),
+                                "2025-03-31"))[-1].posting_id == "e-3"
     finally:
         emulator.kill()
 

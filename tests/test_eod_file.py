@@ -6,7 +6,7 @@ mainframe's refusal of another file for a day it closed."""
 import asyncio
 import hashlib
 import sqlite3
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import grpc
 import pytest
@@ -21,7 +21,7 @@ from paymesh.topology import BRIDGE
 from tests.bridge_support import DATE, posting, start_emulator
 
 DAY = 20261128
-CREATED = datetime(2026, 11, 29, 3, 4, 5, tzinfo=timezone.utc)  # 22:04:05 of the 28th in Lima (UTC-5)
+CREATED = datetime(2026, 11, 29, 3, 4, 5, tzinfo=UTC)  # 22:04:05 of the 28th in Lima (UTC-5)
 
 
 def details(count: int = 3) -> list[eod_file.Detail]:
@@ -67,7 +67,8 @@ def test_the_trailer_counts_each_record_type_and_carries_the_hash_total():
 def test_the_hash_total_keeps_its_10_low_order_digits_as_ach_does():
     big = [eod_file.Detail("p", records.Entry(f"p:{n}", "9999999999", "D", "PEN", 1), 1, 1) for n in range(3)]
     assert eod_file.hash_total(big) == 29999999997 % 10 ** 10 == 9999999997
-    assert eod_file.hash_total([eod_file.Detail("p", records.Entry("p:1", "GL-1105-04", "D", "PEN", 1), 1, 1)]) == 110504
+    assert eod_file.hash_total(
+        [eod_file.Detail("p", records.Entry("p:1", "GL-1105-04", "D", "PEN", 1), 1, 1)]) == 110504
     assert eod_file.read(eod_file.build(DAY, big, CREATED, 1)).hash_total == 9999999997
 
 

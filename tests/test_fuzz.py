@@ -57,7 +57,8 @@ def _order(key, loan, currency, amount, mode, reference) -> payments_pb2.Payment
 orders = st.one_of(
     st.builds(_order, keys, loan_ids, currencies, amounts, modes, text),
     st.builds(_order, st.from_regex(r"[a-z0-9]{8,20}", fullmatch=True), st.sampled_from(CASH_LOANS),
-              st.sampled_from(["PEN", "USD"]), st.integers(1, 600_000), st.sampled_from(types_pb2.PrepaymentMode.values()),
+              st.sampled_from(["PEN", "USD"]), st.integers(1, 600_000),
+              st.sampled_from(types_pb2.PrepaymentMode.values()),
               st.from_regex(r"[ -~]{0,70}", fullmatch=True)))
 loan_payments = st.builds(
     lambda payment_id, loan, currency, amount, mode, day, channel: core_api.LoanPayment(

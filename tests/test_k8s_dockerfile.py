@@ -18,7 +18,7 @@ SECRET_PATHS = re.compile(r"\.paymesh|pki|\.key\b|\.pem\b|\.env\b|id_rsa|\.p12\b
 
 def instructions(text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments), continuation lines joined, comments dropped."""
-    joined = re.sub(r"\\\n", " ", "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#")))
+    joined = re.sub(r"\\\n", " ", "\n".join(raw for raw in text.splitlines() if not raw.lstrip().startswith("#")))
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
             for line in joined.splitlines() if line.strip()]
 

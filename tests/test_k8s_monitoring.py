@@ -10,7 +10,7 @@ RULES = REPO / "k8s" / "monitoring" / "alerts.yaml"
 # Each series an alert reads, and where the code makes it (tests/test_business_day.py scrapes them).
 EXPORTED = {
     "paymesh_queue_depth": ("paymesh/telemetry.py", '"paymesh.queue.depth"'),
-    "paymesh_outbox_refused_total": ("paymesh/telemetry.py", '"paymesh_tools.outbox.refused"'),
+    "paymesh_outbox_refused_total": ("paymesh/telemetry.py", '"paymesh.outbox.refused"'),
 }
 
 

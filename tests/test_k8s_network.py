@@ -146,6 +146,7 @@ def test_the_graph_check_bites():
 
 
 def test_prod_mainframe_egress_is_the_configured_address():
-    (config_map,) = [c for c in of_kind(render("prod"), "ConfigMap") if c["metadata"]["name"].startswith("paymesh-config")]
+    (config_map,) = [c for c in of_kind(render("prod"), "ConfigMap")
+                     if c["metadata"]["name"].startswith("paymesh-config")]
     address, port = config_map["data"]["PAYMESH_MAINFRAME_EMULATOR_ADDR"].rsplit(":", 1)
     assert (address, int(port)) == PROD_MAINFRAME

@@ -16,7 +16,7 @@ from core_vehicle.rules import RULES as VEHICLE
 from loan_core import engine, ledger
 from loan_core.engine import Refused
 from loan_core.loan import LoanState, LoanTerms, originate
-from loan_core.loan_ids import loan_type_of
+from paymesh.loan_ids import loan_type_of
 from loan_core.money import div_half_even
 
 REDUCE_TERM = types_pb2.PREPAYMENT_MODE_REDUCE_TERM
@@ -157,7 +157,8 @@ def test_payment_posting_is_balanced_with_stable_entry_ids():
     reversal = ledger.reversal_posting("rev-1", "2026-03-21", posting)
     assert ledger.is_balanced(reversal) and reversal.payment_id == "pay-1"
     assert [(e.account, e.side) for e in reversal.entries] == [
-        (e.account, ledger_pb2.ENTRY_SIDE_CREDIT if e.side == ledger_pb2.ENTRY_SIDE_DEBIT else ledger_pb2.ENTRY_SIDE_DEBIT)
+        (e.account,
+         ledger_pb2.ENTRY_SIDE_CREDIT if e.side == ledger_pb2.ENTRY_SIDE_DEBIT else ledger_pb2.ENTRY_SIDE_DEBIT)
         for e in posting.entries
     ]
     assert reversal.entries[0].entry_id == "rev-1:1"

@@ -8,28 +8,28 @@ import pytest
 from bank.common.v1 import types_pb2
 from loan_core import engine
 from loan_core.loan import originate
-from loan_core.loan_ids import loan_type_of
+from paymesh.loan_ids import loan_type_of
 from loan_core.portfolio import PortfolioSettings, generate
-from loan_core.products import BY_LOAN_TYPE
+from paymesh_tools.products import RULES_OF_TYPE
 from paymesh.business_calendar import BusinessCalendar
 
 AS_OF = date(2026, 11, 27)
 
 
-@pytest.mark.parametrize("loan_type", sorted(BY_LOAN_TYPE))
+@pytest.mark.parametrize("loan_type", sorted(RULES_OF_TYPE))
 def test_same_seed_same_loans_and_ids_carry_the_product(loan_type):
-    first = generate(loan_type, seed=42, count=400, as_of=AS_OF)
-    assert first == generate(loan_type, seed=42, count=400, as_of=AS_OF)
-    assert first != generate(loan_type, seed=43, count=400, as_of=AS_OF)
+    first = generate(RULES_OF_TYPE[loan_type], seed=42, count=400, as_of=AS_OF)
+    assert first == generate(RULES_OF_TYPE[loan_type], seed=42, count=400, as_of=AS_OF)
+    assert first != generate(RULES_OF_TYPE[loan_type], seed=43, count=400, as_of=AS_OF)
     assert len({t.loan_id for t in first}) == 400
     assert all(loan_type_of(t.loan_id) == loan_type for t in first)
     assert all(t.disbursement_date < AS_OF and 1 <= t.disbursement_date.day <= 28 for t in first)
 
 
-@pytest.mark.parametrize("loan_type", sorted(BY_LOAN_TYPE))
+@pytest.mark.parametrize("loan_type", sorted(RULES_OF_TYPE))
 def test_portfolio_mixes_currencies_and_current_overdue_and_paid_off_loans(loan_type):
-    rules = BY_LOAN_TYPE[loan_type]
-    terms = generate(loan_type, seed=42, count=400, as_of=AS_OF)
+    rules = RULES_OF_TYPE[loan_type]
+    terms = generate(RULES_OF_TYPE[loan_type], seed=42, count=400, as_of=AS_OF)
     currencies = Counter(t.currency_code for t in terms)
     assert set(currencies) == {"PEN", "USD"} and currencies["PEN"] > currencies["USD"]
     statuses = Counter()
@@ -54,4 +54,5 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.delenv("PAYMESH_PORTFOLIO_SIZE")
     monkeypatch.delenv("PAYMESH_PORTFOLIO_SEED")
     monkeypatch.delenv("PAYMESH_PORTFOLIO_AS_OF")
-    assert PortfolioSettings.from_env() == PortfolioSettings(42, 3000, BusinessCalendar.from_env().value_date())  # Lima's today
+    assert PortfolioSettings.from_env() == PortfolioSettings(
+        42, 3000, BusinessCalendar.from_env().value_date())  # Lima's today

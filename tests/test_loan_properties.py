@@ -21,19 +21,19 @@ from loan_core.client import payment
 from loan_core.engine import Refused
 from loan_core.loan import LoanTerms, build_installments, originate
 from loan_core.portfolio import generate
-from loan_core.products import BY_LOAN_TYPE
+from paymesh_tools.products import RULES_OF_TYPE
 from loan_core.reversal import reverse_payment
 from paymesh.sqlite import _in_transaction, connect  # the Store's own BEGIN ... COMMIT, without its thread
 
 PROPERTIES = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-LOAN_TYPES = st.sampled_from(sorted(BY_LOAN_TYPE))
+LOAN_TYPES = st.sampled_from(sorted(RULES_OF_TYPE))
 MODES = st.sampled_from([types_pb2.PREPAYMENT_MODE_UNSPECIFIED, types_pb2.PREPAYMENT_MODE_REDUCE_TERM,
                          types_pb2.PREPAYMENT_MODE_REDUCE_INSTALLMENT])
 
 
 @st.composite
 def loans(draw) -> LoanTerms:
-    rules = BY_LOAN_TYPE[draw(LOAN_TYPES)]
+    rules = RULES_OF_TYPE[draw(LOAN_TYPES)]
     principal = draw(st.integers(100_00, 500_000_00))
     term = draw(st.integers(1, 360))
     return LoanTerms(
@@ -58,7 +58,7 @@ def _check_sane(state, principal: int) -> None:
 @PROPERTIES
 @given(loans())
 def test_a_schedules_principal_parts_sum_to_the_principal(terms):
-    rules = BY_LOAN_TYPE[terms.loan_type]
+    rules = RULES_OF_TYPE[terms.loan_type]
     schedule = build_installments(terms, rules, terms.principal_minor, 1, terms.term_months, terms.balloon_minor)
     assert len(schedule) == terms.term_months
     assert sum(i.principal for i in schedule) == terms.principal_minor
@@ -69,7 +69,7 @@ def test_a_schedules_principal_parts_sum_to_the_principal(terms):
 @PROPERTIES
 @given(loans(), st.integers(0, 12_000), st.integers(1, 10**9), MODES, st.integers(1, 3))
 def test_allocation_sums_to_the_amount_and_no_balance_goes_negative(terms, days, fraction, mode, payments):
-    rules = BY_LOAN_TYPE[terms.loan_type]
+    rules = RULES_OF_TYPE[terms.loan_type]
     state = originate(terms, rules)
     on = terms.disbursement_date
     for _ in range(payments):
@@ -101,16 +101,16 @@ def _store_of(loan_type: int):
     if loan_type not in _STORES:
         connection = connect(_ROOT / f"{loan_type}.db")
         connection.executescript(store.SCHEMA)
-        loans_seeded = generate(loan_type, seed=3, count=60, as_of=AS_OF)
+        loans_seeded = generate(RULES_OF_TYPE[loan_type], seed=3, count=60, as_of=AS_OF)
         store.seed_if_empty(connection, loans_seeded)
-        _STORES[loan_type] = (connection, LoanCache(BY_LOAN_TYPE[loan_type]), loans_seeded)
+        _STORES[loan_type] = (connection, LoanCache(RULES_OF_TYPE[loan_type]), loans_seeded)
     return _STORES[loan_type]
 
 
 @settings(max_examples=40, deadline=None)
 @given(LOAN_TYPES, st.integers(0, 59), st.integers(0, 120), st.integers(1, 10**9), MODES)
 def test_apply_then_reverse_restores_the_loan(loan_type, index, days_after, fraction, mode):
-    rules = BY_LOAN_TYPE[loan_type]
+    rules = RULES_OF_TYPE[loan_type]
     connection, cache, seeded = _store_of(loan_type)
     terms = seeded[index]
     on = AS_OF + timedelta(days=days_after)
@@ -138,10 +138,10 @@ def test_a_chain_of_payments_reversed_one_by_one_restores_each_state():
     """Enough payments that settled installments move to the loan's archive column (more than
     once), then each reversed, latest first: after each reversal the loan read from the file,
     and the cache, are exactly the loan before that payment."""
-    rules = BY_LOAN_TYPE[types_pb2.LOAN_TYPE_MORTGAGE]
+    rules = RULES_OF_TYPE[types_pb2.LOAN_TYPE_MORTGAGE]
     connection = connect(Path(tempfile.mkdtemp(prefix="loan-chain-")) / "chain.db")
     connection.executescript(store.SCHEMA)
-    seeded = generate(rules.loan_type, seed=5, count=40, as_of=AS_OF)
+    seeded = generate(rules, seed=5, count=40, as_of=AS_OF)
     store.seed_if_empty(connection, seeded)
     terms = next(t for t in seeded if 0 < t.installments_paid < t.term_months - 40)
     cache = LoanCache(rules)
@@ -150,7 +150,7 @@ def test_a_chain_of_payments_reversed_one_by_one_restores_each_state():
         loan = queries.get_loan(connection, rules, terms.loan_id, on)
         due = loan.amount_due.amount_minor or loan.schedule[-1].principal_minor  # pays what is due
         sent = payment(f"chain-{n}", terms.loan_id, due, terms.currency_code, on.isoformat())
-        [outcome] = _in_transaction(connection, lambda c: apply_batch(c, [sent], rules=rules, loans=cache))
+        [outcome] = _in_transaction(connection, lambda c, sent=sent: apply_batch(c, [sent], rules=rules, loans=cache))
         assert outcome.HasField("applied"), outcome
         befores.append(loan)
         on += timedelta(days=31)
@@ -159,16 +159,16 @@ def test_a_chain_of_payments_reversed_one_by_one_restores_each_state():
         on -= timedelta(days=31)
         reversal = core_pb2.ReversePaymentRequest(reversal_id=f"rev-chain-{n}", payment_id=f"chain-{n}",
                                                   business_date=on.isoformat(), reason="test")
-        _in_transaction(connection, lambda c: reverse_payment(c, rules, cache, reversal))
+        _in_transaction(connection, lambda c, reversal=reversal: reverse_payment(c, rules, cache, reversal))
         assert queries.get_loan(connection, rules, terms.loan_id, on) == befores[n]
         assert LoanCache(rules).get(connection, terms.loan_id)[0] == cache.get(connection, terms.loan_id)[0]
 
 
 def test_a_store_from_before_the_archive_column_is_read_as_it_is():
-    rules = BY_LOAN_TYPE[types_pb2.LOAN_TYPE_MORTGAGE]
+    rules = RULES_OF_TYPE[types_pb2.LOAN_TYPE_MORTGAGE]
     connection = connect(Path(tempfile.mkdtemp(prefix="loan-old-")) / "old.db")
     connection.executescript(store.SCHEMA.replace("    state TEXT,\n    archive TEXT\n", "    state TEXT\n"))
-    seeded = generate(rules.loan_type, seed=5, count=5, as_of=AS_OF)
+    seeded = generate(rules, seed=5, count=5, as_of=AS_OF)
     store.seed_if_empty(connection, seeded)
     state = originate(seeded[0], rules)
     old_json = msgspec.json.encode([state.balloon_minor, state.prepaid_minor, state.installments, state.settled])

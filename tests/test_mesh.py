@@ -34,7 +34,8 @@ def _mesh_env(tmp_path) -> tuple[dict[str, str], dict[str, int]]:
 def test_up_check_starts_every_service_serving_then_stops_them_all_cleanly(tmp_path):
     env, ports = _mesh_env(tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "paymesh_tools.cli", "up", "--check"], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "paymesh_tools.cli", "up", "--check"], env=env, capture_output=True, text=True,
+        timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
     for name, port in ports.items():
@@ -68,7 +69,8 @@ async def test_up_runs_until_sigterm(tmp_path, settings):
 def test_simulate_day_confirms_every_result_to_its_channel_closes_the_day_and_reconciles(tmp_path):
     env, ports = _mesh_env(tmp_path)
     env.update({f"{SERVICES[name].env_prefix}_ADDR": f"127.0.0.1:{port}" for name, port in ports.items()})
-    result = subprocess.run([sys.executable, "-m", "paymesh_tools.cli", "simulate-day", "--payments", "800", "--seed", "5"],
+    result = subprocess.run([sys.executable, "-m", "paymesh_tools.cli", "simulate-day", "--payments", "800",
+                             "--seed", "5"],
                             env=env, capture_output=True, text=True, timeout=300)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr

@@ -10,6 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from bank.loans.v1 import loan_core_service_pb2 as core_pb, loan_core_service_pb2_grpc as core_grpc
+from paymesh_tools.products import RULES_OF_CORE
 from loan_core import server as core_server
 from loan_core.portfolio import PortfolioSettings
 from paymesh_tools import dev_pki
@@ -24,7 +25,7 @@ ATM = Identity("channel", "atm")
 @pytest.fixture
 async def core(settings):
     portfolio = PortfolioSettings(seed=1, count=5, as_of=dt.date(2026, 11, 27))
-    register = core_server.registrar("core-cash", settings.data_dir, portfolio)
+    register = core_server.registrar(RULES_OF_CORE["core-cash"], settings.data_dir, portfolio)
     running = await start_server("core-cash", settings, register, core_server.POLICY, port=0)
     yield f"127.0.0.1:{running.port}"
     await running.stop(0)
@@ -83,8 +84,8 @@ async def test_an_expired_certificate_fails_the_handshake(core, settings):
     # Signed by the mesh's own CA, so expiry is the only thing wrong with it.
     expired = dev_pki._load_ca(settings.pki_dir).issue(
         ROUTER,
-        not_before=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
-        not_after=dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc),
+        not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+        not_after=dt.datetime(2021, 1, 1, tzinfo=dt.UTC),
     )
     async with tls.secure_channel(core, expired) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -120,7 +121,8 @@ def test_identity_is_read_only_from_a_single_spiffe_uri():
     # A device of a channel that has them is that channel (its rights), with its device named.
     device = Identity.parse("spiffe://paymesh.bank/channel/atm/ATM-0042")
     assert device == ATM and device.device == "ATM-0042"
-    for bad in ("channel/store/STORE-1", "channel/atm/a/b", "channel/atm/", "channel/atm/-x", "service/payment-router/x"):
+    for bad in ("channel/store/STORE-1", "channel/atm/a/b", "channel/atm/", "channel/atm/-x",
+                "service/payment-router/x"):
         assert Identity.parse(f"spiffe://paymesh.bank/{bad}") is None, bad
     material = dev_pki.CertificateAuthority.create().issue(ATM)
     assert tls.identity_from_pem(material.cert) == ATM

@@ -34,8 +34,9 @@ def test_a_missing_or_expiring_certificate_is_issued_again(tmp_path):
     dev_pki.ensure_dev_pki(tmp_path)
     atm = Identity("channel", "atm")
     pki.cert_path(tmp_path, atm).unlink()
-    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
     expiring = dev_pki._load_ca(tmp_path).issue(Identity("channel", "app"), not_after=soon)
     pki.cert_path(tmp_path, Identity("channel", "app")).write_bytes(expiring.cert)
     written = dev_pki.ensure_dev_pki(tmp_path)
-    assert sorted(written) == sorted([pki.cert_path(tmp_path, atm), pki.cert_path(tmp_path, Identity("channel", "app"))])
+    assert sorted(written) == sorted([pki.cert_path(tmp_path, atm),
+                                      pki.cert_path(tmp_path, Identity("channel", "app"))])

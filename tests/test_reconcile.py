@@ -11,6 +11,7 @@ import grpc
 
 from bank.common.v1 import types_pb2
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc, payments_pb2
+from paymesh_tools.products import RULES_OF_TYPE
 from loan_core.portfolio import generate
 from mainframe_bridge.link import set_emulator_mode
 from paymesh import tls
@@ -42,7 +43,7 @@ async def until_exit_code(wanted: int, *args, timeout: float = 20.0) -> subproce
 
 
 def open_loans(loan_type: int) -> list[str]:
-    return [t.loan_id for t in generate(loan_type, **PORTFOLIO)
+    return [t.loan_id for t in generate(RULES_OF_TYPE[loan_type], **PORTFOLIO)
             if t.currency_code == "PEN" and t.installments_paid < t.term_months]
 
 

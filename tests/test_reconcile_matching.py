@@ -14,8 +14,8 @@ from bank.loans.v1 import loans_pb2
 from bank.payments.v1 import payments_pb2
 from paymesh import chart_of_accounts as coa
 from paymesh_tools import reconcile
-from paymesh_tools.reconcile import (BOOK, CONFIRMED, CORES_STAGE, PAYMENT, POSTED, REVERSAL, ROUTER, SENT, STAGES, Item,
-                               LateItem, Split, match)
+from paymesh_tools.reconcile import (BOOK, CONFIRMED, CORES_STAGE, PAYMENT, POSTED, REVERSAL, ROUTER, SENT, STAGES,
+                                     Item, LateItem, Split, match)
 
 D, NEXT = "2026-11-27", "2026-11-30"  # a Friday and the next business day
 CASH, MORTGAGE = types_pb2.LOAN_TYPE_CASH, types_pb2.LOAN_TYPE_MORTGAGE

@@ -10,6 +10,7 @@ import pytest
 from bank.common.v1 import types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2 as conf_api, confirmation_service_pb2_grpc as conf_grpc
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc, payments_pb2
+from paymesh_tools.products import RULES_OF_TYPE
 from loan_core.portfolio import generate
 from paymesh_tools.dev_tokens import mint
 from paymesh import tls
@@ -24,7 +25,7 @@ ENV = dict(PAYMESH_PORTFOLIO_SIZE="120", PAYMESH_PORTFOLIO_SEED="7", PAYMESH_POR
 
 
 def open_loans(loan_type: int, currency: str = "PEN") -> list[str]:
-    return [t.loan_id for t in generate(loan_type, **PORTFOLIO)
+    return [t.loan_id for t in generate(RULES_OF_TYPE[loan_type], **PORTFOLIO)
             if t.currency_code == currency and t.installments_paid < t.term_months]
 
 
@@ -207,7 +208,8 @@ async def test_a_batch_applies_each_line_once_even_when_uploaded_again(mesh, pki
     again = await upload(mesh, pki_dir, "agent", "agent-file-1", orders)
     assert again.summary.replayed_count == 300
     assert [r.payment.payment_id for r in again.results] == [r.payment.payment_id for r in first.results]
-    assert [r.payment.outstanding_balance for r in again.results] == [r.payment.outstanding_balance for r in first.results]
+    assert ([r.payment.outstanding_balance for r in again.results]
+            == [r.payment.outstanding_balance for r in first.results])
 
 
 async def test_a_batch_whose_trailer_does_not_match_is_refused_whole(mesh, pki_dir):

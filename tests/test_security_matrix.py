@@ -349,15 +349,17 @@ async def test_a_day_file_never_half_applies(mesh, pki_dir, store_payment):
     async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "agent")) as ch:
         stub = api_grpc.PaymentServiceStub(ch)
         async with nothing_changes(mesh, pki_dir):
-            for attempt in range(2):  # a re-upload is answered the same, clearly
+            for _attempt in range(2):  # a re-upload is answered the same, clearly
                 error = await denied(stub.UploadBatch(iter(day_file("sec-half", [good, *poison], [("PEN", 1_000)])),
                                                       timeout=10))
                 assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
-                assert "nothing was applied" in error.details() and "line[2].payment.amount.amount_minor" in error.details()
+                assert ("nothing was applied" in error.details()
+                        and "line[2].payment.amount.amount_minor" in error.details())
             # Totals of zero or less are totals too: a trailer must declare exactly what the file holds.
             error = await denied(stub.UploadBatch(iter(day_file(
                 "sec-zero", [good], [("PEN", 1_000), ("USD", 0)])), timeout=10))
-            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error_info(error).reason == "CONTROL_TOTAL_MISMATCH"
+            assert (error.code() == grpc.StatusCode.INVALID_ARGUMENT
+                    and error_info(error).reason == "CONTROL_TOTAL_MISMATCH")
             error = await denied(stub.UploadBatch(iter(day_file(
                 "sec-twice", [good], [("PEN", 1_000), ("PEN", 0)])), timeout=10))
             assert error_info(error).reason == "CONTROL_TOTAL_MISMATCH"

@@ -214,7 +214,8 @@ def test_a_key_set_at_a_url_is_fetched_again_and_an_unknown_kid_asks_for_it_earl
 
 
 def new_kid_missing(source, key) -> bool:
-    return dev_pki.token_key_id(key) not in {k.kid for k in source.keys()}
+    published = source.keys()  # a KeySource's list of keys (not a dict: it is not iterable itself)
+    return dev_pki.token_key_id(key) not in {k.kid for k in published}
 
 
 def test_pem_public_keys_still_work_and_are_read_again(tmp_path, issuer, monkeypatch):

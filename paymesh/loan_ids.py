@@ -3,15 +3,11 @@ A router routes on the prefix alone, without asking any core."""
 
 import re
 
-from bank.common.v1 import types_pb2
+from paymesh.topology import PRODUCTS
 
-PREFIXES = {
-    types_pb2.LOAN_TYPE_CASH: "CSH",
-    types_pb2.LOAN_TYPE_MORTGAGE: "MTG",
-    types_pb2.LOAN_TYPE_VEHICLE: "VEH",
-}
+PREFIXES = {product.loan_type: product.id_prefix for product in PRODUCTS}
 _TYPE_OF_PREFIX = {prefix: loan_type for loan_type, prefix in PREFIXES.items()}
-_LOAN_ID = re.compile(r"(CSH|MTG|VEH)-([0-9]{6,12})")
+_LOAN_ID = re.compile(rf"({'|'.join(_TYPE_OF_PREFIX)})-([0-9]{{6,12}})")
 
 
 def loan_type_of(loan_id: str) -> int | None:
