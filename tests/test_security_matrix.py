@@ -68,6 +68,20 @@ async def denied(call) -> grpc.aio.AioRpcError:
     return error.value
 
 
+def mainframe_posting(posting_id: str, amount_minor: int) -> bytes:
+    """A balanced ATM cash posting of the day on VICTIM's product, as the mainframe's record."""
+    return records.encode_posting(records.PostingRecord(
+        posting_id, int(AS_OF.replace("-", "")), posting_id, types_pb2.CHANNEL_ATM, types_pb2.LOAN_TYPE_CASH,
+        (records.Entry("E1", "110504", "D", "PEN", amount_minor),
+         records.Entry("E2", "140101", "C", "PEN", amount_minor))))
+
+
+def applied_confirmation(payment_id: str, channel: int) -> confirmations_pb2.Confirmation:
+    return confirmations_pb2.Confirmation(
+        payment_id=payment_id, channel=channel, loan_id=VICTIM, status=types_pb2.PAYMENT_STATUS_APPLIED,
+        business_date=AS_OF, amount=types_pb2.Money(currency_code="PEN", amount_minor=100_000))
+
+
 def assert_caller_not_allowed(error: grpc.aio.AioRpcError):
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED, error.details()
     assert error_info(error).reason == "CALLER_NOT_ALLOWED"
@@ -118,10 +132,7 @@ async def test_a_channel_certificate_cannot_call_the_bridge(mesh, pki_dir, store
 
 
 async def test_a_channel_certificate_cannot_publish_confirmations(mesh, pki_dir, store_payment):
-    forged = confirmations_pb2.Confirmation(
-        payment_id="PAY-forged-confirmation", channel=types_pb2.CHANNEL_ATM, loan_id=VICTIM,
-        status=types_pb2.PAYMENT_STATUS_APPLIED, business_date=AS_OF,
-        amount=types_pb2.Money(currency_code="PEN", amount_minor=100_000))
+    forged = applied_confirmation("PAY-forged-confirmation", types_pb2.CHANNEL_ATM)
     async with nothing_changes(mesh, pki_dir):
         async with tls.channel_for(mesh["confirmations"].address, pki_dir, ATM) as ch:
             stub = conf_grpc.ConfirmationServiceStub(ch)
@@ -132,10 +143,7 @@ async def test_a_channel_certificate_cannot_publish_confirmations(mesh, pki_dir,
 
 
 async def test_a_channel_certificate_cannot_talk_to_the_mainframe(mesh, pki_dir, store_payment):
-    posting = records.encode_posting(records.PostingRecord(
-        "PAY-forged-mainframe", int(AS_OF.replace("-", "")), "PAY-forged-mainframe", types_pb2.CHANNEL_ATM,
-        types_pb2.LOAN_TYPE_CASH, (records.Entry("E1", "110504", "D", "PEN", 100_000),
-                                   records.Entry("E2", "140101", "C", "PEN", 100_000))))
+    posting = mainframe_posting("PAY-forged-mainframe", 100_000)
     emulator = mesh["mainframe-emulator"].address
     async with nothing_changes(mesh, pki_dir):
         with pytest.raises(HANDSHAKE_REFUSED):  # hung up on, not a word answered
@@ -413,10 +421,7 @@ async def test_only_the_bridge_posts_to_the_mainframe(mesh, pki_dir, store_payme
     straight to the emulator. Now the operator cannot connect, and the probe and the controller, which
     can, may not post: 0040, nothing in the book."""
     from paymesh.topology import EMULATOR_CONTROL, PROBE
-    forged = records.encode_posting(records.PostingRecord(
-        "PAY-forged-operator", int(AS_OF.replace("-", "")), "PAY-forged-operator", types_pb2.CHANNEL_ATM,
-        types_pb2.LOAN_TYPE_CASH, (records.Entry("E1", "110504", "D", "PEN", 99_999_900),
-                                   records.Entry("E2", "140101", "C", "PEN", 99_999_900))))
+    forged = mainframe_posting("PAY-forged-operator", 99_999_900)
     emulator = mesh["mainframe-emulator"].address
     async with nothing_changes(mesh, pki_dir):
         with pytest.raises(HANDSHAKE_REFUSED):
@@ -465,9 +470,7 @@ async def test_a_router_bulkhead_serves_and_carries_only_its_own_channels(mesh, 
     foreign_payment = core_api.LoanPayment(
         payment_id="PAY-foreign-core", loan_id=VICTIM, business_date=AS_OF, value_date=AS_OF, channel=store,
         amount=types_pb2.Money(currency_code="PEN", amount_minor=100_000))
-    foreign_confirmation = confirmations_pb2.Confirmation(
-        payment_id="PAY-foreign-confirmation", channel=store, loan_id=VICTIM, status=types_pb2.PAYMENT_STATUS_APPLIED,
-        business_date=AS_OF, amount=types_pb2.Money(currency_code="PEN", amount_minor=100_000))
+    foreign_confirmation = applied_confirmation("PAY-foreign-confirmation", store)
     async with nothing_changes(mesh, pki_dir):
         async with tls.channel_for(mesh["core-cash"].address, pki_dir, atm_router) as ch:
             stub = core_grpc.LoanCoreServiceStub(ch)
