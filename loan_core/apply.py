@@ -13,7 +13,7 @@ from collections import OrderedDict
 from bank.common.v1 import errors_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from loan_core import engine, ledger, store, validation
-from loan_core.engine import Refused
+from paymesh.errors import Refused
 from loan_core.loan import LoanState, originate
 from loan_core.rules import ProductRules
 
@@ -120,7 +120,7 @@ def apply_batch(connection: sqlite3.Connection, payments, *, rules: ProductRules
         try:
             outcomes.append(_apply_one(connection, rules, loans, earlier, payment))
         except Refused as refused:
-            outcomes.append(core_pb2.PaymentOutcome(payment_id=payment.payment_id, rejection=rejection(refused)))
+            outcomes.append(core_pb2.PaymentOutcome(payment_id=payment.payment_id, rejection=refused.rejection()))
         except sqlite3.Error:
             raise  # the store failed: the whole transaction rolls back
         except Exception:
@@ -132,12 +132,6 @@ def apply_batch(connection: sqlite3.Connection, payments, *, rules: ProductRules
                 message="the core could not apply this payment (an internal error); it was not applied")))
     loans.write_back(connection)
     return outcomes
-
-
-def rejection(refused: Refused) -> errors_pb2.Rejection:
-    violations = [errors_pb2.FieldViolation(field=refused.field_name, description=refused.message)]
-    return errors_pb2.Rejection(reason=refused.reason, message=refused.message,
-                                field_violations=violations if refused.field_name else [])
 
 
 def _apply_one(connection, rules: ProductRules, loans: LoanCache, earlier: dict, payment) -> core_pb2.PaymentOutcome:
@@ -169,7 +163,7 @@ def _apply_one(connection, rules: ProductRules, loans: LoanCache, earlier: dict,
             state, rules, payment.amount.amount_minor, value_date, payment.prepayment_mode
         )
     except Refused as refused:  # refused by the loan's state: keep the answer for replays
-        outcome = core_pb2.PaymentOutcome(payment_id=payment.payment_id, rejection=rejection(refused))
+        outcome = core_pb2.PaymentOutcome(payment_id=payment.payment_id, rejection=refused.rejection())
         result = outcome.SerializeToString()
         store.insert_refusal(connection, payment.payment_id, payment.loan_id, payment.business_date,
                              request_digest, result)

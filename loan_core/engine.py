@@ -15,16 +15,7 @@ from bank.common.v1 import errors_pb2, types_pb2
 from loan_core.loan import Installment, LoanState, build_installments
 from loan_core.money import penalty_interest
 from loan_core.rules import ProductRules
-
-
-class Refused(Exception):
-    """The payment cannot be applied; nothing changed."""
-
-    def __init__(self, reason: int, message: str, field_name: str = ""):
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.field_name = field_name
+from paymesh.errors import Refused
 
 
 @dataclass

@@ -8,7 +8,7 @@ from bank.common.v1 import errors_pb2, types_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from bank.loans.v1 import loans_pb2
 from loan_core import engine, store, validation
-from loan_core.engine import Refused
+from paymesh.errors import Refused
 from loan_core.loan import LoanState, originate
 from loan_core.rules import ProductRules
 

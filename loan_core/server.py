@@ -16,9 +16,9 @@ from bank.common.v1 import errors_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from bank.loans.v1 import loan_core_service_pb2_grpc
 from loan_core import queries
-from loan_core.apply import LoanCache, apply_batch, rejection
+from loan_core.apply import LoanCache, apply_batch
 from loan_core.committer import GroupCommitter
-from loan_core.engine import Refused
+from paymesh.errors import Refused, abort
 from loan_core.portfolio import PortfolioSettings, generate
 from loan_core.reversal import reverse_payment
 from loan_core.rules import ProductRules
@@ -27,7 +27,6 @@ from paymesh import server, telemetry
 from paymesh.authz import Bulkhead, CallerPolicy
 from paymesh.business_calendar import bank_calendar, parse_date
 from paymesh.config import Settings
-from paymesh.errors import abort
 from paymesh.sqlite import Store, connect
 from paymesh.topology import OPERATOR, ROUTERS
 
@@ -41,15 +40,6 @@ POLICY = CallerPolicy(
 MAX_BATCHES_IN_FLIGHT = 64
 # A bigger message would hold everyone's group commit too long: its payments are refused.
 MAX_PAYMENTS_PER_MESSAGE = 10_000
-
-_STATUS_OF_REASON = {
-    errors_pb2.ERROR_REASON_LOAN_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    errors_pb2.ERROR_REASON_PAYMENT_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED: grpc.StatusCode.ALREADY_EXISTS,
-    errors_pb2.ERROR_REASON_ALREADY_REVERSED: grpc.StatusCode.FAILED_PRECONDITION,
-    errors_pb2.ERROR_REASON_REVERSAL_NOT_ALLOWED: grpc.StatusCode.FAILED_PRECONDITION,
-    errors_pb2.ERROR_REASON_CALLER_NOT_ALLOWED: grpc.StatusCode.PERMISSION_DENIED,
-}
 
 
 class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
@@ -89,9 +79,10 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
                         ) -> list[core_pb2.PaymentOutcome]:
         payments, started = request.payments, time.time_ns()
         if len(payments) > MAX_PAYMENTS_PER_MESSAGE:
-            refused = rejection(Refused(
+            refused = Refused(
                 errors_pb2.ERROR_REASON_INVALID_FIELD,
-                f"at most {MAX_PAYMENTS_PER_MESSAGE} payments per message; this one has {len(payments)}", "payments"))
+                f"at most {MAX_PAYMENTS_PER_MESSAGE} payments per message; this one has {len(payments)}",
+                "payments").rejection()
             return [core_pb2.PaymentOutcome(payment_id=p.payment_id, rejection=refused) for p in payments]
         if bulkhead.foreign and any(p.channel in bulkhead.foreign for p in payments):
             outcomes = await self._carried_outcomes(payments, bulkhead)
@@ -116,9 +107,9 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
         if request.as_of_date:
             on = parse_date(request.as_of_date)
             if on is None:
-                await _refuse(context, Refused(errors_pb2.ERROR_REASON_INVALID_FIELD,
-                                               f"as_of_date {request.as_of_date!r} is not a date written YYYY-MM-DD",
-                                               "as_of_date"))
+                await Refused(errors_pb2.ERROR_REASON_INVALID_FIELD,
+                              f"as_of_date {request.as_of_date!r} is not a date written YYYY-MM-DD",
+                              "as_of_date").abort(context)
         loan = await self._answer(context, self.store.run(queries.get_loan, self.rules, request.loan_id, on))
         return core_pb2.GetLoanResponse(loan=loan)
 
@@ -138,7 +129,7 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
         try:
             return await work
         except Refused as refused:
-            await _refuse(context, refused)
+            await refused.abort(context)
 
     async def close(self) -> None:
         await self.committer.close()
@@ -150,12 +141,6 @@ def _record_payment_spans(name: str, traceparents, start_ns: int, outcomes) -> N
     for outcome, traceparent in zip(outcomes, traceparents):
         telemetry.record_item_span(name, traceparent, start_ns, {
             "payment_id": outcome.payment_id, "outcome": outcome.WhichOneof("result") or ""})
-
-
-async def _refuse(context, refused: Refused) -> None:
-    code = _STATUS_OF_REASON.get(refused.reason, grpc.StatusCode.INVALID_ARGUMENT)
-    violations = [(refused.field_name, refused.message)] if refused.field_name else []
-    await abort(context, code, refused.message, refused.reason, violations=violations)
 
 
 def open_store(rules: ProductRules, data_dir: Path, portfolio: PortfolioSettings) -> Store:

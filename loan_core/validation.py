@@ -5,7 +5,7 @@ import re
 from datetime import date
 
 from bank.common.v1 import errors_pb2, types_pb2
-from loan_core.engine import Refused
+from paymesh.errors import Refused
 from paymesh.loan_ids import PREFIXES, loan_type_of
 from loan_core.rules import ProductRules
 from paymesh.business_calendar import parse_date

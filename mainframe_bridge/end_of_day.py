@@ -26,6 +26,7 @@ from mainframe_bridge import eod_file, queue_store, records
 from mainframe_bridge.framing import MAX_FRAME, encode_frame, read_frame
 from mainframe_bridge.link import open_link
 from paymesh.business_calendar import bank_calendar
+from paymesh.errors import Refused
 from paymesh.sqlite import Store
 
 DELIVERY_TIMEOUT = 60.0
@@ -36,12 +37,6 @@ QUIET_SECONDS = 0.5  # no posting of the day for this long: nothing of it is in 
 DRAIN_SECONDS = 15.0  # the longest a close waits for the day's postings in flight before it seals the day
 log = logging.getLogger(__name__)
 RECORDS_PER_FRAME = MAX_FRAME // eod_file.LRECL
-
-
-class CloseRefused(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str, reason: int, retry_after: float | None = None):
-        super().__init__(message)
-        self.code, self.reason, self.retry_after = code, reason, retry_after
 
 
 async def close_day(store: Store, eod_dir: Path, address: str, context: ssl.SSLContext,
@@ -62,10 +57,11 @@ async def close_day(store: Store, eod_dir: Path, address: str, context: ssl.SSLC
     while (waiting := await store.run(queue_store.waiting_for_mainframe, business_date)) and loop.time() < deadline:
         await asyncio.sleep(0.1)
     if waiting:
-        raise CloseRefused(grpc.StatusCode.FAILED_PRECONDITION,
-                           f"{waiting} postings of {business_date} still wait for the mainframe; the day takes no "
-                           "new postings and closes once they are posted: ask again",
-                           errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after=1.0)
+        # FAILED_PRECONDITION, not UNAVAILABLE: the bridge is up; the day is what is not ready.
+        raise Refused(errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE,
+                      f"{waiting} postings of {business_date} still wait for the mainframe; the day takes no "
+                      "new postings and closes once they are posted: ask again",
+                      code=grpc.StatusCode.FAILED_PRECONDITION, retry_after=1.0)
     response = await send_day_file(store, eod_dir, address, context, business_date)
     await store.transaction(queue_store.finish_close, business_date, response.SerializeToString())
     return response
@@ -89,7 +85,7 @@ async def _drain(store: Store, business_date: str, closing_since: float, deadlin
 async def send_day_file(store: Store, eod_dir: Path, address: str, context: ssl.SSLContext,
                         business_date: str) -> bridge_pb2.CloseBusinessDayResponse:
     """Writes the day's file under eod_dir (once: a file already written is sent again as it is) and
-    delivers it; the close's answer if the mainframe accepts it, else CloseRefused."""
+    delivers it; the close's answer if the mainframe accepts it, else Refused."""
     date = records.date_number(business_date)
     name = eod_file.file_name(date)
     path = eod_dir / name
@@ -101,14 +97,14 @@ async def send_day_file(store: Store, eod_dir: Path, address: str, context: ssl.
     reply = await _deliver(address, context, data)
     return_code = reply["ER-RETURN-CODE"]
     if return_code == records.RC_DAY_CLOSED:
-        raise CloseRefused(grpc.StatusCode.FAILED_PRECONDITION,
-                           f"the mainframe already closed {business_date} with another file and refused {name} "
-                           f"(return code {return_code:04d}: {reply['ER-MESSAGE']}); the day cannot be closed "
-                           f"again with this file", errors_pb2.ERROR_REASON_BUSINESS_DAY_CLOSED)
+        raise Refused(errors_pb2.ERROR_REASON_BUSINESS_DAY_CLOSED,
+                      f"the mainframe already closed {business_date} with another file and refused {name} "
+                      f"(return code {return_code:04d}: {reply['ER-MESSAGE']}); the day cannot be closed "
+                      f"again with this file")
     if return_code != records.RC_OK:
-        raise CloseRefused(grpc.StatusCode.ABORTED,
-                           f"the mainframe refused {name} with return code {return_code:04d}: "
-                           f"{reply['ER-MESSAGE']}", errors_pb2.ERROR_REASON_CONTROL_TOTAL_MISMATCH)
+        raise Refused(errors_pb2.ERROR_REASON_CONTROL_TOTAL_MISMATCH,
+                      f"the mainframe refused {name} with return code {return_code:04d}: {reply['ER-MESSAGE']}",
+                      code=grpc.StatusCode.ABORTED)
     totals = eod_file.control_totals(eod.details)
     return bridge_pb2.CloseBusinessDayResponse(
         business_date=business_date, file_name=name, record_count=len(eod.details),
@@ -145,10 +141,9 @@ async def _deliver(address: str, context: ssl.SSLContext, data: bytes) -> dict:
         writer.close()
 
 
-def _unavailable(fault: Exception) -> CloseRefused:
-    return CloseRefused(grpc.StatusCode.UNAVAILABLE,
-                        f"the mainframe did not take the end-of-day file ({type(fault).__name__}); retry",
-                        errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after=5.0)
+def _unavailable(fault: Exception) -> Refused:
+    return Refused(errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE,
+                   f"the mainframe did not take the end-of-day file ({type(fault).__name__}); retry", retry_after=5.0)
 
 
 def _read_if_written(path: Path) -> bytes | None:

@@ -24,7 +24,7 @@ from paymesh import server, telemetry
 from paymesh.authz import Bulkhead, CallerPolicy
 from paymesh.business_calendar import bank_calendar
 from paymesh.config import Settings, address_of
-from paymesh.errors import abort, check_date
+from paymesh.errors import Refused, abort, check_date
 from paymesh.sqlite import Store
 from paymesh.topology import BRIDGE, OPERATOR, ROUTERS
 
@@ -126,10 +126,8 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
         try:
             return await end_of_day.close_day(self.store, self.eod_dir, self.address, self.context,
                                               request.business_date, _remaining(context))
-        except end_of_day.CloseRefused as refused:
-            await abort(context, refused.code, str(refused), refused.reason,
-                        metadata={"business_date": request.business_date},
-                        retry_after_seconds=refused.retry_after)
+        except Refused as refused:
+            await refused.abort(context, business_date=request.business_date)
 
     async def GetLedgerSummary(self, request, context):
         await check_date(context, request.business_date)

@@ -20,8 +20,9 @@ from collections import Counter
 
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.payments.v1 import payment_service_pb2 as api
-from payment_router.orders import KEY_PATTERN, Refused, validate
+from payment_router.orders import KEY_PATTERN, validate
 from paymesh.business_calendar import BusinessCalendar, parse_date
+from paymesh.errors import Refused
 
 MAX_LINES = 100_000
 LINES_IN_FLIGHT = 2000
@@ -37,39 +38,39 @@ def _money(totals: Counter) -> list[types_pb2.Money]:
     return [types_pb2.Money(currency_code=c, amount_minor=a) for c, a in sorted(totals.items())]
 
 
+def _malformed(message: str, *violations: tuple[str, str]) -> Refused:
+    return Refused(errors_pb2.ERROR_REASON_INVALID_FIELD, message, violations=violations)
+
+
 async def read_file(request_iterator) -> tuple[api.BatchHeader, list[api.BatchLine], api.BatchTrailer]:
     header, lines, trailer = None, [], None
     async for request in request_iterator:
         part = request.WhichOneof("part")
         if trailer is not None:
-            raise Refused("INVALID_ARGUMENT", "nothing may follow the trailer", errors_pb2.ERROR_REASON_INVALID_FIELD,
-                          [("part", "after the trailer")])
+            raise _malformed("nothing may follow the trailer", ("part", "after the trailer"))
         if part == "header" and header is None and not lines:
             header = request.header
         elif part in ("line", "lines") and header is not None:
             lines.extend(request.lines.lines if part == "lines" else [request.line])
             if len(lines) > MAX_LINES:
-                raise Refused("INVALID_ARGUMENT", f"a batch holds at most {MAX_LINES} lines",
-                              errors_pb2.ERROR_REASON_INVALID_FIELD, [("line", "too many lines")])
+                raise _malformed(f"a batch holds at most {MAX_LINES} lines", ("line", "too many lines"))
         elif part == "trailer" and header is not None:
             trailer = request.trailer
         else:
-            raise Refused("INVALID_ARGUMENT", "a batch is one header, then its lines, then one trailer",
-                          errors_pb2.ERROR_REASON_INVALID_FIELD, [("part", f"unexpected {part or 'empty part'}")])
+            raise _malformed("a batch is one header, then its lines, then one trailer",
+                             ("part", f"unexpected {part or 'empty part'}"))
     if header is None or trailer is None:
-        raise Refused("INVALID_ARGUMENT", "the batch needs a header and a trailer",
-                      errors_pb2.ERROR_REASON_INVALID_FIELD, [("header" if header is None else "trailer", "missing")])
+        raise _malformed("the batch needs a header and a trailer",
+                         ("header" if header is None else "trailer", "missing"))
     if not KEY_PATTERN.fullmatch(header.batch_id) or len(header.batch_id) > 40:
-        raise Refused("INVALID_ARGUMENT", "batch_id must be 1-40 characters of A-Z a-z 0-9 . _ : -",
-                      errors_pb2.ERROR_REASON_INVALID_FIELD, [("header.batch_id", "malformed")])
+        raise _malformed("batch_id must be 1-40 characters of A-Z a-z 0-9 . _ : -", ("header.batch_id", "malformed"))
     return header, lines, trailer
 
 
 def check_trailer(lines: list[api.BatchLine], trailer: api.BatchTrailer) -> None:
     numbers = [line.line_number for line in lines]
     if numbers != list(range(1, len(lines) + 1)):
-        raise Refused("INVALID_ARGUMENT", "line numbers must run 1, 2, 3, ... in order",
-                      errors_pb2.ERROR_REASON_INVALID_FIELD, [("line.line_number", "out of sequence")])
+        raise _malformed("line numbers must run 1, 2, 3, ... in order", ("line.line_number", "out of sequence"))
     totals = Counter()
     for line in lines:
         totals[line.payment.amount.currency_code] += line.payment.amount.amount_minor
@@ -77,10 +78,10 @@ def check_trailer(lines: list[api.BatchLine], trailer: api.BatchTrailer) -> None
     declared = {m.currency_code: m.amount_minor for m in trailer.control_totals}
     if trailer.line_count != len(lines) or len(declared) != len(trailer.control_totals) or declared != dict(totals):
         raise Refused(
-            "INVALID_ARGUMENT",
+            errors_pb2.ERROR_REASON_CONTROL_TOTAL_MISMATCH,
             f"the trailer does not match the file: {len(lines)} lines totalling {dict(totals)}, trailer says "
             f"{trailer.line_count} lines totalling {dict(declared)}; nothing was applied",
-            errors_pb2.ERROR_REASON_CONTROL_TOTAL_MISMATCH, [("trailer", "count or control total mismatch")],
+            violations=[("trailer", "count or control total mismatch")],
         )
 
 
@@ -89,9 +90,8 @@ def value_dates(header: api.BatchHeader, lines: list[api.BatchLine], calendar: B
     """Each line's value date (its collection date, else the file's); raises Refused for the whole file."""
     file_date = parse_date(header.business_date)
     if file_date is None:
-        raise Refused("INVALID_ARGUMENT", "the batch header's business_date must be a date written YYYY-MM-DD",
-                      errors_pb2.ERROR_REASON_INVALID_FIELD,
-                      [("header.business_date", f"{header.business_date[:20]!r} is not YYYY-MM-DD")])
+        raise _malformed("the batch header's business_date must be a date written YYYY-MM-DD",
+                         ("header.business_date", f"{header.business_date[:20]!r} is not YYYY-MM-DD"))
     dates, malformed = [], []
     for line in lines:
         day = parse_date(line.collection_date) if line.collection_date else file_date
@@ -99,19 +99,20 @@ def value_dates(header: api.BatchHeader, lines: list[api.BatchLine], calendar: B
             malformed.append((f"line[{line.line_number}].collection_date", "not YYYY-MM-DD"))
         dates.append(day)
     if malformed:
-        raise Refused("INVALID_ARGUMENT", f"{len(malformed)} lines have a collection_date that is not YYYY-MM-DD; "
-                      "nothing was applied", errors_pb2.ERROR_REASON_INVALID_FIELD, malformed[:100])
+        raise _malformed(f"{len(malformed)} lines have a collection_date that is not YYYY-MM-DD; nothing was applied",
+                         *malformed[:100])
     today = calendar.value_date()
     for field, day in [("header.business_date", file_date),
                        *((f"line[{line.line_number}].collection_date", day) for line, day in zip(lines, dates))]:
         if day > today:
-            raise Refused("FAILED_PRECONDITION", f"{field} {day} is in the future (today is {today} in Lima); "
-                          "nothing was applied", errors_pb2.ERROR_REASON_DATE_OUT_OF_RANGE, [(field, "in the future")])
+            raise Refused(errors_pb2.ERROR_REASON_DATE_OUT_OF_RANGE,
+                          f"{field} {day} is in the future (today is {today} in Lima); nothing was applied",
+                          violations=[(field, "in the future")])
         age = calendar.business_days_between(day, today)
         if age > max_age:
-            raise Refused("FAILED_PRECONDITION", f"{field} {day} is {age} business days old, more than the "
-                          f"{max_age} a day file may be; nothing was applied",
-                          errors_pb2.ERROR_REASON_DATE_OUT_OF_RANGE, [(field, f"older than {max_age} business days")])
+            raise Refused(errors_pb2.ERROR_REASON_DATE_OUT_OF_RANGE,
+                          f"{field} {day} is {age} business days old, more than the {max_age} a day file may be;"
+                          " nothing was applied", violations=[(field, f"older than {max_age} business days")])
     return dates
 
 
@@ -126,9 +127,8 @@ def check_lines(lines: list[api.BatchLine], caller, batch_id: str) -> None:
             if refused.reason == errors_pb2.ERROR_REASON_INVALID_FIELD:
                 malformed += refused.violations
     if malformed:
-        raise Refused("INVALID_ARGUMENT", f"{len(malformed)} fields of the file's lines are malformed, first "
-                      f"{malformed[0][0]}: {malformed[0][1]}; nothing was applied",
-                      errors_pb2.ERROR_REASON_INVALID_FIELD, malformed[:100])
+        raise _malformed(f"{len(malformed)} fields of the file's lines are malformed, first "
+                         f"{malformed[0][0]}: {malformed[0][1]}; nothing was applied", *malformed[:100])
 
 
 async def upload_batch(service, caller, request_iterator) -> api.UploadBatchResponse:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.payments.v1 import payments_pb2
+from paymesh.errors import Refused
 from paymesh.loan_ids import loan_type_of
 from payment_router.channel_policy import ChannelPolicy
 
@@ -15,20 +16,6 @@ CURRENCIES = frozenset(["PEN", "USD"])
 # The most one payment may be (99,999,999,999.99): far over any loan, far under what overflows a day
 # file's totals (100,000 lines of it fit an int64) or the ledger's PIC S9(15) amounts.
 MAX_AMOUNT_MINOR = 10 ** 13 - 1
-
-
-class Refused(Exception):
-    """A payment refused by the router before it reaches a core; nothing was written."""
-
-    def __init__(self, code: str, message: str, reason: int, violations: list[tuple[str, str]] = ()):
-        super().__init__(message)
-        self.code, self.message, self.reason, self.violations = code, message, reason, list(violations)
-
-    def rejection(self) -> "errors_pb2.Rejection":
-        return errors_pb2.Rejection(
-            reason=self.reason, message=self.message,
-            field_violations=[errors_pb2.FieldViolation(field=f, description=d) for f, d in self.violations],
-        )
 
 
 class PaymentIds:
@@ -81,14 +68,13 @@ def validate(order: payments_pb2.PaymentOrder, policy: ChannelPolicy, key: str, 
     if len(order.channel_reference) > 64 or not order.channel_reference.isprintable():
         violations.append((f"{prefix}.channel_reference", "at most 64 printable characters"))
     if violations:
-        raise Refused("INVALID_ARGUMENT", "the payment order is not valid: " + "; ".join(
-            f"{f}: {d}" for f, d in violations), errors_pb2.ERROR_REASON_INVALID_FIELD, violations)
+        raise Refused(errors_pb2.ERROR_REASON_INVALID_FIELD, "the payment order is not valid: " + "; ".join(
+            f"{f}: {d}" for f, d in violations), violations=violations)
     limit = policy.max_amount_minor.get(currency)
     if limit is not None and amount > limit:
         raise Refused(
-            "INVALID_ARGUMENT",
-            f"{amount} {currency} minor units is over the {policy.name} channel's limit of {limit} per payment",
             errors_pb2.ERROR_REASON_AMOUNT_OVER_CHANNEL_LIMIT,
-            [(f"{prefix}.amount.amount_minor", f"at most {limit} for {currency} on this channel")],
+            f"{amount} {currency} minor units is over the {policy.name} channel's limit of {limit} per payment",
+            violations=[(f"{prefix}.amount.amount_minor", f"at most {limit} for {currency} on this channel")],
         )
     return loan_type

@@ -16,10 +16,10 @@ from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grp
 from payment_router.batch import upload_batch
 from payment_router.channel_policy import ChannelPolicy
 from payment_router.journal import Accepted, Outcome
-from payment_router.orders import PaymentIds, Refused, body_hash, validate
+from payment_router.orders import PaymentIds, body_hash, validate
 from payment_router.router import Router
 from payment_router.tokens import TokenRefused, TokenVerifier
-from paymesh.errors import abort, error_info
+from paymesh.errors import Refused, abort, abort_as, error_info
 from paymesh.tls import peer_identity
 from paymesh.topology import CHANNEL_VALUES
 
@@ -28,15 +28,6 @@ STREAM_WINDOW = 2000  # payments in flight per channel stream
 ANSWERS_PER_MESSAGE = 500  # results gathered into one response for orders sent in `payments`
 ONLINE_WAIT_FOR_CORE = 0.5  # seconds an online payment waits for a core that is reconnecting
 BATCH_WAIT_FOR_CORE = 10.0  # seconds a batch line waits for a core that is reconnecting
-STATUS_OF_REASON = {
-    errors_pb2.ERROR_REASON_INVALID_FIELD: grpc.StatusCode.INVALID_ARGUMENT,
-    errors_pb2.ERROR_REASON_AMOUNT_INVALID: grpc.StatusCode.INVALID_ARGUMENT,
-    errors_pb2.ERROR_REASON_WRONG_LOAN_TYPE: grpc.StatusCode.INVALID_ARGUMENT,
-    errors_pb2.ERROR_REASON_LOAN_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    errors_pb2.ERROR_REASON_PAYMENT_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED: grpc.StatusCode.ALREADY_EXISTS,
-    errors_pb2.ERROR_REASON_ALREADY_REVERSED: grpc.StatusCode.ALREADY_EXISTS,
-}
 
 
 @dataclass(frozen=True)
@@ -63,17 +54,13 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
             async with asyncio.timeout(_remaining(context)):  # no task of its own, unlike wait_for
                 payment = await self.pay(caller, request.payment)
         except Refused as refused:
-            await _abort_refused(context, refused)
+            await refused.abort(context)
         except TimeoutError:
             await abort(context, grpc.StatusCode.DEADLINE_EXCEEDED,
                         "the payment is still being applied; retry with the same idempotency key for its result",
                         errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE)
         if payment.status == types_pb2.PAYMENT_STATUS_REJECTED:
-            code = STATUS_OF_REASON.get(payment.rejection.reason, grpc.StatusCode.FAILED_PRECONDITION)
-            await _abort_refused(context, Refused(code.name, payment.rejection.message, payment.rejection.reason,
-                                                  [(v.field, v.description)
-                                                   for v in payment.rejection.field_violations]),
-                                 payment_id=payment.payment_id)
+            await Refused.of(payment.rejection).abort(context, payment_id=payment.payment_id)
         if not payment.confirmation_sequence:  # a retry of a confirmed payment has it already: no wait
             payment.confirmation_sequence = await self.router.confirmation_sequence(
                 payment.payment_id, min(1.0, _remaining(context)))
@@ -116,8 +103,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
                     if caller.policy.bucket.take():
                         window.release()
                         put((self.rejected(caller, order, Refused(
-                            "RESOURCE_EXHAUSTED", "over the channel's rate limit; slow down",
-                            errors_pb2.ERROR_REASON_RATE_LIMITED)), many))
+                            errors_pb2.ERROR_REASON_RATE_LIMITED, "over the channel's rate limit; slow down")), many))
                     else:
                         admitted.append(order)
                 if admitted:
@@ -157,7 +143,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         try:
             return await upload_batch(self, caller, request_iterator)
         except Refused as refused:
-            await _abort_refused(context, refused)
+            await refused.abort(context)
 
     async def GetPayment(self, request, context):
         caller = await self._caller(context, "get")
@@ -254,8 +240,8 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         known = await self.router.journal.get(payment_id)
         if known is not None and known.status != types_pb2.PAYMENT_STATUS_ACCEPTED:
             return known
-        raise Refused("UNAVAILABLE", "the loan core for this loan is unavailable; retry shortly",
-                      errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE)
+        raise Refused(errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE,
+                      "the loan core for this loan is unavailable; retry shortly")
 
     def rejected(self, caller: Caller, order, refused: Refused, key: str = "") -> payments_pb2.Payment:
         """A refusal as a REJECTED payment (streams and batch lines); nothing was journaled."""
@@ -302,9 +288,8 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
 
 def _check_same_body(entry: Accepted, outcome: Outcome) -> None:
     if outcome.body_hash != entry.body_hash:
-        raise Refused("ALREADY_EXISTS",
-                      f"idempotency key {entry.payment.idempotency_key!r} was used for a different payment",
-                      errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED)
+        raise Refused(errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED,
+                      f"idempotency key {entry.payment.idempotency_key!r} was used for a different payment")
 
 
 # The core's own refusals (its rich status: a person's message, a reason) reach the channel as they
@@ -314,10 +299,8 @@ _CORE_REFUSALS = frozenset([grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NO
 
 
 async def _abort_core_error(context, error: grpc.aio.AioRpcError, payment_id: str) -> None:
-    info = error_info(error)
-    reason = errors_pb2.ErrorReason.DESCRIPTOR.values_by_name.get("ERROR_REASON_" + info.reason) if info else None
-    if error.code() in _CORE_REFUSALS and reason is not None:
-        await abort(context, error.code(), error.details(), reason.number, metadata={"payment_id": payment_id})
+    if error.code() in _CORE_REFUSALS and error_info(error) is not None:
+        await abort_as(context, error)  # with its details as they came: ErrorInfo, BadRequest
     log.warning("the loan core did not answer a reversal", extra={
         "payment_id": payment_id, "code": error.code().name, "detail": (error.details() or "")[:200]})
     await abort(context, grpc.StatusCode.UNAVAILABLE, "the loan core for this loan is unavailable; retry the reversal "
@@ -329,7 +312,3 @@ def _remaining(context) -> float:
     remaining = context.time_remaining()
     return 30.0 if remaining is None else max(remaining, 0.001)
 
-
-async def _abort_refused(context, refused: Refused, **metadata) -> None:
-    await abort(context, grpc.StatusCode[refused.code], refused.message, refused.reason,
-                violations=refused.violations, metadata=metadata or None)

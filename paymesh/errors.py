@@ -6,6 +6,7 @@ language reads the ErrorInfo reason and the BadRequest field violations.
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import NoReturn
 
 import grpc
 from google.protobuf import duration_pb2
@@ -17,6 +18,66 @@ from paymesh.business_calendar import parse_date
 
 DOMAIN = "paymesh.bank"
 _REASON_PREFIX = "ERROR_REASON_"
+_Code = grpc.StatusCode
+# The one map from a refusal's reason to its gRPC status (AIP-193), for every service. A reason
+# not named here is the state of a loan, payment or day forbidding what was asked: FAILED_PRECONDITION.
+STATUS_OF_REASON = {
+    errors_pb2.ERROR_REASON_INVALID_FIELD: _Code.INVALID_ARGUMENT,
+    errors_pb2.ERROR_REASON_WRONG_LOAN_TYPE: _Code.INVALID_ARGUMENT,
+    errors_pb2.ERROR_REASON_AMOUNT_INVALID: _Code.INVALID_ARGUMENT,
+    errors_pb2.ERROR_REASON_AMOUNT_OVER_CHANNEL_LIMIT: _Code.INVALID_ARGUMENT,
+    errors_pb2.ERROR_REASON_ENDPOINT_URL_INVALID: _Code.INVALID_ARGUMENT,
+    errors_pb2.ERROR_REASON_CONTROL_TOTAL_MISMATCH: _Code.INVALID_ARGUMENT,
+    errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED: _Code.ALREADY_EXISTS,
+    errors_pb2.ERROR_REASON_LOAN_NOT_FOUND: _Code.NOT_FOUND,
+    errors_pb2.ERROR_REASON_PAYMENT_NOT_FOUND: _Code.NOT_FOUND,
+    errors_pb2.ERROR_REASON_CONSUMER_NOT_FOUND: _Code.NOT_FOUND,
+    errors_pb2.ERROR_REASON_ENDPOINT_NOT_FOUND: _Code.NOT_FOUND,
+    errors_pb2.ERROR_REASON_POSTING_NOT_FOUND: _Code.NOT_FOUND,
+    errors_pb2.ERROR_REASON_CALLER_NOT_ALLOWED: _Code.PERMISSION_DENIED,
+    errors_pb2.ERROR_REASON_OPERATION_NOT_ALLOWED: _Code.PERMISSION_DENIED,
+    errors_pb2.ERROR_REASON_TOKEN_INVALID: _Code.UNAUTHENTICATED,
+    errors_pb2.ERROR_REASON_RATE_LIMITED: _Code.RESOURCE_EXHAUSTED,
+    errors_pb2.ERROR_REASON_CURSOR_OUT_OF_RANGE: _Code.OUT_OF_RANGE,
+    errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE: _Code.UNAVAILABLE,
+}
+
+
+def status_of(reason: int) -> grpc.StatusCode:
+    return STATUS_OF_REASON.get(reason, _Code.FAILED_PRECONDITION)
+
+
+class Refused(Exception):
+    """A request, or one item of a stream, refused for a reason the caller can act on; nothing was
+    written. field names the one request field at fault; violations lists several (field, description).
+    code overrides the reason's status where the moment, not the reason, decides it (a day still
+    draining is FAILED_PRECONDITION though its reason is DOWNSTREAM_UNAVAILABLE)."""
+
+    def __init__(self, reason: int, message: str, field: str = "", *, violations: Iterable[tuple[str, str]] = (),
+                 code: grpc.StatusCode | None = None, retry_after: float | None = None,
+                 metadata: dict[str, str] | None = None):
+        super().__init__(message)
+        self.reason, self.message = reason, message
+        self.violations = [(field, message)] if field else list(violations)
+        self.code = code or status_of(reason)
+        self.retry_after, self.metadata = retry_after, metadata or {}
+
+    @classmethod
+    def of(cls, rejection: errors_pb2.Rejection) -> "Refused":
+        """The refusal a stream item's Rejection stands for, to answer an online call with."""
+        return cls(rejection.reason, rejection.message,
+                   violations=[(v.field, v.description) for v in rejection.field_violations])
+
+    def rejection(self) -> errors_pb2.Rejection:
+        """The refusal as one stream item's answer."""
+        return errors_pb2.Rejection(reason=self.reason, message=self.message, field_violations=[
+            errors_pb2.FieldViolation(field=f, description=d) for f, d in self.violations])
+
+    async def abort(self, context: grpc.aio.ServicerContext, **metadata: str) -> NoReturn:
+        """Ends the call with this refusal's rich status; raises, like context.abort."""
+        await abort(context, self.code, self.message, self.reason, violations=self.violations,
+                    metadata={**self.metadata, **metadata} or None, retry_after_seconds=self.retry_after)
+        raise AssertionError("unreachable: abort raises")
 
 
 def reason_name(reason: int) -> str:
@@ -53,6 +114,17 @@ def rich_status(
 async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, reason: int, **details):
     """Ends the RPC with a rich status; raises, like context.abort."""
     await context.abort_with_status(rich_status(code, message, reason, **details))
+
+
+async def abort_as(context: grpc.aio.ServicerContext, error: grpc.aio.AioRpcError) -> NoReturn:
+    """Ends the call with the status another service answered, its details (ErrorInfo with its
+    metadata, BadRequest, RetryInfo) as they came: the caller sees the service's own refusal."""
+    status = rpc_status.from_call(error)
+    if status is None:
+        await context.abort(error.code(), error.details() or "")
+    else:
+        await context.abort_with_status(rpc_status.to_status(status))
+    raise AssertionError("unreachable: abort raises")
 
 
 async def check_date(context: grpc.aio.ServicerContext, text: str, field: str = "business_date") -> dt.date:

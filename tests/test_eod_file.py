@@ -16,6 +16,7 @@ from mainframe_bridge import end_of_day, eod_file, queue_store, records
 from mainframe_bridge.codec import CODEC
 from mainframe_bridge.framing import encode_frame, read_frame
 from mainframe_bridge.link import client_context, open_link
+from paymesh.errors import Refused
 from paymesh.sqlite import Store
 from paymesh.topology import BRIDGE
 from tests.bridge_support import DATE, posting, start_emulator
@@ -153,7 +154,7 @@ async def test_a_close_retried_after_the_mainframe_did_not_answer_sends_the_same
             [("2025-03-27", queue_store.CLOSED), ("2025-03-28", queue_store.CLOSED), (DATE, queue_store.CLOSING)]))
         context, eod_dir = client_context(pki_dir, BRIDGE), tmp_path / "eod"
         emulator.kill()  # the mainframe does not answer
-        with pytest.raises(end_of_day.CloseRefused) as unavailable:
+        with pytest.raises(Refused) as unavailable:
             await end_of_day.send_day_file(bridge_store, eod_dir, emulator.address, context, DATE)
         assert unavailable.value.code == grpc.StatusCode.UNAVAILABLE
         written = (eod_dir / "GLPOST.D250331").read_bytes()
@@ -185,7 +186,7 @@ async def test_a_day_the_mainframe_closed_with_another_file_is_refused_as_closed
             assert records.EOD_REPLY.decode(await read_frame(reader))["ER-RETURN-CODE"] == records.RC_OK
         finally:
             writer.close()
-        with pytest.raises(end_of_day.CloseRefused) as refused:
+        with pytest.raises(Refused) as refused:
             await end_of_day.send_day_file(bridge_store, tmp_path / "eod", emulator.address,
                                            client_context(pki_dir, BRIDGE), DATE)
         assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION

@@ -14,7 +14,7 @@ from core_cash.rules import RULES as CASH
 from core_mortgage.rules import RULES as MORTGAGE
 from core_vehicle.rules import RULES as VEHICLE
 from loan_core import engine, ledger
-from loan_core.engine import Refused
+from paymesh.errors import Refused
 from loan_core.loan import LoanState, LoanTerms, originate
 from paymesh.loan_ids import loan_type_of
 from loan_core.money import div_half_even

@@ -18,7 +18,7 @@ from bank.loans.v1 import loans_pb2
 from loan_core import engine, queries, store
 from loan_core.apply import ARCHIVE_EVERY, LoanCache, apply_batch
 from loan_core.client import payment
-from loan_core.engine import Refused
+from paymesh.errors import Refused
 from loan_core.loan import LoanTerms, build_installments, originate
 from loan_core.portfolio import generate
 from paymesh_tools.products import RULES_OF_TYPE

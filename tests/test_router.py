@@ -14,7 +14,7 @@ from paymesh_tools.products import RULES_OF_TYPE
 from loan_core.portfolio import generate
 from paymesh_tools.dev_tokens import mint
 from paymesh import tls
-from paymesh.errors import error_info
+from paymesh.errors import error_info, field_violations
 from paymesh.topology import CHANNELS, Identity
 from tests.harness import posting_status, start_mesh, stop_mesh
 
@@ -243,6 +243,22 @@ async def test_a_store_reverses_its_payment_and_the_loan_is_back(mesh, pki_dir):
     expected = payment.outstanding_balance.amount_minor + payment.allocation.principal_minor \
         + payment.allocation.prepayment_minor
     assert reversed_payment.outstanding_balance.amount_minor == expected
+
+
+async def test_a_reversal_the_core_refuses_reaches_the_channel_with_the_cores_details(mesh, pki_dir):
+    """The router answered the core's refusal with its code, sentence and reason but dropped the rest
+    of its status (the BadRequest naming the field), so a channel could not tell what to change."""
+    loan = open_loans(types_pb2.LOAN_TYPE_CASH)[-2]
+    first = await submit(mesh, pki_dir, "store", order("chain-1", loan, 1000))
+    await submit(mesh, pki_dir, "store", order("chain-2", loan, 1000))
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "store")) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await api_grpc.PaymentServiceStub(ch).ReversePayment(api.ReversePaymentRequest(
+                idempotency_key="chain-1-rev", payment_id=first.payment_id, reason="wrong loan"), timeout=10)
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION, error.value.details()
+    assert error_info(error.value).reason == "REVERSAL_NOT_ALLOWED"
+    assert field_violations(error.value) == ["payment_id"]
+    assert "reverse the later payments first" in error.value.details()
 
 
 async def test_a_core_down_answers_unavailable_fast_and_other_cores_go_on(tmp_path, pki_dir):
