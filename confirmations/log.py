@@ -9,6 +9,7 @@ and keeps its first sequence and body.
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from bank.confirmations.v1 import confirmations_pb2
 from confirmations import webhook_store
@@ -45,22 +46,29 @@ def head(connection: sqlite3.Connection) -> int:
     return connection.execute("SELECT coalesce(max(sequence), 0) FROM confirmation").fetchone()[0]
 
 
-def append(connection: sqlite3.Connection, batches: Sequence[Sequence[Confirmation]]):
-    """Appends valid confirmations inside the caller's transaction.
+@dataclass
+class Appended:
+    """What appending one publish message made: per item (sequence, duplicate), the new
+    confirmations in sequence order, and how many webhook deliveries they made."""
 
-    Returns (results per batch as [(sequence, duplicate)], the new confirmations in sequence order,
-    how many webhook deliveries they made)."""
-    sequence = first = head(connection) + 1
+    acks: list[tuple[int, bool]] = field(default_factory=list)
+    new: list[Confirmation] = field(default_factory=list)
+    deliveries: int = 0
+
+
+def append(connection: sqlite3.Connection, batches: Sequence[Sequence[Confirmation]]) -> list[Appended]:
+    """Appends valid confirmations inside the caller's transaction (a group commit of messages)."""
+    sequence = head(connection) + 1
     keys = [[(item.payment_id, item.status) for item in batch] for batch in batches]
     # Every key looked up at once and the new rows written with one statement: the per-item
     # statements were most of a commit's work. A key twice in the commit is a duplicate the second time.
     known = _sequences_of(connection, {key for batch_keys in keys for key in batch_keys})
-    results, new, rows = [], [], []
+    results, rows = [], []
     for batch, batch_keys in zip(batches, keys):
-        acks = []
+        appended = Appended()
         for item, key in zip(batch, batch_keys):
             if key in known:
-                acks.append((known[key], True))
+                appended.acks.append((known[key], True))
                 continue
             stored = Confirmation()
             stored.CopyFrom(item)
@@ -69,16 +77,17 @@ def append(connection: sqlite3.Connection, batches: Sequence[Sequence[Confirmati
             rows.append((sequence, key[0], key[1], item.channel, item.loan_type, item.business_date,
                          amount.currency_code, amount.amount_minor, stored.SerializeToString()))
             known[key] = sequence
-            acks.append((sequence, False))
-            new.append(stored)
+            appended.acks.append((sequence, False))
+            appended.new.append(stored)
             sequence += 1
-        results.append(acks)
+        results.append(appended)
     connection.executemany("INSERT INTO confirmation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    deliveries = 0
-    if new:
-        # In the same transaction: a confirmation is never durable without its webhook deliveries.
-        deliveries = webhook_store.enqueue_deliveries(connection, first, sequence - 1)
-    return results, new, deliveries
+    for appended in results:
+        if appended.new:
+            # In the same transaction: a confirmation is never durable without its webhook deliveries.
+            appended.deliveries = webhook_store.enqueue_deliveries(
+                connection, appended.new[0].sequence, appended.new[-1].sequence)
+    return results
 
 
 def _sequences_of(connection: sqlite3.Connection, keys: set[tuple[str, int]]) -> dict[tuple[str, int], int]:

@@ -1,19 +1,16 @@
 """The confirmations server: the router publishes, each channel subscribes to its own."""
 
-import asyncio
-import collections
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 import grpc
 
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2 as pb, confirmation_service_pb2_grpc
-from bank.confirmations.v1.confirmations_pb2 import Confirmation
 from confirmations import log, validation, webhook_store
 from confirmations.channels import channel_of
-from confirmations.committer import GroupCommitter
 from confirmations.config import ConfirmationSettings
 from confirmations.fanout import FanOut, LiveBuffer
 from confirmations.subscriptions import follow
@@ -23,7 +20,9 @@ from paymesh import server, telemetry
 from paymesh.authz import Bulkhead, CallerPolicy
 from paymesh.config import Settings
 from paymesh.errors import abort
+from paymesh.group_commit import GroupCommit
 from paymesh.sqlite import Store
+from paymesh.streams import in_order
 from paymesh.tls import peer_identity
 from paymesh.topology import CHANNEL_IDENTITIES, OPERATOR, ROUTERS
 
@@ -39,6 +38,8 @@ POLICY = CallerPolicy(
     },
 )
 PUBLISH_IN_FLIGHT = 64
+# Publish messages per commit at most: one commit's fan-out and acks stay short.
+MAX_MESSAGES_PER_COMMIT = 512
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 Start = pb.StartPosition
 
@@ -50,15 +51,19 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
                            added_columns=webhook_store.ADDED_COLUMNS)  # (RotateWebhookSecret's columns)
         self.fanout = FanOut()
         self.dispatcher = WebhookDispatcher(self.store, settings)
-        self.committer = GroupCommitter(self.store, self._committed)
+        self.commits = GroupCommit(self.store, log.append, name="confirmations-commit",
+                                   max_weight=MAX_MESSAGES_PER_COMMIT, on_commit=self._committed)
         self._head: int | None = None
 
-    def start(self) -> None:
-        self.committer.start()
+    def add_to(self, grpc_server) -> list[str]:
+        confirmation_service_pb2_grpc.add_ConfirmationServiceServicer_to_server(self, grpc_server)
+        return [_FULL_NAME]
+
+    async def start(self) -> None:
         self.dispatcher.start()
 
-    async def close(self) -> None:
-        await self.committer.close()
+    async def stop(self, grace: float) -> None:
+        await self.commits.close()
         await self.dispatcher.close()
         self.store.close()
 
@@ -67,82 +72,48 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
             self._head = max(await self.store.run(log.head), self._head or 0)
         return self._head
 
-    def _committed(self, new: list[Confirmation], deliveries: int) -> None:
+    def _committed(self, results: list[log.Appended]) -> None:
+        """After each commit, before any publisher hears: the new confirmations go to the subscribers."""
+        new = [confirmation for appended in results for confirmation in appended.new]
         if new:
             self._head = new[-1].sequence
             self.fanout.publish(new)
-        if deliveries:  # (a wake-up costs the dispatcher two queries: only when it has work)
+        if any(appended.deliveries for appended in results):  # (a wake-up costs the dispatcher two queries)
             self.dispatcher.wake()
 
     async def PublishConfirmations(self, request_iterator, context):
         # Messages read ahead of their acks, in order: enough to keep group commits full, bounded for memory.
-        read_ahead: collections.deque = collections.deque()
-        room, arrived = asyncio.Semaphore(PUBLISH_IN_FLIGHT), asyncio.Event()
         bulkhead = Bulkhead(context)
+        async for ready in in_order(request_iterator, partial(self._publish, bulkhead), PUBLISH_IN_FLIGHT):
+            # Messages committed by the same group commit share one response: fewer, larger writes.
+            # Acks are added in place (a PublishAck built apart would be copied into the response).
+            response = pb.PublishConfirmationsResponse()
+            for payment_ids, checked, appended in ready:
+                if appended is _NOT_WRITTEN:
+                    await abort(context, grpc.StatusCode.UNAVAILABLE, "the confirmation log cannot be written now;"
+                                " publish again", errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE,
+                                retry_after_seconds=1.0)
+                _add_acks(response, payment_ids, checked, appended)
+            yield response
 
-        async def read_requests() -> None:
-            try:
-                async for request in request_iterator:
-                    items = request.confirmations
-                    # Per item: another bulkhead's refusal, the violations, or [] when valid.
-                    checked = [bulkhead.refusal(item.channel) or validation.confirmation(item) for item in items]
-                    valid = [item for item, problem in zip(items, checked) if problem == []]
-                    durable = self.committer.submit(valid) if valid else None
-                    received = time.time_ns()
-                    payment_ids = [item.payment_id for item in items]
-                    for payment_id, traceparent in zip(payment_ids, request.traceparents):
-                        telemetry.record_item_span("confirmations log confirmation", traceparent, received,
-                                                   {"payment_id": payment_id})
-                    await room.acquire()
-                    read_ahead.append((payment_ids, checked, durable))
-                    arrived.set()
-            finally:
-                read_ahead.append(None)
-                arrived.set()
-
-        def next_item():
-            room.release()
-            return read_ahead.popleft()
-
-        reader = asyncio.get_running_loop().create_task(read_requests())
+    async def _publish(self, bulkhead: Bulkhead, request: pb.PublishConfirmationsRequest):
+        """(payment ids, each item's check, what its commit appended) of one message, once durable;
+        what it appended is None when no item was valid, _NOT_WRITTEN when the commit failed."""
+        items = request.confirmations
+        # Per item: another bulkhead's refusal, the violations, or [] when valid.
+        checked = [bulkhead.refusal(item.channel) or validation.confirmation(item) for item in items]
+        valid = [item for item, problem in zip(items, checked) if problem == []]
+        durable = self.commits.submit(valid) if valid else None
+        received = time.time_ns()
+        payment_ids = [item.payment_id for item in items]
+        for payment_id, traceparent in zip(payment_ids, request.traceparents):
+            telemetry.record_item_span("confirmations log confirmation", traceparent, received,
+                                       {"payment_id": payment_id})
         try:
-            while True:
-                while not read_ahead:
-                    arrived.clear()
-                    await arrived.wait()
-                if (item := next_item()) is None:
-                    break
-                # Acks are added in place (a PublishAck built apart would be copied into the response).
-                response = pb.PublishConfirmationsResponse()
-                await self._settle(context, response, *item)
-                # Messages committed by the same group commit share one response: fewer, larger writes.
-                while read_ahead and _settled(read_ahead[0]):
-                    await self._settle(context, response, *next_item())
-                yield response
-            await reader  # surfaces a broken request stream
-        finally:
-            reader.cancel()
-
-    async def _settle(self, context, response, payment_ids, checked, durable) -> None:
-        """Adds the message's acks to the response once its commit is done (sequence and duplicate
-        filled in; a malformed item's rejection instead)."""
-        results = iter(())
-        if durable is not None:
-            try:
-                results = iter(await durable)
-            except Exception:
-                await abort(context, grpc.StatusCode.UNAVAILABLE, "the confirmation log cannot be written now;"
-                            " publish again", errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE,
-                            retry_after_seconds=1.0)
-        for payment_id, problem in zip(payment_ids, checked):
-            if isinstance(problem, errors_pb2.Rejection):
-                response.acks.add(payment_id=payment_id, rejection=problem)
-            elif problem:
-                response.acks.add(payment_id=payment_id,
-                                  rejection=_rejection("the confirmation is malformed", problem))
-            else:
-                sequence, duplicate = next(results)
-                response.acks.add(payment_id=payment_id, sequence=sequence, duplicate=duplicate)
+            appended = await durable if durable is not None else None
+        except Exception:  # the group commit logged why
+            appended = _NOT_WRITTEN
+        return payment_ids, checked, appended
 
     async def Subscribe(self, request, context):
         channel = channel_of(peer_identity(context))
@@ -212,16 +183,22 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
         for start in range(0, len(confirmations), 1000):
             yield pb.ListConfirmationsResponse(confirmations=confirmations[start:start + 1000])
 
-    def register(self, grpc_server) -> list[str]:
-        """The Register callback of paymesh.server; starts the background tasks on the running loop."""
-        confirmation_service_pb2_grpc.add_ConfirmationServiceServicer_to_server(self, grpc_server)
-        self.start()
-        return [_FULL_NAME]
+
+# What a message's commit appended when the commit failed (nothing of it was written).
+_NOT_WRITTEN = log.Appended()
 
 
-def _settled(item) -> bool:
-    """A read-ahead message whose acks are ready now (None ends the stream and is not)."""
-    return item is not None and (item[2] is None or item[2].done())
+def _add_acks(response, payment_ids, checked, appended: log.Appended | None) -> None:
+    """The message's acks: each valid item's sequence and whether it was a duplicate, or the item's refusal."""
+    results = iter(appended.acks if appended else ())
+    for payment_id, problem in zip(payment_ids, checked):
+        if isinstance(problem, errors_pb2.Rejection):
+            response.acks.add(payment_id=payment_id, rejection=problem)
+        elif problem:
+            response.acks.add(payment_id=payment_id, rejection=_rejection("the confirmation is malformed", problem))
+        else:
+            sequence, duplicate = next(results)
+            response.acks.add(payment_id=payment_id, sequence=sequence, duplicate=duplicate)
 
 
 def _rejection(message: str, violations):
@@ -231,22 +208,12 @@ def _rejection(message: str, violations):
     )
 
 
-_running: list[ConfirmationService] = []
-
-
-def register(grpc_server) -> list[str]:
-    service = ConfirmationService(Settings.from_env().data_dir, ConfirmationSettings.from_env())
-    _running.append(service)
-    return service.register(grpc_server)
-
-
-async def _close_all() -> None:
-    for service in _running:
-        await service.close()
+def build(settings: Settings) -> ConfirmationService:
+    return ConfirmationService(settings.data_dir, ConfirmationSettings.from_env())
 
 
 def main() -> None:
-    server.main(SERVICE, register, POLICY, on_stop=_close_all)
+    server.main(SERVICE, POLICY, build)
 
 
 async def _check_business_date(context, business_date: str) -> None:

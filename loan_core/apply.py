@@ -30,7 +30,7 @@ class LoanCache:
     """Loans as last committed (LRU), so a payment needs no read-and-decode of its loan.
     Only the store's thread uses it; the core is its file's only writer. Whatever a
     transaction changed is written back before COMMIT; if the transaction fails, the
-    committer calls forget_all(), since the cache may then hold what was rolled back."""
+    group commit calls forget_all(), since the cache may then hold what was rolled back."""
 
     def __init__(self, rules: ProductRules, max_installments: int = 300_000):
         self._rules = rules
@@ -110,6 +110,12 @@ class LoanCache:
 
 def digest(message) -> bytes:
     return hashlib.sha256(message.SerializeToString(deterministic=True)).digest()
+
+
+def apply_batches(connection: sqlite3.Connection, batches, *, rules: ProductRules,
+                  loans: LoanCache) -> list[list[core_pb2.PaymentOutcome]]:
+    """Each stream message's payments, in one transaction (a group commit): their outcomes."""
+    return [apply_batch(connection, payments, rules=rules, loans=loans) for payments in batches]
 
 
 def apply_batch(connection: sqlite3.Connection, payments, *, rules: ProductRules,

@@ -7,7 +7,7 @@ from datetime import date
 from bank.loans.v1 import loan_core_service_pb2_grpc
 from loan_core.portfolio import PortfolioSettings
 from loan_core.rules import ProductRules
-from loan_core.server import POLICY, registrar
+from loan_core.server import POLICY, build
 from paymesh import server, tls
 from paymesh.config import Settings
 from paymesh.topology import ROUTER, Identity
@@ -17,15 +17,12 @@ from paymesh.topology import ROUTER, Identity
 async def running_core(rules: ProductRules, settings: Settings, *, count: int = 300, seed: int = 42,
                        as_of: date = date(2026, 11, 27)):
     """Yields the RunningServer; its store is settings.data_dir/<core>.db."""
-    servicers = []
-    register = registrar(rules, settings.data_dir, PortfolioSettings(seed, count, as_of), servicers)
-    running = await server.start_server(rules.service, settings, register, POLICY)
+    core = build(rules, PortfolioSettings(seed, count, as_of))(settings)
+    running = await server.start_server(rules.service, settings, core, POLICY)
     try:
         yield running
     finally:
         await running.stop(1.0)
-        for servicer in servicers:
-            await servicer.close()
 
 
 @contextlib.asynccontextmanager

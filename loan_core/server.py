@@ -4,7 +4,6 @@ Only the payment router may apply or reverse payments; the operator (reconciliat
 may also read loans and the day's movements.
 """
 
-import asyncio
 import logging
 import time
 from functools import partial
@@ -16,9 +15,9 @@ from bank.common.v1 import errors_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from bank.loans.v1 import loan_core_service_pb2_grpc
 from loan_core import queries
-from loan_core.apply import LoanCache, apply_batch
-from loan_core.committer import GroupCommitter
+from loan_core.apply import LoanCache, apply_batches
 from paymesh.errors import Refused, abort
+from paymesh.group_commit import GroupCommit
 from loan_core.portfolio import PortfolioSettings, generate
 from loan_core.reversal import reverse_payment
 from loan_core.rules import ProductRules
@@ -28,6 +27,7 @@ from paymesh.authz import Bulkhead, CallerPolicy
 from paymesh.business_calendar import bank_calendar, parse_date
 from paymesh.config import Settings
 from paymesh.sqlite import Store, connect
+from paymesh.streams import in_order
 from paymesh.topology import OPERATOR, ROUTERS
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ POLICY = CallerPolicy(
 MAX_BATCHES_IN_FLIGHT = 64
 # A bigger message would hold everyone's group commit too long: its payments are refused.
 MAX_PAYMENTS_PER_MESSAGE = 10_000
+# One commit's payments at most (more would hold the store's thread, and every stream, too long).
+MAX_PAYMENTS_PER_COMMIT = 2000
 
 
 class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
@@ -47,36 +49,24 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
         self.rules = rules
         self.store = store
         self.loans = LoanCache(rules)
-        self.committer = GroupCommitter(store, partial(apply_batch, rules=rules, loans=self.loans),
-                                        self.loans.forget_all)
+        self.commits = GroupCommit(store, partial(apply_batches, rules=rules, loans=self.loans),
+                                   name=f"{rules.service}-commit", max_weight=MAX_PAYMENTS_PER_COMMIT, weight=len,
+                                   on_rollback=self.loans.forget_all)
 
     async def ApplyPayments(self, request_iterator, context):
-        pending: asyncio.Queue = asyncio.Queue(maxsize=MAX_BATCHES_IN_FLIGHT)
         bulkhead = Bulkhead(context)
-
-        async def read_requests():
-            try:
-                async for request in request_iterator:
-                    await pending.put(asyncio.ensure_future(self._outcomes(request, bulkhead)))
-            finally:
-                await pending.put(None)
-
-        reader = asyncio.create_task(read_requests())
-        try:
-            while (answer := await pending.get()) is not None:
-                try:
-                    outcomes = await answer
-                except Exception:
+        async for ready in in_order(request_iterator, partial(self._outcomes, bulkhead=bulkhead),
+                                    MAX_BATCHES_IN_FLIGHT):
+            for outcomes in ready:
+                if outcomes is None:
                     await abort(context, grpc.StatusCode.UNAVAILABLE,
                                 f"{self.rules.service} could not store the payments; send them again",
                                 errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0)
                 yield core_pb2.ApplyPaymentsResponse(outcomes=outcomes)
-            await reader  # surfaces a broken request stream
-        finally:
-            reader.cancel()
 
     async def _outcomes(self, request: core_pb2.ApplyPaymentsRequest, bulkhead: Bulkhead
-                        ) -> list[core_pb2.PaymentOutcome]:
+                        ) -> list[core_pb2.PaymentOutcome] | None:
+        """The message's outcomes once committed; None when the store failed (nothing was applied)."""
         payments, started = request.payments, time.time_ns()
         if len(payments) > MAX_PAYMENTS_PER_MESSAGE:
             refused = Refused(
@@ -84,10 +74,13 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
                 f"at most {MAX_PAYMENTS_PER_MESSAGE} payments per message; this one has {len(payments)}",
                 "payments").rejection()
             return [core_pb2.PaymentOutcome(payment_id=p.payment_id, rejection=refused) for p in payments]
-        if bulkhead.foreign and any(p.channel in bulkhead.foreign for p in payments):
-            outcomes = await self._carried_outcomes(payments, bulkhead)
-        else:
-            outcomes = await self.committer.submit(list(payments))
+        try:
+            if bulkhead.foreign and any(p.channel in bulkhead.foreign for p in payments):
+                outcomes = await self._carried_outcomes(payments, bulkhead)
+            else:
+                outcomes = await self.commits.submit(list(payments))
+        except Exception:  # logged by the group commit
+            return None
         _record_payment_spans(f"{self.rules.service} apply payment", request.traceparents, started, outcomes)
         return outcomes
 
@@ -95,7 +88,7 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
         """Applies what the calling bulkhead may carry; each payment of another group is refused."""
         refusals = [bulkhead.refusal(p.channel) for p in payments]
         carried = [p for p, refused in zip(payments, refusals) if refused is None]
-        applied = iter(await self.committer.submit(carried) if carried else ())
+        applied = iter(await self.commits.submit(carried) if carried else ())
         return [core_pb2.PaymentOutcome(payment_id=p.payment_id, rejection=refused) if refused else next(applied)
                 for p, refused in zip(payments, refusals)]
 
@@ -131,8 +124,15 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
         except Refused as refused:
             await refused.abort(context)
 
-    async def close(self) -> None:
-        await self.committer.close()
+    def add_to(self, grpc_server) -> list[str]:
+        loan_core_service_pb2_grpc.add_LoanCoreServiceServicer_to_server(self, grpc_server)
+        return [_SERVICE]
+
+    async def start(self) -> None:
+        pass  # its group commit starts with the first payment
+
+    async def stop(self, grace: float) -> None:
+        await self.commits.close()
         self.store.close()
 
 
@@ -163,25 +163,14 @@ def open_store(rules: ProductRules, data_dir: Path, portfolio: PortfolioSettings
     return Store(path, "PRAGMA wal_autocheckpoint=16384;")
 
 
-def registrar(rules: ProductRules, data_dir: Path, portfolio: PortfolioSettings, servicers: list | None = None):
-    """A paymesh.server Register for the core of `rules`; appends its servicer to servicers."""
-    def register(grpc_server):
-        servicer = LoanCoreService(rules, open_store(rules, data_dir, portfolio))
-        if servicers is not None:
-            servicers.append(servicer)
-        loan_core_service_pb2_grpc.add_LoanCoreServiceServicer_to_server(servicer, grpc_server)
-        return [_SERVICE]
+def build(rules: ProductRules, portfolio: PortfolioSettings | None = None) -> server.Build:
+    """The core of `rules` on its store under settings.data_dir (seeded from portfolio, else PAYMESH_PORTFOLIO_*)."""
+    def core(settings: Settings) -> LoanCoreService:
+        return LoanCoreService(rules, open_store(rules, settings.data_dir, portfolio or PortfolioSettings.from_env()))
 
-    return register
+    return core
 
 
 def main(rules: ProductRules) -> None:
     """A core's process (`python -m core_cash`: main(core_cash.rules.RULES))."""
-    servicers: list[LoanCoreService] = []
-    register = registrar(rules, Settings.from_env().data_dir, PortfolioSettings.from_env(), servicers)
-
-    async def on_stop():
-        for servicer in servicers:
-            await servicer.close()
-
-    server.main(rules.service, register, POLICY, on_stop)
+    server.main(rules.service, POLICY, build(rules))

@@ -17,6 +17,7 @@ from mainframe_bridge.codec import RecordError
 from mainframe_bridge.framing import FrameError, FrameReader, encode_frame
 from mainframe_bridge.link import open_link
 from mainframe_bridge.queue_store import POSTED, REJECTED, Standing
+from paymesh.group_commit import GroupCommit
 from paymesh.sqlite import Store
 
 WINDOW = 2000  # records in flight on the link
@@ -51,11 +52,17 @@ class Forwarder:
         self.context = context
         self.window = window
         self.connected = False
-        self._wake = asyncio.Event()
+        self.queued = asyncio.Event()  # set when new postings are queued
+        # Group commit: one transaction records every answer that arrived while the last one committed.
+        self.answers = GroupCommit(store, queue_store.settle, name="mainframe-answers")
 
     def notify(self) -> None:
         """New postings were queued."""
-        self._wake.set()
+        self.queued.set()
+
+    async def close(self) -> None:
+        """Records the answers already read (they are final), then stops."""
+        await self.answers.close()
 
     async def run(self) -> None:
         backoff = MIN_BACKOFF
@@ -68,73 +75,33 @@ class Forwarder:
             else:
                 self.connected = True
                 log.info("mainframe link open")
+                session = Session(self, reader, writer)
                 try:
-                    settled = await self._session(reader, writer)
+                    await session.run()
                 except (*LINK_FAULTS, LinkFault) as fault:
                     log.warning("mainframe link lost", extra={"error": type(fault).__name__, "detail": str(fault)})
                 finally:
                     self.connected = False
                     writer.close()
+                settled = session.settled
             backoff = MIN_BACKOFF if settled else min(backoff * 2, MAX_BACKOFF)
             await asyncio.sleep(backoff)
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
-        in_flight: dict[str, int] = {}  # posting id -> seq, in send order
-        slots = asyncio.Semaphore(self.window)
-        answered: list[tuple[int, Standing]] = []  # (seq, where it now stands)
-        have_answers = asyncio.Event()
-        settled = 0
 
-        async def send() -> None:
-            cursor = 0
-            while True:
-                self._wake.clear()
-                rows = await self.store.run(queue_store.next_queued, cursor, FETCH)
-                if not rows:
-                    await self._wake.wait()
-                    continue
-                frames = []
-                for seq, posting_id, frame in rows:
-                    if slots.locked() and frames:  # window full: put out what is ready, then wait
-                        writer.write(b"".join(frames))
-                        frames = []
-                    await slots.acquire()
-                    in_flight[posting_id] = seq
-                    frames.append(encode_frame(frame))
-                    cursor = seq
-                writer.write(b"".join(frames))  # one write (one TLS record run) for many frames
-                await writer.drain()
+class Session:
+    """One open link: queued postings go out in order within the window of records in flight
+    (a slot comes back once the posting's answer is recorded), answers come in as they come."""
 
-        async def receive() -> None:
-            frames = FrameReader(reader)
-            while True:
-                for frame in await frames.read():
-                    reply = records.decode_reply(frame)
-                    seq = in_flight.pop(reply.posting_id, None)
-                    if seq is None:
-                        raise LinkFault(f"a reply for posting {reply.posting_id!r}, which is not in flight")
-                    answered.append((seq, standing_of(reply)))
-                have_answers.set()
+    def __init__(self, forwarder: Forwarder, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.forwarder = forwarder
+        self.reader, self.writer = reader, writer
+        self.in_flight: dict[str, int] = {}  # posting id -> seq, in send order
+        self.slots = asyncio.Semaphore(forwarder.window)
+        self.settled = 0  # answers recorded
 
-        async def commit() -> None:
-            nonlocal settled
-            while True:
-                await have_answers.wait()
-                have_answers.clear()
-                await flush()
-
-        async def flush() -> None:
-            nonlocal settled
-            batch = answered[:]
-            del answered[:len(batch)]
-            if batch:
-                # Group commit: one transaction for every answer that arrived meanwhile.
-                await self.store.transaction(queue_store.settle, batch)
-                settled += len(batch)
-                for _ in batch:
-                    slots.release()
-
-        tasks = [asyncio.create_task(job()) for job in (send, receive, commit)]
+    async def run(self) -> None:
+        """Until the link fails (raises the fault)."""
+        tasks = [asyncio.create_task(job()) for job in (self._send, self._receive)]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -143,5 +110,40 @@ class Forwarder:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await flush()  # answers already read are final: keep them
-        return settled
+
+    async def _send(self) -> None:
+        store, wake, cursor = self.forwarder.store, self.forwarder.queued, 0
+        while True:
+            wake.clear()
+            rows = await store.run(queue_store.next_queued, cursor, FETCH)
+            if not rows:
+                await wake.wait()
+                continue
+            frames = []
+            for seq, posting_id, frame in rows:
+                if self.slots.locked() and frames:  # window full: put out what is ready, then wait
+                    self.writer.write(b"".join(frames))
+                    frames = []
+                await self.slots.acquire()
+                self.in_flight[posting_id] = seq
+                frames.append(encode_frame(frame))
+                cursor = seq
+            self.writer.write(b"".join(frames))  # one write (one TLS record run) for many frames
+            await self.writer.drain()
+
+    async def _receive(self) -> None:
+        frames = FrameReader(self.reader)
+        while True:
+            for frame in await frames.read():
+                reply = records.decode_reply(frame)
+                seq = self.in_flight.pop(reply.posting_id, None)
+                if seq is None:
+                    raise LinkFault(f"a reply for posting {reply.posting_id!r}, which is not in flight")
+                self.forwarder.answers.submit((seq, standing_of(reply))).add_done_callback(self._recorded)
+
+    def _recorded(self, answer: asyncio.Future) -> None:
+        # A failed record leaves the posting QUEUED: the next link sends it again and the
+        # mainframe answers it as the first time.
+        self.slots.release()
+        if not answer.cancelled() and answer.exception() is None:
+            self.settled += 1

@@ -8,6 +8,7 @@ posting, close the day and read the summary (to reconcile).
 import asyncio
 import logging
 import time
+from functools import partial
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -26,6 +27,7 @@ from paymesh.business_calendar import bank_calendar
 from paymesh.config import Settings, address_of
 from paymesh.errors import Refused, abort, check_date
 from paymesh.sqlite import Store
+from paymesh.streams import in_order
 from paymesh.topology import BRIDGE, OPERATOR, ROUTERS
 
 SERVICE = "mainframe-bridge"
@@ -38,6 +40,7 @@ POLICY = CallerPolicy(
 )
 log = logging.getLogger(__name__)
 PAGE = 1000  # postings per streamed message
+POSTS_IN_FLIGHT = 8  # PostEntries messages read ahead of their acks
 
 
 class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
@@ -51,54 +54,48 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
         self.forwarder = Forwarder(self.store, self.address, self.context)
         self._forwarding: asyncio.Task | None = None
 
-    def start(self) -> None:
+    def add_to(self, grpc_server) -> list[str]:
+        bridge_grpc.add_MainframeBridgeServiceServicer_to_server(self, grpc_server)
+        return [bridge_pb2.DESCRIPTOR.services_by_name["MainframeBridgeService"].full_name]
+
+    async def start(self) -> None:
         self._forwarding = asyncio.get_running_loop().create_task(self.forwarder.run())
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float) -> None:
         if self._forwarding:
             self._forwarding.cancel()
             await asyncio.gather(self._forwarding, return_exceptions=True)
+        await self.forwarder.close()
         self.store.close()
 
     async def PostEntries(self, request_iterator, context):
-        # A reader checks and submits each message's group commit while the previous one
-        # commits (the store runs them in order); acks go out in order, each after its COMMIT.
-        submitted: asyncio.Queue = asyncio.Queue(maxsize=8)
+        # Each message is checked and its transaction submitted as it is read, while the previous
+        # one commits (the store runs them in order); acks go out in order, each after its COMMIT.
         bulkhead = Bulkhead(context)
-
-        async def read() -> None:
-            async for request in request_iterator:
-                received = time.time_ns()
-                prepared = [bulkhead.refusal(posting.channel) or intake.prepare(posting)
-                            for posting in request.postings]
-                valid = [p for p in prepared if isinstance(p, queue_store.Queued)]
-                commit = asyncio.ensure_future(
-                    self.store.transaction(queue_store.enqueue, valid, self.calendar)) if valid else None
-                posting_ids = [posting.posting_id for posting in request.postings]
-                await submitted.put((posting_ids, request.traceparents, prepared, commit, received))
-            await submitted.put(None)
-
-        reader = asyncio.create_task(read())
-        try:
-            while (item := await _next(submitted, reader)) is not None:
-                posting_ids, traceparents, prepared, commit, received = item
-                stored = iter(await commit if commit else ())
-                if commit:
-                    self.forwarder.notify()
-                for posting_id, traceparent in zip(posting_ids, traceparents):
-                    telemetry.record_item_span("mainframe-bridge queue posting", traceparent, received,
-                                               {"posting_id": posting_id})
-                # Acks are added in place (a PostingAck built apart would be copied into the response).
-                response = bridge_pb2.PostEntriesResponse()
-                for posting_id, checked in zip(posting_ids, prepared):
-                    if isinstance(checked, queue_store.Queued):
-                        _add_ack(response, posting_id, next(stored))
-                    else:
-                        response.acks.add(posting_id=posting_id, status=ledger_pb2.POSTING_STATUS_REJECTED,
-                                          rejection=checked)
+        async for ready in in_order(request_iterator, partial(self._queue_postings, bulkhead), POSTS_IN_FLIGHT):
+            for response in ready:
                 yield response
-        finally:
-            reader.cancel()
+
+    async def _queue_postings(self, bulkhead: Bulkhead, request: bridge_pb2.PostEntriesRequest
+                              ) -> bridge_pb2.PostEntriesResponse:
+        received = time.time_ns()
+        prepared = [bulkhead.refusal(posting.channel) or intake.prepare(posting) for posting in request.postings]
+        valid = [p for p in prepared if isinstance(p, queue_store.Queued)]
+        stored = iter(await self.store.transaction(queue_store.enqueue, valid, self.calendar) if valid else ())
+        if valid:
+            self.forwarder.notify()
+        for posting, traceparent in zip(request.postings, request.traceparents):
+            telemetry.record_item_span("mainframe-bridge queue posting", traceparent, received,
+                                       {"posting_id": posting.posting_id})
+        # Acks are added in place (a PostingAck built apart would be copied into the response).
+        response = bridge_pb2.PostEntriesResponse()
+        for posting, checked in zip(request.postings, prepared):
+            if isinstance(checked, queue_store.Queued):
+                _add_ack(response, posting.posting_id, next(stored))
+            else:
+                response.acks.add(posting_id=posting.posting_id, status=ledger_pb2.POSTING_STATUS_REJECTED,
+                                  rejection=checked)
+        return response
 
     async def GetPostingStatus(self, request, context):
         found = await self.store.run(queue_store.standing, request.posting_id)
@@ -187,18 +184,6 @@ def _remaining(context) -> float:
     return 60.0 if remaining is None else max(remaining - 0.5, 0.1)
 
 
-async def _next(submitted: asyncio.Queue, reader: asyncio.Task):
-    """The next submitted message, or the reader's failure (a broken stream) as it is."""
-    getting = asyncio.ensure_future(submitted.get())
-    await asyncio.wait([getting, reader], return_when=asyncio.FIRST_COMPLETED)
-    if getting.done():
-        return getting.result()
-    getting.cancel()
-    if reader.exception():
-        raise reader.exception()
-    return await submitted.get()
-
-
 def _add_ack(response: bridge_pb2.PostEntriesResponse, posting_id: str, standing: Standing) -> None:
     ack = response.acks.add(posting_id=posting_id, status=standing.status)
     if standing.rejection_reason:
@@ -217,24 +202,5 @@ def _timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
     return stamp
 
 
-class Bridge:
-    """Builds the servicer when the server registers it (inside the event loop)."""
-
-    def __init__(self, settings: Settings | None = None):
-        self.settings = settings
-        self.service: MainframeBridgeService | None = None
-
-    def register(self, grpc_server):
-        self.service = MainframeBridgeService(self.settings or Settings.from_env())
-        bridge_grpc.add_MainframeBridgeServiceServicer_to_server(self.service, grpc_server)
-        self.service.start()
-        return [bridge_pb2.DESCRIPTOR.services_by_name["MainframeBridgeService"].full_name]
-
-    async def stop(self) -> None:
-        if self.service:
-            await self.service.stop()
-
-
 def main() -> None:
-    bridge = Bridge()
-    server.main(SERVICE, bridge.register, POLICY, on_stop=bridge.stop)
+    server.main(SERVICE, POLICY, MainframeBridgeService)

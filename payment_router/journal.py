@@ -11,14 +11,13 @@ An outbox row its peer refused is never forgotten: it is marked refused (with th
 peer's reason) and waits, out of the forwarders' way, for an operator to replay it.
 """
 
-import time
-
-import asyncio
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bank.payments.v1 import payments_pb2
+from paymesh.group_commit import GroupCommit
 from paymesh.sqlite import Store
 
 SCHEMA = """
@@ -85,19 +84,20 @@ class Outcome:
 class Journal:
     def __init__(self, path: Path):
         self._store = Store(path, SCHEMA, ADDED_COLUMNS, INDEXES)
-        self._queue: list[tuple[str, tuple, asyncio.Future]] = []
-        self._flusher: asyncio.Task | None = None
+        # Accepts and results of every stream and online call share commits: (operation, its arguments).
+        self._commits = GroupCommit(self._store, _apply_group, name="journal-commit")
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        await self._commits.close()
         self._store.close()
 
     async def accept(self, entries: list[Accepted]) -> list[Outcome]:
         """Journals each new payment, or finds the one already journaled under its id; one commit."""
-        return await self._grouped("accept", entries)
+        return await self._commits.submit(("accept", (entries,)))
 
     async def record(self, payment: payments_pb2.Payment, outbox: list[tuple[str, str, bytes, str]]) -> None:
         """Stores the payment's new state and its outbox rows (topic, key, body, traceparent) in one commit."""
-        await self._grouped("record", payment, outbox)
+        await self._commits.submit(("record", (payment, outbox)))
 
     async def done(self, delivered: list[tuple[str, list[str], dict[str, int]]]) -> None:
         """Forgets delivered outbox rows (topic, keys) and keeps the confirmation sequences
@@ -171,29 +171,8 @@ class Journal:
             ).fetchall()
         )
 
-    async def _grouped(self, op: str, *args):
-        future = asyncio.get_running_loop().create_future()
-        self._queue.append((op, args, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        return await future
 
-    async def _flush(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue, []
-            try:
-                results = await self._store.transaction(_apply_batch, [(op, args) for op, args, _ in batch])
-            except Exception as error:  # the whole group failed: tell every waiter
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            for (_, _, future), result in zip(batch, results):
-                if not future.done():
-                    future.set_result(result)
-
-
-def _apply_batch(connection: sqlite3.Connection, ops) -> list:
+def _apply_group(connection: sqlite3.Connection, ops) -> list:
     return [_accept_all(connection, *args) if op == "accept" else _record(connection, *args) for op, args in ops]
 
 

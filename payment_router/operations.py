@@ -7,7 +7,8 @@ from google.protobuf import timestamp_pb2
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.ledger.v1 import ledger_pb2
 from bank.payments.v1 import payment_operations_service_pb2 as ops_api, payment_operations_service_pb2_grpc
-from payment_router.router import POSTINGS, Router
+from payment_router.outbox import POSTINGS
+from payment_router.router import Router
 from paymesh.errors import abort, check_date
 
 FULL_NAME = ops_api.DESCRIPTOR.services_by_name["PaymentOperationsService"].full_name
@@ -44,7 +45,7 @@ class PaymentOperationsService(payment_operations_service_pb2_grpc.PaymentOperat
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                         "name the deliveries to replay, or set all to replay every refused one",
                         errors_pb2.ERROR_REASON_INVALID_FIELD, violations=[("deliveries", "empty without all")])
-        count = await self.router.replay_refused(None if request.all else keys)
+        count = await self.router.outbox.replay_refused(None if request.all else keys)
         return ops_api.ReplayRefusedDeliveriesResponse(replayed_count=count)
 
 

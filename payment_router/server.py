@@ -1,7 +1,6 @@
 """The router's process: channels only may call it; it reaches the cores, the
 bridge and confirmations over long-lived mTLS streams as the payment router."""
 
-import asyncio
 import os
 from pathlib import Path
 
@@ -36,6 +35,33 @@ def policy(bulkhead: str = "") -> CallerPolicy:
 
 
 
+class RouterService:
+    """The router's process: the channels' PaymentService and the operator's PaymentOperationsService
+    on one Router, its journal and its streams to the cores, the bridge and confirmations."""
+
+    def __init__(self, settings: Settings, ids: PaymentIds):
+        self.settings = settings
+        self.router, core_stubs = build_router(settings)
+        self.payments = PaymentService(self.router, load_policies(), TokenVerifier.from_env(settings), core_stubs,
+                                       ids)
+        self.operations = PaymentOperationsService(self.router)
+
+    def add_to(self, grpc_server) -> list[str]:
+        payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(self.payments, grpc_server)
+        payment_operations_service_pb2_grpc.add_PaymentOperationsServiceServicer_to_server(self.operations,
+                                                                                         grpc_server)
+        return [payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name, OPERATIONS_NAME]
+
+    async def start(self) -> None:
+        await self.router.start()  # recovery first: what was journaled and not answered goes out again
+
+    async def stop(self, grace: float) -> None:
+        # What is in flight is answered and the outbox delivered: a replica scaled away leaves nothing.
+        await self.router.drain(grace)
+        await self.router.stop()
+        await self.router.journal.close()
+
+
 def build_router(settings: Settings) -> tuple[Router, dict]:
     identity = router_identity(settings.router_bulkhead)
 
@@ -68,22 +94,4 @@ def main() -> None:
     # Every replica keys payment ids with the same secret: refuse to start without it.
     ids = PaymentIds.from_file(Path(os.environ.get("PAYMESH_PAYMENT_ID_SECRET_FILE")
                                     or pki.payment_id_secret_path(settings.pki_dir)))
-    state = {}
-
-    def register(grpc_server):
-        router, core_stubs = build_router(settings)
-        state["router"] = router
-        state["start"] = asyncio.get_running_loop().create_task(router.start())
-        service = PaymentService(router, load_policies(), TokenVerifier.from_env(settings), core_stubs, ids)
-        payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(service, grpc_server)
-        payment_operations_service_pb2_grpc.add_PaymentOperationsServiceServicer_to_server(
-            PaymentOperationsService(router), grpc_server)
-        return [payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name, OPERATIONS_NAME]
-
-    async def on_stop():
-        router = state["router"]
-        await router.drain(settings.grace_seconds)
-        await router.stop()
-        router.journal.close()
-
-    server.main(SERVICE, register, policy(settings.router_bulkhead), on_stop, identity)
+    server.main(SERVICE, policy(settings.router_bulkhead), lambda settings: RouterService(settings, ids), identity)

@@ -2,7 +2,6 @@
 the channel's terms (a status for an online call, a REJECTED payment on a stream)."""
 
 import asyncio
-import collections
 import datetime as dt
 import logging
 import time
@@ -17,6 +16,7 @@ from payment_router.batch import upload_batch
 from payment_router.channel_policy import ChannelPolicy
 from payment_router.journal import Accepted, Outcome
 from payment_router.orders import PaymentIds, body_hash, validate
+from payment_router.payment_stream import PaymentStream
 from payment_router.router import Router
 from payment_router.tokens import TokenRefused, TokenVerifier
 from paymesh.errors import Refused, abort, abort_as, error_info
@@ -24,8 +24,6 @@ from paymesh.tls import peer_identity
 from paymesh.topology import CHANNEL_VALUES
 
 log = logging.getLogger(__name__)
-STREAM_WINDOW = 2000  # payments in flight per channel stream
-ANSWERS_PER_MESSAGE = 500  # results gathered into one response for orders sent in `payments`
 ONLINE_WAIT_FOR_CORE = 0.5  # seconds an online payment waits for a core that is reconnecting
 BATCH_WAIT_FOR_CORE = 10.0  # seconds a batch line waits for a core that is reconnecting
 
@@ -62,81 +60,19 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         if payment.status == types_pb2.PAYMENT_STATUS_REJECTED:
             await Refused.of(payment.rejection).abort(context, payment_id=payment.payment_id)
         if not payment.confirmation_sequence:  # a retry of a confirmed payment has it already: no wait
-            payment.confirmation_sequence = await self.router.confirmation_sequence(
+            payment.confirmation_sequence = await self.router.outbox.confirmation_sequence(
                 payment.payment_id, min(1.0, _remaining(context)))
         return api.SubmitPaymentResponse(payment=payment)
 
     async def StreamPayments(self, request_iterator, context):
-        caller = await self._caller(context, "stream", cost=0)
-        ready: collections.deque = collections.deque()  # (result, asked in `payments`); None ends
-        more = asyncio.Event()
-        window = asyncio.Semaphore(STREAM_WINDOW)
-        failed: list[Exception] = []  # what kept orders from being answered (the journal, say)
-
-        def put(item) -> None:
-            ready.append(item)
-            more.set()
-
-        async def answer(orders, many: bool):
-            try:
-                for payment, _ in await self.pay_many(caller, [(o, o.idempotency_key) for o in orders]):
-                    put((payment, many))
-            except Exception as error:
-                failed.append(error)
-            finally:
-                for _ in orders:
-                    window.release()
-
-        async def read():
-            tasks = set()
-            try:
-                await read_into(tasks)
-                await asyncio.gather(*tasks)
-            finally:
-                put(None)  # the answers end even if reading failed
-
-        async def read_into(tasks: set):
-            async for request in request_iterator:
-                many, admitted = len(request.payments) > 0, []
-                for order in request.payments if many else (request.payment,):
-                    await window.acquire()
-                    if caller.policy.bucket.take():
-                        window.release()
-                        put((self.rejected(caller, order, Refused(
-                            errors_pb2.ERROR_REASON_RATE_LIMITED, "over the channel's rate limit; slow down")), many))
-                    else:
-                        admitted.append(order)
-                if admitted:
-                    task = asyncio.create_task(answer(admitted, many))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-
-        reader = asyncio.create_task(read())
-        try:
-            while True:
-                if not ready:
-                    more.clear()
-                    await more.wait()
-                    continue
-                item = ready.popleft()
-                if item is None:
-                    break
-                payment, many = item
-                if not many:
-                    yield api.StreamPaymentsResponse(payment=payment)
-                    continue
-                results = [payment]
-                while ready and ready[0] is not None and ready[0][1] and len(results) < ANSWERS_PER_MESSAGE:
-                    results.append(ready.popleft()[0])
-                yield api.StreamPaymentsResponse(payments=results)
-            await reader
-            if failed:
-                log.error("stream orders left unanswered", extra={"error": type(failed[0]).__name__})
-                await abort(context, grpc.StatusCode.UNAVAILABLE,
-                            "some payments on this stream could not be recorded; send the unanswered ones again",
-                            errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0)
-        finally:
-            reader.cancel()
+        stream = PaymentStream(self, await self._caller(context, "stream", cost=0))
+        async for response in stream.responses(request_iterator):
+            yield response
+        if stream.failed:
+            log.error("stream orders left unanswered", extra={"error": type(stream.failed[0]).__name__})
+            await abort(context, grpc.StatusCode.UNAVAILABLE,
+                        "some payments on this stream could not be recorded; send the unanswered ones again",
+                        errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0)
 
     async def UploadBatch(self, request_iterator, context):
         caller = await self._caller(context, "batch")

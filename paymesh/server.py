@@ -6,8 +6,9 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -22,8 +23,42 @@ from paymesh.topology import SERVICES, Identity
 
 log = logging.getLogger(__name__)
 
-# Adds the service's servicers to the server and returns their full service names.
-Register = Callable[[grpc.aio.Server], Iterable[str]]
+
+
+class Service(Protocol):
+    """A service as its process runs it: its servicers and the work they own (stores, tasks)."""
+
+    def add_to(self, server: grpc.aio.Server) -> list[str]:
+        """Adds the servicers to the server; their full service names (for health and reflection)."""
+        ...
+
+    async def start(self) -> None:
+        """On the running loop, before the port takes calls: background tasks, recovery."""
+        ...
+
+    async def stop(self, grace: float) -> None:
+        """Once the server takes no more calls: finish within grace seconds, close the stores."""
+        ...
+
+
+# What a service's process builds from its settings (inside the event loop).
+Build = Callable[[Settings], Service]
+
+
+@dataclass
+class Handlers:
+    """A Service of servicers alone, nothing to start or stop: add(server) adds them, returns their names."""
+
+    add: Callable[[grpc.aio.Server], Iterable[str]]
+
+    def add_to(self, server: grpc.aio.Server) -> list[str]:
+        return list(self.add(server))
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self, grace: float) -> None:
+        pass
 
 
 @dataclass
@@ -31,6 +66,7 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
+    service: Service
     service_names: list[str]
     # The opt-in plaintext health-only server (PAYMESH_HEALTH_PORT); None by default.
     health_only: grpc.aio.Server | None = None
@@ -42,32 +78,35 @@ class RunningServer:
             await self.health.set(name, status)
 
     async def stop(self, grace: float) -> None:
-        """Refuses new calls at once; in-flight calls get up to grace seconds to finish."""
+        """Refuses new calls at once; in-flight calls get up to grace seconds to finish; then the
+        service stops what it owns."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        await self.service.stop(grace)
         if self.health_only is not None:  # answered NOT_SERVING during the grace; now gone too
             await self.health_only.stop(0)
 
 
 async def start_server(
-    service: str, settings: Settings, register: Register, policy: CallerPolicy, port: int = 0,
+    name: str, settings: Settings, service: Service, policy: CallerPolicy, port: int = 0,
     identity: Identity | None = None,
 ) -> RunningServer:
-    """Starts the service's server on settings.bind_host:port (0 picks a free port) and marks it SERVING.
+    """Starts the service named name on settings.bind_host:port (0 picks a free port) and marks it SERVING.
     identity: the certificate it serves with, when not the service's own (a router bulkhead's)."""
-    material = pki.load(settings.pki_dir, identity or SERVICES[service].identity)
+    material = pki.load(settings.pki_dir, identity or SERVICES[name].identity)
     server = grpc.aio.server(
         interceptors=[*telemetry.server_interceptors(), CallerCheck(policy)], options=SERVER_OPTIONS
     )
-    names = list(register(server))
+    names = service.add_to(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
     )
     bound = server.add_secure_port(f"{settings.bind_host}:{port}", server_credentials(material))
+    await service.start()
     await server.start()
-    running = RunningServer(server, bound, health_servicer, names)
+    running = RunningServer(server, bound, health_servicer, service, names)
     if settings.health_port is not None:
         running.health_only, running.health_only_port = await start_health_only_server(settings, health_servicer)
     await running.set_serving(True)
@@ -106,46 +145,38 @@ def write_port_file(settings: Settings, service: str, port: int) -> None:
     tmp.replace(run_dir / f"{service}.port")
 
 
-async def serve(
-    service: str,
-    register: Register,
-    policy: CallerPolicy,
-    on_stop: Callable[[], Awaitable[None]] | None = None,
-    identity: Identity | None = None,
-) -> None:
+async def serve(name: str, policy: CallerPolicy, build: Build, identity: Identity | None = None) -> None:
+    """Runs the service named name until SIGTERM or SIGINT, then stops it gracefully."""
     settings = Settings.from_env()
-    setup_logging(service, settings.log_level)
-    tracer_provider = telemetry.setup_tracing(service, settings)
-    metrics_setup = telemetry.setup_metrics(service, settings)
+    setup_logging(name, settings.log_level)
+    tracer_provider = telemetry.setup_tracing(name, settings)
+    metrics_setup = telemetry.setup_metrics(name, settings)
     tls.check_revocations(tls.RevocationList.from_env(settings.pki_dir))
-    running = await start_server(service, settings, register, policy, port_of(SERVICES[service]), identity)
+    running = await start_server(name, settings, build(settings), policy, port_of(SERVICES[name]), identity)
     # What start-up built lives as long as the process: out of the collector's sight, a full
     # collection under load pauses the loop for less.
     gc.freeze()
-    write_port_file(settings, service, running.port)
+    write_port_file(settings, name, running.port)
     # The opt-in plaintext ports: run/<service>-health.port and run/<service>-metrics.port.
     if running.health_only_port is not None:
-        write_port_file(settings, f"{service}-health", running.health_only_port)
+        write_port_file(settings, f"{name}-health", running.health_only_port)
     if metrics_setup.port is not None:
-        write_port_file(settings, f"{service}-metrics", metrics_setup.port)
+        write_port_file(settings, f"{name}-metrics", metrics_setup.port)
     log.info("serving", extra={"port": running.port, "services": running.service_names,
                                "health_port": running.health_only_port, "metrics_port": metrics_setup.port})
     sig = await until_signalled()
     log.info("stopping", extra={"signal": signal.Signals(sig).name, "grace_seconds": settings.grace_seconds})
     await running.stop(settings.grace_seconds)
-    if on_stop is not None:
-        await on_stop()
     tracer_provider.shutdown()
     metrics_setup.shutdown()
     log.info("stopped")
 
 
-def main(service: str, register: Register, policy: CallerPolicy, on_stop=None, identity: Identity | None = None
-         ) -> None:
+def main(name: str, policy: CallerPolicy, build: Build, identity: Identity | None = None) -> None:
     """The `python -m <service>` entry point: serve until SIGTERM, then exit 0."""
     try:
-        asyncio.run(serve(service, register, policy, on_stop, identity))
+        asyncio.run(serve(name, policy, build, identity))
     except FileNotFoundError as missing:  # no PKI yet: say what to run, not a traceback
-        print(f"{service}: {missing}", file=sys.stderr)
+        print(f"{name}: {missing}", file=sys.stderr)
         sys.exit(2)
     sys.exit(0)

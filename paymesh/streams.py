@@ -1,19 +1,26 @@
-"""A long-lived bidirectional gRPC stream used as a pipe of items: items are sent in
-micro-batches (a short linger gathers what arrives together), each item's answer
-resolves its caller's future, and after a broken stream everything unanswered is
-sent again on a new one. The servers recognise a replay by the item's id, so a
-resend never applies anything twice.
+"""Both ends of the mesh's long-lived bidirectional streams.
+
+The caller's end, BatchingStream: a pipe of items sent in micro-batches (a short linger
+gathers what arrives together), each item's answer resolves its caller's future, and
+after a broken stream everything unanswered is sent again on a new one. The servers
+recognise a replay by the item's id, so a resend never applies anything twice.
+
+The server's end, in_order: each message read is started at once (checked, submitted to
+its commit) while earlier ones commit, and answered in the order it came.
 """
 
 import asyncio
+import collections
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 import grpc
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+Request = TypeVar("Request")
+Answer = TypeVar("Answer")
 log = logging.getLogger(__name__)
 
 
@@ -155,3 +162,47 @@ class BatchingStream(Generic[Item, Result]):
                     entry[1].set_result(result)
             if len(self._pending) < self._max_in_flight:
                 self._room.set()
+
+
+async def in_order(requests: AsyncIterable[Request], start: Callable[[Request], Awaitable[Answer]],
+                   limit: int) -> AsyncIterator[list[Answer]]:
+    """The answers to a request stream, in request order. start(request) is called as each request
+    is read, so the next is read, checked and submitted while this one commits; what it returns is
+    awaited in turn. Each item yielded is the next answer and those after it that are ready too (a
+    caller may send them as one response: fewer, larger writes). At most limit requests are started
+    and not yet yielded: beyond, reading waits (back-pressure on the caller). A failed answer raises
+    here, after the answers before it; so does a broken request stream."""
+    started: collections.deque[asyncio.Future | None] = collections.deque()  # None: the requests ended
+    arrived, room = asyncio.Event(), asyncio.Semaphore(limit)
+
+    def push(item: asyncio.Future | None) -> None:
+        started.append(item)
+        arrived.set()
+
+    async def read() -> None:
+        try:
+            async for request in requests:
+                await room.acquire()
+                push(asyncio.ensure_future(start(request)))
+        finally:
+            push(None)
+
+    def take() -> asyncio.Future:
+        room.release()
+        return started.popleft()
+
+    reader = asyncio.get_running_loop().create_task(read())
+    try:
+        while True:
+            while not started:
+                arrived.clear()
+                await arrived.wait()
+            if started[0] is None:
+                break
+            ready = [await take()]
+            while started and started[0] is not None and started[0].done():
+                ready.append(take().result())
+            yield ready
+        await reader  # surfaces a broken request stream
+    finally:
+        reader.cancel()

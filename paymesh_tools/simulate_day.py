@@ -14,6 +14,7 @@ import asyncio
 import datetime as dt
 import os
 import random
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -312,7 +313,7 @@ def remember_closed(settings: Settings, day: str) -> None:
 
 async def simulate(count: int, seed: int) -> int:
     settings = Settings.from_env()
-    children = []
+    services = {}
     dev_pki.ensure_dev_pki(settings.pki_dir)
     if await health_of("payment-router", address_of("payment-router"), settings) != "SERVING":
         # A mesh of our own: its clock starts at 10:00 in Lima on the next day this home has not closed.
@@ -320,10 +321,10 @@ async def simulate(count: int, seed: int) -> int:
         # Always its own clock: a day is played from 10:00, so that it can be closed the same day.
         os.environ.update(PAYMESH_CLOCK_START=f"{day}T10:00:00-05:00", PAYMESH_CLOCK_STARTED_AT=str(time.time()))
         print(f"starting the local mesh for business day {day}...", flush=True)
-        children, ready = await mesh.start_all(settings)
-        if not ready:
-            print(mesh.table(children))
-            await mesh.stop_all(children, settings)
+        try:
+            services = await mesh.start_local(settings)
+        except RuntimeError as failed:
+            print(f"the mesh did not come up: {failed}", file=sys.stderr)
             return 1
     calendar = bank_calendar()  # with a mesh already running, the same clock as its services (PAYMESH_CLOCK_START)
     day = calendar.booking_date().isoformat()
@@ -370,8 +371,8 @@ async def simulate(count: int, seed: int) -> int:
         confirmed_all = sum(results.confirmed.values()) == len(results.payments)
         return max(reconciled) if confirmed_all else 1
     finally:
-        if children:
-            await mesh.stop_all(children, settings)
+        if services:
+            await mesh.stop_local(services, settings)
 
 
 def add_arguments(parser) -> None:

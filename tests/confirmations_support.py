@@ -19,12 +19,11 @@ FAST = ConfirmationSettings(heartbeat_seconds=0.2, webhook_base_delay=0.05, webh
 async def serving(settings, **overrides):
     """Yields (address, service); stops both afterwards."""
     service = ConfirmationService(settings.data_dir, dataclasses.replace(FAST, **overrides))
-    running = await start_server(SERVICE, settings, service.register, POLICY)
+    running = await start_server(SERVICE, settings, service, POLICY)
     try:
         yield f"127.0.0.1:{running.port}", service
     finally:
         await running.stop(0)
-        await service.close()
 
 
 def channel(address, settings, identity):

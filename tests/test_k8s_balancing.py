@@ -5,7 +5,7 @@ import grpc
 
 from paymesh import pki, tls
 from paymesh.authz import CallerPolicy
-from paymesh.server import start_server
+from paymesh.server import Handlers, start_server
 from paymesh.topology import OPERATOR
 
 SERVICE = "bank.test.v1.Whoami"
@@ -23,8 +23,8 @@ def register_answering(name: bytes):
 
 
 async def test_calls_spread_over_every_resolved_address(settings):
-    replicas = [await start_server("core-cash", settings, register_answering(name), CallerPolicy.only([OPERATOR]))
-                for name in (b"pod-0", b"pod-1")]
+    replicas = [await start_server("core-cash", settings, Handlers(register_answering(name)),
+                                   CallerPolicy.only([OPERATOR])) for name in (b"pod-0", b"pod-1")]
     try:
         target = "ipv4:" + ",".join(f"127.0.0.1:{r.port}" for r in replicas)  # as DNS of a headless Service
         mesh_options = (*tls.CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", "localhost"))

@@ -16,7 +16,7 @@ from bank.payments.v1 import payment_service_pb2
 from paymesh import tls
 from paymesh.authz import CallerPolicy
 from paymesh.config import Settings
-from paymesh.server import start_server
+from paymesh.server import Handlers, start_server
 from paymesh.topology import OPERATOR
 from tests.harness import start_service
 
@@ -57,7 +57,7 @@ async def plaintext_health(port: int) -> str:
 
 async def test_health_port_serves_health_and_nothing_else(settings):
     settings = dataclasses.replace(settings, health_port=0)
-    running = await start_server("core-cash", settings, register_every_domain_service, POLICY)
+    running = await start_server("core-cash", settings, Handlers(register_every_domain_service), POLICY)
     try:
         assert running.health_only_port not in (None, running.port)
         assert await plaintext_health(running.health_only_port) == "SERVING"
@@ -87,7 +87,7 @@ async def test_no_health_port_by_default(settings, monkeypatch):
     monkeypatch.setenv("PAYMESH_HEALTH_PORT", "8081")
     assert Settings.from_env().health_port == 8081
 
-    running = await start_server("core-cash", settings, register_every_domain_service, POLICY)
+    running = await start_server("core-cash", settings, Handlers(register_every_domain_service), POLICY)
     try:
         assert (running.health_only, running.health_only_port) == (None, None)
         # The only port is the mTLS one: a plaintext health check there gets no answer.

@@ -26,4 +26,4 @@ def test_every_alert_is_well_formed_and_reads_an_exported_series():
         for name in series:
             path, instrument = EXPORTED[name]
             assert instrument in (REPO / path).read_text(), name
-    assert '"router.outbox.refused"' in (REPO / "payment_router" / "router.py").read_text()
+    assert '"router.outbox.refused"' in (REPO / "payment_router" / "outbox.py").read_text()

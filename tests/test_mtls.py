@@ -25,8 +25,8 @@ ATM = Identity("channel", "atm")
 @pytest.fixture
 async def core(settings):
     portfolio = PortfolioSettings(seed=1, count=5, as_of=dt.date(2026, 11, 27))
-    register = core_server.registrar(RULES_OF_CORE["core-cash"], settings.data_dir, portfolio)
-    running = await start_server("core-cash", settings, register, core_server.POLICY, port=0)
+    core = core_server.build(RULES_OF_CORE["core-cash"], portfolio)(settings)
+    running = await start_server("core-cash", settings, core, core_server.POLICY, port=0)
     yield f"127.0.0.1:{running.port}"
     await running.stop(0)
 

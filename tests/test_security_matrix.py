@@ -379,7 +379,7 @@ async def test_a_day_file_never_half_applies(mesh, pki_dir, store_payment):
 async def test_a_failure_inside_a_service_never_shows_its_internals(tmp_path, pki_dir, settings):
     """An unexpected exception in a handler was answered UNKNOWN with its own text (paths, values)."""
     from paymesh.authz import CallerPolicy
-    from paymesh.server import start_server
+    from paymesh.server import Handlers, start_server
 
     async def explode(request, context):
         raise ValueError("could not open /var/lib/paymesh/secret-ledger.db at 10.0.0.7:5432")
@@ -389,7 +389,7 @@ async def test_a_failure_inside_a_service_never_shows_its_internals(tmp_path, pk
             "test.Boom", {"Explode": grpc.unary_unary_rpc_method_handler(explode)})])
         return []
 
-    running = await start_server("core-cash", settings, register, CallerPolicy(default=frozenset([OPERATOR])))
+    running = await start_server("core-cash", settings, Handlers(register), CallerPolicy(default=frozenset([OPERATOR])))
     try:
         async with tls.channel_for(f"127.0.0.1:{running.port}", pki_dir, OPERATOR) as ch:
             error = await denied(ch.unary_unary("/test.Boom/Explode")(b"", timeout=5))

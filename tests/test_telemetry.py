@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from paymesh import telemetry, tls
 from paymesh.authz import CallerPolicy
 from paymesh.logs import setup_logging
-from paymesh.server import start_server
+from paymesh.server import Handlers, start_server
 from paymesh.topology import Identity
 
 exporter = InMemorySpanExporter()
@@ -33,7 +33,7 @@ def tracer_provider():
 async def test_server_span_is_a_child_of_the_callers_span(settings):
     exporter.clear()
     # Any server will do: the health service goes through the same interceptors as the domain's.
-    running = await start_server("payment-router", settings, lambda server: [], CallerPolicy.only([]))
+    running = await start_server("payment-router", settings, Handlers(lambda server: []), CallerPolicy.only([]))
     try:
         channel = tls.channel_for(f"127.0.0.1:{running.port}", settings.pki_dir, Identity("channel", "app"),
                                   interceptors=telemetry.client_interceptors())

@@ -1,0 +1,175 @@
+"""The router's outbox forwarders: what the journal's outbox holds for the mainframe bridge and
+for confirmations goes out in order, over each peer's long-lived stream, until the peer
+acknowledges it; a row the peer refused is kept, marked, for an operator to replay.
+
+Confirmations' acknowledgements carry each result's sequence: a channel's online call waits
+here (briefly) for its payment's, so it can tell the channel where to resume its subscription.
+"""
+
+import asyncio
+import collections
+import logging
+
+from bank.common.v1 import errors_pb2
+from bank.confirmations.v1 import confirmations_pb2
+from bank.ledger.v1 import ledger_pb2
+from payment_router.journal import Journal
+from paymesh import telemetry
+from paymesh.streams import BatchingStream
+
+log = logging.getLogger(__name__)
+POSTINGS, CONFIRMATIONS = "posting", "confirmation"
+RECENT_SEQUENCES = 20_000  # sequences kept in memory for callers who ask just after the acknowledgement
+# How long the forwarders gather rows before reading a page: no caller waits for the ledger,
+# so postings wait longer and travel in far fewer, fuller messages.
+FORWARD_LINGER_SECONDS = {POSTINGS: 0.02, CONFIRMATIONS: 0.002}
+SWEEP_SECONDS = 0.2  # how often delivered outbox rows are forgotten, in one commit
+PAGE_ROWS = 2000
+
+
+class Outbox:
+    def __init__(self, journal: Journal, bridge: BatchingStream, confirmations: BatchingStream):
+        self.journal = journal
+        self._streams = {POSTINGS: (bridge, ledger_pb2.Posting),
+                         CONFIRMATIONS: (confirmations, confirmations_pb2.Confirmation)}
+        self._ready = {POSTINGS: asyncio.Event(), CONFIRMATIONS: asyncio.Event()}
+        self._sequence_waiters: dict[str, list[asyncio.Future]] = {}
+        self._recent_sequences: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._delivered_keys: list[tuple[str, list[str], dict[str, int]]] = []  # (topic, keys, sequences)
+        self._tasks: list[asyncio.Task] = []
+        self.refused_rows = 0  # rows a peer refused, waiting for the operator (a gauge)
+
+    async def start(self) -> None:
+        self.refused_rows = len(await self.journal.refused())
+        telemetry.observe_queue_depth("router.outbox.refused", lambda: self.refused_rows)
+        self._tasks = [asyncio.create_task(self._forward(topic)) for topic in self._streams]
+        self._tasks.append(asyncio.create_task(self._sweep_delivered()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._forget_delivered()
+
+    def wake(self, *topics: str) -> None:
+        """New rows of these topics (every topic by default) are in the journal."""
+        for topic in topics or self._ready:
+            self._ready[topic].set()
+
+    async def undelivered(self) -> int:
+        """Rows not yet acknowledged by their peer, once what was delivered is forgotten."""
+        await self._forget_delivered()
+        return await self.journal.undelivered()
+
+    def recent_sequence(self, payment_id: str) -> int:
+        """The confirmation sequence acknowledged lately for the payment; 0 if none is known here."""
+        return self._recent_sequences.get(payment_id, 0)
+
+    async def confirmation_sequence(self, payment_id: str, timeout: float) -> int:
+        """Waits (at most timeout) for the result's sequence on the confirmation stream; 0 if not yet."""
+        if payment_id in self._recent_sequences:  # acknowledged before the caller asked
+            return self._recent_sequences[payment_id]
+        future = asyncio.get_running_loop().create_future()
+        self._sequence_waiters.setdefault(payment_id, []).append(future)
+        self._ready[CONFIRMATIONS].set()
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            return 0
+        finally:
+            waiters = self._sequence_waiters.get(payment_id, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._sequence_waiters.pop(payment_id, None)
+
+    async def replay_refused(self, keys: list[tuple[str, str]] | None) -> int:
+        """Sends refused rows (topic, key), or all when keys is None, again; how many."""
+        count = await self.journal.replay_refused(keys)
+        self.refused_rows -= count
+        self.wake()
+        return count
+
+    async def _forward(self, topic: str) -> None:
+        """Store-and-forward: sends the outbox in order. Pages go out one behind the other
+        without waiting for the previous page's acknowledgements; a row is deleted once its
+        peer acknowledged it (after a restart, everything left is sent again)."""
+        (stream, message_type), ready = self._streams[topic], self._ready[topic]
+        last_id, deliveries = 0, set()
+        while True:
+            try:
+                await asyncio.wait_for(ready.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+            ready.clear()
+            await asyncio.sleep(FORWARD_LINGER_SECONDS[topic])
+            rows = await self.journal.outbox(topic, after_id=last_id, limit=PAGE_ROWS)
+            if not rows:
+                continue
+            ready.set()  # there may be more behind this page
+            items = [(message_type.FromString(body), traceparent) for _, _, body, traceparent in rows]
+            # The stream answers by payment id: a payment's second result (its reversal) goes
+            # alone, once its first has been answered, rather than share the first one's answer.
+            cut, seen = None, set()
+            for n, item in enumerate(items):
+                key = stream.key_of(item)
+                if key in seen or key in stream.pending_keys:
+                    cut = n
+                    break
+                seen.add(key)
+            if cut == 0:
+                await asyncio.gather(*deliveries)
+                continue
+            rows, items = rows[:cut], items[:cut]
+            last_id = rows[-1][0]
+            delivery = asyncio.create_task(self._delivered(topic, rows, await stream.submit_many(items)))
+            deliveries.add(delivery)
+            delivery.add_done_callback(deliveries.discard)
+
+    async def _delivered(self, topic: str, rows, answers: list[asyncio.Future]) -> None:
+        acks = await asyncio.gather(*answers)
+        refusals = [(row[1], ack.rejection.reason, ack.rejection.message)
+                    for row, ack in zip(rows, acks) if _refused(topic, ack)]
+        if refusals:
+            # Never as if delivered: the row stays, marked, until an operator replays it.
+            await self.journal.refuse(topic, refusals)
+            self.refused_rows += len(refusals)
+            for key, reason, message in refusals:
+                log.error("peer refused an outbox row; kept for the operator (paymesh outbox)", extra={
+                    "topic": topic, "item_key": key, "reason": errors_pb2.ErrorReason.Name(reason),
+                    "detail": message[:200]})
+                telemetry.count_refused_delivery(topic, errors_pb2.ErrorReason.Name(reason))
+            refused_keys = {key for key, _, _ in refusals}
+            rows = [row for row in rows if row[1] not in refused_keys]
+        sequences = {a.payment_id: a.sequence for a in acks if a.sequence} if topic == CONFIRMATIONS else {}
+        # The confirmation is durable at its service now: a waiting caller need not wait for our bookkeeping.
+        for payment_id, sequence in sequences.items():
+            self._recent_sequences[payment_id] = sequence
+            for future in self._sequence_waiters.get(payment_id, []):
+                if not future.done():
+                    future.set_result(sequence)
+        while len(self._recent_sequences) > RECENT_SEQUENCES:
+            self._recent_sequences.popitem(last=False)
+        # Forgetting delivered rows can wait for the next sweep: a row not yet forgotten when
+        # the router dies is only sent again, and its peer answers the replay as the first time.
+        self._delivered_keys.append((topic, [key for _, key, _, _ in rows], sequences))
+
+    async def _sweep_delivered(self) -> None:
+        """Every SWEEP_SECONDS, one commit forgets every row delivered since the last."""
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            await self._forget_delivered()
+
+    async def _forget_delivered(self) -> None:
+        swept, self._delivered_keys = self._delivered_keys, []
+        if swept:
+            await self.journal.done(swept)
+
+
+
+def _refused(topic: str, ack) -> bool:
+    """Whether the peer's answer refuses the row (the bridge: REJECTED; confirmations: a rejection)."""
+    if topic == POSTINGS:
+        return ack.status == ledger_pb2.POSTING_STATUS_REJECTED
+    return ack.HasField("rejection") and ack.rejection.reason != 0
