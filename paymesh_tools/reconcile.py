@@ -45,6 +45,7 @@ unavailable or fewer than two stages answered (the reconciliation is incomplete)
 import asyncio
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import NamedTuple, Protocol
 
 import grpc
@@ -459,19 +460,22 @@ class Source(Protocol):
 
 
 @dataclass
-class RouterSource:
-    """What the router accepted from the channels (refusals and core rejections apart)."""
+class ListingSource:
+    """A day's items as one service lists them to the operator on a server stream."""
 
+    name: str
+    stage: str
+    service: str  # whose address to ask
+    listing: Callable  # the stub's server-streaming method, given a channel
+    request: Callable[[str], object]  # the request for a business date
+    items_of: Callable[[object, str], Iterable[Item]]  # one reply's items (reply, business date)
     settings: Settings
-    name: str = "payment-router"
-    stage: str = ROUTER
     loan_types: frozenset[int] = ALL_LOAN_TYPES
 
     async def items(self, business_date: str) -> list[Item]:
-        async with tls.channel_for(address_of("payment-router"), self.settings.pki_dir, OPERATOR) as channel:
-            replies = await _stream(ops_grpc.PaymentOperationsServiceStub(channel).ListPayments,
-                                    ops_pb2.ListPaymentsRequest(business_date=business_date))
-        return [i for r in replies for p in r.payments for i in payment_items(p, business_date)]
+        async with tls.channel_for(address_of(self.service), self.settings.pki_dir, OPERATOR) as channel:
+            replies = await _stream(self.listing(channel), self.request(business_date))
+        return [item for reply in replies for item in self.items_of(reply, business_date)]
 
 
 @dataclass
@@ -500,66 +504,39 @@ class CoreSource:
                     return items
 
 
-@dataclass
-class LedgerSource:
-    """The bridge's postings booked on the day or of the day booked later, in the given statuses."""
-
-    name: str
-    stage: str
-    statuses: frozenset[int]
-    settings: Settings
-    loan_types: frozenset[int] = ALL_LOAN_TYPES
-
-    async def items(self, business_date: str) -> list[Item]:
-        async with tls.channel_for(address_of("mainframe-bridge"), self.settings.pki_dir, OPERATOR) as channel:
-            replies = await _stream(bridge_grpc.MainframeBridgeServiceStub(channel).ListPostings,
-                                    bridge_pb2.ListPostingsRequest(business_date=business_date))
-        return [posting_item(q.posting, self.stage, self.name, q.original_business_date or q.posting.business_date)
-                for r in replies for q in r.postings if q.status in self.statuses]
-
-
-@dataclass
-class BookSource:
-    """The mainframe's own book of a day (asked through the bridge): what it really booked."""
-
-    settings: Settings
-    name: str = "mainframe book (via mainframe-bridge)"
-    stage: str = BOOK
-    loan_types: frozenset[int] = ALL_LOAN_TYPES
-
-    async def items(self, business_date: str) -> list[Item]:
-        async with tls.channel_for(address_of("mainframe-bridge"), self.settings.pki_dir, OPERATOR) as channel:
-            replies = await _stream(bridge_grpc.MainframeBridgeServiceStub(channel).ListMainframeBook,
-                                    bridge_pb2.ListMainframeBookRequest(business_date=business_date))
-        # The mainframe knows only the day it booked a posting in, not its original date.
-        return [posting_item(p, self.stage, self.name) for r in replies for p in r.postings]
-
-
-@dataclass
-class ConfirmationSource:
-    """What was confirmed to the channels: applied payments and reversals."""
-
-    settings: Settings
-    name: str = "confirmations"
-    stage: str = CONFIRMED
-    loan_types: frozenset[int] = ALL_LOAN_TYPES
-
-    async def items(self, business_date: str) -> list[Item]:
-        async with tls.channel_for(address_of("confirmations"), self.settings.pki_dir, OPERATOR) as channel:
-            replies = await _stream(conf_grpc.ConfirmationServiceStub(channel).ListConfirmations,
-                                    conf_pb2.ListConfirmationsRequest(business_date=business_date))
-        return [i for r in replies for c in r.confirmations for i in confirmation_items(c, business_date)]
-
-
 def default_sources(settings: Settings) -> list[Source]:
     queued, posted = ledger_pb2.POSTING_STATUS_QUEUED, ledger_pb2.POSTING_STATUS_POSTED
+
+    def bridge_postings(name: str, stage: str, statuses: frozenset[int]) -> ListingSource:
+        """The bridge's postings booked on the day or of the day booked later, in the given statuses."""
+        return ListingSource(
+            name, stage, "mainframe-bridge", lambda ch: bridge_grpc.MainframeBridgeServiceStub(ch).ListPostings,
+            lambda day: bridge_pb2.ListPostingsRequest(business_date=day),
+            lambda reply, _: [posting_item(q.posting, stage, name, q.original_business_date or q.posting.business_date)
+                              for q in reply.postings if q.status in statuses], settings)
+
+    book = "mainframe book (via mainframe-bridge)"
     return [
-        RouterSource(settings),
+        # What the router accepted from the channels (refusals and core rejections apart).
+        ListingSource("payment-router", ROUTER, "payment-router",
+                      lambda ch: ops_grpc.PaymentOperationsServiceStub(ch).ListPayments,
+                      lambda day: ops_pb2.ListPaymentsRequest(business_date=day),
+                      lambda reply, day: [i for p in reply.payments for i in payment_items(p, day)], settings),
         *(CoreSource(name, settings) for name in CORES),
-        LedgerSource("mainframe-bridge (queued+posted)", SENT, frozenset([queued, posted]), settings),
-        LedgerSource("mainframe-bridge (posted)", POSTED, frozenset([posted]), settings),
-        BookSource(settings),
-        ConfirmationSource(settings),
+        bridge_postings("mainframe-bridge (queued+posted)", SENT, frozenset([queued, posted])),
+        bridge_postings("mainframe-bridge (posted)", POSTED, frozenset([posted])),
+        # The mainframe's own book of the day (asked through the bridge): what it really booked. It
+        # knows only the day it booked a posting in, not its original date.
+        ListingSource(book, BOOK, "mainframe-bridge",
+                      lambda ch: bridge_grpc.MainframeBridgeServiceStub(ch).ListMainframeBook,
+                      lambda day: bridge_pb2.ListMainframeBookRequest(business_date=day),
+                      lambda reply, _: [posting_item(p, BOOK, book) for p in reply.postings], settings),
+        # What was confirmed to the channels: applied payments and reversals.
+        ListingSource("confirmations", CONFIRMED, "confirmations",
+                      lambda ch: conf_grpc.ConfirmationServiceStub(ch).ListConfirmations,
+                      lambda day: conf_pb2.ListConfirmationsRequest(business_date=day),
+                      lambda reply, day: [i for c in reply.confirmations for i in confirmation_items(c, day)],
+                      settings),
     ]
 
 
