@@ -2,13 +2,18 @@
 port from its port file, talk to it with any identity's certificate."""
 
 import time
+import urllib.request
 from pathlib import Path
+
+import grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from paymesh import tls
 from paymesh.topology import Identity
 from paymesh_tools.launch import ServiceProcess, service_env, start_mesh, start_service, stop_mesh
 
-__all__ = ["ServiceProcess", "service_env", "start_mesh", "start_service", "stop_mesh", "channel"]
+__all__ = ["ServiceProcess", "service_env", "start_mesh", "start_service", "stop_mesh", "channel", "posting_status",
+           "scrape", "sample_value"]
 
 
 def channel(address: str, pki_dir: Path, identity: Identity):
@@ -20,9 +25,10 @@ async def posting_status(bridge_address: str, pki_dir: Path, posting_id: str, se
     still on its way from the router's outbox is NOT_FOUND meanwhile."""
     import asyncio
 
-    import grpc
-    from bank.ledger.v1 import ledger_pb2, mainframe_bridge_service_pb2 as bridge_api
+    from bank.ledger.v1 import ledger_pb2
+    from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_api
     from bank.ledger.v1 import mainframe_bridge_service_pb2_grpc as bridge_grpc
+
     from paymesh.topology import OPERATOR
 
     status = ledger_pb2.POSTING_STATUS_UNSPECIFIED
@@ -37,3 +43,17 @@ async def posting_status(bridge_address: str, pki_dir: Path, posting_id: str, se
                     raise
             await asyncio.sleep(0.05)
     return status
+
+
+def scrape(port: int) -> dict[str, list]:
+    """name -> samples, from a real HTTP GET of /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        assert reply.status == 200
+        text = reply.read().decode()
+    return {family.name: family.samples for family in text_string_to_metric_families(text)}
+
+
+def sample_value(samples, name: str, **labels) -> float | None:
+    found = [s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+    assert len(found) <= 1, found
+    return found[0] if found else None

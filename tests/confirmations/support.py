@@ -1,0 +1,90 @@
+"""Shared by the confirmations tests: an in-process ConfirmationService on a real mTLS port."""
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import urllib.parse
+
+from aiohttp import web
+from bank.confirmations.v1 import confirmation_service_pb2 as pb
+from bank.confirmations.v1 import confirmations_pb2
+
+from confirmations.config import ConfirmationSettings
+from confirmations.server import POLICY, SERVICE, ConfirmationService
+from paymesh import tls
+from paymesh.server import start_server
+from paymesh.topology import OPERATOR, ROUTER, Identity
+
+ATM = Identity("channel", "atm")
+STORE = Identity("channel", "store")
+FAST = ConfirmationSettings(heartbeat_seconds=0.2, webhook_base_delay=0.05, webhook_max_delay=0.2,
+                            webhook_max_attempts=4, webhook_timeout=2.0)
+
+
+@contextlib.asynccontextmanager
+async def serving(settings, **overrides):
+    """Yields (address, service); stops both afterwards."""
+    service = ConfirmationService(settings.data_dir, dataclasses.replace(FAST, **overrides))
+    running = await start_server(SERVICE, settings, service, POLICY)
+    try:
+        yield f"127.0.0.1:{running.port}", service
+    finally:
+        await running.stop(0)
+
+
+def channel(address, settings, identity):
+    return tls.channel_for(address, settings.pki_dir, identity)
+
+
+__all__ = ["ATM", "STORE", "OPERATOR", "ROUTER", "serving", "channel"]
+
+
+class Receiver:
+    """An HTTP server on loopback that records each POST and answers as told."""
+
+    def __init__(self, fail_first: int = 0, always_fail: bool = False, stall_attempt: int | None = None):
+        self.fail_first, self.always_fail, self.stall_attempt = fail_first, always_fail, stall_attempt
+        self.attempts: collections.Counter = collections.Counter()
+        self.accepted: dict[str, tuple[dict, str]] = {}  # webhook-id -> (headers, body)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.text()
+        message_id = request.headers["webhook-id"]
+        self.attempts[message_id] += 1
+        if self.attempts[message_id] == self.stall_attempt:
+            await asyncio.sleep(2)  # longer than the sender's timeout
+        if self.always_fail or self.attempts[message_id] <= self.fail_first:
+            return web.Response(status=503)
+        self.accepted[message_id] = (dict(request.headers), body)
+        return web.Response(status=204)
+
+    async def __aenter__(self) -> str:
+        app = web.Application()
+        app.router.add_post("/hook", self.handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"
+
+    async def __aexit__(self, *exc) -> None:
+        await self._runner.cleanup()
+
+
+def origin(url: str) -> tuple[str]:
+    """The allowlist (PAYMESH_WEBHOOK_ALLOWED_HOSTS entries) naming a receiver's scheme, host and port."""
+    parts = urllib.parse.urlsplit(url)
+    return (f"{parts.scheme}://{parts.hostname}:{parts.port}",)
+
+
+async def eventually(condition, timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def create_endpoint(service, url: str, request_id: str = "r1") -> confirmations_pb2.WebhookEndpoint:
+    response = await service.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(request_id=request_id, url=url))
+    return response.endpoint

@@ -1,0 +1,107 @@
+"""The kustomize overlays build with the real kubectl and every object validates
+against the Kubernetes schemas offline (cert-manager Certificates against the
+fields of their CRD that paymesh uses). Other test_k8s_* modules use render()."""
+
+import subprocess
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+from tests.k8s.manifests import REPO, OVERLAYS, KUBERNETES_VERSION, render, of_kind, workloads
+
+
+# The fields of cert-manager.io/v1 Certificate that the prod overlay uses, typed as its CRD types them.
+CERTIFICATE_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "cert-manager.io/v1"},
+        "kind": {"const": "Certificate"},
+        "metadata": {"type": "object", "required": ["name", "namespace"]},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["secretName", "issuerRef", "uris", "dnsNames", "usages", "privateKey"],
+            "properties": {
+                "secretName": {"type": "string", "minLength": 1},
+                "uris": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "dnsNames": {"type": "array", "items": {"type": "string"}},
+                "usages": {"type": "array", "items": {"enum": [
+                    "signing", "digital signature", "content commitment", "key encipherment",
+                    "key agreement", "data encipherment", "cert sign", "crl sign", "encipher only",
+                    "decipher only", "any", "server auth", "client auth", "code signing",
+                    "email protection", "s/mime", "ipsec end system", "ipsec tunnel", "ipsec user",
+                    "timestamping", "ocsp signing", "microsoft sgc", "netscape sgc"]}},
+                "duration": {"type": "string", "pattern": "^[0-9]+(h|m|s)$"},
+                "renewBefore": {"type": "string", "pattern": "^[0-9]+(h|m|s)$"},
+                "privateKey": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {
+                        "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
+                        "size": {"type": "integer"},
+                        "rotationPolicy": {"enum": ["Never", "Always"]},
+                        "encoding": {"enum": ["PKCS1", "PKCS8"]},
+                    },
+                },
+                "issuerRef": {
+                    "type": "object", "additionalProperties": False, "required": ["name"],
+                    "properties": {"name": {"type": "string"}, "kind": {"type": "string"},
+                                   "group": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
+
+
+def validate(obj: dict) -> None:
+    if obj["kind"] == "Certificate":
+        jsonschema.validate(obj, CERTIFICATE_SCHEMA)
+    else:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_builds_and_every_object_validates(overlay):
+    objects = render(overlay)
+    assert len(objects) > 20
+    for obj in objects:
+        validate(obj)
+    assert all(o["metadata"].get("namespace") == "paymesh" for o in objects if o["kind"] != "Namespace")
+
+
+def test_the_validation_bites():
+    deployment = next(o for o in render("dev") if o["kind"] == "Deployment")
+    broken = {**deployment, "spec": {**deployment["spec"], "replicas": "three"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate(broken)
+    unknown_field = {**deployment, "spec": {**deployment["spec"], "replica": 3}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate(unknown_field)
+    certificate = of_kind(render("prod"), "Certificate")[0]
+    with pytest.raises(jsonschema.ValidationError):
+        validate({**certificate, "spec": {**certificate["spec"], "usages": ["server-auth"]}})
+
+
+def test_dev_overlay_has_the_emulator_and_prod_has_not():
+    def names(overlay):
+        return {w["metadata"]["name"] for w in workloads(render(overlay))}
+    routers = {"payment-router-digital", "payment-router-atm", "payment-router-agent-store"}
+    stateful = {"core-cash", "core-mortgage", "core-vehicle", "mainframe-bridge", "confirmations"}
+    assert names("dev") == routers | stateful | {"mainframe-emulator"}
+    assert names("prod") == routers | stateful
+    assert {s["metadata"]["name"] for s in of_kind(render("prod"), "StatefulSet")} == stateful | routers
+    dev_replicas = {w["spec"]["replicas"] for w in workloads(render("dev"))}
+    assert dev_replicas == {1}
+    prod_routers = [w for w in workloads(render("prod")) if w["metadata"]["name"] in routers]
+    assert len(prod_routers) == 3 and all(w["spec"]["replicas"] >= 3 for w in prod_routers)
+
+
+def test_no_secret_material_is_committed_under_k8s():
+    tracked = subprocess.run(["git", "ls-files", "k8s"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    assert tracked
+    for path in tracked:
+        text = (REPO / path).read_text(errors="replace")
+        assert "PRIVATE KEY" not in text and "BEGIN CERTIFICATE" not in text, path
+    assert not of_kind(render("prod"), "Secret"), "prod Secrets are cert-manager's, never in the manifests"

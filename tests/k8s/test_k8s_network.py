@@ -1,0 +1,152 @@
+"""The NetworkPolicies allow exactly the call graph and nothing else: default deny,
+then channel edge -> its router bulkhead, subscribers -> confirmations, router ->
+cores, bridge and confirmations, bridge -> mainframe, confirmations -> webhooks,
+DNS, kubelet -> health port, Prometheus -> metrics port. The allowed connections
+are computed from the rendered policies the way a CNI reads them (matchLabels
+selectors, named ports resolved on the destination pod) and compared whole."""
+
+import pytest
+
+from paymesh.topology import SERVICES
+from tests.k8s.manifests import OVERLAYS, of_kind, render, workloads
+
+ROUTER_GROUPS = ("digital", "atm", "agent-store")
+ROUTERS = [f"payment-router-{group}" for group in ROUTER_GROUPS]
+CALLEES = ("core-cash", "core-mortgage", "core-vehicle", "mainframe-bridge", "confirmations")
+EDGE_NS = "ns[paymesh.bank/tier=channel-edge]"
+DNS = "ns[kubernetes.io/metadata.name=kube-system] pods[k8s-app=kube-dns]"
+PROMETHEUS = "ns[kubernetes.io/metadata.name=monitoring] pods[app.kubernetes.io/name=prometheus]"
+WEBHOOKS = "ip[0.0.0.0/0 except 10.0.0.0/8,127.0.0.0/8,169.254.0.0/16,172.16.0.0/12,192.168.0.0/16]"
+NODES = {"dev": "ip[172.18.0.0/16]", "prod": "ip[10.20.0.0/20]"}
+PROD_MAINFRAME = ("10.50.0.10", 4790)
+
+
+def port_of(name: str) -> int:
+    return SERVICES[name].default_port
+
+
+def expected_graph(overlay: str) -> set[tuple]:
+    grpc_pods = [*ROUTERS, *CALLEES]
+    every_pod = grpc_pods + (["mainframe-emulator"] if overlay == "dev" else [])
+    edges = {(f"{EDGE_NS} pods[paymesh.bank/channel-group={g}]", f"payment-router-{g}", "TCP", 50051)
+             for g in ROUTER_GROUPS}
+    edges |= {(f"{EDGE_NS} pods[]", "confirmations", "TCP", port_of("confirmations"))}
+    edges |= {(router, callee, "TCP", port_of(callee)) for router in ROUTERS for callee in CALLEES}
+    edges |= {("confirmations", WEBHOOKS, "TCP", 443)}
+    edges |= {(pod, DNS, proto, 53) for pod in every_pod for proto in ("UDP", "TCP")}
+    edges |= {(NODES[overlay], pod, "TCP", 8081) for pod in grpc_pods}
+    edges |= {(PROMETHEUS, pod, "TCP", 9464) for pod in grpc_pods}
+    if overlay == "dev":
+        emulator_port = port_of("mainframe-emulator")
+        edges |= {("mainframe-bridge", "mainframe-emulator", "TCP", emulator_port),
+                  (NODES[overlay], "mainframe-emulator", "TCP", emulator_port)}
+    else:
+        address, port = PROD_MAINFRAME
+        edges |= {("mainframe-bridge", f"ip[{address}/32]", "TCP", port)}
+    return edges
+
+
+def labels_text(selector: dict) -> str:
+    assert set(selector) <= {"matchLabels"}, "matchExpressions are not used here (and not modelled)"
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.get("matchLabels", {}).items()))
+
+
+def matches(selector: dict, labels: dict) -> bool:
+    assert set(selector) <= {"matchLabels"}
+    return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+class Cluster:
+    def __init__(self, objects):
+        self.pods = {w["metadata"]["name"]: w["spec"]["template"] for w in workloads(objects)}
+        self.policies = of_kind(objects, "NetworkPolicy")
+
+    def labels(self, pod):
+        return self.pods[pod]["metadata"]["labels"]
+
+    def selected(self, selector):
+        return [p for p in self.pods if matches(selector, self.labels(p))]
+
+    def resolve(self, port, pod):
+        """A named port means the destination pod's container port of that name."""
+        if isinstance(port, int) or pod is None:
+            return port
+        (container,) = self.pods[pod]["spec"]["containers"]
+        found = [p["containerPort"] for p in container["ports"] if p["name"] == port]
+        return found[0] if found else f"unresolved:{port}"
+
+    def peers(self, rule_peers):
+        """(in-namespace pod or None, external description) for each peer of a rule."""
+        if rule_peers is None:
+            return [(None, "ANYWHERE")]
+        for peer in rule_peers:
+            if "ipBlock" in peer:
+                block = peer["ipBlock"]
+                except_ = f" except {','.join(sorted(block['except']))}" if block.get("except") else ""
+                yield None, f"ip[{block['cidr']}{except_}]"
+            elif "namespaceSelector" in peer:
+                yield None, (f"ns[{labels_text(peer['namespaceSelector'])}] "
+                             f"pods[{labels_text(peer.get('podSelector', {}))}]")
+            else:
+                for pod in self.selected(peer["podSelector"]):
+                    yield pod, pod
+
+    def allowed(self, direction: str):
+        """Every (source, destination, protocol, port) one direction's rules allow."""
+        key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+        edges = set()
+        for policy in self.policies:
+            if direction not in policy["spec"]["policyTypes"]:
+                continue
+            for pod in self.selected(policy["spec"]["podSelector"]):
+                for rule in policy["spec"].get(key, []):
+                    for peer_pod, peer in self.peers(rule.get(peers_key)):
+                        for port in rule.get("ports") or [{"port": "ALL"}]:
+                            destination = pod if direction == "Ingress" else peer_pod
+                            number = self.resolve(port["port"], destination)
+                            pair = (peer, pod) if direction == "Ingress" else (pod, peer)
+                            edges.add((*pair, port.get("protocol", "TCP"), number))
+        return edges
+
+    def graph(self):
+        ingress, egress = self.allowed("Ingress"), self.allowed("Egress")
+        internal = set(self.pods)
+        both_internal = lambda e: e[0] in internal and e[1] in internal  # noqa: E731
+        connections = {e for e in ingress & egress if both_internal(e)}
+        connections |= {e for e in ingress if e[0] not in internal}
+        connections |= {e for e in egress if e[1] not in internal}
+        half_open = {e for e in ingress ^ egress if both_internal(e)}
+        return connections, half_open
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_allow_exactly_the_call_graph(overlay):
+    connections, half_open = Cluster(render(overlay)).graph()
+    assert half_open == set(), "an in-namespace rule allowed on one side only"
+    assert sorted(connections - expected_graph(overlay)) == [], "allowed beyond the call graph"
+    assert sorted(expected_graph(overlay) - connections) == [], "call graph edges not allowed"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_everything_else_is_denied_by_default(overlay):
+    policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(render(overlay), "NetworkPolicy")}
+    assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+
+def test_the_graph_check_bites():
+    """Loosening one rule (the cores open to any pod of the namespace) is caught."""
+    objects = [dict(o) for o in render("dev")]
+    for i, obj in enumerate(objects):
+        if obj["kind"] == "NetworkPolicy" and obj["metadata"]["name"] == "loan-cores":
+            ingress = [{**obj["spec"]["ingress"][0], "from": [{"podSelector": {}}]}]
+            objects[i] = {**obj, "spec": {**obj["spec"], "ingress": ingress}}
+    connections, half_open = Cluster(objects).graph()
+    assert ("confirmations", "core-cash", "TCP", 50061) in half_open
+    assert connections == expected_graph("dev")  # no egress to the cores from elsewhere, so still closed
+
+
+def test_prod_mainframe_egress_is_the_configured_address():
+    (config_map,) = [c for c in of_kind(render("prod"), "ConfigMap")
+                     if c["metadata"]["name"].startswith("paymesh-config")]
+    address, port = config_map["data"]["PAYMESH_MAINFRAME_EMULATOR_ADDR"].rsplit(":", 1)
+    assert (address, int(port)) == PROD_MAINFRAME

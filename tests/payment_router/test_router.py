@@ -1,0 +1,220 @@
+"""The router end to end: real processes for every service, real mTLS, real stores."""
+
+import time
+
+import grpc
+import pytest
+
+from bank.common.v1 import types_pb2
+from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc, payments_pb2
+from paymesh_tools.dev_tokens import mint
+from paymesh import tls
+from paymesh.errors import error_info, field_violations
+from paymesh.topology import CHANNELS, Identity
+from tests.harness import posting_status, start_mesh, stop_mesh
+from tests.channel_calls import AS_OF, ENV, open_loans, order, submit, refused, confirmations_of, upload
+
+
+async def test_an_online_payment_from_each_channel_is_applied_and_confirmed_to_that_channel_only(mesh, pki_dir):
+    loans = open_loans(types_pb2.LOAN_TYPE_CASH)
+    paid = {}
+    for number, channel in enumerate(CHANNELS):
+        payment = await submit(mesh, pki_dir, channel, order(f"each-{channel}", loans[number]))
+        assert payment.status == types_pb2.PAYMENT_STATUS_APPLIED, payment
+        assert sum(getattr(payment.allocation, f.name) for f in payment.allocation.DESCRIPTOR.fields) == 1500
+        assert payment.confirmation_sequence > 0
+        paid[channel] = payment.payment_id
+    app_payment = await submit(mesh, pki_dir, "app", order("each-app", loans[0]))
+    assert app_payment.payment_id == paid["app"] and app_payment.customer_id == "CUST-0001"
+    for channel in CHANNELS:
+        seen = await confirmations_of(mesh, pki_dir, channel, {paid[channel]})
+        assert paid[channel] in seen
+        assert not (seen & (set(paid.values()) - {paid[channel]})), f"{channel} saw another channel's payment"
+
+
+async def test_a_retry_returns_the_same_payment_and_a_changed_body_is_already_exists(mesh, pki_dir):
+    loan = open_loans(types_pb2.LOAN_TYPE_CASH)[10]
+    first = await submit(mesh, pki_dir, "atm", order("retry-1", loan, 2000))
+    again = await submit(mesh, pki_dir, "atm", order("retry-1", loan, 2000))
+    assert again.payment_id == first.payment_id
+    assert again.outstanding_balance == first.outstanding_balance  # applied once: the balance did not move again
+    error = await refused(mesh, pki_dir, "atm", order("retry-1", loan, 2001))
+    assert error.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert error_info(error).reason == "IDEMPOTENCY_KEY_REUSED"
+
+
+@pytest.mark.parametrize("case, channel, make, code, reason", [
+    ("unknown loan", "atm", lambda: order("bad-1", "CSH-999999"), "NOT_FOUND", "LOAN_NOT_FOUND"),
+    ("wrong currency", "atm", lambda: order("bad-2", open_loans(types_pb2.LOAN_TYPE_CASH)[3], 1000, "USD"),
+     "FAILED_PRECONDITION", "CURRENCY_MISMATCH"),
+    ("over the channel limit", "atm", lambda: order("bad-3", open_loans(types_pb2.LOAN_TYPE_CASH)[3], 300_001),
+     "INVALID_ARGUMENT", "AMOUNT_OVER_CHANNEL_LIMIT"),
+    ("negative amount", "store", lambda: order("bad-4", open_loans(types_pb2.LOAN_TYPE_CASH)[3], -5),
+     "INVALID_ARGUMENT", "INVALID_FIELD"),
+    ("missing fields", "agent", lambda: payments_pb2.PaymentOrder(), "INVALID_ARGUMENT", "INVALID_FIELD"),
+    ("key ending in a newline", "atm", lambda: order("bad-5\n", open_loans(types_pb2.LOAN_TYPE_CASH)[3]),
+     "INVALID_ARGUMENT", "INVALID_FIELD"),
+])
+async def test_bad_input_gets_a_clear_status(mesh, pki_dir, case, channel, make, code, reason):
+    error = await refused(mesh, pki_dir, channel, make())
+    assert (error.code().name, error_info(error).reason) == (code, reason), error.details()
+    assert error.details()
+
+
+@pytest.mark.parametrize("case, claims", [
+    ("expired", dict(exp=int(time.time()) - 3600, nbf=int(time.time()) - 7200)),
+    ("wrong audience", dict(aud="someone-else")),
+    ("wrong issuer", dict(iss="https://evil.example")),
+])
+async def test_a_bad_end_user_token_is_unauthenticated(mesh, pki_dir, case, claims):
+    metadata = (("authorization", "Bearer " + mint(pki_dir, "CUST-0001", "app", **claims)),)
+    error = await refused(mesh, pki_dir, "app", order(f"jwt-{case}", open_loans(types_pb2.LOAN_TYPE_CASH)[4]), metadata)
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error.details()
+
+
+async def test_a_missing_or_unsigned_token_is_unauthenticated(mesh, pki_dir):
+    import jwt
+
+    unsigned = jwt.encode({"sub": "CUST-0001", "iss": "https://login.paymesh.bank", "aud": "paymesh-payments",
+                           "exp": int(time.time()) + 600, "nbf": int(time.time())}, key=None, algorithm="none")
+    for metadata in (None, (("authorization", "Bearer " + unsigned),)):
+        error = await refused(mesh, pki_dir, "internet-banking", order("jwt-none", "CSH-000001"), metadata)
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_another_channels_payment_is_not_found(mesh, pki_dir):
+    payment = await submit(mesh, pki_dir, "store", order("mine-1", open_loans(types_pb2.LOAN_TYPE_CASH)[20]))
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "atm")) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await api_grpc.PaymentServiceStub(ch).GetPayment(api.GetPaymentRequest(payment_id=payment.payment_id))
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "store")) as ch:
+        mine = await api_grpc.PaymentServiceStub(ch).GetPayment(api.GetPaymentRequest(payment_id=payment.payment_id))
+    assert mine.payment.status == types_pb2.PAYMENT_STATUS_APPLIED
+
+
+async def test_the_stream_answers_every_payment_and_a_bad_one_does_not_end_it(mesh, pki_dir):
+    loans = open_loans(types_pb2.LOAN_TYPE_CASH)[30:60]
+    orders = [order(f"stream-{i}", loans[i % len(loans)], 700) for i in range(200)]
+    orders.insert(50, order("stream-bad", "CSH-999999"))
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "agent")) as ch:
+        call = api_grpc.PaymentServiceStub(ch).StreamPayments(
+            iter([api.StreamPaymentsRequest(payment=o) for o in orders]), timeout=60)
+        answers = {r.payment.idempotency_key: r.payment async for r in call}
+    assert len(answers) == len(orders)
+    assert answers["stream-bad"].rejection.reason and answers["stream-bad"].status == types_pb2.PAYMENT_STATUS_REJECTED
+    assert sum(p.status == types_pb2.PAYMENT_STATUS_APPLIED for p in answers.values()) == 200
+
+
+async def test_the_stream_takes_many_orders_per_message_and_answers_them_in_kind(mesh, pki_dir):
+    loans = open_loans(types_pb2.LOAN_TYPE_CASH)[30:60]
+    orders = [order(f"stream-many-{i}", loans[i % len(loans)], 800) for i in range(300)]
+    orders[123] = order("stream-many-bad", "CSH-999999")
+    messages = [api.StreamPaymentsRequest(payments=orders[i:i + 50]) for i in range(0, 300, 50)]
+    messages.append(api.StreamPaymentsRequest(payment=order("stream-one", loans[0], 800)))
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "agent")) as ch:
+        responses = [r async for r in api_grpc.PaymentServiceStub(ch).StreamPayments(iter(messages), timeout=60)]
+    grouped = [p for r in responses for p in r.payments]
+    alone = [r.payment for r in responses if r.HasField("payment")]
+    assert sorted(p.idempotency_key for p in grouped) == sorted(o.idempotency_key for o in orders)
+    assert [p.idempotency_key for p in alone] == ["stream-one"]
+    assert len(responses) < 300  # results travel together, not one message each
+    assert {p.idempotency_key for p in grouped if p.status == types_pb2.PAYMENT_STATUS_REJECTED} == {"stream-many-bad"}
+
+
+async def test_a_batch_applies_each_line_once_even_when_uploaded_again(mesh, pki_dir):
+    loans = open_loans(types_pb2.LOAN_TYPE_CASH)[60:90]
+    orders = [order("", loans[i % len(loans)], 900 + i) for i in range(300)]
+    orders[7] = order("", "CSH-999999")
+    first = await upload(mesh, pki_dir, "agent", "agent-file-1", orders)
+    assert (first.summary.line_count, first.summary.applied_count, first.summary.rejected_count) == (300, 299, 1)
+    assert [r.line_number for r in first.results] == list(range(1, 301))
+    assert first.results[7].payment.rejection.reason  # line 8, with its reason
+    again = await upload(mesh, pki_dir, "agent", "agent-file-1", orders)
+    assert again.summary.replayed_count == 300
+    assert [r.payment.payment_id for r in again.results] == [r.payment.payment_id for r in first.results]
+    assert ([r.payment.outstanding_balance for r in again.results]
+            == [r.payment.outstanding_balance for r in first.results])
+
+
+async def test_a_batch_whose_trailer_does_not_match_is_refused_whole(mesh, pki_dir):
+    loans = open_loans(types_pb2.LOAN_TYPE_CASH)
+    orders = [order("", loans[i], 1000) for i in range(5)]
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await upload(mesh, pki_dir, "store", "store-bad-trailer", orders, trailer_count=6)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(error.value).reason == "CONTROL_TOTAL_MISMATCH"
+    fixed = await upload(mesh, pki_dir, "store", "store-bad-trailer", orders)
+    assert fixed.summary.applied_count == 5 and fixed.summary.replayed_count == 0  # nothing applied the first time
+
+
+async def test_a_channel_may_only_use_its_operations(mesh, pki_dir):
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await upload(mesh, pki_dir, "atm", "atm-file", [order("", "CSH-000001")])
+    assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert error_info(error.value).reason == "OPERATION_NOT_ALLOWED"
+
+
+async def test_a_store_reverses_its_payment_and_the_loan_is_back(mesh, pki_dir):
+    loan = open_loans(types_pb2.LOAN_TYPE_CASH)[-1]
+    payment = await submit(mesh, pki_dir, "store", order("drawer-1", loan, 4000))
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "store")) as ch:
+        stub = api_grpc.PaymentServiceStub(ch)
+        request = api.ReversePaymentRequest(idempotency_key="drawer-1-rev", payment_id=payment.payment_id,
+                                            reason="cash drawer did not balance")
+        reversed_payment = (await stub.ReversePayment(request, timeout=10)).payment
+        again = (await stub.ReversePayment(request, timeout=10)).payment
+    assert reversed_payment.status == again.status == types_pb2.PAYMENT_STATUS_REVERSED
+    expected = payment.outstanding_balance.amount_minor + payment.allocation.principal_minor \
+        + payment.allocation.prepayment_minor
+    assert reversed_payment.outstanding_balance.amount_minor == expected
+
+
+async def test_a_reversal_the_core_refuses_reaches_the_channel_with_the_cores_details(mesh, pki_dir):
+    """The router answered the core's refusal with its code, sentence and reason but dropped the rest
+    of its status (the BadRequest naming the field), so a channel could not tell what to change."""
+    loan = open_loans(types_pb2.LOAN_TYPE_CASH)[-2]
+    first = await submit(mesh, pki_dir, "store", order("chain-1", loan, 1000))
+    await submit(mesh, pki_dir, "store", order("chain-2", loan, 1000))
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "store")) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await api_grpc.PaymentServiceStub(ch).ReversePayment(api.ReversePaymentRequest(
+                idempotency_key="chain-1-rev", payment_id=first.payment_id, reason="wrong loan"), timeout=10)
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION, error.value.details()
+    assert error_info(error.value).reason == "REVERSAL_NOT_ALLOWED"
+    assert field_violations(error.value) == ["payment_id"]
+    assert "reverse the later payments first" in error.value.details()
+
+
+async def test_a_core_down_answers_unavailable_fast_and_other_cores_go_on(tmp_path, pki_dir):
+    services = start_mesh(tmp_path, pki_dir, only=("core-cash", "confirmations", "payment-router"), **ENV)
+    try:
+        started = time.monotonic()
+        error = await refused(services, pki_dir, "atm", order("down-1", open_loans(types_pb2.LOAN_TYPE_MORTGAGE)[0]))
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - started < 2.0
+        payment = await submit(services, pki_dir, "atm", order("down-2", open_loans(types_pb2.LOAN_TYPE_CASH)[0]))
+        assert payment.status == types_pb2.PAYMENT_STATUS_APPLIED
+    finally:
+        stop_mesh(services)
+
+
+async def test_an_applied_payment_is_posted_at_the_mainframe_and_summarized_for_the_operator(mesh, pki_dir):
+    from bank.ledger.v1 import ledger_pb2
+    from bank.payments.v1 import payment_operations_service_pb2 as ops_api
+    from bank.payments.v1 import payment_operations_service_pb2_grpc as ops_grpc
+    from paymesh.topology import OPERATOR
+
+    payment = await submit(mesh, pki_dir, "atm", order("posted-1", open_loans(types_pb2.LOAN_TYPE_CASH)[40], 2500))
+    status = await posting_status(mesh["mainframe-bridge"].address, pki_dir, payment.payment_id)
+    assert status == ledger_pb2.POSTING_STATUS_POSTED
+    request = ops_api.SummarizePaymentsRequest(business_date=AS_OF)
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, OPERATOR) as ch:
+        summary = await ops_grpc.PaymentOperationsServiceStub(ch).SummarizePayments(request, timeout=5)
+    atm_applied = [t for t in summary.totals if t.channel == types_pb2.CHANNEL_ATM
+                   and t.status == types_pb2.PAYMENT_STATUS_APPLIED]
+    assert sum(t.count for t in atm_applied) >= 1 and sum(t.amount.amount_minor for t in atm_applied) >= 2500
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "atm")) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await ops_grpc.PaymentOperationsServiceStub(ch).SummarizePayments(request, timeout=5)
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
