@@ -5,7 +5,8 @@ from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 
 
 def payment(payment_id: str, loan_id: str, amount_minor: int, currency: str, business_date: str,
-            channel: int = types_pb2.CHANNEL_AGENT, mode: int = types_pb2.PREPAYMENT_MODE_UNSPECIFIED
+            channel: types_pb2.Channel = types_pb2.CHANNEL_AGENT,
+            mode: types_pb2.PrepaymentMode = types_pb2.PREPAYMENT_MODE_UNSPECIFIED
             ) -> core_pb2.LoanPayment:
     return core_pb2.LoanPayment(
         payment_id=payment_id, loan_id=loan_id, business_date=business_date, channel=channel, prepayment_mode=mode,

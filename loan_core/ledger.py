@@ -38,7 +38,11 @@ def payment_posting_fields(
         (rules.asset_insurance_account, allocation.asset_insurance),
         (coa.product_account(coa.LOAN_PRINCIPAL, product), allocation.principal + allocation.prepayment),
     ]
-    lines += [(account, CREDIT, amount) for account, amount in credits if amount]
+    for account, amount in credits:
+        if amount:
+            if account is None:  # a product without asset insurance charged some: never book it nowhere
+                raise ValueError(f"{amount} of asset insurance on a {product} loan, which has none")
+            lines.append((account, CREDIT, amount))
     return _posting_fields(posting_id, payment_id, business_date, channel, product, currency, lines)
 
 

@@ -3,12 +3,15 @@ state (the schedule of installments and what was paid of each), which every paym
 changes and a reversal puts back. The state is stored as compact JSON arrays (msgspec:
 a payment reads and writes it, so it must be quick)."""
 
+import copy
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
 import msgspec
 
+from bank.common.v1 import types_pb2
 from loan_core.money import annuity_payment, monthly_interest, ppm_of
 from loan_core.rules import ProductRules
 
@@ -16,7 +19,7 @@ from loan_core.rules import ProductRules
 @dataclass(frozen=True)
 class LoanTerms:
     loan_id: str
-    loan_type: int
+    loan_type: types_pb2.LoanType
     borrower_id: str  # opaque id, never a name
     currency_code: str
     principal_minor: int
@@ -113,7 +116,7 @@ class LoanState:
         """A copy whose installments[start:stop] are new objects, the others shared: for
         changing only those (settled installments never change; future ones are replaced)."""
         installments = self.installments
-        copied = installments[:start] + [i.__copy__() for i in installments[start:stop]] + installments[stop:]
+        copied = installments[:start] + [copy.copy(i) for i in installments[start:stop]] + installments[stop:]
         return LoanState(self.terms, copied, self.balloon_minor, self.prepaid_minor, self.settled, self.archived)
 
     def to_json(self) -> str:
@@ -126,7 +129,7 @@ class LoanState:
         return _encoder.encode(self.installments[:self.archived]).decode()
 
     @classmethod
-    def from_json(cls, terms: LoanTerms, text: str, archive: list[Installment] = ()) -> "LoanState":
+    def from_json(cls, terms: LoanTerms, text: str, archive: Sequence[Installment] = ()) -> "LoanState":
         """The state stored as text; archive holds at least its first `archived` installments
         (an archive written later may hold more: settled installments never change)."""
         stored = _decoder.decode(text)

@@ -61,7 +61,7 @@ def loan_message(state: LoanState, rules: ProductRules, on: date) -> loans_pb2.L
     )
 
 
-def _installment_status(installment, today: int) -> int:
+def _installment_status(installment, today: int) -> loans_pb2.InstallmentStatus:
     if installment.outstanding == 0:
         return loans_pb2.INSTALLMENT_STATUS_PAID
     if installment.due < today:

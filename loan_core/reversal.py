@@ -45,7 +45,9 @@ def reverse_payment(
         raise Refused(errors_pb2.ERROR_REASON_REVERSAL_NOT_ALLOWED,
                       f"a later payment on loan {loan_id} depends on payment {request.payment_id}; "
                       "reverse the later payments first", "payment_id")
-    _, state_now = loans.get(connection, loan_id)
+    found = loans.get(connection, loan_id)
+    assert found is not None, "a payment's loan is never deleted"
+    _, state_now = found
     restored = loans.restore(loan_id, loan_before)
     original = core_pb2.PaymentOutcome.FromString(result).applied.posting
     response = core_pb2.ReversePaymentResponse(

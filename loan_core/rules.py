@@ -4,6 +4,7 @@ product about, as data. Each core's own module (core_cash/rules.py, ...) fills o
 from dataclasses import dataclass
 from collections.abc import Mapping
 
+from bank.common.v1 import types_pb2
 from paymesh.topology import PRODUCT_OF_TYPE
 
 
@@ -24,7 +25,7 @@ class PortfolioProfile:
 
 @dataclass(frozen=True)
 class ProductRules:
-    loan_type: int  # bank.common.v1.LoanType
+    loan_type: types_pb2.LoanType
     # Late fee charged once per installment that falls overdue, per currency.
     late_fee_minor: Mapping[str, int]
     # Penalty interest (interés moratorio), annual, on the overdue principal of an installment.

@@ -86,15 +86,19 @@ def load_loan(connection: sqlite3.Connection, loan_id: str) -> tuple[LoanTerms, 
                              (loan_id,)).fetchone()
     if row is None:
         return None
-    terms = LoanTerms(*row[:7], date.fromisoformat(row[7]), *row[8:11])
-    return terms, row[11], row[12]
+    (loan_id, loan_type, borrower_id, currency_code, principal_minor, annual_rate_bps, term_months, disbursed,
+     balloon_minor, asset_insurance_minor, installments_paid, state, archive) = row
+    terms = LoanTerms(loan_id, loan_type, borrower_id, currency_code, principal_minor, annual_rate_bps, term_months,
+                      date.fromisoformat(disbursed), balloon_minor, asset_insurance_minor, installments_paid)
+    return terms, state, archive
 
 
 def save_state(connection: sqlite3.Connection, loan_id: str, state_json: str | None) -> None:
     connection.execute("UPDATE loans SET state = ? WHERE loan_id = ?", (state_json, loan_id))
 
 
-def save_state_and_archive(connection: sqlite3.Connection, loan_id: str, state_json: str, archive_json: str) -> None:
+def save_state_and_archive(connection: sqlite3.Connection, loan_id: str, state_json: str | None,
+                           archive_json: str) -> None:
     connection.execute("UPDATE loans SET state = ?, archive = ? WHERE loan_id = ?", (state_json, archive_json, loan_id))
 
 
@@ -108,7 +112,7 @@ def find_movement(connection: sqlite3.Connection, movement_id: str) -> sqlite3.R
 def find_decisions(connection: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[str, bytes, bytes]]:
     """{id: (kind, request_digest, result)} for the ids already stored as a movement
     (kind "payment" or "reversal") or a refusal (kind "refusal")."""
-    found = {}
+    found: dict[str, tuple[str, bytes, bytes]] = {}
     unique = list(dict.fromkeys(ids))
     for start in range(0, len(unique), 400):
         chunk = unique[start:start + 400]
