@@ -4,6 +4,6 @@ from datetime import date
 
 
 def add_months(start: date, months: int) -> date:
-    """The same day `months` later; disbursement days are 1..28 so every month has that day."""
+    """The same day `months` later (the seeded portfolio disburses on days 1..28, which every month has)."""
     index = start.month - 1 + months
     return start.replace(year=start.year + index // 12, month=index % 12 + 1)

@@ -3,6 +3,7 @@ state (the schedule of installments and what was paid of each), which every paym
 changes and a reversal puts back. The state is stored as compact JSON arrays (msgspec:
 a payment reads and writes it, so it must be quick)."""
 
+import calendar
 import copy
 import functools
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ class LoanTerms:
     principal_minor: int
     annual_rate_bps: int
     term_months: int
-    disbursement_date: date  # day 1..28, so every month has the due day
+    disbursement_date: date  # its day of the month is the due day (the month's last where it has none)
     balloon_minor: int  # paid with the last installment (vehicle balloon loans), else 0
     asset_insurance_minor: int  # monthly property or vehicle insurance, else 0
     installments_paid: int  # how many installments were paid when the portfolio was generated
@@ -173,18 +174,18 @@ def build_installments(
 
 @functools.lru_cache(maxsize=4096)
 def due_ordinals(disbursed: date, months: int) -> tuple[int, ...]:
-    """The due dates (as ordinals) of installments 1..months; many loans share them.
-    add_months(disbursed, number), by ordinals: the due day (1..28) is in every month, so a
-    due date is its month's first day plus the same offset (a quarter of a mortgage's origination)."""
+    """The due dates (as ordinals) of installments 1..months, one a month: the disbursement's
+    day of the month, or the month's last day where that day does not exist (disbursed on
+    31 January: 28 February, or 29 in a leap year, then 31 March, 30 April). Many loans share them."""
     first_month = disbursed.year * 12 + disbursed.month - 1
-    offset = disbursed.day - 1
-    return tuple(_month_start(first_month + number) + offset for number in range(1, months + 1))
+    return tuple(_due_in_month(first_month + number, disbursed.day) for number in range(1, months + 1))
 
 
 @functools.cache
-def _month_start(month_index: int) -> int:
-    """The ordinal of the first day of month month_index (year * 12 + month - 1)."""
-    return date(month_index // 12, month_index % 12 + 1, 1).toordinal()
+def _due_in_month(month_index: int, day: int) -> int:
+    """The ordinal of `day` in month month_index (year * 12 + month - 1), or of its last day."""
+    year, month = divmod(month_index, 12)
+    return date(year, month + 1, min(day, calendar.monthrange(year, month + 1)[1])).toordinal()
 
 
 def originate(terms: LoanTerms, rules: ProductRules) -> LoanState:

@@ -47,6 +47,24 @@ def test_half_even_rounding_goes_to_the_even_cent():
     assert div_half_even(7, 3) == 2 and div_half_even(8, 3) == 3
 
 
+@pytest.mark.parametrize("disbursed, expected", [
+    # A common year: February has 28 days, so the 31st falls on the 28th; every other month keeps its own
+    # last day where it has no 31st (April, June), and the 31st where it has one.
+    (date(2026, 1, 31), [date(2026, 2, 28), date(2026, 3, 31), date(2026, 4, 30), date(2026, 5, 31),
+                         date(2026, 6, 30), date(2026, 7, 31)]),
+    # A leap year: 29 February.
+    (date(2024, 1, 31), [date(2024, 2, 29), date(2024, 3, 31), date(2024, 4, 30), date(2024, 5, 31),
+                         date(2024, 6, 30), date(2024, 7, 31)]),
+    # The 30th: only February lacks it.
+    (date(2026, 1, 30), [date(2026, 2, 28), date(2026, 3, 30), date(2026, 4, 30), date(2026, 5, 30),
+                         date(2026, 6, 30), date(2026, 7, 30)]),
+])
+def test_a_due_day_the_month_lacks_falls_on_its_last_day_one_due_date_a_month(disbursed, expected):
+    """Disbursed on 31 January, the due dates came out 03-03, 03-31, 05-01, 05-31: none in February, two in May."""
+    installments = originate(cash_terms(disbursement_date=disbursed, term_months=6), CASH).installments
+    assert [i.due_date for i in installments] == expected
+
+
 def test_french_schedule_has_a_fixed_installment_and_principal_sums_exactly():
     state = originate(cash_terms(), CASH)
     # 10,000.00 at 1 % a month over 12 months: 10000 * 0.01 / (1 - 1.01 ** -12) = 888.4879 -> 888.49
