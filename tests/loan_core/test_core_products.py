@@ -43,11 +43,6 @@ async def test_mortgage_insurance_partial_payment_and_prepayment_rules(settings)
             unchanged = (await stub.GetLoan(core_pb2.GetLoanRequest(loan_id=loan.loan_id, as_of_date=DAY))).loan
             assert unchanged == loan
 
-            too_small_prepayment = loan.amount_due.amount_minor + 100
-            [refused] = await apply_batches(stub, [[payment("m-2", loan.loan_id, too_small_prepayment, currency,
-                                                            DAY)]])
-            assert refused.rejection.reason == errors_pb2.ERROR_REASON_PREPAYMENT_NOT_ALLOWED
-
             [applied] = await apply_batches(stub, [[payment("m-3", loan.loan_id, oldest.outstanding_minor,
                                                             currency, DAY)]])
             allocation = applied.applied.allocation
@@ -56,6 +51,12 @@ async def test_mortgage_insurance_partial_payment_and_prepayment_rules(settings)
             assert lines[coa.LIFE_INSURANCE_PAYABLE] + lines[coa.PROPERTY_INSURANCE_PAYABLE] == oldest.insurance_minor
             assert (lines[coa.product_account(coa.LOAN_PRINCIPAL, types_pb2.LOAN_TYPE_MORTGAGE)]
                     == oldest.principal_minor)
+
+            # A prepayment of 100.00 beyond what is due is taken: no rule sets a minimum.
+            due_now = (await stub.GetLoan(core_pb2.GetLoanRequest(loan_id=loan.loan_id, as_of_date=DAY))).loan
+            [prepaid] = await apply_batches(stub, [[payment("m-2", loan.loan_id, due_now.amount_due.amount_minor
+                                                            + 100_00, currency, DAY)]])
+            assert prepaid.applied.allocation.prepayment_minor == 100_00, prepaid
 
 
 async def test_vehicle_insurance_and_balloon(settings):

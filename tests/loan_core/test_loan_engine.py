@@ -211,19 +211,22 @@ def test_mortgage_refuses_a_payment_smaller_than_the_oldest_installment_due():
     assert after.installments[0].outstanding == 0 and allocation.total == oldest
 
 
-def test_mortgage_prepayment_must_be_at_least_one_installment_unless_it_pays_off():
+def test_a_small_mortgage_prepayment_is_taken_and_with_no_mode_shortens_the_term():
+    """The mortgage refused installment + 100.00 (a minimum of one installment no rule sets) and, given no
+    mode, lowered the installment; the customer's default is a shorter term (Res. SBS 3274-2017)."""
     terms = cash_terms(loan_id="MTG-000001", loan_type=types_pb2.LOAN_TYPE_MORTGAGE, principal_minor=30_000_000,
                        annual_rate_bps=900, term_months=240, installments_paid=1, asset_insurance_minor=11_250)
     state = originate(terms, MORTGAGE)
     on = date(2026, 2, 15)
     due = state.installments[1].outstanding
-    installment = state.installments[2].scheduled_total
-    with pytest.raises(Refused) as refused:
-        engine.apply_payment(state, MORTGAGE, due + installment - 1, on, 0)
-    assert refused.value.reason == errors_pb2.ERROR_REASON_PREPAYMENT_NOT_ALLOWED
-    after, allocation = engine.apply_payment(state, MORTGAGE, due + installment, on, 0)
-    assert allocation.prepayment == installment
-    assert len(after.installments) == 240, "the mortgage default lowers the installment"
+    after, allocation = engine.apply_payment(state, MORTGAGE, due + 100_00, on, 0)
+    assert allocation.prepayment == 100_00
+    kept = [i.principal + i.interest for i in after.installments[2:-1]]
+    assert set(kept) == {state.installments[2].principal + state.installments[2].interest}, "the installment stays"
+    # 100.00 off 240 months is less than the last installment's principal: the term keeps its count, and
+    # the last installment is what shrinks (it ends as soon as the unchanged installment allows).
+    assert after.installments[-1].principal < state.installments[-1].principal
+    assert sum(i.principal for i in after.installments[2:]) == sum(i.principal for i in state.installments[2:]) - 100_00
     payoff = engine.payoff_amount(engine.as_of(state, MORTGAGE, on), on)
     assert engine.apply_payment(state, MORTGAGE, payoff, on, 0)[0].paid_off
 
