@@ -1,10 +1,18 @@
 """Integer money arithmetic with explicit rounding: ROUND_HALF_EVEN (banker's rounding)
-everywhere an amount in minor units comes out of a rate. Never a float."""
+everywhere an amount in minor units comes out of a rate. Never a float.
 
+Rates are effective annual rates (TEA, tasa efectiva anual), as Peruvian banks disclose
+them (Res. SBS 8181-2012): a month's rate is (1 + TEA) ** (1/12) - 1, and d days' rate
+is (1 + TEA) ** (d/360) - 1 (a 360-day year, as the SBS's disclosure formulas count).
+The rates are exact decimals to 40 digits; only the amount is rounded, once.
+"""
+
+import functools
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
 # Enough digits that (1 + r) ** 480 keeps cent precision on any loan we hold.
 DECIMAL = Context(prec=40, rounding=ROUND_HALF_EVEN)
+_BPS = Decimal(10_000)
 
 
 def div_half_even(numerator: int, denominator: int) -> int:
@@ -16,14 +24,39 @@ def div_half_even(numerator: int, denominator: int) -> int:
     return quotient
 
 
+def _half_even(amount: Decimal) -> int:
+    return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+@functools.lru_cache(maxsize=4096)
+def rate_for_days(annual_rate_bps: int, days: int) -> Decimal:
+    """The effective rate of `days` days at the effective annual rate: (1 + TEA) ** (days/360) - 1."""
+    growth = DECIMAL.add(1, DECIMAL.divide(Decimal(annual_rate_bps), _BPS))
+    return DECIMAL.subtract(DECIMAL.power(growth, DECIMAL.divide(Decimal(days), Decimal(360))), 1)
+
+
+@functools.lru_cache(maxsize=1024)
+def monthly_rate(annual_rate_bps: int) -> Decimal:
+    """The effective monthly rate of the effective annual rate: (1 + TEA) ** (1/12) - 1."""
+    growth = DECIMAL.add(1, DECIMAL.divide(Decimal(annual_rate_bps), _BPS))
+    return DECIMAL.subtract(DECIMAL.power(growth, DECIMAL.divide(Decimal(1), Decimal(12))), 1)
+
+
 def monthly_interest(balance_minor: int, annual_rate_bps: int) -> int:
-    """A month's interest at the nominal annual rate / 12."""
-    return div_half_even(balance_minor * annual_rate_bps, 10_000 * 12)
+    """A month's interest on balance at the effective annual rate."""
+    return _half_even(DECIMAL.multiply(Decimal(balance_minor), monthly_rate(annual_rate_bps)))
+
+
+def interest_for_days(balance_minor: int, annual_rate_bps: int, days: int) -> int:
+    """Interest on balance for `days` days at the effective annual rate (compensatory or penalty)."""
+    if days <= 0 or balance_minor <= 0:
+        return 0
+    return _half_even(DECIMAL.multiply(Decimal(balance_minor), rate_for_days(annual_rate_bps, days)))
 
 
 def penalty_interest(base_minor: int, annual_rate_bps: int, days: int) -> int:
-    """Penalty interest (interés moratorio) on base for days, actual days over a 360-day year."""
-    return div_half_even(base_minor * annual_rate_bps * days, 10_000 * 360)
+    """Penalty interest (interés moratorio) on the overdue base for days late, at its effective annual rate."""
+    return interest_for_days(base_minor, annual_rate_bps, days)
 
 
 def ppm_of(amount_minor: int, parts_per_million: int) -> int:
@@ -32,13 +65,12 @@ def ppm_of(amount_minor: int, parts_per_million: int) -> int:
 
 def annuity_payment(principal_minor: int, annual_rate_bps: int, months: int, balloon_minor: int = 0) -> int:
     """The French installment (principal + interest) that repays principal in `months`
-    equal payments, leaving balloon_minor to be paid with the last one."""
+    equal payments at the monthly effective rate, leaving balloon_minor to be paid with the last one."""
     if months <= 0:
         return principal_minor
-    rate = DECIMAL.divide(Decimal(annual_rate_bps), Decimal(120_000))
+    rate = monthly_rate(annual_rate_bps)
     if rate == 0:
         return div_half_even(principal_minor - balloon_minor, months)
     discount = DECIMAL.power(DECIMAL.add(1, rate), -months)  # v ** n
     present = DECIMAL.subtract(Decimal(principal_minor), DECIMAL.multiply(Decimal(balloon_minor), discount))
-    payment = DECIMAL.divide(DECIMAL.multiply(present, rate), DECIMAL.subtract(1, discount))
-    return int(payment.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    return _half_even(DECIMAL.divide(DECIMAL.multiply(present, rate), DECIMAL.subtract(1, discount)))

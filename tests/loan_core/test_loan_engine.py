@@ -17,6 +17,7 @@ from loan_core import engine, ledger
 from paymesh.errors import Refused
 from loan_core.loan import LoanState, LoanTerms, originate
 from paymesh.loan_ids import loan_type_of
+from loan_core import money
 from loan_core.money import div_half_even
 
 REDUCE_TERM = types_pb2.PREPAYMENT_MODE_REDUCE_TERM
@@ -24,14 +25,23 @@ REDUCE_INSTALLMENT = types_pb2.PREPAYMENT_MODE_REDUCE_INSTALLMENT
 
 
 def cash_terms(**changes) -> LoanTerms:
-    """10,000.00 PEN at 12 % a year (1 % a month), 12 months, disbursed 2026-01-10."""
+    """10,000.00 PEN at a TEA of 12 %, 12 months, disbursed 2026-01-10."""
     terms = LoanTerms("CSH-000001", types_pb2.LOAN_TYPE_CASH, "B000000001", "PEN", 1_000_000, 1_200, 12,
                       date(2026, 1, 10), 0, 0, 0)
     return replace(terms, **changes)
 
 
-def half_even(numerator: int, denominator: int) -> int:
+def half_even(numerator, denominator=1) -> int:
     return int((Decimal(numerator) / Decimal(denominator)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def effective(tea_bps: int, days: int) -> Decimal:
+    """The rate of `days` days at an effective annual rate, (1 + TEA) ** (days/360) - 1, worked out here
+    independently of loan_core.money."""
+    return (1 + Decimal(tea_bps) / 10_000) ** (Decimal(days) / 360) - 1
+
+
+MONTHLY_12 = (Decimal("1.12") ** (Decimal(1) / 12)) - 1  # a TEA of 12 % a month: 0.0094887929...
 
 
 def test_loan_ids_say_their_product_and_malformed_ids_have_none():
@@ -65,14 +75,26 @@ def test_a_due_day_the_month_lacks_falls_on_its_last_day_one_due_date_a_month(di
     assert [i.due_date for i in installments] == expected
 
 
+def test_rates_are_effective_annual_rates_as_disclosed():
+    """The month's interest was the nominal rate / 12: 250.00 on 10,000.00 at 30 %."""
+    # A TEA of 30 %: a month is 1.30 ** (1/12) - 1 = 0.02210445, so 10,000.00 earns 221.04 in a month;
+    # one day is 1.30 ** (1/360) - 1 = 0.00072904, so 10,000.00 earns 7.29 in a day.
+    assert money.monthly_interest(1_000_000, 3_000) == 22_104
+    assert money.interest_for_days(1_000_000, 3_000, 1) == 729
+    # Twelve effective months compound to the TEA itself: 10,000.00 grows to 13,000.00.
+    assert half_even(1_000_000 * (1 + money.monthly_rate(3_000)) ** 12) == 1_300_000
+
+
 def test_french_schedule_has_a_fixed_installment_and_principal_sums_exactly():
     state = originate(cash_terms(), CASH)
-    # 10,000.00 at 1 % a month over 12 months: 10000 * 0.01 / (1 - 1.01 ** -12) = 888.4879 -> 888.49
+    # 10,000.00 at a TEA of 12 %: a month is 1.12 ** (1/12) - 1 = 0.0094887929; over 12 months
+    # 10000 * 0.0094887929 / (1 - 1.0094887929 ** -12) = 885.6207 -> 885.62 (a nominal 12 % gave 888.49).
+    # The first month's interest: 10000 * 0.0094887929 = 94.8879 -> 94.89, so 885.62 - 94.89 = 790.73 of principal.
     installments = state.installments
     assert len(installments) == 12
-    assert all(i.principal + i.interest == 88_849 for i in installments[:-1])
-    assert installments[0].interest == 10_000 and installments[0].principal == 78_849
-    assert installments[1].interest == half_even((1_000_000 - 78_849) * 1_200, 120_000)
+    assert all(i.principal + i.interest == 88_562 for i in installments[:-1])
+    assert installments[0].interest == 9_489 and installments[0].principal == 79_073
+    assert installments[1].interest == half_even((1_000_000 - 79_073) * MONTHLY_12)
     assert sum(i.principal for i in installments) == 1_000_000
     assert [i.due_date for i in installments[:2]] == [date(2026, 2, 10), date(2026, 3, 10)]
 
@@ -81,8 +103,9 @@ def test_overdue_installments_first_and_fee_penalty_interest_before_principal():
     state = originate(cash_terms(), CASH)
     on = date(2026, 3, 20)  # installments 1 and 2 overdue, 3 in course
     first, second = state.installments[0], state.installments[1]
-    penalty_1 = half_even(first.principal * CASH.penalty_rate_bps * 38, 10_000 * 360)  # 38 days late
-    penalty_2 = half_even(second.principal * CASH.penalty_rate_bps * 10, 10_000 * 360)  # 10 days late
+    # Penalty at its effective annual rate: principal * ((1 + TEA) ** (days/360) - 1).
+    penalty_1 = half_even(first.principal * effective(CASH.penalty_rate_bps, 38))  # 38 days late
+    penalty_2 = half_even(second.principal * effective(CASH.penalty_rate_bps, 10))  # 10 days late
     fee = CASH.late_fee_minor["PEN"]
     first_total = fee + penalty_1 + first.interest + first.principal
     paid = first_total + fee + penalty_2 + 500  # all of the first, the second's charges and 5.00 of its interest
@@ -104,7 +127,7 @@ def test_penalty_accrues_only_on_new_overdue_days():
     again = engine.as_of(after, CASH, date(2026, 2, 20))
     assert again.installments[0].penalty_accrued == after.installments[0].penalty_accrued
     later = engine.as_of(after, CASH, date(2026, 2, 25))
-    extra = half_even(after.installments[0].principal * CASH.penalty_rate_bps * 5, 10_000 * 360)
+    extra = half_even(after.installments[0].principal * effective(CASH.penalty_rate_bps, 5))
     assert later.installments[0].penalty_accrued == after.installments[0].penalty_accrued + extra
     assert later.installments[0].fee_charged == CASH.late_fee_minor["PEN"], "the late fee is charged once"
 
@@ -117,8 +140,8 @@ def test_prepayment_reduce_term_keeps_the_installment_and_ends_sooner():
     assert allocation.prepayment == 300_000
     assert len(after.installments) < 12
     future = after.installments[2:]
-    assert all(i.principal + i.interest == 88_849 for i in future[:-1])
-    assert future[-1].principal + future[-1].interest <= 88_849
+    assert all(i.principal + i.interest == 88_562 for i in future[:-1])
+    assert future[-1].principal + future[-1].interest <= 88_562
     assert sum(i.principal for i in after.installments) + after.prepaid_minor == 1_000_000
 
 
@@ -129,7 +152,7 @@ def test_prepayment_reduce_installment_keeps_the_term_and_lowers_the_installment
     after, _ = engine.apply_payment(state, CASH, due + 300_000, on, REDUCE_INSTALLMENT)
     assert len(after.installments) == 12
     new_installment = after.installments[2].principal + after.installments[2].interest
-    assert new_installment < 88_849
+    assert new_installment < 88_562
     assert sum(i.principal for i in after.installments) + after.prepaid_minor == 1_000_000
 
 
