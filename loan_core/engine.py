@@ -17,6 +17,8 @@ from loan_core.money import penalty_interest
 from loan_core.rules import ProductRules
 from paymesh.errors import Refused
 
+HORIZON_DAYS = 50 * 365  # the furthest after its disbursement a loan's state is computed
+
 
 @dataclass
 class Allocation:
@@ -82,6 +84,11 @@ def due_installments(state: LoanState, on: date) -> tuple[list[Installment], lis
 def as_of(state: LoanState, rules: ProductRules, on: date) -> LoanState:
     """A copy of the loan with fees and penalty interest charged up to `on`. Only the
     installments due can change; settled and future ones are shared, not copied."""
+    if on.toordinal() - state.terms.disbursement_date.toordinal() > HORIZON_DAYS:
+        # Effective rates compound: centuries of arrears are numbers no ledger holds.
+        raise Refused(errors_pb2.ERROR_REASON_DATE_OUT_OF_RANGE,
+                      f"{on} is more than {HORIZON_DAYS // 365} years after the loan was disbursed"
+                      f" ({state.terms.disbursement_date}): nothing is computed that far", "business_date")
     view = state.copy_range(state.settled, started(state, on))
     accrue(view, rules, on)
     return view

@@ -178,6 +178,13 @@ def test_amounts_above_the_payoff_are_refused_and_the_payoff_ends_the_loan():
     assert refused.value.reason == errors_pb2.ERROR_REASON_LOAN_PAID_OFF
 
 
+def test_a_date_centuries_away_is_refused_not_computed():
+    """GetLoan as of 9999-12-31 failed inside the core: effective rates compounded past any number."""
+    with pytest.raises(Refused) as refused:
+        engine.as_of(originate(cash_terms(), CASH), CASH, date(9999, 12, 31))
+    assert refused.value.reason == errors_pb2.ERROR_REASON_DATE_OUT_OF_RANGE
+
+
 def test_state_survives_its_json_exactly():
     state = originate(cash_terms(installments_paid=2), CASH)
     after, _ = engine.apply_payment(state, CASH, 150_000, date(2026, 4, 20), REDUCE_INSTALLMENT)
