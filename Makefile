@@ -28,10 +28,12 @@ test: $(STAMP)
 protos: $(STAMP)
 	$(BIN)/python -m paymesh_tools.protogen
 
-# The protos (buf), the Python (ruff) and the layout's contracts (import-linter, in pyproject.toml).
+# The protos (buf), the Python (ruff, then mypy's types) and the layout's contracts (import-linter);
+# each one's settings are in pyproject.toml.
 lint: $(STAMP)
 	cd protos && ../$(BIN)/buf lint
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	PYTHONPATH=.:gen $(BIN)/lint-imports
 
 clean:

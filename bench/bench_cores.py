@@ -50,7 +50,7 @@ def payments_for(core: str, count: int) -> list[core_pb2.LoanPayment]:
     states = {t.loan_id: originate(t, rules) for t in terms}
     clock = {t.loan_id: AS_OF for t in terms}  # each borrower's own business date, never going back
     rng = random.Random(7)
-    payments = []
+    payments: list[core_pb2.LoanPayment] = []
     while len(payments) < count:
         loan_id = rng.choice(terms).loan_id
         state = engine.as_of(states[loan_id], rules, clock[loan_id])

@@ -20,7 +20,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -38,7 +40,7 @@ from paymesh import tls  # noqa: E402
 from paymesh_tools.dev_pki import ensure_dev_pki  # noqa: E402
 from paymesh_tools.textui import format_table  # noqa: E402
 from paymesh.topology import OPERATOR, Identity  # noqa: E402
-from paymesh_tools.launch import start_mesh, stop_mesh  # noqa: E402
+from paymesh_tools.launch import START_TIMEOUT, start_mesh, stop_mesh  # noqa: E402
 
 AS_OF = "2026-11-27"
 ENV = dict(PAYMESH_PORTFOLIO_SIZE="3000", PAYMESH_PORTFOLIO_SEED="42", PAYMESH_PORTFOLIO_AS_OF=AS_OF,
@@ -56,7 +58,10 @@ def cpu_seconds(mesh) -> dict[str, float]:
     return used
 
 
-async def cpu_per_item(mesh, count: int, phase) -> tuple[object, dict[str, float]]:
+Result = TypeVar("Result")
+
+
+async def cpu_per_item(mesh, count: int, phase: Awaitable[Result]) -> tuple[Result, dict[str, float]]:
     """The phase's result, and the CPU milliseconds each process spent per item during it."""
     before = cpu_seconds(mesh)
     result = await phase
@@ -119,7 +124,8 @@ class Bench:
     async def stream_end_to_end(self, count: int, per_message: int) -> tuple[float, list[float]]:
         """Agent stream: from the first send until every result is confirmed to the agent's subscriber."""
         orders = [self.order("stream") for _ in range(count)]
-        sent_at, confirmed_at = {}, {}
+        sent_at: dict[str, float] = {}
+        confirmed_at: dict[str, float] = {}
         async with self.channel("confirmations", Identity("channel", "agent")) as conf_ch, \
                 self.channel("payment-router", Identity("channel", "agent")) as ch:
             subscription = conf_grpc.ConfirmationServiceStub(conf_ch).Subscribe(
@@ -177,7 +183,9 @@ class Bench:
 async def main(args) -> None:
     home = Path(tempfile.mkdtemp(prefix="paymesh-bench-"))
     ensure_dev_pki(home / "pki")
-    mesh = start_mesh(home, home / "pki", PAYMESH_CONFIRMATIONS_HEARTBEAT_SECONDS="0.5", **ENV)
+    # The launcher's own parameters named, so that **ENV (environment variables only) cannot be taken for them.
+    mesh = start_mesh(home, home / "pki", only=None, fixed_ports=False, timeout=START_TIMEOUT,
+                      PAYMESH_CONFIRMATIONS_HEARTBEAT_SECONDS="0.5", **ENV)
     try:
         bench = Bench(mesh, home / "pki")
         await asyncio.sleep(1)  # the router's streams to its peers are up
@@ -194,7 +202,7 @@ async def main(args) -> None:
     finally:
         stop_mesh(mesh)
         shutil.rmtree(home, ignore_errors=True)
-    rows = [("MEASURE", "RATE /s", "p50 ms", "p95 ms", "p99 ms", "RATIO TO ECHO")]
+    rows: list[tuple[str, ...]] = [("MEASURE", "RATE /s", "p50 ms", "p95 ms", "p99 ms", "RATIO TO ECHO")]
     rows.append(("bare gRPC echo (mTLS unary health check)", f"{echo:,.0f}", "", "", "", "1.00"))
     for name, rate, lat in ((f"online unary, offered {args.online_rate}/s", online_rate, online),
                             (f"stream ({args.per_message} per message), sent to confirmed", stream_rate, stream)):

@@ -13,8 +13,9 @@ from bank.confirmations.v1.confirmations_pb2 import Confirmation
 LOAN_TYPES = (types_pb2.LOAN_TYPE_CASH, types_pb2.LOAN_TYPE_MORTGAGE, types_pb2.LOAN_TYPE_VEHICLE)
 
 
-def confirmation(payment_id: str, channel: int, amount_minor: int = 1000, *,
-                 status: int = types_pb2.PAYMENT_STATUS_APPLIED, loan_type: int = types_pb2.LOAN_TYPE_CASH,
+def confirmation(payment_id: str, channel: types_pb2.Channel, amount_minor: int = 1000, *,
+                 status: types_pb2.PaymentStatus = types_pb2.PAYMENT_STATUS_APPLIED,
+                 loan_type: types_pb2.LoanType = types_pb2.LOAN_TYPE_CASH,
                  currency: str = "PEN", business_date: str = "2025-03-31") -> Confirmation:
     now = timestamp_pb2.Timestamp()
     now.GetCurrentTime()

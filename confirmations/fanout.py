@@ -39,7 +39,7 @@ class LiveBuffer:
         self.ready.set()
 
     def take(self, limit: int) -> list[Confirmation]:
-        taken = []
+        taken: list[Confirmation] = []
         while self.items and len(taken) < limit:
             taken.append(self.items.popleft())
         return taken

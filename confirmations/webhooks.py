@@ -224,6 +224,7 @@ class WebhookDispatcher:
                 "webhook-signature": " ".join(signatures),
             }
             # The allowlist may have changed since the endpoint was made: check the stored URL every time.
+            error: str | None
             if self.allowlist.url_problem(url):
                 error = URL_NOT_ALLOWED
             else:
@@ -248,6 +249,7 @@ class WebhookDispatcher:
                     sequence: int) -> str | None:
         """None when the receiver answered 2xx; otherwise why not. Redirects are not followed. An IP in the
         URL is not resolved: it passed the allowlist only as an entry naming it."""
+        assert self._session is not None, "start() made the session before the dispatcher ran"
         try:
             async with self._session.post(url, data=payload.encode(), headers=headers,
                                           allow_redirects=False) as response:

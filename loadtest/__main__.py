@@ -22,7 +22,7 @@ from pathlib import Path
 from paymesh.business_calendar import bank_calendar
 from paymesh.config import Settings
 from paymesh_tools.dev_pki import ensure_dev_pki
-from paymesh_tools.launch import start_mesh, stop_mesh
+from paymesh_tools.launch import START_TIMEOUT, start_mesh, stop_mesh
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 REPORT = "paymesh"  # <out>/paymesh_stats.csv, paymesh_failures.csv, ..., paymesh.html
@@ -63,7 +63,8 @@ def main(argv=None) -> int:
     today = bank_calendar().value_date().isoformat()
     env = dict(PAYMESH_PORTFOLIO_SIZE=str(args.portfolio_size), PAYMESH_PORTFOLIO_SEED="42",
                PAYMESH_PORTFOLIO_AS_OF=today, PAYMESH_LOG_LEVEL="WARNING")
-    mesh = start_mesh(out / "mesh", settings.pki_dir, **env)
+    # The launcher's own parameters named, so that **env (environment variables only) cannot be taken for them.
+    mesh = start_mesh(out / "mesh", settings.pki_dir, only=None, fixed_ports=False, timeout=START_TIMEOUT, **env)
     try:
         command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
                    "-u", str(args.users), "-r", str(args.spawn_rate), "-t", args.run_time, "--stop-timeout", "10",

@@ -133,6 +133,7 @@ def _decode_flat(fields: list[_Field], raw: bytes, text: str) -> dict:
     values: dict = {}
     for field in fields:
         kind = field.kind
+        value: str | int
         if kind is TEXT:
             value = text[field.start:field.end].rstrip(" ")
         elif kind is ZONED:
@@ -200,6 +201,7 @@ def _decode_group(children, raw: bytes, text: str, offset: int, values: dict) ->
         if child.filler:
             offset = end
             continue
+        value: str | int
         if child.kind == TEXT:
             value = text[offset:end].rstrip(" ")
         elif child.kind == ZONED:

@@ -127,7 +127,8 @@ def _item(name: str, pic: str, usage: str | None, value: str | None, line_no: in
 def _statements(text: str):
     """(statement, line number) pairs: fixed-format columns 8-72, comments dropped,
     statements ending at a period."""
-    pending, start = [], 0
+    pending: list[str] = []
+    start = 0
     for line_no, line in enumerate(text.splitlines(), 1):
         if len(line) > 6 and line[6] == "*":
             continue

@@ -142,6 +142,6 @@ def check_totals(eod: EodFile) -> tuple[int, str]:
     return RC_OK, "control totals agree"
 
 
-def is_last_record(data: bytes) -> bool:
+def is_last_record(data: bytes | bytearray) -> bool:
     """Whether data (whole records) ends with the trailer."""
     return len(data) >= LRECL and len(data) % LRECL == 0 and record_type(data[-LRECL:]) == "EODT"

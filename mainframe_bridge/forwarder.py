@@ -54,7 +54,8 @@ class Forwarder:
         self.connected = False
         self.queued = asyncio.Event()  # set when new postings are queued
         # Group commit: one transaction records every answer that arrived while the last one committed.
-        self.answers = GroupCommit(store, queue_store.settle, name="mainframe-answers")
+        self.answers: GroupCommit[tuple[int, Standing], None] = GroupCommit(store, queue_store.settle,
+                                                                           name="mainframe-answers")
 
     def notify(self) -> None:
         """New postings were queued."""
@@ -119,7 +120,7 @@ class Session:
             if not rows:
                 await wake.wait()
                 continue
-            frames = []
+            frames: list[bytes] = []
             for seq, posting_id, frame in rows:
                 if self.slots.locked() and frames:  # window full: put out what is ready, then wait
                     self.writer.write(b"".join(frames))

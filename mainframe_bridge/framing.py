@@ -44,7 +44,8 @@ class FrameReader:
             self._buffer += chunk
 
     def _take(self) -> list[bytes]:
-        buffer, frames, start = self._buffer, [], 0
+        buffer, start = self._buffer, 0
+        frames: list[bytes] = []
         while len(buffer) - start >= _LENGTH.size:
             (length,) = _LENGTH.unpack_from(buffer, start)
             if length == 0 or length > MAX_FRAME:

@@ -100,7 +100,7 @@ def _is_date(text: str) -> bool:
         return False
 
 
-def _rejection(reason: int, message: str, violations=()) -> errors_pb2.Rejection:
+def _rejection(reason: errors_pb2.ErrorReason, message: str, violations=()) -> errors_pb2.Rejection:
     return errors_pb2.Rejection(
         reason=reason, message=message,
         field_violations=[errors_pb2.FieldViolation(field=f, description=d) for f, d in violations],

@@ -80,9 +80,9 @@ class Queued(NamedTuple):
 class Standing(NamedTuple):
     """Where a posting stands, as an ack or a status lookup reports it."""
 
-    status: int
+    status: ledger_pb2.PostingStatus
     reference: str = ""
-    rejection_reason: int = 0
+    rejection_reason: errors_pb2.ErrorReason = errors_pb2.ERROR_REASON_UNSPECIFIED
     rejection_message: str = ""
     queued_at: float | None = None
     posted_at: float | None = None
@@ -108,7 +108,9 @@ def enqueue(connection: sqlite3.Connection, items: list[Queued], calendar: Busin
             elif item.posting_id in queued_now:  # twice in this batch: where its row (not written yet) stands
                 answers.append(queued)
             else:
-                answers.append(_standing_of(connection, item.posting_id))
+                known = _standing_of(connection, item.posting_id)
+                assert known is not None, "its digest was read from its row"
+                answers.append(known)
             continue
         booked, frame, original = item.business_date, item.frame, ""
         if sealed_through is not None and item.business_date <= sealed_through:

@@ -99,7 +99,7 @@ class BookPage(NamedTuple):
     message: str
 
 
-def record_type(frame: bytes) -> str:
+def record_type(frame: bytes | bytearray) -> str:
     return frame[:4].decode(CODEC)
 
 

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 from functools import partial
+from typing import cast
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -171,9 +172,11 @@ _SIDE_OF = {letter: side for side, letter in records.SIDES.items()}
 
 def _posting_message(record: records.PostingRecord) -> ledger_pb2.Posting:
     """A posting record (as the mainframe has it) as the Posting message it came from."""
+    # The record's channel and loan type are the numbers the mainframe's frame carried.
     return ledger_pb2.Posting(
         posting_id=record.posting_id, business_date=records.iso_date(record.business_date),
-        payment_id=record.payment_id, channel=record.channel, loan_type=record.loan_type,
+        payment_id=record.payment_id, channel=cast(types_pb2.Channel, record.channel),
+        loan_type=cast(types_pb2.LoanType, record.loan_type),
         entries=[ledger_pb2.LedgerEntry(entry_id=e.entry_id, account=e.account, side=_SIDE_OF[e.side],
                                         amount=types_pb2.Money(currency_code=e.currency, amount_minor=e.amount))
                  for e in record.entries])

@@ -69,7 +69,8 @@ def post_batch(connection: sqlite3.Connection, postings: list[PostingRecord]) ->
     (seq,) = connection.execute(
         "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'postings'), 0),"
         " coalesce((SELECT max(seq) FROM postings), 0))").fetchone()
-    replies, new_postings, new_entries = [], [], []
+    replies, new_postings = [], []
+    new_entries: list[tuple[int, int, str, str, str, str, int]] = []
     for posting in postings:
         reply = seen.get(posting.posting_id)
         if reply is None:
@@ -172,5 +173,6 @@ def book_page(connection: sqlite3.Connection, business_date: int, after: tuple[i
         " WHERE p.seq >= ? AND p.business_date = ? AND p.return_code = 0 AND (p.seq > ? OR e.line > ?)"
         " ORDER BY p.seq, e.line LIMIT ?",
         (after_seq, business_date, after_seq, after_line, limit + 1)).fetchall()
-    items = [BookItem(*row[:6], Entry(*row[6:])) for row in rows[:limit]]
+    items = [BookItem(seq, line, posting_id, payment_id, channel, loan_type, Entry(*entry))
+             for seq, line, posting_id, payment_id, channel, loan_type, *entry in rows[:limit]]
     return items, len(rows) > limit

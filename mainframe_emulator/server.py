@@ -86,6 +86,7 @@ class Emulator:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
+        assert task is not None, "a connection's handler runs as a task"
         peer = peer_of(writer, self.revocations)
         if peer not in ALLOWED or (self.mode == "DOWN" and peer not in KEEP_WHEN_DOWN):
             log.warning("refused connection", extra={"peer": str(peer), "mode": self.mode})
@@ -220,7 +221,7 @@ class Emulator:
             writer.write(b"".join(map(encode_frame, answers)))  # one write for the batch
             await writer.drain()
             return
-        frames = []
+        frames: list[bytes] = []
         for answer in answers:
             is_reply = records.record_type(answer) == "RPLY"
             if is_reply and self.mode == "GARBAGE":
@@ -256,8 +257,9 @@ class Emulator:
             return records.encode_book_page(records.BookPage(0, records.RC_MALFORMED, [], False, 0, 0, str(bad)))
         date, after = inquiry["BQ-BUSINESS-DATE"], (inquiry["BQ-AFTER-SEQ"], inquiry["BQ-AFTER-LINE"])
         items, more = await self.store.run(general_ledger.book_page, date, after, records.BOOK_ITEMS_PER_PAGE)
-        last = (items[-1].seq, items[-1].line) if items else after
-        return records.encode_book_page(records.BookPage(date, records.RC_OK, items, more, *last, "book page"))
+        last_seq, last_line = (items[-1].seq, items[-1].line) if items else after
+        return records.encode_book_page(records.BookPage(date, records.RC_OK, items, more, last_seq, last_line,
+                                                         "book page"))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

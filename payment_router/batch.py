@@ -43,7 +43,9 @@ def _malformed(message: str, *violations: tuple[str, str]) -> Refused:
 
 
 async def read_file(request_iterator) -> tuple[api.BatchHeader, list[api.BatchLine], api.BatchTrailer]:
-    header, lines, trailer = None, [], None
+    header: api.BatchHeader | None = None
+    lines: list[api.BatchLine] = []
+    trailer: api.BatchTrailer | None = None
     async for request in request_iterator:
         part = request.WhichOneof("part")
         if trailer is not None:
@@ -71,7 +73,7 @@ def check_trailer(lines: list[api.BatchLine], trailer: api.BatchTrailer) -> None
     numbers = [line.line_number for line in lines]
     if numbers != list(range(1, len(lines) + 1)):
         raise _malformed("line numbers must run 1, 2, 3, ... in order", ("line.line_number", "out of sequence"))
-    totals = Counter()
+    totals: Counter[str] = Counter()
     for line in lines:
         totals[line.payment.amount.currency_code] += line.payment.amount.amount_minor
     # Exactly as declared: a currency twice, or a total of zero or less, is a mismatch too.
@@ -92,12 +94,14 @@ def value_dates(header: api.BatchHeader, lines: list[api.BatchLine], calendar: B
     if file_date is None:
         raise _malformed("the batch header's business_date must be a date written YYYY-MM-DD",
                          ("header.business_date", f"{header.business_date[:20]!r} is not YYYY-MM-DD"))
-    dates, malformed = [], []
+    dates: list[dt.date] = []
+    malformed: list[tuple[str, str]] = []
     for line in lines:
         day = parse_date(line.collection_date) if line.collection_date else file_date
         if day is None:
             malformed.append((f"line[{line.line_number}].collection_date", "not YYYY-MM-DD"))
-        dates.append(day)
+        else:
+            dates.append(day)  # (complete, one per line, unless malformed refuses the file below)
     if malformed:
         raise _malformed(f"{len(malformed)} lines have a collection_date that is not YYYY-MM-DD; nothing was applied",
                          *malformed[:100])
@@ -149,7 +153,8 @@ async def upload_batch(service, caller, request_iterator) -> api.UploadBatchResp
 
     await asyncio.gather(*(worker() for _ in range(LINES_IN_FLIGHT // CHUNK_LINES)))
     summary = api.BatchSummary(batch_id=header.batch_id, line_count=len(lines))
-    applied, rejected = Counter(), Counter()
+    applied: Counter[str] = Counter()
+    rejected: Counter[str] = Counter()
     for payment, replayed in outcomes:
         summary.replayed_count += replayed
         if payment.status == types_pb2.PAYMENT_STATUS_REJECTED:

@@ -173,7 +173,15 @@ class Journal:
 
 
 def _apply_group(connection: sqlite3.Connection, ops) -> list:
-    return [_accept_all(connection, *args) if op == "accept" else _record(connection, *args) for op, args in ops]
+    """Per operation, in order: an accept's outcomes; a record's None."""
+    results: list = []
+    for op, args in ops:
+        if op == "accept":
+            results.append(_accept_all(connection, *args))
+        else:
+            _record(connection, *args)
+            results.append(None)
+    return results
 
 
 def _accept_all(connection: sqlite3.Connection, entries: list[Accepted]) -> list[Outcome]:

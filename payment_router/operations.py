@@ -49,7 +49,7 @@ class PaymentOperationsService(payment_operations_service_pb2_grpc.PaymentOperat
         return ops_api.ReplayRefusedDeliveriesResponse(replayed_count=count)
 
 
-def _refused(topic: str, key: str, body: bytes, reason: int, message: str,
+def _refused(topic: str, key: str, body: bytes, reason: errors_pb2.ErrorReason, message: str,
              refused_at: float) -> ops_api.RefusedDelivery:
     # A confirmation's key is its payment id (":reversed" added for a reversal).
     payment_id = ledger_pb2.Posting.FromString(body).payment_id if topic == POSTINGS else key.split(":")[0]

@@ -7,15 +7,13 @@ from pathlib import Path
 
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.payments.v1 import payments_pb2
+from paymesh.chart_of_accounts import MAX_AMOUNT_MINOR
 from paymesh.errors import Refused
 from paymesh.loan_ids import loan_type_of
 from payment_router.channel_policy import ChannelPolicy
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # fullmatch: "$" would let a final newline in
 CURRENCIES = frozenset(["PEN", "USD"])
-# The most one payment may be (99,999,999,999.99): far over any loan, far under what overflows a day
-# file's totals (100,000 lines of it fit an int64) or the ledger's PIC S9(15) amounts.
-MAX_AMOUNT_MINOR = 10 ** 13 - 1
 
 
 class PaymentIds:
@@ -49,7 +47,8 @@ def body_hash(order: payments_pb2.PaymentOrder) -> str:
     return hashlib.sha256("\x1f".join(map(str, fields)).encode()).hexdigest()
 
 
-def validate(order: payments_pb2.PaymentOrder, policy: ChannelPolicy, key: str, prefix: str = "payment") -> int:
+def validate(order: payments_pb2.PaymentOrder, policy: ChannelPolicy, key: str,
+             prefix: str = "payment") -> types_pb2.LoanType:
     """Checks the order (named by key) against its channel's policy; returns its loan type or raises Refused."""
     violations = []
     if not KEY_PATTERN.fullmatch(key):
@@ -70,6 +69,7 @@ def validate(order: payments_pb2.PaymentOrder, policy: ChannelPolicy, key: str, 
     if violations:
         raise Refused(errors_pb2.ERROR_REASON_INVALID_FIELD, "the payment order is not valid: " + "; ".join(
             f"{f}: {d}" for f, d in violations), violations=violations)
+    assert loan_type is not None, "a malformed loan id is one of the violations"
     limit = policy.max_amount_minor.get(currency)
     if limit is not None and amount > limit:
         raise Refused(

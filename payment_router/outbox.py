@@ -10,6 +10,8 @@ import asyncio
 import collections
 import logging
 
+from google.protobuf.message import Message
+
 from bank.common.v1 import errors_pb2
 from bank.confirmations.v1 import confirmations_pb2
 from bank.ledger.v1 import ledger_pb2
@@ -30,8 +32,8 @@ PAGE_ROWS = 2000
 class Outbox:
     def __init__(self, journal: Journal, bridge: BatchingStream, confirmations: BatchingStream):
         self.journal = journal
-        self._streams = {POSTINGS: (bridge, ledger_pb2.Posting),
-                         CONFIRMATIONS: (confirmations, confirmations_pb2.Confirmation)}
+        self._streams: dict[str, tuple[BatchingStream, type[Message]]] = {
+            POSTINGS: (bridge, ledger_pb2.Posting), CONFIRMATIONS: (confirmations, confirmations_pb2.Confirmation)}
         self._ready = {POSTINGS: asyncio.Event(), CONFIRMATIONS: asyncio.Event()}
         self._sequence_waiters: dict[str, list[asyncio.Future]] = {}
         self._recent_sequences: collections.OrderedDict[str, int] = collections.OrderedDict()
@@ -96,7 +98,8 @@ class Outbox:
         without waiting for the previous page's acknowledgements; a row is deleted once its
         peer acknowledged it (after a restart, everything left is sent again)."""
         (stream, message_type), ready = self._streams[topic], self._ready[topic]
-        last_id, deliveries = 0, set()
+        last_id = 0
+        deliveries: set[asyncio.Task] = set()
         while True:
             try:
                 await asyncio.wait_for(ready.wait(), timeout=1.0)

@@ -40,9 +40,10 @@ class PaymentStream:
                     yield api.StreamPaymentsResponse(payment=payment)
                     continue
                 results = [payment]
-                while (self._ready and self._ready[0] is not None and self._ready[0][1]
+                while (self._ready and (head := self._ready[0]) is not None and head[1]
                        and len(results) < ANSWERS_PER_MESSAGE):
-                    results.append(self._ready.popleft()[0])
+                    self._ready.popleft()
+                    results.append(head[0])
                 yield api.StreamPaymentsResponse(payments=results)
             await reader  # surfaces a broken request stream
         finally:

@@ -6,6 +6,7 @@ its result to confirmations through the journal's outbox.
 import asyncio
 import logging
 import time
+from functools import partial
 
 from google.protobuf import timestamp_pb2
 
@@ -56,7 +57,7 @@ def confirmations_stream(stub) -> BatchingStream:
 
 
 class Router:
-    def __init__(self, journal: Journal, cores: dict[int, BatchingStream], bridge: BatchingStream,
+    def __init__(self, journal: Journal, cores: dict[types_pb2.LoanType, BatchingStream], bridge: BatchingStream,
                  confirmations: BatchingStream, booking: Booking, bridge_stub):
         self.journal = journal
         self.booking = booking
@@ -71,7 +72,7 @@ class Router:
     async def start(self) -> None:
         for stream in (*self.cores.values(), self.bridge, self.confirmations):
             stream.start()
-            telemetry.observe_queue_depth(f"router.in-flight.{stream.name}", lambda s=stream: s.in_flight)
+            telemetry.observe_queue_depth(f"router.in-flight.{stream.name}", partial(_in_flight, stream))
         await self.outbox.start()
         self._tasks = [asyncio.create_task(self.booking.follow(self.bridge_stub))]
         # Recovery: whatever was journaled but never answered goes to its core again.
@@ -97,7 +98,7 @@ class Router:
         while await self.outbox.undelivered() and loop.time() < deadline:
             await asyncio.sleep(0.05)
 
-    async def core_available(self, loan_type: int, timeout: float) -> bool:
+    async def core_available(self, loan_type: types_pb2.LoanType, timeout: float) -> bool:
         """True when the core's stream is up; a stream reconnecting gets timeout seconds."""
         return await self.cores[loan_type].wait_connected(timeout)
 
@@ -196,3 +197,7 @@ def confirmation_of(payment: payments_pb2.Payment) -> confirmations_pb2.Confirma
                        else payment.business_date),
         result_time=payment.result_time if payment.HasField("result_time") else timestamp_pb2.Timestamp(),
     )
+
+
+def _in_flight(stream: BatchingStream) -> int:
+    return stream.in_flight

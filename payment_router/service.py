@@ -31,7 +31,7 @@ BATCH_WAIT_FOR_CORE = 10.0  # seconds a batch line waits for a core that is reco
 @dataclass(frozen=True)
 class Caller:
     name: str  # the channel's certificate name
-    channel: int  # bank.common.v1.Channel
+    channel: types_pb2.Channel
     policy: ChannelPolicy
     customer_id: str
     device_id: str = ""  # from a device's own certificate
@@ -131,7 +131,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         its value date is when it was collected (value_dates), not now."""
         answers: list = [None] * len(orders)
         accepted: list[tuple[int, Accepted]] = []
-        available: dict[int, bool] = {}
+        available: dict[types_pb2.LoanType, bool] = {}
         for n, (order, key) in enumerate(orders):
             try:
                 entry = self._entry(caller, order, key, batch_id, value_dates[n] if value_dates else None)
@@ -201,6 +201,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
 
     async def _caller(self, context, operation: str, cost: int = 1) -> Caller:
         identity = peer_identity(context)  # the caller policy already admitted only channels
+        assert identity is not None, "the caller policy admits no caller without a mesh identity"
         policy = self.policies[identity.name]
         if operation not in policy.operations:
             await abort(context, grpc.StatusCode.PERMISSION_DENIED,

@@ -163,8 +163,9 @@ class FileKeys(KeySource):
     @classmethod
     def pem(cls, paths: list[Path]) -> "FileKeys":
         def parse(contents: list[bytes]) -> list[VerificationKey]:
-            keys = [serialization.load_pem_public_key(c) for c in contents]
-            if not all(isinstance(k, ec.EllipticCurvePublicKey) and isinstance(k.curve, ec.SECP256R1) for k in keys):
+            loaded = [serialization.load_pem_public_key(c) for c in contents]
+            keys = [k for k in loaded if isinstance(k, ec.EllipticCurvePublicKey) and isinstance(k.curve, ec.SECP256R1)]
+            if len(keys) != len(loaded):
                 raise ValueError("every PAYMESH_JWT_PUBLIC_KEYS key must be an EC P-256 public key (ES256)")
             return [VerificationKey(None, k) for k in keys]
         return cls(paths, parse)

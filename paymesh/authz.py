@@ -10,10 +10,11 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 import grpc
 
-from bank.common.v1 import errors_pb2
+from bank.common.v1 import errors_pb2, types_pb2
 from paymesh.errors import abort
 from paymesh.tls import peer_identity
 from paymesh.topology import CHANNEL_NAMES, OPERATOR, ROUTER_CHANNELS, Identity
@@ -49,16 +50,17 @@ class Bulkhead:
 
     def __init__(self, context: grpc.aio.ServicerContext):
         self.caller = peer_identity(context)
-        carried = ROUTER_CHANNELS.get(self.caller, frozenset())
+        carried = ROUTER_CHANNELS.get(self.caller, frozenset()) if self.caller is not None else frozenset()
         self.foreign = frozenset(CHANNEL_NAMES) - carried  # empty for the local mesh's one router
 
     def refusal(self, channel: int) -> errors_pb2.Rejection | None:
-        """None when the caller may hand over an item of this channel; else the item's rejection."""
+        """None when the caller may hand over an item of this channel; else the item's rejection.
+        channel is a bank.common.v1.Channel value; a reversal's comes from a core's SQLite row, a plain int."""
         if channel not in self.foreign:
             return None
-        message = f"{self.caller} does not carry {CHANNEL_NAMES[channel]} payments: another router bulkhead does"
-        log.warning("item of another bulkhead refused", extra={"caller": str(self.caller),
-                                                               "channel": CHANNEL_NAMES[channel]})
+        name = CHANNEL_NAMES[cast(types_pb2.Channel, channel)]  # one of the channels: foreign holds only those
+        message = f"{self.caller} does not carry {name} payments: another router bulkhead does"
+        log.warning("item of another bulkhead refused", extra={"caller": str(self.caller), "channel": name})
         return errors_pb2.Rejection(reason=errors_pb2.ERROR_REASON_CALLER_NOT_ALLOWED, message=message,
                                     field_violations=[errors_pb2.FieldViolation(field="channel", description=message)])
 

@@ -43,7 +43,7 @@ STATUS_OF_REASON = {
 }
 
 
-def status_of(reason: int) -> grpc.StatusCode:
+def status_of(reason: errors_pb2.ErrorReason) -> grpc.StatusCode:
     return STATUS_OF_REASON.get(reason, _Code.FAILED_PRECONDITION)
 
 
@@ -53,9 +53,9 @@ class Refused(Exception):
     code overrides the reason's status where the moment, not the reason, decides it (a day still
     draining is FAILED_PRECONDITION though its reason is DOWNSTREAM_UNAVAILABLE)."""
 
-    def __init__(self, reason: int, message: str, field: str = "", *, violations: Iterable[tuple[str, str]] = (),
-                 code: grpc.StatusCode | None = None, retry_after: float | None = None,
-                 metadata: dict[str, str] | None = None):
+    def __init__(self, reason: errors_pb2.ErrorReason, message: str, field: str = "", *,
+                 violations: Iterable[tuple[str, str]] = (), code: grpc.StatusCode | None = None,
+                 retry_after: float | None = None, metadata: dict[str, str] | None = None):
         super().__init__(message)
         self.reason, self.message = reason, message
         self.violations = [(field, message)] if field else list(violations)
@@ -80,7 +80,7 @@ class Refused(Exception):
         raise AssertionError("unreachable: abort raises")
 
 
-def reason_name(reason: int) -> str:
+def reason_name(reason: errors_pb2.ErrorReason) -> str:
     """The ErrorInfo reason string for an ErrorReason value, e.g. "LOAN_NOT_FOUND"."""
     return errors_pb2.ErrorReason.Name(reason).removeprefix(_REASON_PREFIX)
 
@@ -88,7 +88,7 @@ def reason_name(reason: int) -> str:
 def rich_status(
     code: grpc.StatusCode,
     message: str,
-    reason: int,
+    reason: errors_pb2.ErrorReason,
     violations: Iterable[tuple[str, str]] = (),
     metadata: dict[str, str] | None = None,
     retry_after_seconds: float | None = None,
@@ -111,7 +111,8 @@ def rich_status(
     return rpc_status.to_status(status)
 
 
-async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, reason: int, **details):
+async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str,
+                reason: errors_pb2.ErrorReason, **details) -> NoReturn:
     """Ends the RPC with a rich status; raises, like context.abort."""
     await context.abort_with_status(rich_status(code, message, reason, **details))
 
@@ -119,7 +120,7 @@ async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, messag
 async def abort_as(context: grpc.aio.ServicerContext, error: grpc.aio.AioRpcError) -> NoReturn:
     """Ends the call with the status another service answered, its details (ErrorInfo with its
     metadata, BadRequest, RetryInfo) as they came: the caller sees the service's own refusal."""
-    status = rpc_status.from_call(error)
+    status = _status_of_call(error)
     if status is None:
         await context.abort(error.code(), error.details() or "")
     else:
@@ -136,9 +137,16 @@ async def check_date(context: grpc.aio.ServicerContext, text: str, field: str = 
     return day
 
 
+def _status_of_call(error: grpc.aio.AioRpcError | grpc.RpcError) -> status_pb2.Status | None:
+    """The google.rpc Status a failed call's trailers carry, if any."""
+    # grpc_status's stub takes a grpc.Call only; from_call reads code(), details() and trailing_metadata(),
+    # which an AioRpcError has as well (and a failed sync call's RpcError is a grpc.Call at run time).
+    return rpc_status.from_call(error)  # type: ignore[arg-type]
+
+
 def error_info(error: grpc.aio.AioRpcError | grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
     """The ErrorInfo detail of a failed call, for clients and tests."""
-    status = rpc_status.from_call(error)
+    status = _status_of_call(error)
     for detail in status.details if status else ():
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
@@ -148,7 +156,7 @@ def error_info(error: grpc.aio.AioRpcError | grpc.RpcError) -> error_details_pb2
 
 def field_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[str]:
     """The fields of a failed call's BadRequest detail, for clients and tests."""
-    status = rpc_status.from_call(error)
+    status = _status_of_call(error)
     fields = []
     for detail in status.details if status else ():
         bad_request = error_details_pb2.BadRequest()
@@ -159,7 +167,7 @@ def field_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[str]:
 
 def retry_delay(error: grpc.aio.AioRpcError | grpc.RpcError) -> float | None:
     """The RetryInfo delay of a failed call, in seconds (None without one)."""
-    status = rpc_status.from_call(error)
+    status = _status_of_call(error)
     for detail in status.details if status else ():
         info = error_details_pb2.RetryInfo()
         if detail.Unpack(info):

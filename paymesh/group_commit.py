@@ -10,7 +10,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from paymesh.sqlite import Store
 
@@ -88,7 +88,8 @@ class GroupCommit(Generic[Item, Result]):
                 if not future.done():
                     future.set_exception(error)
             return
-        results = [None] * len(group) if results is None else list(results)
+        # apply answers None only where Result is None (nothing to answer but the commit): each future gets None.
+        results = [cast(Result, None)] * len(group) if results is None else list(results)
         if self._on_commit is not None:
             self._on_commit(results)
         for (_, future), result in zip(group, results):

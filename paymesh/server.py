@@ -131,8 +131,13 @@ async def until_signalled() -> int:
     """Waits for SIGTERM or SIGINT; returns the signal number."""
     loop = asyncio.get_running_loop()
     received: asyncio.Future[int] = loop.create_future()
+
+    def on_signal(sig: int) -> None:
+        if not received.done():
+            received.set_result(sig)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda s=sig: received.done() or received.set_result(s))
+        loop.add_signal_handler(sig, on_signal, sig)
     return await received
 
 

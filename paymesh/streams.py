@@ -189,7 +189,9 @@ async def in_order(requests: AsyncIterable[Request], start: Callable[[Request], 
 
     def take() -> asyncio.Future:
         room.release()
-        return started.popleft()
+        future = started.popleft()
+        assert future is not None, "taken only after started[0] was seen not to be the end"
+        return future
 
     reader = asyncio.get_running_loop().create_task(read())
     try:

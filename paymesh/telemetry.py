@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from opentelemetry import metrics, propagate, trace
@@ -112,7 +113,7 @@ LATENCY_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 class MetricsSetup:
     provider: MeterProvider
     port: int | None  # where /metrics is served; None when PAYMESH_METRICS_PORT is unset
-    _http: object | None = None
+    _http: WSGIServer | None = None
 
     def shutdown(self) -> None:
         if self._http is not None:
@@ -135,7 +136,7 @@ def setup_metrics(service_name: str, settings: Settings) -> MetricsSetup:
         resource=Resource.create({"service.name": service_name}), metric_readers=readers, views=[latency_view]
     )
     metrics.set_meter_provider(provider)
-    if registry is None:
+    if registry is None or settings.metrics_port is None:  # the registry is made exactly when there is a port
         return MetricsSetup(provider, None)
     http, _thread = start_http_server(settings.metrics_port, addr=settings.bind_host, registry=registry)
     return MetricsSetup(provider, http.server_port, http)

@@ -10,9 +10,11 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import cast
 
 import grpc
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 
 from paymesh import pki
 from paymesh.topology import Identity
@@ -101,7 +103,9 @@ class RevocationList:
             return
         try:
             crl = x509.load_pem_x509_crl(self.path.read_bytes())
-            if not crl.is_signature_valid(self._ca.public_key()):
+            # A CA certificate's key is one that signs (never X25519 or X448); the stub types every kind of key.
+            ca_key = cast(CertificateIssuerPublicKeyTypes, self._ca.public_key())
+            if not crl.is_signature_valid(ca_key):
                 raise ValueError("not signed by the mesh CA")
         except ValueError as bad:  # keep the last good list: a broken file must not un-revoke anything
             log.error("certificate revocation list not loaded; the previous one stays", extra={"error": str(bad)})
@@ -123,7 +127,7 @@ def peer_identity(context: grpc.aio.ServicerContext) -> Identity | None:
     """The caller's identity from the SPIFFE URI SAN of its verified certificate; None for a
     certificate the mesh CA revoked."""
     auth = context.auth_context()
-    pem = (auth.get("x509_pem_cert") or [b""])[0]
+    pem = next(iter(auth.get("x509_pem_cert") or ()), b"")  # an iterable of bytes per property
     if not pem:
         return None
     identity, serial = _identity_and_serial(pem)

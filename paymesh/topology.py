@@ -102,6 +102,8 @@ CHANNEL_VALUES = {
     "store": types_pb2.CHANNEL_STORE,
 }
 CHANNEL_NAMES = {value: name for name, value in CHANNEL_VALUES.items()}
+# Where the customer hands over cash: the money is in the bank's hands before the payment is applied.
+CASH_CHANNELS = frozenset([types_pb2.CHANNEL_AGENT, types_pb2.CHANNEL_ATM, types_pb2.CHANNEL_STORE])
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ class LoanProduct:
     """A product of the bank and where it lives: the one table the router routes by, loan ids
     are written by and the general ledger's accounts are numbered by."""
 
-    loan_type: int  # bank.common.v1.LoanType
+    loan_type: types_pb2.LoanType
     core: str  # the core service holding its loans
     id_prefix: str  # its loan ids: CSH-000123
     ledger_suffix: str  # the last two digits of its general-ledger accounts: 510101 is cash loans' interest

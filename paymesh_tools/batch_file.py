@@ -85,7 +85,9 @@ def read_batch_file(path: Path) -> list[api.UploadBatchRequest]:
         raise IsDirectory(f"{path}: is a directory, not a batch file") from None
     except OSError as error:
         raise NotReadable(f"{path}: cannot be opened: {error.strerror or error}") from None
-    requests, kinds, lines = [], [], 0
+    requests: list[api.UploadBatchRequest] = []
+    kinds: list[str | None] = []  # each request's part
+    lines = 0
     with f:
         reader = csv.reader(_checked_lines(path, f))
         first_line = 1
@@ -192,7 +194,7 @@ def _request_of(path: Path, number: int, row: list[str]) -> api.UploadBatchReque
     raise MalformedRecord(f"{path}:{number}: unknown record type {_shown(kind)} (H, D or T)")
 
 
-def _check_order(path: Path, number: int, kinds: list[str], request: api.UploadBatchRequest, row) -> None:
+def _check_order(path: Path, number: int, kinds: list[str | None], request: api.UploadBatchRequest, row) -> None:
     """One header first, then lines, then one trailer last (the end is checked by read_batch_file)."""
     part = request.WhichOneof("part")
     if kinds and kinds[-1] == "trailer":
@@ -206,7 +208,7 @@ def _check_order(path: Path, number: int, kinds: list[str], request: api.UploadB
 def write_batch_file(path: Path, batch_id: str, business_date: str, orders: list[payments_pb2.PaymentOrder],
                      trailer_override: tuple[int, dict[str, int]] | None = None) -> None:
     """Writes a day file; trailer_override (count, totals) makes a wrong trailer for tests."""
-    totals = Counter()
+    totals: Counter[str] = Counter()
     with open(path, "w", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
         out.writerow(["H", batch_id, business_date])
@@ -214,8 +216,8 @@ def write_batch_file(path: Path, batch_id: str, business_date: str, orders: list
             out.writerow(["D", number, order.loan_id, order.amount.currency_code, order.amount.amount_minor,
                           MODE_NAMES[order.prepayment_mode], order.channel_reference])
             totals[order.amount.currency_code] += order.amount.amount_minor
-        count, totals = trailer_override or (len(orders), totals)
-        out.writerow(["T", count, ";".join(f"{c}={a}" for c, a in sorted(totals.items()))])
+        count, trailer_totals = trailer_override or (len(orders), totals)
+        out.writerow(["T", count, ";".join(f"{c}={a}" for c, a in sorted(trailer_totals.items()))])
 
 
 def stream_of(requests: list[api.UploadBatchRequest], progress=None) -> Iterator[api.UploadBatchRequest]:

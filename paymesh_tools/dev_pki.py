@@ -15,8 +15,10 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -122,7 +124,9 @@ def every_identity() -> list[tuple[Identity, tuple[str, ...]]]:
 def issue_device(pki_dir: Path, identity: Identity) -> Path:
     """A certificate of a device's own (channel/atm/ATM-0042), from the dev CA; its path."""
     ensure_dev_pki(pki_dir)
-    material = _load_ca(pki_dir).issue(identity)
+    ca = _load_ca(pki_dir)
+    assert ca is not None, "ensure_dev_pki just made sure of a valid CA"
+    material = ca.issue(identity)
     _write(key_path(pki_dir, identity), material.key, secret=True)
     _write(cert_path(pki_dir, identity), material.cert)
     return cert_path(pki_dir, identity)
@@ -151,7 +155,8 @@ def token_signing_key(pki_dir: Path) -> tuple[ec.EllipticCurvePrivateKey, str]:
     path = token_signing_key_path(pki_dir)
     if not path.exists():
         raise FileNotFoundError(f"the dev token issuer's key is missing ({path}); run `paymesh pki` first")
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    # The key rotate_token_signing_key wrote: EC P-256 (ES256).
+    key = cast(ec.EllipticCurvePrivateKey, serialization.load_pem_private_key(path.read_bytes(), password=None))
     return key, token_key_id(key)
 
 
@@ -238,6 +243,7 @@ def revoke(pki_dir: Path, identity: Identity) -> int:
     """Adds identity's current certificate to the dev CA's revocation list (crl.pem, which every
     server re-reads) and removes it, so the next ensure_dev_pki issues a new one; its serial."""
     ca = _load_ca(pki_dir)
+    assert ca is not None, "revoking needs a valid dev CA (`paymesh pki` makes or renews it)"
     cert = x509.load_pem_x509_certificate(cert_path(pki_dir, identity).read_bytes())
     now = _now()
     builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.cert.subject)
@@ -260,7 +266,8 @@ def _load_ca(pki_dir: Path) -> CertificateAuthority | None:
     cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
     if cert.not_valid_after_utc - RENEW_BEFORE < _now():
         return None
-    key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    # The key CertificateAuthority.create made and ensure_dev_pki wrote: EC P-256.
+    key = cast(ec.EllipticCurvePrivateKey, serialization.load_pem_private_key(key_file.read_bytes(), password=None))
     return CertificateAuthority(key, cert)
 
 
@@ -277,7 +284,7 @@ def _verifies(cert: x509.Certificate, ca: CertificateAuthority) -> bool:
     try:
         cert.verify_directly_issued_by(ca.cert)
         return True
-    except (ValueError, TypeError, x509.InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature):
         return False
 
 

@@ -36,7 +36,7 @@ class ServiceProcess:
         """The same service again, on the same port, home and settings (after a kill)."""
         self.kill()
         spec = SERVICES[self.name]
-        return start_service(self.name, self.home, self.pki_dir,
+        return start_service(self.name, self.home, self.pki_dir, timeout=START_TIMEOUT,
                              **{**self.extra_env, f"{spec.env_prefix}_PORT": str(self.port)})
 
     def terminate(self, timeout: float = 15.0) -> int:

@@ -17,8 +17,8 @@ DATE = "2025-03-31"
 DEBIT, CREDIT = ledger_pb2.ENTRY_SIDE_DEBIT, ledger_pb2.ENTRY_SIDE_CREDIT
 
 
-def posting(n: int, amount: int = 10_000, channel: int = types_pb2.CHANNEL_ATM,
-            loan_type: int = types_pb2.LOAN_TYPE_CASH, date: str = DATE, currency: str = "PEN",
+def posting(n: int, amount: int = 10_000, channel: types_pb2.Channel = types_pb2.CHANNEL_ATM,
+            loan_type: types_pb2.LoanType = types_pb2.LOAN_TYPE_CASH, date: str = DATE, currency: str = "PEN",
             reversal: bool = False, prefix: str = "pst") -> ledger_pb2.Posting:
     """A balanced loan-payment movement: the channel's clearing account against interest and principal."""
     interest = amount // 4

@@ -33,7 +33,7 @@ async def stop_local(services: dict[str, ServiceProcess], settings: Settings) ->
 
 
 async def table(services: dict[str, ServiceProcess], settings: Settings) -> str:
-    rows = [("SERVICE", "ADDRESS", "PID", "HEALTH")]
+    rows: list[tuple[object, ...]] = [("SERVICE", "ADDRESS", "PID", "HEALTH")]
     for name, service in services.items():
         rows.append((name, service.address, service.process.pid, await health_of(name, service.address, settings)))
     return format_table(rows)

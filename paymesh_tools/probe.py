@@ -20,7 +20,9 @@ async def grpc_health(target: str, settings: Settings, timeout: float = 2.0) -> 
     """SERVING, NOT_SERVING, ... or the gRPC status code name when the call itself fails."""
     async with tls.channel_for(target, settings.pki_dir, PROBE) as channel:
         try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+            # types-grpcio-health-checking declares HealthStub without its methods (Check, Watch).
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout)  # type: ignore[attr-defined]
         except grpc.aio.AioRpcError as error:
             return error.code().name
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

@@ -46,7 +46,7 @@ import asyncio
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable
-from typing import NamedTuple, Protocol
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 import grpc
 
@@ -107,8 +107,8 @@ class Item(NamedTuple):
     source: str  # the source that reported it (which core, ...)
     payment_id: str
     kind: str  # PAYMENT or REVERSAL
-    channel: int
-    loan_type: int
+    channel: types_pb2.Channel
+    loan_type: types_pb2.LoanType
     currency: str
     amount: int  # minor units
     split: Split
@@ -170,7 +170,7 @@ class Balance(NamedTuple):
 
 class Suspect(NamedTuple):
     loan_id: str
-    channel: int
+    channel: types_pb2.Channel
     currency: str
     amount: int
     payment_ids: tuple[str, ...]  # in the order accepted
@@ -189,7 +189,7 @@ class Outcome:
     suspects: list[Suspect] = field(default_factory=list)
     rows: list[tuple] = field(default_factory=list)  # CHECK, KIND, CURRENCY, "count / amount" per stage, STATUS
     unavailable: list[tuple[str, str]] = field(default_factory=list)  # (source, why)
-    left_out: frozenset[int] = frozenset()  # loan types not compared
+    left_out: frozenset[types_pb2.LoanType] = frozenset()  # loan types not compared
 
     @property
     def exit_code(self) -> int:
@@ -200,7 +200,8 @@ class Outcome:
 
 
 def match(items_by_stage: dict[str, list[Item]], business_date: str, *,
-          unavailable: list[tuple[str, str]] = (), left_out: frozenset[int] = frozenset()) -> Outcome:
+          unavailable: Iterable[tuple[str, str]] = (), left_out: frozenset[types_pb2.LoanType] = frozenset()
+          ) -> Outcome:
     """The day's Outcome from the items each stage reported (stages that did not answer are
     absent; items of the loan types in left_out are not compared)."""
     by_stage = {stage: [i for i in items_by_stage[stage] if i.loan_type not in left_out]
@@ -313,15 +314,21 @@ def _duplicate_suspects(router: list[Item], business_date: str) -> list[Suspect]
         payments.sort(key=lambda i: (i.accept_time, i.payment_id))
         runs = [[payments[0]]]
         for previous, payment in zip(payments, payments[1:]):
-            if payment.accept_time - previous.accept_time <= DUPLICATE_WINDOW_SECONDS:
+            if _accepted(payment) - _accepted(previous) <= DUPLICATE_WINDOW_SECONDS:
                 runs[-1].append(payment)
             else:
                 runs.append([payment])
         for run in runs:
             if len({i.idempotency_key for i in run}) > 1:
                 suspects.append(Suspect(loan_id, channel, currency, amount, tuple(i.payment_id for i in run),
-                                        run[-1].accept_time - run[0].accept_time))
+                                        _accepted(run[-1]) - _accepted(run[0])))
     return suspects
+
+
+def _accepted(item: Item) -> int:
+    """A router item's accept time: _duplicate_suspects looks only at items that have one."""
+    assert item.accept_time is not None
+    return item.accept_time
 
 
 def _balance(by_stage: dict[str, list[Item]], business_date: str) -> list[Balance]:
@@ -330,8 +337,8 @@ def _balance(by_stage: dict[str, list[Item]], business_date: str) -> list[Balanc
     if CORES_STAGE not in by_stage or BOOK not in by_stage:
         return []
     sign = {PAYMENT: 1, REVERSAL: -1}  # a reversal gives principal back: a debit to 1401xx
-    core_of_key: dict[tuple[str, str], int] = {}
-    totals: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
+    core_of_key: dict[tuple[str, str], types_pb2.LoanType] = {}
+    totals: dict[tuple[types_pb2.LoanType, str], list[int]] = defaultdict(lambda: [0, 0])
     for i in by_stage[CORES_STAGE]:
         if i.booked_date == business_date:  # not the items of another day fetched for late ones
             core_of_key[i.key] = i.loan_type
@@ -454,23 +461,28 @@ class SourceUnavailable(Exception):
 class Source(Protocol):
     name: str
     stage: str
-    loan_types: frozenset[int]  # what it speaks for
+
+    @property
+    def loan_types(self) -> frozenset[types_pb2.LoanType]: ...  # what it speaks for
 
     async def items(self, business_date: str) -> list[Item]: ...
 
 
+Reply = TypeVar("Reply")
+
+
 @dataclass
-class ListingSource:
-    """A day's items as one service lists them to the operator on a server stream."""
+class ListingSource(Generic[Reply]):
+    """A day's items as one service lists them to the operator on a server stream of Reply messages."""
 
     name: str
     stage: str
     service: str  # whose address to ask
     listing: Callable  # the stub's server-streaming method, given a channel
     request: Callable[[str], object]  # the request for a business date
-    items_of: Callable[[object, str], Iterable[Item]]  # one reply's items (reply, business date)
+    items_of: Callable[[Reply, str], Iterable[Item]]  # one reply's items (reply, business date)
     settings: Settings
-    loan_types: frozenset[int] = ALL_LOAN_TYPES
+    loan_types: frozenset[types_pb2.LoanType] = ALL_LOAN_TYPES
 
     async def items(self, business_date: str) -> list[Item]:
         async with tls.channel_for(address_of(self.service), self.settings.pki_dir, OPERATOR) as channel:
@@ -487,11 +499,11 @@ class CoreSource:
     stage: str = CORES_STAGE
 
     @property
-    def loan_types(self) -> frozenset[int]:
+    def loan_types(self) -> frozenset[types_pb2.LoanType]:
         return frozenset([CORES[self.name]])
 
     async def items(self, business_date: str) -> list[Item]:
-        items = []
+        items: list[Item] = []
         async with tls.channel_for(address_of(self.name), self.settings.pki_dir, OPERATOR) as channel:
             stub = core_grpc.LoanCoreServiceStub(channel)
             token = ""
@@ -507,9 +519,10 @@ class CoreSource:
 def default_sources(settings: Settings) -> list[Source]:
     queued, posted = ledger_pb2.POSTING_STATUS_QUEUED, ledger_pb2.POSTING_STATUS_POSTED
 
-    def bridge_postings(name: str, stage: str, statuses: frozenset[int]) -> ListingSource:
+    def bridge_postings(name: str, stage: str, statuses: frozenset[ledger_pb2.PostingStatus]
+                        ) -> ListingSource[bridge_pb2.ListPostingsResponse]:
         """The bridge's postings booked on the day or of the day booked later, in the given statuses."""
-        return ListingSource(
+        return ListingSource[bridge_pb2.ListPostingsResponse](
             name, stage, "mainframe-bridge", lambda ch: bridge_grpc.MainframeBridgeServiceStub(ch).ListPostings,
             lambda day: bridge_pb2.ListPostingsRequest(business_date=day),
             lambda reply, _: [posting_item(q.posting, stage, name, q.original_business_date or q.posting.business_date)
@@ -518,7 +531,7 @@ def default_sources(settings: Settings) -> list[Source]:
     book = "mainframe book (via mainframe-bridge)"
     return [
         # What the router accepted from the channels (refusals and core rejections apart).
-        ListingSource("payment-router", ROUTER, "payment-router",
+        ListingSource[ops_pb2.ListPaymentsResponse]("payment-router", ROUTER, "payment-router",
                       lambda ch: ops_grpc.PaymentOperationsServiceStub(ch).ListPayments,
                       lambda day: ops_pb2.ListPaymentsRequest(business_date=day),
                       lambda reply, day: [i for p in reply.payments for i in payment_items(p, day)], settings),
@@ -527,12 +540,12 @@ def default_sources(settings: Settings) -> list[Source]:
         bridge_postings("mainframe-bridge (posted)", POSTED, frozenset([posted])),
         # The mainframe's own book of the day (asked through the bridge): what it really booked. It
         # knows only the day it booked a posting in, not its original date.
-        ListingSource(book, BOOK, "mainframe-bridge",
+        ListingSource[bridge_pb2.ListMainframeBookResponse](book, BOOK, "mainframe-bridge",
                       lambda ch: bridge_grpc.MainframeBridgeServiceStub(ch).ListMainframeBook,
                       lambda day: bridge_pb2.ListMainframeBookRequest(business_date=day),
                       lambda reply, _: [posting_item(p, BOOK, book) for p in reply.postings], settings),
         # What was confirmed to the channels: applied payments and reversals.
-        ListingSource("confirmations", CONFIRMED, "confirmations",
+        ListingSource[conf_pb2.ListConfirmationsResponse]("confirmations", CONFIRMED, "confirmations",
                       lambda ch: conf_grpc.ConfirmationServiceStub(ch).ListConfirmations,
                       lambda day: conf_pb2.ListConfirmationsRequest(business_date=day),
                       lambda reply, day: [i for c in reply.confirmations for i in confirmation_items(c, day)],
@@ -601,8 +614,8 @@ async def reconcile(sources: list[Source], business_date: str) -> Outcome:
             answers[n] += [i for i in answer if wanted(sources[n]).get(i.key) == date]
 
     items_by_stage: dict[str, list[Item]] = {}
-    covered: dict[str, set[int]] = defaultdict(set)  # per stage: loan types every source of it answered for
-    missing: dict[str, set[int]] = defaultdict(set)
+    covered: dict[str, set[types_pb2.LoanType]] = defaultdict(set)  # per stage: loan types all its sources answered
+    missing: dict[str, set[types_pb2.LoanType]] = defaultdict(set)
     unavailable = []
     for source, answer in zip(sources, answers):
         if isinstance(answer, SourceUnavailable):

@@ -18,6 +18,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import cast
 
 import grpc
 
@@ -61,10 +62,11 @@ class DayResults:
     def record_error(self, channel: str, key: str, error: grpc.aio.AioRpcError) -> None:
         info = error_info(error)
         payment_id = info.metadata.get("payment_id") if info else ""
-        if payment_id:  # journaled and rejected by its core: it is confirmed like any result
+        if info is not None and payment_id:  # journaled and rejected by its core: it is confirmed like any result
+            reason = cast(errors_pb2.ErrorReason, errors_pb2.ErrorReason.Value("ERROR_REASON_" + info.reason))
             self.payments[payment_id] = payments_pb2.Payment(
                 payment_id=payment_id, channel=CHANNEL_VALUES[channel], status=types_pb2.PAYMENT_STATUS_REJECTED,
-                rejection=errors_pb2.Rejection(reason=errors_pb2.ErrorReason.Value("ERROR_REASON_" + info.reason)))
+                rejection=errors_pb2.Rejection(reason=reason))
         else:
             self.refused[(channel, key)] = info.reason if info else error.code().name
 
@@ -166,7 +168,7 @@ async def run_online(channel: str, orders, settings: Settings, results: DayResul
 
 
 def batch_requests(batch_id: str, day: str, lines, lines_per_message: int = 500) -> list[api.UploadBatchRequest]:
-    totals = Counter()
+    totals: Counter[str] = Counter()
     for order in lines:
         totals[order.amount.currency_code] += order.amount.amount_minor
     numbered = [api.BatchLine(line_number=n, payment=o) for n, o in enumerate(lines, 1)]
@@ -236,18 +238,19 @@ async def follow_confirmations(channel: str, settings: Settings, results: DayRes
 
 def summary(plan, results: DayResults) -> str:
     applied = [p for p in results.payments.values() if p.status == types_pb2.PAYMENT_STATUS_APPLIED]
-    rows = [("CHANNEL", "ORDERS", "APPLIED", "REJECTED BY CORE", "REFUSED BY ROUTER", "APPLIED AMOUNT", "CONFIRMED")]
+    rows: list[tuple[object, ...]] = [
+        ("CHANNEL", "ORDERS", "APPLIED", "REJECTED BY CORE", "REFUSED BY ROUTER", "APPLIED AMOUNT", "CONFIRMED")]
     for channel, orders in plan.items():
         mine = [p for p in results.payments.values() if CHANNEL_NAMES[p.channel] == channel]
         done = [p for p in mine if p.status == types_pb2.PAYMENT_STATUS_APPLIED]
         refused = sum(1 for c, _ in results.refused if c == channel)
         rows.append((channel, len(orders), len(done), len(mine) - len(done), refused, _amounts(done),
                      f"{results.confirmed[channel]}/{len(mine)}"))
-    cores = [("CORE", "APPLIED", "APPLIED AMOUNT")]
+    cores: list[tuple[object, ...]] = [("CORE", "APPLIED", "APPLIED AMOUNT")]
     for loan_type, name in CORE_OF.items():
         done = [p for p in applied if p.loan_type == loan_type]
         cores.append((name, len(done), _amounts(done)))
-    reasons = Counter()
+    reasons: Counter[str] = Counter()
     for p in results.payments.values():
         if p.status == types_pb2.PAYMENT_STATUS_REJECTED:
             reasons[reason_name(p.rejection.reason)] += 1
@@ -263,7 +266,7 @@ def summary(plan, results: DayResults) -> str:
 
 
 def _amounts(payments) -> str:
-    totals = Counter()
+    totals: Counter[str] = Counter()
     for p in payments:
         totals[p.amount.currency_code] += p.amount.amount_minor
     return ", ".join(format_money(a, c) for c, a in sorted(totals.items())) or "-"
@@ -333,7 +336,7 @@ async def simulate(count: int, seed: int) -> int:
         started = time.monotonic()
         plan = plan_orders(count, seed, day)
         total = sum(len(o) for o in plan.values())
-        sent = Counter()
+        sent: Counter[str] = Counter()
 
         def progress(n: int = 1) -> None:
             sent["n"] += n

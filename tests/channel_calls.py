@@ -3,6 +3,7 @@ seeded portfolio, online payments, refusals, day files, its confirmations."""
 
 import asyncio
 from datetime import date
+from typing import TypedDict
 
 import grpc
 import pytest
@@ -20,7 +21,17 @@ from paymesh_tools.dev_tokens import mint
 from paymesh_tools.products import RULES_OF_TYPE
 
 AS_OF = "2026-11-27"
-PORTFOLIO = dict(seed=7, count=120, as_of=date.fromisoformat(AS_OF))
+
+
+class Portfolio(TypedDict):
+    """The arguments of loan_core.portfolio.generate after the rules: which seeded portfolio."""
+
+    seed: int
+    count: int
+    as_of: date
+
+
+PORTFOLIO = Portfolio(seed=7, count=120, as_of=date.fromisoformat(AS_OF))
 ENV = dict(PAYMESH_PORTFOLIO_SIZE="120", PAYMESH_PORTFOLIO_SEED="7", PAYMESH_PORTFOLIO_AS_OF=AS_OF,
            PAYMESH_CLOCK_START=f"{AS_OF}T10:00:00-05:00")
 

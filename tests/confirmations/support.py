@@ -66,7 +66,9 @@ class Receiver:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"
+        server = site._server
+        assert isinstance(server, asyncio.Server), "a started TCPSite listens with an asyncio.Server"
+        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
 
     async def __aexit__(self, *exc) -> None:
         await self._runner.cleanup()

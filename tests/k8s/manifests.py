@@ -20,7 +20,7 @@ KUBERNETES_VERSION = "1.37.0"
 
 def kubectl() -> str:
     local = Path(sys.executable).parent / "kubectl"
-    return str(local) if local.exists() else shutil.which("kubectl")
+    return str(local) if local.exists() else shutil.which("kubectl") or "kubectl"  # (missing: run says so)
 
 
 @functools.cache

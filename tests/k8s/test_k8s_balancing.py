@@ -41,5 +41,5 @@ async def test_calls_spread_over_every_resolved_address(settings):
 async def answers_from(target, settings, options, calls=20) -> list[bytes]:
     credentials = tls.channel_credentials(pki.load(settings.pki_dir, OPERATOR))
     async with grpc.aio.secure_channel(target, credentials, options=options) as channel:
-        call = channel.unary_unary(f"/{SERVICE}/Get")
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/{SERVICE}/Get")
         return [await call(b"", timeout=5) for _ in range(calls)]

@@ -23,7 +23,7 @@ def instructions(text: str) -> list[tuple[str, str]]:
 
 
 def stages(text: str) -> list[list[tuple[str, str]]]:
-    result = []
+    result: list[list[tuple[str, str]]] = []
     for instruction in instructions(text):
         if instruction[0] == "FROM":
             result.append([])

@@ -51,7 +51,9 @@ def every_method_path():
 
 async def plaintext_health(port: int) -> str:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        # types-grpcio-health-checking declares HealthStub without its methods (Check, Watch).
+        stub = health_pb2_grpc.HealthStub(channel)
+        reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)  # type: ignore[attr-defined]
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 

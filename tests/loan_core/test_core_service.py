@@ -47,7 +47,9 @@ async def day_movements(stub, day: str = DAY) -> core_pb2.ListAppliedPaymentsRes
 
 
 def reason_of(error: grpc.aio.AioRpcError) -> str:
-    return error_info(error).reason
+    info = error_info(error)
+    assert info is not None, f"no ErrorInfo in {error.code().name}: {error.details()}"
+    return info.reason
 
 
 async def test_payments_are_answered_in_order_and_a_replay_gets_the_first_result_unchanged(core):

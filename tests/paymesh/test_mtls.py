@@ -80,7 +80,7 @@ async def test_an_expired_certificate_fails_the_handshake(core, settings):
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-def _handshake(address: str, settings, highest: ssl.TLSVersion) -> str:
+def _handshake(address: str, settings, highest: ssl.TLSVersion) -> str | None:
     host, port = address.rsplit(":", 1)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.load_verify_locations(pki.ca_path(settings.pki_dir))

@@ -26,7 +26,8 @@ async def get_loan(address: str, pki_dir) -> str:
             await core_grpc.LoanCoreServiceStub(ch).GetLoan(core_pb2.GetLoanRequest(loan_id="CSH-000001"), timeout=5)
             return "OK"
         except grpc.aio.AioRpcError as error:
-            return error_info(error).reason if error_info(error) else error.code().name
+            info = error_info(error)
+            return info.reason if info else error.code().name
 
 
 def paymesh_pki(pki_dir, *args) -> subprocess.CompletedProcess:

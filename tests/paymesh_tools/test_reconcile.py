@@ -17,10 +17,11 @@ from mainframe_bridge.link import set_emulator_mode
 from paymesh import tls
 from paymesh.topology import SERVICES, Identity
 from tests.mainframe_bridge.support import post_all, posting, start_bridge, start_emulator, stub, wait_until_posted
+from tests.channel_calls import Portfolio
 from tests.harness import start_mesh, stop_mesh
 
 AS_OF = "2026-11-27"
-PORTFOLIO = dict(seed=11, count=60, as_of=date.fromisoformat(AS_OF))
+PORTFOLIO = Portfolio(seed=11, count=60, as_of=date.fromisoformat(AS_OF))
 ENV = dict(PAYMESH_PORTFOLIO_SIZE="60", PAYMESH_PORTFOLIO_SEED="11", PAYMESH_PORTFOLIO_AS_OF=AS_OF,
            PAYMESH_CLOCK_START=f"{AS_OF}T10:00:00-05:00")
 

@@ -23,7 +23,7 @@ ATM, AGENT = types_pb2.CHANNEL_ATM, types_pb2.CHANNEL_AGENT
 CORE_NAME = {CASH: "core-cash", MORTGAGE: "core-mortgage"}
 
 
-def posting(pid: str, kind: str, channel: int, loan_type: int, split: Split, booked: str,
+def posting(pid: str, kind: str, channel: types_pb2.Channel, loan_type: types_pb2.LoanType, split: Split, booked: str,
             currency: str = "PEN") -> ledger_pb2.Posting:
     """The balanced posting the bridge would send: the channel's clearing account against the
     product's accounts, sides swapped for a reversal."""
@@ -43,26 +43,28 @@ def posting(pid: str, kind: str, channel: int, loan_type: int, split: Split, boo
                               loan_type=loan_type, entries=entries)
 
 
-def everywhere(pid: str, split: Split, *, kind: str = PAYMENT, channel: int = ATM, loan_type: int = CASH,
+def everywhere(pid: str, split: Split, *, kind: str = PAYMENT, channel: types_pb2.Channel = ATM,
+               loan_type: types_pb2.LoanType = CASH,
                date: str = D, booked_at_mainframe: str | None = None, loan_id: str = "",
                key: str = "", accepted: int | None = None) -> dict[str, list[Item]]:
     """One item as each of the six stages reports it when all is well."""
     amount, booked = sum(split), booked_at_mainframe or date
-    common = dict(payment_id=pid, kind=kind, channel=channel, loan_type=loan_type, currency="PEN", amount=amount,
-                  split=split, booked_date=date, original_date=date, loan_id=loan_id)
+    common = Item("", "", payment_id=pid, kind=kind, channel=channel, loan_type=loan_type, currency="PEN",
+                  amount=amount, split=split, booked_date=date, original_date=date, loan_id=loan_id)
     ledger = posting(pid, kind, channel, loan_type, split, booked)
     return {
-        ROUTER: [Item(ROUTER, "payment-router", idempotency_key=key or pid, accept_time=accepted, **common)],
-        CORES_STAGE: [Item(CORES_STAGE, CORE_NAME[loan_type], ref=f"MV-{pid}-{kind}", **common)],
+        ROUTER: [common._replace(stage=ROUTER, source="payment-router", idempotency_key=key or pid,
+                                 accept_time=accepted)],
+        CORES_STAGE: [common._replace(stage=CORES_STAGE, source=CORE_NAME[loan_type], ref=f"MV-{pid}-{kind}")],
         SENT: [reconcile.posting_item(ledger, SENT, "bridge", original_date=date)],
         POSTED: [reconcile.posting_item(ledger, POSTED, "bridge", original_date=date)],
         BOOK: [reconcile.posting_item(ledger, BOOK, "book")],
-        CONFIRMED: [Item(CONFIRMED, "confirmations", **common)],
+        CONFIRMED: [common._replace(stage=CONFIRMED, source="confirmations")],
     }
 
 
 def day(*parts: dict[str, list[Item]]) -> dict[str, list[Item]]:
-    merged = {stage: [] for stage in STAGES}
+    merged: dict[str, list[Item]] = {stage: [] for stage in STAGES}
     for part in parts:
         for stage, items in part.items():
             merged[stage] += items

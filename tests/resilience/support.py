@@ -13,6 +13,7 @@ import grpc
 
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2 as conf_api, confirmation_service_pb2_grpc as conf_grpc
+from bank.confirmations.v1.confirmations_pb2 import Confirmation
 from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_api, mainframe_bridge_service_pb2_grpc as bridge_grpc
 from bank.loans.v1 import loan_core_service_pb2 as core_api, loan_core_service_pb2_grpc as core_grpc
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc, payments_pb2
@@ -60,7 +61,7 @@ class Tally:
 
     sent: Counter = field(default_factory=Counter)  # channel -> orders
     applied: dict[str, payments_pb2.Payment] = field(default_factory=dict)
-    rejected: dict[str, int] = field(default_factory=dict)  # payment id -> channel (rejected by its core)
+    rejected: dict[str, types_pb2.Channel] = field(default_factory=dict)  # payment id -> channel (rejected by its core)
     answered: list[tuple[float, payments_pb2.Payment]] = field(default_factory=list)  # (monotonic time, answer)
     retries: int = 0
     retried_because: Counter = field(default_factory=Counter)  # status or reason -> retries
@@ -129,7 +130,7 @@ async def pay_online(stub, channel: str, payment_order, metadata, tally: Tally) 
             if error.code() not in RETRY_CODES:
                 tally.unexpected.append(f"{payment_order.idempotency_key}: {error.code().name} {error.details()}")
                 return
-            tally.retried_because[f"{error.code().name}: {error.details()[:80]}"] += 1
+            tally.retried_because[f"{error.code().name}: {(error.details() or '')[:80]}"] += 1
         tally.retries += 1
         await asyncio.sleep(backoff(attempt))
     tally.unresolved.append(payment_order.idempotency_key)
@@ -158,7 +159,12 @@ async def online_channel(router_address: str, pki_dir, channel: str, rate: float
     window = asyncio.Semaphore(concurrency)
     async with client_channel(router_address, pki_dir, channel) as ch:
         stub = api_grpc.PaymentServiceStub(ch)
-        tasks = set()
+        tasks: set[asyncio.Task] = set()
+
+        def done(task: asyncio.Task) -> None:
+            tasks.discard(task)
+            window.release()
+
         started = time.monotonic()
         for n in itertools.count():
             if stop.is_set():
@@ -167,7 +173,7 @@ async def online_channel(router_address: str, pki_dir, channel: str, rate: float
             await window.acquire()
             tally.sent[channel] += 1
             task = asyncio.create_task(pay_online(stub, channel, orders.next(channel), metadata, tally))
-            task.add_done_callback(lambda t: (tasks.discard(t), window.release()))
+            task.add_done_callback(done)
             tasks.add(task)
         await asyncio.gather(*tasks)
 
@@ -246,7 +252,7 @@ async def stream_channel(router_address: str, pki_dir, channel: str, rate: float
                         tally.unexpected.append(f"{payment.idempotency_key}: {payment.rejection.message}")
                         settle(payment.idempotency_key)
             except grpc.aio.AioRpcError as error:
-                tally.retried_because[f"stream {error.code().name}: {error.details()[:80]}"] += 1
+                tally.retried_because[f"stream {error.code().name}: {(error.details() or '')[:80]}"] += 1
                 if error.code() not in RETRY_CODES and not _cut_by_a_dead_router(error):
                     tally.unexpected.append(f"{channel} stream: {error.code().name} {error.details()}")
                 await asyncio.sleep(0.1)
@@ -261,9 +267,9 @@ async def stream_channel(router_address: str, pki_dir, channel: str, rate: float
 # What each stage recorded, asked of the services themselves (as the operator).
 
 
-async def core_movements(mesh, pki_dir, day: str) -> dict[str, list]:
+async def core_movements(mesh, pki_dir, day: str) -> dict[str, list[core_api.AppliedMovement]]:
     """core name -> every movement it applied on the day (all pages)."""
-    movements = {}
+    movements: dict[str, list[core_api.AppliedMovement]] = {}
     for name in ("core-cash", "core-mortgage", "core-vehicle"):
         movements[name] = []
         async with tls.channel_for(mesh[name].address, pki_dir, OPERATOR) as ch:
@@ -302,9 +308,10 @@ def _summed(rows) -> dict:
     return totals
 
 
-async def subscribed(mesh, pki_dir, channel: str, wanted: set[str], timeout: float = 30.0) -> list:
+async def subscribed(mesh, pki_dir, channel: str, wanted: set[str], timeout: float = 30.0) -> list[Confirmation]:
     """A channel's confirmations from the beginning of its stream, in arrival order, until wanted are in."""
-    seen, ids = [], set()
+    seen: list[Confirmation] = []
+    ids: set[str] = set()
     async with tls.channel_for(mesh["confirmations"].address, pki_dir, Identity("channel", channel)) as ch:
         call = conf_grpc.ConfirmationServiceStub(ch).Subscribe(
             conf_api.SubscribeRequest(start_position=conf_api.START_POSITION_BEGINNING))

@@ -92,14 +92,15 @@ async def stage_figures(mesh, pki_dir, tally: Tally, home) -> list[tuple]:
     confirmed = await confirmed_by_channel(mesh, pki_dir, AS_OF)
     told = tally.applied_by_channel()
     rejected = Counter(CHANNEL_NAMES[c] for c in tally.rejected.values())
-    rows = [("CHANNEL", "SENT", "TOLD APPLIED", "APPLIED BY CORES", "POSTED", "CONFIRMED APPLIED", "REJECTED BY CORE",
-             "CONFIRMED REJECTED")]
-    for channel in sorted(tally.sent):
-        rows.append((channel, tally.sent[channel], told.get(channel, (0, 0))[0], applied_at_cores[channel],
-                     posted.get((channel, POSTED), (0, 0))[0], confirmed.get((channel, APPLIED), (0, 0))[0],
-                     rejected[channel], confirmed.get((channel, REJECTED), (0, 0))[0]))
+    header = ("CHANNEL", "SENT", "TOLD APPLIED", "APPLIED BY CORES", "POSTED", "CONFIRMED APPLIED", "REJECTED BY CORE",
+              "CONFIRMED REJECTED")
+    counts = {channel: (tally.sent[channel], told.get(channel, (0, 0))[0], applied_at_cores[channel],
+                        posted.get((channel, POSTED), (0, 0))[0], confirmed.get((channel, APPLIED), (0, 0))[0],
+                        rejected[channel], confirmed.get((channel, REJECTED), (0, 0))[0])
+              for channel in sorted(tally.sent)}
+    rows: list[tuple[object, ...]] = [header, *((channel, *n) for channel, n in counts.items())]
     book = emulator_book(home)
-    rows.append(("total", *(sum(r[i] for r in rows[1:]) for i in range(1, len(rows[0])))))
+    rows.append(("total", *(sum(n[i] for n in counts.values()) for i in range(len(header) - 1))))
     rows.append(("mainframe book", "", "", "", len(book), "", "", ""))
     rows.extend((f"{name} applied", "", "", len(movements), "", "", "", "") for name, movements in by_core.items())
     return rows

@@ -85,8 +85,10 @@ def bad_credentials(case: str, pki_dir) -> pki.Material | None:
         return pki.Material(rogue.key, rogue.cert, pki.ca_path(pki_dir).read_bytes())
     if case == "expired certificate":
         # Signed by the mesh's own CA: expiry is the only thing wrong with it.
-        return dev_pki._load_ca(pki_dir).issue(ATM, not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
-                                           not_after=dt.datetime(2021, 1, 1, tzinfo=dt.UTC))
+        ca = dev_pki._load_ca(pki_dir)
+        assert ca is not None, "the session's dev PKI has its CA"
+        return ca.issue(ATM, not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+                        not_after=dt.datetime(2021, 1, 1, tzinfo=dt.UTC))
     raise ValueError(case)
 
 
@@ -101,7 +103,9 @@ async def health(channel: grpc.aio.Channel) -> str:
     """SERVING, or the status code the call ended with."""
     async with channel as ch:
         try:
-            reply = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            # types-grpcio-health-checking declares HealthStub without its methods (Check, Watch).
+            stub = health_pb2_grpc.HealthStub(ch)
+            reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)  # type: ignore[attr-defined]
         except grpc.aio.AioRpcError as error:
             return error.code().name
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
@@ -163,7 +167,8 @@ BAD_TOKENS = {
                                                      iss="https://evil.example"),
     "no subject": lambda pki_dir: "Bearer " + jwt.encode(
         _claims(sub=None), dev_pki.token_signing_key_path(pki_dir).read_bytes(), algorithm="ES256"),
-    "alg none": lambda pki_dir: "Bearer " + jwt.encode(_claims(), key=None, algorithm="none"),
+    # (alg none takes no key: PyJWT reads "" as None, and its annotation admits no None)
+    "alg none": lambda pki_dir: "Bearer " + jwt.encode(_claims(), key="", algorithm="none"),
     "HS256 with the public key": lambda pki_dir: "Bearer " + _hs256_with_the_public_key(pki_dir),
     "signed by another key": lambda pki_dir: "Bearer " + jwt.encode(
         _claims(), ec.generate_private_key(ec.SECP256R1()), algorithm="ES256"),

@@ -37,7 +37,7 @@ INT32 = st.integers(-(2**31), 2**31 - 1)
 VALID_KEYS = itertools.count()
 
 # Protobuf strings are UTF-8: anything but lone surrogates.
-text = st.text(st.characters(exclude_categories=("Cs",)), max_size=80)
+text = st.text(st.characters(exclude_categories=["Cs"]), max_size=80)
 keys = st.one_of(st.just(""), text, st.from_regex(r"[A-Za-z0-9._:-]{1,64}", fullmatch=True),
                  st.text("ab", min_size=65, max_size=300))
 loan_ids = st.one_of(st.sampled_from(CASH_LOANS), st.sampled_from(["MTG-000001", "VEH-000002", "CSH-999999"]),
@@ -102,7 +102,7 @@ def core(mesh, pki_dir):
 def assert_clear_refusal(error: grpc.RpcError, answers: Counter) -> None:
     seen(error.code().name, answers)
     assert error.code() in REFUSALS, (error.code(), error.details())
-    assert error.details() and error_info(error) is not None and error_info(error).reason
+    assert error.details() and (info := error_info(error)) is not None and info.reason
 
 
 def assert_still_serving(mesh, pki_dir, router, core) -> None:
@@ -110,7 +110,9 @@ def assert_still_serving(mesh, pki_dir, router, core) -> None:
     for name, service in mesh.items():
         assert service.process.poll() is None, f"{name} died:\n{service.log()[-3000:]}"
         with sync_channel(mesh, pki_dir, name, OPERATOR) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            # types-grpcio-health-checking declares HealthStub without its methods (Check, Watch).
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=5)  # type: ignore[attr-defined]
         assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
     valid = payments_pb2.PaymentOrder(idempotency_key=f"fuzz-valid-{next(VALID_KEYS)}", loan_id=CASH_LOANS[0],
                                       amount=types_pb2.Money(currency_code="PEN", amount_minor=100))

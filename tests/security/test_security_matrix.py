@@ -76,7 +76,7 @@ def mainframe_posting(posting_id: str, amount_minor: int) -> bytes:
          records.Entry("E2", "140101", "C", "PEN", amount_minor))))
 
 
-def applied_confirmation(payment_id: str, channel: int) -> confirmations_pb2.Confirmation:
+def applied_confirmation(payment_id: str, channel: types_pb2.Channel) -> confirmations_pb2.Confirmation:
     return confirmations_pb2.Confirmation(
         payment_id=payment_id, channel=channel, loan_id=VICTIM, status=types_pb2.PAYMENT_STATUS_APPLIED,
         business_date=AS_OF, amount=types_pb2.Money(currency_code="PEN", amount_minor=100_000))
@@ -84,7 +84,8 @@ def applied_confirmation(payment_id: str, channel: int) -> confirmations_pb2.Con
 
 def assert_caller_not_allowed(error: grpc.aio.AioRpcError):
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED, error.details()
-    assert error_info(error).reason == "CALLER_NOT_ALLOWED"
+    info = error_info(error)
+    assert info is not None and info.reason == "CALLER_NOT_ALLOWED"
 
 
 @pytest.mark.parametrize("case", ["no client certificate", "another CA", "expired certificate"])
@@ -433,12 +434,15 @@ async def test_only_the_bridge_posts_to_the_mainframe(mesh, pki_dir, store_payme
 
 async def test_reflection_is_the_operators_only(mesh, pki_dir, store_payment):
     """An ATM listed every method of the cores, the bridge and confirmations."""
-    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2
+    from grpc_reflection.v1alpha.reflection_pb2_grpc import ServerReflectionStub
     from paymesh.topology import PROBE
 
     async def listed(service: str, identity: Identity):
         async with tls.channel_for(mesh[service].address, pki_dir, identity) as ch:
-            call = reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(
+            # types-grpcio-reflection: its stub takes a sync grpc.Channel only, and types the method as
+            # binascii.Incomplete (an exception class); grpc's stubs work on an aio channel alike.
+            call = ServerReflectionStub(ch).ServerReflectionInfo(  # type: ignore[arg-type, operator]
                 iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
             return [s.name async for r in call for s in r.list_services_response.service]
 

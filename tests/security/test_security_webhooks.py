@@ -60,7 +60,8 @@ class Listener:
             self._server.close()
 
 
-async def _deliveries(service, endpoint_id: str, status: int = 0):
+async def _deliveries(service, endpoint_id: str,
+                      status: confirmations_pb2.DeliveryStatus = confirmations_pb2.DELIVERY_STATUS_UNSPECIFIED):
     return (await service.ListWebhookDeliveries(pb.ListWebhookDeliveriesRequest(
         endpoint_id=endpoint_id, status=status))).deliveries
 
