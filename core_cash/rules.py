@@ -6,7 +6,7 @@ from loan_core.rules import PortfolioProfile, ProductRules
 
 RULES = ProductRules(
     loan_type=types_pb2.LOAN_TYPE_CASH,
-    late_fee_minor={"PEN": 15_00, "USD": 5_00},
+    late_fee_minor={},  # none: Ley 31143 allows only penalty interest for a delay
     penalty_rate_bps=1_200,
     life_insurance_ppm=0,
     asset_insurance_ppm=0,

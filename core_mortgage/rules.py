@@ -10,7 +10,7 @@ from paymesh.chart_of_accounts import PROPERTY_INSURANCE_PAYABLE
 
 RULES = ProductRules(
     loan_type=types_pb2.LOAN_TYPE_MORTGAGE,
-    late_fee_minor={"PEN": 50_00, "USD": 15_00},
+    late_fee_minor={},  # none: Ley 31143 allows only penalty interest for a delay
     penalty_rate_bps=900,
     life_insurance_ppm=280,  # 0.028 % a month of the balance
     asset_insurance_ppm=300,  # 0.030 % a month of the property's value
@@ -25,4 +25,7 @@ RULES = ProductRules(
         terms_months=(120, 180, 240),
         asset_value_percent=125,
     ),
+    # Mortgages (créditos hipotecarios para vivienda): Normal up to 30 days, CPP 60, Deficiente 120,
+    # Dudoso 365, then Pérdida (Res. SBS 11356-2008).
+    risk_category_days=(30, 60, 120, 365),
 )

@@ -7,7 +7,7 @@ from paymesh.chart_of_accounts import VEHICLE_INSURANCE_PAYABLE
 
 RULES = ProductRules(
     loan_type=types_pb2.LOAN_TYPE_VEHICLE,
-    late_fee_minor={"PEN": 30_00, "USD": 10_00},
+    late_fee_minor={},  # none: Ley 31143 allows only penalty interest for a delay
     penalty_rate_bps=1_000,
     life_insurance_ppm=0,
     asset_insurance_ppm=2_900,  # about 3.5 % a year of the car's value

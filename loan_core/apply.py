@@ -14,6 +14,7 @@ from bank.common.v1 import errors_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from loan_core import engine, ledger, store, validation
 from paymesh.errors import Refused
+from paymesh.topology import CASH_CHANNELS
 from loan_core.loan import LoanState, originate
 from loan_core.rules import ProductRules
 
@@ -166,7 +167,8 @@ def _apply_one(connection, rules: ProductRules, loans: LoanCache, earlier: dict,
                       "amount.currency_code")
     try:
         new_state, allocation = engine.apply_payment(
-            state, rules, payment.amount.amount_minor, value_date, payment.prepayment_mode
+            state, rules, payment.amount.amount_minor, value_date, payment.prepayment_mode,
+            surplus_allowed=payment.channel in CASH_CHANNELS,
         )
     except Refused as refused:  # refused by the loan's state: keep the answer for replays
         outcome = core_pb2.PaymentOutcome(payment_id=payment.payment_id, rejection=refused.rejection())
@@ -185,6 +187,7 @@ def _apply_one(connection, rules: ProductRules, loans: LoanCache, earlier: dict,
             "fees_minor": allocation.fees, "penalty_interest_minor": allocation.penalty_interest,
             "interest_minor": allocation.interest, "insurance_minor": allocation.insurance,
             "principal_minor": allocation.principal, "prepayment_minor": allocation.prepayment,
+            "overpayment_minor": allocation.overpayment,
         },
         "outstanding_balance": {"currency_code": currency, "amount_minor": new_state.outstanding_principal},
         "posting": posting,

@@ -37,6 +37,7 @@ def payment_posting_fields(
         (coa.LIFE_INSURANCE_PAYABLE, allocation.life_insurance),
         (rules.asset_insurance_account, allocation.asset_insurance),
         (coa.product_account(coa.LOAN_PRINCIPAL, product), allocation.principal + allocation.prepayment),
+        (coa.product_account(coa.CUSTOMER_CREDIT, product), allocation.overpayment),
     ]
     for account, amount in credits:
         if amount:

@@ -13,7 +13,7 @@ from datetime import date
 import msgspec
 
 from bank.common.v1 import types_pb2
-from loan_core.money import annuity_payment, monthly_interest, ppm_of
+from loan_core.money import annuity_payment, div_half_even, interest_for_days, monthly_interest, ppm_of
 from loan_core.rules import ProductRules
 
 
@@ -47,6 +47,9 @@ class Installment(msgspec.Struct, array_like=True):
     paid_interest: int = 0
     paid_insurance: int = 0  # life insurance first, then asset insurance
     paid_principal: int = 0
+    # The day (ordinal) its interest runs from when not its period's start: a pago anticipado
+    # settles the installment in course on its day, and the next one's interest runs from then.
+    start: int = 0
 
     @property
     def due_date(self) -> date:
@@ -146,12 +149,15 @@ class LoanState:
 
 def build_installments(
     terms: LoanTerms, rules: ProductRules, balance: int, first_number: int, count: int,
-    balloon: int, payment: int | None = None,
+    balloon: int, payment: int | None = None, start: int | None = None,
 ) -> list[Installment]:
-    """French amortization of balance from installment first_number on. With a payment
-    (reduce term) the installment stays and the schedule ends as soon as it can; without
-    one (origination, reduce installment) the payment is computed for exactly count months.
-    The last installment takes whatever principal is left, so principal parts sum exactly."""
+    """French amortization of balance from installment first_number on, at the monthly
+    effective rate. With a payment (reduce term) the installment stays and the schedule ends
+    as soon as it can; without one (origination, reduce installment) the payment is computed
+    for exactly count months. start: the day (ordinal) the first installment's interest runs
+    from, when not its month's start (after a pago anticipado): its interest is for those
+    days, its insurance in proportion. The last installment takes whatever principal is left,
+    so principal parts sum exactly (and absorb the rounding)."""
     keep_payment = payment is not None
     rate, life_ppm, asset = terms.annual_rate_bps, rules.life_insurance_ppm, terms.asset_insurance_minor
     if payment is None:
@@ -160,12 +166,21 @@ def build_installments(
     installments = []
     for index in range(count):
         number = first_number + index
-        interest = monthly_interest(balance, rate)
+        due = dues[number - 1]
+        life = ppm_of(balance, life_ppm) if life_ppm else 0
+        if index == 0 and start is not None:
+            month_start = dues[number - 2] if number > 1 else terms.disbursement_date.toordinal()
+            interest = interest_for_days(balance, rate, due - start)
+            life = div_half_even(life * (due - start), max(due - month_start, 1))
+            first_asset = div_half_even(asset * (due - start), max(due - month_start, 1))
+        else:
+            interest = monthly_interest(balance, rate)
+            first_asset = asset
         regular = max(payment - interest, 0)
         last = index == count - 1 or (keep_payment and balance - regular <= balloon)
         principal = balance if last else max(0, min(regular, balance - balloon))  # the balloon waits
-        life = ppm_of(balance, life_ppm) if life_ppm else 0
-        installments.append(Installment(number, dues[number - 1], principal, interest, life, asset))
+        installments.append(Installment(number, due, principal, interest, life, first_asset,
+                                        start=start if index == 0 and start is not None else 0))
         balance -= principal
         if last:
             break

@@ -74,3 +74,26 @@ def annuity_payment(principal_minor: int, annual_rate_bps: int, months: int, bal
     discount = DECIMAL.power(DECIMAL.add(1, rate), -months)  # v ** n
     present = DECIMAL.subtract(Decimal(principal_minor), DECIMAL.multiply(Decimal(balloon_minor), discount))
     return _half_even(DECIMAL.divide(DECIMAL.multiply(present, rate), DECIMAL.subtract(1, discount)))
+
+
+def effective_annual_cost_bps(principal_minor: int, monthly_flows: list[int]) -> int:
+    """The total effective annual cost (TCEA) of a loan of principal repaid by monthly_flows (what the
+    customer pays in each month, insurance included): the monthly rate r at which the flows are worth
+    the principal, (1 + r) ** 12 - 1 in basis points. Newton's method on exact decimals."""
+    principal = Decimal(principal_minor)
+    flows = [Decimal(flow) for flow in monthly_flows]
+    rate = Decimal("0.01")
+    for _ in range(50):
+        discount = DECIMAL.divide(1, DECIMAL.add(1, rate))
+        worth, slope, factor = Decimal(0), Decimal(0), Decimal(1)
+        for month, flow in enumerate(flows, start=1):
+            factor = DECIMAL.multiply(factor, discount)
+            worth = DECIMAL.add(worth, DECIMAL.multiply(flow, factor))
+            slope = DECIMAL.subtract(slope, DECIMAL.multiply(DECIMAL.multiply(month, flow),
+                                                             DECIMAL.multiply(factor, discount)))
+        step = DECIMAL.divide(DECIMAL.subtract(worth, principal), slope)
+        rate = DECIMAL.subtract(rate, step)
+        if abs(step) < Decimal("1e-20"):
+            break
+    annual = DECIMAL.subtract(DECIMAL.power(DECIMAL.add(1, rate), 12), 1)
+    return _half_even(DECIMAL.multiply(annual, _BPS))

@@ -1,15 +1,16 @@
 """The read-only lookups: a loan with its schedule and balances on a date, and the
 movements of a business date with the day's totals (for reconciliation)."""
 
+import functools
 import sqlite3
 from datetime import date
 
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from bank.loans.v1 import loans_pb2
-from loan_core import engine, store, validation
+from loan_core import engine, money, store, validation
 from paymesh.errors import Refused
-from loan_core.loan import LoanState, originate
+from loan_core.loan import LoanState, LoanTerms, build_installments, originate
 from loan_core.rules import ProductRules
 
 DEFAULT_PAGE_SIZE = 1000
@@ -32,8 +33,10 @@ def loan_message(state: LoanState, rules: ProductRules, on: date) -> loans_pb2.L
     view = engine.as_of(state, rules, on)
     due, _ = engine.due_installments(view, on)
     today = on.toordinal()
-    overdue = any(i.due < today for i in due)
-    money = lambda amount: types_pb2.Money(currency_code=terms.currency_code, amount_minor=amount)  # noqa: E731
+    late = [i for i in due if engine.is_late(i, on)]
+    overdue = bool(late)
+    days_past_due = today - late[0].due if late else 0
+    in_currency = lambda amount: types_pb2.Money(currency_code=terms.currency_code, amount_minor=amount)  # noqa: E731
     return loans_pb2.Loan(
         loan_id=terms.loan_id,
         loan_type=terms.loan_type,
@@ -45,9 +48,9 @@ def loan_message(state: LoanState, rules: ProductRules, on: date) -> loans_pb2.L
         disbursement_date=terms.disbursement_date.isoformat(),
         status=(loans_pb2.LOAN_STATUS_PAID_OFF if view.paid_off
                 else loans_pb2.LOAN_STATUS_OVERDUE if overdue else loans_pb2.LOAN_STATUS_CURRENT),
-        outstanding_principal=money(view.outstanding_principal),
-        amount_due=money(sum(i.outstanding for i in due)),
-        payoff_amount=money(engine.payoff_amount(view, on)),
+        outstanding_principal=in_currency(view.outstanding_principal),
+        amount_due=in_currency(sum(i.outstanding for i in due)),
+        payoff_amount=in_currency(engine.payoff_amount(view, on)),
         schedule=[
             loans_pb2.Installment(
                 number=i.number, due_date=i.due_date.isoformat(), principal_minor=i.principal,
@@ -58,13 +61,35 @@ def loan_message(state: LoanState, rules: ProductRules, on: date) -> loans_pb2.L
         ],
         balloon_minor=view.balloon_minor,
         prepaid_minor=view.prepaid_minor,
+        tcea_bps=tcea_bps(terms, rules),
+        days_past_due=days_past_due,
+        risk_category=risk_category(days_past_due, rules),
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def tcea_bps(terms: LoanTerms, rules: ProductRules) -> int:
+    """The loan's TCEA: its installments as scheduled at disbursement, insurance included."""
+    schedule = build_installments(terms, rules, terms.principal_minor, 1, terms.term_months, terms.balloon_minor)
+    return money.effective_annual_cost_bps(terms.principal_minor, [i.scheduled_total for i in schedule])
+
+
+_CATEGORIES = (loans_pb2.RISK_CATEGORY_NORMAL, loans_pb2.RISK_CATEGORY_POTENTIAL_PROBLEMS,
+               loans_pb2.RISK_CATEGORY_SUBSTANDARD, loans_pb2.RISK_CATEGORY_DOUBTFUL)
+
+
+def risk_category(days_past_due: int, rules: ProductRules) -> loans_pb2.RiskCategory:
+    """The SBS category of a debtor this many days past due, by the product's thresholds."""
+    for most_days, category in zip(rules.risk_category_days, _CATEGORIES):
+        if days_past_due <= most_days:
+            return category
+    return loans_pb2.RISK_CATEGORY_LOSS
 
 
 def _installment_status(installment, today: int) -> loans_pb2.InstallmentStatus:
     if installment.outstanding == 0:
         return loans_pb2.INSTALLMENT_STATUS_PAID
-    if installment.due < today:
+    if today > engine.falls_due(installment.due):
         return loans_pb2.INSTALLMENT_STATUS_OVERDUE
     paid = installment.paid_principal + installment.paid_interest + installment.paid_insurance
     return loans_pb2.INSTALLMENT_STATUS_PARTIALLY_PAID if paid else loans_pb2.INSTALLMENT_STATUS_PENDING

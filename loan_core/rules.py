@@ -1,7 +1,7 @@
 """What makes one product differ from another: every rule the shared engine asks a
 product about, as data. Each core's own module (core_cash/rules.py, ...) fills one in."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Mapping
 
 from bank.common.v1 import types_pb2
@@ -23,12 +23,15 @@ class PortfolioProfile:
     balloon_percent_range: tuple[int, int] = (0, 0)
 
 
-@dataclass(frozen=True)
+# eq=False: a product's rules are one object, hashed by identity (caches key on them).
+@dataclass(frozen=True, eq=False)
 class ProductRules:
     loan_type: types_pb2.LoanType
-    # Late fee charged once per installment that falls overdue, per currency.
+    # Late fee charged once per installment that falls overdue, per currency; none ({}) by default:
+    # Ley 31143 (2021) allows only penalty interest for a delay, so a product that charges one is
+    # an exception that must name its ground.
     late_fee_minor: Mapping[str, int]
-    # Penalty interest (interés moratorio), annual, on the overdue principal of an installment.
+    # Penalty interest (interés moratorio), an effective annual rate, on the overdue principal.
     penalty_rate_bps: int
     # Life insurance (desgravamen) per month, parts per million of the balance before the installment.
     life_insurance_ppm: int
@@ -44,6 +47,14 @@ class ProductRules:
     # next installment's amount, unless it pays the loan off. 0: any prepayment.
     min_prepayment_installments: int
     portfolio: PortfolioProfile
+    # An unpaid remainder up to this (per currency) brings no late fee where the product charges one.
+    late_fee_tolerance_minor: Mapping[str, int] = field(default_factory=dict)
+    # Beyond what is due, this many installments more are an adelanto de cuotas (paid ahead as
+    # scheduled); beyond that, a pago anticipado of principal (Res. SBS 3274-2017 as we read it).
+    adelanto_installments: int = 2
+    # The SBS's debtor categories by days past due (Res. SBS 11356-2008, cap. 2): the most days of
+    # Normal, CPP, Deficiente and Dudoso; beyond the last, Pérdida. Consumer loans below.
+    risk_category_days: tuple[int, int, int, int] = (8, 30, 60, 120)
 
     @property
     def service(self) -> str:

@@ -5,6 +5,7 @@ import re
 from datetime import date
 
 from bank.common.v1 import errors_pb2, types_pb2
+from paymesh.chart_of_accounts import MAX_AMOUNT_MINOR
 from paymesh.errors import Refused
 from paymesh.loan_ids import PREFIXES, loan_type_of
 from loan_core.rules import ProductRules
@@ -54,8 +55,8 @@ def check_payment_fields(payment) -> date:
     if not _CURRENCY.fullmatch(payment.amount.currency_code):
         raise Refused(INVALID, "amount.currency_code must be an ISO 4217 code such as PEN",
                       "amount.currency_code")
-    if payment.amount.amount_minor <= 0:
+    if not 0 < payment.amount.amount_minor <= MAX_AMOUNT_MINOR:
         raise Refused(errors_pb2.ERROR_REASON_AMOUNT_INVALID,
-                      f"the amount must be greater than zero, not {payment.amount.amount_minor}",
-                      "amount.amount_minor")
+                      f"the amount must be greater than zero and at most {MAX_AMOUNT_MINOR}, not"
+                      f" {payment.amount.amount_minor}", "amount.amount_minor")
     return business_date

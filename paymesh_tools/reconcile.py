@@ -98,6 +98,7 @@ class Split(NamedTuple):
     penalty: int = 0
     fees: int = 0
     insurance: int = 0
+    overpayment: int = 0  # beyond a payoff, in cash: held on the customer credit account
 
 
 class Item(NamedTuple):
@@ -377,7 +378,8 @@ def _stage_order(stage: str) -> tuple[int, str]:
 
 def allocation_split(allocation) -> Split:
     return Split(allocation.principal_minor + allocation.prepayment_minor, allocation.interest_minor,
-                 allocation.penalty_interest_minor, allocation.fees_minor, allocation.insurance_minor)
+                 allocation.penalty_interest_minor, allocation.fees_minor, allocation.insurance_minor,
+                 allocation.overpayment_minor)
 
 
 def payment_items(payment, business_date: str) -> list[Item]:
@@ -437,6 +439,8 @@ def _part(account: str) -> int | None:
         return 3
     if account in coa.INSURANCE_ACCOUNTS:
         return 4
+    if account.startswith(coa.CUSTOMER_CREDIT):
+        return 5
     return None
 
 

@@ -46,17 +46,20 @@ async def test_mortgage_insurance_partial_payment_and_prepayment_rules(settings)
             [applied] = await apply_batches(stub, [[payment("m-3", loan.loan_id, oldest.outstanding_minor,
                                                             currency, DAY)]])
             allocation = applied.applied.allocation
-            assert allocation.insurance_minor == oldest.insurance_minor and allocation.fees_minor > 0
+            # No late fee (Ley 31143): the delay costs penalty interest only.
+            assert allocation.insurance_minor == oldest.insurance_minor and allocation.fees_minor == 0
+            assert allocation.penalty_interest_minor > 0
             lines = credits(applied)
             assert lines[coa.LIFE_INSURANCE_PAYABLE] + lines[coa.PROPERTY_INSURANCE_PAYABLE] == oldest.insurance_minor
             assert (lines[coa.product_account(coa.LOAN_PRINCIPAL, types_pb2.LOAN_TYPE_MORTGAGE)]
                     == oldest.principal_minor)
 
-            # A prepayment of 100.00 beyond what is due is taken: no rule sets a minimum.
+            # A prepayment of 100.00 beyond what is due is taken when asked for: no rule sets a minimum.
             due_now = (await stub.GetLoan(core_pb2.GetLoanRequest(loan_id=loan.loan_id, as_of_date=DAY))).loan
             [prepaid] = await apply_batches(stub, [[payment("m-2", loan.loan_id, due_now.amount_due.amount_minor
-                                                            + 100_00, currency, DAY)]])
-            assert prepaid.applied.allocation.prepayment_minor == 100_00, prepaid
+                                                            + 100_00, currency, DAY,
+                                                            mode=types_pb2.PREPAYMENT_MODE_REDUCE_TERM)]])
+            assert prepaid.applied.allocation.prepayment_minor >= 100_00, prepaid
 
 
 async def test_vehicle_insurance_and_balloon(settings):

@@ -15,7 +15,7 @@ import msgspec
 from bank.common.v1 import types_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from bank.loans.v1 import loans_pb2
-from loan_core import engine, queries, store
+from loan_core import engine, ledger, queries, store
 from loan_core.apply import ARCHIVE_EVERY, LoanCache, apply_batch
 from loan_core.client import payment
 from paymesh.errors import Refused
@@ -67,8 +67,12 @@ def test_a_schedules_principal_parts_sum_to_the_principal(terms):
 
 
 @PROPERTIES
-@given(loans(), st.integers(0, 12_000), st.integers(1, 10**9), MODES, st.integers(1, 3))
-def test_allocation_sums_to_the_amount_and_no_balance_goes_negative(terms, days, fraction, mode, payments):
+@given(loans(), st.integers(0, 12_000), st.integers(1, 12 * 10**8), MODES, st.integers(1, 3), st.booleans())
+def test_allocation_sums_to_the_amount_principal_is_conserved_and_postings_balance(terms, days, fraction, mode,
+                                                                                  payments, in_cash):
+    """Any amount up to 120 % of the payoff, any mode, any day: the allocation adds up to the amount (a
+    surplus in cash included), principal is conserved (schedule + prepaid = principal), no balance goes
+    negative, and the payment's ledger movement is balanced."""
     rules = RULES_OF_TYPE[terms.loan_type]
     state = originate(terms, rules)
     on = terms.disbursement_date
@@ -79,14 +83,19 @@ def test_allocation_sums_to_the_amount_and_no_balance_goes_negative(terms, days,
         payoff = engine.payoff_amount(engine.as_of(state, rules, on), on)
         amount = max(1, payoff * fraction // 10**9)
         try:
-            after, allocation = engine.apply_payment(state, rules, amount, on, mode)
+            after, allocation = engine.apply_payment(state, rules, amount, on, mode, surplus_allowed=in_cash)
         except Refused:
-            continue  # a product rule refused it: the state is unchanged by construction
+            assert (amount > payoff and not in_cash) or not rules.partial_payments_allowed
+            continue  # refused: the state is unchanged by construction
         assert allocation.total == amount
+        assert allocation.overpayment == max(0, amount - payoff)
         assert min(allocation.fees, allocation.penalty_interest, allocation.interest, allocation.insurance,
-                   allocation.principal, allocation.prepayment) >= 0
+                   allocation.principal, allocation.prepayment, allocation.overpayment) >= 0
         assert after.outstanding_principal <= state.outstanding_principal
         _check_sane(after, terms.principal_minor)
+        posting = ledger.payment_posting("p", "p", on.isoformat(), types_pb2.CHANNEL_STORE, terms.currency_code,
+                                         allocation, rules)
+        assert ledger.is_balanced(posting)
         state = after
 
 

@@ -25,21 +25,23 @@ _sym_db = _symbol_database.Default()
 from bank.common.v1 import types_pb2 as bank_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62\x61nk/loans/v1/loans.proto\x12\rbank.loans.v1\x1a\x1a\x62\x61nk/common/v1/types.proto\"\xa4\x01\n\nAllocation\x12\x12\n\nfees_minor\x18\x01 \x01(\x03\x12\x1e\n\x16penalty_interest_minor\x18\x02 \x01(\x03\x12\x16\n\x0einterest_minor\x18\x03 \x01(\x03\x12\x17\n\x0finsurance_minor\x18\x04 \x01(\x03\x12\x17\n\x0fprincipal_minor\x18\x05 \x01(\x03\x12\x18\n\x10prepayment_minor\x18\x06 \x01(\x03\"\xc6\x01\n\x0bInstallment\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12\x10\n\x08\x64ue_date\x18\x02 \x01(\t\x12\x17\n\x0fprincipal_minor\x18\x03 \x01(\x03\x12\x16\n\x0einterest_minor\x18\x04 \x01(\x03\x12\x17\n\x0finsurance_minor\x18\x05 \x01(\x03\x12\x19\n\x11outstanding_minor\x18\x06 \x01(\x03\x12\x30\n\x06status\x18\x07 \x01(\x0e\x32 .bank.loans.v1.InstallmentStatus\"\xe8\x03\n\x04Loan\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12+\n\tloan_type\x18\x02 \x01(\x0e\x32\x18.bank.common.v1.LoanType\x12\x13\n\x0b\x62orrower_id\x18\x03 \x01(\t\x12\x15\n\rcurrency_code\x18\x04 \x01(\t\x12\x17\n\x0fprincipal_minor\x18\x05 \x01(\x03\x12\x17\n\x0f\x61nnual_rate_bps\x18\x06 \x01(\x05\x12\x13\n\x0bterm_months\x18\x07 \x01(\x05\x12\x19\n\x11\x64isbursement_date\x18\x08 \x01(\t\x12)\n\x06status\x18\t \x01(\x0e\x32\x19.bank.loans.v1.LoanStatus\x12\x34\n\x15outstanding_principal\x18\n \x01(\x0b\x32\x15.bank.common.v1.Money\x12)\n\namount_due\x18\x0b \x01(\x0b\x32\x15.bank.common.v1.Money\x12,\n\x08schedule\x18\x0c \x03(\x0b\x32\x1a.bank.loans.v1.Installment\x12,\n\rpayoff_amount\x18\r \x01(\x0b\x32\x15.bank.common.v1.Money\x12\x15\n\rballoon_minor\x18\x0e \x01(\x03\x12\x15\n\rprepaid_minor\x18\x0f \x01(\x03*u\n\nLoanStatus\x12\x1b\n\x17LOAN_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13LOAN_STATUS_CURRENT\x10\x01\x12\x17\n\x13LOAN_STATUS_OVERDUE\x10\x02\x12\x18\n\x14LOAN_STATUS_PAID_OFF\x10\x03*\xbb\x01\n\x11InstallmentStatus\x12\"\n\x1eINSTALLMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aINSTALLMENT_STATUS_PENDING\x10\x01\x12%\n!INSTALLMENT_STATUS_PARTIALLY_PAID\x10\x02\x12\x1b\n\x17INSTALLMENT_STATUS_PAID\x10\x03\x12\x1e\n\x1aINSTALLMENT_STATUS_OVERDUE\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62\x61nk/loans/v1/loans.proto\x12\rbank.loans.v1\x1a\x1a\x62\x61nk/common/v1/types.proto\"\xbf\x01\n\nAllocation\x12\x12\n\nfees_minor\x18\x01 \x01(\x03\x12\x1e\n\x16penalty_interest_minor\x18\x02 \x01(\x03\x12\x16\n\x0einterest_minor\x18\x03 \x01(\x03\x12\x17\n\x0finsurance_minor\x18\x04 \x01(\x03\x12\x17\n\x0fprincipal_minor\x18\x05 \x01(\x03\x12\x18\n\x10prepayment_minor\x18\x06 \x01(\x03\x12\x19\n\x11overpayment_minor\x18\x07 \x01(\x03\"\xc6\x01\n\x0bInstallment\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12\x10\n\x08\x64ue_date\x18\x02 \x01(\t\x12\x17\n\x0fprincipal_minor\x18\x03 \x01(\x03\x12\x16\n\x0einterest_minor\x18\x04 \x01(\x03\x12\x17\n\x0finsurance_minor\x18\x05 \x01(\x03\x12\x19\n\x11outstanding_minor\x18\x06 \x01(\x03\x12\x30\n\x06status\x18\x07 \x01(\x0e\x32 .bank.loans.v1.InstallmentStatus\"\xc5\x04\n\x04Loan\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12+\n\tloan_type\x18\x02 \x01(\x0e\x32\x18.bank.common.v1.LoanType\x12\x13\n\x0b\x62orrower_id\x18\x03 \x01(\t\x12\x15\n\rcurrency_code\x18\x04 \x01(\t\x12\x17\n\x0fprincipal_minor\x18\x05 \x01(\x03\x12\x17\n\x0f\x61nnual_rate_bps\x18\x06 \x01(\x05\x12\x13\n\x0bterm_months\x18\x07 \x01(\x05\x12\x19\n\x11\x64isbursement_date\x18\x08 \x01(\t\x12)\n\x06status\x18\t \x01(\x0e\x32\x19.bank.loans.v1.LoanStatus\x12\x34\n\x15outstanding_principal\x18\n \x01(\x0b\x32\x15.bank.common.v1.Money\x12)\n\namount_due\x18\x0b \x01(\x0b\x32\x15.bank.common.v1.Money\x12,\n\x08schedule\x18\x0c \x03(\x0b\x32\x1a.bank.loans.v1.Installment\x12,\n\rpayoff_amount\x18\r \x01(\x0b\x32\x15.bank.common.v1.Money\x12\x15\n\rballoon_minor\x18\x0e \x01(\x03\x12\x15\n\rprepaid_minor\x18\x0f \x01(\x03\x12\x10\n\x08tcea_bps\x18\x10 \x01(\x05\x12\x15\n\rdays_past_due\x18\x11 \x01(\x05\x12\x32\n\rrisk_category\x18\x12 \x01(\x0e\x32\x1b.bank.loans.v1.RiskCategory*u\n\nLoanStatus\x12\x1b\n\x17LOAN_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13LOAN_STATUS_CURRENT\x10\x01\x12\x17\n\x13LOAN_STATUS_OVERDUE\x10\x02\x12\x18\n\x14LOAN_STATUS_PAID_OFF\x10\x03*\xbb\x01\n\x11InstallmentStatus\x12\"\n\x1eINSTALLMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aINSTALLMENT_STATUS_PENDING\x10\x01\x12%\n!INSTALLMENT_STATUS_PARTIALLY_PAID\x10\x02\x12\x1b\n\x17INSTALLMENT_STATUS_PAID\x10\x03\x12\x1e\n\x1aINSTALLMENT_STATUS_OVERDUE\x10\x04*\xc0\x01\n\x0cRiskCategory\x12\x1d\n\x19RISK_CATEGORY_UNSPECIFIED\x10\x00\x12\x18\n\x14RISK_CATEGORY_NORMAL\x10\x01\x12$\n RISK_CATEGORY_POTENTIAL_PROBLEMS\x10\x02\x12\x1d\n\x19RISK_CATEGORY_SUBSTANDARD\x10\x03\x12\x1a\n\x16RISK_CATEGORY_DOUBTFUL\x10\x04\x12\x16\n\x12RISK_CATEGORY_LOSS\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bank.loans.v1.loans_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOANSTATUS']._serialized_start=931
-  _globals['_LOANSTATUS']._serialized_end=1048
-  _globals['_INSTALLMENTSTATUS']._serialized_start=1051
-  _globals['_INSTALLMENTSTATUS']._serialized_end=1238
+  _globals['_LOANSTATUS']._serialized_start=1051
+  _globals['_LOANSTATUS']._serialized_end=1168
+  _globals['_INSTALLMENTSTATUS']._serialized_start=1171
+  _globals['_INSTALLMENTSTATUS']._serialized_end=1358
+  _globals['_RISKCATEGORY']._serialized_start=1361
+  _globals['_RISKCATEGORY']._serialized_end=1553
   _globals['_ALLOCATION']._serialized_start=73
-  _globals['_ALLOCATION']._serialized_end=237
-  _globals['_INSTALLMENT']._serialized_start=240
-  _globals['_INSTALLMENT']._serialized_end=438
-  _globals['_LOAN']._serialized_start=441
-  _globals['_LOAN']._serialized_end=929
+  _globals['_ALLOCATION']._serialized_end=264
+  _globals['_INSTALLMENT']._serialized_start=267
+  _globals['_INSTALLMENT']._serialized_end=465
+  _globals['_LOAN']._serialized_start=468
+  _globals['_LOAN']._serialized_end=1049
 # @@protoc_insertion_point(module_scope)
