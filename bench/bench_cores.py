@@ -42,7 +42,7 @@ PORTFOLIO_SIZE = 3000
 def payments_for(core: str, count: int) -> list[core_pb2.LoanPayment]:
     """count payments as borrowers make them: each pays its oldest installment due (with
     its fees and penalty) on the business date it falls due, or on AS_OF if it is already
-    overdue; 2 % also pay one installment ahead (a prepayment). The engine, run here on a
+    overdue; 2 % also pay one installment ahead (an adelanto de cuotas). The engine, run here on a
     copy of each loan, says how much, so every payment is one the core applies."""
     rules = RULES_OF_CORE[core]
     terms = [t for t in generate(rules, seed=42, count=PORTFOLIO_SIZE, as_of=AS_OF)
@@ -62,9 +62,10 @@ def payments_for(core: str, count: int) -> list[core_pb2.LoanPayment]:
         if not due:
             continue  # paid off
         on = clock[loan_id]
-        amount = due[0].outstanding
+        payoff = engine.payoff_amount(state, on)  # less than the last installment paid before its due date
+        amount = min(due[0].outstanding, payoff)
         if future and rng.random() < 0.02:
-            amount = min(sum(i.outstanding for i in due) + future[0].scheduled_total, engine.payoff_amount(state, on))
+            amount = min(sum(i.outstanding for i in due) + future[0].scheduled_total, payoff)
         states[loan_id], _ = engine.apply_payment(states[loan_id], rules, amount, on, 0)
         payments.append(payment(f"bench-{len(payments)}", loan_id, amount, state.terms.currency_code, on.isoformat()))
     return payments

@@ -105,8 +105,10 @@ def started(state: LoanState, on: date) -> int:
     """The index of the first installment whose period has not started on `on`: those
     before it are settled or due, those from it on are untouched future installments."""
     today = on.toordinal()
-    index = state.settled
-    while index < len(state.installments) and period_start(state, index) < today:
+    installments, index = state.installments, state.settled
+    previous_due = installments[index - 1].due if index else state.terms.disbursement_date.toordinal()
+    while index < len(installments) and (installments[index].start or previous_due) < today:
+        previous_due = installments[index].due  # (period_start, inline: this loop runs for every payment)
         index += 1
     return index
 
@@ -116,7 +118,8 @@ def due_installments(state: LoanState, on: date) -> tuple[list[Installment], lis
     boundary = started(state, on)
     due = [i for i in state.installments[state.settled:boundary] if i.outstanding]
     # Nothing was ever paid on a future installment but what an adelanto paid ahead.
-    future = [i for i in state.installments[boundary:] if i.outstanding]
+    future = [i for i in state.installments[boundary:]
+              if i.paid_principal < i.principal or i.paid_interest < i.interest or i.paid_insurance < i.insurance]
     return due, future
 
 
@@ -161,12 +164,25 @@ def payoff_amount(state: LoanState, on: date) -> int:
     """Everything that settles the loan on `on` (state already accrued to `on`): what is late in
     full, the installment in course with interest and insurance to `on`, the future principal."""
     due, future = due_installments(state, on)
+    return _payoff(state, due, future, on)
+
+
+def _payoff(state: LoanState, due: list[Installment], future: list[Installment], on: date) -> int:
     course = in_course(due, on)
     total = sum(i.outstanding for i in due if i is not course)
     total += sum(i.principal - i.paid_principal for i in future)
     if course is not None:
         total += _cut_to_date(state, course, on, dry_run=True).outstanding
     return total
+
+
+def _payoff_at_least(due: list[Installment], future: list[Installment], course: Installment | None) -> int:
+    """What the payoff cannot be less than, without working out the interest to the date: a payment
+    below it is neither a payoff nor more than one (most payments: no decimals to compute)."""
+    floor = sum(i.outstanding for i in due if i is not course) + sum(i.principal - i.paid_principal for i in future)
+    if course is not None:
+        floor += course.principal - course.paid_principal
+    return floor
 
 
 def apply_payment(
@@ -187,19 +203,21 @@ def apply_payment(
     due, future = due_installments(loan, on)
     if not due and not future:
         raise Refused(errors_pb2.ERROR_REASON_LOAN_PAID_OFF, f"loan {state.terms.loan_id} is already paid off")
-    payoff = payoff_amount(loan, on)
+    course = in_course(due, on)
+    payoff = _payoff(loan, due, future, on) if amount >= _payoff_at_least(due, future, course) else None
     allocation = Allocation()
-    if amount > payoff:
+    if payoff is not None and amount > payoff:
         if not surplus_allowed:
             raise Refused(errors_pb2.ERROR_REASON_AMOUNT_INVALID,
                           f"the amount {amount} is more than the {payoff} that pays the loan off on {on};"
                           f" pay {payoff} at most", "amount.amount_minor")
         allocation.overpayment, amount = amount - payoff, payoff
-    if not rules.partial_payments_allowed and due and amount < min(due[0].outstanding, payoff):
+    # Less than the oldest installment due is partial, unless it is all the loan owes (a payoff to the date).
+    smallest = 0 if not due else due[0].outstanding if payoff is None else min(due[0].outstanding, payoff)
+    if not rules.partial_payments_allowed and amount < smallest:
         raise Refused(errors_pb2.ERROR_REASON_PARTIAL_PAYMENT_NOT_ALLOWED,
                       f"this product does not take partial payments: installment {due[0].number} "
                       f"needs {due[0].outstanding}", "amount.amount_minor")
-    course = in_course(due, on)
     left = amount
     for installment in due:
         if installment is course or left == 0:
@@ -208,7 +226,8 @@ def apply_payment(
     if left:
         course_due = course.outstanding if course is not None else 0
         ahead = rules.adelanto_installments * future[0].scheduled_total if future else 0
-        prepaying = left == payoff - (amount - left) or (left > course_due and (mode or left > course_due + ahead))
+        pays_off = payoff is not None and amount == payoff
+        prepaying = pays_off or (left > course_due and (mode or left > course_due + ahead))
         if prepaying:
             _pay_ahead(loan, rules, course, future, left, on, mode or rules.default_prepayment_mode, allocation)
         else:  # the installment in course as scheduled, then an adelanto de cuotas

@@ -39,9 +39,10 @@ def loans(draw) -> LoanTerms:
     return LoanTerms(
         loan_id="CSH-000001", loan_type=rules.loan_type, borrower_id="B1", currency_code="PEN",
         principal_minor=principal, annual_rate_bps=draw(st.integers(0, 9_000)), term_months=term,
-        disbursement_date=date(2020, 1, draw(st.integers(1, 28))),
+        disbursement_date=date(2020, 1, draw(st.integers(1, 31))),  # a 29th to 31st: month-end due dates
         balloon_minor=draw(st.integers(0, principal // 2)) if draw(st.booleans()) else 0,
-        asset_insurance_minor=draw(st.integers(0, 50_000)),
+        # Only a product with an asset insures one (a cash loan has no account to owe it to).
+        asset_insurance_minor=draw(st.integers(0, 50_000)) if rules.asset_insurance_account else 0,
         installments_paid=draw(st.integers(0, term)),
     )
 
