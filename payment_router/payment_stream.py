@@ -87,7 +87,9 @@ class PaymentStream:
 
     async def _answer(self, orders: list[payments_pb2.PaymentOrder], many: bool) -> None:
         try:
-            for payment, _ in await self.service.pay_many(self.caller, [(o, o.idempotency_key) for o in orders]):
+            answers = await self.service.pay_many(self.caller, [(o, o.idempotency_key) for o in orders])
+            await self.service.with_confirmation_sequences([payment for payment, _ in answers])
+            for payment, _ in answers:
                 self._put((payment, many))
         except Exception as error:
             self.failed.append(error)

@@ -168,6 +168,9 @@ class Router:
         else:
             result.status = types_pb2.PAYMENT_STATUS_REJECTED
             result.rejection.CopyFrom(outcome.rejection)
+            for violation in result.rejection.field_violations:
+                # The core names its LoanPayment's fields; the channel sent them in its order, `payment`.
+                violation.field = f"payment.{violation.field}"
         confirmation = confirmation_of(result)
         outbox.append((CONFIRMATIONS, confirmation.payment_id, confirmation.SerializeToString(), traceparent))
         await self.journal.record(result, outbox)

@@ -157,6 +157,16 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
             answers[n] = await result, not outcome.new
         return answers
 
+    async def with_confirmation_sequences(self, payments: list[payments_pb2.Payment], timeout: float = 1.0) -> None:
+        """Fills in each journaled payment's confirmation sequence, waiting (together, at most timeout)
+        for those confirmations has not acknowledged yet: the answer tells the channel where the payment
+        stands in its subscription. A refusal the router answered itself was never confirmed."""
+        missing = [p for p in payments if not p.confirmation_sequence and p.HasField("accept_time")]
+        sequences = await asyncio.gather(*(self.router.outbox.confirmation_sequence(p.payment_id, timeout)
+                                           for p in missing))
+        for payment, sequence in zip(missing, sequences):
+            payment.confirmation_sequence = sequence
+
     def _entry(self, caller: Caller, order: payments_pb2.PaymentOrder, key: str, batch_id: str = "",
                value_date: dt.date | None = None) -> Accepted:
         """The order, valid for its channel, as the payment to journal; raises Refused."""

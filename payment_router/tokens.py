@@ -313,9 +313,11 @@ class TokenVerifier:
             wanted = {self.audiences[channel]}
         else:
             raise TokenRefused(f"{_channel_name(channel)} does not take end-user tokens")
-        if not authorization or not authorization.startswith("Bearer "):
+        # The scheme is case-insensitive (RFC 7235 section 2.1): "bearer" and "BEARER" are Bearer.
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
             raise TokenRefused("an end-user token is required: send 'authorization: Bearer <JWT>'")
-        token = authorization.removeprefix("Bearer ").strip()
+        token = token.strip()
         if len(token) > MAX_TOKEN_CHARS:
             raise TokenRefused(f"the end-user token is longer than {MAX_TOKEN_CHARS} characters")
         claims = self._verified_claims(token)

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from paymesh import pki, telemetry, tls
 from paymesh.authz import CallerCheck, CallerPolicy
@@ -100,9 +100,7 @@ async def start_server(
     names = service.add_to(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
-    )
+    add_reflection(server, [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
     bound = server.add_secure_port(f"{settings.bind_host}:{port}", server_credentials(material))
     await service.start()
     await server.start()
@@ -111,6 +109,24 @@ async def start_server(
         running.health_only, running.health_only_port = await start_health_only_server(settings, health_servicer)
     await running.set_serving(True)
     return running
+
+
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def add_reflection(server: grpc.aio.Server, service_names: list[str]) -> None:
+    """Server reflection as grpc.reflection.v1 (what current grpcurl and Postman ask first) and
+    v1alpha (older clients). grpcio-reflection serves v1alpha only; v1 is the same protocol under a
+    new package name, the same messages on the wire, so one servicer answers both."""
+    names = [*service_names, reflection.SERVICE_NAME, REFLECTION_V1]
+    servicer = reflection.aio.ReflectionServicer(names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(REFLECTION_V1, {
+        "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString),
+    })])
 
 
 async def start_health_only_server(

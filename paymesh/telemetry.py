@@ -17,7 +17,7 @@ from wsgiref.simple_server import WSGIServer
 import grpc
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
 from opentelemetry.metrics import Observation
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
@@ -92,7 +92,10 @@ def record_item_span(name: str, traceparent: str, start_ns: int, attributes: dic
 
 
 def server_interceptors() -> list:
-    return [aio_server_interceptor(), RpcMetrics()]
+    # Health is not traced: probes ask every few seconds (noise), and the tracing interceptor takes every
+    # streaming handler for an async generator, so grpc-health's Watch (which writes with context.write)
+    # answered UNKNOWN ("'async for' requires an object with __aiter__ method, got coroutine").
+    return [aio_server_interceptor(filter_=filters.negate(filters.health_check())), RpcMetrics()]
 
 
 def client_interceptors() -> list:

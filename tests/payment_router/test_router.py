@@ -59,6 +59,10 @@ async def test_bad_input_gets_a_clear_status(mesh, pki_dir, case, channel, make,
     error = await refused(mesh, pki_dir, channel, make())
     assert (error.code().name, error_info(error).reason) == (code, reason), error.details()
     assert error.details()
+    # One naming of the fields, whoever refused: the router's checks and the core's both name the order's.
+    assert all(field.startswith("payment.") for field in field_violations(error)), field_violations(error)
+    if case == "wrong currency":  # refused by the core, which names its own message's field
+        assert field_violations(error) == ["payment.amount.currency_code"]
 
 
 @pytest.mark.parametrize("case, claims", [
@@ -104,6 +108,8 @@ async def test_the_stream_answers_every_payment_and_a_bad_one_does_not_end_it(me
     assert len(answers) == len(orders)
     assert answers["stream-bad"].rejection.reason and answers["stream-bad"].status == types_pb2.PAYMENT_STATUS_REJECTED
     assert sum(p.status == types_pb2.PAYMENT_STATUS_APPLIED for p in answers.values()) == 200
+    # Each result says where it stands in the channel's confirmations, as online results do (it was 0).
+    assert all(p.confirmation_sequence > 0 for p in answers.values()), "a stream result without its sequence"
 
 
 async def test_the_stream_takes_many_orders_per_message_and_answers_them_in_kind(mesh, pki_dir):

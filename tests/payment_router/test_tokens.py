@@ -75,6 +75,16 @@ def signed(key: ec.EllipticCurvePrivateKey, channel="app", kid: str | None = "ow
 # --- a good token, and one channel's token on the other ----------------------------------------------
 
 
+
+def test_the_bearer_scheme_is_case_insensitive(verifier, issuer):
+    """"authorization: bearer <jwt>" was refused: the scheme is case-insensitive (RFC 7235)."""
+    token = mint(issuer, "C-1", "app")
+    for scheme in ("bearer", "BEARER", "Bearer", "bEaReR"):
+        assert verifier.customer_of(f"{scheme} {token}", "app") == "C-1", scheme
+    for malformed in (token, f"Basic {token}", "Bearer", "Bearer ", f"Bearer{token}"):
+        assert "token is required" in refusal(verifier, malformed, "app"), malformed
+
+
 def test_a_token_for_its_own_channel_gives_the_customer(verifier, issuer):
     assert verifier.customer_of(bearer(mint(issuer, "C-1", "app")), "app") == "C-1"
     assert verifier.customer_of(bearer(mint(issuer, "C-2", "internet-banking")), "internet-banking") == "C-2"
@@ -293,7 +303,7 @@ def test_alg_none_and_hmac_with_the_public_key_are_refused(verifier, issuer):
 
 @pytest.mark.parametrize("authorization, says", [
     (None, "is required"), ("", "is required"), ("Basic Q1VTVC0wMDAxOnB3", "is required"),
-    ("Bearer not.a.jwt", "not a well-formed JWT"), ("Bearer ", "not a well-formed JWT"),
+    ("Bearer not.a.jwt", "not a well-formed JWT"), ("Bearer ", "is required"),
     ("Bearer " + "a" * 9000, "longer than"), ("Bearer eyJhbGciOiJFUzI1NiJ9.e30", "not a well-formed JWT"),
 ])
 def test_garbage_is_refused_with_a_sentence(verifier, authorization, says):

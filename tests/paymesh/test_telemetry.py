@@ -5,6 +5,7 @@ import io
 import json
 import logging
 
+import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import trace
@@ -30,20 +31,34 @@ def tracer_provider():
     return provider
 
 
+async def answer(request: bytes, context) -> bytes:
+    return b"ok"
+
+
+def add_echo(server) -> list[str]:
+    """A domain-like method (health is not traced: probes would fill the traces)."""
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "test.Echo", {"Get": grpc.unary_unary_rpc_method_handler(answer)})])
+    return ["test.Echo"]
+
+
 async def test_server_span_is_a_child_of_the_callers_span(settings):
     exporter.clear()
-    # Any server will do: the health service goes through the same interceptors as the domain's.
-    running = await start_server("payment-router", settings, Handlers(lambda server: []), CallerPolicy.only([]))
+    app = Identity("channel", "app")
+    running = await start_server("payment-router", settings, Handlers(add_echo), CallerPolicy.only([app]))
     try:
-        channel = tls.channel_for(f"127.0.0.1:{running.port}", settings.pki_dir, Identity("channel", "app"),
+        channel = tls.channel_for(f"127.0.0.1:{running.port}", settings.pki_dir, app,
                                   interceptors=telemetry.client_interceptors())
         async with channel:
             with trace.get_tracer("test").start_as_current_span("channel-request") as parent:
+                assert await channel.unary_unary("/test.Echo/Get")(b"", timeout=5) == b"ok"
                 await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     finally:
         await running.stop(0)
     spans = exporter.get_finished_spans()
-    server_span = next(s for s in spans if s.kind == trace.SpanKind.SERVER)
+    server_spans = [s for s in spans if s.kind == trace.SpanKind.SERVER]
+    assert [s.name for s in server_spans] == ["/test.Echo/Get"], "one server span: the health check has none"
+    server_span = server_spans[0]
     assert server_span.context.trace_id == parent.get_span_context().trace_id
     ancestors = {s.context.span_id: s.parent.span_id if s.parent else None for s in spans}
     span_id, chain = server_span.context.span_id, []
