@@ -14,6 +14,7 @@ A file of a day already closed is booked in the open day, with its value dates.
 """
 
 import asyncio
+import base64
 import datetime as dt
 import os
 from collections import Counter
@@ -25,6 +26,11 @@ from paymesh.business_calendar import BusinessCalendar, parse_date
 from paymesh.errors import Refused
 
 MAX_LINES = 100_000
+# Line results in an UploadBatch answer (at most about 500 bytes each: far under any client's default
+# 4 MiB); the rest come from ListBatchResults, at most RESULTS_PER_PAGE at a time.
+RESULTS_IN_ANSWER = 5_000
+RESULTS_PER_PAGE = 5_000
+DEFAULT_PAGE_SIZE = 1_000
 LINES_IN_FLIGHT = 2000
 CHUNK_LINES = 250  # lines validated, journaled and sent to the cores together
 DEFAULT_MAX_AGE_BUSINESS_DAYS = 5  # an agent's file may come in late, not a week late
@@ -165,6 +171,46 @@ async def upload_batch(service, caller, request_iterator) -> api.UploadBatchResp
             applied[payment.amount.currency_code] += payment.amount.amount_minor
     summary.applied_totals.extend(_money(applied))
     summary.rejected_totals.extend(_money(rejected))
-    results = [api.BatchLineResult(line_number=line.line_number, payment=payment)
-               for line, (payment, _) in zip(lines, outcomes)]
-    return api.UploadBatchResponse(summary=summary, results=results)
+    await service.router.journal.record_batch_lines(
+        caller.channel, header.batch_id,
+        [(line.line_number, payment, payment.HasField("accept_time")) for line, (payment, _) in zip(lines, outcomes)])
+    first = [api.BatchLineResult(line_number=line.line_number, payment=payment)
+             for line, (payment, _) in zip(lines[:RESULTS_IN_ANSWER], outcomes)]
+    more = page_token(lines[RESULTS_IN_ANSWER - 1].line_number) if len(lines) > RESULTS_IN_ANSWER else ""
+    return api.UploadBatchResponse(summary=summary, results=first, next_page_token=more)
+
+
+def page_token(last_line: int) -> str:
+    """Opaque to the caller: where the next page starts."""
+    return base64.urlsafe_b64encode(f"line:{last_line}".encode()).decode()
+
+
+def line_of(token: str) -> int:
+    """The last line a page token says was given; raises Refused for a token this router did not make."""
+    if not token:
+        return 0
+    try:
+        kind, _, number = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        if kind == "line" and number.isdigit() and len(number) <= 7:
+            return int(number)
+    except (ValueError, UnicodeError):
+        pass
+    raise _malformed("page_token is not one this service gave", ("page_token", "not a page token of ours"))
+
+
+async def batch_results(service, caller, request: api.ListBatchResultsRequest) -> api.ListBatchResultsResponse:
+    """A page of the caller's own file's line results; another channel's file, or none, is NOT_FOUND."""
+    if not KEY_PATTERN.fullmatch(request.batch_id) or len(request.batch_id) > 40:
+        raise _malformed("batch_id must be 1-40 characters of A-Z a-z 0-9 . _ : -", ("batch_id", "malformed"))
+    if not 0 <= request.page_size <= RESULTS_PER_PAGE:
+        raise _malformed(f"page_size must be 0 to {RESULTS_PER_PAGE}", ("page_size", "out of range"))
+    after = line_of(request.page_token)
+    size = request.page_size or DEFAULT_PAGE_SIZE
+    rows = await service.router.journal.batch_results(caller.channel, request.batch_id, after, size + 1)
+    if not rows and after == 0:
+        raise Refused(errors_pb2.ERROR_REASON_PAYMENT_NOT_FOUND, f"no file {request.batch_id!r} from this channel",
+                      "batch_id")
+    page = rows[:size]
+    return api.ListBatchResultsResponse(
+        results=[api.BatchLineResult(line_number=number, payment=payment) for number, payment in page],
+        next_page_token=page_token(page[-1][0]) if len(rows) > size else "")

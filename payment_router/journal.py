@@ -51,6 +51,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     refused_message TEXT NOT NULL DEFAULT '',
     UNIQUE (topic, item_key)
 );
+-- An uploaded file's line results, for ListBatchResults: the journaled payment, or the refusal the
+-- router answered itself (such a line was never journaled). An upload of the same file again
+-- writes the same rows.
+CREATE TABLE IF NOT EXISTS batch_line (
+    channel INTEGER NOT NULL,
+    batch_id TEXT NOT NULL,
+    line_number INTEGER NOT NULL,
+    payment_id TEXT,
+    refusal BLOB,
+    PRIMARY KEY (channel, batch_id, line_number)
+) WITHOUT ROWID;
 """
 # What a journal made by an earlier version lacks, and the indexes on it.
 ADDED_COLUMNS = {
@@ -137,6 +148,25 @@ class Journal:
         """Puts refused rows (topic, key), or all of them when keys is None, back at the end of the
         outbox, in their order, for the forwarders to send again; how many."""
         return await self._store.transaction(_replay_refused, keys)
+
+    async def record_batch_lines(self, channel: int, batch_id: str,
+                                 lines: list[tuple[int, payments_pb2.Payment, bool]]) -> None:
+        """Keeps each line's result (line number, payment, journaled?) for ListBatchResults."""
+        rows = [(channel, batch_id, number, payment.payment_id if journaled else None,
+                 None if journaled else payment.SerializeToString()) for number, payment, journaled in lines]
+        await self._store.transaction(lambda c: c.executemany(
+            "INSERT OR REPLACE INTO batch_line VALUES (?, ?, ?, ?, ?)", rows))
+
+    async def batch_results(self, channel: int, batch_id: str, after_line: int, limit: int
+                            ) -> list[tuple[int, payments_pb2.Payment]]:
+        """(line number, payment) of the channel's file, lines after after_line, in order, at most limit."""
+        rows = await self._store.run(lambda c: c.execute(
+            "SELECT b.line_number, b.refusal, p.payment, p.confirmation_sequence FROM batch_line b"
+            " LEFT JOIN payment p ON p.payment_id = b.payment_id"
+            " WHERE b.channel = ? AND b.batch_id = ? AND b.line_number > ? ORDER BY b.line_number LIMIT ?",
+            (channel, batch_id, after_line, limit)).fetchall())
+        return [(number, payments_pb2.Payment.FromString(refusal) if refusal is not None else _payment_of(blob, seq))
+                for number, refusal, blob, seq in rows]
 
     async def day_payments(self, business_date: str) -> list[payments_pb2.Payment]:
         """Payments booked on the date, and payments whose reversal was booked on it."""

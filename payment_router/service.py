@@ -12,7 +12,7 @@ import grpc
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.loans.v1 import loan_core_service_pb2
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc, payments_pb2
-from payment_router.batch import upload_batch
+from payment_router.batch import batch_results, upload_batch
 from payment_router.channel_policy import ChannelPolicy
 from payment_router.journal import Accepted, Outcome
 from payment_router.orders import PaymentIds, body_hash, validate
@@ -78,6 +78,13 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         caller = await self._caller(context, "batch")
         try:
             return await upload_batch(self, caller, request_iterator)
+        except Refused as refused:
+            await refused.abort(context)
+
+    async def ListBatchResults(self, request, context):
+        caller = await self._caller(context, "batch")
+        try:
+            return await batch_results(self, caller, request)
         except Refused as refused:
             await refused.abort(context)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from bank.payments.v1 import payment_service_pb2_grpc
+from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc
 from paymesh_tools import batch_file
 from paymesh_tools.batch_file import BatchFileError, read_batch_file, stream_of
 from paymesh import tls
@@ -64,6 +64,17 @@ def _error(message: str) -> None:
     print(("\n" if _progress_shown else "") + message, file=sys.stderr, flush=True)
 
 
+async def every_result(stub, reply: api.UploadBatchResponse, timeout: float = 60) -> list[api.BatchLineResult]:
+    """Every line's result of an upload: the answer's first page, then ListBatchResults for the rest."""
+    results, token = list(reply.results), reply.next_page_token
+    while token:
+        page = await stub.ListBatchResults(api.ListBatchResultsRequest(
+            batch_id=reply.summary.batch_id, page_size=5_000, page_token=token), timeout=timeout)
+        results.extend(page.results)
+        token = page.next_page_token
+    return results
+
+
 async def upload(path: Path, channel: str, settings: Settings) -> int:
     requests = read_batch_file(path)
     try:
@@ -75,11 +86,12 @@ async def upload(path: Path, channel: str, settings: Settings) -> int:
         stub = payment_service_pb2_grpc.PaymentServiceStub(ch)
         try:
             reply = await stub.UploadBatch(stream_of(requests, _progress), timeout=600)
+            results = await every_result(stub, reply)
         except grpc.aio.AioRpcError as error:
             _error(f"batch refused: {error.code().name}: {error.details()}")
             return REFUSED
     print(("\n" if _progress_shown else "") + summary_table(reply.summary))
-    for result in reply.results:
+    for result in results:
         if result.payment.rejection.reason:
             print(f"line {result.line_number}: rejected: {result.payment.rejection.message}")
     return UPLOADED

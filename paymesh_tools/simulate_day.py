@@ -32,6 +32,7 @@ from paymesh_tools.dev_tokens import mint
 from paymesh_tools import dev_pki
 from paymesh import tls
 from paymesh_tools import mesh, reconcile
+from paymesh_tools.batch_upload import every_result
 from paymesh.business_calendar import BusinessCalendar, bank_calendar
 from paymesh_tools.close_day import close_day as paymesh_close_day, describe as describe_close
 from paymesh.config import Settings, address_of
@@ -206,7 +207,7 @@ async def run_batches(channel: str, orders, seed: int, day: str, settings: Setti
             reply = await stub.UploadBatch(iter(batch_requests(batch_id, collected, lines)), timeout=300)
             results.replayed_lines += reply.summary.replayed_count
             if number < len(files):
-                for line, payment in ((r.line_number, r.payment) for r in reply.results):
+                for line, payment in ((r.line_number, r.payment) for r in await every_result(stub, reply)):
                     if payment.loan_type:  # journaled: applied, or rejected by its core
                         results.payments[payment.payment_id] = payment
                     else:  # refused at the router's door, nothing written

@@ -143,6 +143,39 @@ async def test_a_batch_applies_each_line_once_even_when_uploaded_again(mesh, pki
             == [r.payment.outstanding_balance for r in first.results])
 
 
+async def test_a_big_files_answer_fits_a_clients_default_limit_and_the_rest_comes_in_pages(mesh, pki_dir):
+    """The whole file's results came in one answer, 170-240 bytes a line: above about 17,000 lines it
+    passed the 4 MiB every gRPC client receives by default, after every line was applied."""
+    loans = open_loans(types_pb2.LOAN_TYPE_CASH)
+    orders = [order("", loans[n % len(loans)], 100 + n % 7) for n in range(5_200)]
+    reply = await upload(mesh, pki_dir, "agent", "agent-big-file", orders)
+    assert reply.summary.line_count == 5_200 and reply.ByteSize() < 4 * 1024 * 1024
+    assert [r.line_number for r in reply.results] == list(range(1, 5_001)) and reply.next_page_token
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "agent")) as ch:
+        stub = api_grpc.PaymentServiceStub(ch)
+        results, token = list(reply.results), reply.next_page_token
+        while token:
+            page = await stub.ListBatchResults(api.ListBatchResultsRequest(
+                batch_id="agent-big-file", page_size=150, page_token=token), timeout=10)
+            assert len(page.results) <= 150
+            results.extend(page.results)
+            token = page.next_page_token
+        assert [r.line_number for r in results] == list(range(1, 5_201))
+        last = results[-1].payment
+        found = (await stub.GetPayment(api.GetPaymentRequest(payment_id=last.payment_id), timeout=5)).payment
+        last.ClearField("confirmation_sequence")  # (GetPayment may know it already, the page not yet)
+        found.ClearField("confirmation_sequence")
+        assert last == found and last.status == types_pb2.PAYMENT_STATUS_APPLIED
+        with pytest.raises(grpc.aio.AioRpcError) as bad_token:
+            await stub.ListBatchResults(api.ListBatchResultsRequest(batch_id="agent-big-file", page_token="x"))
+        assert bad_token.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "store")) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as other:  # another channel's file does not exist for it
+            await api_grpc.PaymentServiceStub(ch).ListBatchResults(
+                api.ListBatchResultsRequest(batch_id="agent-big-file"), timeout=5)
+    assert other.value.code() == grpc.StatusCode.NOT_FOUND
+
+
 async def test_a_batch_whose_trailer_does_not_match_is_refused_whole(mesh, pki_dir):
     loans = open_loans(types_pb2.LOAN_TYPE_CASH)
     orders = [order("", loans[i], 1000) for i in range(5)]

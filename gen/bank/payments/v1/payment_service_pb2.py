@@ -26,7 +26,7 @@ from bank.common.v1 import types_pb2 as bank_dot_common_dot_v1_dot_types__pb2
 from bank.payments.v1 import payments_pb2 as bank_dot_payments_dot_v1_dot_payments__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&bank/payments/v1/payment_service.proto\x12\x10\x62\x61nk.payments.v1\x1a\x1a\x62\x61nk/common/v1/types.proto\x1a\x1f\x62\x61nk/payments/v1/payments.proto\"G\n\x14SubmitPaymentRequest\x12/\n\x07payment\x18\x01 \x01(\x0b\x32\x1e.bank.payments.v1.PaymentOrder\"C\n\x15SubmitPaymentResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.bank.payments.v1.Payment\"z\n\x15StreamPaymentsRequest\x12/\n\x07payment\x18\x01 \x01(\x0b\x32\x1e.bank.payments.v1.PaymentOrder\x12\x30\n\x08payments\x18\x02 \x03(\x0b\x32\x1e.bank.payments.v1.PaymentOrder\"q\n\x16StreamPaymentsResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.bank.payments.v1.Payment\x12+\n\x08payments\x18\x02 \x03(\x0b\x32\x19.bank.payments.v1.Payment\"\xdc\x01\n\x12UploadBatchRequest\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1d.bank.payments.v1.BatchHeaderH\x00\x12+\n\x04line\x18\x02 \x01(\x0b\x32\x1b.bank.payments.v1.BatchLineH\x00\x12\x31\n\x07trailer\x18\x03 \x01(\x0b\x32\x1e.bank.payments.v1.BatchTrailerH\x00\x12-\n\x05lines\x18\x04 \x01(\x0b\x32\x1c.bank.payments.v1.BatchLinesH\x00\x42\x06\n\x04part\"8\n\nBatchLines\x12*\n\x05lines\x18\x01 \x03(\x0b\x32\x1b.bank.payments.v1.BatchLine\"6\n\x0b\x42\x61tchHeader\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_date\x18\x02 \x01(\t\"j\n\tBatchLine\x12\x13\n\x0bline_number\x18\x01 \x01(\x03\x12/\n\x07payment\x18\x02 \x01(\x0b\x32\x1e.bank.payments.v1.PaymentOrder\x12\x17\n\x0f\x63ollection_date\x18\x03 \x01(\t\"Q\n\x0c\x42\x61tchTrailer\x12\x12\n\nline_count\x18\x01 \x01(\x03\x12-\n\x0e\x63ontrol_totals\x18\x02 \x03(\x0b\x32\x15.bank.common.v1.Money\"z\n\x13UploadBatchResponse\x12/\n\x07summary\x18\x01 \x01(\x0b\x32\x1e.bank.payments.v1.BatchSummary\x12\x32\n\x07results\x18\x02 \x03(\x0b\x32!.bank.payments.v1.BatchLineResult\"R\n\x0f\x42\x61tchLineResult\x12\x13\n\x0bline_number\x18\x01 \x01(\x03\x12*\n\x07payment\x18\x02 \x01(\x0b\x32\x19.bank.payments.v1.Payment\"\xda\x01\n\x0c\x42\x61tchSummary\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x12\n\nline_count\x18\x02 \x01(\x03\x12\x15\n\rapplied_count\x18\x03 \x01(\x03\x12\x16\n\x0erejected_count\x18\x04 \x01(\x03\x12\x16\n\x0ereplayed_count\x18\x05 \x01(\x03\x12-\n\x0e\x61pplied_totals\x18\x06 \x03(\x0b\x32\x15.bank.common.v1.Money\x12.\n\x0frejected_totals\x18\x07 \x03(\x0b\x32\x15.bank.common.v1.Money\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"@\n\x12GetPaymentResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.bank.payments.v1.Payment\"T\n\x15ReversePaymentRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"D\n\x16ReversePaymentResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.bank.payments.v1.Payment2\xf7\x03\n\x0ePaymentService\x12`\n\rSubmitPayment\x12&.bank.payments.v1.SubmitPaymentRequest\x1a\'.bank.payments.v1.SubmitPaymentResponse\x12g\n\x0eStreamPayments\x12\'.bank.payments.v1.StreamPaymentsRequest\x1a(.bank.payments.v1.StreamPaymentsResponse(\x01\x30\x01\x12\\\n\x0bUploadBatch\x12$.bank.payments.v1.UploadBatchRequest\x1a%.bank.payments.v1.UploadBatchResponse(\x01\x12W\n\nGetPayment\x12#.bank.payments.v1.GetPaymentRequest\x1a$.bank.payments.v1.GetPaymentResponse\x12\x63\n\x0eReversePayment\x12\'.bank.payments.v1.ReversePaymentRequest\x1a(.bank.payments.v1.ReversePaymentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&bank/payments/v1/payment_service.proto\x12\x10\x62\x61nk.payments.v1\x1a\x1a\x62\x61nk/common/v1/types.proto\x1a\x1f\x62\x61nk/payments/v1/payments.proto\"G\n\x14SubmitPaymentRequest\x12/\n\x07payment\x18\x01 \x01(\x0b\x32\x1e.bank.payments.v1.PaymentOrder\"C\n\x15SubmitPaymentResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.bank.payments.v1.Payment\"z\n\x15StreamPaymentsRequest\x12/\n\x07payment\x18\x01 \x01(\x0b\x32\x1e.bank.payments.v1.PaymentOrder\x12\x30\n\x08payments\x18\x02 \x03(\x0b\x32\x1e.bank.payments.v1.PaymentOrder\"q\n\x16StreamPaymentsResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.bank.payments.v1.Payment\x12+\n\x08payments\x18\x02 \x03(\x0b\x32\x19.bank.payments.v1.Payment\"\xdc\x01\n\x12UploadBatchRequest\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1d.bank.payments.v1.BatchHeaderH\x00\x12+\n\x04line\x18\x02 \x01(\x0b\x32\x1b.bank.payments.v1.BatchLineH\x00\x12\x31\n\x07trailer\x18\x03 \x01(\x0b\x32\x1e.bank.payments.v1.BatchTrailerH\x00\x12-\n\x05lines\x18\x04 \x01(\x0b\x32\x1c.bank.payments.v1.BatchLinesH\x00\x42\x06\n\x04part\"8\n\nBatchLines\x12*\n\x05lines\x18\x01 \x03(\x0b\x32\x1b.bank.payments.v1.BatchLine\"6\n\x0b\x42\x61tchHeader\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_date\x18\x02 \x01(\t\"j\n\tBatchLine\x12\x13\n\x0bline_number\x18\x01 \x01(\x03\x12/\n\x07payment\x18\x02 \x01(\x0b\x32\x1e.bank.payments.v1.PaymentOrder\x12\x17\n\x0f\x63ollection_date\x18\x03 \x01(\t\"Q\n\x0c\x42\x61tchTrailer\x12\x12\n\nline_count\x18\x01 \x01(\x03\x12-\n\x0e\x63ontrol_totals\x18\x02 \x03(\x0b\x32\x15.bank.common.v1.Money\"\x93\x01\n\x13UploadBatchResponse\x12/\n\x07summary\x18\x01 \x01(\x0b\x32\x1e.bank.payments.v1.BatchSummary\x12\x32\n\x07results\x18\x02 \x03(\x0b\x32!.bank.payments.v1.BatchLineResult\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"R\n\x17ListBatchResultsRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"g\n\x18ListBatchResultsResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32!.bank.payments.v1.BatchLineResult\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"R\n\x0f\x42\x61tchLineResult\x12\x13\n\x0bline_number\x18\x01 \x01(\x03\x12*\n\x07payment\x18\x02 \x01(\x0b\x32\x19.bank.payments.v1.Payment\"\xda\x01\n\x0c\x42\x61tchSummary\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x12\n\nline_count\x18\x02 \x01(\x03\x12\x15\n\rapplied_count\x18\x03 \x01(\x03\x12\x16\n\x0erejected_count\x18\x04 \x01(\x03\x12\x16\n\x0ereplayed_count\x18\x05 \x01(\x03\x12-\n\x0e\x61pplied_totals\x18\x06 \x03(\x0b\x32\x15.bank.common.v1.Money\x12.\n\x0frejected_totals\x18\x07 \x03(\x0b\x32\x15.bank.common.v1.Money\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"@\n\x12GetPaymentResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.bank.payments.v1.Payment\"T\n\x15ReversePaymentRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"D\n\x16ReversePaymentResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.bank.payments.v1.Payment2\xe2\x04\n\x0ePaymentService\x12`\n\rSubmitPayment\x12&.bank.payments.v1.SubmitPaymentRequest\x1a\'.bank.payments.v1.SubmitPaymentResponse\x12g\n\x0eStreamPayments\x12\'.bank.payments.v1.StreamPaymentsRequest\x1a(.bank.payments.v1.StreamPaymentsResponse(\x01\x30\x01\x12\\\n\x0bUploadBatch\x12$.bank.payments.v1.UploadBatchRequest\x1a%.bank.payments.v1.UploadBatchResponse(\x01\x12i\n\x10ListBatchResults\x12).bank.payments.v1.ListBatchResultsRequest\x1a*.bank.payments.v1.ListBatchResultsResponse\x12W\n\nGetPayment\x12#.bank.payments.v1.GetPaymentRequest\x1a$.bank.payments.v1.GetPaymentResponse\x12\x63\n\x0eReversePayment\x12\'.bank.payments.v1.ReversePaymentRequest\x1a(.bank.payments.v1.ReversePaymentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,20 +51,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BATCHLINE']._serialized_end=945
   _globals['_BATCHTRAILER']._serialized_start=947
   _globals['_BATCHTRAILER']._serialized_end=1028
-  _globals['_UPLOADBATCHRESPONSE']._serialized_start=1030
-  _globals['_UPLOADBATCHRESPONSE']._serialized_end=1152
-  _globals['_BATCHLINERESULT']._serialized_start=1154
-  _globals['_BATCHLINERESULT']._serialized_end=1236
-  _globals['_BATCHSUMMARY']._serialized_start=1239
-  _globals['_BATCHSUMMARY']._serialized_end=1457
-  _globals['_GETPAYMENTREQUEST']._serialized_start=1459
-  _globals['_GETPAYMENTREQUEST']._serialized_end=1498
-  _globals['_GETPAYMENTRESPONSE']._serialized_start=1500
-  _globals['_GETPAYMENTRESPONSE']._serialized_end=1564
-  _globals['_REVERSEPAYMENTREQUEST']._serialized_start=1566
-  _globals['_REVERSEPAYMENTREQUEST']._serialized_end=1650
-  _globals['_REVERSEPAYMENTRESPONSE']._serialized_start=1652
-  _globals['_REVERSEPAYMENTRESPONSE']._serialized_end=1720
-  _globals['_PAYMENTSERVICE']._serialized_start=1723
-  _globals['_PAYMENTSERVICE']._serialized_end=2226
+  _globals['_UPLOADBATCHRESPONSE']._serialized_start=1031
+  _globals['_UPLOADBATCHRESPONSE']._serialized_end=1178
+  _globals['_LISTBATCHRESULTSREQUEST']._serialized_start=1180
+  _globals['_LISTBATCHRESULTSREQUEST']._serialized_end=1262
+  _globals['_LISTBATCHRESULTSRESPONSE']._serialized_start=1264
+  _globals['_LISTBATCHRESULTSRESPONSE']._serialized_end=1367
+  _globals['_BATCHLINERESULT']._serialized_start=1369
+  _globals['_BATCHLINERESULT']._serialized_end=1451
+  _globals['_BATCHSUMMARY']._serialized_start=1454
+  _globals['_BATCHSUMMARY']._serialized_end=1672
+  _globals['_GETPAYMENTREQUEST']._serialized_start=1674
+  _globals['_GETPAYMENTREQUEST']._serialized_end=1713
+  _globals['_GETPAYMENTRESPONSE']._serialized_start=1715
+  _globals['_GETPAYMENTRESPONSE']._serialized_end=1779
+  _globals['_REVERSEPAYMENTREQUEST']._serialized_start=1781
+  _globals['_REVERSEPAYMENTREQUEST']._serialized_end=1865
+  _globals['_REVERSEPAYMENTRESPONSE']._serialized_start=1867
+  _globals['_REVERSEPAYMENTRESPONSE']._serialized_end=1935
+  _globals['_PAYMENTSERVICE']._serialized_start=1938
+  _globals['_PAYMENTSERVICE']._serialized_end=2548
 # @@protoc_insertion_point(module_scope)

@@ -81,12 +81,32 @@ class BatchTrailer(_message.Message):
     def __init__(self, line_count: _Optional[int] = ..., control_totals: _Optional[_Iterable[_Union[_types_pb2.Money, _Mapping]]] = ...) -> None: ...
 
 class UploadBatchResponse(_message.Message):
-    __slots__ = ("summary", "results")
+    __slots__ = ("summary", "results", "next_page_token")
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     summary: BatchSummary
     results: _containers.RepeatedCompositeFieldContainer[BatchLineResult]
-    def __init__(self, summary: _Optional[_Union[BatchSummary, _Mapping]] = ..., results: _Optional[_Iterable[_Union[BatchLineResult, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, summary: _Optional[_Union[BatchSummary, _Mapping]] = ..., results: _Optional[_Iterable[_Union[BatchLineResult, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListBatchResultsRequest(_message.Message):
+    __slots__ = ("batch_id", "page_size", "page_token")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, batch_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListBatchResultsResponse(_message.Message):
+    __slots__ = ("results", "next_page_token")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[BatchLineResult]
+    next_page_token: str
+    def __init__(self, results: _Optional[_Iterable[_Union[BatchLineResult, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class BatchLineResult(_message.Message):
     __slots__ = ("line_number", "payment")

@@ -52,6 +52,11 @@ class PaymentServiceStub:
                 request_serializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.UploadBatchRequest.SerializeToString,
                 response_deserializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.UploadBatchResponse.FromString,
                 _registered_method=True)
+        self.ListBatchResults = channel.unary_unary(
+                '/bank.payments.v1.PaymentService/ListBatchResults',
+                request_serializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.ListBatchResultsRequest.SerializeToString,
+                response_deserializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.ListBatchResultsResponse.FromString,
+                _registered_method=True)
         self.GetPayment = channel.unary_unary(
                 '/bank.payments.v1.PaymentService/GetPayment',
                 request_serializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.GetPaymentRequest.SerializeToString,
@@ -94,6 +99,14 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBatchResults(self, request, context):
+        """The rest of an uploaded file's line results, a page at a time, in line order (AIP-158): an
+        UploadBatch answer carries the first page, so that it fits any client's default 4 MiB limit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetPayment(self, request, context):
         """One of the caller's own payments; another channel's id is NOT_FOUND.
         """
@@ -125,6 +138,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.UploadBatch,
                     request_deserializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.UploadBatchRequest.FromString,
                     response_serializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.UploadBatchResponse.SerializeToString,
+            ),
+            'ListBatchResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBatchResults,
+                    request_deserializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.ListBatchResultsRequest.FromString,
+                    response_serializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.ListBatchResultsResponse.SerializeToString,
             ),
             'GetPayment': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPayment,
@@ -221,6 +239,33 @@ class PaymentService:
             '/bank.payments.v1.PaymentService/UploadBatch',
             bank_dot_payments_dot_v1_dot_payment__service__pb2.UploadBatchRequest.SerializeToString,
             bank_dot_payments_dot_v1_dot_payment__service__pb2.UploadBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBatchResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bank.payments.v1.PaymentService/ListBatchResults',
+            bank_dot_payments_dot_v1_dot_payment__service__pb2.ListBatchResultsRequest.SerializeToString,
+            bank_dot_payments_dot_v1_dot_payment__service__pb2.ListBatchResultsResponse.FromString,
             options,
             channel_credentials,
             insecure,
