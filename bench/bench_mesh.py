@@ -7,6 +7,7 @@ Starts every service as its own process (real mTLS, SQLite with synchronous=FULL
 in a temporary folder, then measures from the channels' side:
   - the bare gRPC ceiling of this machine: unary health checks over the same mTLS;
   - online unary payments at a fixed offered rate (open loop): achieved rate, p50/p95/p99;
+  - the debt inquiry (an ATM asking what a loan owes) at the same offered rate;
   - the channel stream: payments/s until every confirmation reached the channel's subscriber;
   - batch: lines/s for one day file;
   - confirmation fan-out: a subscriber reading the log from the beginning;
@@ -106,18 +107,28 @@ class Bench:
             return done / (time.perf_counter() - started)
 
     async def online(self, rate: float, seconds: float) -> tuple[float, list[float]]:
+        return await self.paced(rate, seconds, lambda stub: stub.SubmitPayment(
+            api.SubmitPaymentRequest(payment=self.order("online")), timeout=10))
+
+    async def inquiry(self, rate: float, seconds: float) -> tuple[float, list[float]]:
+        """An ATM asking what a loan owes, as it does before it takes the cash."""
+        return await self.paced(rate, seconds, lambda stub: stub.GetLoanDebt(
+            api.GetLoanDebtRequest(loan_id=self.order("inquiry").loan_id), timeout=10))
+
+    async def paced(self, rate: float, seconds: float, call) -> tuple[float, list[float]]:
+        """call(stub) at `rate` a second for `seconds` (open loop: a slow answer does not slow the offer)."""
         async with self.channel("payment-router", Identity("channel", "atm")) as ch:
             stub, latencies, tasks = api_grpc.PaymentServiceStub(ch), [], []
 
-            async def one(order):
+            async def one():
                 started = time.perf_counter()
-                await stub.SubmitPayment(api.SubmitPaymentRequest(payment=order), timeout=10)
+                await call(stub)
                 latencies.append(time.perf_counter() - started)
 
             started = time.perf_counter()
             for n in range(int(rate * seconds)):
                 await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
-                tasks.append(asyncio.create_task(one(self.order("online"))))
+                tasks.append(asyncio.create_task(one()))
             await asyncio.gather(*tasks)
             return len(tasks) / (time.perf_counter() - started), sorted(latencies)
 
@@ -195,6 +206,7 @@ async def main(args) -> None:
         await bench.online(args.online_rate, args.warm_up)
         (online_rate, online), online_cpu = await cpu_per_item(
             mesh, int(args.online_rate * args.seconds), bench.online(args.online_rate, args.seconds))
+        inquiry_rate, inquiry = await bench.inquiry(args.online_rate, args.seconds)
         (stream_rate, stream), stream_cpu = await cpu_per_item(
             mesh, args.stream, bench.stream_end_to_end(args.stream, args.per_message))
         batch_rate, batch_cpu = await cpu_per_item(mesh, args.batch, bench.batch(args.batch))
@@ -205,6 +217,7 @@ async def main(args) -> None:
     rows: list[tuple[str, ...]] = [("MEASURE", "RATE /s", "p50 ms", "p95 ms", "p99 ms", "RATIO TO ECHO")]
     rows.append(("bare gRPC echo (mTLS unary health check)", f"{echo:,.0f}", "", "", "", "1.00"))
     for name, rate, lat in ((f"online unary, offered {args.online_rate}/s", online_rate, online),
+                            (f"debt inquiry, offered {args.online_rate}/s", inquiry_rate, inquiry),
                             (f"stream ({args.per_message} per message), sent to confirmed", stream_rate, stream)):
         rows.append((name, f"{rate:,.0f}", f"{percentile(lat, .5):.1f}", f"{percentile(lat, .95):.1f}",
                      f"{percentile(lat, .99):.1f}", f"{rate / echo:.2f}"))

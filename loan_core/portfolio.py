@@ -39,6 +39,14 @@ class PortfolioSettings:
         )
 
 
+def _borrower(seed: int, count: int, loan_type: int, number: int, _draw: int) -> str:
+    """The borrower of a loan: one of 2 × `count` customers shared by the three products, so a customer
+    may hold a cash loan, a mortgage and a car loan (the app lists them together). Its own random
+    stream: the draw the loan's stream makes for it is kept (_draw), so every other field of the
+    seeded portfolio stays what it was."""
+    return f"B{random.Random(f'{seed}:borrower:{loan_type}:{number}').randrange(1, 2 * count + 1):09d}"
+
+
 def generate(rules: ProductRules, *, seed: int, count: int, as_of: date) -> list[LoanTerms]:
     """count loans of the product as they stand on as_of; ids <PREFIX>-000001 upwards."""
     loan_type, profile = rules.loan_type, rules.portfolio
@@ -69,7 +77,7 @@ def generate(rules: ProductRules, *, seed: int, count: int, as_of: date) -> list
         loans.append(LoanTerms(
             loan_id=make_loan_id(loan_type, number),
             loan_type=loan_type,
-            borrower_id=f"B{rng.randrange(10**9):09d}",
+            borrower_id=_borrower(seed, count, loan_type, number, rng.randrange(10**9)),
             currency_code=currency,
             principal_minor=principal,
             annual_rate_bps=rng.randrange(profile.rate_bps_range[0], profile.rate_bps_range[1] + 1, 5),

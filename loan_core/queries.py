@@ -10,22 +10,34 @@ from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from bank.loans.v1 import loans_pb2
 from loan_core import engine, money, store, validation
 from paymesh.errors import Refused
-from loan_core.loan import LoanState, LoanTerms, build_installments, originate
+from loan_core.apply import LoanCache
+from loan_core.loan import LoanState, LoanTerms, build_installments
 from loan_core.rules import ProductRules
 
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 10_000
 
 
-def get_loan(connection: sqlite3.Connection, rules: ProductRules, loan_id: str, on: date) -> loans_pb2.Loan:
+def get_loan(connection: sqlite3.Connection, rules: ProductRules, loans: LoanCache, loan_id: str,
+             on: date) -> loans_pb2.Loan:
+    """The loan as the core holds it (from its cache of loans as last committed, read on a miss)."""
     validation.check_loan_id(loan_id, rules)
-    found = store.load_loan(connection, loan_id)
+    found = loans.get(connection, loan_id)
     if found is None:
         raise Refused(errors_pb2.ERROR_REASON_LOAN_NOT_FOUND, f"loan {loan_id} does not exist", "loan_id")
-    terms, state_json, archive_json = found
-    state = (originate(terms, rules) if state_json is None
-             else LoanState.from_json(terms, state_json, LoanState.decode_archive(archive_json)))
-    return loan_message(state, rules, on)
+    return loan_message(found[0], rules, on)
+
+
+def borrower_loans(connection: sqlite3.Connection, rules: ProductRules, loans: LoanCache, borrower_id: str,
+                   on: date) -> list[loans_pb2.Loan]:
+    """The borrower's loans of this core, in loan id order; none is no error (another core may hold them)."""
+    validation.check_id(borrower_id, "borrower_id")
+    views = []
+    for loan_id in store.loan_ids_of_borrower(connection, borrower_id):
+        found = loans.get(connection, loan_id)
+        if found is not None:
+            views.append(loan_message(found[0], rules, on))
+    return views
 
 
 def loan_message(state: LoanState, rules: ProductRules, on: date) -> loans_pb2.Loan:
@@ -55,7 +67,8 @@ def loan_message(state: LoanState, rules: ProductRules, on: date) -> loans_pb2.L
             loans_pb2.Installment(
                 number=i.number, due_date=i.due_date.isoformat(), principal_minor=i.principal,
                 interest_minor=i.interest, insurance_minor=i.insurance, outstanding_minor=i.outstanding,
-                status=_installment_status(i, today),
+                status=_installment_status(i, today), penalty_interest_minor=i.penalty_accrued - i.paid_penalty,
+                fees_minor=i.fee_charged - i.paid_fee,
             )
             for i in view.installments
         ],
@@ -64,6 +77,7 @@ def loan_message(state: LoanState, rules: ProductRules, on: date) -> loans_pb2.L
         tcea_bps=tcea_bps(terms, rules),
         days_past_due=days_past_due,
         risk_category=risk_category(days_past_due, rules),
+        as_of_date=on.isoformat(),
     )
 
 

@@ -6,6 +6,7 @@ may also read loans and the day's movements.
 
 import logging
 import time
+from datetime import date
 from functools import partial
 from pathlib import Path
 
@@ -34,7 +35,8 @@ log = logging.getLogger(__name__)
 _SERVICE = core_pb2.DESCRIPTOR.services_by_name["LoanCoreService"].full_name
 POLICY = CallerPolicy(
     default=ROUTERS,
-    per_method={f"/{_SERVICE}/{m}": ROUTERS | {OPERATOR} for m in ("GetLoan", "ListAppliedPayments")},
+    per_method={f"/{_SERVICE}/{m}": ROUTERS | {OPERATOR}
+                for m in ("GetLoan", "ListBorrowerLoans", "ListAppliedPayments")},
 )
 # How many micro-batches of one stream may wait for their commit (back-pressure beyond).
 MAX_BATCHES_IN_FLIGHT = 64
@@ -96,15 +98,16 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
         return await self._answer(context, self.store.transaction(self._reverse, request, Bulkhead(context)))
 
     async def GetLoan(self, request, context):
-        on = bank_calendar().value_date()  # today in Lima, not the server's date
-        if request.as_of_date:
-            on = parse_date(request.as_of_date)
-            if on is None:
-                await Refused(errors_pb2.ERROR_REASON_INVALID_FIELD,
-                              f"as_of_date {request.as_of_date!r} is not a date written YYYY-MM-DD",
-                              "as_of_date").abort(context)
-        loan = await self._answer(context, self.store.run(queries.get_loan, self.rules, request.loan_id, on))
+        on = await _as_of(request.as_of_date, context)
+        loan = await self._answer(context, self.store.run(queries.get_loan, self.rules, self.loans,
+                                                          request.loan_id, on))
         return core_pb2.GetLoanResponse(loan=loan)
+
+    async def ListBorrowerLoans(self, request, context):
+        on = await _as_of(request.as_of_date, context)
+        loans = await self._answer(context, self.store.run(queries.borrower_loans, self.rules, self.loans,
+                                                           request.borrower_id, on))
+        return core_pb2.ListBorrowerLoansResponse(loans=loans)
 
     async def ListAppliedPayments(self, request, context):
         return await self._answer(context, self.store.run(queries.list_applied, request))
@@ -134,6 +137,17 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
     async def stop(self, grace: float) -> None:
         await self.commits.close()
         self.store.close()
+
+
+async def _as_of(text: str, context) -> date:
+    """The date a view is computed on: as_of_date, or today in Lima (not the server's date)."""
+    if not text:
+        return bank_calendar().value_date()
+    on = parse_date(text)
+    if on is None:
+        await Refused(errors_pb2.ERROR_REASON_INVALID_FIELD, f"as_of_date {text!r} is not a date written YYYY-MM-DD",
+                      "as_of_date").abort(context)
+    return on
 
 
 def _record_payment_spans(name: str, traceparents, start_ns: int, outcomes) -> None:

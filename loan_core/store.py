@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS refusals (
 );
 CREATE INDEX IF NOT EXISTS movements_by_date ON movements (business_date, seq);
 CREATE INDEX IF NOT EXISTS movements_by_loan ON movements (loan_id, seq);
+CREATE INDEX IF NOT EXISTS loans_by_borrower ON loans (borrower_id);
 """
 
 _TERMS_COLUMNS = ("loan_id, loan_type, borrower_id, currency_code, principal_minor, annual_rate_bps, term_months, "
@@ -91,6 +92,11 @@ def load_loan(connection: sqlite3.Connection, loan_id: str) -> tuple[LoanTerms, 
     terms = LoanTerms(loan_id, loan_type, borrower_id, currency_code, principal_minor, annual_rate_bps, term_months,
                       date.fromisoformat(disbursed), balloon_minor, asset_insurance_minor, installments_paid)
     return terms, state, archive
+
+
+def loan_ids_of_borrower(connection: sqlite3.Connection, borrower_id: str) -> list[str]:
+    return [row[0] for row in connection.execute(
+        "SELECT loan_id FROM loans WHERE borrower_id = ? ORDER BY loan_id", (borrower_id,))]
 
 
 def save_state(connection: sqlite3.Connection, loan_id: str, state_json: str | None) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from paymesh.topology import CHANNELS
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("channels.toml")
-OPERATIONS = frozenset(["submit", "stream", "batch", "get", "reverse"])
+OPERATIONS = frozenset(["submit", "stream", "batch", "get", "reverse", "inquire", "customer_loans"])
 
 
 @dataclass
@@ -42,6 +42,8 @@ class ChannelPolicy:
     max_amount_minor: dict[str, int]
     requires_token: bool
     bucket: TokenBucket
+    # May a digital customer pay a loan that is not theirs (a relative's)? Their inquiry sees only their own.
+    third_party_payments: bool = True
 
 
 def load_policies(path: Path | None = None) -> dict[str, ChannelPolicy]:
@@ -61,5 +63,6 @@ def load_policies(path: Path | None = None) -> dict[str, ChannelPolicy]:
             max_amount_minor={k: int(v) for k, v in entry["max_amount_minor"].items()},
             requires_token=bool(entry["requires_token"]),
             bucket=TokenBucket(float(entry["rate_per_second"]), float(entry["burst"])),
+            third_party_payments=bool(entry.get("third_party_payments", True)),
         )
     return policies

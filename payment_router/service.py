@@ -15,6 +15,7 @@ from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grp
 from payment_router.batch import batch_results, upload_batch
 from payment_router.channel_policy import ChannelPolicy
 from payment_router.journal import Accepted, Outcome
+from payment_router.inquiry import INQUIRY_TIMEOUT, customer_loans, loan_debt
 from payment_router.orders import PaymentIds, body_hash, validate
 from payment_router.payment_stream import PaymentStream
 from payment_router.router import Router
@@ -88,6 +89,23 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         except Refused as refused:
             await refused.abort(context)
 
+    async def GetLoanDebt(self, request, context):
+        caller = await self._caller(context, "inquire")
+        try:
+            debt = await loan_debt(self.core_stubs, request.loan_id, caller.customer_id,
+                                   min(INQUIRY_TIMEOUT, _remaining(context)))
+        except Refused as refused:
+            await refused.abort(context)
+        return api.GetLoanDebtResponse(debt=debt)
+
+    async def ListCustomerLoans(self, request, context):
+        caller = await self._caller(context, "customer_loans")
+        try:
+            loans = await customer_loans(self.core_stubs, caller.customer_id, min(INQUIRY_TIMEOUT, _remaining(context)))
+        except Refused as refused:
+            await refused.abort(context)
+        return api.ListCustomerLoansResponse(loans=loans)
+
     async def GetPayment(self, request, context):
         caller = await self._caller(context, "get")
         return api.GetPaymentResponse(payment=await self._own_payment(caller, request.payment_id, context))
@@ -123,6 +141,9 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         """The online payment's final state; raises Refused (nothing written) for a refused order.
         The caller learns at once that its core is down."""
         entry = self._entry(caller, order, order.idempotency_key)
+        if caller.customer_id and not caller.policy.third_party_payments:
+            # Only the customer's own loans: another's is NOT_FOUND, as in the inquiry.
+            await loan_debt(self.core_stubs, order.loan_id, caller.customer_id, INQUIRY_TIMEOUT)
         if not await self.router.core_available(entry.payment.loan_type, timeout=ONLINE_WAIT_FOR_CORE):
             return await self._known_or_unavailable(entry.payment.payment_id)
         (outcome,) = await asyncio.shield(self.router.accept([entry]))

@@ -124,7 +124,7 @@ def test_apply_then_reverse_restores_the_loan(loan_type, index, days_after, frac
     connection, cache, seeded = _store_of(loan_type)
     terms = seeded[index]
     on = AS_OF + timedelta(days=days_after)
-    before = queries.get_loan(connection, rules, terms.loan_id, on)
+    before = queries.get_loan(connection, rules, LoanCache(rules), terms.loan_id, on)
     assume(before.status != loans_pb2.LOAN_STATUS_PAID_OFF)
     payoff = before.payoff_amount.amount_minor
     amount = max(1, payoff * fraction // 10**9)
@@ -135,12 +135,12 @@ def test_apply_then_reverse_restores_the_loan(loan_type, index, days_after, frac
     allocation = outcome.applied.allocation
     assert sum((allocation.fees_minor, allocation.penalty_interest_minor, allocation.interest_minor,
                 allocation.insurance_minor, allocation.principal_minor, allocation.prepayment_minor)) == amount
-    assert queries.get_loan(connection, rules, terms.loan_id, on) != before
+    assert queries.get_loan(connection, rules, LoanCache(rules), terms.loan_id, on) != before
     reversal = core_pb2.ReversePaymentRequest(reversal_id=f"rev-{payment_id}", payment_id=payment_id,
                                               business_date=on.isoformat(), reason="test")
     response = _in_transaction(connection, lambda c: reverse_payment(c, rules, cache, reversal))
     assert response.outstanding_balance.amount_minor == before.outstanding_principal.amount_minor
-    assert queries.get_loan(connection, rules, terms.loan_id, on) == before  # read from the file
+    assert queries.get_loan(connection, rules, LoanCache(rules), terms.loan_id, on) == before  # read from the file
     assert LoanCache(rules).get(connection, terms.loan_id)[0] == cache.get(connection, terms.loan_id)[0]
 
 
@@ -157,7 +157,7 @@ def test_a_chain_of_payments_reversed_one_by_one_restores_each_state():
     cache = LoanCache(rules)
     befores, on = [], AS_OF
     for n in range(2 * ARCHIVE_EVERY + 5):
-        loan = queries.get_loan(connection, rules, terms.loan_id, on)
+        loan = queries.get_loan(connection, rules, LoanCache(rules), terms.loan_id, on)
         due = loan.amount_due.amount_minor or loan.schedule[-1].principal_minor  # pays what is due
         sent = payment(f"chain-{n}", terms.loan_id, due, terms.currency_code, on.isoformat())
         [outcome] = _in_transaction(connection, lambda c, sent=sent: apply_batch(c, [sent], rules=rules, loans=cache))
@@ -170,7 +170,7 @@ def test_a_chain_of_payments_reversed_one_by_one_restores_each_state():
         reversal = core_pb2.ReversePaymentRequest(reversal_id=f"rev-chain-{n}", payment_id=f"chain-{n}",
                                                   business_date=on.isoformat(), reason="test")
         _in_transaction(connection, lambda c, reversal=reversal: reverse_payment(c, rules, cache, reversal))
-        assert queries.get_loan(connection, rules, terms.loan_id, on) == befores[n]
+        assert queries.get_loan(connection, rules, LoanCache(rules), terms.loan_id, on) == befores[n]
         assert LoanCache(rules).get(connection, terms.loan_id)[0] == cache.get(connection, terms.loan_id)[0]
 
 

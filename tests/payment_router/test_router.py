@@ -7,12 +7,14 @@ import pytest
 
 from bank.common.v1 import types_pb2
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc, payments_pb2
+from loan_core.portfolio import generate
 from paymesh_tools.dev_tokens import mint
+from paymesh_tools.products import RULES_OF_TYPE
 from paymesh import tls
 from paymesh.errors import error_info, field_violations
 from paymesh.topology import CHANNELS, Identity
-from tests.harness import posting_status, start_mesh, stop_mesh
-from tests.channel_calls import AS_OF, ENV, open_loans, order, submit, refused, confirmations_of, upload
+from tests.harness import posting_status, start_mesh, start_service, stop_mesh
+from tests.channel_calls import AS_OF, ENV, PORTFOLIO, confirmations_of, open_loans, order, refused, submit, upload
 
 
 async def test_an_online_payment_from_each_channel_is_applied_and_confirmed_to_that_channel_only(mesh, pki_dir):
@@ -257,3 +259,92 @@ async def test_an_applied_payment_is_posted_at_the_mainframe_and_summarized_for_
         with pytest.raises(grpc.aio.AioRpcError) as denied:
             await ops_grpc.PaymentOperationsServiceStub(ch).SummarizePayments(request, timeout=5)
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def borrowers_with_loans(count: int = 2) -> dict[str, list[str]]:
+    """The seeded portfolio's borrowers holding at least count loans, with their loan ids (in id order)."""
+    held: dict[str, list[str]] = {}
+    for loan_type in (types_pb2.LOAN_TYPE_CASH, types_pb2.LOAN_TYPE_MORTGAGE, types_pb2.LOAN_TYPE_VEHICLE):
+        for terms in generate(RULES_OF_TYPE[loan_type], **PORTFOLIO):
+            held.setdefault(terms.borrower_id, []).append(terms.loan_id)
+    return {borrower: loans for borrower, loans in held.items() if len(loans) >= count}
+
+
+async def debt(mesh, pki_dir, channel: str, loan_id: str, customer: str = "") -> api.LoanDebt:
+    metadata = (("authorization", "Bearer " + mint(pki_dir, customer, channel)),) if customer else None
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", channel)) as ch:
+        reply = await api_grpc.PaymentServiceStub(ch).GetLoanDebt(api.GetLoanDebtRequest(loan_id=loan_id),
+                                                                   metadata=metadata, timeout=10)
+    return reply.debt
+
+
+async def test_a_channel_asks_what_a_loan_owes_before_it_takes_the_cash(mesh, pki_dir):
+    """There was no inquiry: simulate-day and the load users regenerated the portfolio to know what to pay."""
+    from bank.loans.v1 import loan_core_service_pb2 as core_api, loan_core_service_pb2_grpc as core_grpc
+    from paymesh.topology import OPERATOR
+
+    loan_id = open_loans(types_pb2.LOAN_TYPE_CASH)[5]
+    seen = await debt(mesh, pki_dir, "atm", loan_id)
+    async with tls.channel_for(mesh["core-cash"].address, pki_dir, OPERATOR) as ch:
+        loan = (await core_grpc.LoanCoreServiceStub(ch).GetLoan(core_api.GetLoanRequest(loan_id=loan_id))).loan
+    assert (seen.loan_id, seen.currency_code, seen.as_of_date) == (loan_id, loan.currency_code, AS_OF)
+    assert seen.amount_due == loan.amount_due and seen.payoff_amount == loan.payoff_amount
+    assert seen.overdue.amount_minor + seen.installment_in_course.amount_minor == seen.amount_due.amount_minor
+    assert seen.days_past_due == loan.days_past_due and seen.next_due_date
+    # What the inquiry said is what the payment takes: paying the amount due leaves nothing due today.
+    await submit(mesh, pki_dir, "atm", order("inquired-1", loan_id, seen.amount_due.amount_minor,
+                                             seen.currency_code))
+    assert (await debt(mesh, pki_dir, "atm", loan_id)).amount_due.amount_minor == 0
+
+
+async def test_a_digital_customer_sees_only_their_own_loans(mesh, pki_dir):
+    customer, loans = next(iter(borrowers_with_loans(2).items()))
+    others = next(loan for b, held in borrowers_with_loans(1).items() if b != customer for loan in held)
+    for loan_id in loans:
+        assert (await debt(mesh, pki_dir, "app", loan_id, customer)).loan_id == loan_id
+    # Another customer's loan is not found, exactly like a loan that does not exist (OWASP API1).
+    async def refused_inquiry(loan_id):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await debt(mesh, pki_dir, "app", loan_id, customer)
+        return error.value.code(), error_info(error.value).reason, error.value.details().replace(loan_id, "?")
+    assert await refused_inquiry(others) == await refused_inquiry("CSH-999999")
+    assert (await refused_inquiry(others))[:2] == (grpc.StatusCode.NOT_FOUND, "LOAN_NOT_FOUND")
+    # Listing: every loan of theirs in the three cores, nobody else's, no personal data.
+    metadata = (("authorization", "Bearer " + mint(pki_dir, customer, "app")),)
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "app")) as ch:
+        listed = (await api_grpc.PaymentServiceStub(ch).ListCustomerLoans(
+            api.ListCustomerLoansRequest(), metadata=metadata, timeout=10)).loans
+    assert sorted(d.loan_id for d in listed) == sorted(loans)
+    assert customer not in str(listed)
+    async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "atm")) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as not_digital:
+            await api_grpc.PaymentServiceStub(ch).ListCustomerLoans(api.ListCustomerLoansRequest(), timeout=10)
+    assert not_digital.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_a_channel_may_refuse_third_party_payments(mesh, pki_dir, tmp_path):
+    """A per-channel policy: with third_party_payments = false the app pays only the customer's own loans."""
+    from payment_router.channel_policy import DEFAULT_POLICY_FILE
+    from paymesh.topology import SERVICES
+
+    policy = tmp_path / "channels.toml"
+    policy.write_text(DEFAULT_POLICY_FILE.read_text().replace(
+        '[app]\n', '[app]\nthird_party_payments = false\n', 1))
+    peers = {f"{SERVICES[name].env_prefix}_ADDR": service.address for name, service in mesh.items()}
+    router = start_service("payment-router", tmp_path, pki_dir, **ENV, **peers, PAYMESH_CHANNEL_POLICY=str(policy))
+    try:
+        customer, loans = next((b, held) for b, held in borrowers_with_loans(1).items()
+                               if held[0] in open_loans(types_pb2.LOAN_TYPE_CASH))
+        someone_else = next(loan for loan in open_loans(types_pb2.LOAN_TYPE_CASH) if loan not in loans)
+        metadata = (("authorization", "Bearer " + mint(pki_dir, customer, "app")),)
+        async with tls.channel_for(router.address, pki_dir, Identity("channel", "app")) as ch:
+            stub = api_grpc.PaymentServiceStub(ch)
+            own = await stub.SubmitPayment(api.SubmitPaymentRequest(payment=order("own-1", loans[0], 1_000)),
+                                           metadata=metadata, timeout=10)
+            with pytest.raises(grpc.aio.AioRpcError) as other:
+                await stub.SubmitPayment(api.SubmitPaymentRequest(payment=order("other-1", someone_else, 1_000)),
+                                         metadata=metadata, timeout=10)
+        assert own.payment.status == types_pb2.PAYMENT_STATUS_APPLIED
+        assert other.value.code() == grpc.StatusCode.NOT_FOUND and error_info(other.value).reason == "LOAN_NOT_FOUND"
+    finally:
+        router.kill()

@@ -108,6 +108,20 @@ class GetLoanResponse(_message.Message):
     loan: _loans_pb2.Loan
     def __init__(self, loan: _Optional[_Union[_loans_pb2.Loan, _Mapping]] = ...) -> None: ...
 
+class ListBorrowerLoansRequest(_message.Message):
+    __slots__ = ("borrower_id", "as_of_date")
+    BORROWER_ID_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_DATE_FIELD_NUMBER: _ClassVar[int]
+    borrower_id: str
+    as_of_date: str
+    def __init__(self, borrower_id: _Optional[str] = ..., as_of_date: _Optional[str] = ...) -> None: ...
+
+class ListBorrowerLoansResponse(_message.Message):
+    __slots__ = ("loans",)
+    LOANS_FIELD_NUMBER: _ClassVar[int]
+    loans: _containers.RepeatedCompositeFieldContainer[_loans_pb2.Loan]
+    def __init__(self, loans: _Optional[_Iterable[_Union[_loans_pb2.Loan, _Mapping]]] = ...) -> None: ...
+
 class ListAppliedPaymentsRequest(_message.Message):
     __slots__ = ("business_date", "page_size", "page_token")
     BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]

@@ -51,6 +51,11 @@ class LoanCoreServiceStub:
                 request_serializer=bank_dot_loans_dot_v1_dot_loan__core__service__pb2.GetLoanRequest.SerializeToString,
                 response_deserializer=bank_dot_loans_dot_v1_dot_loan__core__service__pb2.GetLoanResponse.FromString,
                 _registered_method=True)
+        self.ListBorrowerLoans = channel.unary_unary(
+                '/bank.loans.v1.LoanCoreService/ListBorrowerLoans',
+                request_serializer=bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ListBorrowerLoansRequest.SerializeToString,
+                response_deserializer=bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ListBorrowerLoansResponse.FromString,
+                _registered_method=True)
         self.ListAppliedPayments = channel.unary_unary(
                 '/bank.loans.v1.LoanCoreService/ListAppliedPayments',
                 request_serializer=bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ListAppliedPaymentsRequest.SerializeToString,
@@ -87,6 +92,13 @@ class LoanCoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBorrowerLoans(self, request, context):
+        """A borrower's loans of this core, each as GetLoan gives it (the router's customer inquiry).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAppliedPayments(self, request, context):
         """What was applied and reversed on a business date, with totals, for reconciliation.
         """
@@ -111,6 +123,11 @@ def add_LoanCoreServiceServicer_to_server(servicer, server):
                     servicer.GetLoan,
                     request_deserializer=bank_dot_loans_dot_v1_dot_loan__core__service__pb2.GetLoanRequest.FromString,
                     response_serializer=bank_dot_loans_dot_v1_dot_loan__core__service__pb2.GetLoanResponse.SerializeToString,
+            ),
+            'ListBorrowerLoans': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBorrowerLoans,
+                    request_deserializer=bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ListBorrowerLoansRequest.FromString,
+                    response_serializer=bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ListBorrowerLoansResponse.SerializeToString,
             ),
             'ListAppliedPayments': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAppliedPayments,
@@ -201,6 +218,33 @@ class LoanCoreService:
             '/bank.loans.v1.LoanCoreService/GetLoan',
             bank_dot_loans_dot_v1_dot_loan__core__service__pb2.GetLoanRequest.SerializeToString,
             bank_dot_loans_dot_v1_dot_loan__core__service__pb2.GetLoanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBorrowerLoans(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bank.loans.v1.LoanCoreService/ListBorrowerLoans',
+            bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ListBorrowerLoansRequest.SerializeToString,
+            bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ListBorrowerLoansResponse.FromString,
             options,
             channel_credentials,
             insecure,

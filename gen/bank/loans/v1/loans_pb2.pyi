@@ -66,7 +66,7 @@ class Allocation(_message.Message):
     def __init__(self, fees_minor: _Optional[int] = ..., penalty_interest_minor: _Optional[int] = ..., interest_minor: _Optional[int] = ..., insurance_minor: _Optional[int] = ..., principal_minor: _Optional[int] = ..., prepayment_minor: _Optional[int] = ..., overpayment_minor: _Optional[int] = ...) -> None: ...
 
 class Installment(_message.Message):
-    __slots__ = ("number", "due_date", "principal_minor", "interest_minor", "insurance_minor", "outstanding_minor", "status")
+    __slots__ = ("number", "due_date", "principal_minor", "interest_minor", "insurance_minor", "outstanding_minor", "status", "penalty_interest_minor", "fees_minor")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     DUE_DATE_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_MINOR_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,8 @@ class Installment(_message.Message):
     INSURANCE_MINOR_FIELD_NUMBER: _ClassVar[int]
     OUTSTANDING_MINOR_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    PENALTY_INTEREST_MINOR_FIELD_NUMBER: _ClassVar[int]
+    FEES_MINOR_FIELD_NUMBER: _ClassVar[int]
     number: int
     due_date: str
     principal_minor: int
@@ -81,10 +83,12 @@ class Installment(_message.Message):
     insurance_minor: int
     outstanding_minor: int
     status: InstallmentStatus
-    def __init__(self, number: _Optional[int] = ..., due_date: _Optional[str] = ..., principal_minor: _Optional[int] = ..., interest_minor: _Optional[int] = ..., insurance_minor: _Optional[int] = ..., outstanding_minor: _Optional[int] = ..., status: _Optional[_Union[InstallmentStatus, str]] = ...) -> None: ...
+    penalty_interest_minor: int
+    fees_minor: int
+    def __init__(self, number: _Optional[int] = ..., due_date: _Optional[str] = ..., principal_minor: _Optional[int] = ..., interest_minor: _Optional[int] = ..., insurance_minor: _Optional[int] = ..., outstanding_minor: _Optional[int] = ..., status: _Optional[_Union[InstallmentStatus, str]] = ..., penalty_interest_minor: _Optional[int] = ..., fees_minor: _Optional[int] = ...) -> None: ...
 
 class Loan(_message.Message):
-    __slots__ = ("loan_id", "loan_type", "borrower_id", "currency_code", "principal_minor", "annual_rate_bps", "term_months", "disbursement_date", "status", "outstanding_principal", "amount_due", "schedule", "payoff_amount", "balloon_minor", "prepaid_minor", "tcea_bps", "days_past_due", "risk_category")
+    __slots__ = ("loan_id", "loan_type", "borrower_id", "currency_code", "principal_minor", "annual_rate_bps", "term_months", "disbursement_date", "status", "outstanding_principal", "amount_due", "schedule", "payoff_amount", "balloon_minor", "prepaid_minor", "tcea_bps", "days_past_due", "risk_category", "as_of_date")
     LOAN_ID_FIELD_NUMBER: _ClassVar[int]
     LOAN_TYPE_FIELD_NUMBER: _ClassVar[int]
     BORROWER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +107,7 @@ class Loan(_message.Message):
     TCEA_BPS_FIELD_NUMBER: _ClassVar[int]
     DAYS_PAST_DUE_FIELD_NUMBER: _ClassVar[int]
     RISK_CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_DATE_FIELD_NUMBER: _ClassVar[int]
     loan_id: str
     loan_type: _types_pb2.LoanType
     borrower_id: str
@@ -121,4 +126,5 @@ class Loan(_message.Message):
     tcea_bps: int
     days_past_due: int
     risk_category: RiskCategory
-    def __init__(self, loan_id: _Optional[str] = ..., loan_type: _Optional[_Union[_types_pb2.LoanType, str]] = ..., borrower_id: _Optional[str] = ..., currency_code: _Optional[str] = ..., principal_minor: _Optional[int] = ..., annual_rate_bps: _Optional[int] = ..., term_months: _Optional[int] = ..., disbursement_date: _Optional[str] = ..., status: _Optional[_Union[LoanStatus, str]] = ..., outstanding_principal: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., amount_due: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., schedule: _Optional[_Iterable[_Union[Installment, _Mapping]]] = ..., payoff_amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., balloon_minor: _Optional[int] = ..., prepaid_minor: _Optional[int] = ..., tcea_bps: _Optional[int] = ..., days_past_due: _Optional[int] = ..., risk_category: _Optional[_Union[RiskCategory, str]] = ...) -> None: ...
+    as_of_date: str
+    def __init__(self, loan_id: _Optional[str] = ..., loan_type: _Optional[_Union[_types_pb2.LoanType, str]] = ..., borrower_id: _Optional[str] = ..., currency_code: _Optional[str] = ..., principal_minor: _Optional[int] = ..., annual_rate_bps: _Optional[int] = ..., term_months: _Optional[int] = ..., disbursement_date: _Optional[str] = ..., status: _Optional[_Union[LoanStatus, str]] = ..., outstanding_principal: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., amount_due: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., schedule: _Optional[_Iterable[_Union[Installment, _Mapping]]] = ..., payoff_amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., balloon_minor: _Optional[int] = ..., prepaid_minor: _Optional[int] = ..., tcea_bps: _Optional[int] = ..., days_past_due: _Optional[int] = ..., risk_category: _Optional[_Union[RiskCategory, str]] = ..., as_of_date: _Optional[str] = ...) -> None: ...

@@ -134,6 +134,58 @@ class BatchSummary(_message.Message):
     rejected_totals: _containers.RepeatedCompositeFieldContainer[_types_pb2.Money]
     def __init__(self, batch_id: _Optional[str] = ..., line_count: _Optional[int] = ..., applied_count: _Optional[int] = ..., rejected_count: _Optional[int] = ..., replayed_count: _Optional[int] = ..., applied_totals: _Optional[_Iterable[_Union[_types_pb2.Money, _Mapping]]] = ..., rejected_totals: _Optional[_Iterable[_Union[_types_pb2.Money, _Mapping]]] = ...) -> None: ...
 
+class GetLoanDebtRequest(_message.Message):
+    __slots__ = ("loan_id",)
+    LOAN_ID_FIELD_NUMBER: _ClassVar[int]
+    loan_id: str
+    def __init__(self, loan_id: _Optional[str] = ...) -> None: ...
+
+class GetLoanDebtResponse(_message.Message):
+    __slots__ = ("debt",)
+    DEBT_FIELD_NUMBER: _ClassVar[int]
+    debt: LoanDebt
+    def __init__(self, debt: _Optional[_Union[LoanDebt, _Mapping]] = ...) -> None: ...
+
+class ListCustomerLoansRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListCustomerLoansResponse(_message.Message):
+    __slots__ = ("loans",)
+    LOANS_FIELD_NUMBER: _ClassVar[int]
+    loans: _containers.RepeatedCompositeFieldContainer[LoanDebt]
+    def __init__(self, loans: _Optional[_Iterable[_Union[LoanDebt, _Mapping]]] = ...) -> None: ...
+
+class LoanDebt(_message.Message):
+    __slots__ = ("loan_id", "loan_type", "currency_code", "amount_due", "overdue", "penalty_interest", "fees", "installment_in_course", "next_due_date", "days_past_due", "payoff_amount", "as_of_date", "paid_off")
+    LOAN_ID_FIELD_NUMBER: _ClassVar[int]
+    LOAN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_DUE_FIELD_NUMBER: _ClassVar[int]
+    OVERDUE_FIELD_NUMBER: _ClassVar[int]
+    PENALTY_INTEREST_FIELD_NUMBER: _ClassVar[int]
+    FEES_FIELD_NUMBER: _ClassVar[int]
+    INSTALLMENT_IN_COURSE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_DUE_DATE_FIELD_NUMBER: _ClassVar[int]
+    DAYS_PAST_DUE_FIELD_NUMBER: _ClassVar[int]
+    PAYOFF_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_DATE_FIELD_NUMBER: _ClassVar[int]
+    PAID_OFF_FIELD_NUMBER: _ClassVar[int]
+    loan_id: str
+    loan_type: _types_pb2.LoanType
+    currency_code: str
+    amount_due: _types_pb2.Money
+    overdue: _types_pb2.Money
+    penalty_interest: _types_pb2.Money
+    fees: _types_pb2.Money
+    installment_in_course: _types_pb2.Money
+    next_due_date: str
+    days_past_due: int
+    payoff_amount: _types_pb2.Money
+    as_of_date: str
+    paid_off: bool
+    def __init__(self, loan_id: _Optional[str] = ..., loan_type: _Optional[_Union[_types_pb2.LoanType, str]] = ..., currency_code: _Optional[str] = ..., amount_due: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., overdue: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., penalty_interest: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., fees: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., installment_in_course: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., next_due_date: _Optional[str] = ..., days_past_due: _Optional[int] = ..., payoff_amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., as_of_date: _Optional[str] = ..., paid_off: _Optional[bool] = ...) -> None: ...
+
 class GetPaymentRequest(_message.Message):
     __slots__ = ("payment_id",)
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]

@@ -57,6 +57,16 @@ class PaymentServiceStub:
                 request_serializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.ListBatchResultsRequest.SerializeToString,
                 response_deserializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.ListBatchResultsResponse.FromString,
                 _registered_method=True)
+        self.GetLoanDebt = channel.unary_unary(
+                '/bank.payments.v1.PaymentService/GetLoanDebt',
+                request_serializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.GetLoanDebtRequest.SerializeToString,
+                response_deserializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.GetLoanDebtResponse.FromString,
+                _registered_method=True)
+        self.ListCustomerLoans = channel.unary_unary(
+                '/bank.payments.v1.PaymentService/ListCustomerLoans',
+                request_serializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.ListCustomerLoansRequest.SerializeToString,
+                response_deserializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.ListCustomerLoansResponse.FromString,
+                _registered_method=True)
         self.GetPayment = channel.unary_unary(
                 '/bank.payments.v1.PaymentService/GetPayment',
                 request_serializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.GetPaymentRequest.SerializeToString,
@@ -107,6 +117,22 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLoanDebt(self, request, context):
+        """The debt inquiry (consulta de deuda), what a channel asks before it takes the money: what one
+        loan owes today. A digital customer asks about their own loans only: another's is NOT_FOUND,
+        exactly like a loan that does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCustomerLoans(self, request, context):
+        """A digital customer's own loans (the token's subject is the borrower), each with its debt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetPayment(self, request, context):
         """One of the caller's own payments; another channel's id is NOT_FOUND.
         """
@@ -143,6 +169,16 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.ListBatchResults,
                     request_deserializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.ListBatchResultsRequest.FromString,
                     response_serializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.ListBatchResultsResponse.SerializeToString,
+            ),
+            'GetLoanDebt': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLoanDebt,
+                    request_deserializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.GetLoanDebtRequest.FromString,
+                    response_serializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.GetLoanDebtResponse.SerializeToString,
+            ),
+            'ListCustomerLoans': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCustomerLoans,
+                    request_deserializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.ListCustomerLoansRequest.FromString,
+                    response_serializer=bank_dot_payments_dot_v1_dot_payment__service__pb2.ListCustomerLoansResponse.SerializeToString,
             ),
             'GetPayment': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPayment,
@@ -266,6 +302,60 @@ class PaymentService:
             '/bank.payments.v1.PaymentService/ListBatchResults',
             bank_dot_payments_dot_v1_dot_payment__service__pb2.ListBatchResultsRequest.SerializeToString,
             bank_dot_payments_dot_v1_dot_payment__service__pb2.ListBatchResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLoanDebt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bank.payments.v1.PaymentService/GetLoanDebt',
+            bank_dot_payments_dot_v1_dot_payment__service__pb2.GetLoanDebtRequest.SerializeToString,
+            bank_dot_payments_dot_v1_dot_payment__service__pb2.GetLoanDebtResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCustomerLoans(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bank.payments.v1.PaymentService/ListCustomerLoans',
+            bank_dot_payments_dot_v1_dot_payment__service__pb2.ListCustomerLoansRequest.SerializeToString,
+            bank_dot_payments_dot_v1_dot_payment__service__pb2.ListCustomerLoansResponse.FromString,
             options,
             channel_credentials,
             insecure,
