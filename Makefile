@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run mesh test bench protos lint clean
+.PHONY: run mesh test bench protos lint interop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ bench: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The Node (@grpc/grpc-js) channel client against a real mesh alone (make test runs it too).
+interop: $(STAMP)
+	$(BIN)/python -m pytest -q tests/interop
 
 protos: $(STAMP)
 	$(BIN)/python -m paymesh_tools.protogen
