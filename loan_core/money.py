@@ -87,21 +87,26 @@ def annuity_payment(principal_minor: int, annual_rate_bps: int, months: int, bal
 def effective_annual_cost_bps(principal_minor: int, monthly_flows: list[int]) -> int:
     """The total effective annual cost (TCEA) of a loan of principal repaid by monthly_flows (what the
     customer pays in each month, insurance included): the monthly rate r at which the flows are worth
-    the principal, (1 + r) ** 12 - 1 in basis points. Newton's method on exact decimals."""
+    the principal, (1 + r) ** 12 - 1 in basis points. Newton's method on exact decimals (28 digits:
+    the answer is rounded to a basis point), the worth and its slope by Horner's rule."""
+    context = Context(prec=28, rounding=ROUND_HALF_EVEN)
     principal = Decimal(principal_minor)
-    flows = [Decimal(flow) for flow in monthly_flows]
+    flows = [Decimal(flow) for flow in reversed(monthly_flows)]  # the last month first, for Horner
+    months = len(flows)
     rate = Decimal("0.01")
-    for _ in range(50):
-        discount = DECIMAL.divide(1, DECIMAL.add(1, rate))
-        worth, slope, factor = Decimal(0), Decimal(0), Decimal(1)
-        for month, flow in enumerate(flows, start=1):
-            factor = DECIMAL.multiply(factor, discount)
-            worth = DECIMAL.add(worth, DECIMAL.multiply(flow, factor))
-            slope = DECIMAL.subtract(slope, DECIMAL.multiply(DECIMAL.multiply(month, flow),
-                                                             DECIMAL.multiply(factor, discount)))
-        step = DECIMAL.divide(DECIMAL.subtract(worth, principal), slope)
-        rate = DECIMAL.subtract(rate, step)
-        if abs(step) < Decimal("1e-20"):
+    for _ in range(30):  # from 1 % a month, a few steps: the cost of a loan is some 0.5 % to 4 % a month
+        v = context.divide(1, context.add(1, rate))
+        # worth(v) = sum(flow_k v**k) = v (f1 + v (f2 + ...)); d worth / dv = sum(k flow_k v**(k-1)).
+        worth, slope_v = Decimal(0), Decimal(0)
+        for position, flow in enumerate(flows):
+            slope_v = context.add(context.multiply(slope_v, v), context.multiply(months - position, flow))
+            worth = context.add(context.multiply(worth, v), flow)
+        worth = context.multiply(worth, v)
+        # d worth / d rate = d worth / dv * dv / d rate = slope_v * -(v ** 2)
+        slope = context.minus(context.multiply(slope_v, context.multiply(v, v)))
+        step = context.divide(context.subtract(worth, principal), slope)
+        rate = context.subtract(rate, step)
+        if abs(step) < Decimal("1e-12"):  # far finer than the basis point it is rounded to
             break
-    annual = DECIMAL.subtract(DECIMAL.power(DECIMAL.add(1, rate), 12), 1)
-    return _half_even(DECIMAL.multiply(annual, _BPS))
+    annual = context.subtract(context.power(context.add(1, rate), 12), 1)
+    return _half_even(context.multiply(annual, _BPS))

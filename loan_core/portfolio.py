@@ -39,11 +39,16 @@ class PortfolioSettings:
         )
 
 
+def customer_ids(count: int) -> list[str]:
+    """The customers of a portfolio of count loans a product: 2 × count of them, shared by the three
+    products, so that a customer may hold a cash loan, a mortgage and a car loan (the app lists
+    them together) and some hold none. What a simulated channel's customers log in as."""
+    return [f"B{number:09d}" for number in range(1, 2 * count + 1)]
+
+
 def _borrower(seed: int, count: int, loan_type: int, number: int, _draw: int) -> str:
-    """The borrower of a loan: one of 2 × `count` customers shared by the three products, so a customer
-    may hold a cash loan, a mortgage and a car loan (the app lists them together). Its own random
-    stream: the draw the loan's stream makes for it is kept (_draw), so every other field of the
-    seeded portfolio stays what it was."""
+    """The borrower of a loan: one of customer_ids(count). Its own random stream: the draw the loan's
+    stream makes for it is kept (_draw), so every other field of the seeded portfolio stays what it was."""
     return f"B{random.Random(f'{seed}:borrower:{loan_type}:{number}').randrange(1, 2 * count + 1):09d}"
 
 

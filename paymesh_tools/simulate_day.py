@@ -25,8 +25,7 @@ import grpc
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2 as conf_api, confirmation_service_pb2_grpc as conf_grpc
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc, payments_pb2
-from paymesh_tools.products import RULES_OF_TYPE
-from loan_core.portfolio import PortfolioSettings, amount_due, generate
+from loan_core.portfolio import PortfolioSettings, customer_ids
 from payment_router.channel_policy import load_policies
 from paymesh_tools.dev_tokens import mint
 from paymesh_tools import dev_pki
@@ -39,6 +38,7 @@ from paymesh.config import Settings, address_of
 from paymesh_tools.probe import health_of
 from paymesh_tools.textui import format_money, format_table
 from paymesh.errors import error_info, reason_name, retry_delay
+from paymesh.loan_ids import make_loan_id
 from paymesh.topology import CHANNEL_NAMES, CHANNEL_VALUES, CORE_OF, Identity
 
 ONLINE = {"app": 0.25, "internet-banking": 0.15, "atm": 0.20}
@@ -72,47 +72,139 @@ class DayResults:
             self.refused[(channel, key)] = info.reason if info else error.code().name
 
 
-def plan_orders(count: int, seed: int, day: str) -> dict[str, list[payments_pb2.PaymentOrder]]:
-    """Orders per channel on real loans of the three portfolios: mostly the amount due
-    (sometimes a little more or two installments, sometimes less), ~2 % bad ones."""
-    rng = random.Random(seed)
-    on = dt.date.fromisoformat(day)
+DIGITAL = ("app", "internet-banking")
+CONSULT_CONCURRENCY = 32  # inquiries in flight per channel while the day is planned
+
+
+@dataclass
+class DayPlan:
+    orders: dict[str, list[payments_pb2.PaymentOrder]]
+    customer_of: dict[str, str]  # a digital order's idempotency key -> its customer (the token's subject)
+
+
+async def plan_orders(count: int, seed: int, settings: Settings) -> DayPlan:
+    """The day's orders, as channels come by them: a customer brings a loan number (or logs in to the
+    app, which lists their loans), the channel asks what it owes (the debt inquiry), and the customer
+    pays it, mostly the amount due (sometimes a little more or two installments, sometimes less);
+    ~2 % are bad. Nothing here knows a loan but by asking the router; the channels ask at once."""
+    plan = DayPlan({}, {})
+    shares = {**ONLINE, **BATCH}
+    planned = await asyncio.gather(*(_plan_channel(channel, int(count * share), seed, settings)
+                                     for channel, share in shares.items()))
+    for channel, (orders, customer_of) in zip(shares, planned):
+        plan.orders[channel] = orders
+        plan.customer_of.update(customer_of)
+    return plan
+
+
+async def _plan_channel(channel: str, wanted: int, seed: int, settings: Settings
+                        ) -> tuple[list[payments_pb2.PaymentOrder], dict[str, str]]:
+    rng = random.Random(f"{seed}:{channel}")
     portfolio = PortfolioSettings.from_env()
-    policies = load_policies()
-    loans = [t for loan_type in CORE_OF
-             for t in generate(RULES_OF_TYPE[loan_type], seed=portfolio.seed, count=portfolio.count,
-                               as_of=portfolio.as_of)
-             if t.installments_paid < t.term_months]
-    dues = [(loan, due) for loan in loans if (due := amount_due(loan, RULES_OF_TYPE[loan.loan_type], on))]
-    plan: dict[str, list[payments_pb2.PaymentOrder]] = {}
-    for channel, share in {**ONLINE, **BATCH}.items():
-        limits = policies[channel].max_amount_minor
-        # A customer owing more than an ATM or a store takes pays elsewhere.
-        payable = [(loan, due) for loan, due in dues if due <= limits[loan.currency_code]]
+    limits = load_policies()[channel].max_amount_minor
+    if channel in DIGITAL:
+        customers = customer_ids(portfolio.count)
+        rng.shuffle(customers)
+        owed = await consult_customers(channel, customers, wanted, settings)
+    else:
+        loan_ids = [make_loan_id(loan_type, n) for loan_type in CORE_OF for n in range(1, portfolio.count + 1)]
+        rng.shuffle(loan_ids)
+        owed = [(debt, "") for debt in await consult_loans(channel, loan_ids[:wanted * 3 // 2], settings)]
+    # A customer owing more than an ATM or a store takes pays elsewhere; one with nothing due, not at all.
+    payable = [(debt, customer) for debt, customer in owed
+               if 0 < debt.amount_due.amount_minor <= limits[debt.currency_code]]
+    orders, customer_of = [], {}
+    for n in range(wanted if payable else 0):
         # Each customer pays once a day on a channel (the reconciliation lists a loan paid the same
         # amount twice within minutes as a duplicate suspect); more orders than loans start again.
-        rng.shuffle(payable)
-        orders = []
-        for n in range(int(count * share)):
-            loan, due = payable[n % len(payable)]
-            amount = min(due * rng.choice([10, 10, 10, 10, 10, 11, 20, 6]) // 10, limits[loan.currency_code])
-            currency, loan_id = loan.currency_code, loan.loan_id
-            bad = rng.random()
-            if bad < 0.007:
-                loan_id = loan_id[:4] + "999999"  # unknown loan
-            elif bad < 0.014:
-                currency = "USD" if currency == "PEN" else "PEN"  # not the loan's currency
-            elif bad < 0.02:
-                amount = -amount  # a negative amount
-            orders.append(payments_pb2.PaymentOrder(
-                idempotency_key=f"{channel}-{seed}-{n}", loan_id=loan_id,
-                amount=types_pb2.Money(currency_code=currency, amount_minor=amount),
-                prepayment_mode=rng.choice([types_pb2.PREPAYMENT_MODE_REDUCE_TERM,
-                                            types_pb2.PREPAYMENT_MODE_REDUCE_INSTALLMENT]),
-                channel_reference=f"{channel[:3].upper()}-{rng.randrange(1, 200):04d}",
-            ))
-        plan[channel] = orders
-    return plan
+        debt, customer = payable[n % len(payable)]
+        due, payoff = debt.amount_due.amount_minor, debt.payoff_amount.amount_minor
+        amount = min(due * rng.choice([10, 10, 10, 10, 10, 11, 20, 6]) // 10, payoff, limits[debt.currency_code])
+        currency, loan_id = debt.currency_code, debt.loan_id
+        bad = rng.random()
+        if bad < 0.007:
+            loan_id = loan_id[:4] + "999999"  # unknown loan
+        elif bad < 0.014:
+            currency = "USD" if currency == "PEN" else "PEN"  # not the loan's currency
+        elif bad < 0.02:
+            amount = -amount  # a negative amount
+        key = f"{channel}-{seed}-{n}"
+        orders.append(payments_pb2.PaymentOrder(
+            idempotency_key=key, loan_id=loan_id,
+            amount=types_pb2.Money(currency_code=currency, amount_minor=amount),
+            prepayment_mode=rng.choice([types_pb2.PREPAYMENT_MODE_REDUCE_TERM,
+                                        types_pb2.PREPAYMENT_MODE_REDUCE_INSTALLMENT]),
+            channel_reference=f"{channel[:3].upper()}-{rng.randrange(1, 200):04d}",
+        ))
+        if customer:
+            customer_of[key] = customer
+    return orders, customer_of
+
+
+async def _politely(call, rng: random.Random):
+    """call() again while the channel is over its rate, waiting as told (RetryInfo, with jitter)."""
+    for tries_left in reversed(range(RATE_LIMITED_TRIES)):
+        try:
+            return await call()
+        except grpc.aio.AioRpcError as error:
+            delay = retry_delay(error)
+            if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or delay is None or not tries_left:
+                raise
+            await asyncio.sleep(delay * (1 + rng.random()))
+
+
+async def consult_loans(channel: str, loan_ids: list[str], settings: Settings) -> list[api.LoanDebt]:
+    """What each loan owes, asked as the channel asks before it takes the money (GetLoanDebt)."""
+    pacer, window, rng = Pacer(PACE * load_policies()[channel].bucket.rate), asyncio.Semaphore(CONSULT_CONCURRENCY), \
+        random.Random(channel)
+    async with tls.channel_for(address_of("payment-router"), settings.pki_dir, Identity("channel", channel)) as ch:
+        stub = api_grpc.PaymentServiceStub(ch)
+
+        async def one(loan_id: str) -> api.LoanDebt | None:
+            async with window:
+                await pacer.wait()
+                try:
+                    reply = await _politely(lambda: stub.GetLoanDebt(api.GetLoanDebtRequest(loan_id=loan_id),
+                                                                     timeout=10), rng)
+                except grpc.aio.AioRpcError as error:
+                    if error.code() == grpc.StatusCode.NOT_FOUND:
+                        return None  # a loan number that does not exist: the customer is sent away
+                    raise
+                return reply.debt
+
+        return [debt for debt in await asyncio.gather(*(one(loan_id) for loan_id in loan_ids)) if debt]
+
+
+async def consult_customers(channel: str, customers: list[str], wanted: int, settings: Settings
+                            ) -> list[tuple[api.LoanDebt, str]]:
+    """Digital customers logging in until wanted loans owing something are listed: each customer's
+    loans (ListCustomerLoans, with their own token) and what each owes."""
+    pacer, rng = Pacer(PACE * load_policies()[channel].bucket.rate), random.Random(channel)
+    found: list[tuple[api.LoanDebt, str]] = []
+    async with tls.channel_for(address_of("payment-router"), settings.pki_dir, Identity("channel", channel)) as ch:
+        stub = api_grpc.PaymentServiceStub(ch)
+
+        window = asyncio.Semaphore(CONSULT_CONCURRENCY)
+
+        async def one(customer: str) -> None:
+            try:
+                metadata = (("authorization", "Bearer " + mint(settings.pki_dir, customer, channel)),)
+                reply = await _politely(lambda: stub.ListCustomerLoans(api.ListCustomerLoansRequest(),
+                                                                       metadata=metadata, timeout=10), rng)
+                found.extend((debt, customer) for debt in reply.loans if debt.amount_due.amount_minor > 0)
+            finally:
+                window.release()
+
+        asking = []
+        for customer in customers:  # customers log in, a few at a time, until enough loans owe something
+            await window.acquire()
+            if len(found) >= wanted:
+                window.release()
+                break
+            await pacer.wait()
+            asking.append(asyncio.create_task(one(customer)))
+        await asyncio.gather(*asking)
+    return found
 
 
 class Pacer:
@@ -127,28 +219,27 @@ class Pacer:
         await asyncio.sleep(at - now)
 
 
-async def run_online(channel: str, orders, settings: Settings, results: DayResults, progress) -> None:
+async def run_online(channel: str, orders, customer_of: dict[str, str], settings: Settings, results: DayResults,
+                     progress) -> None:
     window = asyncio.Semaphore(ONLINE_CONCURRENCY)
     pacer = Pacer(PACE * load_policies()[channel].bucket.rate)
     rng = random.Random(channel)
-    metadata = None
-    if channel in ("app", "internet-banking"):
-        metadata = (("authorization", "Bearer " + mint(settings.pki_dir, f"CUST-{channel}", channel)),)
+    tokens: dict[str, tuple] = {}  # a digital customer's token, minted once (their app's session)
+
+    def metadata_of(order):
+        customer = customer_of.get(order.idempotency_key)
+        if customer and customer not in tokens:
+            tokens[customer] = (("authorization", "Bearer " + mint(settings.pki_dir, customer, channel)),)
+        return tokens.get(customer or "")
+
     async with tls.channel_for(address_of("payment-router"), settings.pki_dir, Identity("channel", channel)) as ch:
         stub = api_grpc.PaymentServiceStub(ch)
 
         async def submit(order):
             # Like a real app: over the channel's rate, wait as told (RetryInfo, with jitter so the
             # customers waiting do not all come back at once) and send it again.
-            for tries_left in reversed(range(RATE_LIMITED_TRIES)):
-                try:
-                    return await stub.SubmitPayment(api.SubmitPaymentRequest(payment=order), metadata=metadata,
-                                                    timeout=10)
-                except grpc.aio.AioRpcError as error:
-                    delay = retry_delay(error)
-                    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or delay is None or not tries_left:
-                        raise
-                    await asyncio.sleep(delay * (1 + rng.random()))
+            return await _politely(lambda: stub.SubmitPayment(api.SubmitPaymentRequest(payment=order),
+                                                              metadata=metadata_of(order), timeout=10), rng)
 
         async def one(order):
             async with window:
@@ -334,9 +425,13 @@ async def simulate(count: int, seed: int) -> int:
     day = calendar.booking_date().isoformat()
     next_day = calendar.next_business_day(dt.date.fromisoformat(day)).isoformat()
     try:
+        consulting = time.monotonic()
+        print("the channels' customers ask what their loans owe...", flush=True)
+        plan = await plan_orders(count, seed, settings)
+        total = sum(len(o) for o in plan.orders.values())
+        print(f"{total} payments to make, planned from the debt inquiry in {time.monotonic() - consulting:.1f}s",
+              flush=True)
         started = time.monotonic()
-        plan = plan_orders(count, seed, day)
-        total = sum(len(o) for o in plan.values())
         sent: Counter[str] = Counter()
 
         def progress(n: int = 1) -> None:
@@ -356,16 +451,17 @@ async def simulate(count: int, seed: int) -> int:
             await close_now.wait()
             return await close_day(settings, day)
 
-        followers = [asyncio.create_task(follow_confirmations(c, settings, results, done)) for c in plan]
+        followers = [asyncio.create_task(follow_confirmations(c, settings, results, done)) for c in plan.orders]
         closing = asyncio.create_task(close_while_paying())
-        await asyncio.gather(*(run_online(c, plan[c], settings, results, progress_and_close) for c in ONLINE),
-                             *(run_batches(c, plan[c], seed, day, settings, results, progress_and_close)
+        await asyncio.gather(*(run_online(c, plan.orders[c], plan.customer_of, settings, results, progress_and_close)
+                               for c in ONLINE),
+                             *(run_batches(c, plan.orders[c], seed, day, settings, results, progress_and_close)
                                for c in BATCH))
         elapsed = time.monotonic() - started
         done.set()
         await asyncio.gather(*followers)
         print(f"\n\nbusiness day {day}: {total} payments in {elapsed:.1f}s ({total / elapsed:,.0f}/s)\n")
-        print(summary(plan, results))
+        print(summary(plan.orders, results))
         close_now.set()
         print("\n" + await closing)
         remember_closed(settings, day)
