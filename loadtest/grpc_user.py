@@ -6,17 +6,19 @@ Locust runs users as gevent greenlets, so the calls use grpc's synchronous API
 with grpc's gevent integration (switched on in locustfile.py before any channel).
 """
 
+import random
 import time
 from collections.abc import Callable, Iterable
 
 import grpc
 from locust import User
 
-from bank.payments.v1 import payment_service_pb2_grpc as api_grpc
+from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc
 from paymesh_tools.dev_tokens import mint
 from paymesh import pki, tls
 from paymesh.config import Settings, address_of
 from paymesh.errors import error_info
+from loadtest.orders import some_customer, some_loan_id
 from loadtest.tokens import EndUserToken
 from paymesh.topology import Identity
 
@@ -48,7 +50,7 @@ class ChannelUser(User):
         self.grpc_channel = grpc.secure_channel(self.host or address_of("payment-router"),
                                                 tls.channel_credentials(material), options=tls.CHANNEL_OPTIONS)
         self.stub = api_grpc.PaymentServiceStub(self.grpc_channel)
-        self.customer_id = f"CUST-{id(self) % 1_000_000:06d}"
+        self.customer_id = some_customer()  # who logs in, on a digital channel
         self.token = EndUserToken(lambda: mint(self.pki_dir, self.customer_id, self.channel))
 
     def on_stop(self) -> None:
@@ -58,6 +60,16 @@ class ChannelUser(User):
         if self.channel not in DIGITAL_CHANNELS:
             return None
         return (("authorization", "Bearer " + self.token.value()),)
+
+    def owed(self) -> api.LoanDebt | None:
+        """A loan the customer pays and what it owes, asked first as the channel does: a digital
+        customer's own loans (their app lists them), else the loan number the customer brings."""
+        if self.channel in DIGITAL_CHANNELS:
+            listed = self.call("ListCustomerLoans", self.stub.ListCustomerLoans, api.ListCustomerLoansRequest())
+            owing = [debt for debt in listed.loans if debt.amount_due.amount_minor > 0] if listed else []
+            return random.choice(owing) if owing else None
+        answer = self.call("GetLoanDebt", self.stub.GetLoanDebt, api.GetLoanDebtRequest(loan_id=some_loan_id()))
+        return answer.debt if answer is not None else None
 
     def call(self, name: str, method: Callable, request, refused_with: Iterable[grpc.StatusCode] = (),
              timeout: float = 30.0):

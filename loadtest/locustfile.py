@@ -8,7 +8,8 @@ refused with the expected status).
     locust -f loadtest/locustfile.py --host 127.0.0.1:50051   # or: python -m loadtest (starts a mesh)
 
 PAYMESH_PKI_DIR holds the channels' certificates (and the dev token issuer's key);
-PAYMESH_PORTFOLIO_SIZE/_SEED/_AS_OF describe the cores' loans, as the cores read them;
+PAYMESH_PORTFOLIO_SIZE says how many loans each core holds (the loan numbers customers bring);
+every payment is preceded by the debt inquiry, as a channel asks before it takes the money;
 the day files' date is today in the bank's calendar (PAYMESH_CLOCK_START moves it).
 """
 
@@ -27,7 +28,7 @@ from locust import between, events, task  # noqa: E402
 
 from bank.payments.v1 import payment_service_pb2 as api  # noqa: E402
 from loadtest.grpc_user import ChannelUser  # noqa: E402
-from loadtest.orders import LOANS, bad_order, batch_file, good_order  # noqa: E402
+from loadtest.orders import LOAN_IDS, bad_order, batch_file, good_order  # noqa: E402
 
 # A customer pressing "pay" twice, a terminal resending after a timeout; orders that are bad on purpose.
 RETRY_SHARE = float(os.environ.get("PAYMESH_LOAD_RETRY_SHARE") or 0.05)
@@ -53,9 +54,12 @@ class OnlineChannel(ChannelUser):
 
     @task(20)
     def pay(self) -> None:
+        debt = self.owed()
+        order = good_order(self.channel, debt) if debt is not None else None
+        if order is None:
+            return  # nothing owed (or more than this channel takes): the customer goes away
         if random.random() < BAD_SHARE:
-            return self.bad_request()
-        order = good_order(self.channel)
+            return self.bad_request(order)
         request = api.SubmitPaymentRequest(payment=order)
         answer = self.call("SubmitPayment", self.stub.SubmitPayment, request)
         if answer is None:
@@ -71,8 +75,8 @@ class OnlineChannel(ChannelUser):
         if self.paid:
             self.call("GetPayment", self.stub.GetPayment, api.GetPaymentRequest(payment_id=random.choice(self.paid)))
 
-    def bad_request(self) -> None:
-        self.call("SubmitPayment", self.stub.SubmitPayment, api.SubmitPaymentRequest(payment=bad_order(self.channel)),
+    def bad_request(self, order) -> None:
+        self.call("SubmitPayment", self.stub.SubmitPayment, api.SubmitPaymentRequest(payment=bad_order(order)),
                   refused_with=REFUSALS)
 
 
@@ -107,9 +111,18 @@ class FileChannel(ChannelUser):
         self.uploaded: list[api.UploadBatchRequest] = []
         self.upload()  # a branch coming online first sends the file it holds
 
+    def taken_at_the_counter(self, customers: int) -> list:
+        """The orders of a day at the counter: each customer's loan asked about first, then paid."""
+        debts = [self.owed() for _ in range(customers)]
+        orders = [good_order(self.channel, debt) for debt in debts if debt is not None]
+        return [order for order in orders if order is not None]
+
     @task(6)
     def upload(self) -> None:
-        requests = batch_file(self.channel, random.randint(50, 300))
+        orders = self.taken_at_the_counter(random.randint(50, 300))
+        if not orders:
+            return
+        requests = batch_file(self.channel, orders)
         answer = self.call("UploadBatch", self.stub.UploadBatch, iter(requests), timeout=120)
         if answer is not None:
             BATCH_LINES[self.channel] += answer.summary.applied_count
@@ -124,12 +137,15 @@ class FileChannel(ChannelUser):
 
     @task(3)
     def pay_at_the_counter(self) -> None:
+        debt = self.owed()
+        order = good_order(self.channel, debt) if debt is not None else None
+        if order is None:
+            return
         if random.random() < BAD_SHARE:
             self.call("SubmitPayment", self.stub.SubmitPayment,
-                      api.SubmitPaymentRequest(payment=bad_order(self.channel)), refused_with=REFUSALS)
+                      api.SubmitPaymentRequest(payment=bad_order(order)), refused_with=REFUSALS)
         else:
-            self.call("SubmitPayment", self.stub.SubmitPayment,
-                      api.SubmitPaymentRequest(payment=good_order(self.channel)))
+            self.call("SubmitPayment", self.stub.SubmitPayment, api.SubmitPaymentRequest(payment=order))
 
 
 class AgentUser(FileChannel):
@@ -142,7 +158,8 @@ class StoreUser(FileChannel):
 
 @events.test_start.add_listener
 def _announce(environment, **_) -> None:
-    print(f"paying {len(LOANS)} loans at {environment.host}", flush=True)
+    print(f"customers bring {len(LOAN_IDS)} loan numbers to {environment.host}; each is asked about first",
+          flush=True)
 
 
 @events.quitting.add_listener

@@ -11,7 +11,7 @@ from loadtest.__main__ import REPORT
 
 # Every kind of call the users make shows in the statistics ("... [bad request]": refused as expected).
 EXPECTED_NAMES = {"SubmitPayment", "SubmitPayment [bad request]", "SubmitPayment (same key again)", "GetPayment",
-                  "UploadBatch"}
+                  "UploadBatch", "GetLoanDebt", "ListCustomerLoans"}
 
 
 def test_a_short_headless_run_reports_every_kind_of_call_with_few_failures(tmp_path):
