@@ -102,22 +102,24 @@ async def _plan_channel(channel: str, wanted: int, seed: int, settings: Settings
     rng = random.Random(f"{seed}:{channel}")
     portfolio = PortfolioSettings.from_env()
     limits = load_policies()[channel].max_amount_minor
+
+    def payable(debt: api.LoanDebt) -> bool:
+        # A customer owing more than an ATM or a store takes pays elsewhere; one with nothing due, not at all.
+        return 0 < debt.amount_due.amount_minor <= limits[debt.currency_code]
+
     if channel in DIGITAL:
         customers = customer_ids(portfolio.count)
         rng.shuffle(customers)
-        owed = await consult_customers(channel, customers, wanted, settings)
+        payable_loans = await consult_customers(channel, customers, wanted, payable, settings)
     else:
         loan_ids = [make_loan_id(loan_type, n) for loan_type in CORE_OF for n in range(1, portfolio.count + 1)]
         rng.shuffle(loan_ids)
-        owed = [(debt, "") for debt in await consult_loans(channel, loan_ids[:wanted * 3 // 2], settings)]
-    # A customer owing more than an ATM or a store takes pays elsewhere; one with nothing due, not at all.
-    payable = [(debt, customer) for debt, customer in owed
-               if 0 < debt.amount_due.amount_minor <= limits[debt.currency_code]]
+        payable_loans = [(debt, "") for debt in await consult_loans(channel, loan_ids, wanted, payable, settings)]
     orders, customer_of = [], {}
-    for n in range(wanted if payable else 0):
+    for n in range(wanted if payable_loans else 0):
         # Each customer pays once a day on a channel (the reconciliation lists a loan paid the same
         # amount twice within minutes as a duplicate suspect); more orders than loans start again.
-        debt, customer = payable[n % len(payable)]
+        debt, customer = payable_loans[n % len(payable_loans)]
         due, payoff = debt.amount_due.amount_minor, debt.payoff_amount.amount_minor
         amount = min(due * rng.choice([10, 10, 10, 10, 10, 11, 20, 6]) // 10, payoff, limits[debt.currency_code])
         currency, loan_id = debt.currency_code, debt.loan_id
@@ -153,58 +155,67 @@ async def _politely(call, rng: random.Random):
             await asyncio.sleep(delay * (1 + rng.random()))
 
 
-async def consult_loans(channel: str, loan_ids: list[str], settings: Settings) -> list[api.LoanDebt]:
-    """What each loan owes, asked as the channel asks before it takes the money (GetLoanDebt)."""
-    pacer, window, rng = Pacer(PACE * load_policies()[channel].bucket.rate), asyncio.Semaphore(CONSULT_CONCURRENCY), \
-        random.Random(channel)
+async def consult_loans(channel: str, loan_ids: list[str], wanted: int, payable, settings: Settings
+                        ) -> list[api.LoanDebt]:
+    """Customers bringing loan numbers until wanted of them owe what the channel takes: what each owes,
+    asked as the channel asks before it takes the money (GetLoanDebt)."""
+    pacer, rng = Pacer(PACE * load_policies()[channel].bucket.rate), random.Random(channel)
+    found: list[api.LoanDebt] = []
     async with tls.channel_for(address_of("payment-router"), settings.pki_dir, Identity("channel", channel)) as ch:
         stub = api_grpc.PaymentServiceStub(ch)
 
-        async def one(loan_id: str) -> api.LoanDebt | None:
-            async with window:
-                await pacer.wait()
-                try:
-                    reply = await _politely(lambda: stub.GetLoanDebt(api.GetLoanDebtRequest(loan_id=loan_id),
-                                                                     timeout=10), rng)
-                except grpc.aio.AioRpcError as error:
-                    if error.code() == grpc.StatusCode.NOT_FOUND:
-                        return None  # a loan number that does not exist: the customer is sent away
+        async def one(loan_id: str) -> None:
+            try:
+                reply = await _politely(lambda: stub.GetLoanDebt(api.GetLoanDebtRequest(loan_id=loan_id),
+                                                                 timeout=10), rng)
+                if payable(reply.debt):
+                    found.append(reply.debt)
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.NOT_FOUND:  # a loan number that does not exist: sent away
                     raise
-                return reply.debt
 
-        return [debt for debt in await asyncio.gather(*(one(loan_id) for loan_id in loan_ids)) if debt]
+        await _until_enough(loan_ids, one, lambda: len(found) >= wanted, pacer)
+    return found[:wanted]
 
 
-async def consult_customers(channel: str, customers: list[str], wanted: int, settings: Settings
+async def _until_enough(askers, ask, enough, pacer: "Pacer") -> None:
+    """ask(each) at the pacer's rate, a few at a time, until enough() or every one was asked."""
+    window = asyncio.Semaphore(CONSULT_CONCURRENCY)
+
+    async def one(asker) -> None:
+        try:
+            await ask(asker)
+        finally:
+            window.release()
+
+    asking = []
+    for asker in askers:
+        await window.acquire()
+        if enough():
+            window.release()
+            break
+        await pacer.wait()
+        asking.append(asyncio.create_task(one(asker)))
+    await asyncio.gather(*asking)
+
+
+async def consult_customers(channel: str, customers: list[str], wanted: int, payable, settings: Settings
                             ) -> list[tuple[api.LoanDebt, str]]:
-    """Digital customers logging in until wanted loans owing something are listed: each customer's
-    loans (ListCustomerLoans, with their own token) and what each owes."""
+    """Digital customers logging in until wanted of their loans owe what the channel takes: each
+    customer's loans (ListCustomerLoans, with their own token) and what each owes."""
     pacer, rng = Pacer(PACE * load_policies()[channel].bucket.rate), random.Random(channel)
     found: list[tuple[api.LoanDebt, str]] = []
     async with tls.channel_for(address_of("payment-router"), settings.pki_dir, Identity("channel", channel)) as ch:
         stub = api_grpc.PaymentServiceStub(ch)
 
-        window = asyncio.Semaphore(CONSULT_CONCURRENCY)
-
         async def one(customer: str) -> None:
-            try:
-                metadata = (("authorization", "Bearer " + mint(settings.pki_dir, customer, channel)),)
-                reply = await _politely(lambda: stub.ListCustomerLoans(api.ListCustomerLoansRequest(),
-                                                                       metadata=metadata, timeout=10), rng)
-                found.extend((debt, customer) for debt in reply.loans if debt.amount_due.amount_minor > 0)
-            finally:
-                window.release()
+            metadata = (("authorization", "Bearer " + mint(settings.pki_dir, customer, channel)),)
+            reply = await _politely(lambda: stub.ListCustomerLoans(api.ListCustomerLoansRequest(),
+                                                                   metadata=metadata, timeout=10), rng)
+            found.extend((debt, customer) for debt in reply.loans if payable(debt))
 
-        asking = []
-        for customer in customers:  # customers log in, a few at a time, until enough loans owe something
-            await window.acquire()
-            if len(found) >= wanted:
-                window.release()
-                break
-            await pacer.wait()
-            asking.append(asyncio.create_task(one(customer)))
-        await asyncio.gather(*asking)
-    return found
+        await _until_enough(customers, one, lambda: len(found) >= wanted, pacer)
+    return found[:wanted]
 
 
 class Pacer:
