@@ -208,7 +208,7 @@ async def batch_results(service, caller, request: api.ListBatchResultsRequest) -
     size = request.page_size or DEFAULT_PAGE_SIZE
     rows = await service.router.journal.batch_results(caller.channel, request.batch_id, after, size + 1)
     if not rows and after == 0:
-        raise Refused(errors_pb2.ERROR_REASON_PAYMENT_NOT_FOUND, f"no file {request.batch_id!r} from this channel",
+        raise Refused(errors_pb2.ERROR_REASON_BATCH_NOT_FOUND, f"no file {request.batch_id!r} from this channel",
                       "batch_id")
     page = rows[:size]
     return api.ListBatchResultsResponse(

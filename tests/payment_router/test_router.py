@@ -175,7 +175,7 @@ async def test_a_big_files_answer_fits_a_clients_default_limit_and_the_rest_come
         with pytest.raises(grpc.aio.AioRpcError) as other:  # another channel's file does not exist for it
             await api_grpc.PaymentServiceStub(ch).ListBatchResults(
                 api.ListBatchResultsRequest(batch_id="agent-big-file"), timeout=5)
-    assert other.value.code() == grpc.StatusCode.NOT_FOUND
+    assert other.value.code() == grpc.StatusCode.NOT_FOUND and error_info(other.value).reason == "BATCH_NOT_FOUND"
 
 
 async def test_a_batch_whose_trailer_does_not_match_is_refused_whole(mesh, pki_dir):
