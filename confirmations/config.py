@@ -31,6 +31,12 @@ class ConfirmationSettings:
     webhook_timeout: float = 10.0
     # PAYMESH_WEBHOOK_CONCURRENCY: POSTs in flight at once.
     webhook_concurrency: int = 32
+    # What one channel may hold at once (each costs memory or delivery work): open Subscribe calls
+    # (PAYMESH_CONFIRMATIONS_MAX_SUBSCRIPTIONS), durable consumers (PAYMESH_CONFIRMATIONS_MAX_CONSUMERS),
+    # live webhook endpoints (PAYMESH_WEBHOOK_MAX_ENDPOINTS). Over one: RESOURCE_EXHAUSTED, QuotaFailure.
+    max_subscriptions: int = 200
+    max_consumers: int = 100
+    max_webhook_endpoints: int = 20
 
     @classmethod
     def from_env(cls) -> "ConfirmationSettings":
@@ -44,4 +50,7 @@ class ConfirmationSettings:
             webhook_max_delay=_float("PAYMESH_WEBHOOK_MAX_DELAY_SECONDS", cls.webhook_max_delay),
             webhook_timeout=_float("PAYMESH_WEBHOOK_TIMEOUT_SECONDS", cls.webhook_timeout),
             webhook_concurrency=_int("PAYMESH_WEBHOOK_CONCURRENCY", cls.webhook_concurrency),
+            max_subscriptions=_int("PAYMESH_CONFIRMATIONS_MAX_SUBSCRIPTIONS", cls.max_subscriptions),
+            max_consumers=_int("PAYMESH_CONFIRMATIONS_MAX_CONSUMERS", cls.max_consumers),
+            max_webhook_endpoints=_int("PAYMESH_WEBHOOK_MAX_ENDPOINTS", cls.max_webhook_endpoints),
         )

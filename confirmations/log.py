@@ -121,8 +121,14 @@ def consumer_position(connection: sqlite3.Connection, channel: int, name: str) -
     return row[0] if row else None
 
 
-def create_consumer(connection: sqlite3.Connection, channel: int, name: str, position: int) -> None:
-    """Registers a consumer at position unless it exists (then its position is kept)."""
+def create_consumer(connection: sqlite3.Connection, channel: int, name: str, position: int, most: int) -> None:
+    """Registers a consumer at position unless it exists (then its position is kept); a new one
+    beyond the channel's most consumers is refused (QUOTA_EXCEEDED)."""
+    known = connection.execute("SELECT 1 FROM consumer WHERE channel = ? AND name = ?", (channel, name)).fetchone()
+    if known is None:
+        count = connection.execute("SELECT count(*) FROM consumer WHERE channel = ?", (channel,)).fetchone()[0]
+        if count >= most:
+            raise webhook_store.quota_exceeded(f"channel {channel}", most, "durable consumers")
     connection.execute(
         "INSERT OR IGNORE INTO consumer (channel, name, acked_sequence) VALUES (?, ?, ?)", (channel, name, position)
     )

@@ -19,8 +19,9 @@ from confirmations.webhooks import WebhookDispatcher
 from paymesh import server, telemetry
 from paymesh.authz import Bulkhead, CallerPolicy
 from paymesh.config import Settings
-from paymesh.errors import abort
+from paymesh.errors import Refused, abort
 from paymesh.group_commit import GroupCommit
+from paymesh.limits import OpenCalls
 from paymesh.sqlite import Store
 from paymesh.streams import in_order
 from paymesh.tls import peer_identity
@@ -50,6 +51,7 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
         self.store = Store(data_dir / "confirmations.db", log.SCHEMA + webhook_store.SCHEMA,
                            added_columns=webhook_store.ADDED_COLUMNS)  # (RotateWebhookSecret's columns)
         self.fanout = FanOut()
+        self.open_calls = OpenCalls()
         self.dispatcher = WebhookDispatcher(self.store, settings)
         self.commits = GroupCommit(self.store, log.append, name="confirmations-commit",
                                    max_weight=MAX_MESSAGES_PER_COMMIT, on_commit=self._committed)
@@ -142,14 +144,25 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
                             metadata={"head_sequence": str(head)})
         else:
             position = 0 if start == Start.START_POSITION_BEGINNING else head
-        if name and start != Start.START_POSITION_CONSUMER:
-            await self.store.transaction(log.create_consumer, channel, name, position)
-        logger.info("subscribed", extra={"channel": channel, "consumer": name, "position": position})
-        buffer = LiveBuffer(channel, request.filter.loan_types, request.filter.statuses,
-                            self.settings.subscriber_buffer)
-        async for response in follow(self.store, self.fanout, buffer, position, self.settings.heartbeat_seconds,
-                                     lambda: self._head or 0):
-            yield response
+        try:
+            # Before any buffer is made: an open subscription holds up to subscriber_buffer confirmations.
+            release = self.open_calls.take("Subscribe", f"channel {channel}", self.settings.max_subscriptions)
+        except Refused as refused:
+            await refused.abort(context)
+        try:
+            if name and start != Start.START_POSITION_CONSUMER:
+                await self.store.transaction(log.create_consumer, channel, name, position,
+                                             self.settings.max_consumers)
+            logger.info("subscribed", extra={"channel": channel, "consumer": name, "position": position})
+            buffer = LiveBuffer(channel, request.filter.loan_types, request.filter.statuses,
+                                self.settings.subscriber_buffer)
+            async for response in follow(self.store, self.fanout, buffer, position,
+                                         self.settings.heartbeat_seconds, lambda: self._head or 0):
+                yield response
+        except Refused as refused:  # over the channel's durable consumers
+            await refused.abort(context)
+        finally:
+            release()
 
     async def AcknowledgeConfirmations(self, request, context):
         channel = channel_of(peer_identity(context))

@@ -10,7 +10,7 @@ from bank.common.v1 import errors_pb2
 from bank.confirmations.v1 import confirmation_service_pb2 as pb, confirmations_pb2
 from confirmations import webhook_store, webhooks
 from confirmations.channels import channel_of
-from paymesh.errors import abort
+from paymesh.errors import Refused, abort
 from paymesh.tls import peer_identity
 
 MAX_DESCRIPTION = 256
@@ -55,10 +55,13 @@ class WebhookRpcs:
         if violations:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the endpoint request is malformed",
                         errors_pb2.ERROR_REASON_INVALID_FIELD, violations=violations)
-        row, state = await self.store.transaction(
-            webhook_store.create_endpoint, channel, request.request_id, f"we_{uuid.uuid4().hex}", request.url,
-            request.description, webhooks.new_secret(),
-        )
+        try:
+            row, state = await self.store.transaction(
+                webhook_store.create_endpoint, channel, request.request_id, f"we_{uuid.uuid4().hex}", request.url,
+                request.description, webhooks.new_secret(), self.settings.max_webhook_endpoints,
+            )
+        except Refused as refused:
+            await refused.abort(context)
         if state == webhook_store.DELETED:
             # A deleted endpoint stays deleted: a late retry of its create must not bring it (or its secret) back.
             await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"this request_id created endpoint {row[0]},"

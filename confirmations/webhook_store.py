@@ -11,7 +11,9 @@ A deleted endpoint keeps its row (its request_id stays taken) and gets nothing m
 import sqlite3
 import time
 
+from bank.common.v1 import errors_pb2
 from bank.confirmations.v1 import confirmations_pb2
+from paymesh.errors import Refused
 
 PENDING = confirmations_pb2.DELIVERY_STATUS_PENDING
 DELIVERED = confirmations_pb2.DELIVERY_STATUS_DELIVERED
@@ -64,21 +66,32 @@ def enqueue_deliveries(connection: sqlite3.Connection, first: int, last: int) ->
 
 
 def create_endpoint(connection, channel: int, request_id: str, endpoint_id: str, url: str, description: str,
-                    secret: str) -> tuple[tuple, str]:
+                    secret: str, most: int) -> tuple[tuple, str]:
     """The endpoint row and CREATED (now), EXISTING (by an earlier create with this request_id) or DELETED
-    (that earlier endpoint was deleted: it is not made again)."""
+    (that earlier endpoint was deleted: it is not made again). A new one beyond the channel's most live
+    endpoints is refused (QUOTA_EXCEEDED)."""
     existing = connection.execute(
         f"SELECT {ENDPOINT_COLUMNS}, deleted FROM webhook_endpoint WHERE channel = ? AND request_id = ?",
         (channel, request_id),
     ).fetchone()
     if existing:
         return existing[:-1], DELETED if existing[-1] else EXISTING
+    live = connection.execute("SELECT count(*) FROM webhook_endpoint WHERE channel = ? AND deleted = 0",
+                              (channel,)).fetchone()[0]
+    if live >= most:
+        raise quota_exceeded(f"channel {channel}", most, "live webhook endpoints")
     row = (endpoint_id, url, description, secret, time.time())
     connection.execute(
         "INSERT INTO webhook_endpoint (endpoint_id, url, description, secret, create_time, channel, request_id)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)", (*row, channel, request_id),
     )
     return row, CREATED
+
+
+def quota_exceeded(subject: str, most: int, what: str) -> Refused:
+    return Refused(errors_pb2.ERROR_REASON_QUOTA_EXCEEDED,
+                   f"this channel already has {most} {what}, the most it may; delete one first",
+                   quota=(subject, f"at most {most} {what}"))
 
 
 def list_endpoints(connection, channel: int) -> list[tuple]:

@@ -44,6 +44,10 @@ class ChannelPolicy:
     bucket: TokenBucket
     # May a digital customer pay a loan that is not theirs (a relative's)? Their inquiry sees only their own.
     third_party_payments: bool = True
+    # The most StreamPayments and UploadBatch calls one caller identity (a channel, or one of its
+    # devices) may hold open at once: each open stream holds memory in the router.
+    max_open_streams: int = 100
+    max_open_uploads: int = 4
 
 
 def load_policies(path: Path | None = None) -> dict[str, ChannelPolicy]:
@@ -64,5 +68,7 @@ def load_policies(path: Path | None = None) -> dict[str, ChannelPolicy]:
             requires_token=bool(entry["requires_token"]),
             bucket=TokenBucket(float(entry["rate_per_second"]), float(entry["burst"])),
             third_party_payments=bool(entry.get("third_party_payments", True)),
+            max_open_streams=int(entry.get("max_open_streams", ChannelPolicy.max_open_streams)),
+            max_open_uploads=int(entry.get("max_open_uploads", ChannelPolicy.max_open_uploads)),
         )
     return policies

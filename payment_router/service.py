@@ -21,6 +21,7 @@ from payment_router.payment_stream import PaymentStream
 from payment_router.router import Router
 from payment_router.tokens import TokenRefused, TokenVerifier
 from paymesh.errors import Refused, abort, abort_as, error_info
+from paymesh.limits import OpenCalls
 from paymesh.tls import peer_identity
 from paymesh.topology import CHANNEL_VALUES
 
@@ -37,6 +38,11 @@ class Caller:
     customer_id: str
     device_id: str = ""  # from a device's own certificate
 
+    @property
+    def identity(self) -> str:
+        """Who holds open calls: the channel's certificate, or one of its devices'."""
+        return f"{self.name}/{self.device_id}" if self.device_id else self.name
+
 
 class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
     def __init__(self, router: Router, policies: dict[str, ChannelPolicy], tokens: TokenVerifier, core_stubs,
@@ -46,6 +52,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         self.policies = policies
         self.tokens = tokens
         self.core_stubs = core_stubs  # loan type -> LoanCoreServiceStub, for reversals
+        self.open_calls = OpenCalls()
 
     async def SubmitPayment(self, request, context):
         caller = await self._caller(context, "submit")
@@ -66,9 +73,17 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         return api.SubmitPaymentResponse(payment=payment)
 
     async def StreamPayments(self, request_iterator, context):
-        stream = PaymentStream(self, await self._caller(context, "stream", cost=0))
-        async for response in stream.responses(request_iterator):
-            yield response
+        caller = await self._caller(context, "stream", cost=0)
+        try:
+            release = self.open_calls.take("StreamPayments", caller.identity, caller.policy.max_open_streams)
+        except Refused as refused:
+            await refused.abort(context)
+        stream = PaymentStream(self, caller)
+        try:
+            async for response in stream.responses(request_iterator):
+                yield response
+        finally:
+            release()
         if stream.failed:
             log.error("stream orders left unanswered", extra={"error": type(stream.failed[0]).__name__})
             await abort(context, grpc.StatusCode.UNAVAILABLE,
@@ -78,7 +93,8 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
     async def UploadBatch(self, request_iterator, context):
         caller = await self._caller(context, "batch")
         try:
-            return await upload_batch(self, caller, request_iterator)
+            with self.open_calls.hold("UploadBatch", caller.identity, caller.policy.max_open_uploads):
+                return await upload_batch(self, caller, request_iterator)
         except Refused as refused:
             await refused.abort(context)
 

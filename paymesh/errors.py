@@ -39,6 +39,7 @@ STATUS_OF_REASON = {
     errors_pb2.ERROR_REASON_OPERATION_NOT_ALLOWED: _Code.PERMISSION_DENIED,
     errors_pb2.ERROR_REASON_TOKEN_INVALID: _Code.UNAUTHENTICATED,
     errors_pb2.ERROR_REASON_RATE_LIMITED: _Code.RESOURCE_EXHAUSTED,
+    errors_pb2.ERROR_REASON_QUOTA_EXCEEDED: _Code.RESOURCE_EXHAUSTED,
     errors_pb2.ERROR_REASON_CURSOR_OUT_OF_RANGE: _Code.OUT_OF_RANGE,
     errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE: _Code.UNAVAILABLE,
 }
@@ -56,12 +57,14 @@ class Refused(Exception):
 
     def __init__(self, reason: errors_pb2.ErrorReason, message: str, field: str = "", *,
                  violations: Iterable[tuple[str, str]] = (), code: grpc.StatusCode | None = None,
-                 retry_after: float | None = None, metadata: dict[str, str] | None = None):
+                 retry_after: float | None = None, metadata: dict[str, str] | None = None,
+                 quota: tuple[str, str] | None = None):
         super().__init__(message)
         self.reason, self.message = reason, message
         self.violations = [(field, message)] if field else list(violations)
         self.code = code or status_of(reason)
         self.retry_after, self.metadata = retry_after, metadata or {}
+        self.quota = quota  # (subject, description) of the limit a QUOTA_EXCEEDED refusal hit
 
     @classmethod
     def of(cls, rejection: errors_pb2.Rejection) -> "Refused":
@@ -77,7 +80,8 @@ class Refused(Exception):
     async def abort(self, context: grpc.aio.ServicerContext, **metadata: str) -> NoReturn:
         """Ends the call with this refusal's rich status; raises, like context.abort."""
         await abort(context, self.code, self.message, self.reason, violations=self.violations,
-                    metadata={**self.metadata, **metadata} or None, retry_after_seconds=self.retry_after)
+                    metadata={**self.metadata, **metadata} or None, retry_after_seconds=self.retry_after,
+                    quota=self.quota)
         raise AssertionError("unreachable: abort raises")
 
 
@@ -93,6 +97,7 @@ def rich_status(
     violations: Iterable[tuple[str, str]] = (),
     metadata: dict[str, str] | None = None,
     retry_after_seconds: float | None = None,
+    quota: tuple[str, str] | None = None,
 ) -> grpc.Status:
     status = status_pb2.Status(code=code.value[0], message=message)
     info = error_details_pb2.ErrorInfo(reason=reason_name(reason), domain=DOMAIN, metadata=metadata or {})
@@ -105,6 +110,9 @@ def rich_status(
             ]
         )
         status.details.add().Pack(bad_request)
+    if quota is not None:
+        status.details.add().Pack(error_details_pb2.QuotaFailure(
+            violations=[error_details_pb2.QuotaFailure.Violation(subject=quota[0], description=quota[1])]))
     if retry_after_seconds is not None:
         delay = duration_pb2.Duration()
         delay.FromMilliseconds(int(retry_after_seconds * 1000))
@@ -164,6 +172,17 @@ def field_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[str]:
         if detail.Unpack(bad_request):
             fields += [violation.field for violation in bad_request.field_violations]
     return fields
+
+
+def quota_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[tuple[str, str]]:
+    """(subject, description) of a failed call's QuotaFailure detail, for clients and tests."""
+    status = _status_of_call(error)
+    found = []
+    for detail in status.details if status else ():
+        failure = error_details_pb2.QuotaFailure()
+        if detail.Unpack(failure):
+            found += [(violation.subject, violation.description) for violation in failure.violations]
+    return found
 
 
 def retry_delay(error: grpc.aio.AioRpcError | grpc.RpcError) -> float | None:

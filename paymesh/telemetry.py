@@ -167,6 +167,10 @@ def _instruments():
             "paymesh.outbox.refused", unit="{row}",
             description="Outbox rows a peer refused, kept for the operator, by topic and reason",
         ),
+        quota_refusals=m.create_counter(
+            "paymesh.quota.refused", unit="{call}",
+            description="Calls refused because the caller held as many open ones of the kind as it may",
+        ),
         queue_depth=m.create_observable_gauge(
             "paymesh.queue.depth", callbacks=[_observe_queues], unit="{item}",
             description="Items waiting in a durable queue (bridge store-and-forward, confirmation consumer lag)",
@@ -182,6 +186,11 @@ def count_payment(channel: str, core: str, status: str) -> None:
 def count_refused_delivery(topic: str, reason: str) -> None:
     """A peer refused an outbox row (topic "posting" or "confirmation"); it waits for the operator."""
     _instruments().refused_deliveries.add(1, {"topic": topic, "reason": reason})
+
+
+def count_quota_refusal(kind: str) -> None:
+    """A call refused over its caller's limit of open calls of this kind (StreamPayments, Subscribe...)."""
+    _instruments().quota_refusals.add(1, {"kind": kind})
 
 
 def record_hop_latency(hop: str, seconds: float, status: str = "OK") -> None:

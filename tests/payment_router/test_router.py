@@ -1,5 +1,6 @@
 """The router end to end: real processes for every service, real mTLS, real stores."""
 
+import asyncio
 import time
 
 import grpc
@@ -346,5 +347,49 @@ async def test_a_channel_may_refuse_third_party_payments(mesh, pki_dir, tmp_path
                                          metadata=metadata, timeout=10)
         assert own.payment.status == types_pb2.PAYMENT_STATUS_APPLIED
         assert other.value.code() == grpc.StatusCode.NOT_FOUND and error_info(other.value).reason == "LOAN_NOT_FOUND"
+    finally:
+        router.kill()
+
+
+async def test_a_caller_holds_at_most_its_open_streams_and_another_channel_still_pays(mesh, pki_dir, tmp_path):
+    """One ATM certificate opened 4,000 idle StreamPayments: nothing refused them (23 KB each in the router)."""
+    from payment_router.channel_policy import DEFAULT_POLICY_FILE
+    from paymesh.errors import quota_violations
+    from paymesh.topology import SERVICES
+
+    policy = tmp_path / "channels.toml"
+    policy.write_text(DEFAULT_POLICY_FILE.read_text().replace('[atm]\n', '[atm]\nmax_open_streams = 3\n', 1))
+    peers = {f"{SERVICES[name].env_prefix}_ADDR": service.address for name, service in mesh.items()}
+    router = start_service("payment-router", tmp_path, pki_dir, **ENV, **peers, PAYMESH_CHANNEL_POLICY=str(policy))
+    loan = open_loans(types_pb2.LOAN_TYPE_CASH)[11]
+    try:
+        async with tls.channel_for(router.address, pki_dir, Identity("channel", "atm")) as ch:
+            stub = api_grpc.PaymentServiceStub(ch)
+            held = [stub.StreamPayments(timeout=30) for _ in range(3)]
+            await asyncio.sleep(0.5)  # the three are open at the router, idle
+            over = [stub.StreamPayments(timeout=30) for _ in range(2)]
+            for call in over:
+                with pytest.raises(grpc.aio.AioRpcError) as refused_stream:
+                    await call.read()
+                assert refused_stream.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert error_info(refused_stream.value).reason == "QUOTA_EXCEEDED"
+                assert quota_violations(refused_stream.value) == [
+                    ("atm", "at most 3 open StreamPayments calls at once")]
+            # Another channel pays as usual meanwhile; the streams held still work.
+            async with tls.channel_for(router.address, pki_dir, Identity("channel", "store")) as store:
+                paid = await api_grpc.PaymentServiceStub(store).SubmitPayment(
+                    api.SubmitPaymentRequest(payment=order("limits-store-1", loan, 100)), timeout=10)
+            assert paid.payment.status == types_pb2.PAYMENT_STATUS_APPLIED
+            await held[0].write(api.StreamPaymentsRequest(payment=order("limits-atm-1", loan, 100)))
+            assert (await held[0].read()).payment.status == types_pb2.PAYMENT_STATUS_APPLIED
+            for call in held:
+                await call.done_writing()
+                while await call.read() is not grpc.aio.EOF:
+                    pass
+            # Closed, their slots are free again.
+            again = stub.StreamPayments(timeout=30)
+            await again.write(api.StreamPaymentsRequest(payment=order("limits-atm-2", loan, 100)))
+            assert (await again.read()).payment.status == types_pb2.PAYMENT_STATUS_APPLIED
+            await again.done_writing()
     finally:
         router.kill()
