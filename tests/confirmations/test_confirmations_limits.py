@@ -24,7 +24,8 @@ async def refusal(call) -> grpc.aio.AioRpcError:
 
 def assert_over_quota(error: grpc.aio.AioRpcError, limit: str) -> None:
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error.details()
-    assert error_info(error).reason == "QUOTA_EXCEEDED"
+    info = error_info(error)
+    assert info is not None and info.reason == "QUOTA_EXCEEDED"
     assert [description for _, description in quota_violations(error)] == [limit]
 
 
