@@ -24,6 +24,7 @@ class PaymentStream:
         self.service = service
         self.caller = caller
         self.failed: list[Exception] = []  # what kept orders from being answered (the journal, say)
+        self.idle = False  # ended for sending nothing for the channel's stream_idle_seconds
         self._ready: collections.deque[tuple[payments_pb2.Payment, bool] | None] = collections.deque()
         self._more = asyncio.Event()
         self._window = asyncio.Semaphore(STREAM_WINDOW)
@@ -61,7 +62,7 @@ class PaymentStream:
 
     async def _read(self, requests: AsyncIterable[api.StreamPaymentsRequest]) -> None:
         try:
-            async for request in requests:
+            async for request in self._until_idle(requests):
                 many = len(request.payments) > 0
                 admitted = await self._admit(request.payments if many else (request.payment,), many)
                 if admitted:
@@ -71,6 +72,31 @@ class PaymentStream:
             await asyncio.gather(*self._answering)
         finally:
             self._put(None)  # the answers end even if reading failed
+
+    async def _until_idle(self, requests: AsyncIterable[api.StreamPaymentsRequest]
+                          ) -> AsyncIterator[api.StreamPaymentsRequest]:
+        """The requests, until they end or none came for the channel's idle time with nothing in flight
+        (then idle is set): an idle stream holds the router's memory for nothing. A stream waiting
+        for its answers is not idle."""
+        limit = self.caller.policy.stream_idle_seconds
+        iterator = aiter(requests)
+        next_request = asyncio.ensure_future(anext(iterator))
+        try:
+            while True:
+                done, _ = await asyncio.wait({next_request}, timeout=limit)
+                if not done:
+                    if self._answering:
+                        continue
+                    self.idle = True
+                    return
+                try:
+                    request = next_request.result()
+                except StopAsyncIteration:
+                    return
+                yield request
+                next_request = asyncio.ensure_future(anext(iterator))
+        finally:
+            next_request.cancel()
 
     async def _admit(self, orders, many: bool) -> list[payments_pb2.PaymentOrder]:
         """The orders within the window and the channel's rate; each other is answered REJECTED at once."""

@@ -84,6 +84,11 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
                 yield response
         finally:
             release()
+        if stream.idle:
+            await abort(context, grpc.StatusCode.UNAVAILABLE,
+                        f"this stream sent nothing for {caller.policy.stream_idle_seconds:g} s and is closed; "
+                        "open a new one when there are payments", errors_pb2.ERROR_REASON_QUOTA_EXCEEDED,
+                        quota=(caller.identity, f"idle at most {caller.policy.stream_idle_seconds:g} s"))
         if stream.failed:
             log.error("stream orders left unanswered", extra={"error": type(stream.failed[0]).__name__})
             await abort(context, grpc.StatusCode.UNAVAILABLE,

@@ -393,3 +393,32 @@ async def test_a_caller_holds_at_most_its_open_streams_and_another_channel_still
             await again.done_writing()
     finally:
         router.kill()
+
+
+async def test_an_idle_stream_is_ended_and_a_busy_one_is_not(mesh, pki_dir, tmp_path):
+    """An idle StreamPayments was held until its connection aged out (30 minutes), holding memory for nothing."""
+    from payment_router.channel_policy import DEFAULT_POLICY_FILE
+    from paymesh.topology import SERVICES
+
+    policy = tmp_path / "channels.toml"
+    policy.write_text(DEFAULT_POLICY_FILE.read_text().replace('[atm]\n', '[atm]\nstream_idle_seconds = 1\n', 1))
+    peers = {f"{SERVICES[name].env_prefix}_ADDR": service.address for name, service in mesh.items()}
+    router = start_service("payment-router", tmp_path, pki_dir, **ENV, **peers, PAYMESH_CHANNEL_POLICY=str(policy))
+    loan = open_loans(types_pb2.LOAN_TYPE_CASH)[12]
+    try:
+        async with tls.channel_for(router.address, pki_dir, Identity("channel", "atm")) as ch:
+            stub = api_grpc.PaymentServiceStub(ch)
+            idle, busy = stub.StreamPayments(timeout=30), stub.StreamPayments(timeout=30)
+            started = time.monotonic()
+            for n in range(7):  # an order every 0.4 s for almost 3 s: never idle for a second
+                await busy.write(api.StreamPaymentsRequest(payment=order(f"busy-{n}", loan, 100)))
+                assert (await busy.read()).payment.status == types_pb2.PAYMENT_STATUS_APPLIED
+                await asyncio.sleep(0.4)
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                await idle.read()
+            assert ended.value.code() == grpc.StatusCode.UNAVAILABLE and "sent nothing for 1 s" in ended.value.details()
+            assert time.monotonic() - started < 5
+            await busy.done_writing()
+            assert await busy.read() is grpc.aio.EOF and await busy.code() == grpc.StatusCode.OK
+    finally:
+        router.kill()
