@@ -1,6 +1,7 @@
 """The router end to end: real processes for every service, real mTLS, real stores."""
 
 import asyncio
+import contextlib
 import time
 
 import grpc
@@ -14,6 +15,7 @@ from paymesh_tools.products import RULES_OF_TYPE
 from paymesh import tls
 from paymesh.errors import error_info, field_violations
 from paymesh.topology import CHANNELS, Identity
+from paymesh_tools.launch import START_TIMEOUT
 from tests.harness import posting_status, start_mesh, start_service, stop_mesh
 from tests.channel_calls import AS_OF, ENV, PORTFOLIO, confirmations_of, open_loans, order, refused, submit, upload
 
@@ -323,17 +325,26 @@ async def test_a_digital_customer_sees_only_their_own_loans(mesh, pki_dir):
     assert not_digital.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
-async def test_a_channel_may_refuse_third_party_payments(mesh, pki_dir, tmp_path):
-    """A per-channel policy: with third_party_payments = false the app pays only the customer's own loans."""
+@contextlib.contextmanager
+def router_with_policy(mesh, pki_dir, tmp_path, channel: str, setting: str):
+    """A second router replica on the mesh's peers, whose channels.toml adds setting to [channel]."""
     from payment_router.channel_policy import DEFAULT_POLICY_FILE
     from paymesh.topology import SERVICES
 
     policy = tmp_path / "channels.toml"
-    policy.write_text(DEFAULT_POLICY_FILE.read_text().replace(
-        '[app]\n', '[app]\nthird_party_payments = false\n', 1))
+    policy.write_text(DEFAULT_POLICY_FILE.read_text().replace(f"[{channel}]\n", f"[{channel}]\n{setting}\n", 1))
     peers = {f"{SERVICES[name].env_prefix}_ADDR": service.address for name, service in mesh.items()}
-    router = start_service("payment-router", tmp_path, pki_dir, **ENV, **peers, PAYMESH_CHANNEL_POLICY=str(policy))
+    router = start_service("payment-router", tmp_path, pki_dir, START_TIMEOUT, **ENV, **peers,
+                           PAYMESH_CHANNEL_POLICY=str(policy))
     try:
+        yield router
+    finally:
+        router.kill()
+
+
+async def test_a_channel_may_refuse_third_party_payments(mesh, pki_dir, tmp_path):
+    """A per-channel policy: with third_party_payments = false the app pays only the customer's own loans."""
+    with router_with_policy(mesh, pki_dir, tmp_path, "app", "third_party_payments = false") as router:
         customer, loans = next((b, held) for b, held in borrowers_with_loans(1).items()
                                if held[0] in open_loans(types_pb2.LOAN_TYPE_CASH))
         someone_else = next(loan for loan in open_loans(types_pb2.LOAN_TYPE_CASH) if loan not in loans)
@@ -347,22 +358,14 @@ async def test_a_channel_may_refuse_third_party_payments(mesh, pki_dir, tmp_path
                                          metadata=metadata, timeout=10)
         assert own.payment.status == types_pb2.PAYMENT_STATUS_APPLIED
         assert other.value.code() == grpc.StatusCode.NOT_FOUND and error_info(other.value).reason == "LOAN_NOT_FOUND"
-    finally:
-        router.kill()
 
 
 async def test_a_caller_holds_at_most_its_open_streams_and_another_channel_still_pays(mesh, pki_dir, tmp_path):
     """One ATM certificate opened 4,000 idle StreamPayments: nothing refused them (23 KB each in the router)."""
-    from payment_router.channel_policy import DEFAULT_POLICY_FILE
     from paymesh.errors import quota_violations
-    from paymesh.topology import SERVICES
 
-    policy = tmp_path / "channels.toml"
-    policy.write_text(DEFAULT_POLICY_FILE.read_text().replace('[atm]\n', '[atm]\nmax_open_streams = 3\n', 1))
-    peers = {f"{SERVICES[name].env_prefix}_ADDR": service.address for name, service in mesh.items()}
-    router = start_service("payment-router", tmp_path, pki_dir, **ENV, **peers, PAYMESH_CHANNEL_POLICY=str(policy))
     loan = open_loans(types_pb2.LOAN_TYPE_CASH)[11]
-    try:
+    with router_with_policy(mesh, pki_dir, tmp_path, "atm", "max_open_streams = 3") as router:
         async with tls.channel_for(router.address, pki_dir, Identity("channel", "atm")) as ch:
             stub = api_grpc.PaymentServiceStub(ch)
             held = [stub.StreamPayments(timeout=30) for _ in range(3)]
@@ -391,21 +394,12 @@ async def test_a_caller_holds_at_most_its_open_streams_and_another_channel_still
             await again.write(api.StreamPaymentsRequest(payment=order("limits-atm-2", loan, 100)))
             assert (await again.read()).payment.status == types_pb2.PAYMENT_STATUS_APPLIED
             await again.done_writing()
-    finally:
-        router.kill()
 
 
 async def test_an_idle_stream_is_ended_and_a_busy_one_is_not(mesh, pki_dir, tmp_path):
     """An idle StreamPayments was held until its connection aged out (30 minutes), holding memory for nothing."""
-    from payment_router.channel_policy import DEFAULT_POLICY_FILE
-    from paymesh.topology import SERVICES
-
-    policy = tmp_path / "channels.toml"
-    policy.write_text(DEFAULT_POLICY_FILE.read_text().replace('[atm]\n', '[atm]\nstream_idle_seconds = 1\n', 1))
-    peers = {f"{SERVICES[name].env_prefix}_ADDR": service.address for name, service in mesh.items()}
-    router = start_service("payment-router", tmp_path, pki_dir, **ENV, **peers, PAYMESH_CHANNEL_POLICY=str(policy))
     loan = open_loans(types_pb2.LOAN_TYPE_CASH)[12]
-    try:
+    with router_with_policy(mesh, pki_dir, tmp_path, "atm", "stream_idle_seconds = 1") as router:
         async with tls.channel_for(router.address, pki_dir, Identity("channel", "atm")) as ch:
             stub = api_grpc.PaymentServiceStub(ch)
             idle, busy = stub.StreamPayments(timeout=30), stub.StreamPayments(timeout=30)
@@ -420,5 +414,3 @@ async def test_an_idle_stream_is_ended_and_a_busy_one_is_not(mesh, pki_dir, tmp_
             assert time.monotonic() - started < 5
             await busy.done_writing()
             assert await busy.read() is grpc.aio.EOF and await busy.code() == grpc.StatusCode.OK
-    finally:
-        router.kill()
