@@ -183,12 +183,7 @@ def _apply_one(connection, rules: ProductRules, loans: LoanCache, earlier: dict,
     outcome = core_pb2.PaymentOutcome(payment_id=payment.payment_id, applied={
         "loan_id": payment.loan_id,
         "amount": payment.amount,
-        "allocation": {
-            "fees_minor": allocation.fees, "penalty_interest_minor": allocation.penalty_interest,
-            "interest_minor": allocation.interest, "insurance_minor": allocation.insurance,
-            "principal_minor": allocation.principal, "prepayment_minor": allocation.prepayment,
-            "overpayment_minor": allocation.overpayment,
-        },
+        "allocation": allocation.fields(),
         "outstanding_balance": {"currency_code": currency, "amount_minor": new_state.outstanding_principal},
         "posting": posting,
         "business_date": payment.business_date,
@@ -196,7 +191,7 @@ def _apply_one(connection, rules: ProductRules, loans: LoanCache, earlier: dict,
     result = outcome.SerializeToString()
     store.insert_movement(connection, payment.payment_id, "payment", payment.payment_id, payment.loan_id,
                           payment.business_date, payment.channel, currency, payment.amount.amount_minor,
-                          request_digest, result, state_json)
+                          request_digest, result, state_json, value_date.isoformat(), payment.prepayment_mode)
     earlier[payment.payment_id] = ("payment", request_digest, result)
     loans.put(payment.loan_id, new_state)
     return outcome

@@ -6,10 +6,11 @@ from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 
 def payment(payment_id: str, loan_id: str, amount_minor: int, currency: str, business_date: str,
             channel: types_pb2.Channel = types_pb2.CHANNEL_AGENT,
-            mode: types_pb2.PrepaymentMode = types_pb2.PREPAYMENT_MODE_UNSPECIFIED
+            mode: types_pb2.PrepaymentMode = types_pb2.PREPAYMENT_MODE_UNSPECIFIED, value_date: str = "",
             ) -> core_pb2.LoanPayment:
     return core_pb2.LoanPayment(
         payment_id=payment_id, loan_id=loan_id, business_date=business_date, channel=channel, prepayment_mode=mode,
+        value_date=value_date,
         amount=types_pb2.Money(currency_code=currency, amount_minor=amount_minor),
     )
 

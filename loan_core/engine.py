@@ -55,6 +55,13 @@ class Allocation:
         return (self.fees + self.penalty_interest + self.interest + self.insurance + self.principal
                 + self.prepayment + self.overpayment)
 
+    def fields(self) -> dict[str, int]:
+        """As the fields of a bank.loans.v1.Allocation."""
+        return {"fees_minor": self.fees, "penalty_interest_minor": self.penalty_interest,
+                "interest_minor": self.interest, "insurance_minor": self.insurance,
+                "principal_minor": self.principal, "prepayment_minor": self.prepayment,
+                "overpayment_minor": self.overpayment}
+
 
 @functools.lru_cache(maxsize=8192)
 def falls_due(due: int) -> int:
@@ -187,10 +194,15 @@ def _payoff_at_least(due: list[Installment], future: list[Installment], course: 
 
 def apply_payment(
     state: LoanState, rules: ProductRules, amount: int, on: date, mode: int, surplus_allowed: bool = False,
+    replaying: bool = False,
 ) -> tuple[LoanState, Allocation]:
     """The loan after paying amount on `on`, and how the amount was spent. surplus_allowed: the
     money is already in the bank's hands (cash at a channel): a surplus over the payoff is kept
-    for the customer instead of refusing the payment."""
+    for the customer instead of refusing the payment. replaying: the payment was taken before and
+    is applied again after an earlier one was reversed (loan_core.reversal), so nothing about the
+    loan's state refuses it now: what no longer fits (beyond the payoff, a loan already paid off)
+    is the customer's credit, a partial payment or a small prepayment is taken as it is."""
+    surplus_allowed = surplus_allowed or replaying
     if amount <= 0:
         raise Refused(errors_pb2.ERROR_REASON_AMOUNT_INVALID, "the amount must be greater than zero",
                       "amount.amount_minor")
@@ -202,6 +214,8 @@ def apply_payment(
     loan = as_of(state, rules, on)
     due, future = due_installments(loan, on)
     if not due and not future:
+        if replaying:
+            return loan, Allocation(overpayment=amount)
         raise Refused(errors_pb2.ERROR_REASON_LOAN_PAID_OFF, f"loan {state.terms.loan_id} is already paid off")
     course = in_course(due, on)
     payoff = _payoff(loan, due, future, on) if amount >= _payoff_at_least(due, future, course) else None
@@ -214,7 +228,7 @@ def apply_payment(
         allocation.overpayment, amount = amount - payoff, payoff
     # Less than the oldest installment due is partial, unless it is all the loan owes (a payoff to the date).
     smallest = 0 if not due else due[0].outstanding if payoff is None else min(due[0].outstanding, payoff)
-    if not rules.partial_payments_allowed and amount < smallest:
+    if not rules.partial_payments_allowed and amount < smallest and not replaying:
         raise Refused(errors_pb2.ERROR_REASON_PARTIAL_PAYMENT_NOT_ALLOWED,
                       f"this product does not take partial payments: installment {due[0].number} "
                       f"needs {due[0].outstanding}", "amount.amount_minor")
@@ -229,7 +243,8 @@ def apply_payment(
         pays_off = payoff is not None and amount == payoff
         prepaying = pays_off or (left > course_due and (mode or left > course_due + ahead))
         if prepaying:
-            _pay_ahead(loan, rules, course, future, left, on, mode or rules.default_prepayment_mode, allocation)
+            _pay_ahead(loan, rules, course, future, left, on, mode or rules.default_prepayment_mode, allocation,
+                       replaying)
         else:  # the installment in course as scheduled, then an adelanto de cuotas
             if course is not None:
                 left = _pay_installment(course, left, allocation)
@@ -279,7 +294,7 @@ def _cut_to_date(loan: LoanState, course: Installment, on: date, dry_run: bool =
 
 
 def _pay_ahead(loan: LoanState, rules: ProductRules, course: Installment | None, future: list[Installment],
-               amount: int, on: date, mode: int, allocation: Allocation) -> None:
+               amount: int, on: date, mode: int, allocation: Allocation, replaying: bool = False) -> None:
     """A pago anticipado: the installment in course settled to `on`, the rest off the future principal,
     the future installments recomputed (the first one's interest from `on`)."""
     if course is not None:
@@ -294,7 +309,7 @@ def _pay_ahead(loan: LoanState, rules: ProductRules, course: Installment | None,
     if amount == 0 or not future or _touched(future[0]):
         return
     balance = sum(i.principal for i in future)
-    if amount < balance and rules.min_prepayment_installments:
+    if amount < balance and rules.min_prepayment_installments and not replaying:
         minimum = rules.min_prepayment_installments * future[0].scheduled_total
         if amount < minimum:
             raise Refused(errors_pb2.ERROR_REASON_PREPAYMENT_NOT_ALLOWED,

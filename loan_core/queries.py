@@ -129,6 +129,16 @@ def list_applied(connection: sqlite3.Connection, request) -> core_pb2.ListApplie
         )
     if len(rows) > page_size:
         response.next_page_token = str(rows[page_size - 1][0])
+    else:  # the day's revisions after its last movement: a few, one per later payment a reversal changed
+        for stored in store.revisions_of_day(connection, request.business_date):
+            revision = core_pb2.PaymentRevision.FromString(stored)
+            response.movements.add(
+                movement_id=revision.revision_id, payment_id=revision.payment_id, loan_id=revision.loan_id,
+                channel=revision.channel,
+                amount=types_pb2.Money(currency_code=revision.amount.currency_code), revision=True,
+                allocation=_difference(revision.allocation_before, revision.allocation),
+                business_date=request.business_date,
+            )
     for kind, currency, count, total in store.totals_of_day(connection, request.business_date):
         if kind == "payment":
             response.payment_count += count
@@ -140,8 +150,17 @@ def list_applied(connection: sqlite3.Connection, request) -> core_pb2.ListApplie
 
 
 def _allocation_of(connection: sqlite3.Connection, kind: str, payment_id: str, result: bytes) -> loans_pb2.Allocation:
-    """How the movement spent its amount, from its stored first answer (a reversal gives back its payment's)."""
+    """How the movement spent its amount, from its stored first answer (a reversal gives back its
+    payment's, as last revised)."""
     if kind == "reversal":
+        reversal = core_pb2.ReversePaymentResponse.FromString(result)
+        if reversal.HasField("allocation"):
+            return reversal.allocation
         (result,) = connection.execute("SELECT result FROM movements WHERE payment_id = ? AND kind = 'payment'",
                                        (payment_id,)).fetchone()
     return core_pb2.PaymentOutcome.FromString(result).applied.allocation
+
+
+def _difference(before: loans_pb2.Allocation, after: loans_pb2.Allocation) -> loans_pb2.Allocation:
+    return loans_pb2.Allocation(**{field.name: getattr(after, field.name) - getattr(before, field.name)
+                                   for field in loans_pb2.Allocation.DESCRIPTOR.fields})

@@ -1,9 +1,12 @@
 """The core's SQLite file: its loans and every movement (payment or reversal) ever applied.
 
-Movements are never deleted or changed, except that a payment records the id of the
-reversal that undid it. Each movement keeps its first answer (so a replay gets it back
-unchanged), a digest of its request (so a reused id with another body is recognised) and
-the loan's state before it (so a reversal restores the loan exactly).
+Movements are never deleted. Each keeps its first answer (so a replay gets it back
+unchanged), a digest of its request (so a reused id with another body is recognised), what
+the payment asked (value date, prepayment mode: so it can be applied again) and the loan's
+state before it (so a reversal restores the loan exactly). Only two things change: a payment
+records the id of the reversal that undid it, and the reversal of an earlier payment of its
+loan, which applies it again, gives it the loan's new state before it and, if its allocation
+came out different, a revision (the `revisions` table, with the ledger's difference).
 A loan's state is NULL until its first movement: it is then the loan as originated.
 Its first settled installments are kept apart, in `archive` (rewritten only every so many
 settled installments), so that a payment writes only the installments still open.
@@ -11,6 +14,7 @@ settled installments), so that a payment writes only the installments still open
 
 import sqlite3
 from datetime import date
+from typing import NamedTuple
 
 from loan_core.loan import LoanTerms
 from paymesh.sqlite import add_missing_columns
@@ -44,7 +48,21 @@ CREATE TABLE IF NOT EXISTS movements (
     request_digest BLOB NOT NULL,
     result BLOB NOT NULL,
     loan_before TEXT,
-    reversed_by TEXT
+    reversed_by TEXT,
+    value_date TEXT,  -- the day the customer paid; NULL in stores of before it was kept: business_date
+    prepayment_mode INTEGER
+);
+-- A payment's allocation as revised by the reversal of an earlier payment of its loan (a
+-- PaymentRevision); its n-th revision is "<payment_id>:R<n>".
+CREATE TABLE IF NOT EXISTS revisions (
+    revision_id TEXT PRIMARY KEY,
+    payment_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    reversal_id TEXT NOT NULL,
+    loan_id TEXT NOT NULL,
+    business_date TEXT NOT NULL,
+    result BLOB NOT NULL,
+    UNIQUE (payment_id, revision)
 );
 -- Payments refused because of the loan's state at the time (paid off, above the payoff, a product
 -- rule): the answer is kept so a replay gets the same one. Refusals of the request's own fields
@@ -59,6 +77,7 @@ CREATE TABLE IF NOT EXISTS refusals (
 CREATE INDEX IF NOT EXISTS movements_by_date ON movements (business_date, seq);
 CREATE INDEX IF NOT EXISTS movements_by_loan ON movements (loan_id, seq);
 CREATE INDEX IF NOT EXISTS loans_by_borrower ON loans (borrower_id);
+CREATE INDEX IF NOT EXISTS revisions_by_date ON revisions (business_date);
 """
 
 _TERMS_COLUMNS = ("loan_id, loan_type, borrower_id, currency_code, principal_minor, annual_rate_bps, term_months, "
@@ -67,7 +86,8 @@ _TERMS_COLUMNS = ("loan_id, loan_type, borrower_id, currency_code, principal_min
 
 def migrate(connection: sqlite3.Connection) -> None:
     """Adds what a store made by an earlier version lacks (its states are read as they are)."""
-    add_missing_columns(connection, {"loans": {"archive": "TEXT"}})
+    add_missing_columns(connection, {"loans": {"archive": "TEXT"},
+                                     "movements": {"value_date": "TEXT", "prepayment_mode": "INTEGER"}})
 
 
 def seed_if_empty(connection: sqlite3.Connection, loans: list[LoanTerms]) -> int:
@@ -141,13 +161,14 @@ def insert_refusal(connection: sqlite3.Connection, payment_id: str, loan_id: str
 def insert_movement(
     connection: sqlite3.Connection, movement_id: str, kind: str, payment_id: str, loan_id: str,
     business_date: str, channel: int, currency_code: str, amount_minor: int, request_digest: bytes,
-    result: bytes, loan_before: str | None,
+    result: bytes, loan_before: str | None, value_date: str | None = None, prepayment_mode: int = 0,
 ) -> None:
     connection.execute(
         "INSERT INTO movements (movement_id, kind, payment_id, loan_id, business_date, channel, currency_code, "
-        "amount_minor, request_digest, result, loan_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "amount_minor, request_digest, result, loan_before, value_date, prepayment_mode) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (movement_id, kind, payment_id, loan_id, business_date, channel, currency_code, amount_minor,
-         request_digest, result, loan_before),
+         request_digest, result, loan_before, value_date, prepayment_mode),
     )
 
 
@@ -156,12 +177,42 @@ def mark_reversed(connection: sqlite3.Connection, payment_id: str, reversal_id: 
                        (reversal_id, payment_id))
 
 
-def has_later_live_payment(connection: sqlite3.Connection, loan_id: str, seq: int) -> bool:
-    """Is there a payment on the loan after seq that is not reversed?"""
-    return connection.execute(
-        "SELECT 1 FROM movements WHERE loan_id = ? AND seq > ? AND kind = 'payment' AND reversed_by IS NULL "
-        "LIMIT 1", (loan_id, seq)
-    ).fetchone() is not None
+class LaterPayment(NamedTuple):
+    movement_id: str
+    channel: int
+    amount_minor: int
+    value_date: str
+    prepayment_mode: int
+    result: bytes
+
+
+def later_live_payments(connection: sqlite3.Connection, loan_id: str, seq: int) -> list[LaterPayment]:
+    """The loan's payments applied after seq and not reversed, in the order they were applied."""
+    return [LaterPayment(*row) for row in connection.execute(
+        "SELECT movement_id, channel, amount_minor, coalesce(value_date, business_date), "
+        "coalesce(prepayment_mode, 0), result FROM movements "
+        "WHERE loan_id = ? AND seq > ? AND kind = 'payment' AND reversed_by IS NULL ORDER BY seq", (loan_id, seq))]
+
+
+def set_loan_before(connection: sqlite3.Connection, movement_id: str, loan_before: str | None) -> None:
+    connection.execute("UPDATE movements SET loan_before = ? WHERE movement_id = ?", (loan_before, movement_id))
+
+
+def revisions_of(connection: sqlite3.Connection, payment_id: str) -> list[bytes]:
+    """A payment's revisions (PaymentRevision), the first first."""
+    return [row[0] for row in connection.execute(
+        "SELECT result FROM revisions WHERE payment_id = ? ORDER BY revision", (payment_id,))]
+
+
+def insert_revision(connection: sqlite3.Connection, revision_id: str, payment_id: str, revision: int,
+                    reversal_id: str, loan_id: str, business_date: str, result: bytes) -> None:
+    connection.execute("INSERT INTO revisions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (revision_id, payment_id, revision, reversal_id, loan_id, business_date, result))
+
+
+def revisions_of_day(connection: sqlite3.Connection, business_date: str) -> list[bytes]:
+    return [row[0] for row in connection.execute(
+        "SELECT result FROM revisions WHERE business_date = ? ORDER BY rowid", (business_date,))]
 
 
 def movements_of_day(connection: sqlite3.Connection, business_date: str, after_seq: int, limit: int) -> list[tuple]:

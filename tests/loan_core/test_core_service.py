@@ -179,21 +179,25 @@ async def test_a_reversal_restores_the_loan_exactly_and_is_idempotent(core):
     assert replayed == outcome and await get_loan(core, loan_id) == before, "a replay never applies it again"
 
 
-async def test_only_the_latest_payment_of_a_loan_can_be_reversed(core):
+async def test_an_earlier_payment_is_reversed_and_the_later_one_is_applied_again(core):
+    """Only the latest payment of a loan could be reversed (REVERSAL_NOT_ALLOWED for the others)."""
     loan_id = OVERDUE[3]
-    await apply_batches(core, [[payment("first", loan_id, 30_00, "PEN", DAY), payment("second", loan_id, 40_00,
-                                                                                       "PEN", DAY)]])
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await core.ReversePayment(core_pb2.ReversePaymentRequest(reversal_id="r-first", payment_id="first",
-                                                                 business_date=DAY))
-    assert reason_of(refused.value) == "REVERSAL_NOT_ALLOWED"
-    await core.ReversePayment(core_pb2.ReversePaymentRequest(reversal_id="r-second", payment_id="second",
-                                                             business_date=DAY))
-    await core.ReversePayment(core_pb2.ReversePaymentRequest(reversal_id="r-first", payment_id="first",
-                                                             business_date=DAY))
+    [first, second] = await apply_batches(core, [[payment("first", loan_id, 30_00, "PEN", DAY),
+                                                  payment("second", loan_id, 40_00, "PEN", DAY)]])
+    reversed_ = await core.ReversePayment(core_pb2.ReversePaymentRequest(reversal_id="r-first", payment_id="first",
+                                                                         business_date=DAY))
+    # Both went to the oldest overdue installment's penalty and interest first: without the first 30.00,
+    # the second's 40.00 pays what the first paid and 10.00 more of the same installment, so it is revised.
+    [revision] = reversed_.revisions
+    assert (revision.payment_id, revision.revision_id) == ("second", "second:R1")
+    assert revision.allocation_before == second.applied.allocation and revision.allocation != second.applied.allocation
+    assert revision.posting.posting_id == "second:R1"
     loan = await get_loan(core, loan_id)
-    assert all(i.outstanding_minor >= i.principal_minor + i.interest_minor for i in loan.schedule
-               if i.status == loans_pb2.INSTALLMENT_STATUS_OVERDUE)
+    assert reversed_.outstanding_balance == loan.outstanding_principal == revision.outstanding_balance
+    day = await day_movements(core)
+    assert [(m.movement_id, m.reversal, m.revision) for m in day.movements] == [
+        ("first", False, False), ("second", False, False), ("r-first", True, False), ("second:R1", False, True)]
+    assert (day.payment_count, day.reversal_count) == (2, 1), "a revision moves no money: not counted as a payment"
 
 
 @pytest.mark.parametrize("request_, code, reason, field", [

@@ -18,6 +18,7 @@ from bank.loans.v1 import loans_pb2
 from loan_core import engine, ledger, queries, store
 from loan_core.apply import ARCHIVE_EVERY, LoanCache, apply_batch
 from loan_core.client import payment
+from paymesh import chart_of_accounts as coa
 from paymesh.errors import Refused
 from loan_core.loan import LoanTerms, build_installments, originate
 from loan_core.portfolio import generate
@@ -185,3 +186,54 @@ def test_a_store_from_before_the_archive_column_is_read_as_it_is():
     connection.execute("UPDATE loans SET state = ? WHERE loan_id = ?", (old_json.decode(), seeded[0].loan_id))
     store.migrate(connection)
     assert LoanCache(rules).get(connection, seeded[0].loan_id)[0] == state
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(LOAN_TYPES, st.integers(0, 59), st.lists(st.tuples(st.integers(0, 45), st.integers(1, 10**9), MODES),
+                                                min_size=2, max_size=5), st.data())
+def test_reversing_any_payment_and_replaying_the_rest_is_the_loan_that_never_had_it(
+        tmp_path_factory, loan_type, index, plan, data):
+    """Fineract's reprocessing: after the reversal of any one payment the loan is the loan that was
+    paid only the others (in their order, on their own dates), every posting is balanced, and the
+    principal the ledger nets on the loan's principal account is the principal the loan lost."""
+    rules = RULES_OF_TYPE[loan_type]
+    terms = generate(rules, seed=3, count=60, as_of=AS_OF)[index]
+    folder = tmp_path_factory.mktemp("replay")
+    paid, never = _fresh_store(folder / "paid.db", terms), _fresh_store(folder / "never.db", terms)
+    cache, on, sent = LoanCache(rules), AS_OF, []
+    for n, (days, fraction, mode) in enumerate(plan):
+        on += timedelta(days=days)
+        loan = queries.get_loan(paid, rules, LoanCache(rules), terms.loan_id, on)
+        assume(loan.status != loans_pb2.LOAN_STATUS_PAID_OFF)
+        amount = max(1, loan.payoff_amount.amount_minor * fraction // 10**9)
+        sent.append(payment(f"p{n}", terms.loan_id, amount, terms.currency_code, on.isoformat(), mode=mode))
+        [outcome] = _in_transaction(paid, lambda c, p=sent[-1]: apply_batch(c, [p], rules=rules, loans=cache))
+        assume(outcome.HasField("applied"))
+    postings = [core_pb2.PaymentOutcome.FromString(row[0]).applied.posting
+                for row in paid.execute("SELECT result FROM movements ORDER BY seq")]
+    k = data.draw(st.integers(0, len(sent) - 1), label="reversed")
+    reversal = core_pb2.ReversePaymentRequest(reversal_id="rev", payment_id=f"p{k}", business_date=on.isoformat())
+    response = _in_transaction(paid, lambda c: reverse_payment(c, rules, cache, reversal))
+
+    others = [p for n, p in enumerate(sent) if n != k]
+    never_cache = LoanCache(rules)
+    outcomes = [_in_transaction(never, lambda c, p=p: apply_batch(c, [p], rules=rules, loans=never_cache))[0]
+                for p in others]
+    assume(all(o.HasField("applied") for o in outcomes))  # never had it: each taken the first time, too
+    assert queries.get_loan(paid, rules, LoanCache(rules), terms.loan_id, on) == \
+        queries.get_loan(never, rules, LoanCache(rules), terms.loan_id, on)
+    assert cache.get(paid, terms.loan_id)[0] == LoanCache(rules).get(paid, terms.loan_id)[0]
+    postings += [response.posting, *(r.posting for r in response.revisions)]
+    assert all(ledger.is_balanced(p) for p in postings)
+    net_principal = sum(amount for account, amount in ledger.net_lines(postings).items()
+                        if account.startswith(coa.LOAN_PRINCIPAL))
+    before = originate(terms, rules).outstanding_principal
+    assert net_principal == before - response.outstanding_balance.amount_minor
+
+
+def _fresh_store(path: Path, terms: LoanTerms):
+    connection = connect(path)
+    connection.executescript(store.SCHEMA)
+    store.seed_if_empty(connection, [terms])
+    return connection

@@ -28,21 +28,21 @@ from bank.loans.v1 import loans_pb2 as bank_dot_loans_dot_v1_dot_loans__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)bank/confirmations/v1/confirmations.proto\x12\x15\x62\x61nk.confirmations.v1\x1a\x1b\x62\x61nk/common/v1/errors.proto\x1a\x1a\x62\x61nk/common/v1/types.proto\x1a\x19\x62\x61nk/loans/v1/loans.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x03\n\x0c\x43onfirmation\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12(\n\x07\x63hannel\x18\x03 \x01(\x0e\x32\x17.bank.common.v1.Channel\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x0f\n\x07loan_id\x18\x05 \x01(\t\x12+\n\tloan_type\x18\x06 \x01(\x0e\x32\x18.bank.common.v1.LoanType\x12-\n\x06status\x18\x07 \x01(\x0e\x32\x1d.bank.common.v1.PaymentStatus\x12%\n\x06\x61mount\x18\x08 \x01(\x0b\x32\x15.bank.common.v1.Money\x12-\n\nallocation\x18\t \x01(\x0b\x32\x19.bank.loans.v1.Allocation\x12\x32\n\x13outstanding_balance\x18\n \x01(\x0b\x32\x15.bank.common.v1.Money\x12,\n\trejection\x18\x0b \x01(\x0b\x32\x19.bank.common.v1.Rejection\x12\x15\n\rbusiness_date\x18\x0c \x01(\t\x12/\n\x0bresult_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nvalue_date\x18\x0e \x01(\t\"s\n\x12\x43onfirmationFilter\x12,\n\nloan_types\x18\x01 \x03(\x0e\x32\x18.bank.common.v1.LoanType\x12/\n\x08statuses\x18\x02 \x03(\x0e\x32\x1d.bank.common.v1.PaymentStatus\"\x91\x01\n\x0fWebhookEndpoint\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x16\n\x0esigning_secret\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe0\x01\n\x0fWebhookDelivery\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x12\n\npayment_id\x18\x03 \x01(\t\x12\x35\n\x06status\x18\x04 \x01(\x0e\x32%.bank.confirmations.v1.DeliveryStatus\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x35\n\x11next_attempt_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x8e\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATUS_DELIVERED\x10\x02\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_DEAD_LETTER\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)bank/confirmations/v1/confirmations.proto\x12\x15\x62\x61nk.confirmations.v1\x1a\x1b\x62\x61nk/common/v1/errors.proto\x1a\x1a\x62\x61nk/common/v1/types.proto\x1a\x19\x62\x61nk/loans/v1/loans.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x04\n\x0c\x43onfirmation\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12(\n\x07\x63hannel\x18\x03 \x01(\x0e\x32\x17.bank.common.v1.Channel\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x0f\n\x07loan_id\x18\x05 \x01(\t\x12+\n\tloan_type\x18\x06 \x01(\x0e\x32\x18.bank.common.v1.LoanType\x12-\n\x06status\x18\x07 \x01(\x0e\x32\x1d.bank.common.v1.PaymentStatus\x12%\n\x06\x61mount\x18\x08 \x01(\x0b\x32\x15.bank.common.v1.Money\x12-\n\nallocation\x18\t \x01(\x0b\x32\x19.bank.loans.v1.Allocation\x12\x32\n\x13outstanding_balance\x18\n \x01(\x0b\x32\x15.bank.common.v1.Money\x12,\n\trejection\x18\x0b \x01(\x0b\x32\x19.bank.common.v1.Rejection\x12\x15\n\rbusiness_date\x18\x0c \x01(\t\x12/\n\x0bresult_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nvalue_date\x18\x0e \x01(\t\x12\x10\n\x08revision\x18\x0f \x01(\r\x12\x34\n\x11\x61llocation_before\x18\x10 \x01(\x0b\x32\x19.bank.loans.v1.Allocation\x12\x1b\n\x13reversed_payment_id\x18\x11 \x01(\t\"s\n\x12\x43onfirmationFilter\x12,\n\nloan_types\x18\x01 \x03(\x0e\x32\x18.bank.common.v1.LoanType\x12/\n\x08statuses\x18\x02 \x03(\x0e\x32\x1d.bank.common.v1.PaymentStatus\"\x91\x01\n\x0fWebhookEndpoint\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x16\n\x0esigning_secret\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe0\x01\n\x0fWebhookDelivery\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x12\n\npayment_id\x18\x03 \x01(\t\x12\x35\n\x06status\x18\x04 \x01(\x0e\x32%.bank.confirmations.v1.DeliveryStatus\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x35\n\x11next_attempt_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x8e\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATUS_DELIVERED\x10\x02\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_DEAD_LETTER\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bank.confirmations.v1.confirmations_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DELIVERYSTATUS']._serialized_start=1185
-  _globals['_DELIVERYSTATUS']._serialized_end=1327
+  _globals['_DELIVERYSTATUS']._serialized_start=1286
+  _globals['_DELIVERYSTATUS']._serialized_end=1428
   _globals['_CONFIRMATION']._serialized_start=186
-  _globals['_CONFIRMATION']._serialized_end=690
-  _globals['_CONFIRMATIONFILTER']._serialized_start=692
-  _globals['_CONFIRMATIONFILTER']._serialized_end=807
-  _globals['_WEBHOOKENDPOINT']._serialized_start=810
-  _globals['_WEBHOOKENDPOINT']._serialized_end=955
-  _globals['_WEBHOOKDELIVERY']._serialized_start=958
-  _globals['_WEBHOOKDELIVERY']._serialized_end=1182
+  _globals['_CONFIRMATION']._serialized_end=791
+  _globals['_CONFIRMATIONFILTER']._serialized_start=793
+  _globals['_CONFIRMATIONFILTER']._serialized_end=908
+  _globals['_WEBHOOKENDPOINT']._serialized_start=911
+  _globals['_WEBHOOKENDPOINT']._serialized_end=1056
+  _globals['_WEBHOOKDELIVERY']._serialized_start=1059
+  _globals['_WEBHOOKDELIVERY']._serialized_end=1283
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ DELIVERY_STATUS_DELIVERED: DeliveryStatus
 DELIVERY_STATUS_DEAD_LETTER: DeliveryStatus
 
 class Confirmation(_message.Message):
-    __slots__ = ("sequence", "payment_id", "channel", "idempotency_key", "loan_id", "loan_type", "status", "amount", "allocation", "outstanding_balance", "rejection", "business_date", "result_time", "value_date")
+    __slots__ = ("sequence", "payment_id", "channel", "idempotency_key", "loan_id", "loan_type", "status", "amount", "allocation", "outstanding_balance", "rejection", "business_date", "result_time", "value_date", "revision", "allocation_before", "reversed_payment_id")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,9 @@ class Confirmation(_message.Message):
     BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
     RESULT_TIME_FIELD_NUMBER: _ClassVar[int]
     VALUE_DATE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATION_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    REVERSED_PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     payment_id: str
     channel: _types_pb2.Channel
@@ -54,7 +57,10 @@ class Confirmation(_message.Message):
     business_date: str
     result_time: _timestamp_pb2.Timestamp
     value_date: str
-    def __init__(self, sequence: _Optional[int] = ..., payment_id: _Optional[str] = ..., channel: _Optional[_Union[_types_pb2.Channel, str]] = ..., idempotency_key: _Optional[str] = ..., loan_id: _Optional[str] = ..., loan_type: _Optional[_Union[_types_pb2.LoanType, str]] = ..., status: _Optional[_Union[_types_pb2.PaymentStatus, str]] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., allocation: _Optional[_Union[_loans_pb2.Allocation, _Mapping]] = ..., outstanding_balance: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., rejection: _Optional[_Union[_errors_pb2.Rejection, _Mapping]] = ..., business_date: _Optional[str] = ..., result_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value_date: _Optional[str] = ...) -> None: ...
+    revision: int
+    allocation_before: _loans_pb2.Allocation
+    reversed_payment_id: str
+    def __init__(self, sequence: _Optional[int] = ..., payment_id: _Optional[str] = ..., channel: _Optional[_Union[_types_pb2.Channel, str]] = ..., idempotency_key: _Optional[str] = ..., loan_id: _Optional[str] = ..., loan_type: _Optional[_Union[_types_pb2.LoanType, str]] = ..., status: _Optional[_Union[_types_pb2.PaymentStatus, str]] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., allocation: _Optional[_Union[_loans_pb2.Allocation, _Mapping]] = ..., outstanding_balance: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., rejection: _Optional[_Union[_errors_pb2.Rejection, _Mapping]] = ..., business_date: _Optional[str] = ..., result_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value_date: _Optional[str] = ..., revision: _Optional[int] = ..., allocation_before: _Optional[_Union[_loans_pb2.Allocation, _Mapping]] = ..., reversed_payment_id: _Optional[str] = ...) -> None: ...
 
 class ConfirmationFilter(_message.Message):
     __slots__ = ("loan_types", "statuses")

@@ -81,18 +81,48 @@ class ReversePaymentRequest(_message.Message):
     def __init__(self, reversal_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., reason: _Optional[str] = ..., business_date: _Optional[str] = ...) -> None: ...
 
 class ReversePaymentResponse(_message.Message):
-    __slots__ = ("reversal_id", "payment_id", "loan_id", "outstanding_balance", "posting")
+    __slots__ = ("reversal_id", "payment_id", "loan_id", "outstanding_balance", "posting", "allocation", "revisions")
     REVERSAL_ID_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     LOAN_ID_FIELD_NUMBER: _ClassVar[int]
     OUTSTANDING_BALANCE_FIELD_NUMBER: _ClassVar[int]
     POSTING_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATION_FIELD_NUMBER: _ClassVar[int]
+    REVISIONS_FIELD_NUMBER: _ClassVar[int]
     reversal_id: str
     payment_id: str
     loan_id: str
     outstanding_balance: _types_pb2.Money
     posting: _ledger_pb2.Posting
-    def __init__(self, reversal_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., loan_id: _Optional[str] = ..., outstanding_balance: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., posting: _Optional[_Union[_ledger_pb2.Posting, _Mapping]] = ...) -> None: ...
+    allocation: _loans_pb2.Allocation
+    revisions: _containers.RepeatedCompositeFieldContainer[PaymentRevision]
+    def __init__(self, reversal_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., loan_id: _Optional[str] = ..., outstanding_balance: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., posting: _Optional[_Union[_ledger_pb2.Posting, _Mapping]] = ..., allocation: _Optional[_Union[_loans_pb2.Allocation, _Mapping]] = ..., revisions: _Optional[_Iterable[_Union[PaymentRevision, _Mapping]]] = ...) -> None: ...
+
+class PaymentRevision(_message.Message):
+    __slots__ = ("revision_id", "payment_id", "revision", "channel", "amount", "allocation_before", "allocation", "outstanding_balance", "posting", "business_date", "loan_id")
+    REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATION_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATION_FIELD_NUMBER: _ClassVar[int]
+    OUTSTANDING_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    POSTING_FIELD_NUMBER: _ClassVar[int]
+    BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
+    LOAN_ID_FIELD_NUMBER: _ClassVar[int]
+    revision_id: str
+    payment_id: str
+    revision: int
+    channel: _types_pb2.Channel
+    amount: _types_pb2.Money
+    allocation_before: _loans_pb2.Allocation
+    allocation: _loans_pb2.Allocation
+    outstanding_balance: _types_pb2.Money
+    posting: _ledger_pb2.Posting
+    business_date: str
+    loan_id: str
+    def __init__(self, revision_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., revision: _Optional[int] = ..., channel: _Optional[_Union[_types_pb2.Channel, str]] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., allocation_before: _Optional[_Union[_loans_pb2.Allocation, _Mapping]] = ..., allocation: _Optional[_Union[_loans_pb2.Allocation, _Mapping]] = ..., outstanding_balance: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., posting: _Optional[_Union[_ledger_pb2.Posting, _Mapping]] = ..., business_date: _Optional[str] = ..., loan_id: _Optional[str] = ...) -> None: ...
 
 class GetLoanRequest(_message.Message):
     __slots__ = ("loan_id", "as_of_date")
@@ -133,7 +163,7 @@ class ListAppliedPaymentsRequest(_message.Message):
     def __init__(self, business_date: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class AppliedMovement(_message.Message):
-    __slots__ = ("movement_id", "payment_id", "loan_id", "channel", "amount", "reversal", "allocation", "business_date")
+    __slots__ = ("movement_id", "payment_id", "loan_id", "channel", "amount", "reversal", "allocation", "business_date", "revision")
     MOVEMENT_ID_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     LOAN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +172,7 @@ class AppliedMovement(_message.Message):
     REVERSAL_FIELD_NUMBER: _ClassVar[int]
     ALLOCATION_FIELD_NUMBER: _ClassVar[int]
     BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     movement_id: str
     payment_id: str
     loan_id: str
@@ -150,7 +181,8 @@ class AppliedMovement(_message.Message):
     reversal: bool
     allocation: _loans_pb2.Allocation
     business_date: str
-    def __init__(self, movement_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., loan_id: _Optional[str] = ..., channel: _Optional[_Union[_types_pb2.Channel, str]] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., reversal: _Optional[bool] = ..., allocation: _Optional[_Union[_loans_pb2.Allocation, _Mapping]] = ..., business_date: _Optional[str] = ...) -> None: ...
+    revision: bool
+    def __init__(self, movement_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., loan_id: _Optional[str] = ..., channel: _Optional[_Union[_types_pb2.Channel, str]] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., reversal: _Optional[bool] = ..., allocation: _Optional[_Union[_loans_pb2.Allocation, _Mapping]] = ..., business_date: _Optional[str] = ..., revision: _Optional[bool] = ...) -> None: ...
 
 class ListAppliedPaymentsResponse(_message.Message):
     __slots__ = ("movements", "next_page_token", "payment_count", "payment_totals", "reversal_count", "reversal_totals")

@@ -26,7 +26,7 @@ class PaymentOrder(_message.Message):
     def __init__(self, idempotency_key: _Optional[str] = ..., loan_id: _Optional[str] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., prepayment_mode: _Optional[_Union[_types_pb2.PrepaymentMode, str]] = ..., channel_reference: _Optional[str] = ...) -> None: ...
 
 class Payment(_message.Message):
-    __slots__ = ("payment_id", "channel", "idempotency_key", "loan_id", "loan_type", "amount", "status", "allocation", "outstanding_balance", "rejection", "business_date", "confirmation_sequence", "customer_id", "accept_time", "result_time", "prepayment_mode", "channel_reference", "value_date", "reversal_business_date", "device_id")
+    __slots__ = ("payment_id", "channel", "idempotency_key", "loan_id", "loan_type", "amount", "status", "allocation", "outstanding_balance", "rejection", "business_date", "confirmation_sequence", "customer_id", "accept_time", "result_time", "prepayment_mode", "channel_reference", "value_date", "reversal_business_date", "device_id", "reversed_allocation")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,7 @@ class Payment(_message.Message):
     VALUE_DATE_FIELD_NUMBER: _ClassVar[int]
     REVERSAL_BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    REVERSED_ALLOCATION_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     channel: _types_pb2.Channel
     idempotency_key: str
@@ -67,4 +68,5 @@ class Payment(_message.Message):
     value_date: str
     reversal_business_date: str
     device_id: str
-    def __init__(self, payment_id: _Optional[str] = ..., channel: _Optional[_Union[_types_pb2.Channel, str]] = ..., idempotency_key: _Optional[str] = ..., loan_id: _Optional[str] = ..., loan_type: _Optional[_Union[_types_pb2.LoanType, str]] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., status: _Optional[_Union[_types_pb2.PaymentStatus, str]] = ..., allocation: _Optional[_Union[_loans_pb2.Allocation, _Mapping]] = ..., outstanding_balance: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., rejection: _Optional[_Union[_errors_pb2.Rejection, _Mapping]] = ..., business_date: _Optional[str] = ..., confirmation_sequence: _Optional[int] = ..., customer_id: _Optional[str] = ..., accept_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prepayment_mode: _Optional[_Union[_types_pb2.PrepaymentMode, str]] = ..., channel_reference: _Optional[str] = ..., value_date: _Optional[str] = ..., reversal_business_date: _Optional[str] = ..., device_id: _Optional[str] = ...) -> None: ...
+    reversed_allocation: _loans_pb2.Allocation
+    def __init__(self, payment_id: _Optional[str] = ..., channel: _Optional[_Union[_types_pb2.Channel, str]] = ..., idempotency_key: _Optional[str] = ..., loan_id: _Optional[str] = ..., loan_type: _Optional[_Union[_types_pb2.LoanType, str]] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., status: _Optional[_Union[_types_pb2.PaymentStatus, str]] = ..., allocation: _Optional[_Union[_loans_pb2.Allocation, _Mapping]] = ..., outstanding_balance: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., rejection: _Optional[_Union[_errors_pb2.Rejection, _Mapping]] = ..., business_date: _Optional[str] = ..., confirmation_sequence: _Optional[int] = ..., customer_id: _Optional[str] = ..., accept_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prepayment_mode: _Optional[_Union[_types_pb2.PrepaymentMode, str]] = ..., channel_reference: _Optional[str] = ..., value_date: _Optional[str] = ..., reversal_business_date: _Optional[str] = ..., device_id: _Optional[str] = ..., reversed_allocation: _Optional[_Union[_loans_pb2.Allocation, _Mapping]] = ...) -> None: ...
