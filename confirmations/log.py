@@ -4,7 +4,9 @@ with a strictly increasing sequence, and the durable consumers' acknowledged pos
 Every function here takes the connection first and runs on the Store's own thread.
 The idempotency key is (payment_id, status): a payment confirmed APPLIED and later
 REVERSED has two confirmations; the same (payment_id, status) again is a duplicate
-and keeps its first sequence and body.
+and keeps its first sequence and body. A revision of a payment's allocation (the reversal
+of an earlier payment of its loan applied it again) is APPLIED once more: its key is the
+payment id with ":R<n>" (`key_of`), so each revision is confirmed once.
 """
 
 import sqlite3
@@ -56,10 +58,15 @@ class Appended:
     deliveries: int = 0
 
 
+def key_of(item: Confirmation) -> str:
+    """The payment_id column: the payment's id, with ":R<n>" for the n-th revision of its allocation."""
+    return f"{item.payment_id}:R{item.revision}" if item.revision else item.payment_id
+
+
 def append(connection: sqlite3.Connection, batches: Sequence[Sequence[Confirmation]]) -> list[Appended]:
     """Appends valid confirmations inside the caller's transaction (a group commit of messages)."""
     sequence = head(connection) + 1
-    keys = [[(item.payment_id, item.status) for item in batch] for batch in batches]
+    keys = [[(key_of(item), item.status) for item in batch] for batch in batches]
     # Every key looked up at once and the new rows written with one statement: the per-item
     # statements were most of a commit's work. A key twice in the commit is a duplicate the second time.
     known = _sequences_of(connection, {key for batch_keys in keys for key in batch_keys})

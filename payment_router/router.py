@@ -6,6 +6,7 @@ its result to confirmations through the journal's outbox.
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from functools import partial
 
 from google.protobuf import timestamp_pb2
@@ -178,28 +179,54 @@ class Router:
         self.outbox.wake(*((POSTINGS, CONFIRMATIONS) if outcome.HasField("applied") else (CONFIRMATIONS,)))
         return result
 
-    async def record_reversal(self, reversed_payment: payments_pb2.Payment, posting: ledger_pb2.Posting) -> None:
+    async def record_reversal(self, reversed_payment: payments_pb2.Payment, posting: ledger_pb2.Posting,
+                              revisions: Sequence[loan_core_service_pb2.PaymentRevision] = ()) -> None:
+        """The reversal, and the revisions of the loan's later payments it brought, for the ledger
+        and for their channels, in one transaction with the payment's new state."""
         confirmation = confirmation_of(reversed_payment)
         traceparent = telemetry.current_traceparent()
-        await self.journal.record(reversed_payment, [
+        outbox = [
             (POSTINGS, posting.posting_id, posting.SerializeToString(), traceparent),
             (CONFIRMATIONS, f"{confirmation.payment_id}:reversed", confirmation.SerializeToString(), traceparent),
-        ])
+        ]
+        for revision in revisions:
+            revised = confirmation_of_revision(revision, reversed_payment)
+            outbox += [(POSTINGS, revision.revision_id, revision.posting.SerializeToString(), traceparent),
+                       (CONFIRMATIONS, revision.revision_id, revised.SerializeToString(), traceparent)]
+        await self.journal.record(reversed_payment, outbox)
         self.outbox.wake()
 
 
 
 def confirmation_of(payment: payments_pb2.Payment) -> confirmations_pb2.Confirmation:
+    reversed_ = payment.status == types_pb2.PAYMENT_STATUS_REVERSED
     return confirmations_pb2.Confirmation(
         payment_id=payment.payment_id, channel=payment.channel, idempotency_key=payment.idempotency_key,
         loan_id=payment.loan_id, loan_type=payment.loan_type, status=payment.status, amount=payment.amount,
-        allocation=payment.allocation, outstanding_balance=payment.outstanding_balance,
+        # A reversal confirms what it took back (the allocation as last revised).
+        allocation=(payment.reversed_allocation if reversed_ and payment.HasField("reversed_allocation")
+                    else payment.allocation),
+        outstanding_balance=payment.outstanding_balance,
         rejection=payment.rejection, value_date=payment.value_date,
         # A reversal is confirmed on the day it was booked in, the payment on its own.
-        business_date=(payment.reversal_business_date if payment.status == types_pb2.PAYMENT_STATUS_REVERSED
-                       else payment.business_date),
+        business_date=(payment.reversal_business_date if reversed_ else payment.business_date),
         result_time=payment.result_time if payment.HasField("result_time") else timestamp_pb2.Timestamp(),
     )
+
+
+def confirmation_of_revision(revision: loan_core_service_pb2.PaymentRevision,
+                             reversed_payment: payments_pb2.Payment) -> confirmations_pb2.Confirmation:
+    """A later payment's allocation as the reversal of an earlier one of its loan revised it,
+    for the later payment's own channel (which may not be the reversing one)."""
+    confirmation = confirmations_pb2.Confirmation(
+        payment_id=revision.payment_id, channel=revision.channel, loan_id=revision.loan_id,
+        loan_type=reversed_payment.loan_type, status=types_pb2.PAYMENT_STATUS_APPLIED, amount=revision.amount,
+        allocation=revision.allocation, allocation_before=revision.allocation_before,
+        outstanding_balance=revision.outstanding_balance, business_date=revision.business_date,
+        revision=revision.revision, reversed_payment_id=reversed_payment.payment_id,
+    )
+    confirmation.result_time.FromNanoseconds(time.time_ns())
+    return confirmation
 
 
 def _in_flight(stream: BatchingStream) -> int:

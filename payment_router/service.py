@@ -154,8 +154,11 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         # The core's posting says which day it booked the reversal in (the first call's, on a replay).
         payment.reversal_business_date = reply.posting.business_date
         payment.outstanding_balance.CopyFrom(reply.outstanding_balance)
+        # What the reversal took back: the allocation as the core last revised it (a core of before
+        # revisions does not say: then the allocation the payment was answered with).
+        payment.reversed_allocation.CopyFrom(reply.allocation if reply.HasField("allocation") else payment.allocation)
         payment.result_time.FromNanoseconds(time.time_ns())
-        await self.router.record_reversal(payment, reply.posting)
+        await self.router.record_reversal(payment, reply.posting, reply.revisions)
         return api.ReversePaymentResponse(payment=payment)
 
     async def pay(self, caller: Caller, order: payments_pb2.PaymentOrder) -> payments_pb2.Payment:

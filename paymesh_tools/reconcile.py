@@ -1,9 +1,17 @@
 """`paymesh reconcile --date YYYY-MM-DD`: does the day agree, item by item, to the cent?
 
 Every stage of a payment's path lists its ITEMS of the day, and the items are
-matched by (payment id, kind) across the stages, kind being "payment" or
-"reversal". Totals alone hide a cent moved from one payment to another; items
-do not.
+matched by (payment id, kind) across the stages, kind being "payment",
+"reversal" or "revision". Totals alone hide a cent moved from one payment to
+another; items do not.
+
+A revision: the reversal of an earlier payment of a loan applied its later
+payments again, and this one's allocation changed. It moves no money (amount
+0); its split is the change, parts up or down (summing to zero). Its id is the
+payment's with ":R<n>": the core's revision movement, the ledger's posting of
+the difference and the revision's confirmation all carry it. The router
+forwards it but keeps no item of its own (its journal holds the payment and the
+reversal), so it is not looked for there.
 
   accepted by router   the router's journal (PaymentOperationsService.ListPayments)
   applied by cores     each core's ListAppliedPayments (bank.loans.v1)
@@ -78,7 +86,7 @@ CONFIRMED = "confirmed"
 STAGES = (ROUTER, CORES_STAGE, SENT, POSTED, BOOK, CONFIRMED)
 LEDGER_STAGES = frozenset([SENT, POSTED])  # the bridge's: they know each posting's original date
 
-PAYMENT, REVERSAL = "payment", "reversal"
+PAYMENT, REVERSAL, REVISION = "payment", "reversal", "revision"
 CORES = {core: loan_type for loan_type, core in CORE_OF.items()}
 ALL_LOAN_TYPES = frozenset(CORES.values())
 DUPLICATE_WINDOW_SECONDS = 10 * 60
@@ -107,7 +115,7 @@ class Item(NamedTuple):
     stage: str
     source: str  # the source that reported it (which core, ...)
     payment_id: str
-    kind: str  # PAYMENT or REVERSAL
+    kind: str  # PAYMENT, REVERSAL or REVISION (whose payment_id is the revision's id, "<payment id>:R<n>")
     channel: types_pb2.Channel
     loan_type: types_pb2.LoanType
     currency: str
@@ -209,7 +217,7 @@ def match(items_by_stage: dict[str, list[Item]], business_date: str, *,
                 for stage in sorted(items_by_stage, key=_stage_order)}
     stages = list(by_stage)
     outcome = Outcome(stages, 0, 0, unavailable=list(unavailable), left_out=frozenset(left_out),
-                      matched={PAYMENT: 0, REVERSAL: 0})
+                      matched={PAYMENT: 0, REVERSAL: 0, REVISION: 0})
     every_item = [i for items in by_stage.values() for i in items]
     outcome.late_items = _late_items(every_item)
     outcome.suspects = _duplicate_suspects(by_stage.get(ROUTER, []), business_date)
@@ -245,7 +253,8 @@ def _check_item(at: dict[str, list[Item]], stages: list[str]) -> list[Problem]:
                                 "still ACCEPTED there, though " + ", ".join(downstream) + " have it"))
         at = {s: items for s, items in at.items() if s != ROUTER}  # compare what the others say
     present = [s for s in stages if at.get(s)]
-    missing = [s for s in stages if s not in present and not (s == ROUTER and router)]
+    revision = any(i.kind == REVISION for items in at.values() for i in items)
+    missing = [s for s in stages if s not in present and not (s == ROUTER and (router or revision))]
     if missing:
         problems.append(Problem("missing", tuple(missing), "present at " + ", ".join(present)))
     for stage in present:
@@ -337,7 +346,8 @@ def _balance(by_stage: dict[str, list[Item]], business_date: str) -> list[Balanc
     the loan principal accounts in the mainframe's book for the same items (wherever booked)."""
     if CORES_STAGE not in by_stage or BOOK not in by_stage:
         return []
-    sign = {PAYMENT: 1, REVERSAL: -1}  # a reversal gives principal back: a debit to 1401xx
+    # A reversal gives principal back (a debit to 1401xx); a revision's split is already signed.
+    sign = {PAYMENT: 1, REVERSAL: -1, REVISION: 1}
     core_of_key: dict[tuple[str, str], types_pb2.LoanType] = {}
     totals: dict[tuple[types_pb2.LoanType, str], list[int]] = defaultdict(lambda: [0, 0])
     for i in by_stage[CORES_STAGE]:
@@ -356,16 +366,19 @@ def _totals(by_stage: dict[str, list[Item]]) -> list[tuple]:
     rolled: dict[tuple, dict[str, tuple[int, int]]] = defaultdict(dict)
     for stage, items in by_stage.items():
         for i in items:
-            kind = "payments" if i.kind == PAYMENT else "reversals"
+            kind = i.kind + "s"
             for check in ("whole day", f"channel {_name(types_pb2.Channel, i.channel)}",
                           f"core {_name(types_pb2.LoanType, i.loan_type)}"):
                 count, amount = rolled[(check, kind, i.currency)].get(stage, (0, 0))
                 rolled[(check, kind, i.currency)][stage] = (count + 1, amount + i.amount)
     rows = []
     for key in sorted(rolled, key=lambda k: (k[0] == "whole day", k)):  # the day's total last
-        values = [rolled[key].get(stage, (0, 0)) for stage in by_stage]
-        status = "ok" if len(set(values)) == 1 else "BREAK"
-        rows.append((*key, *(f"{count} / {_money(amount)}" for count, amount in values), status))
+        # The router keeps no revisions (it forwards them): not a stage of theirs.
+        counted = [stage for stage in by_stage if not (key[1] == REVISION + "s" and stage == ROUTER)]
+        values = {stage: rolled[key].get(stage, (0, 0)) for stage in counted}
+        status = "ok" if len(set(values.values())) == 1 else "BREAK"
+        rows.append((*key, *(f"{values[stage][0]} / {_money(values[stage][1])}" if stage in values else "-"
+                             for stage in by_stage), status))
     return rows
 
 
@@ -388,22 +401,28 @@ def payment_items(payment, business_date: str) -> list[Item]:
     p = payment
     common = dict(stage=ROUTER, source="payment-router", payment_id=p.payment_id, channel=p.channel,
                   loan_type=p.loan_type, currency=p.amount.currency_code, amount=p.amount.amount_minor,
-                  split=allocation_split(p.allocation), loan_id=p.loan_id, idempotency_key=p.idempotency_key,
+                  loan_id=p.loan_id, idempotency_key=p.idempotency_key,
                   accept_time=p.accept_time.seconds if p.HasField("accept_time") else None)
+    split = allocation_split(p.allocation)
     items = []
     moved = (types_pb2.PAYMENT_STATUS_ACCEPTED, types_pb2.PAYMENT_STATUS_APPLIED, types_pb2.PAYMENT_STATUS_REVERSED)
     if p.business_date == business_date and p.status in moved:
         items.append(Item(kind=PAYMENT, booked_date=p.business_date, original_date=p.business_date,
-                          pending=p.status == types_pb2.PAYMENT_STATUS_ACCEPTED, **common))
+                          pending=p.status == types_pb2.PAYMENT_STATUS_ACCEPTED, split=split, **common))
     if p.status == types_pb2.PAYMENT_STATUS_REVERSED and p.reversal_business_date == business_date:
+        # What the reversal took back: the allocation as last revised.
+        taken_back = allocation_split(p.reversed_allocation) if p.HasField("reversed_allocation") else split
         items.append(Item(kind=REVERSAL, booked_date=p.reversal_business_date,
-                          original_date=p.reversal_business_date, **common))
+                          original_date=p.reversal_business_date, split=taken_back, **common))
     return items
 
 
 def movement_item(movement, core: str, business_date: str) -> Item:
     m = movement
     booked = m.business_date or business_date
+    if m.revision:
+        return Item(CORES_STAGE, core, m.movement_id, REVISION, m.channel, CORES[core], m.amount.currency_code, 0,
+                    allocation_split(m.allocation), booked, booked, loan_id=m.loan_id, ref=m.movement_id)
     return Item(CORES_STAGE, core, m.payment_id, REVERSAL if m.reversal else PAYMENT, m.channel, CORES[core],
                 m.amount.currency_code, m.amount.amount_minor, allocation_split(m.allocation), booked, booked,
                 loan_id=m.loan_id, ref=m.movement_id)
@@ -412,8 +431,18 @@ def movement_item(movement, core: str, business_date: str) -> Item:
 def posting_item(posting, stage: str, source: str, original_date: str = "") -> Item:
     """A ledger posting -> an item. A reversal is the payment's movement with the sides swapped:
     it credits the channel's clearing account. Its amount is its debits; its split is read from
-    the accounts it credits (a payment) or debits (a reversal)."""
+    the accounts it credits (a payment) or debits (a reversal). A revision has no clearing line
+    (no money moved): amount 0, its split each part's credits less its debits."""
     debit, credit = ledger_pb2.ENTRY_SIDE_DEBIT, ledger_pb2.ENTRY_SIDE_CREDIT
+    currency = "/".join(sorted({e.amount.currency_code for e in posting.entries}))  # one, unless broken
+    if not any(e.account.startswith(coa.CHANNEL_CLEARING) for e in posting.entries):
+        change = [0] * len(Split._fields)
+        for e in posting.entries:
+            part = _part(e.account)
+            if part is not None:
+                change[part] += e.amount.amount_minor if e.side == credit else -e.amount.amount_minor
+        return Item(stage, source, posting.posting_id, REVISION, posting.channel, posting.loan_type, currency, 0,
+                    Split(*change), posting.business_date, original_date, ref=posting.posting_id)
     reversal = any(e.side == credit and e.account.startswith(coa.CHANNEL_CLEARING) for e in posting.entries)
     parts = [0] * len(Split._fields)
     for e in posting.entries:
@@ -421,7 +450,6 @@ def posting_item(posting, stage: str, source: str, original_date: str = "") -> I
         if part is not None and e.side == (debit if reversal else credit):
             parts[part] += e.amount.amount_minor
     amount = sum(e.amount.amount_minor for e in posting.entries if e.side == debit)
-    currency = "/".join(sorted({e.amount.currency_code for e in posting.entries}))  # one, unless broken
     return Item(stage, source, posting.payment_id, REVERSAL if reversal else PAYMENT, posting.channel,
                 posting.loan_type, currency, amount, Split(*parts), posting.business_date, original_date,
                 ref=posting.posting_id)
@@ -450,6 +478,11 @@ def confirmation_items(confirmation, business_date: str) -> list[Item]:
     if c.status not in kinds:  # a rejection moved nothing
         return []
     booked = c.business_date or business_date
+    if c.revision:
+        before, after = allocation_split(c.allocation_before), allocation_split(c.allocation)
+        return [Item(CONFIRMED, "confirmations", f"{c.payment_id}:R{c.revision}", REVISION, c.channel, c.loan_type,
+                     c.amount.currency_code, 0, Split(*(a - b for a, b in zip(after, before))), booked, booked,
+                     loan_id=c.loan_id, ref=f"sequence {c.sequence}")]
     return [Item(CONFIRMED, "confirmations", c.payment_id, kinds[c.status], c.channel, c.loan_type,
                  c.amount.currency_code, c.amount.amount_minor, allocation_split(c.allocation), booked, booked,
                  loan_id=c.loan_id, ref=f"sequence {c.sequence}")]
@@ -655,7 +688,8 @@ def report(outcome: Outcome, business_date: str, show_all: bool) -> str:
     late = len(o.late_items)
     lines = [f"reconciliation of {business_date}",
              f"{o.breaks} breaks, {o.checks - o.breaks} checks agree",
-             f"items matched: {o.matched.get(PAYMENT, 0):,} payments, {o.matched.get(REVERSAL, 0):,} reversals; "
+             f"items matched: {o.matched.get(PAYMENT, 0):,} payments, {o.matched.get(REVERSAL, 0):,} reversals, "
+             f"{o.matched.get(REVISION, 0):,} revisions; "
              f"late items: {late}; duplicate suspects: {len(o.suspects)}"]
     for source, why in o.unavailable:
         lines.append(f"source unavailable: {source} ({why})")

@@ -219,15 +219,18 @@ async def test_a_reversal_the_core_refuses_reaches_the_channel_with_the_cores_de
     of its status (the BadRequest naming the field), so a channel could not tell what to change."""
     loan = open_loans(types_pb2.LOAN_TYPE_CASH)[-2]
     first = await submit(mesh, pki_dir, "store", order("chain-1", loan, 1000))
-    await submit(mesh, pki_dir, "store", order("chain-2", loan, 1000))
+    second = await submit(mesh, pki_dir, "store", order("chain-2", loan, 1000))
     async with tls.channel_for(mesh["payment-router"].address, pki_dir, Identity("channel", "store")) as ch:
-        with pytest.raises(grpc.aio.AioRpcError) as error:
-            await api_grpc.PaymentServiceStub(ch).ReversePayment(api.ReversePaymentRequest(
-                idempotency_key="chain-1-rev", payment_id=first.payment_id, reason="wrong loan"), timeout=10)
-    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION, error.value.details()
-    assert error_info(error.value).reason == "REVERSAL_NOT_ALLOWED"
-    assert field_violations(error.value) == ["payment_id"]
-    assert "reverse the later payments first" in error.value.details()
+        stub = api_grpc.PaymentServiceStub(ch)
+        await stub.ReversePayment(api.ReversePaymentRequest(
+            idempotency_key="chain-rev", payment_id=first.payment_id, reason="wrong loan"), timeout=10)
+        with pytest.raises(grpc.aio.AioRpcError) as error:  # the same reversal key for another payment
+            await stub.ReversePayment(api.ReversePaymentRequest(
+                idempotency_key="chain-rev", payment_id=second.payment_id, reason="wrong loan"), timeout=10)
+    assert error.value.code() == grpc.StatusCode.ALREADY_EXISTS, error.value.details()
+    assert error_info(error.value).reason == "IDEMPOTENCY_KEY_REUSED"
+    assert field_violations(error.value) == ["reversal_id"]
+    assert "already used for a different request" in error.value.details()
 
 
 async def test_a_core_down_answers_unavailable_fast_and_other_cores_go_on(tmp_path, pki_dir):

@@ -10,6 +10,8 @@ from datetime import date
 import grpc
 
 from bank.common.v1 import types_pb2
+from bank.confirmations.v1 import confirmation_service_pb2 as conf_api
+from bank.confirmations.v1 import confirmation_service_pb2_grpc as conf_grpc
 from bank.payments.v1 import payment_service_pb2 as api, payment_service_pb2_grpc as api_grpc, payments_pb2
 from paymesh_tools.products import RULES_OF_TYPE
 from loan_core.portfolio import generate
@@ -61,6 +63,21 @@ async def pay(router_address, pki_dir, channel: str, key: str, loan_id: str, amo
     return reply.payment
 
 
+async def revisions_confirmed(address: str, pki_dir, channel: str, count: int, timeout: float = 10.0) -> list:
+    """The channel's confirmations that revise a payment, from the start of its stream, until count are in."""
+    found = []
+    async with tls.channel_for(address, pki_dir, Identity("channel", channel)) as ch:
+        call = conf_grpc.ConfirmationServiceStub(ch).Subscribe(
+            conf_api.SubscribeRequest(start_position=conf_api.START_POSITION_BEGINNING))
+        async with asyncio.timeout(timeout):
+            async for event in call:
+                found += [c for c in event.batch.confirmations if c.revision]
+                if len(found) >= count:
+                    break
+        call.cancel()
+    return found
+
+
 async def test_a_day_through_the_whole_mesh_reconciles_and_a_stuck_ledger_is_a_break(tmp_path, pki_dir):
     mesh = start_mesh(tmp_path, pki_dir, **ENV)
     try:
@@ -77,6 +94,31 @@ async def test_a_day_through_the_whole_mesh_reconciles_and_a_stuck_ledger_is_a_b
         agreed = await until_exit_code(0, tmp_path, pki_dir, addresses, AS_OF)
         assert agreed.returncode == 0, agreed.stdout + agreed.stderr
         assert "0 breaks" in agreed.stdout and "channel atm" in agreed.stdout and "core vehicle" in agreed.stdout
+
+        # The store reverses a payment that was not the loan's latest: the agent's later one is applied
+        # again without it, revised (the store's left 30.00 of the amount due that the agent's paid
+        # first; now the agent's pays the due amount's first 100.00), confirmed to the agent, and its
+        # difference posted: the day still reconciles, item by item.
+        loan_id = open_loans(types_pb2.LOAN_TYPE_CASH)[6]
+        async with tls.channel_for(router, pki_dir, Identity("channel", "store")) as ch:
+            debt = (await api_grpc.PaymentServiceStub(ch).GetLoanDebt(api.GetLoanDebtRequest(loan_id=loan_id),
+                                                                      timeout=10)).debt
+        first = await pay(router, pki_dir, "store", "rev-1", loan_id, debt.amount_due.amount_minor - 30_00)
+        later = await pay(router, pki_dir, "agent", "rev-2", loan_id, 100_00)
+        async with tls.channel_for(router, pki_dir, Identity("channel", "store")) as ch:
+            reversed_ = (await api_grpc.PaymentServiceStub(ch).ReversePayment(api.ReversePaymentRequest(
+                idempotency_key="rev-1-back", payment_id=first.payment_id, reason="counterfeit note"),
+                timeout=10)).payment
+        assert reversed_.reversed_allocation == first.allocation
+        [revision] = await revisions_confirmed(addresses["confirmations"], pki_dir, "agent", 1)
+        assert (revision.payment_id, revision.revision, revision.reversed_payment_id) == (
+            later.payment_id, 1, first.payment_id)
+        assert revision.allocation_before == later.allocation != revision.allocation
+        assert revision.amount == later.amount and sum(
+            getattr(revision.allocation, f.name) for f in revision.allocation.DESCRIPTOR.fields) == 100_00
+        settled = await until_exit_code(0, tmp_path, pki_dir, addresses, AS_OF)
+        assert settled.returncode == 0, settled.stdout + settled.stderr
+        assert "1 reversals, 1 revisions" in settled.stdout, settled.stdout
 
         # The mainframe goes down: the next payments are applied and queued, not posted.
         await set_emulator_mode(addresses["mainframe-emulator"], pki_dir, "DOWN")

@@ -14,8 +14,8 @@ from bank.loans.v1 import loans_pb2
 from bank.payments.v1 import payments_pb2
 from paymesh import chart_of_accounts as coa
 from paymesh_tools import reconcile
-from paymesh_tools.reconcile import (BOOK, CONFIRMED, CORES_STAGE, PAYMENT, POSTED, REVERSAL, ROUTER, SENT, STAGES,
-                                     Item, LateItem, Split, match)
+from paymesh_tools.reconcile import (BOOK, CONFIRMED, CORES_STAGE, PAYMENT, POSTED, REVERSAL, REVISION, ROUTER, SENT,
+                                     STAGES, Item, LateItem, Split, match)
 
 D, NEXT = "2026-11-27", "2026-11-30"  # a Friday and the next business day
 CASH, MORTGAGE = types_pb2.LOAN_TYPE_CASH, types_pb2.LOAN_TYPE_MORTGAGE
@@ -92,13 +92,14 @@ def test_a_day_where_every_stage_has_every_item_once_agrees():
     text = reconcile.report(outcome, D, show_all=False)
     assert outcome.breaks == 0 and outcome.exit_code == 0, text
     assert outcome.stages == list(STAGES)
-    assert outcome.matched == {PAYMENT: 3, REVERSAL: 1}
+    assert outcome.matched == {PAYMENT: 3, REVERSAL: 1, REVISION: 0}
     # Two balance rows (cash and mortgage in PEN): cash 80 + 40 - 40, mortgage 900.
     assert [(b.core, b.currency, b.core_principal, b.book_principal) for b in outcome.balance] == [
         ("core-cash", "PEN", 80_00, 80_00), ("core-mortgage", "PEN", 900_00, 900_00)]
     assert outcome.checks == 4 + 2
     assert text.splitlines()[:3] == ["reconciliation of 2026-11-27", "0 breaks, 6 checks agree",
-                                     "items matched: 3 payments, 1 reversals; late items: 0; duplicate suspects: 0"]
+                                     "items matched: 3 payments, 1 reversals, 0 revisions; late items: 0; "
+                                     "duplicate suspects: 0"]
     assert any(line.split()[:6] == ["whole", "day", "payments", "PEN", "3", "/"] and "1,397.00" in line
                for line in text.splitlines())
 
@@ -183,7 +184,7 @@ def test_a_late_item_is_listed_not_a_break_on_its_original_day_and_on_the_day_it
 
     # The next day: its own payment, and the late one matched against the other stages' items of D.
     booked_day = match(day(everywhere("PAY-10", Split(30_00, 0, 0, 0, 0), date=NEXT), late), NEXT)
-    assert booked_day.breaks == 0 and booked_day.matched == {PAYMENT: 2, REVERSAL: 0}
+    assert booked_day.breaks == 0 and booked_day.matched == {PAYMENT: 2, REVERSAL: 0, REVISION: 0}
     assert booked_day.late_items == [LateItem("PAY-9", PAYMENT, D, NEXT)]
     assert [(b.core_principal, b.book_principal) for b in booked_day.balance] == [(30_00, 30_00)]
 
@@ -232,7 +233,7 @@ def test_a_source_unavailable_leaves_its_loan_types_out_and_exits_2():
     outcome = match(items, D, unavailable=[("core-cash", "UNAVAILABLE: connection refused")],
                     left_out=frozenset([CASH]))
     assert outcome.breaks == 0 and outcome.exit_code == 2
-    assert outcome.matched == {PAYMENT: 1, REVERSAL: 0}  # only the mortgage payment was compared
+    assert outcome.matched == {PAYMENT: 1, REVERSAL: 0, REVISION: 0}  # only the mortgage payment was compared
     text = reconcile.report(outcome, D, show_all=False)
     assert "source unavailable: core-cash (UNAVAILABLE: connection refused)" in text
     assert "not compared (a source for them is unavailable): cash" in text
@@ -274,12 +275,13 @@ async def test_reconcile_asks_the_other_days_late_items_need_and_takes_only_thos
     outcome = await reconcile.reconcile(sources, D)
     assert outcome.breaks == 0 and outcome.exit_code == 0, reconcile.report(outcome, D, True)
     assert outcome.late_items == [LateItem("PAY-9", PAYMENT, D, NEXT)]
-    assert outcome.matched == {PAYMENT: 4, REVERSAL: 1}  # PAY-10 of the book of NEXT left aside
+    assert outcome.matched == {PAYMENT: 4, REVERSAL: 1, REVISION: 0}  # PAY-10 of the book of NEXT left aside
     assert {s.stage: s.asked for s in sources}[BOOK] == [D, NEXT]
 
     sources = sources_for({D: asked_d, NEXT: asked_next})
     outcome = await reconcile.reconcile(sources, NEXT)
-    assert outcome.breaks == 0 and outcome.matched == {PAYMENT: 2, REVERSAL: 0}, reconcile.report(outcome, NEXT, True)
+    assert outcome.breaks == 0 and outcome.matched == {PAYMENT: 2, REVERSAL: 0, REVISION: 0}, \
+        reconcile.report(outcome, NEXT, True)
     asked = {s.stage: s.asked for s in sources}
     assert asked[ROUTER] == [NEXT, D] and asked[SENT] == [NEXT] and asked[BOOK] == [NEXT]
 
@@ -331,3 +333,27 @@ def test_a_malformed_date_is_refused_by_the_command_line(text, capsys):
     assert exit_.value.code == 2
     assert "is not a date YYYY-MM-DD" in capsys.readouterr().err
     assert parser.parse_args(["--date", "2026-11-27"]).date == "2026-11-27"
+
+
+def test_a_revision_is_matched_by_its_id_with_its_signed_change_and_not_looked_for_at_the_router():
+    """A later payment revised by the reversal of an earlier one: 21.51 of principal became 14.51 of
+    interest and 7.00 of penalty. Its posting has no clearing line; its amount is 0."""
+    debit, credit = ledger_pb2.ENTRY_SIDE_DEBIT, ledger_pb2.ENTRY_SIDE_CREDIT
+    lines = [(coa.product_account(coa.INTEREST_INCOME, CASH), credit, 14_51),
+             (coa.product_account(coa.LOAN_PRINCIPAL, CASH), debit, 21_51),
+             (coa.product_account(coa.PENALTY_INTEREST_INCOME, CASH), credit, 7_00)]
+    difference = ledger_pb2.Posting(
+        posting_id="PAY-2:R1", business_date=D, payment_id="PAY-2", channel=AGENT, loan_type=CASH,
+        entries=[ledger_pb2.LedgerEntry(entry_id=f"PAY-2:R1:{n}", account=account, side=side,
+                                        amount=types_pb2.Money(currency_code="PEN", amount_minor=amount))
+                 for n, (account, side, amount) in enumerate(lines, start=1)])
+    item = reconcile.posting_item(difference, SENT, "bridge", D)
+    change = Split(principal=-21_51, interest=14_51, penalty=7_00)
+    assert (item.payment_id, item.kind, item.amount, item.split) == ("PAY-2:R1", REVISION, 0, change)
+    revised = {stage: [item._replace(stage=stage)] for stage in STAGES if stage != ROUTER}
+    outcome = match(day(a_good_day(), revised), D)
+    assert outcome.breaks == 0 and outcome.matched[REVISION] == 1, reconcile.report(outcome, D, True)
+    cash = next(b for b in outcome.balance if b.core == "core-cash")
+    assert cash.core_principal == cash.book_principal == 80_00 - 21_51  # the revision's principal counts
+    del revised[BOOK]
+    assert only_break(match(day(a_good_day(), revised), D), "PAY-2:R1").problems[0].what == "missing"
