@@ -1,7 +1,7 @@
 """The end-to-end benchmark of the local mesh: prints its figures, asserts nothing.
 
     .venv/bin/python bench/bench_mesh.py [--stream 20000] [--per-message 50] [--batch 10000]
-                                         [--online-rate 500] [--seconds 10]
+                                         [--online-rate 500] [--priority-rate 200] [--seconds 10]
 
 Starts every service as its own process (real mTLS, SQLite with synchronous=FULL)
 in a temporary folder, then measures from the channels' side:
@@ -10,6 +10,9 @@ in a temporary folder, then measures from the channels' side:
   - the debt inquiry (an ATM asking what a loan owes) at the same offered rate;
   - the channel stream: payments/s until every confirmation reached the channel's subscriber;
   - batch: lines/s for one day file;
+  - priority: online at a fixed rate alone, then the same rate while a day file uploads on the
+    store channel from a process of its own: online p50/p99 both ways and their ratio, the
+    file's lines/s alone and beside online;
   - confirmation fan-out: a subscriber reading the log from the beginning;
 and the CPU each process spent per payment in each phase (from /proc/<pid>/stat).
 """
@@ -21,6 +24,7 @@ import shutil
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import TypeVar
@@ -115,8 +119,10 @@ class Bench:
         return await self.paced(rate, seconds, lambda stub: stub.GetLoanDebt(
             api.GetLoanDebtRequest(loan_id=self.order("inquiry").loan_id), timeout=10))
 
-    async def paced(self, rate: float, seconds: float, call) -> tuple[float, list[float]]:
-        """call(stub) at `rate` a second for `seconds` (open loop: a slow answer does not slow the offer)."""
+    async def paced(self, rate: float, seconds: float, call, until: asyncio.Future | None = None
+                    ) -> tuple[float, list[float]]:
+        """call(stub) at `rate` a second for `seconds`, or until `until` is done (open loop: a slow
+        answer does not slow the offer)."""
         async with self.channel("payment-router", Identity("channel", "atm")) as ch:
             stub, latencies, tasks = api_grpc.PaymentServiceStub(ch), [], []
 
@@ -128,6 +134,8 @@ class Bench:
             started = time.perf_counter()
             for n in range(int(rate * seconds)):
                 await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
+                if until is not None and until.done():
+                    break
                 tasks.append(asyncio.create_task(one()))
             await asyncio.gather(*tasks)
             return len(tasks) / (time.perf_counter() - started), sorted(latencies)
@@ -177,6 +185,43 @@ class Bench:
         assert reply.summary.applied_count == lines, reply.summary
         return lines / elapsed
 
+    async def file_in_child(self, lines: int, name: str) -> tuple[asyncio.subprocess.Process, asyncio.Future]:
+        """A store's day file uploaded by a process of its own (this one's CPU stays the online
+        client's); returns once it is ready to send, with a future of its lines/s."""
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--upload-file", self.mesh["payment-router"].address, str(self.pki), name,
+            str(lines), str(self.serial), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert child.stdout is not None and child.stdin is not None
+        assert (await child.stdout.readline()).strip() == b"ready"
+        self.serial += lines
+
+        async def rate() -> float:
+            assert child.stdout is not None
+            return float((await child.stdout.readline()).decode())
+
+        return child, asyncio.ensure_future(rate())
+
+    async def priority(self, rate: float, seconds: float, lines: int) -> dict[str, tuple]:
+        """Online at `rate` alone, the file alone, then both: {"alone": (p50, p99, lines/s), "together": ...}."""
+        _, online_alone = await self.online(rate, seconds)
+        child, file_alone = await self.file_in_child(lines, "priority-alone")
+        child.stdin.write(b"go\n")  # type: ignore[union-attr]
+        alone_rate = await file_alone
+        await child.wait()
+        child, file_beside = await self.file_in_child(lines, "priority-together")
+        child.stdin.write(b"go\n")  # type: ignore[union-attr]
+        # Online for as long as the file uploads (at most 60 s): every call is made beside it.
+        _, online_beside = await self.online_until(rate, file_beside)
+        beside_rate = await file_beside
+        await child.wait()
+        return {"alone": (percentile(online_alone, .5), percentile(online_alone, .99), alone_rate, len(online_alone)),
+                "together": (percentile(online_beside, .5), percentile(online_beside, .99), beside_rate,
+                             len(online_beside))}
+
+    async def online_until(self, rate: float, done: asyncio.Future) -> tuple[float, list[float]]:
+        return await self.paced(rate, 60, lambda stub: stub.SubmitPayment(
+            api.SubmitPaymentRequest(payment=self.order("online")), timeout=10), until=done)
+
     async def fan_out(self, channel: str) -> tuple[float, int]:
         async with self.channel("confirmations", Identity("channel", channel)) as ch:
             call = conf_grpc.ConfirmationServiceStub(ch).Subscribe(
@@ -211,6 +256,7 @@ async def main(args) -> None:
             mesh, args.stream, bench.stream_end_to_end(args.stream, args.per_message))
         batch_rate, batch_cpu = await cpu_per_item(mesh, args.batch, bench.batch(args.batch))
         fan_rate, fanned = await bench.fan_out("agent")
+        priority = await bench.priority(args.priority_rate, args.seconds, args.batch)
     finally:
         stop_mesh(mesh)
         shutil.rmtree(home, ignore_errors=True)
@@ -233,14 +279,45 @@ async def main(args) -> None:
         mesh_total = sum(cpu[n] for n in names if n != "client")
         rows.append((phase, *(f"{cpu[n]:.3f}" for n in names), f"{mesh_total:.3f}"))
     print(format_table(rows))
+    print(f"\nonline at {args.priority_rate:.0f}/s alone and while a {args.batch:,}-line day file uploads "
+          "(store channel, from a process of its own)")
+    (a50, a99, a_rate, a_n), (b50, b99, b_rate, b_n) = priority["alone"], priority["together"]
+    print(format_table([
+        ("", "online p50 ms", "online p99 ms", "online calls", "file lines/s"),
+        ("alone", f"{a50:.1f}", f"{a99:.1f}", f"{a_n:,}", f"{a_rate:,.0f}"),
+        ("together", f"{b50:.1f}", f"{b99:.1f}", f"{b_n:,}", f"{b_rate:,.0f}"),
+        ("together / alone", f"{b50 / a50:.2f}", f"{b99 / a99:.2f}", "", f"{b_rate / a_rate:.2f}"),
+    ]))
+
+
+async def upload_file(router: str, pki_dir: str, name: str, lines: int, first_serial: int) -> None:
+    """The child of Bench.file_in_child: builds the file, says "ready", uploads on "go", prints lines/s."""
+    bench = Bench({"payment-router": types.SimpleNamespace(address=router)}, Path(pki_dir))
+    bench.serial = first_serial
+    requests = batch_requests(name, AS_OF, [bench.order(name) for _ in range(lines)])
+    async with bench.channel("payment-router", Identity("channel", "store")) as ch:
+        stub = api_grpc.PaymentServiceStub(ch)
+        await ch.channel_ready()
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+        started = time.perf_counter()
+        reply = await stub.UploadBatch(iter(requests), timeout=300)
+        elapsed = time.perf_counter() - started
+    assert reply.summary.applied_count == lines, reply.summary
+    print(lines / elapsed, flush=True)
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 7 and sys.argv[1] == "--upload-file":
+        router, pki_dir, name, lines, serial = sys.argv[2:]
+        asyncio.run(upload_file(router, pki_dir, name, int(lines), int(serial)))
+        sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stream", type=int, default=20_000)
     parser.add_argument("--per-message", type=int, default=50, help="stream orders per message")
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--online-rate", type=float, default=500)
+    parser.add_argument("--priority-rate", type=float, default=200, help="online rate beside the day file")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warm-up", type=float, default=2, help="seconds of online traffic before measuring")
     asyncio.run(main(parser.parse_args()))

@@ -54,7 +54,7 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
         self.open_calls = OpenCalls()
         self.dispatcher = WebhookDispatcher(self.store, settings)
         self.commits = GroupCommit(self.store, log.append, name="confirmations-commit",
-                                   max_weight=MAX_MESSAGES_PER_COMMIT, on_commit=self._committed)
+                                   max_weight=MAX_MESSAGES_PER_COMMIT, on_commit=self._committed, lanes=2)
         self._head: int | None = None
 
     def add_to(self, grpc_server) -> list[str]:
@@ -105,7 +105,9 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
         # Per item: another bulkhead's refusal, the violations, or [] when valid.
         checked = [bulkhead.refusal(item.channel) or validation.confirmation(item) for item in items]
         valid = [item for item, problem in zip(items, checked) if problem == []]
-        durable = self.commits.submit(valid) if valid else None
+        # A day file's results commit after the online ones waiting with them.
+        lane = 1 if request.priority == types_pb2.PRIORITY_BATCH else 0
+        durable = self.commits.submit(valid, lane) if valid else None
         received = time.time_ns()
         payment_ids = [item.payment_id for item in items]
         for payment_id, traceparent in zip(payment_ids, request.traceparents):

@@ -96,19 +96,28 @@ class Journal:
     def __init__(self, path: Path):
         self._store = Store(path, SCHEMA, ADDED_COLUMNS, INDEXES)
         # Accepts and results of every stream and online call share commits: (operation, its arguments).
-        self._commits = GroupCommit(self._store, _apply_group, name="journal-commit")
+        # Lanes: online first, then streams, then day files (payment_router.router.LANE).
+        self._commits = GroupCommit(self._store, _apply_group, name="journal-commit", lanes=3)
 
     async def close(self) -> None:
         await self._commits.close()
         self._store.close()
 
-    async def accept(self, entries: list[Accepted]) -> list[Outcome]:
-        """Journals each new payment, or finds the one already journaled under its id; one commit."""
-        return await self._commits.submit(("accept", (entries,)))
+    async def accept(self, entries: list[Accepted], lane: int = 0) -> list[Outcome]:
+        """Journals each new payment, or finds the one already journaled under its id; one commit.
+        lane: the group commit's (0 first: online)."""
+        return await self._commits.submit(("accept", (entries,)), lane)
 
-    async def record(self, payment: payments_pb2.Payment, outbox: list[tuple[str, str, bytes, str]]) -> None:
+    async def record(self, payment: payments_pb2.Payment, outbox: list[tuple[str, str, bytes, str]],
+                     lane: int = 0) -> None:
         """Stores the payment's new state and its outbox rows (topic, key, body, traceparent) in one commit."""
-        await self._commits.submit(("record", (payment, outbox)))
+        await self._commits.submit(("record", (payment, outbox)), lane)
+
+    async def queued(self, topic: str, keys: list[str]) -> set[str]:
+        """Which of these keys still have a row of the topic in the outbox."""
+        marks = ", ".join("?" * len(keys))
+        return await self._store.run(lambda c: {row[0] for row in c.execute(
+            f"SELECT item_key FROM outbox WHERE topic = ? AND item_key IN ({marks})", (topic, *keys))})
 
     async def done(self, delivered: list[tuple[str, list[str], dict[str, int]]]) -> None:
         """Forgets delivered outbox rows (topic, keys) and keeps the confirmation sequences

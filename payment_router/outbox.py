@@ -20,21 +20,25 @@ from paymesh import telemetry
 from paymesh.streams import BatchingStream
 
 log = logging.getLogger(__name__)
-POSTINGS, CONFIRMATIONS = "posting", "confirmation"
+# A day file's confirmations have a topic (and a stream to confirmations) of their own, so that
+# thousands of them never stand between an online payment and its confirmation sequence.
+POSTINGS, CONFIRMATIONS, CONFIRMATIONS_BATCH = "posting", "confirmation", "confirmation-batch"
 RECENT_SEQUENCES = 20_000  # sequences kept in memory for callers who ask just after the acknowledgement
 # How long the forwarders gather rows before reading a page: no caller waits for the ledger,
 # so postings wait longer and travel in far fewer, fuller messages.
-FORWARD_LINGER_SECONDS = {POSTINGS: 0.02, CONFIRMATIONS: 0.002}
+FORWARD_LINGER_SECONDS = {POSTINGS: 0.02, CONFIRMATIONS: 0.002, CONFIRMATIONS_BATCH: 0.002}
 SWEEP_SECONDS = 0.2  # how often delivered outbox rows are forgotten, in one commit
 PAGE_ROWS = 2000
 
 
 class Outbox:
-    def __init__(self, journal: Journal, bridge: BatchingStream, confirmations: BatchingStream):
+    def __init__(self, journal: Journal, bridge: BatchingStream, confirmations: BatchingStream,
+                 confirmations_batch: BatchingStream):
         self.journal = journal
         self._streams: dict[str, tuple[BatchingStream, type[Message]]] = {
-            POSTINGS: (bridge, ledger_pb2.Posting), CONFIRMATIONS: (confirmations, confirmations_pb2.Confirmation)}
-        self._ready = {POSTINGS: asyncio.Event(), CONFIRMATIONS: asyncio.Event()}
+            POSTINGS: (bridge, ledger_pb2.Posting), CONFIRMATIONS: (confirmations, confirmations_pb2.Confirmation),
+            CONFIRMATIONS_BATCH: (confirmations_batch, confirmations_pb2.Confirmation)}
+        self._ready = {topic: asyncio.Event() for topic in self._streams}
         self._sequence_waiters: dict[str, list[asyncio.Future]] = {}
         self._recent_sequences: collections.OrderedDict[str, int] = collections.OrderedDict()
         self._delivered_keys: list[tuple[str, list[str], dict[str, int]]] = []  # (topic, keys, sequences)
@@ -74,6 +78,7 @@ class Outbox:
         future = asyncio.get_running_loop().create_future()
         self._sequence_waiters.setdefault(payment_id, []).append(future)
         self._ready[CONFIRMATIONS].set()
+        self._ready[CONFIRMATIONS_BATCH].set()
         try:
             async with asyncio.timeout(timeout):
                 return await future
@@ -145,7 +150,7 @@ class Outbox:
                 telemetry.count_refused_delivery(topic, errors_pb2.ErrorReason.Name(reason))
             refused_keys = {key for key, _, _ in refusals}
             rows = [row for row in rows if row[1] not in refused_keys]
-        sequences = {a.payment_id: a.sequence for a in acks if a.sequence} if topic == CONFIRMATIONS else {}
+        sequences = {a.payment_id: a.sequence for a in acks if a.sequence} if topic != POSTINGS else {}
         # The confirmation is durable at its service now: a waiting caller need not wait for our bookkeeping.
         for payment_id, sequence in sequences.items():
             self._recent_sequences[payment_id] = sequence

@@ -18,7 +18,8 @@ from bank.loans.v1 import loan_core_service_pb2
 from bank.payments.v1 import payments_pb2
 from payment_router.booking import Booking
 from payment_router.journal import Accepted, Journal, Outcome
-from payment_router.outbox import CONFIRMATIONS, POSTINGS, Outbox
+from payment_router.outbox import CONFIRMATIONS, CONFIRMATIONS_BATCH, POSTINGS, Outbox
+from payment_router.pacing import BatchPacer
 from paymesh import telemetry
 from paymesh.streams import BatchingStream
 from paymesh.topology import CHANNEL_NAMES, CORE_OF
@@ -27,22 +28,69 @@ log = logging.getLogger(__name__)
 
 
 def item_stream(name: str, rpc, request_type, items_field: str, answers_field: str, id_field: str,
-                linger_seconds: float = 0.002) -> BatchingStream:
+                linger_seconds: float = 0.002, priority: types_pb2.Priority = types_pb2.PRIORITY_UNSPECIFIED
+                ) -> BatchingStream:
     """A stream whose items are (message, traceparent): the payment's trace travels beside it.
-    Requests carry the messages in items_field; responses answer in answers_field, by id_field."""
+    Requests carry the messages in items_field; responses answer in answers_field, by id_field;
+    priority (if any) tells the peer who waits for them."""
+    said = {"priority": priority} if priority else {}
     return BatchingStream(
         name, rpc,
         to_request=lambda items: request_type(
-            **{items_field: [m for m, _ in items]}, traceparents=[t for _, t in items]),
+            **{items_field: [m for m, _ in items]}, traceparents=[t for _, t in items], **said),
         results_of=lambda response: [(getattr(a, id_field), a) for a in getattr(response, answers_field)],
         key_of=lambda item: getattr(item[0], id_field),
         linger_seconds=linger_seconds,
     )
 
 
-def core_stream(name: str, stub) -> BatchingStream:
+def core_stream(name: str, stub, priority: types_pb2.Priority) -> BatchingStream:
     return item_stream(name, stub.ApplyPayments, loan_core_service_pb2.ApplyPaymentsRequest,
-                       "payments", "outcomes", "payment_id")
+                       "payments", "outcomes", "payment_id", priority=priority)
+
+
+ONLINE, STREAM, BATCH = types_pb2.PRIORITY_ONLINE, types_pb2.PRIORITY_STREAM, types_pb2.PRIORITY_BATCH
+LANE = {ONLINE: 0, STREAM: 1, BATCH: 2}  # the journal's group commit lane of each priority
+
+
+class CoreLanes:
+    """A core's ApplyPayments streams, one per priority: a message is answered in its stream's
+    order, so an online payment behind a day file's message on one stream would wait for it.
+    Day-file payments are paced by the online ones' latency (payment_router.pacing)."""
+
+    def __init__(self, name: str, stub):
+        self.name = name
+        self.streams = {priority: core_stream(f"{name}.{types_pb2.Priority.Name(priority)[9:].lower()}", stub,
+                                              priority) for priority in LANE}
+        self.pacer = BatchPacer(self.streams[BATCH])
+        self._pacing: asyncio.Task | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return sum(stream.in_flight for stream in self.streams.values())
+
+    def start(self) -> None:
+        for stream in self.streams.values():
+            stream.start()
+        self._pacing = asyncio.create_task(self.pacer.run(), name=f"pacer-{self.name}")
+
+    async def close(self) -> None:
+        if self._pacing is not None:
+            self._pacing.cancel()
+        for stream in self.streams.values():
+            await stream.close()
+
+    async def wait_connected(self, timeout: float) -> bool:
+        return await self.streams[ONLINE].wait_connected(timeout)
+
+    async def submit(self, item, priority: types_pb2.Priority):
+        started = time.perf_counter()
+        outcome = await self.streams[priority].submit(item)
+        elapsed = time.perf_counter() - started
+        telemetry.record_hop_latency(f"router->{self.name}", elapsed)
+        if priority == ONLINE:
+            self.pacer.observe_online(elapsed)
+        return outcome
 
 
 def bridge_stream(stub) -> BatchingStream:
@@ -51,42 +99,47 @@ def bridge_stream(stub) -> BatchingStream:
                        "postings", "acks", "posting_id", linger_seconds=0)
 
 
-def confirmations_stream(stub) -> BatchingStream:
-    return item_stream("confirmations", stub.PublishConfirmations,
+def confirmations_stream(stub, priority: types_pb2.Priority) -> BatchingStream:
+    name = "confirmations" if priority != types_pb2.PRIORITY_BATCH else "confirmations.batch"
+    return item_stream(name, stub.PublishConfirmations,
                        confirmation_service_pb2.PublishConfirmationsRequest, "confirmations", "acks", "payment_id",
-                       linger_seconds=0)
+                       linger_seconds=0, priority=priority)
 
 
 class Router:
-    def __init__(self, journal: Journal, cores: dict[types_pb2.LoanType, BatchingStream], bridge: BatchingStream,
-                 confirmations: BatchingStream, booking: Booking, bridge_stub):
+    def __init__(self, journal: Journal, cores: dict[types_pb2.LoanType, CoreLanes], bridge: BatchingStream,
+                 confirmations: BatchingStream, confirmations_batch: BatchingStream, booking: Booking, bridge_stub):
         self.journal = journal
         self.booking = booking
         self.bridge_stub = bridge_stub  # for the business day's status
         self.cores = cores
         self.bridge = bridge
         self.confirmations = confirmations
-        self.outbox = Outbox(journal, bridge, confirmations)
+        self.confirmations_batch = confirmations_batch
+        self.outbox = Outbox(journal, bridge, confirmations, confirmations_batch)
         self._in_flight: dict[str, asyncio.Task] = {}
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
-        for stream in (*self.cores.values(), self.bridge, self.confirmations):
+        for stream in self._streams():
             stream.start()
             telemetry.observe_queue_depth(f"router.in-flight.{stream.name}", partial(_in_flight, stream))
         await self.outbox.start()
         self._tasks = [asyncio.create_task(self.booking.follow(self.bridge_stub))]
         # Recovery: whatever was journaled but never answered goes to its core again.
         for payment in await self.journal.unanswered():
-            self._dispatch(payment)
+            self._dispatch(payment, STREAM)
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.outbox.stop()
-        for stream in (*self.cores.values(), self.bridge, self.confirmations):
+        for stream in self._streams():
             await stream.close()
+
+    def _streams(self) -> list[CoreLanes | BatchingStream]:
+        return [*self.cores.values(), self.bridge, self.confirmations, self.confirmations_batch]
 
     async def drain(self, timeout: float) -> None:
         """Graceful shutdown: waits, at most timeout in all, for the payments in flight to be
@@ -103,17 +156,17 @@ class Router:
         """True when the core's stream is up; a stream reconnecting gets timeout seconds."""
         return await self.cores[loan_type].wait_connected(timeout)
 
-    async def accept(self, entries: list[Accepted]) -> list[Outcome]:
+    async def accept(self, entries: list[Accepted], priority: types_pb2.Priority) -> list[Outcome]:
         """Journals the payments (or finds those journaled under their ids) and sends each that
         still awaits its core there: the journal's Outcomes. Callers shield this, so a caller
-        giving up never leaves a journaled payment unsent."""
-        outcomes = await self.journal.accept(entries)
+        giving up never leaves a journaled payment unsent. priority: who waits for them."""
+        outcomes = await self.journal.accept(entries, LANE[priority])
         for entry, outcome in zip(entries, outcomes):
             if outcome.body_hash == entry.body_hash and outcome.payment.status == types_pb2.PAYMENT_STATUS_ACCEPTED:
-                self._dispatch(outcome.payment)
+                self._dispatch(outcome.payment, priority)
         return outcomes
 
-    def results_of(self, payments: list[payments_pb2.Payment]) -> list[asyncio.Future]:
+    def results_of(self, payments: list[payments_pb2.Payment], priority: types_pb2.Priority) -> list[asyncio.Future]:
         """A future per payment of its final state, applying it at its core if that is still to do.
         Cancelling the wait for one never cancels the payment's application."""
         futures = []
@@ -122,7 +175,7 @@ class Router:
                 future = asyncio.get_running_loop().create_future()
                 future.set_result(payment)
             else:
-                future = asyncio.shield(self._dispatch(payment))
+                future = asyncio.shield(self._dispatch(payment, priority))
             futures.append(future)
         return futures
 
@@ -133,17 +186,17 @@ class Router:
             payment.confirmation_sequence = self.outbox.recent_sequence(payment_id)
         return payment
 
-    def _dispatch(self, payment: payments_pb2.Payment) -> asyncio.Task:
+    def _dispatch(self, payment: payments_pb2.Payment, priority: types_pb2.Priority) -> asyncio.Task:
         """One task per payment id, independent of the caller: a caller giving up
         (deadline, disconnect) never leaves a result unrecorded."""
         task = self._in_flight.get(payment.payment_id)
         if task is None:
-            task = asyncio.create_task(self._apply(payment))
+            task = asyncio.create_task(self._apply(payment, priority))
             self._in_flight[payment.payment_id] = task
             task.add_done_callback(lambda _: self._in_flight.pop(payment.payment_id, None))
         return task
 
-    async def _apply(self, payment: payments_pb2.Payment) -> payments_pb2.Payment:
+    async def _apply(self, payment: payments_pb2.Payment, priority: types_pb2.Priority) -> payments_pb2.Payment:
         # The channel's call (its server span) is the parent of the core's, the bridge's and
         # confirmations' spans for this payment; its context travels beside each item.
         traceparent = telemetry.current_traceparent()
@@ -152,10 +205,8 @@ class Router:
             prepayment_mode=payment.prepayment_mode, business_date=payment.business_date,
             channel=payment.channel, value_date=payment.value_date,
         )
-        started = time.perf_counter()
-        outcome = await self.cores[payment.loan_type].submit((request, traceparent))
+        outcome = await self.cores[payment.loan_type].submit((request, traceparent), priority)
         core = CORE_OF[payment.loan_type]
-        telemetry.record_hop_latency(f"router->{core}", time.perf_counter() - started)
         result = payments_pb2.Payment()
         result.CopyFrom(payment)
         result.result_time.FromNanoseconds(time.time_ns())
@@ -173,10 +224,12 @@ class Router:
                 # The core names its LoanPayment's fields; the channel sent them in its order, `payment`.
                 violation.field = f"payment.{violation.field}"
         confirmation = confirmation_of(result)
-        outbox.append((CONFIRMATIONS, confirmation.payment_id, confirmation.SerializeToString(), traceparent))
-        await self.journal.record(result, outbox)
+        # A day file's confirmations have their own way to confirmations, behind online ones.
+        topic = CONFIRMATIONS_BATCH if priority == BATCH else CONFIRMATIONS
+        outbox.append((topic, confirmation.payment_id, confirmation.SerializeToString(), traceparent))
+        await self.journal.record(result, outbox, LANE[priority])
         telemetry.count_payment(CHANNEL_NAMES[payment.channel], core, types_pb2.PaymentStatus.Name(result.status))
-        self.outbox.wake(*((POSTINGS, CONFIRMATIONS) if outcome.HasField("applied") else (CONFIRMATIONS,)))
+        self.outbox.wake(*((POSTINGS, topic) if outcome.HasField("applied") else (topic,)))
         return result
 
     async def record_reversal(self, reversed_payment: payments_pb2.Payment, posting: ledger_pb2.Posting,
@@ -185,15 +238,21 @@ class Router:
         and for their channels, in one transaction with the payment's new state."""
         confirmation = confirmation_of(reversed_payment)
         traceparent = telemetry.current_traceparent()
+        # A correction goes behind what it corrects: on a day file's way while that one's confirmation
+        # is still waiting there, so a reversal never reaches a channel before its payment.
+        waiting = await self.journal.queued(CONFIRMATIONS_BATCH, [reversed_payment.payment_id,
+                                                                  *(r.payment_id for r in revisions)])
         outbox = [
             (POSTINGS, posting.posting_id, posting.SerializeToString(), traceparent),
-            (CONFIRMATIONS, f"{confirmation.payment_id}:reversed", confirmation.SerializeToString(), traceparent),
+            (CONFIRMATIONS_BATCH if reversed_payment.payment_id in waiting else CONFIRMATIONS,
+             f"{confirmation.payment_id}:reversed", confirmation.SerializeToString(), traceparent),
         ]
         for revision in revisions:
             revised = confirmation_of_revision(revision, reversed_payment)
             outbox += [(POSTINGS, revision.revision_id, revision.posting.SerializeToString(), traceparent),
-                       (CONFIRMATIONS, revision.revision_id, revised.SerializeToString(), traceparent)]
-        await self.journal.record(reversed_payment, outbox)
+                       (CONFIRMATIONS_BATCH if revision.payment_id in waiting else CONFIRMATIONS,
+                        revision.revision_id, revised.SerializeToString(), traceparent)]
+        await self.journal.record(reversed_payment, outbox, LANE[ONLINE])
         self.outbox.wake()
 
 
@@ -229,5 +288,5 @@ def confirmation_of_revision(revision: loan_core_service_pb2.PaymentRevision,
     return confirmation
 
 
-def _in_flight(stream: BatchingStream) -> int:
+def _in_flight(stream: "CoreLanes | BatchingStream") -> int:
     return stream.in_flight

@@ -4,6 +4,7 @@ bridge and confirmations over long-lived mTLS streams as the payment router."""
 import os
 from pathlib import Path
 
+from bank.common.v1 import types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2_grpc
 from bank.ledger.v1 import mainframe_bridge_service_pb2_grpc
 from bank.loans.v1 import loan_core_service_pb2_grpc
@@ -13,7 +14,7 @@ from payment_router.channel_policy import load_policies
 from payment_router.journal import Journal
 from payment_router.orders import PaymentIds
 from payment_router.operations import FULL_NAME as OPERATIONS_NAME, PaymentOperationsService
-from payment_router.router import Router, bridge_stream, confirmations_stream, core_stream
+from payment_router.router import CoreLanes, Router, bridge_stream, confirmations_stream
 from payment_router.service import PaymentService
 from payment_router.tokens import TokenVerifier
 from paymesh import pki, server, tls
@@ -72,13 +73,13 @@ def build_router(settings: Settings) -> tuple[Router, dict]:
 
     core_stubs = {t: loan_core_service_pb2_grpc.LoanCoreServiceStub(channel(name)) for t, name in CORE_OF.items()}
     bridge_stub = mainframe_bridge_service_pb2_grpc.MainframeBridgeServiceStub(channel("mainframe-bridge"))
+    confirmations_stub = confirmation_service_pb2_grpc.ConfirmationServiceStub(channel("confirmations"))
     router = Router(
         Journal(settings.data_dir / f"{SERVICE}.db"),
-        cores={t: core_stream(CORE_OF[t], stub) for t, stub in core_stubs.items()},
+        cores={t: CoreLanes(CORE_OF[t], stub) for t, stub in core_stubs.items()},
         bridge=bridge_stream(bridge_stub),
-        confirmations=confirmations_stream(
-            confirmation_service_pb2_grpc.ConfirmationServiceStub(channel("confirmations"))
-        ),
+        confirmations=confirmations_stream(confirmations_stub, types_pb2.PRIORITY_ONLINE),
+        confirmations_batch=confirmations_stream(confirmations_stub, types_pb2.PRIORITY_BATCH),
         booking=Booking(bank_calendar()),
         bridge_stub=bridge_stub,
     )

@@ -18,7 +18,7 @@ from payment_router.journal import Accepted, Outcome
 from payment_router.inquiry import INQUIRY_TIMEOUT, customer_loans, loan_debt
 from payment_router.orders import PaymentIds, body_hash, validate
 from payment_router.payment_stream import PaymentStream
-from payment_router.router import Router
+from payment_router.router import BATCH, ONLINE, STREAM, Router
 from payment_router.tokens import TokenRefused, TokenVerifier
 from paymesh.errors import Refused, abort, abort_as, error_info
 from paymesh.limits import OpenCalls
@@ -170,9 +170,9 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
             await loan_debt(self.core_stubs, order.loan_id, caller.customer_id, INQUIRY_TIMEOUT)
         if not await self.router.core_available(entry.payment.loan_type, timeout=ONLINE_WAIT_FOR_CORE):
             return await self._known_or_unavailable(entry.payment.payment_id)
-        (outcome,) = await asyncio.shield(self.router.accept([entry]))
+        (outcome,) = await asyncio.shield(self.router.accept([entry], ONLINE))
         _check_same_body(entry, outcome)
-        return await self.router.results_of([outcome.payment])[0]
+        return await self.router.results_of([outcome.payment], ONLINE)[0]
 
     async def pay_many(self, caller: Caller, orders: list[tuple[payments_pb2.PaymentOrder, str]],
                        batch_id: str = "", value_dates: list[dt.date] | None = None,
@@ -197,7 +197,9 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
                 accepted.append((n, entry))
             except Refused as refused:
                 answers[n] = self.rejected(caller, order, refused, key=key), False
-        outcomes = await asyncio.shield(self.router.accept([entry for _, entry in accepted])) if accepted else []
+        priority = BATCH if batch_id else STREAM  # a day file's lines, else a switch's stream
+        outcomes = await asyncio.shield(self.router.accept([entry for _, entry in accepted], priority)) \
+            if accepted else []
         waiting = []
         for (n, entry), outcome in zip(accepted, outcomes):
             try:
@@ -205,7 +207,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
                 waiting.append((n, outcome))
             except Refused as refused:
                 answers[n] = self.rejected(caller, orders[n][0], refused, key=orders[n][1]), False
-        for (n, outcome), result in zip(waiting, self.router.results_of([o.payment for _, o in waiting])):
+        for (n, outcome), result in zip(waiting, self.router.results_of([o.payment for _, o in waiting], priority)):
             answers[n] = await result, not outcome.new
         return answers
 

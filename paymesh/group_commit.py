@@ -3,10 +3,14 @@ one, and all of it shares one SQLite transaction (one fsync). Each submission is
 after COMMIT, so a service stays fast and keeps the rule "durable before acknowledged".
 
 Submissions are applied in arrival order by one task, so what a commit makes (a sequence, a
-loan's new state) follows the order the callers sent it in.
+loan's new state) follows the order the callers sent it in, within a lane. Lanes are priority
+classes (0 first: online, where a person waits; then a switch's stream; then a day file): the
+next commit takes the waiting submissions of lane 0 first, then lane 1, ..., up to max_weight,
+so an online payment waits at most for the commit already running, never behind a file's.
 """
 
 import asyncio
+import collections
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -30,12 +34,17 @@ class GroupCommit(Generic[Item, Result]):
         weight: Callable[[Item], int] = lambda item: 1,
         on_commit: Callable[[list[Result]], None] | None = None,
         on_rollback: Callable[[], None] | None = None,
+        lanes: int = 1,
+        lane_max_weight: Sequence[int | None] = (),
     ):
         """apply(connection, items) -> one result per item (or None: nothing to answer but the commit),
         inside the transaction.
         max_weight bounds one commit (by weight(item), 1 each by default; a single heavier item
         still goes alone). on_commit(results) runs after COMMIT, before any submitter hears;
-        on_rollback() after a failed transaction (to forget what it cached)."""
+        on_rollback() after a failed transaction (to forget what it cached). lanes: how many
+        priority classes submit() takes (lane 0 first); lane_max_weight: the most a commit takes
+        of each lane (None or absent: up to max_weight), so that a commit of day-file work is short
+        and an online submission arriving meanwhile waits little."""
         self._store = store
         self._apply = apply
         self._name = name
@@ -43,39 +52,56 @@ class GroupCommit(Generic[Item, Result]):
         self._weight = weight
         self._on_commit = on_commit
         self._on_rollback = on_rollback
-        self._queue: asyncio.Queue[tuple[Item, asyncio.Future]] = asyncio.Queue()
+        self._lanes: list[collections.deque[tuple[Item, asyncio.Future]]] = [collections.deque() for _ in range(lanes)]
+        self._lane_max_weight = [*lane_max_weight, *[None] * lanes][:lanes]
+        self._waiting = asyncio.Event()  # set while some lane holds a submission
+        self._idle = asyncio.Event()  # set while nothing is waiting or committing
+        self._idle.set()
         self._task: asyncio.Task | None = None
 
-    def submit(self, item: Item) -> "asyncio.Future[Result]":
+    def submit(self, item: Item, lane: int = 0) -> "asyncio.Future[Result]":
         """A future of the item's result, resolved once it is committed (or failed with the commit)."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
         future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((item, future))
+        self._lanes[min(lane, len(self._lanes) - 1)].append((item, future))
+        self._waiting.set()
+        self._idle.clear()
         return future
 
     async def close(self) -> None:
         """Commits what was submitted, then stops."""
         if self._task is not None:
-            await self._queue.join()
+            await self._idle.wait()
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def _next_group(self, first: tuple[Item, asyncio.Future]) -> list[tuple[Item, asyncio.Future]]:
-        group, weight = [first], self._weight(first[0])
-        while not self._queue.empty() and (self._max_weight is None or weight < self._max_weight):
-            group.append(self._queue.get_nowait())
-            weight += self._weight(group[-1][0])
+    def _next_group(self) -> list[tuple[Item, asyncio.Future]]:
+        """The next commit's submissions: the highest lanes' first, in their order, up to max_weight."""
+        group: list[tuple[Item, asyncio.Future]] = []
+        weight = 0
+        for lane, most in zip(self._lanes, self._lane_max_weight):
+            of_lane = 0
+            while lane and (not group or self._max_weight is None or weight < self._max_weight) \
+                    and (most is None or of_lane < most):
+                group.append(lane.popleft())
+                item_weight = self._weight(group[-1][0])
+                weight, of_lane = weight + item_weight, of_lane + item_weight
         return group
 
     async def _run(self) -> None:
         while True:
-            group = self._next_group(await self._queue.get())
+            await self._waiting.wait()
+            group = self._next_group()
+            if not any(self._lanes):
+                self._waiting.clear()
+            if not group:
+                continue
             try:
                 await self._commit(group)
             finally:
-                for _ in group:
-                    self._queue.task_done()
+                if not any(self._lanes):
+                    self._idle.set()
 
     async def _commit(self, group: list[tuple[Item, asyncio.Future]]) -> None:
         try:

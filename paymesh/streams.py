@@ -58,6 +58,12 @@ class BatchingStream(Generic[Item, Result]):
     def in_flight(self) -> int:
         return len(self._pending)
 
+    def set_window(self, max_in_flight: int) -> None:
+        """How many items may be queued or on their way, unanswered, from now on (a pacer's knob)."""
+        self._max_in_flight = max_in_flight
+        if len(self._pending) < max_in_flight:
+            self._room.set()
+
     @property
     def pending_keys(self):
         """The keys of the items sent (or queued) and not yet answered."""

@@ -322,3 +322,39 @@ async def test_a_payment_the_core_cannot_apply_is_refused_alone(core, settings):
     assert outcomes[1].rejection.reason == errors_pb2.ERROR_REASON_UNSPECIFIED
     assert outcomes[0].HasField("applied") and outcomes[2].HasField("applied")
     assert [m.payment_id for m in (await day_movements(core)).movements] == ["ok-1", "ok-2"]
+
+
+async def test_an_online_message_is_committed_ahead_of_a_day_files_waiting_ones(core):
+    """Online and a day file shared one queue: an online payment waited for every file message
+    sent before it. Now each has its stream (its priority) and the core's group commit takes a
+    waiting online message first: it waits at most for the commit already running."""
+    loans = CURRENT + OVERDUE
+    file_call = core.ApplyPayments()
+    batch_priority = dict(priority=types_pb2.PRIORITY_BATCH)
+    for n in range(30):  # 30 messages of 100: many commits of work queued on the file's stream
+        await file_call.write(core_pb2.ApplyPaymentsRequest(payments=[
+            payment(f"file-{n}-{k}", loans[(n * 100 + k) % len(loans)], 1_00, "PEN", DAY) for k in range(100)],
+            **batch_priority))
+    order: list[str] = []
+
+    async def read_file():
+        async for _ in file_call:
+            order.append("file")
+            if len(order) >= 31:
+                return
+
+    reading = asyncio.create_task(read_file())
+    while "file" not in order:  # the file is being applied
+        await asyncio.sleep(0.001)
+    online_call = core.ApplyPayments()
+    await online_call.write(core_pb2.ApplyPaymentsRequest(
+        payments=[payment("online-1", CURRENT[0], 5_00, "PEN", DAY, channel=types_pb2.CHANNEL_ATM)],
+        priority=types_pb2.PRIORITY_ONLINE))
+    [answer] = (await online_call.read()).outcomes
+    order.append("online")
+    assert answer.HasField("applied")
+    await online_call.done_writing()
+    await file_call.done_writing()
+    await reading
+    # Committed in the next commit after the one running: at most a few file messages before it.
+    assert order.index("online") <= 6, order

@@ -34,6 +34,13 @@ class PrepaymentMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PREPAYMENT_MODE_UNSPECIFIED: _ClassVar[PrepaymentMode]
     PREPAYMENT_MODE_REDUCE_TERM: _ClassVar[PrepaymentMode]
     PREPAYMENT_MODE_REDUCE_INSTALLMENT: _ClassVar[PrepaymentMode]
+
+class Priority(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PRIORITY_UNSPECIFIED: _ClassVar[Priority]
+    PRIORITY_ONLINE: _ClassVar[Priority]
+    PRIORITY_STREAM: _ClassVar[Priority]
+    PRIORITY_BATCH: _ClassVar[Priority]
 CHANNEL_UNSPECIFIED: Channel
 CHANNEL_APP: Channel
 CHANNEL_INTERNET_BANKING: Channel
@@ -52,6 +59,10 @@ PAYMENT_STATUS_REVERSED: PaymentStatus
 PREPAYMENT_MODE_UNSPECIFIED: PrepaymentMode
 PREPAYMENT_MODE_REDUCE_TERM: PrepaymentMode
 PREPAYMENT_MODE_REDUCE_INSTALLMENT: PrepaymentMode
+PRIORITY_UNSPECIFIED: Priority
+PRIORITY_ONLINE: Priority
+PRIORITY_STREAM: Priority
+PRIORITY_BATCH: Priority
 
 class Money(_message.Message):
     __slots__ = ("currency_code", "amount_minor")

@@ -39,12 +39,14 @@ class ListConfirmationsResponse(_message.Message):
     def __init__(self, confirmations: _Optional[_Iterable[_Union[_confirmations_pb2.Confirmation, _Mapping]]] = ...) -> None: ...
 
 class PublishConfirmationsRequest(_message.Message):
-    __slots__ = ("confirmations", "traceparents")
+    __slots__ = ("confirmations", "traceparents", "priority")
     CONFIRMATIONS_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENTS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     confirmations: _containers.RepeatedCompositeFieldContainer[_confirmations_pb2.Confirmation]
     traceparents: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, confirmations: _Optional[_Iterable[_Union[_confirmations_pb2.Confirmation, _Mapping]]] = ..., traceparents: _Optional[_Iterable[str]] = ...) -> None: ...
+    priority: _types_pb2.Priority
+    def __init__(self, confirmations: _Optional[_Iterable[_Union[_confirmations_pb2.Confirmation, _Mapping]]] = ..., traceparents: _Optional[_Iterable[str]] = ..., priority: _Optional[_Union[_types_pb2.Priority, str]] = ...) -> None: ...
 
 class PublishConfirmationsResponse(_message.Message):
     __slots__ = ("acks",)

@@ -29,12 +29,14 @@ class LoanPayment(_message.Message):
     def __init__(self, payment_id: _Optional[str] = ..., loan_id: _Optional[str] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., prepayment_mode: _Optional[_Union[_types_pb2.PrepaymentMode, str]] = ..., business_date: _Optional[str] = ..., channel: _Optional[_Union[_types_pb2.Channel, str]] = ..., value_date: _Optional[str] = ...) -> None: ...
 
 class ApplyPaymentsRequest(_message.Message):
-    __slots__ = ("payments", "traceparents")
+    __slots__ = ("payments", "traceparents", "priority")
     PAYMENTS_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENTS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     payments: _containers.RepeatedCompositeFieldContainer[LoanPayment]
     traceparents: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, payments: _Optional[_Iterable[_Union[LoanPayment, _Mapping]]] = ..., traceparents: _Optional[_Iterable[str]] = ...) -> None: ...
+    priority: _types_pb2.Priority
+    def __init__(self, payments: _Optional[_Iterable[_Union[LoanPayment, _Mapping]]] = ..., traceparents: _Optional[_Iterable[str]] = ..., priority: _Optional[_Union[_types_pb2.Priority, str]] = ...) -> None: ...
 
 class ApplyPaymentsResponse(_message.Message):
     __slots__ = ("outcomes",)

@@ -1,0 +1,47 @@
+"""Day files paced by online latency, so a file never makes a person wait.
+
+A core's day-file payments travel on their own stream (its lane), and at most `window` of them
+are on their way to the core at once. Every INTERVAL the pacer looks at the online payments'
+router-to-core times since the last look: above ONLINE_TARGET_SECONDS (at the 90th percentile)
+the window falls to a quarter, at or under it grows by an eighth (and MIN_WINDOW), and with no
+online payment at all it doubles: a file goes at full speed when nobody waits, and online
+traffic takes back the core within one or two intervals. MIN_WINDOW keeps a file moving however
+busy the day: it always ends.
+"""
+
+import asyncio
+
+from paymesh.streams import BatchingStream
+
+ONLINE_TARGET_SECONDS = 0.020  # online alone takes 3-8 ms router -> core on this 2-core machine
+MIN_WINDOW, MAX_WINDOW = 25, 2000  # MAX_WINDOW: what an upload keeps in flight (batch.LINES_IN_FLIGHT)
+INTERVAL = 0.2
+
+
+class BatchPacer:
+    def __init__(self, stream: BatchingStream):
+        self._stream = stream
+        self._online: list[float] = []
+        self.window = MAX_WINDOW
+        stream.set_window(self.window)
+
+    def observe_online(self, seconds: float) -> None:
+        """An online payment's router -> core time."""
+        self._online.append(seconds)
+
+    def adjust(self) -> int:
+        """The new window from what online payments saw since the last call."""
+        seen, self._online = sorted(self._online), []
+        if not seen:
+            self.window = min(MAX_WINDOW, self.window * 2)
+        elif seen[int(len(seen) * 0.9)] > ONLINE_TARGET_SECONDS:
+            self.window = max(MIN_WINDOW, self.window // 4)
+        else:
+            self.window = min(MAX_WINDOW, self.window + self.window // 8 + MIN_WINDOW)
+        self._stream.set_window(self.window)
+        return self.window
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(INTERVAL)
+            self.adjust()
