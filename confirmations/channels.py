@@ -4,9 +4,17 @@ The name <-> bank.common.v1.Channel mapping itself is paymesh.topology.CHANNEL_V
 shared with the router.
 """
 
+from typing import cast
+
+from bank.common.v1 import types_pb2
 from paymesh.topology import CHANNEL_NAMES, CHANNEL_VALUES, Identity
 
-__all__ = ["CHANNEL_NAMES", "CHANNEL_VALUES", "channel_of"]
+__all__ = ["CHANNEL_NAMES", "CHANNEL_VALUES", "channel_of", "quota_subject"]
+
+
+def quota_subject(channel: int) -> str:
+    """Who a QuotaFailure names: the channel as its certificate does (channel atm), not its number."""
+    return f"channel {CHANNEL_NAMES[cast(types_pb2.Channel, channel)]}"
 
 
 def channel_of(identity: Identity | None) -> int | None:

@@ -135,7 +135,7 @@ def create_consumer(connection: sqlite3.Connection, channel: int, name: str, pos
     if known is None:
         count = connection.execute("SELECT count(*) FROM consumer WHERE channel = ?", (channel,)).fetchone()[0]
         if count >= most:
-            raise webhook_store.quota_exceeded(f"channel {channel}", most, "durable consumers")
+            raise webhook_store.quota_exceeded(channel, most, "durable consumers")
     connection.execute(
         "INSERT OR IGNORE INTO consumer (channel, name, acked_sequence) VALUES (?, ?, ?)", (channel, name, position)
     )

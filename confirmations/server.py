@@ -10,7 +10,7 @@ import grpc
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2 as pb, confirmation_service_pb2_grpc
 from confirmations import log, validation, webhook_store
-from confirmations.channels import channel_of
+from confirmations.channels import channel_of, quota_subject
 from confirmations.config import ConfirmationSettings
 from confirmations.fanout import FanOut, LiveBuffer
 from confirmations.subscriptions import follow
@@ -148,7 +148,7 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
             position = 0 if start == Start.START_POSITION_BEGINNING else head
         try:
             # Before any buffer is made: an open subscription holds up to subscriber_buffer confirmations.
-            release = self.open_calls.take("Subscribe", f"channel {channel}", self.settings.max_subscriptions)
+            release = self.open_calls.take("Subscribe", quota_subject(channel), self.settings.max_subscriptions)
         except Refused as refused:
             await refused.abort(context)
         try:

@@ -13,6 +13,7 @@ import time
 
 from bank.common.v1 import errors_pb2
 from bank.confirmations.v1 import confirmations_pb2
+from confirmations.channels import quota_subject
 from paymesh.errors import Refused
 
 PENDING = confirmations_pb2.DELIVERY_STATUS_PENDING
@@ -79,7 +80,7 @@ def create_endpoint(connection, channel: int, request_id: str, endpoint_id: str,
     live = connection.execute("SELECT count(*) FROM webhook_endpoint WHERE channel = ? AND deleted = 0",
                               (channel,)).fetchone()[0]
     if live >= most:
-        raise quota_exceeded(f"channel {channel}", most, "live webhook endpoints")
+        raise quota_exceeded(channel, most, "live webhook endpoints")
     row = (endpoint_id, url, description, secret, time.time())
     connection.execute(
         "INSERT INTO webhook_endpoint (endpoint_id, url, description, secret, create_time, channel, request_id)"
@@ -88,10 +89,10 @@ def create_endpoint(connection, channel: int, request_id: str, endpoint_id: str,
     return row, CREATED
 
 
-def quota_exceeded(subject: str, most: int, what: str) -> Refused:
+def quota_exceeded(channel: int, most: int, what: str) -> Refused:
     return Refused(errors_pb2.ERROR_REASON_QUOTA_EXCEEDED,
                    f"this channel already has {most} {what}, the most it may; delete one first",
-                   quota=(subject, f"at most {most} {what}"))
+                   quota=(quota_subject(channel), f"at most {most} {what}"))
 
 
 def list_endpoints(connection, channel: int) -> list[tuple]:
