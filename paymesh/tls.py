@@ -20,7 +20,9 @@ from paymesh import pki
 from paymesh.topology import Identity
 
 # Streams live long; keepalives find a dead peer, and a bounded connection age
-# (on servers) lets load spread again across replicas.
+# (on servers) lets load spread again across replicas. A client pings every 20 s at the
+# soonest, twice the servers' minimum below, so it is never taken for a flood
+# (docs/load-and-security.md, connection rules).
 CHANNEL_OPTIONS = (
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -34,8 +36,16 @@ CHANNEL_OPTIONS = (
 SERVER_OPTIONS = (
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
+    # A ping sooner than 10 s after the last, with no data sent in between, is a strike; the third
+    # strike is answered GOAWAY ENHANCE_YOUR_CALM "too_many_pings" and the connection closed.
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 2),
+    # Idle clients' keepalives are judged by the 10 s above, not gRPC's 2 h for a connection without calls.
     ("grpc.keepalive_permit_without_calls", 1),
+    # Streams at once on one connection: above what one caller may hold on either server (200
+    # Subscribe, or 100 StreamPayments and 4 UploadBatch with unary calls), so the per-caller limits
+    # answer RESOURCE_EXHAUSTED first; a stream a client resets counts until gRPC has freed it.
+    ("grpc.max_concurrent_streams", 256),
     ("grpc.max_connection_age_ms", 30 * 60 * 1000),
     ("grpc.max_connection_age_grace_ms", 60 * 1000),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
