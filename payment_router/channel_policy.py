@@ -48,6 +48,8 @@ class ChannelPolicy:
     # devices) may hold open at once: each open stream holds memory in the router.
     max_open_streams: int = 100
     max_open_uploads: int = 4
+    # Of those, what one customer of a digital channel (by their token) may hold, each kind.
+    max_open_per_customer: int = 2
     # A StreamPayments that sends nothing, with nothing in flight, this long is ended (UNAVAILABLE).
     stream_idle_seconds: float = 300.0
 
@@ -72,6 +74,7 @@ def load_policies(path: Path | None = None) -> dict[str, ChannelPolicy]:
             third_party_payments=bool(entry.get("third_party_payments", True)),
             max_open_streams=int(entry.get("max_open_streams", ChannelPolicy.max_open_streams)),
             max_open_uploads=int(entry.get("max_open_uploads", ChannelPolicy.max_open_uploads)),
+            max_open_per_customer=int(entry.get("max_open_per_customer", ChannelPolicy.max_open_per_customer)),
             stream_idle_seconds=float(entry.get("stream_idle_seconds", ChannelPolicy.stream_idle_seconds)),
         )
     return policies

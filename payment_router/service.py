@@ -5,6 +5,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -75,7 +76,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
     async def StreamPayments(self, request_iterator, context):
         caller = await self._caller(context, "stream", cost=0)
         try:
-            release = self.open_calls.take("StreamPayments", caller.identity, caller.policy.max_open_streams)
+            release = self._take_open("StreamPayments", caller, caller.policy.max_open_streams)
         except Refused as refused:
             await refused.abort(context)
         stream = PaymentStream(self, caller)
@@ -98,8 +99,11 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
     async def UploadBatch(self, request_iterator, context):
         caller = await self._caller(context, "batch")
         try:
-            with self.open_calls.hold("UploadBatch", caller.identity, caller.policy.max_open_uploads):
+            release = self._take_open("UploadBatch", caller, caller.policy.max_open_uploads)
+            try:
                 return await upload_batch(self, caller, request_iterator)
+            finally:
+                release()
         except Refused as refused:
             await refused.abort(context)
 
@@ -262,6 +266,26 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
             await abort(context, grpc.StatusCode.NOT_FOUND, f"no payment {payment_id!r} for this channel",
                         errors_pb2.ERROR_REASON_PAYMENT_NOT_FOUND)
         return payment
+
+    def _take_open(self, kind: str, caller: Caller, limit: int) -> Callable[[], None]:
+        """One open call of kind for the caller's identity (at most limit) and, for a digital
+        channel, for its customer too (at most max_open_per_customer), so one customer cannot hold
+        all of the app's; raises Refused over either. Returns the release of both."""
+        release = self.open_calls.take(kind, caller.identity, limit)
+        if not caller.customer_id:
+            return release
+        try:
+            release_customer = self.open_calls.take(
+                kind, f"{caller.identity} customer {caller.customer_id}", caller.policy.max_open_per_customer,
+                logged_as=f"{caller.identity} customer")  # no customer id in a log line
+        except Refused:
+            release()
+            raise
+
+        def release_both() -> None:
+            release_customer()
+            release()
+        return release_both
 
     async def _caller(self, context, operation: str, cost: int = 1) -> Caller:
         identity = peer_identity(context)  # the caller policy already admitted only channels

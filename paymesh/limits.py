@@ -3,10 +3,9 @@ caller. Rate limits bound calls per second; these bound what stays open (OWASP A
 its limit is refused before it holds any memory, with a QuotaFailure naming the limit, a log line
 and a metric."""
 
-import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from bank.common.v1 import errors_pb2
 from paymesh import telemetry
@@ -24,11 +23,13 @@ class OpenCalls:
     def count(self, kind: str, caller: str) -> int:
         return self._open[(kind, caller)]
 
-    def take(self, kind: str, caller: str, limit: int) -> Callable[[], None]:
-        """One more open call of kind for caller; raises Refused over limit. Returns its release."""
+    def take(self, kind: str, caller: str, limit: int, logged_as: str | None = None) -> Callable[[], None]:
+        """One more open call of kind for caller; raises Refused over limit. Returns its release.
+        logged_as: who the log line names, when caller holds what a log must not (a customer's id)."""
         key = (kind, caller)
         if self._open[key] >= limit:
-            log.warning("over a limit of open calls", extra={"kind": kind, "caller": caller, "limit": limit})
+            log.warning("over a limit of open calls",
+                        extra={"kind": kind, "caller": logged_as or caller, "limit": limit})
             telemetry.count_quota_refusal(kind)
             raise Refused(errors_pb2.ERROR_REASON_QUOTA_EXCEEDED,
                           f"{caller} already holds {limit} open {kind} calls, the most it may; close one first",
@@ -41,12 +42,3 @@ class OpenCalls:
                 del self._open[key]
 
         return release
-
-    @contextlib.contextmanager
-    def hold(self, kind: str, caller: str, limit: int) -> Iterator[None]:
-        """take(), released when the block ends."""
-        release = self.take(kind, caller, limit)
-        try:
-            yield
-        finally:
-            release()

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import re
 import time
 
 import grpc
@@ -329,13 +330,17 @@ async def test_a_digital_customer_sees_only_their_own_loans(mesh, pki_dir):
 
 
 @contextlib.contextmanager
-def router_with_policy(mesh, pki_dir, tmp_path, channel: str, setting: str):
-    """A second router replica on the mesh's peers, whose channels.toml adds setting to [channel]."""
+def router_with_policy(mesh, pki_dir, tmp_path, channel: str, setting: str, operations: str | None = None):
+    """A second router replica on the mesh's peers, whose channels.toml adds setting to [channel]
+    (and gives it operations, a TOML list, in place of its own)."""
     from payment_router.channel_policy import DEFAULT_POLICY_FILE
     from paymesh.topology import SERVICES
 
+    before, own = DEFAULT_POLICY_FILE.read_text().split(f"[{channel}]\n", 1)
+    if operations is not None:
+        own = re.sub(r"^operations = .*$", f"operations = {operations}", own, count=1, flags=re.MULTILINE)
     policy = tmp_path / "channels.toml"
-    policy.write_text(DEFAULT_POLICY_FILE.read_text().replace(f"[{channel}]\n", f"[{channel}]\n{setting}\n", 1))
+    policy.write_text(f"{before}[{channel}]\n{setting}\n{own}")
     peers = {f"{SERVICES[name].env_prefix}_ADDR": service.address for name, service in mesh.items()}
     router = start_service("payment-router", tmp_path, pki_dir, START_TIMEOUT, **ENV, **peers,
                            PAYMESH_CHANNEL_POLICY=str(policy))
@@ -397,6 +402,41 @@ async def test_a_caller_holds_at_most_its_open_streams_and_another_channel_still
             await again.write(api.StreamPaymentsRequest(payment=order("limits-atm-2", loan, 100)))
             assert (await again.read()).payment.status == types_pb2.PAYMENT_STATUS_APPLIED
             await again.done_writing()
+
+
+async def test_a_digital_customer_holds_at_most_their_own_open_streams_and_another_customer_still_opens(
+        mesh, pki_dir, tmp_path):
+    """Every customer of the app shares its one certificate: the channel's 100 streams were one
+    customer's to take, and the others' none."""
+    from paymesh.errors import quota_violations
+
+    loan = open_loans(types_pb2.LOAN_TYPE_CASH)[13]
+    with router_with_policy(mesh, pki_dir, tmp_path, "app", "max_open_streams = 3\nmax_open_per_customer = 2",
+                            operations='["submit", "stream", "get"]') as router:
+        async with tls.channel_for(router.address, pki_dir, Identity("channel", "app")) as ch:
+            stub = api_grpc.PaymentServiceStub(ch)
+
+            def stream_of(customer: str):
+                return stub.StreamPayments(metadata=(("authorization", "Bearer " + mint(pki_dir, customer, "app")),),
+                                           timeout=30)
+            held = [stream_of("C-1"), stream_of("C-1")]
+            await asyncio.sleep(0.5)  # both open at the router
+            with pytest.raises(grpc.aio.AioRpcError) as third:
+                await stream_of("C-1").read()
+            assert third.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert quota_violations(third.value) == [
+                ("app customer C-1", "at most 2 open StreamPayments calls at once")]
+            others = stream_of("C-2")  # another customer: the channel's third stream
+            await others.write(api.StreamPaymentsRequest(payment=order("customer-limits-1", loan, 100)))
+            assert (await others.read()).payment.status == types_pb2.PAYMENT_STATUS_APPLIED
+            with pytest.raises(grpc.aio.AioRpcError) as fourth:  # the channel's own limit still holds
+                await stream_of("C-3").read()
+            assert quota_violations(fourth.value) == [("app", "at most 3 open StreamPayments calls at once")]
+            for call in (*held, others):
+                await call.done_writing()
+                while await call.read() is not grpc.aio.EOF:
+                    pass
+            assert "C-1" not in router.log()  # the refusals' log lines name no customer
 
 
 async def test_an_idle_stream_is_ended_and_a_busy_one_is_not(mesh, pki_dir, tmp_path):
