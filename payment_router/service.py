@@ -4,6 +4,7 @@ the channel's terms (a status for an online call, a REJECTED payment on a stream
 import asyncio
 import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ from paymesh.tls import peer_identity
 from paymesh.topology import CHANNEL_VALUES
 
 log = logging.getLogger(__name__)
+# Day files open at once in this router, whoever sends them: each holds its lines (up to 100,000,
+# some 41 MiB) until its trailer, and a channel's devices each have their own 4 (docs/load-and-security.md).
+DEFAULT_MAX_OPEN_UPLOADS = 8
 ONLINE_WAIT_FOR_CORE = 0.5  # seconds an online payment waits for a core that is reconnecting
 BATCH_WAIT_FOR_CORE = 10.0  # seconds a batch line waits for a core that is reconnecting
 
@@ -54,6 +58,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         self.tokens = tokens
         self.core_stubs = core_stubs  # loan type -> LoanCoreServiceStub, for reversals
         self.open_calls = OpenCalls()
+        self.max_open_uploads = int(os.environ.get("PAYMESH_ROUTER_MAX_OPEN_UPLOADS") or DEFAULT_MAX_OPEN_UPLOADS)
 
     async def SubmitPayment(self, request, context):
         caller = await self._caller(context, "submit")
@@ -101,8 +106,14 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         try:
             release = self._take_open("UploadBatch", caller, caller.policy.max_open_uploads)
             try:
+                release_router = self.open_calls.take("UploadBatch", "this router", self.max_open_uploads)
+            except Refused:
+                release()
+                raise
+            try:
                 return await upload_batch(self, caller, request_iterator)
             finally:
+                release_router()
                 release()
         except Refused as refused:
             await refused.abort(context)

@@ -330,9 +330,10 @@ async def test_a_digital_customer_sees_only_their_own_loans(mesh, pki_dir):
 
 
 @contextlib.contextmanager
-def router_with_policy(mesh, pki_dir, tmp_path, channel: str, setting: str, operations: str | None = None):
+def router_with_policy(mesh, pki_dir, tmp_path, channel: str, setting: str, operations: str | None = None,
+                       **env: str):
     """A second router replica on the mesh's peers, whose channels.toml adds setting to [channel]
-    (and gives it operations, a TOML list, in place of its own)."""
+    (and gives it operations, a TOML list, in place of its own); env: more of its environment."""
     from payment_router.channel_policy import DEFAULT_POLICY_FILE
     from paymesh.topology import SERVICES
 
@@ -342,7 +343,7 @@ def router_with_policy(mesh, pki_dir, tmp_path, channel: str, setting: str, oper
     policy = tmp_path / "channels.toml"
     policy.write_text(f"{before}[{channel}]\n{setting}\n{own}")
     peers = {f"{SERVICES[name].env_prefix}_ADDR": service.address for name, service in mesh.items()}
-    router = start_service("payment-router", tmp_path, pki_dir, START_TIMEOUT, **ENV, **peers,
+    router = start_service("payment-router", tmp_path, pki_dir, START_TIMEOUT, **{**ENV, **peers, **env},
                            PAYMESH_CHANNEL_POLICY=str(policy))
     try:
         yield router
@@ -437,6 +438,38 @@ async def test_a_digital_customer_holds_at_most_their_own_open_streams_and_anoth
                 while await call.read() is not grpc.aio.EOF:
                     pass
             assert "C-1" not in router.log()  # the refusals' log lines name no customer
+
+
+async def test_a_router_holds_at_most_its_open_day_files_whoever_sends_them(mesh, pki_dir, tmp_path):
+    """A day file's lines are held until its trailer (100,000 lines, some 41 MiB); each caller identity
+    may hold 4, and a channel's devices are each an identity: nothing bounded them all together."""
+    from paymesh.errors import quota_violations
+    from paymesh_tools.simulate_day import batch_requests
+
+    loan = open_loans(types_pb2.LOAN_TYPE_CASH)[14]
+    with router_with_policy(mesh, pki_dir, tmp_path, "agent", "", PAYMESH_ROUTER_MAX_OPEN_UPLOADS="2") as router:
+        async with tls.channel_for(router.address, pki_dir, Identity("channel", "agent")) as agent, \
+                tls.channel_for(router.address, pki_dir, Identity("channel", "store")) as store:
+            held = [api_grpc.PaymentServiceStub(agent).UploadBatch(timeout=30) for _ in range(2)]
+            await asyncio.sleep(0.5)  # both open at the router: its two
+            with pytest.raises(grpc.aio.AioRpcError) as refused_file:
+                await api_grpc.PaymentServiceStub(store).UploadBatch(iter(batch_requests(
+                    "router-limit-1", AS_OF, [order("router-limit-line-1", loan, 100)])), timeout=10)
+            assert refused_file.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert quota_violations(refused_file.value) == [("this router", "at most 2 open UploadBatch calls at once")]
+            held[0].cancel()
+            for _ in range(50):  # the router notices the cancel and frees its slot
+                await asyncio.sleep(0.05)
+                try:
+                    reply = await api_grpc.PaymentServiceStub(store).UploadBatch(iter(batch_requests(
+                        "router-limit-1", AS_OF, [order("router-limit-line-1", loan, 100)])), timeout=10)
+                    break
+                except grpc.aio.AioRpcError as error:
+                    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            else:
+                pytest.fail("a day file cancelled freed no slot")
+            assert reply.summary.applied_count == 1
+            held[1].cancel()
 
 
 async def test_an_idle_stream_is_ended_and_a_busy_one_is_not(mesh, pki_dir, tmp_path):
