@@ -148,7 +148,7 @@ async def test_one_channel_opening_its_limit_and_50_more_of_each_kind_is_served_
 
         # Everything held: another channel pays within its usual latency, no service's memory runs away.
         during = await store.pay(10)
-        assert statistics.median(during) < 3 * statistics.median(usual) + 0.05, (usual, during)
+        assert statistics.median(during) < 3 * statistics.median(usual) + 0.1, (usual, during)
         sizes = rss_mib(mesh)
         assert max(sizes.values()) < RSS_BOUND_MIB, sizes
 
