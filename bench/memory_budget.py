@@ -40,7 +40,7 @@ from paymesh.topology import Identity  # noqa: E402
 
 AS_OF = "2026-11-27"
 ATM, AGENT = Identity("channel", "atm"), Identity("channel", "agent")
-CALLS_PER_CONNECTION = 200  # under the servers' max_concurrent_streams (256, paymesh/tls.py)
+CALLS_PER_CONNECTION = 200  # well under the servers' max_concurrent_streams (1,024, paymesh/tls.py)
 
 
 def rss_kib(pid: int | str) -> int:

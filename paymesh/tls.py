@@ -43,9 +43,11 @@ SERVER_OPTIONS = (
     # Idle clients' keepalives are judged by the 10 s above, not gRPC's 2 h for a connection without calls.
     ("grpc.keepalive_permit_without_calls", 1),
     # Streams at once on one connection: above what one caller may hold on either server (200
-    # Subscribe, or 100 StreamPayments and 4 UploadBatch with unary calls), so the per-caller limits
-    # answer RESOURCE_EXHAUSTED first; a stream a client resets counts until gRPC has freed it.
-    ("grpc.max_concurrent_streams", 256),
+    # Subscribe, or 100 StreamPayments and 4 UploadBatch) with its unary calls in flight (500/s
+    # online at a 1 s p50 on a loaded machine is 500), so the per-caller limits answer first. A
+    # stream counts until gRPC has freed it (a reset one too), so a client near the limit is refused
+    # UNAVAILABLE (RST_STREAM REFUSED_STREAM): at 256, make bench's online phase was.
+    ("grpc.max_concurrent_streams", 1024),
     ("grpc.max_connection_age_ms", 30 * 60 * 1000),
     ("grpc.max_connection_age_grace_ms", 60 * 1000),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
