@@ -101,7 +101,7 @@ async def measure(args, mesh, pki_dir: Path) -> list[tuple[str, ...]]:
             await channel.close()
 
     # A new router process: the memory the streams freed would be reused and hide the upload's cost.
-    router = router.restart()
+    router = mesh["payment-router"] = router.restart()  # the mesh stops this one at the end
     await settle(1)
     before = rss_kib(router.process.pid)
     async with tls.channel_for(router.address, pki_dir, AGENT) as channel:
