@@ -16,7 +16,7 @@ import os
 import random
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -55,7 +55,7 @@ class DayResults:
     payments: dict[str, payments_pb2.Payment] = field(default_factory=dict)  # payment id -> final state
     # (channel, order's key) -> reason, for orders refused before a core: an order, not an attempt
     refused: dict[tuple[str, str], str] = field(default_factory=dict)
-    latencies: list[float] = field(default_factory=list)
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # channel -> online calls
     retries: int = 0
     replayed_lines: int = 0
     confirmed: Counter = field(default_factory=Counter)  # channel -> confirmations received
@@ -263,7 +263,7 @@ async def run_online(channel: str, orders, customer_of: dict[str, str], settings
                         results.refused.pop((channel, order.idempotency_key), None)  # a press that went through
                     except grpc.aio.AioRpcError as error:
                         results.record_error(channel, order.idempotency_key, error)
-                    results.latencies.append(time.perf_counter() - started)
+                    results.latencies[channel].append(time.perf_counter() - started)
                     results.retries += attempt
                 progress()
 
@@ -339,6 +339,40 @@ async def follow_confirmations(channel: str, settings: Settings, results: DayRes
         await asyncio.gather(reader, return_exceptions=True)
 
 
+REVERSALS = 20  # store payments a day's drawers do not balance for: reversed after the day's payments
+
+
+async def reverse_some(settings: Settings, results: DayResults, count: int = REVERSALS) -> str:
+    """The store reverses some of its payments, first those of loans paid again later (by any
+    channel): the core applies those later payments again without them (revisions)."""
+    by_loan: dict[str, list[payments_pb2.Payment]] = defaultdict(list)
+    for p in results.payments.values():
+        if p.status == types_pb2.PAYMENT_STATUS_APPLIED:
+            by_loan[p.loan_id].append(p)
+    store = CHANNEL_VALUES["store"]
+    chosen = []
+    for payments in by_loan.values():
+        payments.sort(key=lambda p: (p.result_time.seconds, p.result_time.nanos))
+        chosen += [(n < len(payments) - 1, p) for n, p in enumerate(payments) if p.channel == store]
+    chosen.sort(key=lambda pair: (not pair[0], pair[1].payment_id))  # earlier payments of a loan first
+    reversed_, earlier = 0, 0
+    async with tls.channel_for(address_of("payment-router"), settings.pki_dir, Identity("channel", "store")) as ch:
+        stub = api_grpc.PaymentServiceStub(ch)
+        for not_latest, payment in chosen[:count]:
+            try:
+                reply = await stub.ReversePayment(api.ReversePaymentRequest(
+                    idempotency_key=f"drawer-{payment.payment_id}", payment_id=payment.payment_id,
+                    reason="the store's drawer did not balance"), timeout=10)
+            except grpc.aio.AioRpcError as error:
+                print(f"reversal of {payment.payment_id} refused: {error.code().name}: {error.details()}")
+                continue
+            results.payments[payment.payment_id] = reply.payment
+            reversed_ += 1
+            earlier += not_latest
+    return (f"{reversed_} store payments reversed (the drawer did not balance), {earlier} of them not their "
+            "loan's latest: the later payments applied again without them")
+
+
 def summary(plan, results: DayResults) -> str:
     applied = [p for p in results.payments.values() if p.status == types_pb2.PAYMENT_STATUS_APPLIED]
     rows: list[tuple[object, ...]] = [
@@ -359,13 +393,23 @@ def summary(plan, results: DayResults) -> str:
             reasons[reason_name(p.rejection.reason)] += 1
     reasons.update(results.refused.values())
     why = [("REJECTION REASON", "COUNT")] + sorted(reasons.items(), key=lambda r: -r[1])
-    latencies = sorted(results.latencies)
-    p50, p99 = (latencies[int(len(latencies) * q)] * 1000 for q in (0.5, 0.99)) if latencies else (0, 0)
-    lines = [format_table(rows), "", format_table(cores), "", format_table(why), "",
+    latencies = sorted(t for times in results.latencies.values() for t in times)
+    p50, p99 = _percentiles(latencies)
+    per_channel = [("ONLINE CHANNEL", "CALLS", "p50 ms", "p99 ms")] + [
+        (channel, f"{len(times):,}", *(f"{p:.1f}" for p in _percentiles(sorted(times))))
+        for channel, times in sorted(results.latencies.items())]
+    lines = [format_table(rows), "", format_table(cores), "", format_table(why), "", format_table(per_channel), "",
              f"online latency p50 {p50:.1f} ms, p99 {p99:.1f} ms over {len(latencies)} calls "
              f"({results.retries} customer retries answered with their first result); "
              f"batch lines already applied on re-upload: {results.replayed_lines}"]
     return "\n".join(lines)
+
+
+def _percentiles(latencies: list[float]) -> tuple[float, float]:
+    """p50 and p99 of sorted seconds, in ms."""
+    if not latencies:
+        return 0.0, 0.0
+    return latencies[int(len(latencies) * 0.5)] * 1000, latencies[int(len(latencies) * 0.99)] * 1000
 
 
 def _amounts(payments) -> str:
@@ -477,7 +521,8 @@ async def simulate(count: int, seed: int) -> int:
         print("\n" + await closing)
         remember_closed(settings, day)
         after = sum(1 for p in results.payments.values() if p.business_date == next_day)
-        print(f"closed while paying: {after} payments came after the close began and are booked in {next_day}\n")
+        print(f"closed while paying: {after} payments came after the close began and are booked in {next_day}")
+        print(await reverse_some(settings, results) + "\n")
         reconciled = [await reconcile_day(settings, d) for d in (day, next_day)]
         confirmed_all = sum(results.confirmed.values()) == len(results.payments)
         return max(reconciled) if confirmed_all else 1
