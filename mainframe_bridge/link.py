@@ -7,18 +7,18 @@ from pathlib import Path
 
 from mainframe_bridge import records
 from mainframe_bridge.framing import encode_frame, read_frame
-from paymesh import pki
+from paymesh import tls
 from paymesh.topology import EMULATOR_CONTROL, Identity
 
 
 def client_context(pki_dir: Path, identity: Identity) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(pki.ca_path(pki_dir)))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(pki.cert_path(pki_dir, identity), pki.key_path(pki_dir, identity))
-    return context
+    """The link's TLS context; it takes renewed certificate files before each new connection."""
+    return tls.ssl_client_context(pki_dir, identity)
 
 
 async def open_link(address: str, context: ssl.SSLContext, timeout: float = 5.0):
+    if isinstance(context, tls.ReloadingSSLContext):
+        context.refresh()
     host, port = address.rsplit(":", 1)
     return await asyncio.wait_for(asyncio.open_connection(host, int(port), ssl=context), timeout)
 

@@ -32,7 +32,7 @@ from mainframe_bridge import eod_file, records
 from mainframe_emulator import general_ledger
 from mainframe_bridge.codec import RecordError
 from mainframe_bridge.framing import PING, PONG, FrameError, FrameReader, encode_frame
-from paymesh import pki, tls
+from paymesh import tls
 from paymesh.config import Settings, port_of
 from paymesh.logs import setup_logging
 from paymesh.server import until_signalled, write_port_file
@@ -53,13 +53,16 @@ _BOOK_INQUIRY = records.BOOK_INQUIRY.record_type
 log = logging.getLogger(__name__)
 
 
-def tls_context(settings: Settings) -> ssl.SSLContext:
-    identity = SERVICES[SERVICE].identity
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.ca_path(settings.pki_dir)))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_cert_chain(pki.cert_path(settings.pki_dir, identity), pki.key_path(settings.pki_dir, identity))
-    return context
+def tls_context(settings: Settings) -> tls.ReloadingSSLContext:
+    return tls.ssl_server_context(settings.pki_dir, SERVICES[SERVICE].identity)
+
+
+async def follow_certificate(context: tls.ReloadingSSLContext) -> None:
+    """Loads renewed certificate files into the listening context (asyncio's server makes each
+    connection from it when accepted), so new connections present the new certificate."""
+    while True:
+        await asyncio.sleep(tls.CertificateFiles.CHECK_SECONDS)
+        context.refresh()
 
 
 def peer_of(writer: asyncio.StreamWriter, revocations: tls.RevocationList | None = None) -> Identity | None:
@@ -275,13 +278,14 @@ async def serve(args: argparse.Namespace) -> None:
     setup_logging(SERVICE, settings.log_level)
     store = Store(settings.data_dir / f"{SERVICE}.db", general_ledger.SCHEMA, general_ledger.ADDED_COLUMNS)
     emulator = Emulator(store, args.mode, args.delay_ms, tls.RevocationList.from_env(settings.pki_dir))
-    server = await asyncio.start_server(
-        emulator.handle, settings.bind_host, port_of(SERVICES[SERVICE]), ssl=tls_context(settings)
-    )
+    context = tls_context(settings)
+    server = await asyncio.start_server(emulator.handle, settings.bind_host, port_of(SERVICES[SERVICE]), ssl=context)
+    following = asyncio.create_task(follow_certificate(context))
     port = server.sockets[0].getsockname()[1]
     write_port_file(settings, SERVICE, port)
     log.info("serving", extra={"port": port, "mode": args.mode})
     await until_signalled()
+    following.cancel()
     server.close()
     # A posting is answered only after its commit, so cutting a connection loses
     # nothing the bridge was told: it resends what got no reply.

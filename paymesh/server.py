@@ -14,11 +14,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
-from paymesh import pki, telemetry, tls
+from paymesh import telemetry, tls
 from paymesh.authz import CallerCheck, CallerPolicy
 from paymesh.config import Settings, port_of
 from paymesh.logs import setup_logging
-from paymesh.tls import SERVER_OPTIONS, server_credentials
+from paymesh.tls import SERVER_OPTIONS
 from paymesh.topology import SERVICES, Identity
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,9 @@ async def start_server(
 ) -> RunningServer:
     """Starts the service named name on settings.bind_host:port (0 picks a free port) and marks it SERVING.
     identity: the certificate it serves with, when not the service's own (a router bulkhead's)."""
-    material = pki.load(settings.pki_dir, identity or SERVICES[name].identity)
+    # The certificate files as renewed in place: new connections get the new certificate, no restart.
+    certificates = tls.CertificateFiles(settings.pki_dir, identity or SERVICES[name].identity)
+    telemetry.observe_certificate_expiry(str(certificates.identity), certificates.expiry_days)
     server = grpc.aio.server(
         interceptors=[*telemetry.server_interceptors(), CallerCheck(policy)], options=SERVER_OPTIONS
     )
@@ -101,7 +103,7 @@ async def start_server(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     add_reflection(server, [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
-    bound = server.add_secure_port(f"{settings.bind_host}:{port}", server_credentials(material))
+    bound = server.add_secure_port(f"{settings.bind_host}:{port}", tls.server_credentials(certificates))
     await service.start()
     await server.start()
     running = RunningServer(server, bound, health_servicer, service, names)

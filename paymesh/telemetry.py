@@ -175,6 +175,12 @@ def _instruments():
             "paymesh.queue.depth", callbacks=[_observe_queues], unit="{item}",
             description="Items waiting in a durable queue (bridge store-and-forward, confirmation consumer lag)",
         ),
+        # Unit "d": Prometheus names it paymesh_tls_certificate_expiry_days.
+        certificate_expiry=m.create_observable_gauge(
+            "paymesh.tls.certificate.expiry", callbacks=[_observe_certificates], unit="d",
+            description="Days until a certificate the process presents or trusts (its own, the CA) expires, "
+                        "as last read from its files",
+        ),
     )
 
 
@@ -214,6 +220,26 @@ def _observe_queues(_options) -> Iterator[Observation]:
             yield Observation(int(depth()), {"queue": queue})
         except Exception:  # a broken gauge must not break the scrape of every other metric
             log.exception("queue depth callback failed", extra={"queue": queue})
+
+
+_certificates: dict[str, Callable[[], dict[str, float]]] = {}
+
+
+def observe_certificate_expiry(owner: str, expiry_days: Callable[[], dict[str, float]]) -> None:
+    """Registers expiry_days() ({certificate label: days to expiry}, read at each scrape on the
+    exporter's thread) for paymesh_tls_certificate_expiry_days{certificate=...}; one per owner
+    (the identity a server presents), the latest registered."""
+    _certificates[owner] = expiry_days
+    _instruments()
+
+
+def _observe_certificates(_options) -> Iterator[Observation]:
+    for expiry_days in list(_certificates.values()):
+        try:
+            for certificate, days in expiry_days().items():
+                yield Observation(round(days, 3), {"certificate": certificate})
+        except Exception:  # an unreadable file must not break the scrape of every other metric
+            log.exception("certificate expiry callback failed")
 
 
 class RpcMetrics(grpc.aio.ServerInterceptor):

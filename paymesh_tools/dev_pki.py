@@ -239,24 +239,47 @@ def ensure_dev_pki(pki_dir: Path) -> list[Path]:
     return written
 
 
+def renew(pki_dir: Path, lifetime: dt.timedelta = LEAF_LIFETIME) -> list[Path]:
+    """Issues every identity a new key and certificate from the same CA, in place, as cert-manager
+    renews a Secret: running services take them for their new connections (paymesh/tls.py). The
+    key is written before the certificate; a reader between the two sees a pair that does not match
+    and keeps its last good one. Returns the certificates written."""
+    ensure_dev_pki(pki_dir)
+    ca = _load_ca(pki_dir)
+    assert ca is not None, "ensure_dev_pki just made sure of a valid CA"
+    written = []
+    for identity, dns_names in every_identity():
+        start = _now() - dt.timedelta(minutes=5)
+        material = ca.issue(identity, dns_names, not_before=start, not_after=start + lifetime)
+        _write(key_path(pki_dir, identity), material.key, secret=True)
+        _write(cert_path(pki_dir, identity), material.cert)
+        written.append(cert_path(pki_dir, identity))
+    return written
+
+
 def revoke(pki_dir: Path, identity: Identity) -> int:
     """Adds identity's current certificate to the dev CA's revocation list (crl.pem, which every
     server re-reads) and removes it, so the next ensure_dev_pki issues a new one; its serial."""
+    cert = x509.load_pem_x509_certificate(cert_path(pki_dir, identity).read_bytes())
+    revoke_serials(pki_dir, [cert.serial_number])
+    cert_path(pki_dir, identity).unlink()
+    return cert.serial_number
+
+
+def revoke_serials(pki_dir: Path, serials: list[int]) -> None:
+    """Adds the certificates of these serial numbers to the dev CA's revocation list (crl.pem)."""
     ca = _load_ca(pki_dir)
     assert ca is not None, "revoking needs a valid dev CA (`paymesh pki` makes or renews it)"
-    cert = x509.load_pem_x509_certificate(cert_path(pki_dir, identity).read_bytes())
     now = _now()
     builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.cert.subject)
                .last_update(now).next_update(now + dt.timedelta(days=7)))
-    revoked = [cert.serial_number]
+    revoked = list(serials)
     if crl_path(pki_dir).exists():
         revoked += [r.serial_number for r in x509.load_pem_x509_crl(crl_path(pki_dir).read_bytes())]
     for serial in sorted(set(revoked)):
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build())
     _write(crl_path(pki_dir), builder.sign(ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
-    cert_path(pki_dir, identity).unlink()
-    return cert.serial_number
 
 
 def _load_ca(pki_dir: Path) -> CertificateAuthority | None:
@@ -324,6 +347,9 @@ def add_arguments(parser) -> None:
                              "channel/atm/ATM-0042) and issue it a new one")
     parser.add_argument("--device", metavar="CHANNEL/DEVICE", type=lambda t: _identity_argument(f"channel/{t}"),
                         help="issue a device its own certificate, e.g. atm/ATM-0042 (atm and agent devices)")
+    parser.add_argument("--renew", action="store_true",
+                        help="issue every identity a new key and certificate from the same CA, in place "
+                             "(running services take them without a restart)")
     parser.add_argument("--rotate-token-key", action="store_true",
                         help="give the dev token issuer a new signing key (published in jwt/jwks.json first; "
                              f"the {TOKEN_KEYS_KEPT - 1} previous keys stay published)")
@@ -342,7 +368,7 @@ def run(args) -> int:
         serial = revoke(settings.pki_dir, args.revoke)
         print(f"revoked {args.revoke} (serial {serial:x}) in {crl_path(settings.pki_dir)}; "
               "servers refuse it within a second")
-    written = ensure_dev_pki(settings.pki_dir)
+    written = renew(settings.pki_dir) if getattr(args, "renew", False) else ensure_dev_pki(settings.pki_dir)
     if getattr(args, "rotate_token_key", False):
         kid = rotate_token_signing_key(settings.pki_dir)
         print(f"dev token issuer: new signing key {kid} published in {token_jwks_path(settings.pki_dir)}")

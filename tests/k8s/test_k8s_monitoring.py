@@ -11,6 +11,8 @@ RULES = REPO / "k8s" / "monitoring" / "alerts.yaml"
 EXPORTED = {
     "paymesh_queue_depth": ("paymesh/telemetry.py", '"paymesh.queue.depth"'),
     "paymesh_outbox_refused_total": ("paymesh/telemetry.py", '"paymesh.outbox.refused"'),
+    # tests/paymesh/test_certificate_rotation.py scrapes it
+    "paymesh_tls_certificate_expiry_days": ("paymesh/telemetry.py", '"paymesh.tls.certificate.expiry"'),
 }
 
 
@@ -18,7 +20,7 @@ def test_every_alert_is_well_formed_and_reads_an_exported_series():
     rule = yaml.safe_load(RULES.read_text())
     assert (rule["apiVersion"], rule["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
     alerts = [r for group in rule["spec"]["groups"] for r in group["rules"]]
-    assert {a["alert"] for a in alerts} >= {"PaymeshOutboxRowRefused"}
+    assert {a["alert"] for a in alerts} >= {"PaymeshOutboxRowRefused", "PaymeshCertificateExpiringSoon"}
     for alert in alerts:
         assert alert["labels"]["severity"] in ("page", "ticket") and alert["annotations"]["summary"]
         series = set(re.findall(r"\b(paymesh_[a-z_]+)\b", alert["expr"]))
