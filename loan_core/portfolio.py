@@ -1,9 +1,12 @@
-"""A deterministic, seeded portfolio per product, for local runs and tests: the same
+"""A deterministic, seeded portfolio per product, for local runs and tests only: the same
 seed, count and as-of date always give the same loans, ids and currencies, so other code
 (the router's business-day simulator) can know them without asking a core.
 
 About 15 % of the loans are paid off, 20 % overdue (1 to 3 installments behind), the rest
 current. Most are in PEN, some in USD (the product's profile says how many).
+
+A dev setting: PAYMESH_SYNTHETIC_PORTFOLIO=off (production's site.env) seeds nothing, and a core
+with no loans stays NOT_SERVING until the loan master file is imported (loan_core/onboarding.py).
 """
 
 import os
@@ -22,20 +25,31 @@ DEFAULT_SIZE = 3000
 DEFAULT_SEED = 42
 
 
+SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+
+
 @dataclass(frozen=True)
 class PortfolioSettings:
     seed: int
     count: int
     as_of: date
+    # Seed an empty store with the generated portfolio (dev); off in production, where loans come
+    # only from the origination system's loan master file.
+    synthetic: bool = True
 
     @classmethod
     def from_env(cls) -> "PortfolioSettings":
-        """PAYMESH_PORTFOLIO_SIZE (3000), PAYMESH_PORTFOLIO_SEED (42), PAYMESH_PORTFOLIO_AS_OF (today)."""
+        """PAYMESH_PORTFOLIO_SIZE (3000), PAYMESH_PORTFOLIO_SEED (42), PAYMESH_PORTFOLIO_AS_OF (today),
+        PAYMESH_SYNTHETIC_PORTFOLIO (on; off in production)."""
         as_of = os.environ.get("PAYMESH_PORTFOLIO_AS_OF", "").strip()
+        synthetic = os.environ.get("PAYMESH_SYNTHETIC_PORTFOLIO", "").strip().lower() or "on"
+        if synthetic not in SWITCH:
+            raise ValueError(f"PAYMESH_SYNTHETIC_PORTFOLIO is {synthetic!r}: on or off")
         return cls(
             seed=int(os.environ.get("PAYMESH_PORTFOLIO_SEED", "").strip() or DEFAULT_SEED),
             count=int(os.environ.get("PAYMESH_PORTFOLIO_SIZE", "").strip() or DEFAULT_SIZE),
             as_of=date.fromisoformat(as_of) if as_of else bank_calendar().value_date(),
+            synthetic=SWITCH[synthetic],
         )
 
 

@@ -6,6 +6,7 @@ may also read loans and the day's movements.
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import date
 from functools import partial
 from pathlib import Path
@@ -15,7 +16,7 @@ import grpc
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from bank.loans.v1 import loan_core_service_pb2_grpc
-from loan_core import queries
+from loan_core import onboarding, queries
 from loan_core.apply import LoanCache, apply_batches
 from paymesh.errors import Refused, abort
 from paymesh.group_commit import GroupCommit
@@ -35,8 +36,10 @@ log = logging.getLogger(__name__)
 _SERVICE = core_pb2.DESCRIPTOR.services_by_name["LoanCoreService"].full_name
 POLICY = CallerPolicy(
     default=ROUTERS,
-    per_method={f"/{_SERVICE}/{m}": ROUTERS | {OPERATOR}
-                for m in ("GetLoan", "ListBorrowerLoans", "ListAppliedPayments")},
+    per_method={**{f"/{_SERVICE}/{m}": ROUTERS | {OPERATOR}
+                   for m in ("GetLoan", "ListBorrowerLoans", "ListAppliedPayments")},
+                # Loans enter a core only on purpose: the operator's import of the loan master file.
+                f"/{_SERVICE}/ImportLoans": frozenset([OPERATOR])},
 )
 # How many micro-batches of one stream may wait for their commit (back-pressure beyond).
 MAX_BATCHES_IN_FLIGHT = 64
@@ -61,6 +64,27 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
                                    name=f"{rules.service}-commit", max_weight=MAX_PAYMENTS_PER_COMMIT, weight=len,
                                    on_rollback=self.loans.forget_all, lanes=3,
                                    lane_max_weight=(None, None, MAX_FILE_PAYMENTS_PER_COMMIT))
+        self._set_serving: Callable[[bool], Awaitable[None]] | None = None
+        self.serving = False
+
+    async def follow_health(self, set_serving: Callable[[bool], Awaitable[None]]) -> None:
+        """SERVING only with loans to serve: a core on an empty store (a lost or new disk, with the
+        synthetic portfolio off) stays NOT_SERVING until the operator imports the loan master file."""
+        self._set_serving = set_serving
+        self.serving = await self.store.run(onboarding.holds_loans)
+        if not self.serving:
+            log.error("NOT_SERVING: the store holds no loans; import the loan master file "
+                      "(`paymesh loans import FILE --core ...`, docs/loan-cores.md#onboarding)",
+                      extra={"store": str(self.store.path)})
+        await set_serving(self.serving)
+
+    async def ImportLoans(self, request, context):
+        reply = await self._answer(context, self.store.transaction(onboarding.import_loans, self.rules, request))
+        if not self.serving and self._set_serving is not None and (reply.added or reply.unchanged):
+            self.serving = True
+            await self._set_serving(True)
+            log.info("SERVING: loans imported into an empty store", extra={"loans": reply.added})
+        return reply
 
     async def ApplyPayments(self, request_iterator, context):
         bulkhead = Bulkhead(context)
@@ -166,15 +190,16 @@ def _record_payment_spans(name: str, traceparents, start_ns: int, outcomes) -> N
 
 
 def open_store(rules: ProductRules, data_dir: Path, portfolio: PortfolioSettings) -> Store:
-    """The core's store, seeded with its generated portfolio the first time (when empty)."""
+    """The core's store, seeded with its generated portfolio the first time (when empty) if the
+    synthetic portfolio is on (dev); in production nothing is seeded."""
     path = data_dir / f"{rules.service}.db"
     connection = connect(path)
     try:
         connection.executescript(SCHEMA)
         connection.execute("BEGIN IMMEDIATE")
         migrate(connection)
-        added = seed_if_empty(connection, generate(rules, seed=portfolio.seed, count=portfolio.count,
-                                                   as_of=portfolio.as_of))
+        added = portfolio.synthetic and seed_if_empty(connection, generate(
+            rules, seed=portfolio.seed, count=portfolio.count, as_of=portfolio.as_of))
         connection.execute("COMMIT")
     finally:
         connection.close()

@@ -94,6 +94,11 @@ def seed_if_empty(connection: sqlite3.Connection, loans: list[LoanTerms]) -> int
     """Inserts the generated portfolio into an empty store; returns how many loans it added."""
     if connection.execute("SELECT 1 FROM loans LIMIT 1").fetchone():
         return 0
+    return insert_loans(connection, loans)
+
+
+def insert_loans(connection: sqlite3.Connection, loans: list[LoanTerms]) -> int:
+    """Inserts loans the store does not hold yet (their state NULL: as originated); how many."""
     rows = [(t.loan_id, t.loan_type, t.borrower_id, t.currency_code, t.principal_minor, t.annual_rate_bps,
              t.term_months, t.disbursement_date.isoformat(), t.balloon_minor, t.asset_insurance_minor,
              t.installments_paid) for t in loans]

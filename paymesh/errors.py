@@ -165,13 +165,18 @@ def error_info(error: grpc.aio.AioRpcError | grpc.RpcError) -> error_details_pb2
 
 def field_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[str]:
     """The fields of a failed call's BadRequest detail, for clients and tests."""
+    return [field for field, _ in bad_request(error)]
+
+
+def bad_request(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[tuple[str, str]]:
+    """(field, description) of a failed call's BadRequest detail."""
     status = _status_of_call(error)
-    fields = []
+    found = []
     for detail in status.details if status else ():
-        bad_request = error_details_pb2.BadRequest()
-        if detail.Unpack(bad_request):
-            fields += [violation.field for violation in bad_request.field_violations]
-    return fields
+        request = error_details_pb2.BadRequest()
+        if detail.Unpack(request):
+            found += [(violation.field, violation.description) for violation in request.field_violations]
+    return found
 
 
 def quota_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[tuple[str, str]]:

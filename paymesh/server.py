@@ -109,7 +109,9 @@ async def start_server(
     running = RunningServer(server, bound, health_servicer, service, names)
     if settings.health_port is not None:
         running.health_only, running.health_only_port = await start_health_only_server(settings, health_servicer)
-    await running.set_serving(True)
+    # A service that may run before it can do its work (a core with no loans yet) says when it serves.
+    follow_health = getattr(service, "follow_health", None)
+    await (follow_health(running.set_serving) if follow_health is not None else running.set_serving(True))
     return running
 
 

@@ -18,6 +18,7 @@ COMMANDS = {
                   "mainframe"),
     "reconcile": ("paymesh_tools.reconcile", "compare the day item by item across router, cores, bridge, mainframe and "
                   "confirmations"),
+    "loans": ("paymesh_tools.loans", "import the origination system's loan master file into a core"),
     "outbox": ("paymesh_tools.outbox", "the router's outbox rows its peers refused: list them, replay them"),
 }
 

@@ -28,43 +28,49 @@ from bank.ledger.v1 import ledger_pb2 as bank_dot_ledger_dot_v1_dot_ledger__pb2
 from bank.loans.v1 import loans_pb2 as bank_dot_loans_dot_v1_dot_loans__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%bank/loans/v1/loan_core_service.proto\x12\rbank.loans.v1\x1a\x1b\x62\x61nk/common/v1/errors.proto\x1a\x1a\x62\x61nk/common/v1/types.proto\x1a\x1b\x62\x61nk/ledger/v1/ledger.proto\x1a\x19\x62\x61nk/loans/v1/loans.proto\"\xe7\x01\n\x0bLoanPayment\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0f\n\x07loan_id\x18\x02 \x01(\t\x12%\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x15.bank.common.v1.Money\x12\x37\n\x0fprepayment_mode\x18\x04 \x01(\x0e\x32\x1e.bank.common.v1.PrepaymentMode\x12\x15\n\rbusiness_date\x18\x05 \x01(\t\x12(\n\x07\x63hannel\x18\x06 \x01(\x0e\x32\x17.bank.common.v1.Channel\x12\x12\n\nvalue_date\x18\x07 \x01(\t\"\x86\x01\n\x14\x41pplyPaymentsRequest\x12,\n\x08payments\x18\x01 \x03(\x0b\x32\x1a.bank.loans.v1.LoanPayment\x12\x14\n\x0ctraceparents\x18\x02 \x03(\t\x12*\n\x08priority\x18\x03 \x01(\x0e\x32\x18.bank.common.v1.Priority\"H\n\x15\x41pplyPaymentsResponse\x12/\n\x08outcomes\x18\x01 \x03(\x0b\x32\x1d.bank.loans.v1.PaymentOutcome\"\x90\x01\n\x0ePaymentOutcome\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x30\n\x07\x61pplied\x18\x02 \x01(\x0b\x32\x1d.bank.loans.v1.AppliedPaymentH\x00\x12.\n\trejection\x18\x03 \x01(\x0b\x32\x19.bank.common.v1.RejectionH\x00\x42\x08\n\x06result\"\xec\x01\n\x0e\x41ppliedPayment\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12%\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x15.bank.common.v1.Money\x12-\n\nallocation\x18\x03 \x01(\x0b\x32\x19.bank.loans.v1.Allocation\x12\x32\n\x13outstanding_balance\x18\x04 \x01(\x0b\x32\x15.bank.common.v1.Money\x12(\n\x07posting\x18\x05 \x01(\x0b\x32\x17.bank.ledger.v1.Posting\x12\x15\n\rbusiness_date\x18\x06 \x01(\t\"g\n\x15ReversePaymentRequest\x12\x13\n\x0breversal_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x15\n\rbusiness_date\x18\x04 \x01(\t\"\x92\x02\n\x16ReversePaymentResponse\x12\x13\n\x0breversal_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x0f\n\x07loan_id\x18\x03 \x01(\t\x12\x32\n\x13outstanding_balance\x18\x04 \x01(\x0b\x32\x15.bank.common.v1.Money\x12(\n\x07posting\x18\x05 \x01(\x0b\x32\x17.bank.ledger.v1.Posting\x12-\n\nallocation\x18\x06 \x01(\x0b\x32\x19.bank.loans.v1.Allocation\x12\x31\n\trevisions\x18\x07 \x03(\x0b\x32\x1e.bank.loans.v1.PaymentRevision\"\x88\x03\n\x0fPaymentRevision\x12\x13\n\x0brevision_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\r\x12(\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x17.bank.common.v1.Channel\x12%\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x15.bank.common.v1.Money\x12\x34\n\x11\x61llocation_before\x18\x06 \x01(\x0b\x32\x19.bank.loans.v1.Allocation\x12-\n\nallocation\x18\x07 \x01(\x0b\x32\x19.bank.loans.v1.Allocation\x12\x32\n\x13outstanding_balance\x18\x08 \x01(\x0b\x32\x15.bank.common.v1.Money\x12(\n\x07posting\x18\t \x01(\x0b\x32\x17.bank.ledger.v1.Posting\x12\x15\n\rbusiness_date\x18\n \x01(\t\x12\x0f\n\x07loan_id\x18\x0b \x01(\t\"5\n\x0eGetLoanRequest\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12\x12\n\nas_of_date\x18\x02 \x01(\t\"4\n\x0fGetLoanResponse\x12!\n\x04loan\x18\x01 \x01(\x0b\x32\x13.bank.loans.v1.Loan\"C\n\x18ListBorrowerLoansRequest\x12\x13\n\x0b\x62orrower_id\x18\x01 \x01(\t\x12\x12\n\nas_of_date\x18\x02 \x01(\t\"?\n\x19ListBorrowerLoansResponse\x12\"\n\x05loans\x18\x01 \x03(\x0b\x32\x13.bank.loans.v1.Loan\"Z\n\x1aListAppliedPaymentsRequest\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x86\x02\n\x0f\x41ppliedMovement\x12\x13\n\x0bmovement_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x0f\n\x07loan_id\x18\x03 \x01(\t\x12(\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x17.bank.common.v1.Channel\x12%\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x15.bank.common.v1.Money\x12\x10\n\x08reversal\x18\x06 \x01(\x08\x12-\n\nallocation\x18\x07 \x01(\x0b\x32\x19.bank.loans.v1.Allocation\x12\x15\n\rbusiness_date\x18\x08 \x01(\t\x12\x10\n\x08revision\x18\t \x01(\x08\"\xf7\x01\n\x1bListAppliedPaymentsResponse\x12\x31\n\tmovements\x18\x01 \x03(\x0b\x32\x1e.bank.loans.v1.AppliedMovement\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x15\n\rpayment_count\x18\x03 \x01(\x03\x12-\n\x0epayment_totals\x18\x04 \x03(\x0b\x32\x15.bank.common.v1.Money\x12\x16\n\x0ereversal_count\x18\x05 \x01(\x03\x12.\n\x0freversal_totals\x18\x06 \x03(\x0b\x32\x15.bank.common.v1.Money2\xf0\x03\n\x0fLoanCoreService\x12^\n\rApplyPayments\x12#.bank.loans.v1.ApplyPaymentsRequest\x1a$.bank.loans.v1.ApplyPaymentsResponse(\x01\x30\x01\x12]\n\x0eReversePayment\x12$.bank.loans.v1.ReversePaymentRequest\x1a%.bank.loans.v1.ReversePaymentResponse\x12H\n\x07GetLoan\x12\x1d.bank.loans.v1.GetLoanRequest\x1a\x1e.bank.loans.v1.GetLoanResponse\x12\x66\n\x11ListBorrowerLoans\x12\'.bank.loans.v1.ListBorrowerLoansRequest\x1a(.bank.loans.v1.ListBorrowerLoansResponse\x12l\n\x13ListAppliedPayments\x12).bank.loans.v1.ListAppliedPaymentsRequest\x1a*.bank.loans.v1.ListAppliedPaymentsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%bank/loans/v1/loan_core_service.proto\x12\rbank.loans.v1\x1a\x1b\x62\x61nk/common/v1/errors.proto\x1a\x1a\x62\x61nk/common/v1/types.proto\x1a\x1b\x62\x61nk/ledger/v1/ledger.proto\x1a\x19\x62\x61nk/loans/v1/loans.proto\"\xc1\x02\n\nLoanRecord\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62orrower_id\x18\x02 \x01(\t\x12+\n\tloan_type\x18\x03 \x01(\x0e\x32\x18.bank.common.v1.LoanType\x12(\n\tprincipal\x18\x04 \x01(\x0b\x32\x15.bank.common.v1.Money\x12\x17\n\x0f\x61nnual_rate_bps\x18\x05 \x01(\x05\x12\x13\n\x0bterm_months\x18\x06 \x01(\x05\x12\x19\n\x11\x64isbursement_date\x18\x07 \x01(\t\x12&\n\x07\x62\x61lloon\x18\x08 \x01(\x0b\x32\x15.bank.common.v1.Money\x12*\n\x0b\x61sset_value\x18\t \x01(\x0b\x32\x15.bank.common.v1.Money\x12\x19\n\x11installments_paid\x18\n \x01(\x05\"N\n\x12ImportLoansRequest\x12(\n\x05loans\x18\x01 \x03(\x0b\x32\x19.bank.loans.v1.LoanRecord\x12\x0e\n\x06source\x18\x02 \x01(\t\"7\n\x13ImportLoansResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x05\x12\x11\n\tunchanged\x18\x02 \x01(\x05\"\xe7\x01\n\x0bLoanPayment\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0f\n\x07loan_id\x18\x02 \x01(\t\x12%\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x15.bank.common.v1.Money\x12\x37\n\x0fprepayment_mode\x18\x04 \x01(\x0e\x32\x1e.bank.common.v1.PrepaymentMode\x12\x15\n\rbusiness_date\x18\x05 \x01(\t\x12(\n\x07\x63hannel\x18\x06 \x01(\x0e\x32\x17.bank.common.v1.Channel\x12\x12\n\nvalue_date\x18\x07 \x01(\t\"\x86\x01\n\x14\x41pplyPaymentsRequest\x12,\n\x08payments\x18\x01 \x03(\x0b\x32\x1a.bank.loans.v1.LoanPayment\x12\x14\n\x0ctraceparents\x18\x02 \x03(\t\x12*\n\x08priority\x18\x03 \x01(\x0e\x32\x18.bank.common.v1.Priority\"H\n\x15\x41pplyPaymentsResponse\x12/\n\x08outcomes\x18\x01 \x03(\x0b\x32\x1d.bank.loans.v1.PaymentOutcome\"\x90\x01\n\x0ePaymentOutcome\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x30\n\x07\x61pplied\x18\x02 \x01(\x0b\x32\x1d.bank.loans.v1.AppliedPaymentH\x00\x12.\n\trejection\x18\x03 \x01(\x0b\x32\x19.bank.common.v1.RejectionH\x00\x42\x08\n\x06result\"\xec\x01\n\x0e\x41ppliedPayment\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12%\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x15.bank.common.v1.Money\x12-\n\nallocation\x18\x03 \x01(\x0b\x32\x19.bank.loans.v1.Allocation\x12\x32\n\x13outstanding_balance\x18\x04 \x01(\x0b\x32\x15.bank.common.v1.Money\x12(\n\x07posting\x18\x05 \x01(\x0b\x32\x17.bank.ledger.v1.Posting\x12\x15\n\rbusiness_date\x18\x06 \x01(\t\"g\n\x15ReversePaymentRequest\x12\x13\n\x0breversal_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x15\n\rbusiness_date\x18\x04 \x01(\t\"\x92\x02\n\x16ReversePaymentResponse\x12\x13\n\x0breversal_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x0f\n\x07loan_id\x18\x03 \x01(\t\x12\x32\n\x13outstanding_balance\x18\x04 \x01(\x0b\x32\x15.bank.common.v1.Money\x12(\n\x07posting\x18\x05 \x01(\x0b\x32\x17.bank.ledger.v1.Posting\x12-\n\nallocation\x18\x06 \x01(\x0b\x32\x19.bank.loans.v1.Allocation\x12\x31\n\trevisions\x18\x07 \x03(\x0b\x32\x1e.bank.loans.v1.PaymentRevision\"\x88\x03\n\x0fPaymentRevision\x12\x13\n\x0brevision_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\r\x12(\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x17.bank.common.v1.Channel\x12%\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x15.bank.common.v1.Money\x12\x34\n\x11\x61llocation_before\x18\x06 \x01(\x0b\x32\x19.bank.loans.v1.Allocation\x12-\n\nallocation\x18\x07 \x01(\x0b\x32\x19.bank.loans.v1.Allocation\x12\x32\n\x13outstanding_balance\x18\x08 \x01(\x0b\x32\x15.bank.common.v1.Money\x12(\n\x07posting\x18\t \x01(\x0b\x32\x17.bank.ledger.v1.Posting\x12\x15\n\rbusiness_date\x18\n \x01(\t\x12\x0f\n\x07loan_id\x18\x0b \x01(\t\"5\n\x0eGetLoanRequest\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12\x12\n\nas_of_date\x18\x02 \x01(\t\"4\n\x0fGetLoanResponse\x12!\n\x04loan\x18\x01 \x01(\x0b\x32\x13.bank.loans.v1.Loan\"C\n\x18ListBorrowerLoansRequest\x12\x13\n\x0b\x62orrower_id\x18\x01 \x01(\t\x12\x12\n\nas_of_date\x18\x02 \x01(\t\"?\n\x19ListBorrowerLoansResponse\x12\"\n\x05loans\x18\x01 \x03(\x0b\x32\x13.bank.loans.v1.Loan\"Z\n\x1aListAppliedPaymentsRequest\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x86\x02\n\x0f\x41ppliedMovement\x12\x13\n\x0bmovement_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x0f\n\x07loan_id\x18\x03 \x01(\t\x12(\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x17.bank.common.v1.Channel\x12%\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x15.bank.common.v1.Money\x12\x10\n\x08reversal\x18\x06 \x01(\x08\x12-\n\nallocation\x18\x07 \x01(\x0b\x32\x19.bank.loans.v1.Allocation\x12\x15\n\rbusiness_date\x18\x08 \x01(\t\x12\x10\n\x08revision\x18\t \x01(\x08\"\xf7\x01\n\x1bListAppliedPaymentsResponse\x12\x31\n\tmovements\x18\x01 \x03(\x0b\x32\x1e.bank.loans.v1.AppliedMovement\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x15\n\rpayment_count\x18\x03 \x01(\x03\x12-\n\x0epayment_totals\x18\x04 \x03(\x0b\x32\x15.bank.common.v1.Money\x12\x16\n\x0ereversal_count\x18\x05 \x01(\x03\x12.\n\x0freversal_totals\x18\x06 \x03(\x0b\x32\x15.bank.common.v1.Money2\xc6\x04\n\x0fLoanCoreService\x12^\n\rApplyPayments\x12#.bank.loans.v1.ApplyPaymentsRequest\x1a$.bank.loans.v1.ApplyPaymentsResponse(\x01\x30\x01\x12]\n\x0eReversePayment\x12$.bank.loans.v1.ReversePaymentRequest\x1a%.bank.loans.v1.ReversePaymentResponse\x12H\n\x07GetLoan\x12\x1d.bank.loans.v1.GetLoanRequest\x1a\x1e.bank.loans.v1.GetLoanResponse\x12\x66\n\x11ListBorrowerLoans\x12\'.bank.loans.v1.ListBorrowerLoansRequest\x1a(.bank.loans.v1.ListBorrowerLoansResponse\x12l\n\x13ListAppliedPayments\x12).bank.loans.v1.ListAppliedPaymentsRequest\x1a*.bank.loans.v1.ListAppliedPaymentsResponse\x12T\n\x0bImportLoans\x12!.bank.loans.v1.ImportLoansRequest\x1a\".bank.loans.v1.ImportLoansResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bank.loans.v1.loan_core_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOANPAYMENT']._serialized_start=170
-  _globals['_LOANPAYMENT']._serialized_end=401
-  _globals['_APPLYPAYMENTSREQUEST']._serialized_start=404
-  _globals['_APPLYPAYMENTSREQUEST']._serialized_end=538
-  _globals['_APPLYPAYMENTSRESPONSE']._serialized_start=540
-  _globals['_APPLYPAYMENTSRESPONSE']._serialized_end=612
-  _globals['_PAYMENTOUTCOME']._serialized_start=615
-  _globals['_PAYMENTOUTCOME']._serialized_end=759
-  _globals['_APPLIEDPAYMENT']._serialized_start=762
-  _globals['_APPLIEDPAYMENT']._serialized_end=998
-  _globals['_REVERSEPAYMENTREQUEST']._serialized_start=1000
-  _globals['_REVERSEPAYMENTREQUEST']._serialized_end=1103
-  _globals['_REVERSEPAYMENTRESPONSE']._serialized_start=1106
-  _globals['_REVERSEPAYMENTRESPONSE']._serialized_end=1380
-  _globals['_PAYMENTREVISION']._serialized_start=1383
-  _globals['_PAYMENTREVISION']._serialized_end=1775
-  _globals['_GETLOANREQUEST']._serialized_start=1777
-  _globals['_GETLOANREQUEST']._serialized_end=1830
-  _globals['_GETLOANRESPONSE']._serialized_start=1832
-  _globals['_GETLOANRESPONSE']._serialized_end=1884
-  _globals['_LISTBORROWERLOANSREQUEST']._serialized_start=1886
-  _globals['_LISTBORROWERLOANSREQUEST']._serialized_end=1953
-  _globals['_LISTBORROWERLOANSRESPONSE']._serialized_start=1955
-  _globals['_LISTBORROWERLOANSRESPONSE']._serialized_end=2018
-  _globals['_LISTAPPLIEDPAYMENTSREQUEST']._serialized_start=2020
-  _globals['_LISTAPPLIEDPAYMENTSREQUEST']._serialized_end=2110
-  _globals['_APPLIEDMOVEMENT']._serialized_start=2113
-  _globals['_APPLIEDMOVEMENT']._serialized_end=2375
-  _globals['_LISTAPPLIEDPAYMENTSRESPONSE']._serialized_start=2378
-  _globals['_LISTAPPLIEDPAYMENTSRESPONSE']._serialized_end=2625
-  _globals['_LOANCORESERVICE']._serialized_start=2628
-  _globals['_LOANCORESERVICE']._serialized_end=3124
+  _globals['_LOANRECORD']._serialized_start=170
+  _globals['_LOANRECORD']._serialized_end=491
+  _globals['_IMPORTLOANSREQUEST']._serialized_start=493
+  _globals['_IMPORTLOANSREQUEST']._serialized_end=571
+  _globals['_IMPORTLOANSRESPONSE']._serialized_start=573
+  _globals['_IMPORTLOANSRESPONSE']._serialized_end=628
+  _globals['_LOANPAYMENT']._serialized_start=631
+  _globals['_LOANPAYMENT']._serialized_end=862
+  _globals['_APPLYPAYMENTSREQUEST']._serialized_start=865
+  _globals['_APPLYPAYMENTSREQUEST']._serialized_end=999
+  _globals['_APPLYPAYMENTSRESPONSE']._serialized_start=1001
+  _globals['_APPLYPAYMENTSRESPONSE']._serialized_end=1073
+  _globals['_PAYMENTOUTCOME']._serialized_start=1076
+  _globals['_PAYMENTOUTCOME']._serialized_end=1220
+  _globals['_APPLIEDPAYMENT']._serialized_start=1223
+  _globals['_APPLIEDPAYMENT']._serialized_end=1459
+  _globals['_REVERSEPAYMENTREQUEST']._serialized_start=1461
+  _globals['_REVERSEPAYMENTREQUEST']._serialized_end=1564
+  _globals['_REVERSEPAYMENTRESPONSE']._serialized_start=1567
+  _globals['_REVERSEPAYMENTRESPONSE']._serialized_end=1841
+  _globals['_PAYMENTREVISION']._serialized_start=1844
+  _globals['_PAYMENTREVISION']._serialized_end=2236
+  _globals['_GETLOANREQUEST']._serialized_start=2238
+  _globals['_GETLOANREQUEST']._serialized_end=2291
+  _globals['_GETLOANRESPONSE']._serialized_start=2293
+  _globals['_GETLOANRESPONSE']._serialized_end=2345
+  _globals['_LISTBORROWERLOANSREQUEST']._serialized_start=2347
+  _globals['_LISTBORROWERLOANSREQUEST']._serialized_end=2414
+  _globals['_LISTBORROWERLOANSRESPONSE']._serialized_start=2416
+  _globals['_LISTBORROWERLOANSRESPONSE']._serialized_end=2479
+  _globals['_LISTAPPLIEDPAYMENTSREQUEST']._serialized_start=2481
+  _globals['_LISTAPPLIEDPAYMENTSREQUEST']._serialized_end=2571
+  _globals['_APPLIEDMOVEMENT']._serialized_start=2574
+  _globals['_APPLIEDMOVEMENT']._serialized_end=2836
+  _globals['_LISTAPPLIEDPAYMENTSRESPONSE']._serialized_start=2839
+  _globals['_LISTAPPLIEDPAYMENTSRESPONSE']._serialized_end=3086
+  _globals['_LOANCORESERVICE']._serialized_start=3089
+  _globals['_LOANCORESERVICE']._serialized_end=3671
 # @@protoc_insertion_point(module_scope)

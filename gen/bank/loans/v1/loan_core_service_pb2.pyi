@@ -10,6 +10,46 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class LoanRecord(_message.Message):
+    __slots__ = ("loan_id", "borrower_id", "loan_type", "principal", "annual_rate_bps", "term_months", "disbursement_date", "balloon", "asset_value", "installments_paid")
+    LOAN_ID_FIELD_NUMBER: _ClassVar[int]
+    BORROWER_ID_FIELD_NUMBER: _ClassVar[int]
+    LOAN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    ANNUAL_RATE_BPS_FIELD_NUMBER: _ClassVar[int]
+    TERM_MONTHS_FIELD_NUMBER: _ClassVar[int]
+    DISBURSEMENT_DATE_FIELD_NUMBER: _ClassVar[int]
+    BALLOON_FIELD_NUMBER: _ClassVar[int]
+    ASSET_VALUE_FIELD_NUMBER: _ClassVar[int]
+    INSTALLMENTS_PAID_FIELD_NUMBER: _ClassVar[int]
+    loan_id: str
+    borrower_id: str
+    loan_type: _types_pb2.LoanType
+    principal: _types_pb2.Money
+    annual_rate_bps: int
+    term_months: int
+    disbursement_date: str
+    balloon: _types_pb2.Money
+    asset_value: _types_pb2.Money
+    installments_paid: int
+    def __init__(self, loan_id: _Optional[str] = ..., borrower_id: _Optional[str] = ..., loan_type: _Optional[_Union[_types_pb2.LoanType, str]] = ..., principal: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., annual_rate_bps: _Optional[int] = ..., term_months: _Optional[int] = ..., disbursement_date: _Optional[str] = ..., balloon: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., asset_value: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., installments_paid: _Optional[int] = ...) -> None: ...
+
+class ImportLoansRequest(_message.Message):
+    __slots__ = ("loans", "source")
+    LOANS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    loans: _containers.RepeatedCompositeFieldContainer[LoanRecord]
+    source: str
+    def __init__(self, loans: _Optional[_Iterable[_Union[LoanRecord, _Mapping]]] = ..., source: _Optional[str] = ...) -> None: ...
+
+class ImportLoansResponse(_message.Message):
+    __slots__ = ("added", "unchanged")
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    added: int
+    unchanged: int
+    def __init__(self, added: _Optional[int] = ..., unchanged: _Optional[int] = ...) -> None: ...
+
 class LoanPayment(_message.Message):
     __slots__ = ("payment_id", "loan_id", "amount", "prepayment_mode", "business_date", "channel", "value_date")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]

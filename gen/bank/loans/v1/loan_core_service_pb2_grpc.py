@@ -61,6 +61,11 @@ class LoanCoreServiceStub:
                 request_serializer=bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ListAppliedPaymentsRequest.SerializeToString,
                 response_deserializer=bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ListAppliedPaymentsResponse.FromString,
                 _registered_method=True)
+        self.ImportLoans = channel.unary_unary(
+                '/bank.loans.v1.LoanCoreService/ImportLoans',
+                request_serializer=bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ImportLoansRequest.SerializeToString,
+                response_deserializer=bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ImportLoansResponse.FromString,
+                _registered_method=True)
 
 
 class LoanCoreServiceServicer:
@@ -106,6 +111,15 @@ class LoanCoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportLoans(self, request, context):
+        """Loans from the origination system's loan master file (`paymesh loans import`, the operator
+        only): every loan or none. A loan id the core holds with the same terms is left as it is, so
+        the same file again changes nothing; with other terms the whole request is refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LoanCoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -133,6 +147,11 @@ def add_LoanCoreServiceServicer_to_server(servicer, server):
                     servicer.ListAppliedPayments,
                     request_deserializer=bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ListAppliedPaymentsRequest.FromString,
                     response_serializer=bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ListAppliedPaymentsResponse.SerializeToString,
+            ),
+            'ImportLoans': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportLoans,
+                    request_deserializer=bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ImportLoansRequest.FromString,
+                    response_serializer=bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ImportLoansResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -272,6 +291,33 @@ class LoanCoreService:
             '/bank.loans.v1.LoanCoreService/ListAppliedPayments',
             bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ListAppliedPaymentsRequest.SerializeToString,
             bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ListAppliedPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportLoans(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bank.loans.v1.LoanCoreService/ImportLoans',
+            bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ImportLoansRequest.SerializeToString,
+            bank_dot_loans_dot_v1_dot_loan__core__service__pb2.ImportLoansResponse.FromString,
             options,
             channel_credentials,
             insecure,
