@@ -40,3 +40,23 @@ def test_a_missing_or_expiring_certificate_is_issued_again(tmp_path):
     written = dev_pki.ensure_dev_pki(tmp_path)
     assert sorted(written) == sorted([pki.cert_path(tmp_path, atm),
                                       pki.cert_path(tmp_path, Identity("channel", "app"))])
+
+
+def test_renew_reissues_every_certificate_from_the_same_ca_and_a_later_run_keeps_them(tmp_path):
+    import subprocess
+    import sys
+
+    dev_pki.ensure_dev_pki(tmp_path)
+    ca_before = pki.ca_path(tmp_path).read_bytes()
+    every = [identity for identity, _ in dev_pki.every_identity()]
+    serials = {i: x509.load_pem_x509_certificate(pki.cert_path(tmp_path, i).read_bytes()).serial_number for i in every}
+    done = subprocess.run([sys.executable, "-m", "paymesh_tools.cli", "pki", "--renew"], capture_output=True,
+                          text=True, timeout=60, env={"PAYMESH_PKI_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0 and f"{len(every)} certificates written" in done.stdout, done.stdout + done.stderr
+    assert pki.ca_path(tmp_path).read_bytes() == ca_before
+    for identity in every:
+        renewed = pki.load(tmp_path, identity)
+        cert = x509.load_pem_x509_certificate(renewed.cert)
+        assert cert.serial_number != serials[identity]
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_before))
+    assert dev_pki.ensure_dev_pki(tmp_path) == []  # what --renew wrote is valid: kept
