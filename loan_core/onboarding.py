@@ -3,7 +3,7 @@
 product's rules and its schedule computed by the engine before anything is written; then all of
 them are inserted in one transaction, or none. A loan id already held with the same terms is
 left as it is (the same file twice changes nothing); with other terms the request is refused.
-The format: docs/loan-cores.md#onboarding."""
+The format: docs/loan-cores.md#onboarding-loans-from-the-origination-system."""
 
 import dataclasses
 import logging
@@ -115,10 +115,10 @@ def _amount(money: types_pb2.Money, field: str, currency: str, fault) -> int | N
     return money.amount_minor
 
 
-def import_loans(connection: sqlite3.Connection, rules: ProductRules,
-                 request: core_pb2.ImportLoansRequest) -> core_pb2.ImportLoansResponse:
-    """Checks every loan, then inserts those the core does not hold, in the caller's transaction.
-    Raises Refused (nothing written) with every fault found, each naming loans[i] and the field."""
+def check_loans(rules: ProductRules, request: core_pb2.ImportLoansRequest) -> list[tuple[int, LoanTerms]]:
+    """Every loan's terms with its index in the request, checked and scheduled by the engine (CPU
+    only: run off the store's thread, which payments need). Raises Refused with every fault found,
+    each naming loans[i] and the field."""
     if not request.loans:
         raise Refused(errors_pb2.ERROR_REASON_INVALID_FIELD, "the request has no loans", "loans")
     if len(request.loans) > MAX_LOANS_PER_IMPORT:
@@ -126,16 +126,25 @@ def import_loans(connection: sqlite3.Connection, rules: ProductRules,
                       f"at most {MAX_LOANS_PER_IMPORT} loans per import; this one has {len(request.loans)}", "loans")
     today, faults = bank_calendar().value_date(), Faults()
     seen: dict[str, int] = {}
-    new: list[LoanTerms] = []
-    unchanged = 0
+    checked = []
     for index, record in enumerate(request.loans):
         terms = terms_of(record, index, rules, today, faults)
         if record.loan_id in seen:
             faults.add(index, "loan_id", f"{record.loan_id}: also at loans[{seen[record.loan_id]}]")
             continue
         seen[record.loan_id] = index
-        if terms is None:
-            continue
+        if terms is not None:
+            checked.append((index, terms))
+    _refuse_if_any(faults)
+    return checked
+
+
+def add_loans(connection: sqlite3.Connection, loans: list[tuple[int, LoanTerms]],
+              source: str) -> core_pb2.ImportLoansResponse:
+    """In the caller's transaction: inserts the checked loans the core does not hold; one it holds
+    with the same terms is left as it is, one with other terms refuses them all (Refused, nothing written)."""
+    faults, new, unchanged = Faults(), [], 0
+    for index, terms in loans:
         held = store.load_loan(connection, terms.loan_id)
         if held is None:
             new.append(terms)
@@ -146,14 +155,18 @@ def import_loans(connection: sqlite3.Connection, rules: ProductRules,
                       if getattr(held[0], f.name) != getattr(terms, f.name)]
             faults.add(index, "loan_id", f"{terms.loan_id}: the core already holds this loan with other terms "
                                          f"({', '.join(differ)}); a loan's terms never change by import")
+    _refuse_if_any(faults)
+    store.insert_loans(connection, new)
+    log.info("loans imported", extra={"source": source[:200], "added": len(new), "unchanged": unchanged})
+    return core_pb2.ImportLoansResponse(added=len(new), unchanged=unchanged)
+
+
+def _refuse_if_any(faults: Faults) -> None:
     if faults.found:
         count = len(faults.found)
         raise Refused(errors_pb2.ERROR_REASON_INVALID_FIELD,
                       f"{count} fault{'s' if count > 1 else ''} in the loans; none was imported",
                       violations=faults.found[:MAX_VIOLATIONS])
-    store.insert_loans(connection, new)
-    log.info("loans imported", extra={"source": request.source[:200], "added": len(new), "unchanged": unchanged})
-    return core_pb2.ImportLoansResponse(added=len(new), unchanged=unchanged)
 
 
 def holds_loans(connection: sqlite3.Connection) -> bool:
