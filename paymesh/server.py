@@ -22,6 +22,8 @@ from paymesh.tls import SERVER_OPTIONS
 from paymesh.topology import SERVICES, Identity
 
 log = logging.getLogger(__name__)
+# The health service name that answers whether the process is alive, not whether it can work.
+LIVENESS = "liveness"
 
 
 
@@ -109,7 +111,9 @@ async def start_server(
     running = RunningServer(server, bound, health_servicer, service, names)
     if settings.health_port is not None:
         running.health_only, running.health_only_port = await start_health_only_server(settings, health_servicer)
-    # A service that may run before it can do its work (a core with no loans yet) says when it serves.
+    # A service that may run before it can do its work (a core with no loans yet) says when it serves;
+    # "liveness" stays SERVING meanwhile (until shutdown), for probes that must not restart it for that.
+    await health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     follow_health = getattr(service, "follow_health", None)
     await (follow_health(running.set_serving) if follow_health is not None else running.set_serving(True))
     return running

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bank.common.v1 import types_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
@@ -19,7 +20,9 @@ from loan_core.local import core_stub
 from paymesh.business_calendar import bank_calendar
 from paymesh.config import Settings
 from paymesh.errors import error_info
-from paymesh.topology import OPERATOR, ROUTER, Identity
+from paymesh import tls
+from paymesh.server import LIVENESS
+from paymesh.topology import OPERATOR, PROBE, ROUTER, Identity
 from paymesh_tools.probe import grpc_health
 from tests.harness import ServiceProcess, service_env, start_service
 
@@ -63,9 +66,19 @@ async def get_loan(core: ServiceProcess, settings: Settings, loan_id: str) -> lo
             return info.reason if info else error.code().name
 
 
+async def liveness(core: ServiceProcess, settings) -> str:
+    """The health of the "liveness" name: the process is up (what a liveness probe should ask)."""
+    async with tls.channel_for(core.address, settings.pki_dir, PROBE) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service=LIVENESS)
+        reply = await stub.Check(request, timeout=5)  # type: ignore[attr-defined]
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
 async def test_an_imported_master_file_is_served_paid_and_importing_it_again_changes_nothing(
         empty_core, tmp_path, settings):
     assert await grpc_health(empty_core.address, settings) == "NOT_SERVING"
+    assert await liveness(empty_core, settings) == "SERVING"  # not ready, but alive: no restart for it
     assert "NOT_SERVING: the store holds no loans; import the loan master file" in empty_core.log()
     path = master_file(tmp_path, "loans-2026-12-02.csv", LOANS)
 
