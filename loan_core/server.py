@@ -74,8 +74,9 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
         self._set_serving = set_serving
         self.serving = await self.store.run(onboarding.holds_loans)
         if not self.serving:
-            log.error("NOT_SERVING: the store holds no loans; import the loan master file "
-                      "(`paymesh loans import FILE --core ...`, docs/loan-cores.md#onboarding)",
+            product = self.rules.service.removeprefix("core-")
+            log.error(f"NOT_SERVING: the store holds no loans; import the loan master file (`paymesh loans import "
+                      f"FILE --core {product}`, docs/loan-cores.md#onboarding-loans-from-the-origination-system)",
                       extra={"store": str(self.store.path)})
         await set_serving(self.serving)
 
