@@ -58,7 +58,6 @@ SERVER_OPTIONS = (
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
 )
 
-
 log = logging.getLogger(__name__)
 
 
@@ -301,8 +300,6 @@ def ssl_server_context(pki_dir: Path, identity: Identity) -> ReloadingSSLContext
     context = ReloadingSSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.verify_mode = ssl.CERT_REQUIRED
     return context.follow(CertificateFiles(pki_dir, identity))
-
-
 
 
 class RevocationList:
