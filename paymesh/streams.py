@@ -124,8 +124,17 @@ class BatchingStream(Generic[Item, Result]):
                 backoff = 0.05
                 done, _ = await asyncio.wait([reader, writer], return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
+                    if task.cancelled():  # the call was cancelled under it: its channel was closed
+                        raise ConnectionError(f"{self.name} stream cancelled with its channel")
                     task.result()
                 raise ConnectionError(f"{self.name} stream ended")
+            except asyncio.CancelledError:
+                # close() cancels this task: it ends. A call cancelled under it (a ReloadingChannel
+                # retiring the channel of an old certificate) raises it too: a broken stream, go on.
+                this = asyncio.current_task()
+                if this is None or this.cancelling():
+                    raise
+                log.info("stream cancelled with its channel; reconnecting", extra={"stream": self.name})
             # Whatever broke it (an RPC error, a write that found the call already finished because
             # the peer died between writes, ...), the pipe must live on: it reconnects and resends.
             except Exception as broken:

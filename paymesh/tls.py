@@ -186,7 +186,8 @@ class ReloadingChannel(grpc.aio.Channel):
     after RETIRE_GRACE_SECONDS, so what runs on it may finish (a long-lived stream cut then is
     reopened by its caller, on the new channel). Stubs are made on it as on any channel."""
 
-    RETIRE_GRACE_SECONDS = 30.0
+    # PAYMESH_TLS_CHANNEL_RETIRE_SECONDS: how long calls on the old channel may go on.
+    RETIRE_GRACE_SECONDS = float(os.environ.get("PAYMESH_TLS_CHANNEL_RETIRE_SECONDS", "").strip() or 30)
 
     def __init__(self, target: str, files: CertificateFiles, interceptors=None):
         self._target, self._files, self._interceptors = target, files, interceptors

@@ -73,10 +73,14 @@ class Load:
         return self.calls - before
 
 
-async def test_every_certificate_renewed_under_load_is_presented_by_new_handshakes_and_no_call_fails(tmp_path):
+async def test_every_certificate_renewed_under_load_is_presented_by_new_handshakes_and_no_call_fails(
+        tmp_path, monkeypatch):
     pki_dir = tmp_path / "pki"  # its own PKI: the test renews and revokes every certificate
     dev_pki.ensure_dev_pki(pki_dir)
-    mesh = start_mesh(tmp_path, pki_dir, PAYMESH_METRICS_PORT="0", **ENV)
+    # The old channels close a second after the renewal, not 30: the streams on them are cut and
+    # reopened on the new ones within the test (with the old certificates revoked, they must be).
+    monkeypatch.setattr(tls.ReloadingChannel, "RETIRE_GRACE_SECONDS", 1.0)
+    mesh = start_mesh(tmp_path, pki_dir, PAYMESH_METRICS_PORT="0", PAYMESH_TLS_CHANNEL_RETIRE_SECONDS="1", **ENV)
     load = Load(mesh["payment-router"].address, pki_dir)
     workers = [asyncio.create_task(load.worker(n)) for n in range(4)]
     link_context = client_context(pki_dir, BRIDGE)  # made before the renewal, as the bridge's own is
@@ -119,7 +123,10 @@ async def test_every_certificate_renewed_under_load_is_presented_by_new_handshak
         stop_mesh(mesh)
     assert load.failures == []
     assert all(service.process.returncode == 0 for service in mesh.values()), "a service did not stop cleanly"
-    assert "TLS certificate reloaded" in mesh["payment-router"].log()
+    router_log = mesh["payment-router"].log()
+    assert "TLS certificate reloaded" in router_log
+    # The router's stream to core-cash (the load's core) was cut with its old channel and opened again.
+    assert router_log.count('"message": "stream connected", "stream": "core-cash"') >= 2, router_log
 
 
 async def test_renewed_files_caught_half_written_are_not_taken(tmp_path):
