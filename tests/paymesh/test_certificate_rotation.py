@@ -126,7 +126,7 @@ async def test_every_certificate_renewed_under_load_is_presented_by_new_handshak
     router_log = mesh["payment-router"].log()
     assert "TLS certificate reloaded" in router_log
     # The router's stream to core-cash (the load's core) was cut with its old channel and opened again.
-    assert router_log.count('"message": "stream connected", "stream": "core-cash"') >= 2, router_log
+    assert router_log.count('"message": "stream connected", "stream": "core-cash.online"') >= 2, router_log
 
 
 async def test_renewed_files_caught_half_written_are_not_taken(tmp_path):
