@@ -38,6 +38,9 @@ COPY core_vehicle/ core_vehicle/
 COPY mainframe_bridge/ mainframe_bridge/
 COPY confirmations/ confirmations/
 COPY mainframe_emulator/ mainframe_emulator/
+# The stores' backup CronJobs run this one tool (python -m paymesh_tools.store_backup); the rest
+# of paymesh_tools (the launcher, the dev PKI, the day's simulation) stays out of the image.
+COPY paymesh_tools/__init__.py paymesh_tools/store_backup.py paymesh_tools/
 USER 10001:10001
 # gRPC ports of the services (see paymesh/topology.py), the health and metrics ports.
 EXPOSE 50051 50061 50062 50063 50071 50081 50090 8081 9464

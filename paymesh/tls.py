@@ -53,7 +53,7 @@ SERVER_OPTIONS = (
     # stream counts until gRPC has freed it (a reset one too), so a client near the limit is refused
     # UNAVAILABLE (RST_STREAM REFUSED_STREAM): at 256, make bench's online phase was.
     ("grpc.max_concurrent_streams", 1024),
-    ("grpc.max_connection_age_ms", 30 * 60 * 1000),
+    ("grpc.max_connection_age_ms", 5 * 60 * 1000),
     ("grpc.max_connection_age_grace_ms", 60 * 1000),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
 )

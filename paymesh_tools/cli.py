@@ -20,6 +20,7 @@ COMMANDS = {
                   "confirmations"),
     "loans": ("paymesh_tools.loans", "import the origination system's loan master file into a core"),
     "outbox": ("paymesh_tools.outbox", "the router's outbox rows its peers refused: list them, replay them"),
+    "store": ("paymesh_tools.store_backup", "consistent online backups of the SQLite stores, and their restore"),
 }
 
 

@@ -24,17 +24,37 @@ def kubectl() -> str:
 
 
 @functools.cache
-def render(overlay: str) -> tuple[dict, ...]:
-    """`kubectl kustomize` of an overlay, on a copy of k8s/ (the dev overlay's TLS material is
-    written there by `paymesh k8s-secrets` from a fresh dev PKI, as a developer would)."""
+def work_copy() -> Path:
+    """A copy of k8s/ with the dev overlay's TLS material written there by `paymesh k8s-secrets`
+    from a fresh dev PKI, as a developer would."""
     work = Path(tempfile.mkdtemp(prefix="paymesh-k8s-"))
     atexit.register(shutil.rmtree, work, True)
     shutil.copytree(K8S, work / "k8s", ignore=shutil.ignore_patterns("pki"))
     write_dev_secrets(work / "pki", work / "k8s" / "overlays" / "dev" / "pki")
-    built = subprocess.run([kubectl(), "kustomize", str(work / "k8s" / "overlays" / overlay)],
+    return work / "k8s"
+
+
+@functools.cache
+def build(kustomization: str) -> tuple[dict, ...]:
+    """`kubectl kustomize` of a folder under k8s/ (on the work copy)."""
+    built = subprocess.run([kubectl(), "kustomize", str(work_copy() / kustomization)],
                            capture_output=True, text=True, timeout=60)
     assert built.returncode == 0, built.stderr
     return tuple(yaml.safe_load_all(built.stdout))
+
+
+def render(overlay: str) -> tuple[dict, ...]:
+    """An overlay (dev, prod): the app's bundle, what `kubectl apply -k k8s/overlays/<overlay>` applies."""
+    return build(f"overlays/{overlay}")
+
+
+def build_variant(name: str, kustomization: str) -> tuple[dict, ...]:
+    """A kustomization written for the test beside the overlays (k8s/test-<name>/), built: an
+    overlay with a component a platform may add, as its team would write it."""
+    folder = work_copy() / f"test-{name}"
+    folder.mkdir(exist_ok=True)
+    (folder / "kustomization.yaml").write_text(kustomization)
+    return build(f"test-{name}")
 
 
 def of_kind(objects, *kinds: str) -> list[dict]:

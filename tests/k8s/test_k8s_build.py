@@ -92,10 +92,12 @@ def test_dev_overlay_has_the_emulator_and_prod_has_not():
     assert names("dev") == routers | stateful | {"mainframe-emulator"}
     assert names("prod") == routers | stateful
     assert {s["metadata"]["name"] for s in of_kind(render("prod"), "StatefulSet")} == stateful | routers
-    dev_replicas = {w["spec"]["replicas"] for w in workloads(render("dev"))}
+    dev_replicas = {w["spec"]["replicas"] for w in workloads(render("dev")) if w["metadata"]["name"] not in routers}
     assert dev_replicas == {1}
-    prod_routers = [w for w in workloads(render("prod")) if w["metadata"]["name"] in routers]
-    assert len(prod_routers) == 3 and all(w["spec"]["replicas"] >= 3 for w in prod_routers)
+    for overlay, least in (("dev", 1), ("prod", 3)):  # the routers' count is their autoscaler's
+        autoscalers = of_kind(render(overlay), "HorizontalPodAutoscaler")
+        assert sorted(h["spec"]["scaleTargetRef"]["name"] for h in autoscalers) == sorted(routers)
+        assert {h["spec"]["minReplicas"] for h in autoscalers} == {least}
 
 
 def test_no_secret_material_is_committed_under_k8s():

@@ -4,11 +4,12 @@ expect, has no build tools, copies no secret, and carries every service."""
 
 import json
 import re
+import sys
 
 import pytest
 
 from paymesh.topology import SERVICES
-from tests.k8s.manifests import REPO, render, workloads, RUNTIME_DIRS
+from tests.k8s.manifests import REPO, of_kind, render, workloads, RUNTIME_DIRS
 
 PINNED = re.compile(r"^[\w./-]+(:\d+\.\d+\.\d+[\w.-]*)?(@sha256:[0-9a-f]{64})?$")
 BUILD_TOOLS = re.compile(r"apt-get install|apk add|yum install|gcc|g\+\+|make |build-essential|pip install")
@@ -89,3 +90,16 @@ def test_the_image_carries_every_service_and_runs_it_by_command():
     assert {spec.module.split(".")[0] for spec in SERVICES.values()} <= copied
     (entrypoint,) = [json.loads(args) for kind, args in final if kind == "ENTRYPOINT"]
     assert entrypoint == ["python", "-m"]
+
+
+def test_the_image_carries_the_tool_the_backup_jobs_run_and_only_its_imports():
+    final = stages(DOCKERFILE)[-1]
+    copied = [a for kind, args in final if kind == "COPY" and "--from=" not in args for a in args.split()[:-1]]
+    modules = {job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"][0]
+               for overlay in ("dev", "prod") for job in of_kind(render(overlay), "CronJob")}
+    assert modules == {"paymesh_tools.store_backup"}
+    for module in modules:
+        path = module.replace(".", "/") + ".py"
+        assert path in copied and "paymesh_tools/__init__.py" in copied
+        imported = re.findall(r"^(?:from|import) ([\w.]+)", (REPO / path).read_text(), re.M)
+        assert all(name.split(".")[0] in sys.stdlib_module_names for name in imported), imported

@@ -8,15 +8,24 @@ selectors, named ports resolved on the destination pod) and compared whole."""
 import pytest
 
 from paymesh.topology import SERVICES
-from tests.k8s.manifests import OVERLAYS, of_kind, render, workloads
+import ipaddress
+
+from tests.k8s.manifests import OVERLAYS, build_variant, of_kind, render, workloads
 
 ROUTER_GROUPS = ("digital", "atm", "agent-store")
 ROUTERS = [f"payment-router-{group}" for group in ROUTER_GROUPS]
 CALLEES = ("core-cash", "core-mortgage", "core-vehicle", "mainframe-bridge", "confirmations")
 EDGE_NS = "ns[paymesh.bank/tier=channel-edge]"
 DNS = "ns[kubernetes.io/metadata.name=kube-system] pods[k8s-app=kube-dns]"
+# The node-local resolvers a pod's resolv.conf may name instead (k8s/components/dns-link-local):
+NODE_LOCAL_DNS_CACHE, CLOUD_DNS = "ip[169.254.20.10/32]", "ip[169.254.169.254/32]"
+RESOLVERS = {"dev": (DNS,), "prod": (DNS, NODE_LOCAL_DNS_CACHE, CLOUD_DNS)}
 PROMETHEUS = "ns[kubernetes.io/metadata.name=monitoring] pods[app.kubernetes.io/name=prometheus]"
-WEBHOOKS = "ip[0.0.0.0/0 except 10.0.0.0/8,127.0.0.0/8,169.254.0.0/16,172.16.0.0/12,192.168.0.0/16]"
+# Not the internet: private, loopback, link-local, carrier-grade NAT, "this network", benchmarking,
+# multicast, reserved. A webhook to any of them is refused.
+NOT_THE_INTERNET = ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+                    "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4")
+WEBHOOKS = f"ip[0.0.0.0/0 except {','.join(sorted(NOT_THE_INTERNET))}]"
 NODES = {"dev": "ip[172.18.0.0/16]", "prod": "ip[10.20.0.0/20]"}
 PROD_MAINFRAME = ("10.50.0.10", 4790)
 
@@ -25,7 +34,7 @@ def port_of(name: str) -> int:
     return SERVICES[name].default_port
 
 
-def expected_graph(overlay: str) -> set[tuple]:
+def expected_graph(overlay: str, scraper: str = PROMETHEUS) -> set[tuple]:
     grpc_pods = [*ROUTERS, *CALLEES]
     every_pod = grpc_pods + (["mainframe-emulator"] if overlay == "dev" else [])
     edges = {(f"{EDGE_NS} pods[paymesh.bank/channel-group={g}]", f"payment-router-{g}", "TCP", 50051)
@@ -33,9 +42,9 @@ def expected_graph(overlay: str) -> set[tuple]:
     edges |= {(f"{EDGE_NS} pods[]", "confirmations", "TCP", port_of("confirmations"))}
     edges |= {(router, callee, "TCP", port_of(callee)) for router in ROUTERS for callee in CALLEES}
     edges |= {("confirmations", WEBHOOKS, "TCP", 443)}
-    edges |= {(pod, DNS, proto, 53) for pod in every_pod for proto in ("UDP", "TCP")}
+    edges |= {(pod, dns, proto, 53) for pod in every_pod for dns in RESOLVERS[overlay] for proto in ("UDP", "TCP")}
     edges |= {(NODES[overlay], pod, "TCP", 8081) for pod in grpc_pods}
-    edges |= {(PROMETHEUS, pod, "TCP", 9464) for pod in grpc_pods}
+    edges |= {(scraper, pod, "TCP", 9464) for pod in grpc_pods}
     if overlay == "dev":
         emulator_port = port_of("mainframe-emulator")
         edges |= {("mainframe-bridge", "mainframe-emulator", "TCP", emulator_port),
@@ -150,3 +159,41 @@ def test_prod_mainframe_egress_is_the_configured_address():
                      if c["metadata"]["name"].startswith("paymesh-config")]
     address, port = config_map["data"]["PAYMESH_MAINFRAME_EMULATOR_ADDR"].rsplit(":", 1)
     assert (address, int(port)) == PROD_MAINFRAME
+
+
+def test_webhooks_reach_no_address_that_is_not_the_internet():
+    (policy,) = [p for p in of_kind(render("prod"), "NetworkPolicy") if p["metadata"]["name"] == "confirmations"]
+    (block,) = [peer["ipBlock"] for rule in policy["spec"]["egress"] for peer in rule["to"]]
+    excluded = [ipaddress.ip_network(cidr) for cidr in block["except"]]
+    for address in ("100.64.0.1", "100.127.255.254", "0.0.0.1", "198.18.0.1", "198.19.255.254", "169.254.169.254",
+                    "10.1.2.3", "172.31.0.1", "192.168.1.1", "127.0.0.1", "224.0.0.251", "255.255.255.255"):
+        assert any(ipaddress.ip_address(address) in net for net in excluded), address
+    for public in ("8.8.8.8", "190.81.1.1", "100.63.255.255", "100.128.0.1", "198.20.0.1"):  # a bank's endpoints
+        assert not any(ipaddress.ip_address(public) in net for net in excluded), public
+
+
+def test_prod_dns_goes_to_kube_dns_node_local_dns_cache_and_cloud_dns_on_port_53_only():
+    (policy,) = [p for p in of_kind(render("prod"), "NetworkPolicy") if p["metadata"]["name"] == "dns-egress"]
+    (rule,) = policy["spec"]["egress"]
+    assert {"ipBlock": {"cidr": "169.254.20.10/32"}} in rule["to"]  # NodeLocal DNSCache
+    assert {"ipBlock": {"cidr": "169.254.169.254/32"}} in rule["to"]  # Cloud DNS (the metadata server's 53)
+    assert any("podSelector" in peer for peer in rule["to"])  # kube-dns itself still
+    assert sorted((p["protocol"], p["port"]) for p in rule["ports"]) == [("TCP", 53), ("UDP", 53)]
+
+
+SCRAPED_BY_MANAGED_PROMETHEUS = """\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [../overlays/prod]
+components: [../components/scrape-from-managed-prometheus]
+"""
+
+
+def test_the_scrape_source_is_a_setting_and_the_rest_of_the_graph_stays():
+    objects = build_variant("gmp", SCRAPED_BY_MANAGED_PROMETHEUS)
+    collectors = "ns[kubernetes.io/metadata.name=gmp-system] pods[app.kubernetes.io/name=collector]"
+    connections, half_open = Cluster(objects).graph()
+    assert half_open == set()
+    assert connections == expected_graph("prod", scraper=collectors)
+    (scrape,) = of_kind(objects, "PodMonitoring")
+    assert scrape["spec"]["selector"] == {"matchLabels": {"paymesh.bank/grpc": "true"}}
