@@ -1,23 +1,38 @@
 # One image for every paymesh service; the service is the command:
 #   docker run paymesh:dev core_cash        (python -m core_cash)
 # Multi-stage: dependencies are installed in a build stage; the final stage gets only the
-# virtualenv and the source, runs as an unprivileged user, and has no compiler, no pip.
-# Pinned by exact tag; a platform team pins by digest too (FROM ...@sha256:...) in its registry.
+# virtualenv, its SBOM and the source, runs as an unprivileged user, and has no compiler, no pip.
+# The base image by digest (python:3.11.11-slim-bookworm, the multi-arch index), so a rebuilt tag
+# cannot change what is built; moving to a new base is a change of this line, reviewed.
+#   docker build -t paymesh:dev .                                  # the image, its SBOM inside
+#   docker build --target sbom-export --output type=local,dest=build/sbom .   # the SBOM alone
 
-FROM python:3.11.11-slim-bookworm AS build
+FROM python:3.11.11-slim-bookworm@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5 AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/paymesh
-COPY pyproject.toml ./
-COPY gen/ gen/
-COPY paymesh/ paymesh/
-# The dependencies of pyproject.toml (wheels: grpcio, cryptography, ... ship them), then paymesh itself is
-# taken out again: the final stage runs the source tree, data files (channels.toml, ...) included.
-RUN /opt/paymesh/bin/pip install --prefer-binary . \
- && /opt/paymesh/bin/pip uninstall --yes paymesh \
- && /opt/paymesh/bin/pip uninstall --yes pip
+COPY requirements.lock ./
+# Exactly the locked runtime dependencies, every file checked against its SHA-256 (make lock), wheels
+# only: nothing is compiled, nothing unlocked comes in. paymesh itself is not installed: the final
+# stage runs the source tree, data files (channels.toml, ...) included. pip and setuptools (the
+# venv's seed, not in the lock) go.
+RUN /opt/paymesh/bin/pip install --require-hashes --no-deps --only-binary=:all: -r requirements.lock \
+ && /opt/paymesh/bin/pip uninstall --yes pip setuptools
 
-FROM python:3.11.11-slim-bookworm AS runtime
+# The CycloneDX SBOM of that virtualenv, by a tool in a venv of its own (requirements-sbom.lock),
+# so neither the tool nor its dependencies reach the image.
+FROM build AS sbom
+COPY requirements-sbom.lock pyproject.toml ./
+RUN python -m venv /opt/sbom \
+ && /opt/sbom/bin/pip install --require-hashes --no-deps --only-binary=:all: -r requirements-sbom.lock \
+ && mkdir /sbom \
+ && /opt/sbom/bin/cyclonedx-py environment --output-reproducible --of JSON --mc-type application \
+    --pyproject pyproject.toml -o /sbom/paymesh.cdx.json /opt/paymesh
+
+FROM scratch AS sbom-export
+COPY --from=sbom /sbom/paymesh.cdx.json /paymesh.cdx.json
+
+FROM python:3.11.11-slim-bookworm@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5 AS runtime
 # Python's own variables (the policy test checks manifests only pass PAYMESH_* ones).
 ENV PATH=/opt/paymesh/bin:$PATH \
     PYTHONPATH=/app:/app/gen \
@@ -27,6 +42,9 @@ RUN groupadd --gid 10001 paymesh \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin paymesh \
  && python -m pip uninstall --yes pip setuptools wheel
 COPY --from=build /opt/paymesh /opt/paymesh
+# What the image carries, for scanners: the SBOM of /opt/paymesh (the Python packages; the base
+# image's Debian packages are the base image's own SBOM's).
+COPY --from=sbom /sbom/paymesh.cdx.json /opt/paymesh/sbom.cdx.json
 WORKDIR /app
 COPY gen/ gen/
 COPY paymesh/ paymesh/
