@@ -24,6 +24,8 @@ def test_the_namespace_is_applied_on_its_own_restricted():
         validate(namespace)
         assert namespace["metadata"]["name"] == "paymesh"
         assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+        # The app's objects carry it, and `kubectl apply --prune -l` on it prunes Namespaces too.
+        assert "app.kubernetes.io/part-of" not in namespace["metadata"]["labels"]
 
 
 def test_every_prod_claim_is_on_the_retain_class_of_the_foundation():
