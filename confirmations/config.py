@@ -29,8 +29,9 @@ class ConfirmationSettings:
     webhook_max_delay: float = 300.0
     # PAYMESH_WEBHOOK_TIMEOUT_SECONDS: one POST's time limit.
     webhook_timeout: float = 10.0
-    # PAYMESH_WEBHOOK_CONCURRENCY: POSTs in flight at once.
-    webhook_concurrency: int = 32
+    # PAYMESH_WEBHOOK_CONCURRENCY: POSTs in flight at once to one endpoint at most (the bound of its window,
+    # which is sized to the endpoint's latency; each endpoint has its own). 0 sends nothing.
+    webhook_concurrency: int = 128
     # What one channel may hold at once (each costs memory or delivery work): open Subscribe calls
     # (PAYMESH_CONFIRMATIONS_MAX_SUBSCRIPTIONS), durable consumers (PAYMESH_CONFIRMATIONS_MAX_CONSUMERS),
     # live webhook endpoints (PAYMESH_WEBHOOK_MAX_ENDPOINTS). Over one: RESOURCE_EXHAUSTED, QuotaFailure.

@@ -80,8 +80,8 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
         if new:
             self._head = new[-1].sequence
             self.fanout.publish(new)
-        if any(appended.deliveries for appended in results):  # (a wake-up costs the dispatcher two queries)
-            self.dispatcher.wake()
+        if any(appended.deliveries for appended in results):  # (only the lanes of these channels look)
+            self.dispatcher.wake({confirmation.channel for confirmation in new})
 
     async def PublishConfirmations(self, request_iterator, context):
         # Messages read ahead of their acks, in order: enough to keep group commits full, bounded for memory.

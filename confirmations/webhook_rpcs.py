@@ -14,6 +14,7 @@ from paymesh.errors import Refused, abort
 from paymesh.tls import peer_identity
 
 MAX_DESCRIPTION = 256
+MAX_BATCH_SIZE = 100
 MAX_PAGE_SIZE = 1000
 MAX_OVERLAP_SECONDS = 7 * 24 * 3600
 DEFAULT_OVERLAP_SECONDS = 24 * 3600
@@ -26,11 +27,25 @@ def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
 
 
 def _endpoint(row, with_secret: bool) -> confirmations_pb2.WebhookEndpoint:
-    endpoint_id, url, description, secret, create_time = row
+    endpoint_id, url, description, secret, create_time, max_batch_size = row
     return confirmations_pb2.WebhookEndpoint(
         endpoint_id=endpoint_id, url=url, description=description, signing_secret=secret if with_secret else "",
-        create_time=_timestamp(create_time),
+        create_time=_timestamp(create_time), max_batch_size=max_batch_size,
     )
+
+
+def _backlog(pending: int, oldest_body: bytes | None, lane: webhooks.Lane | None) -> confirmations_pb2.WebhookBacklog:
+    backlog = confirmations_pb2.WebhookBacklog(pending_count=pending)
+    if oldest_body is not None:
+        oldest = confirmations_pb2.Confirmation.FromString(oldest_body)
+        if oldest.HasField("result_time"):
+            backlog.oldest_pending_time.CopyFrom(oldest.result_time)
+    if lane is not None:  # (none yet for an endpoint made in the last second)
+        backlog.circuit_state = lane.breaker.state
+        if lane.breaker.state == webhooks.OPEN:
+            backlog.retry_time.CopyFrom(_timestamp(lane.breaker.retry_at))
+        backlog.window, backlog.in_flight = lane.window.size, lane.in_flight
+    return backlog
 
 
 async def _endpoint_not_found(context, endpoint_id: str):
@@ -48,6 +63,9 @@ class WebhookRpcs:
             violations.append(("request_id", "must be 1 to 128 characters (the idempotency key of this create)"))
         if len(request.description) > MAX_DESCRIPTION:
             violations.append(("description", f"must be at most {MAX_DESCRIPTION} characters"))
+        if not 0 <= request.max_batch_size <= MAX_BATCH_SIZE:
+            violations.append(("max_batch_size", f"must be 0 to {MAX_BATCH_SIZE} (0 or 1: one confirmation a POST)"))
+        max_batch_size = max(1, request.max_batch_size)
         problem = self.dispatcher.allowlist.url_problem(request.url)
         if problem:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"the endpoint URL {problem}",
@@ -58,7 +76,7 @@ class WebhookRpcs:
         try:
             row, state = await self.store.transaction(
                 webhook_store.create_endpoint, channel, request.request_id, f"we_{uuid.uuid4().hex}", request.url,
-                request.description, webhooks.new_secret(), self.settings.max_webhook_endpoints,
+                request.description, webhooks.new_secret(), max_batch_size, self.settings.max_webhook_endpoints,
             )
         except Refused as refused:
             await refused.abort(context)
@@ -67,22 +85,31 @@ class WebhookRpcs:
             await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"this request_id created endpoint {row[0]},"
                         " which was deleted; create a new endpoint with a new request_id",
                         errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED, metadata={"endpoint_id": row[0]})
-        if state == webhook_store.EXISTING and (row[1], row[2]) != (request.url, request.description):
+        if state == webhook_store.EXISTING and (row[1], row[2], row[5]) != (request.url, request.description,
+                                                                           max_batch_size):
             await abort(context, grpc.StatusCode.ALREADY_EXISTS, "this request_id already created a different"
                         " endpoint", errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED,
                         metadata={"endpoint_id": row[0]})
+        self.dispatcher.wake()  # (its lane starts now, not at the dispatcher's next look)
         # The secret is shown once, by the create that made it: a retry gets the same endpoint without it (it
         # may have been rotated since); a caller that lost it rotates it.
         return pb.CreateWebhookEndpointResponse(endpoint=_endpoint(row, with_secret=state == webhook_store.CREATED))
 
     async def ListWebhookEndpoints(self, request, context):
         rows = await self.store.run(webhook_store.list_endpoints, channel_of(peer_identity(context)))
-        return pb.ListWebhookEndpointsResponse(endpoints=[_endpoint(row, with_secret=False) for row in rows])
+        backlogs = await self.store.run(webhook_store.backlogs, [row[0] for row in rows])
+        endpoints = []
+        for row in rows:
+            endpoint = _endpoint(row, with_secret=False)
+            endpoint.backlog.CopyFrom(_backlog(*backlogs[row[0]], self.dispatcher.lane(row[0])))
+            endpoints.append(endpoint)
+        return pb.ListWebhookEndpointsResponse(endpoints=endpoints)
 
     async def DeleteWebhookEndpoint(self, request, context):
         channel = channel_of(peer_identity(context))
         if not await self.store.transaction(webhook_store.delete_endpoint, channel, request.endpoint_id):
             await _endpoint_not_found(context, request.endpoint_id)
+        self.dispatcher.wake()  # (its lane stops)
         return pb.DeleteWebhookEndpointResponse()
 
     async def RotateWebhookSecret(self, request, context):

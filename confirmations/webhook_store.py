@@ -8,6 +8,7 @@ After a rotation the previous secret signs too, until previous_secret_expire_tim
 A deleted endpoint keeps its row (its request_id stays taken) and gets nothing more.
 """
 
+import json
 import sqlite3
 import time
 
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS webhook_endpoint (
     deleted INTEGER NOT NULL DEFAULT 0,
     previous_secret TEXT NOT NULL DEFAULT '',
     previous_secret_expire_time REAL NOT NULL DEFAULT 0,
+    max_batch_size INTEGER NOT NULL DEFAULT 1,
     UNIQUE (channel, request_id)
 );
 CREATE INDEX IF NOT EXISTS endpoint_by_channel ON webhook_endpoint (channel) WHERE deleted = 0;
@@ -44,13 +46,18 @@ CREATE TABLE IF NOT EXISTS webhook_delivery (
     last_error TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (endpoint_id, sequence)
 );
-CREATE INDEX IF NOT EXISTS delivery_due ON webhook_delivery (next_attempt_at) WHERE status = {PENDING};
+-- Each endpoint's lane reads its own pending deliveries in sequence order, and asks when the next is due.
+DROP INDEX IF EXISTS delivery_due;
+CREATE INDEX IF NOT EXISTS delivery_pending ON webhook_delivery (endpoint_id, sequence) WHERE status = {PENDING};
+CREATE INDEX IF NOT EXISTS delivery_pending_due ON webhook_delivery (endpoint_id, next_attempt_at)
+    WHERE status = {PENDING};
 """
 
-# For a store file made before rotation (paymesh.sqlite.Store adds what is missing).
+# For a store file made before rotation or batching (paymesh.sqlite.Store adds what is missing).
 ADDED_COLUMNS = {"webhook_endpoint": {"previous_secret": "TEXT NOT NULL DEFAULT ''",
-                                      "previous_secret_expire_time": "REAL NOT NULL DEFAULT 0"}}
-ENDPOINT_COLUMNS = "endpoint_id, url, description, secret, create_time"
+                                      "previous_secret_expire_time": "REAL NOT NULL DEFAULT 0",
+                                      "max_batch_size": "INTEGER NOT NULL DEFAULT 1"}}
+ENDPOINT_COLUMNS = "endpoint_id, url, description, secret, create_time, max_batch_size"
 CREATED, EXISTING, DELETED = "created", "existing", "deleted"
 
 
@@ -67,7 +74,7 @@ def enqueue_deliveries(connection: sqlite3.Connection, first: int, last: int) ->
 
 
 def create_endpoint(connection, channel: int, request_id: str, endpoint_id: str, url: str, description: str,
-                    secret: str, most: int) -> tuple[tuple, str]:
+                    secret: str, max_batch_size: int, most: int) -> tuple[tuple, str]:
     """The endpoint row and CREATED (now), EXISTING (by an earlier create with this request_id) or DELETED
     (that earlier endpoint was deleted: it is not made again). A new one beyond the channel's most live
     endpoints is refused (QUOTA_EXCEEDED)."""
@@ -81,10 +88,10 @@ def create_endpoint(connection, channel: int, request_id: str, endpoint_id: str,
                               (channel,)).fetchone()[0]
     if live >= most:
         raise quota_exceeded(channel, most, "live webhook endpoints")
-    row = (endpoint_id, url, description, secret, time.time())
+    row = (endpoint_id, url, description, secret, time.time(), max_batch_size)
     connection.execute(
-        "INSERT INTO webhook_endpoint (endpoint_id, url, description, secret, create_time, channel, request_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)", (*row, channel, request_id),
+        "INSERT INTO webhook_endpoint (endpoint_id, url, description, secret, create_time, max_batch_size,"
+        " channel, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*row, channel, request_id),
     )
     return row, CREATED
 
@@ -132,31 +139,67 @@ def rotate_secret(connection, channel: int, endpoint_id: str, secret: str, previ
                               (endpoint_id,)).fetchone()
 
 
-def due_deliveries(connection, now: float, limit: int) -> list[tuple]:
-    """(endpoint_id, sequence, attempts, url, secret, previous_secret, body) of pending deliveries due by now,
-    oldest first; previous_secret is '' outside a rotation's overlap."""
-    return connection.execute(
-        "SELECT d.endpoint_id, d.sequence, d.attempts, e.url, e.secret,"
-        " CASE WHEN e.previous_secret_expire_time > ? THEN e.previous_secret ELSE '' END, c.body"
-        " FROM webhook_delivery d JOIN webhook_endpoint e USING (endpoint_id) JOIN confirmation c USING (sequence)"
-        " WHERE d.status = ? AND d.next_attempt_at <= ? AND e.deleted = 0 ORDER BY d.next_attempt_at LIMIT ?",
-        (now, PENDING, now, limit),
+def live_endpoints(connection) -> dict[str, int]:
+    """Every live endpoint's channel, by endpoint id (each has a lane in the dispatcher)."""
+    return dict(connection.execute("SELECT endpoint_id, channel FROM webhook_endpoint WHERE deleted = 0"))
+
+
+def lane_work(connection, endpoint_id: str, now: float, in_flight: list[int], limit: int) -> tuple[tuple | None, list]:
+    """What one endpoint's lane sends next: ((url, secret, previous_secret, max_batch_size) or None when the
+    endpoint is deleted, and up to limit deliveries (sequence, attempts, body) due by now, in sequence order).
+
+    Not those in flight (still PENDING here until their answer is recorded), and not one whose payment has an
+    earlier delivery to this endpoint not yet DELIVERED: a payment's reversal waits for its application.
+    previous_secret is '' outside a rotation's overlap."""
+    endpoint = connection.execute(
+        "SELECT url, secret, CASE WHEN previous_secret_expire_time > ? THEN previous_secret ELSE '' END,"
+        " max_batch_size FROM webhook_endpoint WHERE endpoint_id = ? AND deleted = 0", (now, endpoint_id),
+    ).fetchone()
+    if endpoint is None or limit <= 0:
+        return endpoint, []
+    rows = connection.execute(
+        "SELECT d.sequence, d.attempts, c.body FROM webhook_delivery d JOIN confirmation c USING (sequence)"
+        " WHERE d.endpoint_id = ? AND d.status = ? AND d.next_attempt_at <= ?"
+        " AND d.sequence NOT IN (SELECT value FROM json_each(?))"
+        " AND NOT EXISTS (SELECT 1 FROM confirmation earlier JOIN webhook_delivery e USING (sequence)"
+        "   WHERE earlier.payment_id = c.payment_id AND earlier.sequence < c.sequence"
+        "   AND e.endpoint_id = d.endpoint_id AND e.status != ?)"
+        " ORDER BY d.sequence LIMIT ?",
+        (endpoint_id, PENDING, now, json.dumps(in_flight), DELIVERED, limit),
     ).fetchall()
+    return endpoint, rows
 
 
-def next_due_time(connection) -> float | None:
+def next_due_time(connection, endpoint_id: str) -> float | None:
+    """When the endpoint's next pending delivery is due (None: nothing pending)."""
     return connection.execute(
-        "SELECT min(next_attempt_at) FROM webhook_delivery WHERE status = ?", (PENDING,)
+        "SELECT min(next_attempt_at) FROM webhook_delivery WHERE endpoint_id = ? AND status = ?",
+        (endpoint_id, PENDING),
     ).fetchone()[0]
 
 
-def record_attempt(connection, endpoint_id: str, sequence: int, status: int, attempts: int,
-                   next_attempt_at: float, error: str) -> None:
-    connection.execute(
+def record_attempts(connection, outcomes: list[list[tuple]]) -> None:
+    """Each attempt's outcome, (status, attempts, next_attempt_at, last_error, endpoint_id, sequence), many
+    POSTs' in one transaction (one fsync); a delivery deleted meanwhile (its endpoint was) stays deleted."""
+    connection.executemany(
         "UPDATE webhook_delivery SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?"
         " WHERE endpoint_id = ? AND sequence = ?",
-        (status, attempts, next_attempt_at, error, endpoint_id, sequence),
+        [row for rows in outcomes for row in rows],
     )
+
+
+def backlogs(connection, endpoint_ids: list[str]) -> dict[str, tuple[int, bytes | None]]:
+    """Per endpoint, (pending deliveries, the oldest pending confirmation's body or None)."""
+    counts: dict[str, tuple[int, bytes | None]] = {}
+    for endpoint_id in endpoint_ids:
+        count, oldest = connection.execute(
+            "SELECT count(*), min(sequence) FROM webhook_delivery WHERE endpoint_id = ? AND status = ?",
+            (endpoint_id, PENDING),
+        ).fetchone()
+        body = None if oldest is None else connection.execute(
+            "SELECT body FROM confirmation WHERE sequence = ?", (oldest,)).fetchone()[0]
+        counts[endpoint_id] = (count, body)
+    return counts
 
 
 def replay(connection, channel: int, endpoint_id: str) -> int | None:

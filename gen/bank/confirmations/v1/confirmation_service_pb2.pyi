@@ -115,14 +115,16 @@ class AcknowledgeConfirmationsResponse(_message.Message):
     def __init__(self, consumer_name: _Optional[str] = ..., acknowledged_sequence: _Optional[int] = ...) -> None: ...
 
 class CreateWebhookEndpointRequest(_message.Message):
-    __slots__ = ("request_id", "url", "description")
+    __slots__ = ("request_id", "url", "description", "max_batch_size")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     url: str
     description: str
-    def __init__(self, request_id: _Optional[str] = ..., url: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    max_batch_size: int
+    def __init__(self, request_id: _Optional[str] = ..., url: _Optional[str] = ..., description: _Optional[str] = ..., max_batch_size: _Optional[int] = ...) -> None: ...
 
 class CreateWebhookEndpointResponse(_message.Message):
     __slots__ = ("endpoint",)

@@ -13,12 +13,23 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CircuitState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CIRCUIT_STATE_UNSPECIFIED: _ClassVar[CircuitState]
+    CIRCUIT_STATE_CLOSED: _ClassVar[CircuitState]
+    CIRCUIT_STATE_OPEN: _ClassVar[CircuitState]
+    CIRCUIT_STATE_HALF_OPEN: _ClassVar[CircuitState]
+
 class DeliveryStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DELIVERY_STATUS_UNSPECIFIED: _ClassVar[DeliveryStatus]
     DELIVERY_STATUS_PENDING: _ClassVar[DeliveryStatus]
     DELIVERY_STATUS_DELIVERED: _ClassVar[DeliveryStatus]
     DELIVERY_STATUS_DEAD_LETTER: _ClassVar[DeliveryStatus]
+CIRCUIT_STATE_UNSPECIFIED: CircuitState
+CIRCUIT_STATE_CLOSED: CircuitState
+CIRCUIT_STATE_OPEN: CircuitState
+CIRCUIT_STATE_HALF_OPEN: CircuitState
 DELIVERY_STATUS_UNSPECIFIED: DeliveryStatus
 DELIVERY_STATUS_PENDING: DeliveryStatus
 DELIVERY_STATUS_DELIVERED: DeliveryStatus
@@ -71,18 +82,38 @@ class ConfirmationFilter(_message.Message):
     def __init__(self, loan_types: _Optional[_Iterable[_Union[_types_pb2.LoanType, str]]] = ..., statuses: _Optional[_Iterable[_Union[_types_pb2.PaymentStatus, str]]] = ...) -> None: ...
 
 class WebhookEndpoint(_message.Message):
-    __slots__ = ("endpoint_id", "url", "description", "signing_secret", "create_time")
+    __slots__ = ("endpoint_id", "url", "description", "signing_secret", "create_time", "max_batch_size", "backlog")
     ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     SIGNING_SECRET_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
     endpoint_id: str
     url: str
     description: str
     signing_secret: str
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, endpoint_id: _Optional[str] = ..., url: _Optional[str] = ..., description: _Optional[str] = ..., signing_secret: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    max_batch_size: int
+    backlog: WebhookBacklog
+    def __init__(self, endpoint_id: _Optional[str] = ..., url: _Optional[str] = ..., description: _Optional[str] = ..., signing_secret: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_batch_size: _Optional[int] = ..., backlog: _Optional[_Union[WebhookBacklog, _Mapping]] = ...) -> None: ...
+
+class WebhookBacklog(_message.Message):
+    __slots__ = ("pending_count", "oldest_pending_time", "circuit_state", "retry_time", "window", "in_flight")
+    PENDING_COUNT_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_PENDING_TIME_FIELD_NUMBER: _ClassVar[int]
+    CIRCUIT_STATE_FIELD_NUMBER: _ClassVar[int]
+    RETRY_TIME_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    pending_count: int
+    oldest_pending_time: _timestamp_pb2.Timestamp
+    circuit_state: CircuitState
+    retry_time: _timestamp_pb2.Timestamp
+    window: int
+    in_flight: int
+    def __init__(self, pending_count: _Optional[int] = ..., oldest_pending_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., circuit_state: _Optional[_Union[CircuitState, str]] = ..., retry_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window: _Optional[int] = ..., in_flight: _Optional[int] = ...) -> None: ...
 
 class WebhookDelivery(_message.Message):
     __slots__ = ("endpoint_id", "sequence", "payment_id", "status", "attempts", "last_error", "next_attempt_time")
