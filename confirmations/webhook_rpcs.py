@@ -109,7 +109,7 @@ class WebhookRpcs:
         channel = channel_of(peer_identity(context))
         if not await self.store.transaction(webhook_store.delete_endpoint, channel, request.endpoint_id):
             await _endpoint_not_found(context, request.endpoint_id)
-        self.dispatcher.wake()  # (its lane stops)
+        self.dispatcher.deleted(request.endpoint_id)
         return pb.DeleteWebhookEndpointResponse()
 
     async def RotateWebhookSecret(self, request, context):

@@ -157,15 +157,19 @@ def lane_work(connection, endpoint_id: str, now: float, in_flight: list[int], li
     ).fetchone()
     if endpoint is None or limit <= 0:
         return endpoint, []
+    # The plan matters with a backlog: the endpoint's pending rows are walked in sequence order (the partial
+    # index, so PENDING is written in the SQL, not bound) until limit are found, and a row's earlier deliveries
+    # are found from its payment id (CROSS JOIN keeps that order), each a few index look-ups.
     rows = connection.execute(
-        "SELECT d.sequence, d.attempts, c.body FROM webhook_delivery d JOIN confirmation c USING (sequence)"
-        " WHERE d.endpoint_id = ? AND d.status = ? AND d.next_attempt_at <= ?"
+        "SELECT d.sequence, d.attempts, c.body FROM webhook_delivery d INDEXED BY delivery_pending"
+        " JOIN confirmation c USING (sequence)"
+        f" WHERE d.endpoint_id = ? AND d.status = {PENDING} AND d.next_attempt_at <= ?"
         " AND d.sequence NOT IN (SELECT value FROM json_each(?))"
-        " AND NOT EXISTS (SELECT 1 FROM confirmation earlier JOIN webhook_delivery e USING (sequence)"
-        "   WHERE earlier.payment_id = c.payment_id AND earlier.sequence < c.sequence"
-        "   AND e.endpoint_id = d.endpoint_id AND e.status != ?)"
+        " AND NOT EXISTS (SELECT 1 FROM confirmation earlier CROSS JOIN webhook_delivery e"
+        "   ON e.endpoint_id = d.endpoint_id AND e.sequence = earlier.sequence"
+        f"   WHERE earlier.payment_id = c.payment_id AND earlier.sequence < c.sequence AND e.status != {DELIVERED})"
         " ORDER BY d.sequence LIMIT ?",
-        (endpoint_id, PENDING, now, json.dumps(in_flight), DELIVERED, limit),
+        (endpoint_id, now, json.dumps(in_flight), limit),
     ).fetchall()
     return endpoint, rows
 
@@ -173,8 +177,8 @@ def lane_work(connection, endpoint_id: str, now: float, in_flight: list[int], li
 def next_due_time(connection, endpoint_id: str) -> float | None:
     """When the endpoint's next pending delivery is due (None: nothing pending)."""
     return connection.execute(
-        "SELECT min(next_attempt_at) FROM webhook_delivery WHERE endpoint_id = ? AND status = ?",
-        (endpoint_id, PENDING),
+        f"SELECT min(next_attempt_at) FROM webhook_delivery WHERE endpoint_id = ? AND status = {PENDING}",
+        (endpoint_id,),
     ).fetchone()[0]
 
 
@@ -193,8 +197,8 @@ def backlogs(connection, endpoint_ids: list[str]) -> dict[str, tuple[int, bytes 
     counts: dict[str, tuple[int, bytes | None]] = {}
     for endpoint_id in endpoint_ids:
         count, oldest = connection.execute(
-            "SELECT count(*), min(sequence) FROM webhook_delivery WHERE endpoint_id = ? AND status = ?",
-            (endpoint_id, PENDING),
+            f"SELECT count(*), min(sequence) FROM webhook_delivery WHERE endpoint_id = ? AND status = {PENDING}",
+            (endpoint_id,),
         ).fetchone()
         body = None if oldest is None else connection.execute(
             "SELECT body FROM confirmation WHERE sequence = ?", (oldest,)).fetchone()[0]

@@ -219,21 +219,25 @@ def backoff(attempts: int, settings: ConfirmationSettings) -> float:
 
 class Window:
     """How many POSTs an endpoint may have in flight: from 1 to bound, sized to its latency. It grows by one
-    for each answer while there was more to send than it let out (so a far endpoint, whose answers take
-    long but do not slow as more are sent, gets as many in flight as its round trip needs), shrinks by one
-    when answers take more than twice the fastest seen lately (the receiver queues: more in flight would only
-    wait there), and halves on a failure."""
+    for each 2xx while there was more to send than it let out, so it settles where the answers come back as
+    fast as deliveries come in: a far endpoint (long round trips that do not slow as more are sent) gets as
+    many in flight as its round trip needs, a near one few. It halves on a failure, and shrinks by one when an
+    answer takes more than twice the fastest seen lately plus QUEUEING_SECONDS (the receiver queues: more in
+    flight would only wait there; the margin keeps this service's own scheduling delays out of it)."""
+
+    QUEUEING_SECONDS = 0.1
 
     def __init__(self, bound: int):
         self.bound = bound
         self.size = min(bound, 4)
-        self.fastest = float("inf")
+        self.fastest: float | None = None
 
     def answered(self, seconds: float, wanted_more: bool) -> None:
         # The fastest answer drifts up slowly towards what answers take now, so one early lucky answer
         # does not shrink the window for ever.
-        self.fastest = min(seconds, self.fastest + (seconds - self.fastest) * 0.01)
-        if seconds > 2 * self.fastest + 0.005 and self.size > 1:
+        fastest = seconds if self.fastest is None else self.fastest
+        self.fastest = min(seconds, fastest + (seconds - fastest) * 0.01)
+        if seconds > 2 * self.fastest + self.QUEUEING_SECONDS and self.size > 1:
             self.size -= 1
         elif wanted_more and self.size < self.bound:
             self.size += 1
@@ -368,6 +372,7 @@ class Lane:
         return True
 
     async def _deliver(self, rows: list[tuple[int, int, bytes]], wanted_more: bool) -> None:
+        answered = False
         try:
             assert self._endpoint is not None, "a POST starts only after the endpoint was read"
             url, secret, previous_secret, _ = self._endpoint
@@ -393,9 +398,15 @@ class Lane:
                 error = URL_NOT_ALLOWED
             else:
                 error, retry_after = await self._post(url, payload, headers, message_id)
+            # The answer frees its place in the window at once; its rows stay held (not read again) until
+            # the answer is recorded, so the commit's fsync does not slow the endpoint.
+            self.in_flight -= 1
+            answered = True
+            self.wake.set()
             await self._record(rows, error, retry_after, time.monotonic() - started, wanted_more)
         finally:
-            self.in_flight -= 1
+            if not answered:
+                self.in_flight -= 1
             for sequence, _, _ in rows:
                 self._held.discard(sequence)
             self.wake.set()
@@ -482,6 +493,12 @@ class WebhookDispatcher:
 
     def lane(self, endpoint_id: str) -> Lane | None:
         return self.lanes.get(endpoint_id)
+
+    def deleted(self, endpoint_id: str) -> None:
+        """The endpoint was deleted: its lane stops now, with what it had read ahead and its POSTs in flight."""
+        lane = self.lanes.pop(endpoint_id, None)
+        if lane is not None:
+            lane.close()
 
     async def _run(self) -> None:
         """Keeps a lane for each live endpoint, and each lane's backlog for the metric (once a second)."""

@@ -41,12 +41,17 @@ __all__ = ["ATM", "STORE", "OPERATOR", "ROUTER", "serving", "channel"]
 
 
 class Receiver:
-    """An HTTP server on loopback that records each POST and answers as told."""
+    """An HTTP server on loopback that records each POST and answers as told: 503 for the first fail_first
+    attempts of each webhook-id (or always), after `delay` seconds (every attempt) or 2 s (attempt
+    stall_attempt, longer than FAST's timeout); answer(headers, body) may pick the answer itself."""
 
-    def __init__(self, fail_first: int = 0, always_fail: bool = False, stall_attempt: int | None = None):
+    def __init__(self, fail_first: int = 0, always_fail: bool = False, stall_attempt: int | None = None,
+                 delay: float = 0.0, answer=None):
         self.fail_first, self.always_fail, self.stall_attempt = fail_first, always_fail, stall_attempt
+        self.delay, self.answer = delay, answer
         self.attempts: collections.Counter = collections.Counter()
         self.accepted: dict[str, tuple[dict, str]] = {}  # webhook-id -> (headers, body)
+        self.log: list[tuple[float, str, int]] = []  # (loop time, webhook-id, HTTP status answered), in order
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.text()
@@ -54,10 +59,16 @@ class Receiver:
         self.attempts[message_id] += 1
         if self.attempts[message_id] == self.stall_attempt:
             await asyncio.sleep(2)  # longer than the sender's timeout
-        if self.always_fail or self.attempts[message_id] <= self.fail_first:
-            return web.Response(status=503)
-        self.accepted[message_id] = (dict(request.headers), body)
-        return web.Response(status=204)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        response = self.answer(dict(request.headers), body) if self.answer else None
+        if response is None and (self.always_fail or self.attempts[message_id] <= self.fail_first):
+            response = web.Response(status=503)
+        if response is None or 200 <= response.status < 300:
+            self.accepted[message_id] = (dict(request.headers), body)
+        response = response or web.Response(status=204)
+        self.log.append((asyncio.get_running_loop().time(), message_id, response.status))
+        return response
 
     async def __aenter__(self) -> str:
         app = web.Application()
@@ -87,6 +98,8 @@ async def eventually(condition, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def create_endpoint(service, url: str, request_id: str = "r1") -> confirmations_pb2.WebhookEndpoint:
-    response = await service.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(request_id=request_id, url=url))
+async def create_endpoint(service, url: str, request_id: str = "r1",
+                          max_batch_size: int = 0) -> confirmations_pb2.WebhookEndpoint:
+    response = await service.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(
+        request_id=request_id, url=url, max_batch_size=max_batch_size))
     return response.endpoint
