@@ -1,14 +1,17 @@
 """The confirmation service as a real process: 10,000 confirmations to a consumer that
-disconnects twice, and a SIGKILL mid-run that loses nothing acknowledged."""
+disconnects twice, a SIGKILL mid-run that loses nothing acknowledged, and a SIGKILL mid webhook
+burst after which every delivery still arrives."""
 
 import asyncio
+import json
 
 import grpc
+from standardwebhooks import Webhook
 
 from bank.common.v1 import types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2 as pb
 from confirmations import client
-from tests.confirmations.support import ATM, ROUTER
+from tests.confirmations.support import ATM, ROUTER, Receiver, create_endpoint, eventually, origin
 from tests.harness import channel, start_service
 
 Start = pb.StartPosition
@@ -113,3 +116,48 @@ async def test_sigkill_mid_run_loses_nothing_acknowledged_and_consumers_resume(t
         process.kill()
     assert resumed[0].sequence == consumed + 1
     assert [c.payment_id for c in received] == [f"p{i:05}" for i in range(len(received))]
+
+
+async def test_sigkill_mid_webhook_burst_loses_no_delivery(tmp_path, pki_dir):
+    """A burst of 3,000 confirmations to a webhook 20 ms away, batches of up to 20; the service is killed
+    (SIGKILL) while delivering: after the restart every confirmation reaches the receiver, each signed,
+    repeats (sent before the kill, recorded after it) only under a webhook-id already seen."""
+    count = 3000
+    receiver = Receiver(delay=0.02)
+    async with receiver as url:
+        env = {**ENV, "PAYMESH_WEBHOOK_ALLOWED_HOSTS": origin(url)[0], "PAYMESH_WEBHOOK_BASE_DELAY_SECONDS": "0.05"}
+        process = start_service("confirmations", tmp_path, pki_dir, **env)
+        try:
+            async with channel(process.address, pki_dir, ATM) as atm, \
+                    channel(process.address, pki_dir, ROUTER) as router:
+                endpoint = await create_endpoint(client.stub(atm), url, max_batch_size=20)
+                await client.publish(client.stub(router), [
+                    client.confirmation(f"p{i:05}", types_pb2.CHANNEL_ATM, 100 + i) for i in range(count)])
+
+            def received() -> dict[str, str]:
+                """Each payment's webhook-id (msg_<sequence>), by payment id, from every POST accepted."""
+                items = {}
+                for _, body in receiver.accepted.values():
+                    event = json.loads(body)
+                    for item in (event["data"]["webhooks"] if event["type"] == "payment.batch" else [event]):
+                        items[item["data"]["payment_id"]] = item.get("id") or f"msg_{item['data']['sequence']}"
+                return items
+
+            async def some_delivered():
+                return len(received()) >= 300
+            await eventually(some_delivered)
+            process.kill()
+            before_kill = len(received())
+            assert before_kill < count  # the kill did land mid-burst
+            process = process.restart()
+
+            async def all_delivered():
+                return len(received()) == count
+            await eventually(all_delivered, timeout=60)
+        finally:
+            process.kill()
+    verifier = Webhook(endpoint.signing_secret)
+    for headers, body in receiver.accepted.values():
+        verifier.verify(body, headers)
+    assert sorted(received()) == [f"p{i:05}" for i in range(count)]
+    assert len(set(received().values())) == count
