@@ -46,9 +46,13 @@ CREATE TABLE IF NOT EXISTS webhook_delivery (
     last_error TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (endpoint_id, sequence)
 );
--- Each endpoint's lane reads its own pending deliveries in sequence order, and asks when the next is due.
+-- Each endpoint's lane reads its own pending deliveries: those never tried (due from the start) in sequence
+-- order, and the retries that are due by their time, so a backlog waiting for retries is not walked at each read.
 DROP INDEX IF EXISTS delivery_due;
-CREATE INDEX IF NOT EXISTS delivery_pending ON webhook_delivery (endpoint_id, sequence) WHERE status = {PENDING};
+CREATE INDEX IF NOT EXISTS delivery_untried ON webhook_delivery (endpoint_id, sequence)
+    WHERE status = {PENDING} AND attempts = 0;
+CREATE INDEX IF NOT EXISTS delivery_retry_due ON webhook_delivery (endpoint_id, next_attempt_at)
+    WHERE status = {PENDING} AND attempts > 0;
 CREATE INDEX IF NOT EXISTS delivery_pending_due ON webhook_delivery (endpoint_id, next_attempt_at)
     WHERE status = {PENDING};
 """
@@ -157,20 +161,27 @@ def lane_work(connection, endpoint_id: str, now: float, in_flight: list[int], li
     ).fetchone()
     if endpoint is None or limit <= 0:
         return endpoint, []
-    # The plan matters with a backlog: the endpoint's pending rows are walked in sequence order (the partial
-    # index, so PENDING is written in the SQL, not bound) until limit are found, and a row's earlier deliveries
-    # are found from its payment id (CROSS JOIN keeps that order), each a few index look-ups.
-    rows = connection.execute(
-        "SELECT d.sequence, d.attempts, c.body FROM webhook_delivery d INDEXED BY delivery_pending"
-        " JOIN confirmation c USING (sequence)"
-        f" WHERE d.endpoint_id = ? AND d.status = {PENDING} AND d.next_attempt_at <= ?"
+    # The plan matters with a backlog: deliveries never tried (a new confirmation's, or a replayed one: due now)
+    # are walked in sequence order on their own index until limit are found; retries come from the index of
+    # due times, only those due now; PENDING and DELIVERED are written in the SQL (a partial index needs them
+    # so). A row's earlier deliveries are found from its payment id (CROSS JOIN keeps that order).
+    not_held_and_in_order = (
         " AND d.sequence NOT IN (SELECT value FROM json_each(?))"
         " AND NOT EXISTS (SELECT 1 FROM confirmation earlier CROSS JOIN webhook_delivery e"
         "   ON e.endpoint_id = d.endpoint_id AND e.sequence = earlier.sequence"
         f"   WHERE earlier.payment_id = c.payment_id AND earlier.sequence < c.sequence AND e.status != {DELIVERED})"
-        " ORDER BY d.sequence LIMIT ?",
-        (endpoint_id, now, json.dumps(in_flight), limit),
-    ).fetchall()
+        " ORDER BY d.sequence LIMIT ?")
+    held = json.dumps(in_flight)
+    untried = connection.execute(
+        "SELECT d.sequence, d.attempts, c.body FROM webhook_delivery d INDEXED BY delivery_untried"
+        f" JOIN confirmation c USING (sequence) WHERE d.endpoint_id = ? AND d.status = {PENDING} AND d.attempts = 0"
+        + not_held_and_in_order, (endpoint_id, held, limit)).fetchall()
+    retries = connection.execute(
+        "SELECT d.sequence, d.attempts, c.body FROM webhook_delivery d INDEXED BY delivery_retry_due"
+        f" JOIN confirmation c USING (sequence) WHERE d.endpoint_id = ? AND d.status = {PENDING}"
+        " AND d.next_attempt_at <= ? AND d.attempts > 0" + not_held_and_in_order,
+        (endpoint_id, now, held, limit)).fetchall()
+    rows = sorted(untried + retries)[:limit]
     return endpoint, rows
 
 
