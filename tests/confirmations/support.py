@@ -52,11 +52,13 @@ class Receiver:
         self.attempts: collections.Counter = collections.Counter()
         self.accepted: dict[str, tuple[dict, str]] = {}  # webhook-id -> (headers, body)
         self.log: list[tuple[float, str, int]] = []  # (loop time, webhook-id, HTTP status answered), in order
+        self.connections: set = set()  # the sender's (address, port) of each connection POSTs came on
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.text()
         message_id = request.headers["webhook-id"]
         self.attempts[message_id] += 1
+        self.connections.add(request.transport.get_extra_info("peername") if request.transport else None)
         if self.attempts[message_id] == self.stall_attempt:
             await asyncio.sleep(2)  # longer than the sender's timeout
         if self.delay:

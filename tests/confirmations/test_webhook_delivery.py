@@ -195,3 +195,18 @@ async def test_a_payments_reversal_never_arrives_before_its_application(settings
         assert all(n > applied_at for n, a in enumerate(attempts)
                    if (a["payment_id"], a["status"]) == (payment_id, "PAYMENT_STATUS_REVERSED"))
     assert len(attempts) == 75  # 30 applications twice, 15 reversals once
+
+
+async def test_an_endpoint_gets_its_posts_on_a_few_kept_alive_connections(settings):
+    """60 POSTs 20 ms each, four in flight at most: they come on at most four connections, kept alive."""
+    receiver = Receiver(delay=0.02)
+    async with receiver as url, serving(settings, webhook_concurrency=4, webhook_allowlist=origin(url)) as (address, _):
+        async with channel(address, settings, ATM) as atm, channel(address, settings, ROUTER) as router:
+            await create_endpoint(client.stub(atm), url)
+            await client.publish(client.stub(router), [client.confirmation(f"p{i}", types_pb2.CHANNEL_ATM)
+                                                       for i in range(60)])
+
+            async def all_arrived():
+                return len(receiver.accepted) == 60
+            await eventually(all_arrived)
+    assert 1 <= len(receiver.connections) <= 4
