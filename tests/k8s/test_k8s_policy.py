@@ -84,6 +84,9 @@ def test_probes_resources_and_restricted_security(overlay, name):
         probes = [c["startupProbe"], c["readinessProbe"], c["livenessProbe"]]
         health_port = int(settings["PAYMESH_HEALTH_PORT"])
         assert all(p["grpc"]["port"] == health_port == ports(workload)["health"] for p in probes)
+        # Ready means serving; alive means the process answers (a prod core waiting for its loans
+        # to be imported is NOT_SERVING, and must not be restarted for it).
+        assert [p["grpc"].get("service") for p in probes] == ["liveness", None, "liveness"]
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= set(c["resources"][kind]), kind
     assert spec["securityContext"]["runAsNonRoot"] is True
