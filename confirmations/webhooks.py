@@ -165,10 +165,10 @@ def signature(secret: str, message_id: str, timestamp: int, payload: str) -> str
 
 def _event(confirmation: Confirmation) -> dict:
     """{"type": "payment.applied", "timestamp": ..., "data": <Confirmation in proto3 JSON, field names as
-    in the .proto>}."""
+    in the .proto>}. A revision of a payment's allocation (its `revision` > 0) is "payment.revised"."""
     status = types_pb2.PaymentStatus.Name(confirmation.status).removeprefix("PAYMENT_STATUS_").lower()
     return {
-        "type": f"payment.{status}",
+        "type": "payment.revised" if confirmation.revision else f"payment.{status}",
         "timestamp": confirmation.result_time.ToJsonString() if confirmation.HasField("result_time") else None,
         "data": json_format.MessageToDict(confirmation, preserving_proto_field_name=True),
     }

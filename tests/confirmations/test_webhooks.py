@@ -148,3 +148,16 @@ async def test_pending_deliveries_survive_a_restart(settings):
             await eventually(arrived)
     headers, body = receiver.accepted["msg_1"]
     assert Webhook(endpoint.signing_secret).verify(body, headers)["data"]["payment_id"] == "p1"
+
+
+def test_a_revision_is_sent_as_payment_revised_with_both_allocations():
+    """The reversal of an earlier payment of its loan revised this one: the channel's webhook says so."""
+    revised = client.confirmation("PAY-2", types_pb2.CHANNEL_AGENT, 100_00)
+    revised.revision, revised.reversed_payment_id = 1, "PAY-1"
+    revised.allocation_before.interest_minor, revised.allocation.principal_minor = 100_00, 100_00
+    event = json.loads(webhooks.payload_of(revised))
+    assert event["type"] == "payment.revised"
+    assert event["data"]["revision"] == 1 and event["data"]["reversed_payment_id"] == "PAY-1"
+    assert event["data"]["allocation_before"]["interest_minor"] == "10000"
+    revised.revision = 0
+    assert json.loads(webhooks.payload_of(revised))["type"] == "payment.applied"
