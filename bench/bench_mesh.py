@@ -246,6 +246,11 @@ async def main(args) -> None:
         bench = Bench(mesh, home / "pki")
         await asyncio.sleep(1)  # the router's streams to its peers are up
         echo = await bench.echo_ceiling(3)
+        if args.priority_only:
+            await bench.online(args.priority_rate, args.warm_up)
+            print(f"bare gRPC echo {echo:,.0f}/s")
+            print_priority(args, await bench.priority(args.priority_rate, args.seconds, args.batch))
+            return
         # Steady state, as a bank's mesh is at nine in the morning: the loans touched are in
         # the cores' caches and every connection is warm. Not counted.
         await bench.online(args.online_rate, args.warm_up)
@@ -279,6 +284,10 @@ async def main(args) -> None:
         mesh_total = sum(cpu[n] for n in names if n != "client")
         rows.append((phase, *(f"{cpu[n]:.3f}" for n in names), f"{mesh_total:.3f}"))
     print(format_table(rows))
+    print_priority(args, priority)
+
+
+def print_priority(args, priority: dict[str, tuple]) -> None:
     print(f"\nonline at {args.priority_rate:.0f}/s alone and while a {args.batch:,}-line day file uploads "
           "(store channel, from a process of its own)")
     (a50, a99, a_rate, a_n), (b50, b99, b_rate, b_n) = priority["alone"], priority["together"]
@@ -318,6 +327,7 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--online-rate", type=float, default=500)
     parser.add_argument("--priority-rate", type=float, default=200, help="online rate beside the day file")
+    parser.add_argument("--priority-only", action="store_true", help="only the echo and the priority phase")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warm-up", type=float, default=2, help="seconds of online traffic before measuring")
     asyncio.run(main(parser.parse_args()))

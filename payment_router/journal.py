@@ -74,6 +74,7 @@ CREATE INDEX IF NOT EXISTS payment_by_reversal_day ON payment (reversal_date) WH
 CREATE INDEX IF NOT EXISTS outbox_refused ON outbox (id) WHERE refused_at IS NOT NULL;
 """
 ACCEPTED = 1  # bank.common.v1.PAYMENT_STATUS_ACCEPTED
+FILE_PAYMENTS_PER_COMMIT = 500
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,10 @@ class Journal:
     def __init__(self, path: Path):
         self._store = Store(path, SCHEMA, ADDED_COLUMNS, INDEXES)
         # Accepts and results of every stream and online call share commits: (operation, its arguments).
-        # Lanes: online first, then streams, then day files (payment_router.router.LANE).
-        self._commits = GroupCommit(self._store, _apply_group, name="journal-commit", lanes=3)
+        # Lanes: online first, then streams, then day files (payment_router.router.LANE), a day file's
+        # payments at most FILE_PAYMENTS_PER_COMMIT a commit, so that one never holds an online payment long.
+        self._commits = GroupCommit(self._store, _apply_group, name="journal-commit", lanes=3,
+                                    weight=_weight, lane_max_weight=(None, None, FILE_PAYMENTS_PER_COMMIT))
 
     async def close(self) -> None:
         await self._commits.close()
@@ -209,6 +212,12 @@ class Journal:
                 (business_date,),
             ).fetchall()
         )
+
+
+def _weight(op) -> int:
+    """Payments an operation writes: an accept's entries, a record's one."""
+    kind, args = op
+    return len(args[0]) if kind == "accept" else 1
 
 
 def _apply_group(connection: sqlite3.Connection, ops) -> list:

@@ -28,7 +28,9 @@ RECENT_SEQUENCES = 20_000  # sequences kept in memory for callers who ask just a
 # so postings wait longer and travel in far fewer, fuller messages.
 FORWARD_LINGER_SECONDS = {POSTINGS: 0.02, CONFIRMATIONS: 0.002, CONFIRMATIONS_BATCH: 0.002}
 SWEEP_SECONDS = 0.2  # how often delivered outbox rows are forgotten, in one commit
-PAGE_ROWS = 2000
+# Rows read at once: a day file's confirmations in smaller pages, as each read holds the journal's
+# one SQLite thread, which an online payment's commits wait for.
+PAGE_ROWS = {POSTINGS: 2000, CONFIRMATIONS: 2000, CONFIRMATIONS_BATCH: 500}
 
 
 class Outbox:
@@ -112,7 +114,7 @@ class Outbox:
                 pass
             ready.clear()
             await asyncio.sleep(FORWARD_LINGER_SECONDS[topic])
-            rows = await self.journal.outbox(topic, after_id=last_id, limit=PAGE_ROWS)
+            rows = await self.journal.outbox(topic, after_id=last_id, limit=PAGE_ROWS[topic])
             if not rows:
                 continue
             ready.set()  # there may be more behind this page

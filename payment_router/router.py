@@ -86,10 +86,7 @@ class CoreLanes:
     async def submit(self, item, priority: types_pb2.Priority):
         started = time.perf_counter()
         outcome = await self.streams[priority].submit(item)
-        elapsed = time.perf_counter() - started
-        telemetry.record_hop_latency(f"router->{self.name}", elapsed)
-        if priority == ONLINE:
-            self.pacer.observe_online(elapsed)
+        telemetry.record_hop_latency(f"router->{self.name}", time.perf_counter() - started)
         return outcome
 
 
@@ -151,6 +148,11 @@ class Router:
             await asyncio.wait(list(self._in_flight.values()), timeout=timeout)
         while await self.outbox.undelivered() and loop.time() < deadline:
             await asyncio.sleep(0.05)
+
+    def observe_online(self, seconds: float) -> None:
+        """An online call's whole time in the router: what every core's pacer holds day files to."""
+        for core in self.cores.values():
+            core.pacer.observe_online(seconds)
 
     async def core_available(self, loan_type: types_pb2.LoanType, timeout: float) -> bool:
         """True when the core's stream is up; a stream reconnecting gets timeout seconds."""

@@ -61,6 +61,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         self.max_open_uploads = int(os.environ.get("PAYMESH_ROUTER_MAX_OPEN_UPLOADS") or DEFAULT_MAX_OPEN_UPLOADS)
 
     async def SubmitPayment(self, request, context):
+        started = time.perf_counter()
         caller = await self._caller(context, "submit")
         try:
             async with asyncio.timeout(_remaining(context)):  # no task of its own, unlike wait_for
@@ -76,6 +77,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         if not payment.confirmation_sequence:  # a retry of a confirmed payment has it already: no wait
             payment.confirmation_sequence = await self.router.outbox.confirmation_sequence(
                 payment.payment_id, min(1.0, _remaining(context)))
+        self.router.observe_online(time.perf_counter() - started)
         return api.SubmitPaymentResponse(payment=payment)
 
     async def StreamPayments(self, request_iterator, context):
