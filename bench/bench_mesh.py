@@ -78,6 +78,24 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))] * 1000 if sorted_values else 0.0
 
 
+async def echo_ceiling(address: str, pki_dir: Path, identity: Identity, seconds: float, concurrency: int = 64
+                       ) -> float:
+    """The bare gRPC ceiling of this machine: unary health checks over mTLS, calls a second."""
+    async with tls.channel_for(address, pki_dir, identity) as ch:
+        stub, done = health_pb2_grpc.HealthStub(ch), 0
+        deadline = time.perf_counter() + seconds
+
+        async def worker():
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await stub.Check(health_pb2.HealthCheckRequest())
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return done / (time.perf_counter() - started)
+
+
 class Bench:
     def __init__(self, mesh, pki_dir: Path):
         self.mesh, self.pki = mesh, pki_dir
@@ -95,20 +113,8 @@ class Bench:
     def channel(self, service: str, identity: Identity):
         return tls.channel_for(self.mesh[service].address, self.pki, identity)
 
-    async def echo_ceiling(self, seconds: float, concurrency: int = 64) -> float:
-        async with self.channel("core-cash", OPERATOR) as ch:
-            stub, done = health_pb2_grpc.HealthStub(ch), 0
-            deadline = time.perf_counter() + seconds
-
-            async def worker():
-                nonlocal done
-                while time.perf_counter() < deadline:
-                    await stub.Check(health_pb2.HealthCheckRequest())
-                    done += 1
-
-            started = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            return done / (time.perf_counter() - started)
+    async def echo_ceiling(self, seconds: float) -> float:
+        return await echo_ceiling(self.mesh["core-cash"].address, self.pki, OPERATOR, seconds)
 
     async def online(self, rate: float, seconds: float) -> tuple[float, list[float]]:
         return await self.paced(rate, seconds, lambda stub: stub.SubmitPayment(

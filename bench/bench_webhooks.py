@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiohttp import web  # noqa: E402
-from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+from bench.bench_mesh import echo_ceiling  # noqa: E402
 
 from bank.common.v1 import types_pb2  # noqa: E402
 from bank.confirmations.v1 import confirmation_service_pb2 as pb  # noqa: E402
@@ -109,22 +109,6 @@ class Endpoint:
     delay: float
     fails_half: bool
     endpoint_id: str = ""
-
-
-async def echo_ceiling(address: str, pki: Path, seconds: float, concurrency: int = 64) -> float:
-    async with tls.channel_for(address, pki, ATM) as channel:
-        stub, done = health_pb2_grpc.HealthStub(channel), 0
-        deadline = time.perf_counter() + seconds
-
-        async def worker():
-            nonlocal done
-            while time.perf_counter() < deadline:
-                await stub.Check(health_pb2.HealthCheckRequest())
-                done += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return done / (time.perf_counter() - started)
 
 
 async def scenario(address: str, pki: Path, receivers, ports: list[int], name: str, endpoints: list[Endpoint],
@@ -242,7 +226,7 @@ async def main() -> None:
         try:
             pki, address = home / "pki", process.address
             pids = {"service": process.process.pid, "receivers": child.pid or 0, "bench": os.getpid()}
-            echo = await echo_ceiling(address, pki, 2)
+            echo = await echo_ceiling(address, pki, ATM, 2)
             rows.append(("bare gRPC echo (mTLS unary health check)", "", f"{echo:,.0f}", "", "", "", ""))
             if 1 in args.only:
                 rows += await scenario(address, pki, receivers, ports, "1 one endpoint 50 ms away, one a POST",
