@@ -1,6 +1,6 @@
 """Where the router's CPU goes for online payments: starts the local mesh, offers online
 payments at a fixed rate (open loop, as bench_mesh.py does) and samples the router with py-spy
-(`pip install py-spy`; it reads the process from outside, so the figures are the router's own).
+(a dev dependency; it reads the process from outside, so the figures are the router's own).
 
     .venv/bin/python bench/profile_router.py [--rate 500] [--seconds 20] [--top 25] [--flame out.svg]
 
