@@ -120,9 +120,14 @@ async def test_every_certificate_renewed_under_load_is_presented_by_new_handshak
         load.running = False
         await asyncio.gather(*workers)
         await load.channel.close()
-        stop_mesh(mesh)
+        # Each service drains in stages of PAYMESH_GRACE_SECONDS; on a loaded CI machine one service once
+        # did not stop cleanly (which, and why, was not recorded: the assertion below now says), and
+        # stop_mesh's usual 15 s before SIGKILL is the likeliest cause. Time enough for a clean stop.
+        stop_mesh(mesh, timeout=40)
     assert load.failures == []
-    assert all(service.process.returncode == 0 for service in mesh.values()), "a service did not stop cleanly"
+    exits = {name: service.process.returncode for name, service in mesh.items()}
+    unclean = [name for name, code in exits.items() if code != 0]
+    assert not unclean, f"did not stop cleanly: {exits}; " + " ".join(mesh[n].log()[-1500:] for n in unclean)
     router_log = mesh["payment-router"].log()
     assert "TLS certificate reloaded" in router_log
     # The router's stream to core-cash (the load's core) was cut with its old channel and opened again.
