@@ -20,7 +20,7 @@ from paymesh import server, telemetry
 from paymesh.authz import Bulkhead, CallerPolicy
 from paymesh.config import Settings
 from paymesh.errors import Refused, abort
-from paymesh.group_commit import GroupCommit
+from paymesh.group_commit import PRIORITY_LANES, GroupCommit, lane_of
 from paymesh.limits import OpenCalls
 from paymesh.sqlite import Store
 from paymesh.streams import in_order
@@ -54,7 +54,8 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
         self.open_calls = OpenCalls()
         self.dispatcher = WebhookDispatcher(self.store, settings)
         self.commits = GroupCommit(self.store, log.append, name="confirmations-commit",
-                                   max_weight=MAX_MESSAGES_PER_COMMIT, on_commit=self._committed, lanes=2)
+                                   max_weight=MAX_MESSAGES_PER_COMMIT, on_commit=self._committed,
+                                   lanes=PRIORITY_LANES)
         self._head: int | None = None
 
     def add_to(self, grpc_server) -> list[str]:
@@ -106,8 +107,7 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
         checked = [bulkhead.refusal(item.channel) or validation.confirmation(item) for item in items]
         valid = [item for item, problem in zip(items, checked) if problem == []]
         # A day file's results commit after the online ones waiting with them.
-        lane = 1 if request.priority == types_pb2.PRIORITY_BATCH else 0
-        durable = self.commits.submit(valid, lane) if valid else None
+        durable = self.commits.submit(valid, lane_of(request.priority)) if valid else None
         received = time.time_ns()
         payment_ids = [item.payment_id for item in items]
         for payment_id, traceparent in zip(payment_ids, request.traceparents):

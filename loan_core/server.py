@@ -14,13 +14,13 @@ from pathlib import Path
 
 import grpc
 
-from bank.common.v1 import errors_pb2, types_pb2
+from bank.common.v1 import errors_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from bank.loans.v1 import loan_core_service_pb2_grpc
 from loan_core import onboarding, queries
 from loan_core.apply import LoanCache, apply_batches
 from paymesh.errors import Refused, abort
-from paymesh.group_commit import GroupCommit
+from paymesh.group_commit import PRIORITY_LANES, GroupCommit, lane_of
 from loan_core.portfolio import PortfolioSettings, generate
 from loan_core.reversal import reverse_payment
 from loan_core.rules import ProductRules
@@ -48,9 +48,6 @@ MAX_BATCHES_IN_FLIGHT = 64
 MAX_PAYMENTS_PER_MESSAGE = 10_000
 # One commit's payments at most (more would hold the store's thread, and every stream, too long).
 MAX_PAYMENTS_PER_COMMIT = 2000
-# The group commit's lane of each priority: online first, then streams, then day files.
-LANE_OF_PRIORITY = {types_pb2.PRIORITY_UNSPECIFIED: 0, types_pb2.PRIORITY_ONLINE: 0,
-                    types_pb2.PRIORITY_STREAM: 1, types_pb2.PRIORITY_BATCH: 2}
 # A day file's payments in one commit at most: about 30 ms of a cash core's work (60 for a
 # mortgage's), which is what an online payment arriving meanwhile waits for at worst.
 MAX_FILE_PAYMENTS_PER_COMMIT = 250
@@ -63,7 +60,7 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
         self.loans = LoanCache(rules)
         self.commits = GroupCommit(store, partial(apply_batches, rules=rules, loans=self.loans),
                                    name=f"{rules.service}-commit", max_weight=MAX_PAYMENTS_PER_COMMIT, weight=len,
-                                   on_rollback=self.loans.forget_all, lanes=3,
+                                   on_rollback=self.loans.forget_all, lanes=PRIORITY_LANES,
                                    lane_max_weight=(None, None, MAX_FILE_PAYMENTS_PER_COMMIT))
         self._set_serving: Callable[[bool], Awaitable[None]] | None = None
         self.serving = False
@@ -113,7 +110,7 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
                 "payments").rejection()
             return [core_pb2.PaymentOutcome(payment_id=p.payment_id, rejection=refused) for p in payments]
         try:
-            lane = LANE_OF_PRIORITY.get(request.priority, 0)
+            lane = lane_of(request.priority)
             if bulkhead.foreign and any(p.channel in bulkhead.foreign for p in payments):
                 outcomes = await self._carried_outcomes(payments, bulkhead, lane)
             else:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bank.payments.v1 import payments_pb2
-from paymesh.group_commit import GroupCommit
+from bank.common.v1 import types_pb2
+from paymesh.group_commit import PRIORITY_LANES, GroupCommit, lane_of
 from paymesh.sqlite import Store
 
 SCHEMA = """
@@ -97,24 +98,25 @@ class Journal:
     def __init__(self, path: Path):
         self._store = Store(path, SCHEMA, ADDED_COLUMNS, INDEXES)
         # Accepts and results of every stream and online call share commits: (operation, its arguments).
-        # Lanes: online first, then streams, then day files (payment_router.router.LANE), a day file's
-        # payments at most FILE_PAYMENTS_PER_COMMIT a commit, so that one never holds an online payment long.
-        self._commits = GroupCommit(self._store, _apply_group, name="journal-commit", lanes=3,
+        # Lanes by priority (paymesh.group_commit.lane_of), a day file's payments at most
+        # FILE_PAYMENTS_PER_COMMIT a commit, so that one never holds an online payment long.
+        self._commits = GroupCommit(self._store, _apply_group, name="journal-commit", lanes=PRIORITY_LANES,
                                     weight=_weight, lane_max_weight=(None, None, FILE_PAYMENTS_PER_COMMIT))
 
     async def close(self) -> None:
         await self._commits.close()
         self._store.close()
 
-    async def accept(self, entries: list[Accepted], lane: int = 0) -> list[Outcome]:
-        """Journals each new payment, or finds the one already journaled under its id; one commit.
-        lane: the group commit's (0 first: online)."""
-        return await self._commits.submit(("accept", (entries,)), lane)
+    async def accept(self, entries: list[Accepted],
+                     priority: types_pb2.Priority = types_pb2.PRIORITY_ONLINE) -> list[Outcome]:
+        """Journals each new payment, or finds the one already journaled under its id; one commit,
+        in the lane of who waits for them."""
+        return await self._commits.submit(("accept", (entries,)), lane_of(priority))
 
     async def record(self, payment: payments_pb2.Payment, outbox: list[tuple[str, str, bytes, str]],
-                     lane: int = 0) -> None:
+                     priority: types_pb2.Priority = types_pb2.PRIORITY_ONLINE) -> None:
         """Stores the payment's new state and its outbox rows (topic, key, body, traceparent) in one commit."""
-        await self._commits.submit(("record", (payment, outbox)), lane)
+        await self._commits.submit(("record", (payment, outbox)), lane_of(priority))
 
     async def queued(self, topic: str, keys: list[str]) -> set[str]:
         """Which of these keys still have a row of the topic in the outbox."""

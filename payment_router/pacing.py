@@ -1,7 +1,7 @@
 """Day files paced by online latency, so a file never makes a person wait.
 
-A core's day-file payments travel on their own stream (its lane), and at most `window` of them
-are on their way to the core at once. Every INTERVAL the pacer looks at the online calls' whole
+Each core's day-file payments travel on their own stream (its lane), and at most `window` of them
+are on their way to each core at once. Every INTERVAL the pacer looks at the online calls' whole
 times in the router since the last look (a file's work holds the router's loop and its journal's
 one SQLite thread too, not only the core): above ONLINE_TARGET_SECONDS (at the 90th percentile)
 the window falls to a quarter, at or under it grows by an eighth (and MIN_WINDOW), and with no
@@ -22,11 +22,12 @@ INTERVAL = 0.2
 
 
 class BatchPacer:
-    def __init__(self, stream: BatchingStream):
-        self._stream = stream
+    def __init__(self, streams: list[BatchingStream]):
+        """streams: the day-file stream to each core."""
+        self._streams = streams
         self._online: list[float] = []
         self.window = MAX_WINDOW
-        stream.set_window(self.window)
+        self._set_windows()
 
     def observe_online(self, seconds: float) -> None:
         """An online call's time in the router, from its arrival to its answer."""
@@ -41,8 +42,12 @@ class BatchPacer:
             self.window = max(MIN_WINDOW, self.window // 4)
         else:
             self.window = min(MAX_WINDOW, self.window + self.window // 8 + MIN_WINDOW)
-        self._stream.set_window(self.window)
+        self._set_windows()
         return self.window
+
+    def _set_windows(self) -> None:
+        for stream in self._streams:
+            stream.set_window(self.window)
 
     async def run(self) -> None:
         while True:

@@ -50,20 +50,17 @@ def core_stream(name: str, stub, priority: types_pb2.Priority) -> BatchingStream
 
 
 ONLINE, STREAM, BATCH = types_pb2.PRIORITY_ONLINE, types_pb2.PRIORITY_STREAM, types_pb2.PRIORITY_BATCH
-LANE = {ONLINE: 0, STREAM: 1, BATCH: 2}  # the journal's group commit lane of each priority
 
 
 class CoreLanes:
     """A core's ApplyPayments streams, one per priority: a message is answered in its stream's
     order, so an online payment behind a day file's message on one stream would wait for it.
-    Day-file payments are paced by the online ones' latency (payment_router.pacing)."""
+    The day-file stream's window is the router's pacer's (payment_router.pacing)."""
 
     def __init__(self, name: str, stub):
         self.name = name
-        self.streams = {priority: core_stream(f"{name}.{types_pb2.Priority.Name(priority)[9:].lower()}", stub,
-                                              priority) for priority in LANE}
-        self.pacer = BatchPacer(self.streams[BATCH])
-        self._pacing: asyncio.Task | None = None
+        self.streams = {priority: core_stream(f"{name}.{_lane_name(priority)}", stub, priority)
+                        for priority in (ONLINE, STREAM, BATCH)}
 
     @property
     def in_flight(self) -> int:
@@ -72,11 +69,8 @@ class CoreLanes:
     def start(self) -> None:
         for stream in self.streams.values():
             stream.start()
-        self._pacing = asyncio.create_task(self.pacer.run(), name=f"pacer-{self.name}")
 
     async def close(self) -> None:
-        if self._pacing is not None:
-            self._pacing.cancel()
         for stream in self.streams.values():
             await stream.close()
 
@@ -88,6 +82,10 @@ class CoreLanes:
         outcome = await self.streams[priority].submit(item)
         telemetry.record_hop_latency(f"router->{self.name}", time.perf_counter() - started)
         return outcome
+
+
+def _lane_name(priority: types_pb2.Priority) -> str:
+    return types_pb2.Priority.Name(priority).removeprefix("PRIORITY_").lower()
 
 
 def bridge_stream(stub) -> BatchingStream:
@@ -114,6 +112,8 @@ class Router:
         self.confirmations = confirmations
         self.confirmations_batch = confirmations_batch
         self.outbox = Outbox(journal, bridge, confirmations, confirmations_batch)
+        # One pacer for every core's day-file stream: all are held to the same online calls.
+        self.pacer = BatchPacer([core.streams[BATCH] for core in cores.values()])
         self._in_flight: dict[str, asyncio.Task] = {}
         self._tasks: list[asyncio.Task] = []
 
@@ -122,7 +122,8 @@ class Router:
             stream.start()
             telemetry.observe_queue_depth(f"router.in-flight.{stream.name}", partial(_in_flight, stream))
         await self.outbox.start()
-        self._tasks = [asyncio.create_task(self.booking.follow(self.bridge_stub))]
+        self._tasks = [asyncio.create_task(self.booking.follow(self.bridge_stub)),
+                       asyncio.create_task(self.pacer.run(), name="batch-pacer")]
         # Recovery: whatever was journaled but never answered goes to its core again.
         for payment in await self.journal.unanswered():
             self._dispatch(payment, STREAM)
@@ -150,9 +151,8 @@ class Router:
             await asyncio.sleep(0.05)
 
     def observe_online(self, seconds: float) -> None:
-        """An online call's whole time in the router: what every core's pacer holds day files to."""
-        for core in self.cores.values():
-            core.pacer.observe_online(seconds)
+        """An online call's whole time in the router: what the pacer holds day files to."""
+        self.pacer.observe_online(seconds)
 
     async def core_available(self, loan_type: types_pb2.LoanType, timeout: float) -> bool:
         """True when the core's stream is up; a stream reconnecting gets timeout seconds."""
@@ -162,7 +162,7 @@ class Router:
         """Journals the payments (or finds those journaled under their ids) and sends each that
         still awaits its core there: the journal's Outcomes. Callers shield this, so a caller
         giving up never leaves a journaled payment unsent. priority: who waits for them."""
-        outcomes = await self.journal.accept(entries, LANE[priority])
+        outcomes = await self.journal.accept(entries, priority)
         for entry, outcome in zip(entries, outcomes):
             if outcome.body_hash == entry.body_hash and outcome.payment.status == types_pb2.PAYMENT_STATUS_ACCEPTED:
                 self._dispatch(outcome.payment, priority)
@@ -229,7 +229,7 @@ class Router:
         # A day file's confirmations have their own way to confirmations, behind online ones.
         topic = CONFIRMATIONS_BATCH if priority == BATCH else CONFIRMATIONS
         outbox.append((topic, confirmation.payment_id, confirmation.SerializeToString(), traceparent))
-        await self.journal.record(result, outbox, LANE[priority])
+        await self.journal.record(result, outbox, priority)
         telemetry.count_payment(CHANNEL_NAMES[payment.channel], core, types_pb2.PaymentStatus.Name(result.status))
         self.outbox.wake(*((POSTINGS, topic) if outcome.HasField("applied") else (topic,)))
         return result
@@ -254,7 +254,7 @@ class Router:
             outbox += [(POSTINGS, revision.revision_id, revision.posting.SerializeToString(), traceparent),
                        (CONFIRMATIONS_BATCH if revision.payment_id in waiting else CONFIRMATIONS,
                         revision.revision_id, revised.SerializeToString(), traceparent)]
-        await self.journal.record(reversed_payment, outbox, LANE[ONLINE])
+        await self.journal.record(reversed_payment, outbox, ONLINE)
         self.outbox.wake()
 
 

@@ -16,9 +16,19 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar, cast
 
+from bank.common.v1 import types_pb2
 from paymesh.sqlite import Store
 
 log = logging.getLogger(__name__)
+# A submission's lane by its priority (bank.common.v1.Priority): online (or unsaid) first, then a
+# switch's stream, then a day file. Every service that commits by priority uses these.
+PRIORITY_LANES = 3
+
+
+def lane_of(priority: types_pb2.Priority) -> int:
+    return {types_pb2.PRIORITY_STREAM: 1, types_pb2.PRIORITY_BATCH: 2}.get(priority, 0)
+
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 

@@ -40,7 +40,8 @@ async def test_a_reversal_goes_behind_its_day_file_confirmation_while_that_waits
         for payment in (filed, online):
             await journal.accept([Accepted(payment, "hash")])
         applied = confirmations_pb2.Confirmation(payment_id="PAY-file").SerializeToString()
-        await journal.record(filed, [(CONFIRMATIONS_BATCH, "PAY-file", applied, "")], lane=2)  # not yet sent
+        await journal.record(filed, [(CONFIRMATIONS_BATCH, "PAY-file", applied, "")],  # not yet sent
+                             types_pb2.PRIORITY_BATCH)
         for payment in (filed, online):
             await router.record_reversal(payment, ledger_pb2.Posting(posting_id=f"REV-{payment.payment_id}"))
         assert await topics_of(journal, "PAY-file", "PAY-file:reversed", "PAY-online:reversed") == {

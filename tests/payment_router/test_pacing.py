@@ -9,7 +9,7 @@ def pacer() -> tuple[BatchPacer, BatchingStream]:
     # Never started: the pacer only sets its window.
     stream: BatchingStream = BatchingStream("core-cash.batch", open_call=lambda: None,  # type: ignore[arg-type, return-value]
                                             to_request=list, results_of=lambda response: [], key_of=str)
-    return BatchPacer(stream), stream
+    return BatchPacer([stream]), stream
 
 
 def test_with_nobody_waiting_a_file_goes_at_full_speed():
