@@ -116,9 +116,10 @@ class Bench:
     async def echo_ceiling(self, seconds: float) -> float:
         return await echo_ceiling(self.mesh["core-cash"].address, self.pki, OPERATOR, seconds)
 
-    async def online(self, rate: float, seconds: float) -> tuple[float, list[float]]:
+    async def online(self, rate: float, seconds: float, until: asyncio.Future | None = None
+                     ) -> tuple[float, list[float]]:
         return await self.paced(rate, seconds, lambda stub: stub.SubmitPayment(
-            api.SubmitPaymentRequest(payment=self.order("online")), timeout=10))
+            api.SubmitPaymentRequest(payment=self.order("online")), timeout=10), until)
 
     async def inquiry(self, rate: float, seconds: float) -> tuple[float, list[float]]:
         """An ATM asking what a loan owes, as it does before it takes the cash."""
@@ -217,16 +218,12 @@ class Bench:
         child, file_beside = await self.file_in_child(lines, "priority-together")
         child.stdin.write(b"go\n")  # type: ignore[union-attr]
         # Online for as long as the file uploads (at most 60 s): every call is made beside it.
-        _, online_beside = await self.online_until(rate, file_beside)
+        _, online_beside = await self.online(rate, 60, until=file_beside)
         beside_rate = await file_beside
         await child.wait()
         return {"alone": (percentile(online_alone, .5), percentile(online_alone, .99), alone_rate, len(online_alone)),
                 "together": (percentile(online_beside, .5), percentile(online_beside, .99), beside_rate,
                              len(online_beside))}
-
-    async def online_until(self, rate: float, done: asyncio.Future) -> tuple[float, list[float]]:
-        return await self.paced(rate, 60, lambda stub: stub.SubmitPayment(
-            api.SubmitPaymentRequest(payment=self.order("online")), timeout=10), until=done)
 
     async def fan_out(self, channel: str) -> tuple[float, int]:
         async with self.channel("confirmations", Identity("channel", channel)) as ch:

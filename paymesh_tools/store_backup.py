@@ -40,6 +40,7 @@ class BackupError(Exception):
 
 
 def stamp(now: datetime.datetime | None = None) -> str:
+    # A backup is named by the instant it was taken, in UTC: no business date is involved.
     return (now or datetime.datetime.now(datetime.UTC)).strftime("%Y%m%dT%H%M%SZ")
 
 
