@@ -429,30 +429,27 @@ def movement_item(movement, core: str, business_date: str) -> Item:
 
 
 def posting_item(posting, stage: str, source: str, original_date: str = "") -> Item:
-    """A ledger posting -> an item. A reversal is the payment's movement with the sides swapped:
-    it credits the channel's clearing account. Its amount is its debits; its split is read from
-    the accounts it credits (a payment) or debits (a reversal). A revision has no clearing line
-    (no money moved): amount 0, its split each part's credits less its debits."""
+    """A ledger posting -> an item. Its split is what it moved on each part's accounts, credits
+    less debits: a payment credits them, a reversal (the payment's lines swapped: it credits the
+    channel's clearing account) debits them back, so its split is the negative. A revision has no
+    clearing line (no money moved): amount 0, its split the change, parts up or down. The amount
+    of a payment or a reversal is its debits."""
     debit, credit = ledger_pb2.ENTRY_SIDE_DEBIT, ledger_pb2.ENTRY_SIDE_CREDIT
     currency = "/".join(sorted({e.amount.currency_code for e in posting.entries}))  # one, unless broken
-    if not any(e.account.startswith(coa.CHANNEL_CLEARING) for e in posting.entries):
-        change = [0] * len(Split._fields)
-        for e in posting.entries:
-            part = _part(e.account)
-            if part is not None:
-                change[part] += e.amount.amount_minor if e.side == credit else -e.amount.amount_minor
-        return Item(stage, source, posting.posting_id, REVISION, posting.channel, posting.loan_type, currency, 0,
-                    Split(*change), posting.business_date, original_date, ref=posting.posting_id)
-    reversal = any(e.side == credit and e.account.startswith(coa.CHANNEL_CLEARING) for e in posting.entries)
-    parts = [0] * len(Split._fields)
+    net = [0] * len(Split._fields)
     for e in posting.entries:
         part = _part(e.account)
-        if part is not None and e.side == (debit if reversal else credit):
-            parts[part] += e.amount.amount_minor
+        if part is not None:
+            net[part] += e.amount.amount_minor if e.side == credit else -e.amount.amount_minor
+    clearing = [e.side for e in posting.entries if e.account.startswith(coa.CHANNEL_CLEARING)]
+    if not clearing:
+        return Item(stage, source, posting.posting_id, REVISION, posting.channel, posting.loan_type, currency, 0,
+                    Split(*net), posting.business_date, original_date, ref=posting.posting_id)
+    reversal = credit in clearing
     amount = sum(e.amount.amount_minor for e in posting.entries if e.side == debit)
     return Item(stage, source, posting.payment_id, REVERSAL if reversal else PAYMENT, posting.channel,
-                posting.loan_type, currency, amount, Split(*parts), posting.business_date, original_date,
-                ref=posting.posting_id)
+                posting.loan_type, currency, amount, Split(*(-n if reversal else n for n in net)),
+                posting.business_date, original_date, ref=posting.posting_id)
 
 
 def _part(account: str) -> int | None:
