@@ -9,6 +9,7 @@ The reversal is recorded as a new movement with the payment's lines (as last rev
 Idempotent by reversal id: a replay gets the first answer, revisions and all."""
 
 import sqlite3
+from datetime import date
 from collections.abc import Callable
 
 from bank.common.v1 import errors_pb2, types_pb2
@@ -85,7 +86,7 @@ def _apply_again(connection: sqlite3.Connection, rules: ProductRules, state: Loa
     store.set_loan_before(connection, payment.movement_id, state.to_json())
     applied, revisions = _as_last_revised(connection, payment.movement_id, payment.result)
     new_state, allocation = engine.apply_payment(
-        state, rules, payment.amount_minor, validation.check_date(payment.value_date, "value_date"),
+        state, rules, payment.amount_minor, date.fromisoformat(payment.value_date),
         payment.prepayment_mode, surplus_allowed=payment.channel in CASH_CHANNELS, replaying=True)
     currency = applied.amount.currency_code
     number = len(revisions) + 1
