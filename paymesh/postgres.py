@@ -1,0 +1,176 @@
+"""PostgreSQL stores for the services: the production backend beside SQLite (paymesh.sqlite).
+
+A service's store code is functions of one connection (`fn(connection, ...)`), run on the
+store's own thread, inside `await store.transaction(fn, ...)`. PostgresStore keeps that
+interface, so the same functions and the same SQL run on either backend:
+
+- the SQL is written once, in the subset both speak (`?` placeholders, `ON CONFLICT`,
+  `RETURNING`); PostgresConnection turns `?` into psycopg's `%s`;
+- the schema is not: each store keeps its PostgreSQL schema as numbered SQL files
+  (`0001_first.sql`, ...), applied in order by `migrate` under an advisory lock, so replicas
+  starting at once apply each file once.
+
+Which backend a service uses: PAYMESH_<SERVICE>_DATABASE_URL, else PAYMESH_DATABASE_URL
+(a postgresql:// URL, each service its own database); neither set, SQLite in PAYMESH_DATA_DIR.
+"""
+
+import asyncio
+import functools
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+class DatabaseUnavailable(Exception):
+    """The store cannot be opened: unreachable, refused credentials, or a schema this code does not
+    know. The message says which, for a person, without the URL's password."""
+
+
+def database_url(env_prefix: str, environ: dict[str, str] | None = None) -> str | None:
+    """PAYMESH_<SERVICE>_DATABASE_URL (env_prefix is e.g. PAYMESH_CORE_CASH), else PAYMESH_DATABASE_URL."""
+    environ = dict(os.environ) if environ is None else environ
+    for name in (f"{env_prefix}_DATABASE_URL", "PAYMESH_DATABASE_URL"):
+        value = environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def redacted(url: str) -> str:
+    """The URL as a log line may show it: no password."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+@functools.lru_cache(maxsize=1024)
+def to_psycopg(sql: str) -> str:
+    """`?` placeholders to psycopg's `%s` (and a literal `%` to `%%`), outside quoted text."""
+    out: list[str] = []
+    quote = ""
+    for char in sql:
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "?":
+            out.append("%s")
+            continue
+        if char == "%":
+            out.append("%%")
+            continue
+        out.append(char)
+    return "".join(out)
+
+
+class PostgresConnection:
+    """A psycopg connection that takes the SQL the SQLite stores write: execute, executemany and
+    the cursor's fetchone/fetchall/iteration, as sqlite3.Connection has them."""
+
+    def __init__(self, connection: psycopg.Connection):
+        self.raw = connection
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> psycopg.Cursor:
+        return self.raw.execute(to_psycopg(sql), tuple(parameters))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor:
+        cursor = self.raw.cursor()
+        cursor.executemany(to_psycopg(sql), [tuple(row) for row in rows])
+        return cursor
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def connect(url: str) -> PostgresConnection:
+    """One connection in autocommit mode: a store's transactions are its own BEGIN ... COMMIT."""
+    try:
+        connection = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                                     application_name="paymesh")
+    except psycopg.OperationalError as error:
+        raise DatabaseUnavailable(f"cannot open PostgreSQL database {redacted(url)}: "
+                                  f"{str(error).strip().splitlines()[-1]}") from error
+    return PostgresConnection(connection)
+
+
+def migrations_in(schema_dir: Path) -> list[tuple[int, str, str]]:
+    """(version, file name, SQL) of each numbered file, in order; versions must run 1, 2, 3, ..."""
+    found = []
+    for path in sorted(schema_dir.iterdir()):
+        match = MIGRATION_FILE.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path.name, path.read_text()))
+    for expected, (version, name, _) in enumerate(found, start=1):
+        if version != expected:
+            raise ValueError(f"{schema_dir}: migration {name} should be number {expected:04d}")
+    return found
+
+
+def migrate(connection: PostgresConnection, schema_dir: Path) -> int:
+    """Apply the files of schema_dir the database lacks, each in its own transaction, under an
+    advisory lock (replicas starting together wait for each other); the schema's version after.
+    A database at a version newer than these files is refused: this code would misread it."""
+    files = migrations_in(schema_dir)
+    lock_key = int.from_bytes(hashlib.sha256(str(schema_dir.name).encode()).digest()[:8], "big", signed=True)
+    raw = connection.raw
+    raw.execute("SELECT pg_advisory_lock(%s)", (lock_key,))
+    try:
+        raw.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                    " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        row = raw.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+        current = row[0] if row else 0
+        if current > len(files):
+            raise DatabaseUnavailable(
+                f"the database's schema is at version {current}, newer than this release knows ({len(files)}):"
+                " it was migrated by a later release; run that release, or restore a backup taken before it")
+        for version, name, sql in files[current:]:
+            with raw.transaction():
+                raw.execute(sql.encode())
+                raw.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
+            log.info("schema migrated", extra={"version": version, "migration": name})
+        return max(current, len(files))
+    finally:
+        raw.execute("SELECT pg_advisory_unlock(%s)", (lock_key,))
+
+
+class PostgresStore:
+    """A PostgreSQL database used from asyncio like paymesh.sqlite.Store: `await store.run(fn, ...)`
+    calls fn(connection, ...) on the store's own thread, one call at a time."""
+
+    def __init__(self, url: str, schema_dir: Path, name: str = "store"):
+        self.url = url
+        self.name = name
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"postgres-{name}")
+        self.connection = self._executor.submit(connect, url).result()
+        try:
+            self.schema_version = self._executor.submit(migrate, self.connection, schema_dir).result()
+        except BaseException:
+            self.close()
+            raise
+
+    async def run(self, fn: Callable[..., T], *args) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, self.connection, *args)
+
+    async def transaction(self, fn: Callable[..., T], *args) -> T:
+        """fn(connection, ...) inside BEGIN ... COMMIT; rolled back if it raises."""
+        return await self.run(in_transaction, fn, *args)
+
+    def close(self) -> None:
+        self._executor.submit(self.connection.close).result()
+        self._executor.shutdown()
+
+
+def in_transaction(connection: PostgresConnection, fn: Callable[..., T], *args) -> T:
+    with connection.raw.transaction():
+        return fn(connection, *args)

@@ -1,0 +1,131 @@
+"""A PostgreSQL server of one's own on loopback, for the tests, the benchmarks and a local run on
+the PostgreSQL backend.
+
+It uses the server the machine has (Debian's postgresql-15 under /usr/lib/postgresql, or
+whatever `pg_config --bindir` names) rather than a server shipped in a wheel: the machine's
+package gets its security updates, and nothing large is downloaded. PostgreSQL refuses to run
+as root, which is what CI and a container's shell usually are: as root the cluster's folder is
+given to the unprivileged user `nobody` and the server runs as that user.
+
+The superuser is `paymesh` with a password (scram-sha-256, as a bank's server asks), on
+127.0.0.1 only; each test or service gets a database of its own (`create_database`).
+"""
+
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+
+SUPERUSER = "paymesh"
+UNPRIVILEGED_USER = "nobody"
+
+
+class PostgresUnavailable(RuntimeError):
+    pass
+
+
+def server_bindir() -> Path:
+    """Where initdb and postgres are: $PAYMESH_PG_BINDIR, pg_config's bindir, or Debian's newest."""
+    candidates = [os.environ.get("PAYMESH_PG_BINDIR", "")]
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        candidates.append(subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip())
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name),
+                         reverse=True)
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "initdb").exists() and (Path(candidate) / "postgres").exists():
+            return Path(candidate)
+    raise PostgresUnavailable("no PostgreSQL server binaries (initdb, postgres) on this machine: "
+                              "install Debian's postgresql package, or set PAYMESH_PG_BINDIR")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LocalPostgres:
+    """`with LocalPostgres(folder) as server: server.create_database("core_cash")` -> its URL."""
+
+    def __init__(self, folder: Path, port: int | None = None, settings: dict[str, str] | None = None):
+        self.folder = folder
+        self.data = folder / "data"
+        self.port = port or _free_port()
+        self.password = secrets.token_urlsafe(16)
+        self.settings = settings or {}
+        self.process: subprocess.Popen | None = None
+        self._as_user = UNPRIVILEGED_USER if os.geteuid() == 0 else None
+
+    def url(self, database: str = "postgres", user: str = SUPERUSER, password: str | None = None) -> str:
+        return f"postgresql://{user}:{password or self.password}@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, command: list[str]) -> None:
+        result = subprocess.run(command, capture_output=True, text=True, user=self._as_user)
+        if result.returncode:
+            raise PostgresUnavailable(f"{' '.join(command[:1])} failed: {result.stderr.strip()[-2000:]}")
+
+    def start(self) -> "LocalPostgres":
+        bindir = server_bindir()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        password_file = self.folder / "superuser.password"
+        password_file.write_text(self.password)
+        if self._as_user:
+            owner = pwd.getpwnam(self._as_user)
+            for path in (self.folder, password_file):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+        self._run([str(bindir / "initdb"), "-D", str(self.data), "-U", SUPERUSER, "--pwfile", str(password_file),
+                   "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"])
+        password_file.unlink()
+        options = {"listen_addresses": "127.0.0.1", "port": str(self.port), "unix_socket_directories": str(self.folder),
+                   "max_connections": "200", "shared_buffers": "128MB", "fsync": "on", **self.settings}
+        command = [str(bindir / "postgres"), "-D", str(self.data)]
+        for name, value in options.items():
+            command += ["-c", f"{name}={value}"]
+        with open(self.folder / "server.log", "ab") as log_file:
+            self.process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, user=self._as_user)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise PostgresUnavailable(f"the server exited: {(self.folder / 'server.log').read_text()[-2000:]}")
+            try:
+                psycopg.connect(self.url(), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def create_database(self, name: str) -> str:
+        """A new empty database `name`; its URL."""
+        with psycopg.connect(self.url(), autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()  # SIGTERM: PostgreSQL's smart shutdown
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> "LocalPostgres":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
