@@ -18,13 +18,15 @@ from paymesh import telemetry, tls
 from paymesh.authz import CallerCheck, CallerPolicy
 from paymesh.config import Settings, port_of
 from paymesh.logs import setup_logging
+from paymesh.postgres import DatabaseUnavailable
 from paymesh.tls import SERVER_OPTIONS
 from paymesh.topology import SERVICES, Identity
 
 log = logging.getLogger(__name__)
 # The health service name that answers whether the process is alive, not whether it can work.
 LIVENESS = "liveness"
-
+# How often a service whose store cannot be opened (its database unreachable, say) tries again.
+STORE_RETRY_SECONDS = 5.0
 
 
 class Service(Protocol):
@@ -174,6 +176,45 @@ def write_port_file(settings: Settings, service: str, port: int) -> None:
     tmp.replace(run_dir / f"{service}.port")
 
 
+class WaitingForStore(Handlers):
+    """What a service serves while its store cannot be opened: health alone, NOT_SERVING (liveness
+    SERVING), so the platform routes nothing to it and does not restart it into a crash loop."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda server: [])
+
+    async def follow_health(self, set_serving: Callable) -> None:
+        await set_serving(False)
+
+
+async def start_when_store_opens(
+    name: str, settings: Settings, build: Build, policy: CallerPolicy, port: int,
+    identity: Identity | None, signalled: asyncio.Future,
+) -> RunningServer | None:
+    """The service's running server, built once its store opens; None if signalled before.
+    While build(settings) says the store cannot be opened (DatabaseUnavailable), the port answers
+    health NOT_SERVING and the build is tried again every STORE_RETRY_SECONDS."""
+    waiting: RunningServer | None = None
+    try:
+        while True:
+            try:
+                service = build(settings)
+                break
+            except DatabaseUnavailable as refused:
+                log.error("NOT_SERVING: the store cannot be opened; trying again",
+                          extra={"reason": str(refused), "retry_seconds": STORE_RETRY_SECONDS})
+            if waiting is None:
+                waiting = await start_server(name, settings, WaitingForStore(), policy, port, identity)
+                write_port_file(settings, name, waiting.port)
+            await asyncio.wait([signalled], timeout=STORE_RETRY_SECONDS)
+            if signalled.done():
+                return None
+    finally:
+        if waiting is not None:
+            await waiting.stop(0)
+    return await start_server(name, settings, service, policy, port, identity)
+
+
 async def serve(name: str, policy: CallerPolicy, build: Build, identity: Identity | None = None) -> None:
     """Runs the service named name until SIGTERM or SIGINT, then stops it gracefully."""
     settings = Settings.from_env()
@@ -181,7 +222,18 @@ async def serve(name: str, policy: CallerPolicy, build: Build, identity: Identit
     tracer_provider = telemetry.setup_tracing(name, settings)
     metrics_setup = telemetry.setup_metrics(name, settings)
     tls.check_revocations(tls.RevocationList.from_env(settings.pki_dir))
-    running = await start_server(name, settings, build(settings), policy, port_of(SERVICES[name]), identity)
+    signalled = asyncio.ensure_future(until_signalled())
+    running = await start_when_store_opens(name, settings, build, policy, port_of(SERVICES[name]), identity,
+                                           signalled)
+    if running is not None:
+        await serve_until(running, settings, name, metrics_setup.port, signalled)
+    tracer_provider.shutdown()
+    metrics_setup.shutdown()
+    log.info("stopped")
+
+
+async def serve_until(running: RunningServer, settings: Settings, name: str, metrics_port: int | None,
+                      signalled: asyncio.Future) -> None:
     # What start-up built lives as long as the process: out of the collector's sight, a full
     # collection under load pauses the loop for less.
     gc.freeze()
@@ -189,16 +241,13 @@ async def serve(name: str, policy: CallerPolicy, build: Build, identity: Identit
     # The opt-in plaintext ports: run/<service>-health.port and run/<service>-metrics.port.
     if running.health_only_port is not None:
         write_port_file(settings, f"{name}-health", running.health_only_port)
-    if metrics_setup.port is not None:
-        write_port_file(settings, f"{name}-metrics", metrics_setup.port)
+    if metrics_port is not None:
+        write_port_file(settings, f"{name}-metrics", metrics_port)
     log.info("serving", extra={"port": running.port, "services": running.service_names,
-                               "health_port": running.health_only_port, "metrics_port": metrics_setup.port})
-    sig = await until_signalled()
+                               "health_port": running.health_only_port, "metrics_port": metrics_port})
+    sig = await signalled
     log.info("stopping", extra={"signal": signal.Signals(sig).name, "grace_seconds": settings.grace_seconds})
     await running.stop(settings.grace_seconds)
-    tracer_provider.shutdown()
-    metrics_setup.shutdown()
-    log.info("stopped")
 
 
 def main(name: str, policy: CallerPolicy, build: Build, identity: Identity | None = None) -> None:
