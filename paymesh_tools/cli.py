@@ -18,6 +18,8 @@ COMMANDS = {
                   "mainframe"),
     "reconcile": ("paymesh_tools.reconcile", "compare the day item by item across router, cores, bridge, mainframe and "
                   "confirmations"),
+    "archive": ("paymesh_tools.archive", "write a closed, reconciled day to files an auditor can read (reconcile "
+                "--archive reads them)"),
     "loans": ("paymesh_tools.loans", "import the origination system's loan master file into a core"),
     "outbox": ("paymesh_tools.outbox", "the router's outbox rows its peers refused: list them, replay them"),
     "store": ("paymesh_tools.store_backup", "consistent online backups of the SQLite stores, and their restore"),

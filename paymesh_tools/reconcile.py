@@ -51,9 +51,11 @@ unavailable or fewer than two stages answered (the reconciliation is incomplete)
 """
 
 import asyncio
+import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterable
+from pathlib import Path
+from collections.abc import Callable, Iterable, Sequence
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
 import grpc
@@ -493,13 +495,24 @@ class SourceUnavailable(Exception):
 
 
 class Source(Protocol):
-    name: str
-    stage: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def stage(self) -> str: ...
 
     @property
     def loan_types(self) -> frozenset[types_pb2.LoanType]: ...  # what it speaks for
 
     async def items(self, business_date: str) -> list[Item]: ...
+
+
+class ServiceSource(Source, Protocol):
+    """A source whose items are read from a service's answer (a day's replies), which can be kept."""
+
+    async def replies(self, business_date: str) -> list: ...
+
+    def items_from(self, replies: list, business_date: str) -> list[Item]: ...
 
 
 Reply = TypeVar("Reply")
@@ -519,8 +532,14 @@ class ListingSource(Generic[Reply]):
     loan_types: frozenset[types_pb2.LoanType] = ALL_LOAN_TYPES
 
     async def items(self, business_date: str) -> list[Item]:
+        return self.items_from(await self.replies(business_date), business_date)
+
+    async def replies(self, business_date: str) -> list:
+        """The service's answer for the day, as it came (what `paymesh archive` keeps)."""
         async with tls.channel_for(address_of(self.service), self.settings.pki_dir, OPERATOR) as channel:
-            replies = await _stream(self.listing(channel), self.request(business_date))
+            return await _stream(self.listing(channel), self.request(business_date))
+
+    def items_from(self, replies: list, business_date: str) -> list[Item]:
         return [item for reply in replies for item in self.items_of(reply, business_date)]
 
 
@@ -537,20 +556,27 @@ class CoreSource:
         return frozenset([CORES[self.name]])
 
     async def items(self, business_date: str) -> list[Item]:
-        items: list[Item] = []
+        return self.items_from(await self.replies(business_date), business_date)
+
+    async def replies(self, business_date: str) -> list[core_pb2.ListAppliedPaymentsResponse]:
+        """Every page of the core's answer for the day."""
+        pages = []
         async with tls.channel_for(address_of(self.name), self.settings.pki_dir, OPERATOR) as channel:
             stub = core_grpc.LoanCoreServiceStub(channel)
             token = ""
             while True:
                 page = await _call(stub.ListAppliedPayments, core_pb2.ListAppliedPaymentsRequest(
                     business_date=business_date, page_size=10_000, page_token=token))
-                items.extend(movement_item(m, self.name, business_date) for m in page.movements)
+                pages.append(page)
                 token = page.next_page_token
                 if not token:
-                    return items
+                    return pages
+
+    def items_from(self, replies: list, business_date: str) -> list[Item]:
+        return [movement_item(m, self.name, business_date) for page in replies for m in page.movements]
 
 
-def default_sources(settings: Settings) -> list[Source]:
+def default_sources(settings: Settings) -> list[ServiceSource]:
     queued, posted = ledger_pb2.POSTING_STATUS_QUEUED, ledger_pb2.POSTING_STATUS_POSTED
 
     def bridge_postings(name: str, stage: str, statuses: frozenset[ledger_pb2.PostingStatus]
@@ -612,7 +638,7 @@ def _raise_if_not_answering(error: grpc.aio.AioRpcError) -> None:
 # --- the run ----------------------------------------------------------------------------------
 
 
-async def reconcile(sources: list[Source], business_date: str) -> Outcome:
+async def reconcile(sources: Sequence[Source], business_date: str) -> Outcome:
     """Asks every source for the day, then for the other days its late items need, and matches."""
 
     async def ask(source: Source, date: str):
@@ -729,11 +755,21 @@ def report(outcome: Outcome, business_date: str, show_all: bool) -> str:
 def add_arguments(parser) -> None:
     parser.add_argument("--date", required=True, type=date_argument, help="business date, YYYY-MM-DD")
     parser.add_argument("--all", action="store_true", help="show every row and every item, not only what differs")
-
+    parser.add_argument("--archive", type=Path, metavar="FOLDER",
+                        help="reconcile the day from its archive (`paymesh archive`), not from the services")
 
 
 def run(args) -> int:
     settings = Settings.from_env()
-    outcome = asyncio.run(reconcile(default_sources(settings), args.date))
+    sources: Sequence[Source] = default_sources(settings)
+    if args.archive:
+        from paymesh_tools import archive  # the archive reads back the sources' own replies
+
+        try:
+            sources = archive.archived_sources(default_sources(settings), args.archive, args.date)
+        except (OSError, ValueError) as unreadable:
+            print(f"the archive cannot be read: {unreadable}", file=sys.stderr)
+            return 2
+    outcome = asyncio.run(reconcile(sources, args.date))
     print(report(outcome, args.date, args.all))
     return outcome.exit_code
