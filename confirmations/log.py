@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from bank.confirmations.v1 import confirmations_pb2
 from confirmations import webhook_store
-from paymesh.sqlite import rows_with_ids
+from paymesh.retention import not_final
+from paymesh.sqlite import bytes_in_use, rows_with_ids
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS confirmation (
@@ -32,6 +33,14 @@ CREATE TABLE IF NOT EXISTS confirmation (
 );
 CREATE INDEX IF NOT EXISTS confirmation_by_channel ON confirmation (channel, sequence);
 CREATE INDEX IF NOT EXISTS confirmation_by_date ON confirmation (business_date);
+-- The business days dropped from the log once archived: the sequences they spanned, so that the
+-- log's head never moves back and a subscriber resuming inside a dropped range is told so.
+CREATE TABLE IF NOT EXISTS dropped_day (
+    business_date TEXT PRIMARY KEY,
+    first_sequence INTEGER NOT NULL,
+    last_sequence INTEGER NOT NULL,
+    confirmations INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS consumer (
     channel INTEGER NOT NULL,
     name TEXT NOT NULL,
@@ -44,8 +53,9 @@ Confirmation = confirmations_pb2.Confirmation
 
 
 def head(connection: sqlite3.Connection) -> int:
-    """The newest sequence in the log (0 when empty)."""
-    return connection.execute("SELECT coalesce(max(sequence), 0) FROM confirmation").fetchone()[0]
+    """The newest sequence the log gave (0 when none), dropped days' included: sequences only grow."""
+    return connection.execute("SELECT max((SELECT coalesce(max(sequence), 0) FROM confirmation),"
+                              " (SELECT coalesce(max(last_sequence), 0) FROM dropped_day))").fetchone()[0]
 
 
 @dataclass
@@ -169,3 +179,46 @@ def day_confirmations(connection: sqlite3.Connection, business_date: str) -> lis
         confirmation.sequence = sequence
         confirmations.append(confirmation)
     return confirmations
+
+
+@dataclass(frozen=True)
+class DroppedDay:
+    confirmations: int
+    bytes_before: int
+    bytes_after: int
+
+
+def drop_day(connection: sqlite3.Connection, business_date: str) -> DroppedDay:
+    """Drops the day's confirmations and their finished webhook deliveries; refuses (nothing dropped)
+    while a delivery of the day is still pending."""
+    before = bytes_in_use(connection)
+    of_day = "SELECT sequence FROM confirmation WHERE business_date = ?"
+    # A deleted endpoint's deliveries are never tried again: they do not hold the day.
+    (pending,) = connection.execute(
+        f"SELECT count(*) FROM webhook_delivery d JOIN webhook_endpoint e ON e.endpoint_id = d.endpoint_id"
+        f" WHERE d.status = ? AND e.deleted = 0 AND d.sequence IN ({of_day})",
+        (webhook_store.PENDING, business_date)).fetchone()
+    if pending:
+        raise not_final(f"{pending} webhook deliveries of {business_date} are still pending: they are retried until"
+                        " delivered or dead-lettered (ListWebhookDeliveries)")
+    first, last, count = connection.execute(
+        "SELECT min(sequence), max(sequence), count(*) FROM confirmation WHERE business_date = ?",
+        (business_date,)).fetchone()
+    if count:
+        connection.execute(
+            "INSERT INTO dropped_day VALUES (?, ?, ?, ?) ON CONFLICT (business_date) DO UPDATE SET"
+            " first_sequence = min(first_sequence, excluded.first_sequence),"
+            " last_sequence = max(last_sequence, excluded.last_sequence),"
+            " confirmations = confirmations + excluded.confirmations", (business_date, first, last, count))
+        connection.execute(f"DELETE FROM webhook_delivery WHERE sequence IN ({of_day})", (business_date,))
+        connection.execute("DELETE FROM confirmation WHERE business_date = ?", (business_date,))
+    return DroppedDay(count, before, bytes_in_use(connection))
+
+
+def dropped_after(connection: sqlite3.Connection, position: int) -> tuple[str, int] | None:
+    """(the dropped days, comma-separated, their last sequence) of confirmations after position that
+    were dropped, which a subscriber resuming there would miss; None when there are none."""
+    days, last = connection.execute("SELECT group_concat(business_date, ', '), max(last_sequence) FROM"
+                                    " (SELECT * FROM dropped_day WHERE last_sequence > ? ORDER BY business_date)",
+                                    (position,)).fetchone()
+    return (days, last) if days else None

@@ -36,6 +36,7 @@ POLICY = CallerPolicy(
         f"/{_FULL_NAME}/PublishConfirmations": ROUTERS,
         f"/{_FULL_NAME}/SummarizeConfirmations": frozenset([OPERATOR]),
         f"/{_FULL_NAME}/ListConfirmations": frozenset([OPERATOR]),
+        f"/{_FULL_NAME}/DropBusinessDay": frozenset([OPERATOR]),
     },
 )
 PUBLISH_IN_FLIGHT = 64
@@ -146,6 +147,8 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
                             metadata={"head_sequence": str(head)})
         else:
             position = 0 if start == Start.START_POSITION_BEGINNING else head
+        if start in (Start.START_POSITION_CONSUMER, Start.START_POSITION_AFTER_SEQUENCE):
+            await self._check_not_dropped(context, position, name)
         try:
             # Before any buffer is made: an open subscription holds up to subscriber_buffer confirmations.
             release = self.open_calls.take("Subscribe", quota_subject(channel), self.settings.max_subscriptions)
@@ -191,6 +194,34 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
                                  amount=types_pb2.Money(currency_code=currency, amount_minor=total))
             for channel, loan_type, status, currency, count, total in rows
         ])
+
+    async def _check_not_dropped(self, context, position: int, consumer: str) -> None:
+        """A resume inside a dropped (archived) day's range would silently miss its confirmations: refused."""
+        dropped = await self.store.run(log.dropped_after, position)
+        if dropped is None:
+            return
+        days, last = dropped
+        then = (f"acknowledge sequence {last} for consumer {consumer!r}" if consumer else
+                f"subscribe after sequence {last}")
+        await abort(context, grpc.StatusCode.OUT_OF_RANGE,
+                    f"confirmations after sequence {position} of business days {days} were archived and dropped from"
+                    f" the log: read them from the day's archive, then {then}",
+                    errors_pb2.ERROR_REASON_CURSOR_OUT_OF_RANGE,
+                    metadata={"dropped_business_dates": days, "resume_after_sequence": str(last)})
+
+    async def DropBusinessDay(self, request, context):
+        # Whether the day is closed is the ledger's to say, not the log's: paymesh archive drops here only
+        # after the router (which knows) has dropped the day.
+        await _check_business_date(context, request.business_date)
+        try:
+            dropped = await self.store.transaction(log.drop_day, request.business_date)
+        except Refused as refused:
+            await refused.abort(context, business_date=request.business_date)
+        logger.info("business day dropped from the log",
+                    extra={"business_date": request.business_date, "confirmations": dropped.confirmations})
+        return pb.DropBusinessDayResponse(dropped=types_pb2.DroppedBusinessDay(
+            business_date=request.business_date, dropped_count=dropped.confirmations,
+            store_bytes_before=dropped.bytes_before, store_bytes_after=dropped.bytes_after))
 
     async def ListConfirmations(self, request, context):
         await _check_business_date(context, request.business_date)

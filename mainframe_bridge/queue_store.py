@@ -22,7 +22,8 @@ from bank.common.v1 import errors_pb2
 from bank.ledger.v1 import ledger_pb2
 from mainframe_bridge import records
 from paymesh.business_calendar import BusinessCalendar
-from paymesh.sqlite import rows_with_ids
+from paymesh.retention import not_final
+from paymesh.sqlite import bytes_in_use, rows_with_ids
 
 QUEUED, POSTED, REJECTED = ledger_pb2.POSTING_STATUS_QUEUED, ledger_pb2.POSTING_STATUS_POSTED, \
     ledger_pb2.POSTING_STATUS_REJECTED
@@ -57,6 +58,20 @@ CREATE TABLE IF NOT EXISTS business_days (
     result BLOB,                             -- the CloseBusinessDayResponse, once CLOSED
     closing_since REAL                       -- when the close began
 );
+-- What a dropped (archived) day leaves of each posting: its id, digest and standing, for
+-- paymesh.retention's time, so a posting sent again is answered where it stood, never posted twice.
+CREATE TABLE IF NOT EXISTS archived_posting (
+    posting_id TEXT PRIMARY KEY,
+    business_date TEXT NOT NULL,
+    digest BLOB NOT NULL,
+    status INTEGER NOT NULL,
+    reference TEXT NOT NULL,
+    rejection_reason INTEGER NOT NULL,
+    rejection_message TEXT NOT NULL,
+    queued_at REAL,
+    posted_at REAL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS archived_posting_by_day ON archived_posting (business_date);
 """
 ADDED_COLUMNS = {"postings": {"original_date": "TEXT NOT NULL DEFAULT ''"}, "business_days": {"closing_since": "REAL"}}
 INDEXES = "CREATE INDEX IF NOT EXISTS postings_late ON postings (original_date) WHERE original_date != '';"
@@ -139,8 +154,17 @@ def _book_late(item: Queued, sealed_through: str, calendar: BusinessCalendar) ->
 
 def _digests_of(connection: sqlite3.Connection, posting_ids: list[str]) -> dict[str, bytes]:
     """The digest of each posting id already queued."""
-    return dict(rows_with_ids(connection, "SELECT posting_id, digest FROM postings WHERE posting_id IN ({})",
-                              posting_ids))
+    known = dict(rows_with_ids(connection, "SELECT posting_id, digest FROM postings WHERE posting_id IN ({})",
+                               posting_ids))
+    if _any_archived(connection):
+        known.update(rows_with_ids(connection, "SELECT posting_id, digest FROM archived_posting"
+                                   " WHERE posting_id IN ({})", [p for p in posting_ids if p not in known]))
+    return known
+
+
+def _any_archived(connection: sqlite3.Connection) -> bool:
+    # Most days nothing is archived yet: then a posting costs no second lookup.
+    return connection.execute("SELECT 1 FROM archived_posting LIMIT 1").fetchone() is not None
 
 
 def standing(connection: sqlite3.Connection, posting_id: str) -> Standing | None:
@@ -150,6 +174,8 @@ def standing(connection: sqlite3.Connection, posting_id: str) -> Standing | None
 def _standing_of(connection: sqlite3.Connection, posting_id: str) -> Standing | None:
     row = connection.execute(
         "SELECT status, reference, rejection_reason, rejection_message, queued_at, posted_at FROM postings"
+        " WHERE posting_id = ?", (posting_id,)).fetchone() or connection.execute(
+        "SELECT status, reference, rejection_reason, rejection_message, queued_at, posted_at FROM archived_posting"
         " WHERE posting_id = ?", (posting_id,)).fetchone()
     return Standing(*row) if row else None
 
@@ -246,3 +272,19 @@ def finish_close(connection: sqlite3.Connection, business_date: str, result: byt
 def day_closed(connection: sqlite3.Connection, business_date: str) -> bool:
     return connection.execute("SELECT 1 FROM business_days WHERE business_date = ? AND state = ?",
                               (business_date, CLOSED)).fetchone() is not None
+
+
+def drop_day(connection: sqlite3.Connection, business_date: str, keys_kept_from: str) -> tuple[int, int, int, int]:
+    """Drops a closed day's postings, keeping each one's id, digest and standing; forgets those of days
+    before keys_kept_from. (dropped, forgotten, bytes in use before, after); raises Refused if not closed."""
+    if not day_closed(connection, business_date):
+        raise not_final(f"{business_date} is not closed at the ledger (its end-of-day file not accepted):"
+                        " close it, reconcile and archive it first")
+    before = bytes_in_use(connection)
+    dropped = connection.execute(
+        "INSERT OR REPLACE INTO archived_posting SELECT posting_id, business_date, digest, status, reference,"
+        " rejection_reason, rejection_message, queued_at, posted_at FROM postings WHERE business_date = ?",
+        (business_date,)).rowcount
+    connection.execute("DELETE FROM postings WHERE business_date = ?", (business_date,))
+    forgotten = connection.execute("DELETE FROM archived_posting WHERE business_date < ?", (keys_kept_from,)).rowcount
+    return dropped, forgotten, before, bytes_in_use(connection)

@@ -2,7 +2,7 @@
 to the mainframe; status lookups; the end of the business day; the day's summary.
 
 The router may call everything; the operator's command line may look up a
-posting, close the day and read the summary (to reconcile).
+posting, close the day, read the summary (to reconcile) and drop an archived day.
 """
 
 import asyncio
@@ -27,6 +27,7 @@ from paymesh.authz import Bulkhead, CallerPolicy
 from paymesh.business_calendar import bank_calendar
 from paymesh.config import Settings, address_of
 from paymesh.errors import Refused, abort, check_date
+from paymesh.retention import keys_kept_from
 from paymesh.sqlite import Store
 from paymesh.streams import in_order
 from paymesh.topology import BRIDGE, OPERATOR, ROUTERS
@@ -37,7 +38,7 @@ POLICY = CallerPolicy(
     ROUTERS,
     {_METHOD + name: ROUTERS | {OPERATOR}
      for name in ("GetPostingStatus", "CloseBusinessDay", "GetLedgerSummary", "GetBusinessDayStatus",
-                  "ListPostings", "ListMainframeBook")},
+                  "ListPostings", "ListMainframeBook")} | {_METHOD + "DropBusinessDay": frozenset([OPERATOR])},
 )
 log = logging.getLogger(__name__)
 PAGE = 1000  # postings per streamed message
@@ -152,6 +153,19 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
                 ledger_pb2.QueuedPosting(posting=_posting_message(records.decode_posting(frame)), status=status,
                                          original_business_date=original or booked, mainframe_reference=reference)
                 for frame, status, booked, original, reference in rows[start:start + PAGE]])
+
+    async def DropBusinessDay(self, request, context):
+        await check_date(context, request.business_date)
+        try:
+            dropped, forgotten, before, after = await self.store.transaction(
+                queue_store.drop_day, request.business_date, keys_kept_from(request.business_date))
+        except Refused as refused:
+            await refused.abort(context, business_date=request.business_date)
+        log.info("business day dropped from the queue",
+                 extra={"business_date": request.business_date, "postings": dropped, "keys_forgotten": forgotten})
+        return bridge_pb2.DropBusinessDayResponse(dropped=types_pb2.DroppedBusinessDay(
+            business_date=request.business_date, dropped_count=dropped, kept_key_count=dropped,
+            forgotten_key_count=forgotten, store_bytes_before=before, store_bytes_after=after))
 
     async def ListMainframeBook(self, request, context):
         await check_date(context, request.business_date)

@@ -16,10 +16,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bank.payments.v1 import payments_pb2
 from bank.common.v1 import types_pb2
+from bank.ledger.v1 import ledger_pb2
+from bank.payments.v1 import payments_pb2
 from paymesh.group_commit import PRIORITY_LANES, GroupCommit, lane_of
-from paymesh.sqlite import Store
+from paymesh.retention import not_final
+from paymesh.sqlite import Store, bytes_in_use
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS payment (
@@ -63,6 +65,16 @@ CREATE TABLE IF NOT EXISTS batch_line (
     refusal BLOB,
     PRIMARY KEY (channel, batch_id, line_number)
 ) WITHOUT ROWID;
+-- What a dropped (archived) day leaves of each payment: its key, for paymesh.retention's time, so the
+-- same key sent again is answered, never applied twice; and the days dropped.
+CREATE TABLE IF NOT EXISTS archived_payment (
+    payment_id TEXT PRIMARY KEY,
+    body_hash TEXT NOT NULL,
+    business_date TEXT NOT NULL,
+    status INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS archived_payment_by_day ON archived_payment (business_date);
+CREATE TABLE IF NOT EXISTS dropped_day (business_date TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 # What a journal made by an earlier version lacks, and the indexes on it.
 ADDED_COLUMNS = {
@@ -75,6 +87,10 @@ CREATE INDEX IF NOT EXISTS payment_by_reversal_day ON payment (reversal_date) WH
 CREATE INDEX IF NOT EXISTS outbox_refused ON outbox (id) WHERE refused_at IS NOT NULL;
 """
 ACCEPTED = 1  # bank.common.v1.PAYMENT_STATUS_ACCEPTED
+# The outbox's topics: postings to the mainframe bridge, and confirmations. A day file's confirmations
+# have a topic (and a stream to confirmations) of their own, so that thousands of them never stand
+# between an online payment and its confirmation sequence.
+POSTINGS, CONFIRMATIONS, CONFIRMATIONS_BATCH = "posting", "confirmation", "confirmation-batch"
 FILE_PAYMENTS_PER_COMMIT = 500
 
 
@@ -92,6 +108,16 @@ class Outcome:
     payment: payments_pb2.Payment
     body_hash: str
     new: bool
+    archived: bool = False  # made on a day since dropped: payment holds only its id, day and status
+
+
+@dataclass(frozen=True)
+class DroppedDay:
+    dropped: int
+    kept_keys: int
+    forgotten_keys: int
+    bytes_before: int
+    bytes_after: int
 
 
 class Journal:
@@ -175,12 +201,12 @@ class Journal:
                             ) -> list[tuple[int, payments_pb2.Payment]]:
         """(line number, payment) of the channel's file, lines after after_line, in order, at most limit."""
         rows = await self._store.run(lambda c: c.execute(
-            "SELECT b.line_number, b.refusal, p.payment, p.confirmation_sequence FROM batch_line b"
-            " LEFT JOIN payment p ON p.payment_id = b.payment_id"
+            "SELECT b.line_number, b.refusal, p.payment, p.confirmation_sequence, b.payment_id, a.business_date,"
+            " a.status FROM batch_line b LEFT JOIN payment p ON p.payment_id = b.payment_id"
+            " LEFT JOIN archived_payment a ON p.payment_id IS NULL AND a.payment_id = b.payment_id"
             " WHERE b.channel = ? AND b.batch_id = ? AND b.line_number > ? ORDER BY b.line_number LIMIT ?",
             (channel, batch_id, after_line, limit)).fetchall())
-        return [(number, payments_pb2.Payment.FromString(refusal) if refusal is not None else _payment_of(blob, seq))
-                for number, refusal, blob, seq in rows]
+        return [(row[0], _line_result(*row[1:])) for row in rows]
 
     async def day_payments(self, business_date: str) -> list[payments_pb2.Payment]:
         """Payments booked on the date, and payments whose reversal was booked on it."""
@@ -204,6 +230,11 @@ class Journal:
             lambda c: c.execute("SELECT payment FROM payment WHERE status = ? ORDER BY rowid", (ACCEPTED,)).fetchall()
         )
         return [payments_pb2.Payment.FromString(r[0]) for r in rows]
+
+    async def drop_day(self, business_date: str, keys_kept_from: str) -> DroppedDay:
+        """Drops the day's payments (an archived, closed day), keeping their keys; forgets the keys of
+        days before keys_kept_from. One transaction; raises Refused while the day has work pending."""
+        return await self._store.transaction(_drop_day, business_date, keys_kept_from)
 
     async def day_totals(self, business_date: str) -> list[tuple[int, int, int, str, int, int]]:
         """(channel, loan type, status, currency, count, amount) of the day's payments, for reconciliation."""
@@ -245,6 +276,12 @@ def _accept(connection: sqlite3.Connection, entry: Accepted) -> Outcome:
     ).fetchone()
     if row:
         return Outcome(_payment_of(row[0], row[1]), row[2], new=False)
+    archived = connection.execute("SELECT body_hash, business_date, status FROM archived_payment"
+                                  " WHERE payment_id = ?", (p.payment_id,)).fetchone()
+    if archived:
+        payment = payments_pb2.Payment(payment_id=p.payment_id, channel=p.channel, idempotency_key=p.idempotency_key,
+                                       business_date=archived[1], status=archived[2])
+        return Outcome(payment, archived[0], new=False, archived=True)
     connection.execute(
         "INSERT INTO payment (payment_id, channel, idempotency_key, body_hash, loan_type, currency, amount_minor,"
         " business_date, status, batch_id, payment, value_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -281,6 +318,57 @@ def _replay_refused(connection: sqlite3.Connection, keys: list[tuple[str, str]] 
     connection.executemany("INSERT INTO outbox (topic, item_key, body, traceparent) VALUES (?, ?, ?, ?)",
                            [row[1:] for row in rows])
     return len(rows)
+
+
+def _drop_day(connection: sqlite3.Connection, business_date: str, keys_kept_from: str) -> DroppedDay:
+    before = bytes_in_use(connection)
+    (unanswered,) = connection.execute("SELECT count(*) FROM payment WHERE business_date = ? AND status = ?",
+                                       (business_date, ACCEPTED)).fetchone()
+    if unanswered:
+        raise not_final(f"{unanswered} payments of {business_date} still wait for their core's answer")
+    of_day = {row[0] for row in connection.execute(
+        "SELECT payment_id FROM payment WHERE business_date = ? OR reversal_date = ?", (business_date, business_date))}
+    # The outbox is small (rows wait only until their peer's answer): read it whole.
+    waiting = sum(1 for topic, key, body in connection.execute("SELECT topic, item_key, body FROM outbox")
+                  if outbox_payment_id(topic, key, body) in of_day)
+    if waiting:
+        raise not_final(f"{waiting} outbox rows of {business_date}'s payments are not delivered yet"
+                        " (refused ones: paymesh outbox list)")
+    connection.execute("INSERT OR IGNORE INTO dropped_day VALUES (?)", (business_date,))
+    # A payment goes once its booking day and its reversal's day are both dropped: each day's
+    # reconciliation (and so its archive) lists it.
+    rows = connection.execute(
+        "SELECT payment_id, body_hash, business_date, status, channel, batch_id FROM payment"
+        " WHERE (business_date = ? OR reversal_date = ?)"
+        " AND business_date IN (SELECT business_date FROM dropped_day)"
+        " AND (reversal_date IS NULL OR reversal_date IN (SELECT business_date FROM dropped_day))",
+        (business_date, business_date)).fetchall()
+    connection.executemany("INSERT OR REPLACE INTO archived_payment VALUES (?, ?, ?, ?)",
+                           [row[:4] for row in rows])
+    connection.executemany("DELETE FROM payment WHERE payment_id = ?", [(row[0],) for row in rows])
+    # A day file's line results go with the last of its payments (a file can span two days).
+    for channel, batch_id in {(row[4], row[5]) for row in rows if row[5]}:
+        if connection.execute("SELECT 1 FROM payment WHERE channel = ? AND batch_id = ? LIMIT 1",
+                              (channel, batch_id)).fetchone() is None:
+            connection.execute("DELETE FROM batch_line WHERE channel = ? AND batch_id = ?", (channel, batch_id))
+    forgotten = connection.execute("DELETE FROM archived_payment WHERE business_date < ?", (keys_kept_from,)).rowcount
+    return DroppedDay(len(rows), len(rows), forgotten, before, bytes_in_use(connection))
+
+
+def outbox_payment_id(topic: str, key: str, body: bytes) -> str:
+    """The payment an outbox row is of: a posting names it, a confirmation's key starts with it."""
+    return ledger_pb2.Posting.FromString(body).payment_id if topic == POSTINGS else key.split(":")[0]
+
+
+def _line_result(refusal: bytes | None, blob: bytes | None, sequence: int, payment_id: str,
+                 archived_date: str | None, archived_status: types_pb2.PaymentStatus | None) -> payments_pb2.Payment:
+    """A file line's result: the router's refusal, the journaled payment, or (its day dropped while a
+    later day still holds the rest of the file) the archived payment's id, day and status."""
+    if refusal is not None:
+        return payments_pb2.Payment.FromString(refusal)
+    if blob is not None:
+        return _payment_of(blob, sequence)
+    return payments_pb2.Payment(payment_id=payment_id, business_date=archived_date or "", status=archived_status)
 
 
 def _payment_of(blob: bytes, confirmation_sequence: int) -> payments_pb2.Payment:

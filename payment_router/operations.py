@@ -1,18 +1,22 @@
 """PaymentOperationsService: the router's side for the operator: the day's payments
-for the reconciliation, and the outbox rows a peer refused, to list and replay."""
+for the reconciliation, the outbox rows a peer refused, to list and replay, and the drop of an
+archived day from the journal."""
+
+import logging
 
 import grpc
 from google.protobuf import timestamp_pb2
 
 from bank.common.v1 import errors_pb2, types_pb2
-from bank.ledger.v1 import ledger_pb2
 from bank.payments.v1 import payment_operations_service_pb2 as ops_api, payment_operations_service_pb2_grpc
-from payment_router.outbox import POSTINGS
+from payment_router.journal import outbox_payment_id
 from payment_router.router import Router
-from paymesh.errors import abort, check_date
+from paymesh.errors import Refused, abort, check_date
+from paymesh.retention import keys_kept_from, not_final
 
 FULL_NAME = ops_api.DESCRIPTOR.services_by_name["PaymentOperationsService"].full_name
 PAGE = 1000  # payments per streamed message
+log = logging.getLogger(__name__)
 
 
 class PaymentOperationsService(payment_operations_service_pb2_grpc.PaymentOperationsServiceServicer):
@@ -39,6 +43,23 @@ class PaymentOperationsService(payment_operations_service_pb2_grpc.PaymentOperat
         return ops_api.ListRefusedDeliveriesResponse(deliveries=[
             _refused(*row) for row in await self.journal.refused()])
 
+    async def DropBusinessDay(self, request, context):
+        day = await check_date(context, request.business_date)
+        last_closed = self.router.booking.last_closed
+        try:
+            if last_closed is None or day > last_closed:
+                raise not_final(f"{request.business_date} is not closed at the ledger: close it, reconcile and"
+                                " archive it first (paymesh archive --drop)")
+            dropped = await self.journal.drop_day(request.business_date, keys_kept_from(request.business_date))
+        except Refused as refused:
+            await refused.abort(context, business_date=request.business_date)
+        log.info("business day dropped from the journal", extra={"business_date": request.business_date,
+                 "payments": dropped.dropped, "keys_forgotten": dropped.forgotten_keys})
+        return ops_api.DropBusinessDayResponse(dropped=types_pb2.DroppedBusinessDay(
+            business_date=request.business_date, dropped_count=dropped.dropped, kept_key_count=dropped.kept_keys,
+            forgotten_key_count=dropped.forgotten_keys, store_bytes_before=dropped.bytes_before,
+            store_bytes_after=dropped.bytes_after))
+
     async def ReplayRefusedDeliveries(self, request, context):
         keys = [(d.topic, d.item_key) for d in request.deliveries]
         if not keys and not request.all:
@@ -51,8 +72,7 @@ class PaymentOperationsService(payment_operations_service_pb2_grpc.PaymentOperat
 
 def _refused(topic: str, key: str, body: bytes, reason: errors_pb2.ErrorReason, message: str,
              refused_at: float) -> ops_api.RefusedDelivery:
-    # A confirmation's key is its payment id (":reversed" added for a reversal).
-    payment_id = ledger_pb2.Posting.FromString(body).payment_id if topic == POSTINGS else key.split(":")[0]
+    payment_id = outbox_payment_id(topic, key, body)
     when = timestamp_pb2.Timestamp()
     when.FromNanoseconds(int(refused_at * 1e9))
     return ops_api.RefusedDelivery(topic=topic, item_key=key, payment_id=payment_id, refuse_time=when,

@@ -15,14 +15,11 @@ from google.protobuf.message import Message
 from bank.common.v1 import errors_pb2
 from bank.confirmations.v1 import confirmations_pb2
 from bank.ledger.v1 import ledger_pb2
-from payment_router.journal import Journal
+from payment_router.journal import CONFIRMATIONS, CONFIRMATIONS_BATCH, POSTINGS, Journal
 from paymesh import telemetry
 from paymesh.streams import BatchingStream
 
 log = logging.getLogger(__name__)
-# A day file's confirmations have a topic (and a stream to confirmations) of their own, so that
-# thousands of them never stand between an online payment and its confirmation sequence.
-POSTINGS, CONFIRMATIONS, CONFIRMATIONS_BATCH = "posting", "confirmation", "confirmation-batch"
 RECENT_SEQUENCES = 20_000  # sequences kept in memory for callers who ask just after the acknowledgement
 # How long the forwarders gather rows before reading a page: no caller waits for the ledger,
 # so postings wait longer and travel in far fewer, fuller messages.

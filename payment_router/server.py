@@ -24,7 +24,8 @@ from paymesh.config import Settings, address_of
 from paymesh.topology import CORE_OF, OPERATOR, Identity, channels_of_router, router_identity
 
 SERVICE = "payment-router"
-OPERATOR_METHODS = ("SummarizePayments", "ListPayments", "ListRefusedDeliveries", "ReplayRefusedDeliveries")
+OPERATOR_METHODS = ("SummarizePayments", "ListPayments", "ListRefusedDeliveries", "ReplayRefusedDeliveries",
+                    "DropBusinessDay")
 
 
 def policy(bulkhead: str = "") -> CallerPolicy:

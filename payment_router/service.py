@@ -188,7 +188,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         if not await self.router.core_available(entry.payment.loan_type, timeout=ONLINE_WAIT_FOR_CORE):
             return await self._known_or_unavailable(entry.payment.payment_id)
         (outcome,) = await asyncio.shield(self.router.accept([entry], ONLINE))
-        _check_same_body(entry, outcome)
+        _check_replay(entry, outcome)
         return await self.router.results_of([outcome.payment], ONLINE)[0]
 
     async def pay_many(self, caller: Caller, orders: list[tuple[payments_pb2.PaymentOrder, str]],
@@ -220,7 +220,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         waiting = []
         for (n, entry), outcome in zip(accepted, outcomes):
             try:
-                _check_same_body(entry, outcome)
+                _check_replay(entry, outcome)
                 waiting.append((n, outcome))
             except Refused as refused:
                 answers[n] = self.rejected(caller, orders[n][0], refused, key=orders[n][1]), False
@@ -324,10 +324,19 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         return Caller(identity.name, CHANNEL_VALUES[identity.name], policy, customer_id, identity.device)
 
 
-def _check_same_body(entry: Accepted, outcome: Outcome) -> None:
+def _check_replay(entry: Accepted, outcome: Outcome) -> None:
+    """A key sent before: the same payment (answered as it stands) or a refusal."""
     if outcome.body_hash != entry.body_hash:
         raise Refused(errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED,
                       f"idempotency key {entry.payment.idempotency_key!r} was used for a different payment")
+    if outcome.archived:
+        known = outcome.payment
+        status = types_pb2.PaymentStatus.Name(known.status).removeprefix("PAYMENT_STATUS_")
+        raise Refused(errors_pb2.ERROR_REASON_PAYMENT_ARCHIVED,
+                      f"this payment was made before, on business day {known.business_date} ({status}); that day"
+                      " is archived, so it is not applied again: its full answer is in the day's archive",
+                      metadata={"payment_id": known.payment_id, "business_date": known.business_date,
+                                "payment_status": status})
 
 
 # The core's own refusals (its rich status: a person's message, a reason) reach the channel as they

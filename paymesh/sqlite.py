@@ -66,6 +66,14 @@ def add_missing_columns(connection: sqlite3.Connection, added_columns: dict[str,
                 connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
+def bytes_in_use(connection: sqlite3.Connection) -> int:
+    """The store's pages in use, in bytes: the file less its free list. Rows deleted free their pages
+    for later writes to reuse; the file itself shrinks only by a VACUUM, which would stop the store."""
+    (page_count,), (free,), (page_size,) = (connection.execute(f"PRAGMA {name}").fetchone()
+                                            for name in ("page_count", "freelist_count", "page_size"))
+    return (page_count - free) * page_size
+
+
 IDS_PER_QUERY = 500  # bound parameters per lookup, well inside SQLite's limit
 
 

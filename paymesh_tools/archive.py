@@ -10,6 +10,12 @@ allowed the archive: it matches the same replies with the same rules.
 It refuses a day that is not closed at the ledger (its end-of-day file accepted) or does not
 reconcile completely (any break, or a source that did not answer): such a day is not final.
 
+With --drop, once the archive is written (or found, from an earlier run) and reconciles again
+from its files alone, the day is dropped from the hot stores: the router's journal, the bridge's
+queue and the confirmation log, each in one transaction of its own, each keeping what
+paymesh.retention says. A store that refuses (work of the day still pending) drops nothing; the
+same command again finishes the others. The loan cores keep their movements (the loan book).
+
 The folder: `<out>/<date>/`, one gzip file of JSON lines per source and day asked
 (`<source>--<day>.jsonl.gz`, one reply message a line, field names as in the protos) and
 `manifest.json`: the day, when it was archived, each file's source, stage, message type,
@@ -25,13 +31,23 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from google.protobuf import descriptor_pool, json_format, message_factory
+from collections.abc import Callable
 
+import grpc
+from google.protobuf import descriptor_pool, json_format, message_factory
+from google.protobuf.message import Message
+
+from bank.common.v1 import types_pb2
+from bank.confirmations.v1 import confirmation_service_pb2 as conf_pb2
+from bank.confirmations.v1 import confirmation_service_pb2_grpc as conf_grpc
 from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_pb2
 from bank.ledger.v1 import mainframe_bridge_service_pb2_grpc as bridge_grpc
+from bank.payments.v1 import payment_operations_service_pb2 as ops_pb2
+from bank.payments.v1 import payment_operations_service_pb2_grpc as ops_grpc
 from paymesh import tls
 from paymesh.business_calendar import date_argument
 from paymesh.config import Settings, address_of
+from paymesh.retention import KEY_RETENTION_DAYS
 from paymesh.topology import OPERATOR
 from paymesh_tools.reconcile import (CALL_TIMEOUT, Item, Outcome, ServiceSource, SourceUnavailable, reconcile,
                                      report)
@@ -164,9 +180,59 @@ def archived_sources(sources: list[ServiceSource], archive: Path, business_date:
     return [ArchivedSource(source, by_source.get(source.name, {})) for source in sources]
 
 
+@dataclass(frozen=True)
+class HotStore:
+    """A store a day is dropped from: its service, the stub's drop call and its request message."""
+
+    name: str
+    service: str
+    drop: Callable[[grpc.aio.Channel], Callable]
+    request: Callable[..., Message]
+
+
+HOT_STORES = (
+    HotStore("router journal", "payment-router", lambda ch: ops_grpc.PaymentOperationsServiceStub(ch).DropBusinessDay,
+             ops_pb2.DropBusinessDayRequest),
+    HotStore("bridge queue", "mainframe-bridge", lambda ch: bridge_grpc.MainframeBridgeServiceStub(ch).DropBusinessDay,
+             bridge_pb2.DropBusinessDayRequest),
+    HotStore("confirmation log", "confirmations", lambda ch: conf_grpc.ConfirmationServiceStub(ch).DropBusinessDay,
+             conf_pb2.DropBusinessDayRequest),
+)
+DROP_TIMEOUT = 600.0  # one transaction per store: a big day takes a while on SQLite
+
+
+async def check_archive(sources: list[ServiceSource], out: Path, business_date: str) -> Outcome:
+    """The day's reconciliation from its archive alone; raises NotArchivable unless it is complete."""
+    try:
+        outcome = await reconcile(archived_sources(sources, out, business_date), business_date)
+    except (OSError, ValueError) as unreadable:
+        raise NotArchivable(f"the archive in {out / business_date} cannot be read: {unreadable}") from unreadable
+    if outcome.exit_code != 0:
+        raise NotArchivable(f"the archive in {out / business_date} does not reconcile on its own"
+                            f" (exit code {outcome.exit_code}): nothing dropped")
+    return outcome
+
+
+async def drop_day(settings: Settings, business_date: str) -> list[tuple[str, types_pb2.DroppedBusinessDay | str]]:
+    """Each hot store's drop of the day, in order, up to the first that refuses: (store, what it
+    dropped, or why it refused). The router goes first: it knows the day is closed and answered."""
+    results: list[tuple[str, types_pb2.DroppedBusinessDay | str]] = []
+    for store in HOT_STORES:
+        try:
+            async with tls.channel_for(address_of(store.service), settings.pki_dir, OPERATOR) as channel:
+                response = await store.drop(channel)(store.request(business_date=business_date), timeout=DROP_TIMEOUT)
+        except grpc.aio.AioRpcError as refused:
+            results.append((store.name, f"{refused.code().name}: {refused.details()}"))
+            break
+        results.append((store.name, response.dropped))
+    return results
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--date", required=True, type=date_argument, help="business date, YYYY-MM-DD")
     parser.add_argument("--out", type=Path, help="archive folder (default $PAYMESH_HOME/archive)")
+    parser.add_argument("--drop", action="store_true",
+                        help="then drop the day from the hot stores (router, bridge, confirmations), keeping its keys")
 
 
 def run(args) -> int:
@@ -174,15 +240,44 @@ def run(args) -> int:
 
     settings = Settings.from_env()
     out = args.out or settings.home / "archive"
+    sources = default_sources(settings)
+    if args.drop and (out / args.date / MANIFEST).exists():
+        print(f"{args.date} was archived before in {out / args.date}: checking it, then dropping the day")
+    else:
+        try:
+            folder, outcome = asyncio.run(archive_day(settings, sources, args.date, out))
+        except NotArchivable as refused:
+            print(f"{args.date} NOT archived: {refused}")
+            return 1
+        except FileExistsError:
+            print(f"{args.date} NOT archived: {out / args.date} exists already")
+            return 1
+        matched = ", ".join(f"{count:,} {kind}s" for kind, count in sorted(outcome.matched.items()))
+        print(f"{args.date} archived in {folder}: {outcome.checks:,} checks agree ({matched});"
+              f" `paymesh reconcile --date {args.date} --archive {out}` shows it again")
+    if not args.drop:
+        return 0
     try:
-        folder, outcome = asyncio.run(archive_day(settings, default_sources(settings), args.date, out))
+        asyncio.run(check_archive(sources, out, args.date))
     except NotArchivable as refused:
-        print(f"{args.date} NOT archived: {refused}")
+        print(f"{args.date} NOT dropped: {refused}")
         return 1
-    except FileExistsError:
-        print(f"{args.date} NOT archived: {out / args.date} exists already")
+    results = asyncio.run(drop_day(settings, args.date))
+    for store, dropped in results:
+        if isinstance(dropped, str):
+            print(f"  {store}: NOT dropped: {dropped}")
+            continue
+        print(f"  {store}: {dropped.dropped_count:,} rows dropped, {dropped.kept_key_count:,} keys kept"
+              f" ({dropped.forgotten_key_count:,} older forgotten); in use {_size(dropped.store_bytes_before)}"
+              f" -> {_size(dropped.store_bytes_after)}")
+    done = sum(1 for _, dropped in results if not isinstance(dropped, str))
+    if done < len(HOT_STORES):
+        print(f"{args.date} dropped from {done} of {len(HOT_STORES)} hot stores; the same command again"
+              " finishes once the cause is fixed")
         return 1
-    matched = ", ".join(f"{count:,} {kind}s" for kind, count in sorted(outcome.matched.items()))
-    print(f"{args.date} archived in {folder}: {outcome.checks:,} checks agree ({matched});"
-          f" `paymesh reconcile --date {args.date} --archive {out}` shows it again")
+    print(f"{args.date} dropped from the hot stores; its keys are remembered for {KEY_RETENTION_DAYS} days")
     return 0
+
+
+def _size(count: int) -> str:
+    return f"{count // 1024:,} KiB"

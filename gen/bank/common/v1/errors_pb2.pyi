@@ -41,6 +41,8 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_DATE_OUT_OF_RANGE: _ClassVar[ErrorReason]
     ERROR_REASON_BATCH_NOT_FOUND: _ClassVar[ErrorReason]
     ERROR_REASON_QUOTA_EXCEEDED: _ClassVar[ErrorReason]
+    ERROR_REASON_PAYMENT_ARCHIVED: _ClassVar[ErrorReason]
+    ERROR_REASON_BUSINESS_DAY_NOT_FINAL: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 ERROR_REASON_INVALID_FIELD: ErrorReason
 ERROR_REASON_IDEMPOTENCY_KEY_REUSED: ErrorReason
@@ -73,6 +75,8 @@ ERROR_REASON_REVERSAL_NOT_ALLOWED: ErrorReason
 ERROR_REASON_DATE_OUT_OF_RANGE: ErrorReason
 ERROR_REASON_BATCH_NOT_FOUND: ErrorReason
 ERROR_REASON_QUOTA_EXCEEDED: ErrorReason
+ERROR_REASON_PAYMENT_ARCHIVED: ErrorReason
+ERROR_REASON_BUSINESS_DAY_NOT_FINAL: ErrorReason
 
 class FieldViolation(_message.Message):
     __slots__ = ("field", "description")

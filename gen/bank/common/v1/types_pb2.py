@@ -24,23 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x62\x61nk/common/v1/types.proto\x12\x0e\x62\x61nk.common.v1\"4\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03*\x88\x01\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x43HANNEL_APP\x10\x01\x12\x1c\n\x18\x43HANNEL_INTERNET_BANKING\x10\x02\x12\x11\n\rCHANNEL_AGENT\x10\x03\x12\x0f\n\x0b\x43HANNEL_ATM\x10\x04\x12\x11\n\rCHANNEL_STORE\x10\x05*h\n\x08LoanType\x12\x19\n\x15LOAN_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0eLOAN_TYPE_CASH\x10\x01\x12\x16\n\x12LOAN_TYPE_MORTGAGE\x10\x02\x12\x15\n\x11LOAN_TYPE_VEHICLE\x10\x03*\xa2\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17PAYMENT_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16PAYMENT_STATUS_APPLIED\x10\x02\x12\x1b\n\x17PAYMENT_STATUS_REJECTED\x10\x03\x12\x1b\n\x17PAYMENT_STATUS_REVERSED\x10\x04*z\n\x0ePrepaymentMode\x12\x1f\n\x1bPREPAYMENT_MODE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPREPAYMENT_MODE_REDUCE_TERM\x10\x01\x12&\n\"PREPAYMENT_MODE_REDUCE_INSTALLMENT\x10\x02*b\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x13\n\x0fPRIORITY_ONLINE\x10\x01\x12\x13\n\x0fPRIORITY_STREAM\x10\x02\x12\x12\n\x0ePRIORITY_BATCH\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x62\x61nk/common/v1/types.proto\x12\x0e\x62\x61nk.common.v1\"4\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\"\xae\x01\n\x12\x44roppedBusinessDay\x12\x15\n\rbusiness_date\x18\x01 \x01(\t\x12\x15\n\rdropped_count\x18\x02 \x01(\x03\x12\x16\n\x0ekept_key_count\x18\x03 \x01(\x03\x12\x1a\n\x12store_bytes_before\x18\x04 \x01(\x03\x12\x19\n\x11store_bytes_after\x18\x05 \x01(\x03\x12\x1b\n\x13\x66orgotten_key_count\x18\x06 \x01(\x03*\x88\x01\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x43HANNEL_APP\x10\x01\x12\x1c\n\x18\x43HANNEL_INTERNET_BANKING\x10\x02\x12\x11\n\rCHANNEL_AGENT\x10\x03\x12\x0f\n\x0b\x43HANNEL_ATM\x10\x04\x12\x11\n\rCHANNEL_STORE\x10\x05*h\n\x08LoanType\x12\x19\n\x15LOAN_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0eLOAN_TYPE_CASH\x10\x01\x12\x16\n\x12LOAN_TYPE_MORTGAGE\x10\x02\x12\x15\n\x11LOAN_TYPE_VEHICLE\x10\x03*\xa2\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17PAYMENT_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16PAYMENT_STATUS_APPLIED\x10\x02\x12\x1b\n\x17PAYMENT_STATUS_REJECTED\x10\x03\x12\x1b\n\x17PAYMENT_STATUS_REVERSED\x10\x04*z\n\x0ePrepaymentMode\x12\x1f\n\x1bPREPAYMENT_MODE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPREPAYMENT_MODE_REDUCE_TERM\x10\x01\x12&\n\"PREPAYMENT_MODE_REDUCE_INSTALLMENT\x10\x02*b\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x13\n\x0fPRIORITY_ONLINE\x10\x01\x12\x13\n\x0fPRIORITY_STREAM\x10\x02\x12\x12\n\x0ePRIORITY_BATCH\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bank.common.v1.types_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHANNEL']._serialized_start=101
-  _globals['_CHANNEL']._serialized_end=237
-  _globals['_LOANTYPE']._serialized_start=239
-  _globals['_LOANTYPE']._serialized_end=343
-  _globals['_PAYMENTSTATUS']._serialized_start=346
-  _globals['_PAYMENTSTATUS']._serialized_end=508
-  _globals['_PREPAYMENTMODE']._serialized_start=510
-  _globals['_PREPAYMENTMODE']._serialized_end=632
-  _globals['_PRIORITY']._serialized_start=634
-  _globals['_PRIORITY']._serialized_end=732
+  _globals['_CHANNEL']._serialized_start=278
+  _globals['_CHANNEL']._serialized_end=414
+  _globals['_LOANTYPE']._serialized_start=416
+  _globals['_LOANTYPE']._serialized_end=520
+  _globals['_PAYMENTSTATUS']._serialized_start=523
+  _globals['_PAYMENTSTATUS']._serialized_end=685
+  _globals['_PREPAYMENTMODE']._serialized_start=687
+  _globals['_PREPAYMENTMODE']._serialized_end=809
+  _globals['_PRIORITY']._serialized_start=811
+  _globals['_PRIORITY']._serialized_end=909
   _globals['_MONEY']._serialized_start=46
   _globals['_MONEY']._serialized_end=98
+  _globals['_DROPPEDBUSINESSDAY']._serialized_start=101
+  _globals['_DROPPEDBUSINESSDAY']._serialized_end=275
 # @@protoc_insertion_point(module_scope)

@@ -71,3 +71,19 @@ class Money(_message.Message):
     currency_code: str
     amount_minor: int
     def __init__(self, currency_code: _Optional[str] = ..., amount_minor: _Optional[int] = ...) -> None: ...
+
+class DroppedBusinessDay(_message.Message):
+    __slots__ = ("business_date", "dropped_count", "kept_key_count", "store_bytes_before", "store_bytes_after", "forgotten_key_count")
+    BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    KEPT_KEY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    STORE_BYTES_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    STORE_BYTES_AFTER_FIELD_NUMBER: _ClassVar[int]
+    FORGOTTEN_KEY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    business_date: str
+    dropped_count: int
+    kept_key_count: int
+    store_bytes_before: int
+    store_bytes_after: int
+    forgotten_key_count: int
+    def __init__(self, business_date: _Optional[str] = ..., dropped_count: _Optional[int] = ..., kept_key_count: _Optional[int] = ..., store_bytes_before: _Optional[int] = ..., store_bytes_after: _Optional[int] = ..., forgotten_key_count: _Optional[int] = ...) -> None: ...

@@ -223,3 +223,15 @@ class ConfirmationTotal(_message.Message):
     amount: _types_pb2.Money
     loan_type: _types_pb2.LoanType
     def __init__(self, channel: _Optional[_Union[_types_pb2.Channel, str]] = ..., status: _Optional[_Union[_types_pb2.PaymentStatus, str]] = ..., count: _Optional[int] = ..., amount: _Optional[_Union[_types_pb2.Money, _Mapping]] = ..., loan_type: _Optional[_Union[_types_pb2.LoanType, str]] = ...) -> None: ...
+
+class DropBusinessDayRequest(_message.Message):
+    __slots__ = ("business_date",)
+    BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
+    business_date: str
+    def __init__(self, business_date: _Optional[str] = ...) -> None: ...
+
+class DropBusinessDayResponse(_message.Message):
+    __slots__ = ("dropped",)
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    dropped: _types_pb2.DroppedBusinessDay
+    def __init__(self, dropped: _Optional[_Union[_types_pb2.DroppedBusinessDay, _Mapping]] = ...) -> None: ...

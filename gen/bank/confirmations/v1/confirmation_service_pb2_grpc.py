@@ -92,6 +92,11 @@ class ConfirmationServiceStub:
                 request_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ListConfirmationsRequest.SerializeToString,
                 response_deserializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ListConfirmationsResponse.FromString,
                 _registered_method=True)
+        self.DropBusinessDay = channel.unary_unary(
+                '/bank.confirmations.v1.ConfirmationService/DropBusinessDay',
+                request_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.DropBusinessDayRequest.SerializeToString,
+                response_deserializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.DropBusinessDayResponse.FromString,
+                _registered_method=True)
 
 
 class ConfirmationServiceServicer:
@@ -177,6 +182,14 @@ class ConfirmationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DropBusinessDay(self, request, context):
+        """Drops an archived business day's confirmations from the log (and their delivered webhooks); a
+        subscriber resuming inside the dropped range is answered OUT_OF_RANGE. The operator identity only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConfirmationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -234,6 +247,11 @@ def add_ConfirmationServiceServicer_to_server(servicer, server):
                     servicer.ListConfirmations,
                     request_deserializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ListConfirmationsRequest.FromString,
                     response_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ListConfirmationsResponse.SerializeToString,
+            ),
+            'DropBusinessDay': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropBusinessDay,
+                    request_deserializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.DropBusinessDayRequest.FromString,
+                    response_serializer=bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.DropBusinessDayResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -536,6 +554,33 @@ class ConfirmationService:
             '/bank.confirmations.v1.ConfirmationService/ListConfirmations',
             bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ListConfirmationsRequest.SerializeToString,
             bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.ListConfirmationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropBusinessDay(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bank.confirmations.v1.ConfirmationService/DropBusinessDay',
+            bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.DropBusinessDayRequest.SerializeToString,
+            bank_dot_confirmations_dot_v1_dot_confirmation__service__pb2.DropBusinessDayResponse.FromString,
             options,
             channel_credentials,
             insecure,

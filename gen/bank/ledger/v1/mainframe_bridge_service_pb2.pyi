@@ -153,3 +153,15 @@ class GetLedgerSummaryResponse(_message.Message):
     lines: _containers.RepeatedCompositeFieldContainer[LedgerSummaryLine]
     day_closed: bool
     def __init__(self, business_date: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[LedgerSummaryLine, _Mapping]]] = ..., day_closed: _Optional[bool] = ...) -> None: ...
+
+class DropBusinessDayRequest(_message.Message):
+    __slots__ = ("business_date",)
+    BUSINESS_DATE_FIELD_NUMBER: _ClassVar[int]
+    business_date: str
+    def __init__(self, business_date: _Optional[str] = ...) -> None: ...
+
+class DropBusinessDayResponse(_message.Message):
+    __slots__ = ("dropped",)
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    dropped: _types_pb2.DroppedBusinessDay
+    def __init__(self, dropped: _Optional[_Union[_types_pb2.DroppedBusinessDay, _Mapping]] = ...) -> None: ...

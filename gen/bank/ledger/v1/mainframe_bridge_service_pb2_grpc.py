@@ -73,6 +73,11 @@ class MainframeBridgeServiceStub:
                 request_serializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.ListMainframeBookRequest.SerializeToString,
                 response_deserializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.ListMainframeBookResponse.FromString,
                 _registered_method=True)
+        self.DropBusinessDay = channel.unary_unary(
+                '/bank.ledger.v1.MainframeBridgeService/DropBusinessDay',
+                request_serializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.DropBusinessDayRequest.SerializeToString,
+                response_deserializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.DropBusinessDayResponse.FromString,
+                _registered_method=True)
 
 
 class MainframeBridgeServiceServicer:
@@ -136,6 +141,14 @@ class MainframeBridgeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DropBusinessDay(self, request, context):
+        """Drops a closed, archived business day's postings from the queue, keeping each posting id's
+        digest and standing for the key retention. The operator identity only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MainframeBridgeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -173,6 +186,11 @@ def add_MainframeBridgeServiceServicer_to_server(servicer, server):
                     servicer.ListMainframeBook,
                     request_deserializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.ListMainframeBookRequest.FromString,
                     response_serializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.ListMainframeBookResponse.SerializeToString,
+            ),
+            'DropBusinessDay': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropBusinessDay,
+                    request_deserializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.DropBusinessDayRequest.FromString,
+                    response_serializer=bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.DropBusinessDayResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -368,6 +386,33 @@ class MainframeBridgeService:
             '/bank.ledger.v1.MainframeBridgeService/ListMainframeBook',
             bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.ListMainframeBookRequest.SerializeToString,
             bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.ListMainframeBookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropBusinessDay(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bank.ledger.v1.MainframeBridgeService/DropBusinessDay',
+            bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.DropBusinessDayRequest.SerializeToString,
+            bank_dot_ledger_dot_v1_dot_mainframe__bridge__service__pb2.DropBusinessDayResponse.FromString,
             options,
             channel_credentials,
             insecure,

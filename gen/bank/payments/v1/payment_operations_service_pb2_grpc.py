@@ -56,6 +56,11 @@ class PaymentOperationsServiceStub:
                 request_serializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ReplayRefusedDeliveriesRequest.SerializeToString,
                 response_deserializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ReplayRefusedDeliveriesResponse.FromString,
                 _registered_method=True)
+        self.DropBusinessDay = channel.unary_unary(
+                '/bank.payments.v1.PaymentOperationsService/DropBusinessDay',
+                request_serializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.DropBusinessDayRequest.SerializeToString,
+                response_deserializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.DropBusinessDayResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentOperationsServiceServicer:
@@ -91,6 +96,14 @@ class PaymentOperationsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DropBusinessDay(self, request, context):
+        """Drops an archived, closed business day's payments from the journal, keeping each one's key (and
+        final status) for the key retention, so a key of that day sent again is never applied twice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentOperationsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +126,11 @@ def add_PaymentOperationsServiceServicer_to_server(servicer, server):
                     servicer.ReplayRefusedDeliveries,
                     request_deserializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ReplayRefusedDeliveriesRequest.FromString,
                     response_serializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ReplayRefusedDeliveriesResponse.SerializeToString,
+            ),
+            'DropBusinessDay': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropBusinessDay,
+                    request_deserializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.DropBusinessDayRequest.FromString,
+                    response_serializer=bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.DropBusinessDayResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +243,33 @@ class PaymentOperationsService:
             '/bank.payments.v1.PaymentOperationsService/ReplayRefusedDeliveries',
             bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ReplayRefusedDeliveriesRequest.SerializeToString,
             bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.ReplayRefusedDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropBusinessDay(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bank.payments.v1.PaymentOperationsService/DropBusinessDay',
+            bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.DropBusinessDayRequest.SerializeToString,
+            bank_dot_payments_dot_v1_dot_payment__operations__service__pb2.DropBusinessDayResponse.FromString,
             options,
             channel_credentials,
             insecure,
