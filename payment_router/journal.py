@@ -11,7 +11,6 @@ An outbox row its peer refused is never forgotten: it is marked refused (with th
 peer's reason) and waits, out of the forwarders' way, for an operator to replay it.
 """
 
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,9 @@ from bank.common.v1 import types_pb2
 from bank.ledger.v1 import ledger_pb2
 from bank.payments.v1 import payments_pb2
 from paymesh.group_commit import PRIORITY_LANES, GroupCommit, lane_of
+from paymesh.postgres import Connection, PostgresStore, bytes_in_use, database_url
 from paymesh.retention import not_final
-from paymesh.sqlite import Store, bytes_in_use
+from paymesh.sqlite import Store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS payment (
@@ -120,9 +120,25 @@ class DroppedDay:
     bytes_after: int
 
 
+POSTGRES_SCHEMA = Path(__file__).with_name("schema")  # numbered SQL files (paymesh.postgres.migrate)
+DATABASE_ENV_PREFIX = "PAYMESH_PAYMENT_ROUTER"  # PAYMESH_PAYMENT_ROUTER_DATABASE_URL, else PAYMESH_DATABASE_URL
+
+
+def open_store(data_dir: Path, environ: dict[str, str] | None = None) -> Store | PostgresStore:
+    """The journal's store: PostgreSQL when a database URL is set (one journal for every router
+    replica), else the SQLite file in the data folder. Raises DatabaseUnavailable."""
+    url = database_url(DATABASE_ENV_PREFIX, environ)
+    if url:
+        return PostgresStore(url, POSTGRES_SCHEMA, name="journal")
+    return Store(data_dir / "payment-router.db", SCHEMA, ADDED_COLUMNS, INDEXES)
+
+
 class Journal:
-    def __init__(self, path: Path):
-        self._store = Store(path, SCHEMA, ADDED_COLUMNS, INDEXES)
+    def __init__(self, store: Store | PostgresStore | Path):
+        """On a store (open_store), or a SQLite file at a path."""
+        self._store = Store(store, SCHEMA, ADDED_COLUMNS, INDEXES) if isinstance(store, Path) else store
+        self.backend = "postgres" if isinstance(self._store, PostgresStore) else "sqlite"
+        self.shared = self.backend == "postgres"  # every router replica writes it, not this process alone
         # Accepts and results of every stream and online call share commits: (operation, its arguments).
         # Lanes by priority (paymesh.group_commit.lane_of), a day file's payments at most
         # FILE_PAYMENTS_PER_COMMIT a commit, so that one never holds an online payment long.
@@ -195,7 +211,9 @@ class Journal:
         rows = [(channel, batch_id, number, payment.payment_id if journaled else None,
                  None if journaled else payment.SerializeToString()) for number, payment, journaled in lines]
         await self._store.transaction(lambda c: c.executemany(
-            "INSERT OR REPLACE INTO batch_line VALUES (?, ?, ?, ?, ?)", rows))
+            "INSERT INTO batch_line (channel, batch_id, line_number, payment_id, refusal) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (channel, batch_id, line_number) DO UPDATE SET payment_id = excluded.payment_id,"
+            " refusal = excluded.refusal", rows))
 
     async def batch_results(self, channel: int, batch_id: str, after_line: int, limit: int
                             ) -> list[tuple[int, payments_pb2.Payment]]:
@@ -240,7 +258,8 @@ class Journal:
         """(channel, loan type, status, currency, count, amount) of the day's payments, for reconciliation."""
         return await self._store.run(
             lambda c: c.execute(
-                "SELECT channel, loan_type, status, currency, count(*), sum(amount_minor) FROM payment "
+                # (PostgreSQL's sum of BIGINT is NUMERIC: cast back to an integer of minor units.)
+                "SELECT channel, loan_type, status, currency, count(*), CAST(sum(amount_minor) AS BIGINT) FROM payment "
                 "WHERE business_date = ? GROUP BY channel, loan_type, status, currency ORDER BY 1, 2, 3, 4",
                 (business_date,),
             ).fetchall()
@@ -253,7 +272,7 @@ def _weight(op) -> int:
     return len(args[0]) if kind == "accept" else 1
 
 
-def _apply_group(connection: sqlite3.Connection, ops) -> list:
+def _apply_group(connection: Connection, ops) -> list:
     """Per operation, in order: an accept's outcomes; a record's None."""
     results: list = []
     for op, args in ops:
@@ -265,12 +284,34 @@ def _apply_group(connection: sqlite3.Connection, ops) -> list:
     return results
 
 
-def _accept_all(connection: sqlite3.Connection, entries: list[Accepted]) -> list[Outcome]:
+def _accept_all(connection: Connection, entries: list[Accepted]) -> list[Outcome]:
     return [_accept(connection, entry) for entry in entries]
 
 
-def _accept(connection: sqlite3.Connection, entry: Accepted) -> Outcome:
+def _accept(connection: Connection, entry: Accepted) -> Outcome:
     p = entry.payment
+    known = _journaled(connection, p)
+    if known:
+        return known
+    inserted = connection.execute(
+        "INSERT INTO payment (payment_id, channel, idempotency_key, body_hash, loan_type, currency, amount_minor,"
+        " business_date, status, batch_id, payment, value_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (payment_id) DO NOTHING",
+        (p.payment_id, p.channel, p.idempotency_key, entry.body_hash, p.loan_type, p.amount.currency_code,
+         p.amount.amount_minor, p.business_date, p.status, entry.batch_id or None, p.SerializeToString(),
+         p.value_date),
+    ).rowcount
+    if inserted:
+        return Outcome(p, entry.body_hash, new=True)
+    # Another router replica journaled the same payment id meanwhile (PostgreSQL: this insert waited
+    # for its commit): its row is the payment.
+    known = _journaled(connection, p)
+    assert known is not None, "a conflicting insert leaves the row it conflicted with"
+    return known
+
+
+def _journaled(connection: Connection, p: payments_pb2.Payment) -> Outcome | None:
+    """The payment already journaled under p's id, or the key a dropped day left of it; None if neither."""
     row = connection.execute(
         "SELECT payment, confirmation_sequence, body_hash FROM payment WHERE payment_id = ?", (p.payment_id,)
     ).fetchone()
@@ -282,33 +323,26 @@ def _accept(connection: sqlite3.Connection, entry: Accepted) -> Outcome:
         payment = payments_pb2.Payment(payment_id=p.payment_id, channel=p.channel, idempotency_key=p.idempotency_key,
                                        business_date=archived[1], status=archived[2])
         return Outcome(payment, archived[0], new=False, archived=True)
-    connection.execute(
-        "INSERT INTO payment (payment_id, channel, idempotency_key, body_hash, loan_type, currency, amount_minor,"
-        " business_date, status, batch_id, payment, value_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (p.payment_id, p.channel, p.idempotency_key, entry.body_hash, p.loan_type, p.amount.currency_code,
-         p.amount.amount_minor, p.business_date, p.status, entry.batch_id or None, p.SerializeToString(),
-         p.value_date),
-    )
-    return Outcome(p, entry.body_hash, new=True)
+    return None
 
 
-def _record(connection: sqlite3.Connection, payment: payments_pb2.Payment, outbox) -> None:
+def _record(connection: Connection, payment: payments_pb2.Payment, outbox) -> None:
     connection.execute(
         "UPDATE payment SET status = ?, payment = ?, reversal_date = ? WHERE payment_id = ?",
         (payment.status, payment.SerializeToString(), payment.reversal_business_date or None, payment.payment_id),
     )
-    connection.executemany(
-        "INSERT OR IGNORE INTO outbox (topic, item_key, body, traceparent) VALUES (?, ?, ?, ?)", outbox)
+    connection.executemany("INSERT INTO outbox (topic, item_key, body, traceparent) VALUES (?, ?, ?, ?)"
+                           " ON CONFLICT (topic, item_key) DO NOTHING", outbox)
 
 
-def _delivered(connection: sqlite3.Connection, delivered) -> None:
+def _delivered(connection: Connection, delivered) -> None:
     for topic, keys, sequences in delivered:
         connection.executemany("DELETE FROM outbox WHERE topic = ? AND item_key = ?", [(topic, k) for k in keys])
         connection.executemany("UPDATE payment SET confirmation_sequence = ? WHERE payment_id = ?",
                                [(sequence, payment_id) for payment_id, sequence in sequences.items()])
 
 
-def _replay_refused(connection: sqlite3.Connection, keys: list[tuple[str, str]] | None) -> int:
+def _replay_refused(connection: Connection, keys: list[tuple[str, str]] | None) -> int:
     # A new row id puts it behind the forwarders' cursor, which only moves forward.
     rows = connection.execute(
         "SELECT id, topic, item_key, body, traceparent FROM outbox WHERE refused_at IS NOT NULL ORDER BY id").fetchall()
@@ -320,7 +354,7 @@ def _replay_refused(connection: sqlite3.Connection, keys: list[tuple[str, str]] 
     return len(rows)
 
 
-def _drop_day(connection: sqlite3.Connection, business_date: str, keys_kept_from: str) -> DroppedDay:
+def _drop_day(connection: Connection, business_date: str, keys_kept_from: str) -> DroppedDay:
     before = bytes_in_use(connection)
     (unanswered,) = connection.execute("SELECT count(*) FROM payment WHERE business_date = ? AND status = ?",
                                        (business_date, ACCEPTED)).fetchone()
@@ -334,7 +368,7 @@ def _drop_day(connection: sqlite3.Connection, business_date: str, keys_kept_from
     if waiting:
         raise not_final(f"{waiting} outbox rows of {business_date}'s payments are not delivered yet"
                         " (refused ones: paymesh outbox list)")
-    connection.execute("INSERT OR IGNORE INTO dropped_day VALUES (?)", (business_date,))
+    connection.execute("INSERT INTO dropped_day (business_date) VALUES (?) ON CONFLICT DO NOTHING", (business_date,))
     # A payment goes once its booking day and its reversal's day are both dropped: each day's
     # reconciliation (and so its archive) lists it.
     rows = connection.execute(
@@ -343,8 +377,8 @@ def _drop_day(connection: sqlite3.Connection, business_date: str, keys_kept_from
         " AND business_date IN (SELECT business_date FROM dropped_day)"
         " AND (reversal_date IS NULL OR reversal_date IN (SELECT business_date FROM dropped_day))",
         (business_date, business_date)).fetchall()
-    connection.executemany("INSERT OR REPLACE INTO archived_payment VALUES (?, ?, ?, ?)",
-                           [row[:4] for row in rows])
+    connection.executemany("INSERT INTO archived_payment (payment_id, body_hash, business_date, status)"
+                           " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", [row[:4] for row in rows])
     connection.executemany("DELETE FROM payment WHERE payment_id = ?", [(row[0],) for row in rows])
     # A day file's line results go with the last of its payments (a file can span two days).
     for channel, batch_id in {(row[4], row[5]) for row in rows if row[5]}:

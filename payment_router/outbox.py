@@ -25,6 +25,11 @@ RECENT_SEQUENCES = 20_000  # sequences kept in memory for callers who ask just a
 # so postings wait longer and travel in far fewer, fuller messages.
 FORWARD_LINGER_SECONDS = {POSTINGS: 0.02, CONFIRMATIONS: 0.002, CONFIRMATIONS_BATCH: 0.002}
 SWEEP_SECONDS = 0.2  # how often delivered outbox rows are forgotten, in one commit
+# A journal shared by router replicas (PostgreSQL) takes rows from several writers at once, so a row
+# can commit after a row with a higher id was read: each forwarder reads its outbox from the start
+# again this often, once nothing it sent is unanswered or unswept. That also sends what a replica that
+# stopped left behind. Its peers answer a row sent twice as the first time.
+RESCAN_SECONDS = 2.0
 # Rows read at once: a day file's confirmations in smaller pages, as each read holds the journal's
 # one SQLite thread, which an online payment's commits wait for.
 PAGE_ROWS = {POSTINGS: 2000, CONFIRMATIONS: 2000, CONFIRMATIONS_BATCH: 500}
@@ -104,6 +109,8 @@ class Outbox:
         (stream, message_type), ready = self._streams[topic], self._ready[topic]
         last_id = 0
         deliveries: set[asyncio.Task] = set()
+        loop = asyncio.get_running_loop()
+        rescanned_at = loop.time()
         while True:
             try:
                 await asyncio.wait_for(ready.wait(), timeout=1.0)
@@ -111,6 +118,9 @@ class Outbox:
                 pass
             ready.clear()
             await asyncio.sleep(FORWARD_LINGER_SECONDS[topic])
+            if self.journal.shared and not deliveries and not self._delivered_keys \
+                    and loop.time() - rescanned_at >= RESCAN_SECONDS:
+                last_id, rescanned_at = 0, loop.time()
             rows = await self.journal.outbox(topic, after_id=last_id, limit=PAGE_ROWS[topic])
             if not rows:
                 continue

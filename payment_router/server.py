@@ -11,7 +11,7 @@ from bank.loans.v1 import loan_core_service_pb2_grpc
 from bank.payments.v1 import payment_operations_service_pb2_grpc, payment_service_pb2, payment_service_pb2_grpc
 from payment_router.booking import Booking
 from payment_router.channel_policy import load_policies
-from payment_router.journal import Journal
+from payment_router.journal import Journal, open_store
 from payment_router.orders import PaymentIds
 from payment_router.operations import FULL_NAME as OPERATIONS_NAME, PaymentOperationsService
 from payment_router.router import CoreLanes, Router, bridge_stream, confirmations_stream
@@ -76,7 +76,7 @@ def build_router(settings: Settings) -> tuple[Router, dict]:
     bridge_stub = mainframe_bridge_service_pb2_grpc.MainframeBridgeServiceStub(channel("mainframe-bridge"))
     confirmations_stub = confirmation_service_pb2_grpc.ConfirmationServiceStub(channel("confirmations"))
     router = Router(
-        Journal(settings.data_dir / f"{SERVICE}.db"),
+        Journal(open_store(settings.data_dir)),
         cores={t: CoreLanes(CORE_OF[t], stub) for t, stub in core_stubs.items()},
         bridge=bridge_stream(bridge_stub),
         confirmations=confirmations_stream(confirmations_stub, types_pb2.PRIORITY_ONLINE),

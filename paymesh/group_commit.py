@@ -12,11 +12,11 @@ so an online payment waits at most for the commit already running, never behind 
 import asyncio
 import collections
 import logging
-import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from bank.common.v1 import types_pb2
+from paymesh.postgres import PostgresStore
 from paymesh.sqlite import Store
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,8 @@ Result = TypeVar("Result")
 class GroupCommit(Generic[Item, Result]):
     def __init__(
         self,
-        store: Store,
-        apply: Callable[[sqlite3.Connection, list[Item]], Sequence[Result] | None],
+        store: Store | PostgresStore,
+        apply: Callable[[Any, list[Item]], Sequence[Result] | None],  # (the store's connection)
         *,
         name: str,
         max_weight: int | None = None,

@@ -25,7 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import sqlite3
+
 import psycopg
+
+from paymesh import sqlite
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -81,16 +85,32 @@ class PostgresConnection:
     def __init__(self, connection: psycopg.Connection):
         self.raw = connection
 
-    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> psycopg.Cursor:
+    # Typed Any, as sqlite3's rows are: a store function reads rows the same way on both backends.
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Any:
         return self.raw.execute(to_psycopg(sql), tuple(parameters))
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor:
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         cursor = self.raw.cursor()
         cursor.executemany(to_psycopg(sql), [tuple(row) for row in rows])
         return cursor
 
     def close(self) -> None:
         self.raw.close()
+
+
+# What a store function is given: the store's connection on either backend.
+Connection = sqlite3.Connection | PostgresConnection
+
+
+def bytes_in_use(connection: Connection) -> int:
+    """The store's size in use: SQLite's pages less its free list; PostgreSQL's tables with their
+    indexes and TOAST (a deleted row's space is reused after a vacuum, not given back)."""
+    if isinstance(connection, sqlite3.Connection):
+        return sqlite.bytes_in_use(connection)
+    row = connection.execute(
+        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n"
+        " ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r'").fetchone()
+    return int(row[0]) if row else 0
 
 
 def connect(url: str) -> PostgresConnection:
@@ -171,6 +191,20 @@ class PostgresStore:
         self._executor.shutdown()
 
 
+# A transaction PostgreSQL aborted to let a concurrent one through (replicas writing the same rows in
+# another order) is run again: store functions are functions of the database, so a rerun is the same work.
+RETRIED = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+ATTEMPTS = 5
+
+
 def in_transaction(connection: PostgresConnection, fn: Callable[..., T], *args) -> T:
-    with connection.raw.transaction():
-        return fn(connection, *args)
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with connection.raw.transaction():
+                return fn(connection, *args)
+        except RETRIED as conflict:
+            if attempt == ATTEMPTS:
+                raise
+            log.warning("transaction aborted by a concurrent one; run again",
+                        extra={"attempt": attempt, "reason": type(conflict).__name__})
+    raise AssertionError("unreachable: the last attempt returns or raises")

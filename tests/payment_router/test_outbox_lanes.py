@@ -1,5 +1,5 @@
 """The router's outbox lanes, on a real journal file: a day file's confirmations have their own
-topic, so they never stand before an online one; a correction (reversal, revision) goes behind
+topic, so they never stand before an online one (on each backend); a correction (reversal, revision) goes behind
 what it corrects while that still waits there, so a channel never hears of a reversal first."""
 
 from bank.common.v1 import types_pb2
@@ -31,23 +31,19 @@ async def topics_of(journal: Journal, *keys: str) -> dict[str, str]:
     return {key: rows.get(key, "") for key in keys}
 
 
-async def test_a_reversal_goes_behind_its_day_file_confirmation_while_that_waits(tmp_path):
-    journal = Journal(tmp_path / "payment-router.db")
+async def test_a_reversal_goes_behind_its_day_file_confirmation_while_that_waits(journal):
     router = Router(journal, cores={}, bridge=unstarted("bridge"), confirmations=unstarted("confirmations"),
                     confirmations_batch=unstarted("confirmations.batch"), booking=None, bridge_stub=None)
-    try:
-        filed, online = reversed_payment("PAY-file"), reversed_payment("PAY-online")
-        for payment in (filed, online):
-            await journal.accept([Accepted(payment, "hash")])
-        applied = confirmations_pb2.Confirmation(payment_id="PAY-file").SerializeToString()
-        await journal.record(filed, [(CONFIRMATIONS_BATCH, "PAY-file", applied, "")],  # not yet sent
-                             types_pb2.PRIORITY_BATCH)
-        for payment in (filed, online):
-            await router.record_reversal(payment, ledger_pb2.Posting(posting_id=f"REV-{payment.payment_id}"))
-        assert await topics_of(journal, "PAY-file", "PAY-file:reversed", "PAY-online:reversed") == {
-            "PAY-file": CONFIRMATIONS_BATCH, "PAY-file:reversed": CONFIRMATIONS_BATCH,
-            "PAY-online:reversed": CONFIRMATIONS}
-        batch_rows = [key for _, key, _, _ in await journal.outbox(CONFIRMATIONS_BATCH, 0, 100)]
-        assert batch_rows == ["PAY-file", "PAY-file:reversed"], "in order: the payment, then its reversal"
-    finally:
-        await journal.close()
+    filed, online = reversed_payment("PAY-file"), reversed_payment("PAY-online")
+    for payment in (filed, online):
+        await journal.accept([Accepted(payment, "hash")])
+    applied = confirmations_pb2.Confirmation(payment_id="PAY-file").SerializeToString()
+    await journal.record(filed, [(CONFIRMATIONS_BATCH, "PAY-file", applied, "")],  # not yet sent
+                         types_pb2.PRIORITY_BATCH)
+    for payment in (filed, online):
+        await router.record_reversal(payment, ledger_pb2.Posting(posting_id=f"REV-{payment.payment_id}"))
+    assert await topics_of(journal, "PAY-file", "PAY-file:reversed", "PAY-online:reversed") == {
+        "PAY-file": CONFIRMATIONS_BATCH, "PAY-file:reversed": CONFIRMATIONS_BATCH,
+        "PAY-online:reversed": CONFIRMATIONS}
+    batch_rows = [key for _, key, _, _ in await journal.outbox(CONFIRMATIONS_BATCH, 0, 100)]
+    assert batch_rows == ["PAY-file", "PAY-file:reversed"], "in order: the payment, then its reversal"
