@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 
 from paymesh import telemetry, tls
 from paymesh.authz import CallerCheck, CallerPolicy
-from paymesh.config import Settings, port_of
+from paymesh.config import ConfigurationError, Settings, port_of
 from paymesh.logs import setup_logging
 from paymesh.postgres import DatabaseUnavailable
 from paymesh.tls import SERVER_OPTIONS
@@ -254,7 +254,7 @@ def main(name: str, policy: CallerPolicy, build: Build, identity: Identity | Non
     """The `python -m <service>` entry point: serve until SIGTERM, then exit 0."""
     try:
         asyncio.run(serve(name, policy, build, identity))
-    except FileNotFoundError as missing:  # no PKI yet: say what to run, not a traceback
+    except (FileNotFoundError, ConfigurationError) as missing:  # no PKI yet, a bad variable: say what to do
         print(f"{name}: {missing}", file=sys.stderr)
         sys.exit(2)
     sys.exit(0)

@@ -19,7 +19,10 @@ from opentelemetry import metrics, propagate, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
 from opentelemetry.metrics import Observation
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -29,7 +32,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from paymesh.config import Settings
+from paymesh.config import ConfigurationError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +54,43 @@ class JsonLinesSpanExporter(SpanExporter):
         self._file.close()
 
 
+TRACE_EXPORTERS = ("none", "console", "file", "otlp")
+
+
+def resource_of(service_name: str) -> Resource:
+    """The process's resource: OTEL_RESOURCE_ATTRIBUTES (the platform's: cluster, namespace, pod...)
+    and service.name, OTEL_SERVICE_NAME's when the platform sets one, else the mesh's name."""
+    return Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "").strip() or service_name})
+
+
+def check_otlp(settings: Settings) -> None:
+    """The OTLP settings this build can honour, or a ConfigurationError that says what to set."""
+    if settings.trace_exporter not in TRACE_EXPORTERS:
+        raise ConfigurationError(f"PAYMESH_TRACE_EXPORTER={settings.trace_exporter!r}: "
+                                 f"use one of {', '.join(TRACE_EXPORTERS)}")
+    if settings.trace_exporter != "otlp" and not settings.otlp_metrics:
+        return
+    for variable, protocol in settings.otlp_protocols:
+        if protocol != "grpc":  # the SDK's HTTP exporters are not installed: exporting nothing would be silent
+            raise ConfigurationError(f"{variable}={protocol!r}: paymesh exports OTLP over gRPC only; set it to "
+                                     "grpc and point OTEL_EXPORTER_OTLP_ENDPOINT at the collector's gRPC port (4317)")
+
+
 def setup_tracing(service_name: str, settings: Settings) -> TracerProvider:
     # With no exporter nobody reads a span: spans are not recorded (they cost CPU on every
     # payment), yet trace ids still reach the logs and the next hop. OTEL_TRACES_SAMPLER,
     # when set, decides instead, as the SDK documents.
+    check_otlp(settings)
     sampler = None
     if settings.trace_exporter == "none" and not os.environ.get("OTEL_TRACES_SAMPLER"):
         sampler = ParentBased(ALWAYS_OFF)
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}), sampler=sampler)
-    if settings.trace_exporter == "console":
+    provider = TracerProvider(resource=resource_of(service_name), sampler=sampler)
+    if settings.trace_exporter == "otlp":
+        # The SDK's exporter reads the endpoint, TLS files, headers, compression and timeout from the
+        # standard OTEL_EXPORTER_OTLP_* variables itself; spans wait in the batch processor's queue
+        # (2,048, then dropped and counted by the SDK), never in a payment's path.
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    elif settings.trace_exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     elif settings.trace_exporter == "file":
         # One file per process ("{service}" in the path), so processes never interleave lines.
@@ -128,15 +159,19 @@ class MetricsSetup:
 def setup_metrics(service_name: str, settings: Settings) -> MetricsSetup:
     """The process's meter provider; with settings.metrics_port set, also a plaintext HTTP /metrics
     for Prometheus (opt-in, like the health port: it carries no payment data, only aggregates)."""
-    readers, registry = [], None
+    readers: list[MetricReader] = []
+    registry = None
     if settings.metrics_port is not None:
         registry = CollectorRegistry()  # our own, so nothing else in the process leaks into /metrics
         readers.append(PrometheusMetricReader(registry=registry))
+    if settings.otlp_metrics:
+        # Pushed every OTEL_METRIC_EXPORT_INTERVAL (60 s unless set), cumulative, beside the scrape.
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
     latency_view = View(
         instrument_type=Histogram, aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS_SECONDS)
     )
     provider = MeterProvider(
-        resource=Resource.create({"service.name": service_name}), metric_readers=readers, views=[latency_view]
+        resource=resource_of(service_name), metric_readers=readers, views=[latency_view]
     )
     metrics.set_meter_provider(provider)
     if registry is None or settings.metrics_port is None:  # the registry is made exactly when there is a port
