@@ -8,6 +8,8 @@ import sqlite3
 import time
 from collections import Counter
 
+import pytest
+
 from bank.confirmations.v1 import confirmation_service_pb2 as conf_api, confirmation_service_pb2_grpc as conf_grpc
 from bank.ledger.v1 import ledger_pb2
 from mainframe_bridge.link import set_emulator_mode
@@ -47,9 +49,14 @@ def show(capsys, title: str, text: str) -> None:
         print(f"\n{title}\n{text}")
 
 
+@pytest.mark.parametrize("journal", ["sqlite", "postgres"])
 async def test_each_service_sigkilled_under_load_loses_nothing_and_applies_posts_confirms_once(
-        tmp_path, pki_dir, settings, monkeypatch, capsys):
-    mesh = start_mesh(tmp_path, pki_dir, **ENV)
+        tmp_path, pki_dir, settings, monkeypatch, capsys, request, journal):
+    # The router's journal on either backend: its SQLite file, or a database on a real PostgreSQL server
+    # (the router SIGKILLed and restarted on it like the rest).
+    database = {"PAYMESH_PAYMENT_ROUTER_DATABASE_URL": request.getfixturevalue("postgres_url")} \
+        if journal == "postgres" else {}
+    mesh = start_mesh(tmp_path, pki_dir, **ENV, **database)
     try:
         point_reconciliation_at(monkeypatch, mesh, pki_dir)
         router, tally, orders, stop = mesh["payment-router"].address, Tally(), Orders("kill"), asyncio.Event()
@@ -75,7 +82,8 @@ async def test_each_service_sigkilled_under_load_loses_nothing_and_applies_posts
         assert tally.unexpected == [] and tally.unresolved == [], (tally.unexpected[:5], tally.unresolved[:5])
         outcome = await reconciled(settings, AS_OF)
         figures = await stage_figures(mesh, pki_dir, tally, tmp_path)
-        show(capsys, f"{sum(tally.sent.values())} payments in {load_seconds:.1f}s, each service SIGKILLed and "
+        show(capsys, f"{sum(tally.sent.values())} payments in {load_seconds:.1f}s (router journal on {journal}),"
+             " each service SIGKILLed and "
              f"restarted ({', '.join(f'{n} {t}' for n, t in restarts)}); {tally.retries} client retries",
              format_table(figures) + "\n" + reconcile.report(outcome, AS_OF, show_all=False))
         assert outcome.breaks == 0 and outcome.exit_code == 0, reconcile.report(outcome, AS_OF, show_all=False)
