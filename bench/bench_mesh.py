@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_mesh.py [--stream 20000] [--per-message 50] [--batch 10000]
                                          [--online-rate 500] [--priority-rate 200] [--seconds 10]
+                                         [--journal sqlite|postgres]
 
 Starts every service as its own process (real mTLS, SQLite with synchronous=FULL)
 in a temporary folder, then measures from the channels' side:
@@ -19,6 +20,7 @@ and the CPU each process spent per payment in each phase (from /proc/<pid>/stat)
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
@@ -43,6 +45,7 @@ from loan_core.portfolio import generate  # noqa: E402
 from paymesh_tools.simulate_day import batch_requests  # noqa: E402
 from paymesh import tls  # noqa: E402
 from paymesh_tools.dev_pki import ensure_dev_pki  # noqa: E402
+from paymesh_tools.local_postgres import LocalPostgres  # noqa: E402
 from paymesh_tools.textui import format_table  # noqa: E402
 from paymesh.topology import OPERATOR, Identity  # noqa: E402
 from paymesh_tools.launch import START_TIMEOUT, start_mesh, stop_mesh  # noqa: E402
@@ -242,9 +245,19 @@ class Bench:
 async def main(args) -> None:
     home = Path(tempfile.mkdtemp(prefix="paymesh-bench-"))
     ensure_dev_pki(home / "pki")
+    with contextlib.ExitStack() as stack:
+        database = {}
+        if args.journal == "postgres":  # a server of the bench's own, on loopback (its folder under /tmp)
+            server = stack.enter_context(LocalPostgres(Path(tempfile.mkdtemp(prefix="paymesh-bench-pg-"))))
+            database["PAYMESH_PAYMENT_ROUTER_DATABASE_URL"] = server.create_database("payment_router")
+            print("the router's journal on PostgreSQL (a local server; its CPU is not in the table below)")
+        await measure(args, home, database)
+
+
+async def measure(args, home: Path, database: dict[str, str]) -> None:
     # The launcher's own parameters named, so that **ENV (environment variables only) cannot be taken for them.
     mesh = start_mesh(home, home / "pki", only=None, fixed_ports=False, timeout=START_TIMEOUT,
-                      PAYMESH_CONFIRMATIONS_HEARTBEAT_SECONDS="0.5", **ENV)
+                      PAYMESH_CONFIRMATIONS_HEARTBEAT_SECONDS="0.5", **ENV, **database)
     try:
         bench = Bench(mesh, home / "pki")
         await asyncio.sleep(1)  # the router's streams to its peers are up
@@ -333,4 +346,6 @@ if __name__ == "__main__":
     parser.add_argument("--priority-only", action="store_true", help="only the echo and the priority phase")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warm-up", type=float, default=2, help="seconds of online traffic before measuring")
+    parser.add_argument("--journal", choices=("sqlite", "postgres"), default="sqlite",
+                        help="the router's journal: its SQLite file, or a local PostgreSQL server's database")
     asyncio.run(main(parser.parse_args()))
