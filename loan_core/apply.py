@@ -14,6 +14,7 @@ from bank.common.v1 import errors_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from loan_core import engine, ledger, store, validation
 from paymesh.errors import Refused
+from paymesh.postgres import STORE_FAILURES
 from paymesh.topology import CASH_CHANNELS
 from loan_core.loan import LoanState, originate
 from loan_core.rules import ProductRules
@@ -128,7 +129,7 @@ def apply_batch(connection: sqlite3.Connection, payments, *, rules: ProductRules
             outcomes.append(_apply_one(connection, rules, loans, earlier, payment))
         except Refused as refused:
             outcomes.append(core_pb2.PaymentOutcome(payment_id=payment.payment_id, rejection=refused.rejection()))
-        except sqlite3.Error:
+        except STORE_FAILURES:
             raise  # the store failed: the whole transaction rolls back
         except Exception:
             # A bug on one payment must not fail everyone's group commit. Nothing of it was

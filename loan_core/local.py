@@ -1,5 +1,5 @@
-"""A core in this process, on a free loopback port, with real mTLS and its real SQLite
-file: for tests and scripts that need a core without a subprocess."""
+"""A core in this process, on a free loopback port, with real mTLS and its real store (a SQLite
+file, or a PostgreSQL database): for tests and scripts that need a core without a subprocess."""
 
 import contextlib
 from datetime import date
@@ -15,9 +15,10 @@ from paymesh.topology import ROUTER, Identity
 
 @contextlib.asynccontextmanager
 async def running_core(rules: ProductRules, settings: Settings, *, count: int = 300, seed: int = 42,
-                       as_of: date = date(2026, 11, 27)):
-    """Yields the RunningServer; its store is settings.data_dir/<core>.db."""
-    core = build(rules, PortfolioSettings(seed, count, as_of))(settings)
+                       as_of: date = date(2026, 11, 27), database_url: str | None = None):
+    """Yields the RunningServer; its store is settings.data_dir/<core>.db, or the PostgreSQL
+    database of database_url."""
+    core = build(rules, PortfolioSettings(seed, count, as_of), database_url)(settings)
     running = await server.start_server(rules.service, settings, core, POLICY)
     try:
         yield running

@@ -6,13 +6,16 @@ may also read loans and the day's movements.
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from datetime import date
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 import grpc
+import psycopg
 
 from bank.common.v1 import errors_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
@@ -24,14 +27,15 @@ from paymesh.group_commit import PRIORITY_LANES, GroupCommit, lane_of
 from loan_core.portfolio import PortfolioSettings, generate
 from loan_core.reversal import reverse_payment
 from loan_core.rules import ProductRules
-from loan_core.store import SCHEMA, migrate, seed_if_empty
-from paymesh import server, telemetry
+from loan_core.store import POSTGRES_SCHEMA_DIR, SCHEMA, migrate, seed_if_empty
+from paymesh import postgres, server, telemetry
 from paymesh.authz import Bulkhead, CallerPolicy
 from paymesh.business_calendar import bank_calendar, parse_date
 from paymesh.config import Settings
+from paymesh.postgres import DatabaseUnavailable, PostgresStore
 from paymesh.sqlite import Store, connect
 from paymesh.streams import in_order
-from paymesh.topology import OPERATOR, ROUTERS
+from paymesh.topology import OPERATOR, ROUTERS, SERVICES
 
 log = logging.getLogger(__name__)
 _SERVICE = core_pb2.DESCRIPTOR.services_by_name["LoanCoreService"].full_name
@@ -54,7 +58,7 @@ MAX_FILE_PAYMENTS_PER_COMMIT = 250
 
 
 class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
-    def __init__(self, rules: ProductRules, store: Store):
+    def __init__(self, rules: ProductRules, store: "Store | PostgresStore"):
         self.rules = rules
         self.store = store
         self.loans = LoanCache(rules)
@@ -74,7 +78,7 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
             product = self.rules.service.removeprefix("core-")
             log.error(f"NOT_SERVING: the store holds no loans; import the loan master file (`paymesh loans import "
                       f"FILE --core {product}`, docs/loan-cores.md#onboarding-loans-from-the-origination-system)",
-                      extra={"store": str(self.store.path)})
+                      extra={"store": store_name(self.store)})
         await set_serving(self.serving)
 
     async def ImportLoans(self, request, context):
@@ -173,6 +177,11 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
         self.store.close()
 
 
+def store_name(store: "Store | PostgresStore") -> str:
+    """Where the store is, as a log line may say it (a database URL without its password)."""
+    return str(store.path) if isinstance(store, Store) else postgres.redacted(store.url)
+
+
 async def _as_of(text: str, context) -> date:
     """The date a view is computed on: as_of_date, or today in Lima (not the server's date)."""
     if not text:
@@ -191,9 +200,13 @@ def _record_payment_spans(name: str, traceparents, start_ns: int, outcomes) -> N
             "payment_id": outcome.payment_id, "outcome": outcome.WhichOneof("result") or ""})
 
 
-def open_store(rules: ProductRules, data_dir: Path, portfolio: PortfolioSettings) -> Store:
-    """The core's store, seeded with its generated portfolio the first time (when empty) if the
-    synthetic portfolio is on (dev); in production nothing is seeded."""
+def open_store(rules: ProductRules, data_dir: Path, portfolio: PortfolioSettings,
+               database_url: str | None = None) -> "Store | PostgresStore":
+    """The core's store: its PostgreSQL database when database_url is given (migrated to this
+    release's schema), else its SQLite file under data_dir; seeded with its generated portfolio the
+    first time (when empty) if the synthetic portfolio is on (dev); in production nothing is seeded."""
+    if database_url:
+        return open_postgres_store(rules, database_url, portfolio)
     path = data_dir / f"{rules.service}.db"
     connection = connect(path)
     try:
@@ -212,10 +225,43 @@ def open_store(rules: ProductRules, data_dir: Path, portfolio: PortfolioSettings
     return Store(path, "PRAGMA wal_autocheckpoint=16384;")
 
 
-def build(rules: ProductRules, portfolio: PortfolioSettings | None = None) -> server.Build:
-    """The core of `rules` on its store under settings.data_dir (seeded from portfolio, else PAYMESH_PORTFOLIO_*)."""
+def open_postgres_store(rules: ProductRules, url: str, portfolio: PortfolioSettings) -> PostgresStore:
+    """The core's PostgreSQL database, migrated (loan_core/schema/, under an advisory lock) and, if
+    the synthetic portfolio is on, seeded when empty. The seeding holds a lock on the loans table,
+    so an active and a standby process starting together seed it once."""
+    opened = PostgresStore(url, POSTGRES_SCHEMA_DIR, name=rules.service)
+    if portfolio.synthetic:
+        try:
+            seeding = postgres.connect(url)
+            try:
+                with seeding.raw.transaction():
+                    seeding.execute("LOCK TABLE loans IN SHARE ROW EXCLUSIVE MODE")
+                    # The store's functions are typed on sqlite3's connection; PostgresConnection takes their calls.
+                    added = seed_if_empty(cast(sqlite3.Connection, seeding), generate(
+                        rules, seed=portfolio.seed, count=portfolio.count, as_of=portfolio.as_of))
+            finally:
+                seeding.close()
+        except BaseException as failed:
+            opened.close()
+            if isinstance(failed, psycopg.OperationalError):
+                raise DatabaseUnavailable(f"cannot seed the portfolio into {postgres.redacted(url)}: "
+                                          f"{str(failed).strip().splitlines()[-1]}") from failed
+            raise
+        if added:
+            log.info("portfolio seeded", extra={"loans": added, "seed": portfolio.seed,
+                                                "as_of": str(portfolio.as_of)})
+    return opened
+
+
+def build(rules: ProductRules, portfolio: PortfolioSettings | None = None,
+          database_url: str | None = None) -> server.Build:
+    """The core of `rules` on its store: the PostgreSQL database of database_url, else of
+    PAYMESH_<CORE>_DATABASE_URL or PAYMESH_DATABASE_URL, else its SQLite file under settings.data_dir
+    (seeded from portfolio, else PAYMESH_PORTFOLIO_*)."""
     def core(settings: Settings) -> LoanCoreService:
-        return LoanCoreService(rules, open_store(rules, settings.data_dir, portfolio or PortfolioSettings.from_env()))
+        url = database_url or postgres.database_url(SERVICES[rules.service].env_prefix)
+        return LoanCoreService(rules, open_store(rules, settings.data_dir, portfolio or PortfolioSettings.from_env(),
+                                                 url))
 
     return core
 

@@ -1,4 +1,7 @@
-"""The core's SQLite file: its loans and every movement (payment or reversal) ever applied.
+"""The core's store: its loans and every movement (payment or reversal) ever applied.
+
+One SQL for both backends (paymesh.postgres): a SQLite file by default (SCHEMA, below), or the
+core's own PostgreSQL database (the numbered files of loan_core/schema/, POSTGRES_SCHEMA_DIR).
 
 Movements are never deleted. Each keeps its first answer (so a replay gets it back
 unchanged), a digest of its request (so a reused id with another body is recognised), what
@@ -14,6 +17,7 @@ settled installments), so that a payment writes only the installments still open
 
 import sqlite3
 from datetime import date
+from pathlib import Path
 from typing import NamedTuple
 
 from loan_core.loan import LoanTerms
@@ -79,6 +83,9 @@ CREATE INDEX IF NOT EXISTS movements_by_loan ON movements (loan_id, seq);
 CREATE INDEX IF NOT EXISTS loans_by_borrower ON loans (borrower_id);
 CREATE INDEX IF NOT EXISTS revisions_by_date ON revisions (business_date);
 """
+
+# The PostgreSQL schema: the same tables, as numbered migrations (paymesh.postgres.migrate).
+POSTGRES_SCHEMA_DIR = Path(__file__).parent / "schema"
 
 _TERMS_COLUMNS = ("loan_id, loan_type, borrower_id, currency_code, principal_minor, annual_rate_bps, term_months, "
                   "disbursement_date, balloon_minor, asset_insurance_minor, installments_paid")
@@ -159,7 +166,8 @@ def find_decisions(connection: sqlite3.Connection, ids: list[str]) -> dict[str, 
 
 def insert_refusal(connection: sqlite3.Connection, payment_id: str, loan_id: str, business_date: str,
                    request_digest: bytes, result: bytes) -> None:
-    connection.execute("INSERT INTO refusals VALUES (?, ?, ?, ?, ?)",
+    connection.execute("INSERT INTO refusals (payment_id, loan_id, business_date, request_digest, result) "
+                       "VALUES (?, ?, ?, ?, ?)",
                        (payment_id, loan_id, business_date, request_digest, result))
 
 
@@ -211,13 +219,20 @@ def revisions_of(connection: sqlite3.Connection, payment_id: str) -> list[bytes]
 
 def insert_revision(connection: sqlite3.Connection, revision_id: str, payment_id: str, revision: int,
                     reversal_id: str, loan_id: str, business_date: str, result: bytes) -> None:
-    connection.execute("INSERT INTO revisions VALUES (?, ?, ?, ?, ?, ?, ?)",
+    connection.execute("INSERT INTO revisions (revision_id, payment_id, revision, reversal_id, loan_id, "
+                       "business_date, result) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (revision_id, payment_id, revision, reversal_id, loan_id, business_date, result))
 
 
 def revisions_of_day(connection: sqlite3.Connection, business_date: str) -> list[bytes]:
+    """The day's revisions in the order they were made: by their reversal, then by the revised
+    payment's place on its loan (a reversal applies the later payments again in that order). Said
+    so, not by SQLite's rowid, which PostgreSQL has not."""
     return [row[0] for row in connection.execute(
-        "SELECT result FROM revisions WHERE business_date = ? ORDER BY rowid", (business_date,))]
+        "SELECT revision.result FROM revisions revision "
+        "JOIN movements reversal ON reversal.movement_id = revision.reversal_id "
+        "JOIN movements revised ON revised.movement_id = revision.payment_id "
+        "WHERE revision.business_date = ? ORDER BY reversal.seq, revised.seq", (business_date,))]
 
 
 def movements_of_day(connection: sqlite3.Connection, business_date: str, after_seq: int, limit: int) -> list[tuple]:
@@ -230,6 +245,8 @@ def movements_of_day(connection: sqlite3.Connection, business_date: str, after_s
 def totals_of_day(connection: sqlite3.Connection, business_date: str) -> list[tuple[str, str, int, int]]:
     """(kind, currency, count, total) over the whole day."""
     return connection.execute(
-        "SELECT kind, currency_code, count(*), sum(amount_minor) FROM movements WHERE business_date = ? "
+        # sum() of a BIGINT is a NUMERIC on PostgreSQL: cast back to an integer, as SQLite's is.
+        "SELECT kind, currency_code, count(*), CAST(sum(amount_minor) AS BIGINT) FROM movements "
+        "WHERE business_date = ? "
         "GROUP BY kind, currency_code ORDER BY kind, currency_code", (business_date,)
     ).fetchall()

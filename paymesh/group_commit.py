@@ -13,11 +13,9 @@ import asyncio
 import collections
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from bank.common.v1 import types_pb2
-from paymesh.postgres import PostgresStore
-from paymesh.sqlite import Store
 
 log = logging.getLogger(__name__)
 # A submission's lane by its priority (bank.common.v1.Priority): online (or unsaid) first, then a
@@ -33,10 +31,17 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
+class TransactionalStore(Protocol):
+    """A store the group commit runs its transactions in: paymesh.sqlite.Store, paymesh.postgres.PostgresStore."""
+
+    async def transaction(self, fn: Callable[..., Any], *args: Any) -> Any:
+        ...
+
+
 class GroupCommit(Generic[Item, Result]):
     def __init__(
         self,
-        store: Store | PostgresStore,
+        store: TransactionalStore,
         apply: Callable[[Any, list[Item]], Sequence[Result] | None],  # (the store's connection)
         *,
         name: str,

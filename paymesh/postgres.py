@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import re
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +36,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 CONNECT_TIMEOUT_SECONDS = 5
+
+
+# What a store's statement raises when the store itself failed (not the item at hand), on either
+# backend: the transaction is rolled back whole, never answered item by item.
+STORE_FAILURES: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
 
 
 class DatabaseUnavailable(Exception):
