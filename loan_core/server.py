@@ -32,6 +32,7 @@ from paymesh import postgres, server, telemetry
 from paymesh.authz import Bulkhead, CallerPolicy
 from paymesh.business_calendar import bank_calendar, parse_date
 from paymesh.config import Settings
+from paymesh.lease import FencedStore, Lease, LeaseLost, LeaseTimes
 from paymesh.postgres import DatabaseUnavailable, PostgresStore
 from paymesh.sqlite import Store, connect
 from paymesh.streams import in_order
@@ -58,9 +59,12 @@ MAX_FILE_PAYMENTS_PER_COMMIT = 250
 
 
 class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
-    def __init__(self, rules: ProductRules, store: "Store | PostgresStore"):
+    def __init__(self, rules: ProductRules, store: "Store | PostgresStore | FencedStore", lease: Lease | None = None):
+        """lease: on PostgreSQL, the core's active/standby lease (store is then fenced by it); None on
+        SQLite, where the process is the file's only one and always active."""
         self.rules = rules
         self.store = store
+        self.lease = lease
         self.loans = LoanCache(rules)
         self.commits = GroupCommit(store, partial(apply_batches, rules=rules, loans=self.loans),
                                    name=f"{rules.service}-commit", max_weight=MAX_PAYMENTS_PER_COMMIT, weight=len,
@@ -70,18 +74,45 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
         self.serving = False
 
     async def follow_health(self, set_serving: Callable[[bool], Awaitable[None]]) -> None:
-        """SERVING only with loans to serve: a core on an empty store (a lost or new disk, with the
-        synthetic portfolio off) stays NOT_SERVING until the operator imports the loan master file."""
+        """SERVING only while this process holds the lease (PostgreSQL) and has loans to serve: a core
+        on an empty store (a lost or new disk, with the synthetic portfolio off) stays NOT_SERVING
+        until the operator imports the loan master file; a standby, until it takes the lease over."""
         self._set_serving = set_serving
-        self.serving = await self.store.run(onboarding.holds_loans)
-        if not self.serving:
+        await self._follow_role()
+
+    @property
+    def active(self) -> bool:
+        return self.lease is None or self.lease.active
+
+    async def _follow_role(self) -> None:
+        if self._set_serving is None:
+            return  # told once the server has started (follow_health)
+        self.serving = self.active and await self.store.run(onboarding.holds_loans)
+        if self.active and not self.serving:
             product = self.rules.service.removeprefix("core-")
             log.error(f"NOT_SERVING: the store holds no loans; import the loan master file (`paymesh loans import "
                       f"FILE --core {product}`, docs/loan-cores.md#onboarding-loans-from-the-origination-system)",
                       extra={"store": store_name(self.store)})
-        await set_serving(self.serving)
+        await self._set_serving(self.serving)
+
+    async def _lease_changed(self, active: bool) -> None:
+        """The lease taken (SERVING) or lost (NOT_SERVING, the standby). On taking it, the loans
+        cached are forgotten on the store's thread: another process wrote them meanwhile."""
+        if active:
+            await self.store.run(lambda connection: self.loans.forget_all())
+        log.info("active: the lease holder" if active else "standby: NOT_SERVING", extra={"core": self.rules.service})
+        await self._follow_role()
+
+    async def _refuse_unless_active(self, context) -> None:
+        if not self.active:
+            await abort(context, grpc.StatusCode.UNAVAILABLE,
+                        f"this {self.rules.service} process is the standby (another holds the lease); "
+                        f"its health is NOT_SERVING: call the active one",
+                        errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0,
+                        metadata={"role": "standby"})
 
     async def ImportLoans(self, request, context):
+        await self._refuse_unless_active(context)
         # The checks and schedules (CPU: a mortgage's takes about a millisecond) run off the store's
         # thread, so payments are not held; the transaction only looks up ids and inserts.
         checked = await self._answer(context, asyncio.to_thread(onboarding.check_loans, self.rules, request))
@@ -93,6 +124,7 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
         return reply
 
     async def ApplyPayments(self, request_iterator, context):
+        await self._refuse_unless_active(context)
         bulkhead = Bulkhead(context)
         async for ready in in_order(request_iterator, partial(self._outcomes, bulkhead=bulkhead),
                                     MAX_BATCHES_IN_FLIGHT):
@@ -133,21 +165,25 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
                 for p, refused in zip(payments, refusals)]
 
     async def ReversePayment(self, request, context):
+        await self._refuse_unless_active(context)
         return await self._answer(context, self.store.transaction(self._reverse, request, Bulkhead(context)))
 
     async def GetLoan(self, request, context):
+        await self._refuse_unless_active(context)
         on = await _as_of(request.as_of_date, context)
         loan = await self._answer(context, self.store.run(queries.get_loan, self.rules, self.loans,
                                                           request.loan_id, on))
         return core_pb2.GetLoanResponse(loan=loan)
 
     async def ListBorrowerLoans(self, request, context):
+        await self._refuse_unless_active(context)
         on = await _as_of(request.as_of_date, context)
         loans = await self._answer(context, self.store.run(queries.borrower_loans, self.rules, self.loans,
                                                            request.borrower_id, on))
         return core_pb2.ListBorrowerLoansResponse(loans=loans)
 
     async def ListAppliedPayments(self, request, context):
+        await self._refuse_unless_active(context)
         return await self._answer(context, self.store.run(queries.list_applied, request))
 
     def _reverse(self, connection, request, bulkhead: Bulkhead):
@@ -164,20 +200,31 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
             return await work
         except Refused as refused:
             await refused.abort(context)
+        except LeaseLost as lost:  # deposed meanwhile: nothing was written
+            await abort(context, grpc.StatusCode.UNAVAILABLE, f"{lost}; call the active one",
+                        errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0,
+                        metadata={"role": "standby"})
 
     def add_to(self, grpc_server) -> list[str]:
         loan_core_service_pb2_grpc.add_LoanCoreServiceServicer_to_server(self, grpc_server)
         return [_SERVICE]
 
     async def start(self) -> None:
-        pass  # its group commit starts with the first payment
+        """On PostgreSQL, the lease: taken at once if no other process holds it, else this process is
+        its standby. The group commit starts with the first payment."""
+        if self.lease is not None:
+            assert isinstance(self.store, FencedStore)
+            await self.store.start()
+            await self.lease.start(self._lease_changed)
 
     async def stop(self, grace: float) -> None:
         await self.commits.close()
+        if self.lease is not None:  # after the last commit: the standby takes over at once
+            await self.lease.stop()
         self.store.close()
 
 
-def store_name(store: "Store | PostgresStore") -> str:
+def store_name(store: "Store | PostgresStore | FencedStore") -> str:
     """Where the store is, as a log line may say it (a database URL without its password)."""
     return str(store.path) if isinstance(store, Store) else postgres.redacted(store.url)
 
@@ -260,8 +307,16 @@ def build(rules: ProductRules, portfolio: PortfolioSettings | None = None,
     (seeded from portfolio, else PAYMESH_PORTFOLIO_*)."""
     def core(settings: Settings) -> LoanCoreService:
         url = database_url or postgres.database_url(SERVICES[rules.service].env_prefix)
-        return LoanCoreService(rules, open_store(rules, settings.data_dir, portfolio or PortfolioSettings.from_env(),
-                                                 url))
+        store = open_store(rules, settings.data_dir, portfolio or PortfolioSettings.from_env(), url)
+        if not isinstance(store, PostgresStore):
+            return LoanCoreService(rules, store)
+        # On PostgreSQL an active and a standby process may share the database: a lease decides.
+        try:
+            lease = Lease(store.url, rules.service, LeaseTimes.from_env())
+        except BaseException:
+            store.close()
+            raise
+        return LoanCoreService(rules, FencedStore(store, lease), lease)
 
     return core
 

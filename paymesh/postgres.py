@@ -178,6 +178,8 @@ class PostgresStore:
         self.url = url
         self.name = name
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"postgres-{name}")
+        # What a new connection is given before use (session settings): each reconnection too.
+        self.on_reconnect: Callable[[PostgresConnection], None] = lambda connection: None
         self.connection = self._executor.submit(connect, url).result()
         try:
             self.schema_version = self._executor.submit(migrate, self.connection, schema_dir).result()
@@ -186,7 +188,16 @@ class PostgresStore:
             raise
 
     async def run(self, fn: Callable[..., T], *args) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, self.connection, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn, *args)
+
+    def _call(self, fn: Callable[..., T], *args) -> T:
+        # A connection the server ended (a restart, a failover, a transaction ended for idling) is
+        # opened again for the next call; the call that found it broken has failed (its caller retries).
+        if self.connection.raw.broken or self.connection.raw.closed:
+            log.warning("PostgreSQL connection lost; opening it again", extra={"store": self.name})
+            self.connection = connect(self.url)
+            self.on_reconnect(self.connection)
+        return fn(self.connection, *args)
 
     async def transaction(self, fn: Callable[..., T], *args) -> T:
         """fn(connection, ...) inside BEGIN ... COMMIT; rolled back if it raises."""
