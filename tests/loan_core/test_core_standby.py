@@ -25,7 +25,9 @@ RULES = RULES_OF_CORE["core-cash"]
 
 async def health_of(address: str, settings) -> str:
     async with tls.channel_for(address, settings.pki_dir, ROUTER) as channel:
-        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        # types-grpcio-health-checking declares HealthStub without its methods (Check, Watch).
+        stub = health_pb2_grpc.HealthStub(channel)
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)  # type: ignore[attr-defined]
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
