@@ -87,8 +87,10 @@ async def serving_one(processes: list[ServiceProcess], settings, since: float) -
 def movements_of(url: str) -> tuple[int, int, set[str]]:
     """(payment rows, distinct payment ids, the ids) of the movements table."""
     with psycopg.connect(url) as connection:
-        rows, distinct = connection.execute(
+        counted = connection.execute(
             "SELECT count(*), count(DISTINCT payment_id) FROM movements WHERE kind = 'payment'").fetchone()
+        assert counted is not None
+        rows, distinct = counted
         ids = {row[0] for row in connection.execute("SELECT payment_id FROM movements WHERE kind = 'payment'")}
     return rows, distinct, ids
 
@@ -144,8 +146,9 @@ async def test_the_holder_sigkilled_under_load_the_standby_serves_within_seconds
         assert ids == applied_ids
         assert await loan_states(holder.address, settings, loan_ids) == expected_loans
         with psycopg.connect(postgres_url) as connection:
-            epoch, holder_name = connection.execute(
-                "SELECT epoch, holder FROM service_lease WHERE name = 'core-cash'").fetchone()
+            lease = connection.execute("SELECT epoch, holder FROM service_lease WHERE name = 'core-cash'").fetchone()
+        assert lease is not None
+        epoch, holder_name = lease
         assert epoch == 2 and holder_name.split(":")[1] == str(second.process.pid)
     finally:
         first.kill()
