@@ -11,6 +11,7 @@ prints `takeover: ...` with the measured times."""
 
 import asyncio
 import random
+import signal
 import time
 from datetime import date
 
@@ -151,5 +152,64 @@ async def test_the_holder_sigkilled_under_load_the_standby_serves_within_seconds
         epoch, holder_name = lease
         assert epoch == 2 and holder_name.split(":")[1] == str(second.process.pid)
     finally:
+        first.kill()
+        second.kill()
+
+
+async def test_a_holder_paused_past_its_lease_is_deposed_and_once_resumed_writes_nothing_and_steps_down(
+        tmp_path, settings, postgres_url):
+    """SIGSTOP, not SIGKILL: the holder does not know it was replaced. Its standby takes over (a
+    transaction the paused holder left open is ended by the server after a TTL); resumed with
+    messages still in flight, every write it tries fails the fence, and it steps down NOT_SERVING."""
+    batches = the_payments()[:100]
+    async with running_core(RULES, settings, count=LOANS) as reference:
+        async with core_stub(f"127.0.0.1:{reference.port}", settings) as stub:
+            expected = await apply_batches(stub, batches)
+
+    env = dict(ENV, PAYMESH_CORE_CASH_DATABASE_URL=postgres_url)
+    first = start_service("core-cash", tmp_path / "first", settings.pki_dir, **env)
+    second = start_service("core-cash", tmp_path / "second", settings.pki_dir, **env)
+    try:
+        acknowledged: list[core_pb2.PaymentOutcome] = []
+        paused = asyncio.Event()
+
+        async def stream_to_the_holder() -> None:
+            async with core_stub(first.address, settings) as stub:
+                call = stub.ApplyPayments()
+                for batch in batches:
+                    await call.write(core_pb2.ApplyPaymentsRequest(payments=batch))
+                try:
+                    async for response in call:
+                        acknowledged.extend(response.outcomes)
+                        if len(acknowledged) == 20 * PER_MESSAGE:
+                            first.process.send_signal(signal.SIGSTOP)
+                            paused.set()
+                except grpc.aio.AioRpcError as refused:
+                    assert refused.code() == grpc.StatusCode.UNAVAILABLE, refused
+
+        streaming = asyncio.ensure_future(stream_to_the_holder())
+        await asyncio.wait_for(paused.wait(), 30)
+        paused_at = time.monotonic()
+        _, took_over_after = await serving_one([second], settings, paused_at)
+        first.process.send_signal(signal.SIGCONT)
+        resumed_at = time.monotonic()
+        while await health_of(first.address, settings) != "NOT_SERVING":
+            assert time.monotonic() - resumed_at < 3.0, "the deposed holder did not step down"
+            await asyncio.sleep(0.02)
+        stepped_down_after = time.monotonic() - resumed_at
+        await asyncio.wait_for(streaming, 15)
+        print(f"\npaused holder: the standby SERVING {took_over_after:.2f} s after the SIGSTOP; the holder, "
+              f"resumed, NOT_SERVING {stepped_down_after:.2f} s after; {len(acknowledged)} payments it had answered")
+        assert "lease lost" in first.log()
+
+        async with core_stub(second.address, settings) as stub:
+            outcomes = await apply_batches(stub, batches)
+        assert acknowledged == expected[:len(acknowledged)] and outcomes == expected
+        rows, distinct, ids = movements_of(postgres_url)
+        applied_ids = {o.payment_id for o in expected if o.HasField("applied")}
+        assert (rows, distinct) == (len(applied_ids), len(applied_ids)) and ids == applied_ids
+    finally:
+        if first.process.poll() is None:
+            first.process.send_signal(signal.SIGCONT)
         first.kill()
         second.kill()
