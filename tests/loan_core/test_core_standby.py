@@ -1,9 +1,11 @@
 """Two cores on one PostgreSQL database (in this process, real mTLS): the one holding the lease serves,
 the other is its standby, NOT_SERVING and refusing every call with UNAVAILABLE; the active one
-stopped gracefully hands the lease over at once, and the standby serves what the other applied."""
+stopped gracefully hands the lease over at once, and the standby serves what the other applied.
+A core process whose database cannot be opened waits NOT_SERVING, and serves once it can."""
 
 import asyncio
 import time
+import uuid
 from datetime import date
 
 import grpc
@@ -15,19 +17,21 @@ from loan_core.client import apply_batches, payment
 from loan_core.local import core_stub, running_core
 from paymesh import tls
 from paymesh.errors import error_info
+from paymesh.server import LIVENESS, STORE_RETRY_SECONDS
 from paymesh.topology import ROUTER
 from paymesh_tools.products import RULES_OF_CORE
+from tests.harness import start_service
 
 AS_OF = date(2026, 11, 27)
 DAY = AS_OF.isoformat()
 RULES = RULES_OF_CORE["core-cash"]
 
 
-async def health_of(address: str, settings) -> str:
+async def health_of(address: str, settings, service: str = "") -> str:
     async with tls.channel_for(address, settings.pki_dir, ROUTER) as channel:
         # types-grpcio-health-checking declares HealthStub without its methods (Check, Watch).
         stub = health_pb2_grpc.HealthStub(channel)
-        reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)  # type: ignore[attr-defined]
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)  # type: ignore[attr-defined]
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
@@ -64,3 +68,38 @@ async def test_the_standby_is_not_serving_refuses_calls_and_takes_over_when_the_
     finally:
         if first is not None:
             await first.__aexit__(None, None, None)
+
+
+async def serving_at(address: str, settings) -> bool:
+    try:
+        return await health_of(address, settings) == "SERVING"
+    except grpc.aio.AioRpcError:
+        return False
+
+
+async def test_a_core_whose_database_cannot_be_opened_waits_not_serving_and_serves_once_it_exists(
+        tmp_path, settings, postgres_server):
+    name = f"later_{uuid.uuid4().hex[:12]}"
+    wrong_password = postgres_server.url("postgres", password="not-the-password")
+    env = dict(PAYMESH_PORTFOLIO_SIZE="20", PAYMESH_PORTFOLIO_AS_OF=DAY)
+    refused = start_service("core-cash", tmp_path / "refused", settings.pki_dir,
+                            PAYMESH_CORE_CASH_DATABASE_URL=wrong_password, **env)
+    waiting = start_service("core-cash", tmp_path / "waiting", settings.pki_dir,
+                            PAYMESH_CORE_CASH_DATABASE_URL=postgres_server.url(name), **env)
+    try:
+        for core in (refused, waiting):
+            assert (await health_of(core.address, settings), await health_of(core.address, settings, LIVENESS)) == (
+                "NOT_SERVING", "SERVING")
+        assert "password authentication failed" in refused.log() and "not-the-password" not in refused.log()
+        assert f'database \\"{name}\\" does not exist' in waiting.log()
+        postgres_server.create_database(name)
+        created = time.monotonic()
+        # On port 0 the serving port is a new one (the waiting server's is closed): its port file says.
+        port_file = waiting.home / "run" / "core-cash.port"
+        while not await serving_at(f"127.0.0.1:{port_file.read_text()}", settings):
+            assert time.monotonic() - created < STORE_RETRY_SECONDS + 5, "the core did not open its database"
+            await asyncio.sleep(0.1)
+        assert refused.process.poll() is None and waiting.process.poll() is None, "no crash, no restart"
+    finally:
+        refused.kill()
+        waiting.kill()
