@@ -9,7 +9,12 @@ from typing import cast
 from bank.common.v1 import types_pb2
 from paymesh.topology import CHANNEL_NAMES, CHANNEL_VALUES, Identity
 
-__all__ = ["CHANNEL_NAMES", "CHANNEL_VALUES", "channel_of", "quota_subject"]
+__all__ = ["CHANNEL_NAMES", "CHANNEL_VALUES", "channel_name", "channel_of", "quota_subject"]
+
+
+def channel_name(channel: int) -> str:
+    """The channel's name (atm, app...), as metrics label it."""
+    return CHANNEL_NAMES[cast(types_pb2.Channel, channel)]
 
 
 def quota_subject(channel: int) -> str:

@@ -222,3 +222,11 @@ def dropped_after(connection: sqlite3.Connection, position: int) -> tuple[str, i
                                     " (SELECT * FROM dropped_day WHERE last_sequence > ? ORDER BY business_date)",
                                     (position,)).fetchone()
     return (days, last) if days else None
+
+
+def consumer_lags(connection: sqlite3.Connection) -> list[tuple[int, str, int]]:
+    """(channel, consumer name, confirmations of its channel after its acknowledged position) of every
+    durable consumer: a range of the (channel, sequence) index each."""
+    return connection.execute(
+        "SELECT c.channel, c.name, (SELECT count(*) FROM confirmation f WHERE f.channel = c.channel"
+        " AND f.sequence > c.acked_sequence) FROM consumer c ORDER BY c.channel, c.name").fetchall()

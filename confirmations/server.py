@@ -1,5 +1,6 @@
 """The confirmations server: the router publishes, each channel subscribes to its own."""
 
+import asyncio
 import logging
 import time
 from functools import partial
@@ -10,7 +11,7 @@ import grpc
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2 as pb, confirmation_service_pb2_grpc
 from confirmations import log, validation, webhook_store
-from confirmations.channels import channel_of, quota_subject
+from confirmations.channels import channel_name, channel_of, quota_subject
 from confirmations.config import ConfirmationSettings
 from confirmations.fanout import FanOut, LiveBuffer
 from confirmations.subscriptions import follow
@@ -58,6 +59,8 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
                                    max_weight=MAX_MESSAGES_PER_COMMIT, on_commit=self._committed,
                                    lanes=PRIORITY_LANES)
         self._head: int | None = None
+        self._sampling: asyncio.Task | None = None
+        self.figures = telemetry.Figures("confirmations")
 
     def add_to(self, grpc_server) -> list[str]:
         confirmation_service_pb2_grpc.add_ConfirmationServiceServicer_to_server(self, grpc_server)
@@ -65,8 +68,21 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
 
     async def start(self) -> None:
         self.dispatcher.start()
+        if telemetry.metrics_read():
+            self._sampling = asyncio.get_running_loop().create_task(
+                telemetry.sample_forever("confirmations", self.sample))
+
+    async def sample(self) -> None:
+        """Each durable consumer's lag, for the gauge (a consumer's name is the channel's own, a few a channel)."""
+        lags = await self.store.run(log.consumer_lags)
+        self.figures.set("paymesh.confirmations.consumer.lag", [
+            (lag, {"channel": channel_name(channel), "consumer": name})
+            for channel, name, lag in lags])
 
     async def stop(self, grace: float) -> None:
+        if self._sampling:
+            self._sampling.cancel()
+            await asyncio.gather(self._sampling, return_exceptions=True)
         await self.commits.close()
         await self.dispatcher.close()
         self.store.close()

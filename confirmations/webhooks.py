@@ -41,6 +41,7 @@ from bank.common.v1 import types_pb2
 from bank.confirmations.v1 import confirmations_pb2
 from bank.confirmations.v1.confirmations_pb2 import Confirmation
 from confirmations import webhook_store
+from confirmations.channels import channel_name
 from confirmations.config import ConfirmationSettings
 from paymesh import telemetry
 from paymesh.group_commit import GroupCommit
@@ -437,6 +438,9 @@ class Lane:
             else:
                 status, next_at = webhook_store.PENDING, now + max(backoff(attempts, self._settings), retry_after or 0)
             outcomes.append((status, attempts, next_at, error or "", self.endpoint_id, sequence))
+        for status in {outcome[0] for outcome in outcomes}:
+            telemetry.count_webhook_deliveries(channel_name(self.channel),
+                                               _OUTCOME_OF[status], sum(1 for o in outcomes if o[0] == status))
         await self._dispatcher.outcomes.submit(outcomes)
 
     async def _post(self, url: str, payload: str, headers: dict[str, str],
@@ -530,6 +534,11 @@ class WebhookDispatcher:
             lane.close()
         await asyncio.gather(*[t for t in [self._task, *lanes] if t], return_exceptions=True)
         await self.outcomes.close()
+
+
+# A delivery's new status as paymesh_webhook_deliveries_total's outcome: a PENDING one failed and waits for a retry.
+_OUTCOME_OF = {webhook_store.DELIVERED: "delivered", webhook_store.PENDING: "failed",
+               webhook_store.DEAD_LETTER: "dead_lettered"}
 
 
 def _pending_of(lane: Lane):

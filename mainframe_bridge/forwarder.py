@@ -17,6 +17,8 @@ from mainframe_bridge.codec import RecordError
 from mainframe_bridge.framing import FrameError, FrameReader, encode_frame
 from mainframe_bridge.link import open_link
 from mainframe_bridge.queue_store import POSTED, REJECTED, Standing
+from paymesh import telemetry
+from paymesh.errors import reason_name
 from paymesh.group_commit import GroupCommit
 from paymesh.sqlite import Store
 
@@ -140,7 +142,12 @@ class Session:
                 seq = self.in_flight.pop(reply.posting_id, None)
                 if seq is None:
                     raise LinkFault(f"a reply for posting {reply.posting_id!r}, which is not in flight")
-                self.forwarder.answers.submit((seq, standing_of(reply))).add_done_callback(self._recorded)
+                standing = standing_of(reply)
+                if standing.status == POSTED:
+                    telemetry.count_mainframe_answer("posted")
+                else:
+                    telemetry.count_mainframe_answer("rejected", reason_name(standing.rejection_reason))
+                self.forwarder.answers.submit((seq, standing)).add_done_callback(self._recorded)
 
     def _recorded(self, answer: asyncio.Future) -> None:
         # A failed record leaves the posting QUEUED: the next link sends it again and the

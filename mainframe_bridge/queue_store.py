@@ -21,6 +21,7 @@ from typing import NamedTuple
 from bank.common.v1 import errors_pb2
 from bank.ledger.v1 import ledger_pb2
 from mainframe_bridge import records
+from paymesh import telemetry
 from paymesh.business_calendar import BusinessCalendar
 from paymesh.retention import not_final
 from paymesh.sqlite import bytes_in_use, rows_with_ids
@@ -139,6 +140,9 @@ def enqueue(connection: sqlite3.Connection, items: list[Queued], calendar: Busin
     connection.executemany(
         "INSERT INTO postings (posting_id, business_date, channel, loan_type, reversal, currency, amount,"
         " digest, frame, status, queued_at, original_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    late = sum(1 for row in rows if row[-1])
+    if late:
+        telemetry.count_late_postings(late)
     return answers
 
 
@@ -288,3 +292,34 @@ def drop_day(connection: sqlite3.Connection, business_date: str, keys_kept_from:
     connection.execute("DELETE FROM postings WHERE business_date = ?", (business_date,))
     forgotten = connection.execute("DELETE FROM archived_posting WHERE business_date < ?", (keys_kept_from,)).rowcount
     return dropped, forgotten, before, bytes_in_use(connection)
+
+
+def queue_figures(connection: sqlite3.Connection) -> tuple[int, float | None]:
+    """(postings QUEUED for the mainframe, when the oldest of them was queued): the partial index's rows."""
+    # (named: the planner would rather count the whole of postings_by_date, every posting ever queued)
+    (count,) = connection.execute(
+        "SELECT count(*) FROM postings INDEXED BY postings_queued WHERE status = 1").fetchone()
+    oldest = connection.execute("SELECT queued_at FROM postings WHERE status = 1 ORDER BY seq LIMIT 1").fetchone()
+    return count, oldest[0] if oldest else None
+
+
+OPEN, DAY_CLOSING, DAY_CLOSED = "open", "closing", "closed"  # the day's state as the gauge names it
+
+
+def day_to_close(connection: sqlite3.Connection, booking_today: str) -> tuple[str, str]:
+    """(the business day an operator closes next, its state: open, closing, closed). The oldest day that is
+    closing or has postings and is not closed; when every such day is closed, the last closed; with
+    nothing at all, today's booking day, open. Index reads only (business_days is a row a day)."""
+    (closing,) = connection.execute(
+        "SELECT min(business_date) FROM business_days WHERE state != ?", (CLOSED,)).fetchone()
+    (last_closed,) = connection.execute(
+        "SELECT max(business_date) FROM business_days WHERE state = ?", (CLOSED,)).fetchone()
+    (with_postings,) = connection.execute(
+        "SELECT min(business_date) FROM postings WHERE business_date > ?", (last_closed or "",)).fetchone()
+    candidates = [day for day in (closing, with_postings) if day]
+    if candidates:
+        day = min(candidates)
+        return day, DAY_CLOSING if day == closing else OPEN
+    if last_closed:
+        return last_closed, DAY_CLOSED
+    return booking_today, OPEN

@@ -6,6 +6,7 @@ posting, close the day, read the summary (to reconcile) and drop an archived day
 """
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from functools import partial
@@ -55,6 +56,8 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
         self.context = client_context(settings.pki_dir, BRIDGE)
         self.forwarder = Forwarder(self.store, self.address, self.context)
         self._forwarding: asyncio.Task | None = None
+        self._sampling: asyncio.Task | None = None
+        self.figures = telemetry.Figures(SERVICE)
 
     def add_to(self, grpc_server) -> list[str]:
         bridge_grpc.add_MainframeBridgeServiceServicer_to_server(self, grpc_server)
@@ -62,11 +65,28 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
 
     async def start(self) -> None:
         self._forwarding = asyncio.get_running_loop().create_task(self.forwarder.run())
+        telemetry.observe("paymesh.mainframe.link.up", SERVICE, lambda: [(int(self.forwarder.connected), {})])
+        if telemetry.metrics_read():
+            self._sampling = asyncio.get_running_loop().create_task(telemetry.sample_forever(SERVICE, self.sample))
+
+    async def sample(self) -> None:
+        """The queue for the mainframe and the business day to close next, for the gauges."""
+        queued, oldest = await self.store.run(queue_store.queue_figures)
+        age = round(max(time.time() - oldest, 0.0), 3) if oldest is not None else 0.0
+        self.figures.set("paymesh.bridge.queued", [(queued, {})])
+        self.figures.set("paymesh.bridge.oldest.age", [(age, {})])
+        day, state = await self.store.run(queue_store.day_to_close, self.calendar.booking_date().isoformat())
+        self.figures.set("paymesh.business_day.state", [
+            (int(state == name), {"state": name}) for name in (queue_store.OPEN, queue_store.DAY_CLOSING,
+                                                                queue_store.DAY_CLOSED)])
+        cutoff = dt.datetime.combine(dt.date.fromisoformat(day), self.calendar.cutoff, self.calendar.zone)
+        self.figures.set("paymesh.business_day.cutoff.timestamp", [(cutoff.timestamp(), {})])
 
     async def stop(self, grace: float) -> None:
-        if self._forwarding:
-            self._forwarding.cancel()
-            await asyncio.gather(self._forwarding, return_exceptions=True)
+        for task in (self._forwarding, self._sampling):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.forwarder.close()
         self.store.close()
 

@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     refused_at REAL,                          -- set when the peer refused it: waits for an operator
     refused_reason INTEGER NOT NULL DEFAULT 0,
     refused_message TEXT NOT NULL DEFAULT '',
+    queued_at REAL NOT NULL DEFAULT 0,        -- when it was written (the oldest row's age is a gauge)
     UNIQUE (topic, item_key)
 );
 -- An uploaded file's line results, for ListBatchResults: the journaled payment, or the refusal the
@@ -80,7 +81,7 @@ CREATE TABLE IF NOT EXISTS dropped_day (business_date TEXT PRIMARY KEY) WITHOUT 
 ADDED_COLUMNS = {
     "payment": {"value_date": "TEXT NOT NULL DEFAULT ''", "reversal_date": "TEXT"},
     "outbox": {"refused_at": "REAL", "refused_reason": "INTEGER NOT NULL DEFAULT 0",
-               "refused_message": "TEXT NOT NULL DEFAULT ''"},
+               "refused_message": "TEXT NOT NULL DEFAULT ''", "queued_at": "REAL NOT NULL DEFAULT 0"},
 }
 INDEXES = """
 CREATE INDEX IF NOT EXISTS payment_by_reversal_day ON payment (reversal_date) WHERE reversal_date IS NOT NULL;
@@ -185,6 +186,11 @@ class Journal:
         """Outbox rows still to be acknowledged by their peer (refused rows wait for an operator instead)."""
         return await self._store.run(
             lambda c: c.execute("SELECT count(*) FROM outbox WHERE refused_at IS NULL").fetchone()[0])
+
+    async def outbox_figures(self) -> list[tuple[str, int, float]]:
+        """(topic, rows waiting for their peer, when the oldest was written) of each topic with rows."""
+        return await self._store.run(lambda c: c.execute(
+            "SELECT topic, count(*), min(queued_at) FROM outbox WHERE refused_at IS NULL GROUP BY topic").fetchall())
 
     async def refuse(self, topic: str, refusals: list[tuple[str, int, str]]) -> None:
         """Marks rows (key, reason, message) their peer refused: kept, no longer forwarded."""
@@ -331,8 +337,9 @@ def _record(connection: Connection, payment: payments_pb2.Payment, outbox) -> No
         "UPDATE payment SET status = ?, payment = ?, reversal_date = ? WHERE payment_id = ?",
         (payment.status, payment.SerializeToString(), payment.reversal_business_date or None, payment.payment_id),
     )
-    connection.executemany("INSERT INTO outbox (topic, item_key, body, traceparent) VALUES (?, ?, ?, ?)"
-                           " ON CONFLICT (topic, item_key) DO NOTHING", outbox)
+    now = time.time()  # when the rows were written: the oldest row's age is a gauge
+    connection.executemany("INSERT INTO outbox (topic, item_key, body, traceparent, queued_at) VALUES (?, ?, ?, ?, ?)"
+                           " ON CONFLICT (topic, item_key) DO NOTHING", [(*row, now) for row in outbox])
 
 
 def _delivered(connection: Connection, delivered) -> None:
@@ -349,8 +356,9 @@ def _replay_refused(connection: Connection, keys: list[tuple[str, str]] | None) 
     wanted = None if keys is None else set(keys)
     rows = [row for row in rows if wanted is None or (row[1], row[2]) in wanted]
     connection.executemany("DELETE FROM outbox WHERE id = ?", [(row[0],) for row in rows])
-    connection.executemany("INSERT INTO outbox (topic, item_key, body, traceparent) VALUES (?, ?, ?, ?)",
-                           [row[1:] for row in rows])
+    now = time.time()
+    connection.executemany("INSERT INTO outbox (topic, item_key, body, traceparent, queued_at) VALUES (?, ?, ?, ?, ?)",
+                           [(*row[1:], now) for row in rows])
     return len(rows)
 
 

@@ -9,6 +9,7 @@ here (briefly) for its payment's, so it can tell the channel where to resume its
 import asyncio
 import collections
 import logging
+import time
 
 from google.protobuf.message import Message
 
@@ -33,6 +34,7 @@ RESCAN_SECONDS = 2.0
 # Rows read at once: a day file's confirmations in smaller pages, as each read holds the journal's
 # one SQLite thread, which an online payment's commits wait for.
 PAGE_ROWS = {POSTINGS: 2000, CONFIRMATIONS: 2000, CONFIRMATIONS_BATCH: 500}
+PEER_OF = {POSTINGS: "mainframe-bridge", CONFIRMATIONS: "confirmations", CONFIRMATIONS_BATCH: "confirmations"}
 
 
 class Outbox:
@@ -48,12 +50,15 @@ class Outbox:
         self._delivered_keys: list[tuple[str, list[str], dict[str, int]]] = []  # (topic, keys, sequences)
         self._tasks: list[asyncio.Task] = []
         self.refused_rows = 0  # rows a peer refused, waiting for the operator (a gauge)
+        self.figures = telemetry.Figures("router.outbox")
 
     async def start(self) -> None:
         self.refused_rows = len(await self.journal.refused())
         telemetry.observe_queue_depth("router.outbox.refused", lambda: self.refused_rows)
         self._tasks = [asyncio.create_task(self._forward(topic)) for topic in self._streams]
         self._tasks.append(asyncio.create_task(self._sweep_delivered()))
+        if telemetry.metrics_read():
+            self._tasks.append(asyncio.create_task(telemetry.sample_forever("router.outbox", self.sample)))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -94,6 +99,20 @@ class Outbox:
                 waiters.remove(future)
             if not waiters:
                 self._sequence_waiters.pop(payment_id, None)
+
+    async def sample(self) -> None:
+        """The outbox's depth and the age of its oldest row, per peer and topic, for the gauges."""
+        found = {topic: (rows, oldest) for topic, rows, oldest in await self.journal.outbox_figures()}
+        now = time.time()
+        depth, age = [], []
+        for topic, peer in PEER_OF.items():
+            rows, oldest = found.get(topic, (0, None))
+            labels = {"peer": peer, "topic": topic}
+            depth.append((rows, labels))
+            # (a row written before queued_at existed reads 0: its age is unknown, not 56 years)
+            age.append((round(max(now - oldest, 0.0), 3) if rows and oldest else 0.0, labels))
+        self.figures.set("paymesh.outbox.depth", depth)
+        self.figures.set("paymesh.outbox.oldest.age", age)
 
     async def replay_refused(self, keys: list[tuple[str, str]] | None) -> int:
         """Sends refused rows (topic, key), or all when keys is None, again; how many."""

@@ -21,6 +21,7 @@ from payment_router.journal import Accepted, Journal, Outcome
 from payment_router.outbox import CONFIRMATIONS, CONFIRMATIONS_BATCH, POSTINGS, Outbox
 from payment_router.pacing import BatchPacer
 from paymesh import telemetry
+from paymesh.errors import reason_name
 from paymesh.streams import BatchingStream
 from paymesh.topology import CHANNEL_NAMES, CORE_OF
 
@@ -121,6 +122,7 @@ class Router:
         for stream in self._streams():
             stream.start()
             telemetry.observe_queue_depth(f"router.in-flight.{stream.name}", partial(_in_flight, stream))
+        telemetry.observe("paymesh.peer.up", "router", self._peers_up)
         await self.outbox.start()
         self._tasks = [asyncio.create_task(self.booking.follow(self.bridge_stub)),
                        asyncio.create_task(self.pacer.run(), name="batch-pacer")]
@@ -135,6 +137,12 @@ class Router:
         await self.outbox.stop()
         for stream in self._streams():
             await stream.close()
+
+    def _peers_up(self) -> list[tuple[float, dict[str, str]]]:
+        """Whether each peer's stream is connected (a core's online one), read at each scrape."""
+        streams = [(core.name, core.streams[ONLINE]) for core in self.cores.values()]
+        streams += [("mainframe-bridge", self.bridge), ("confirmations", self.confirmations)]
+        return [(int(stream.connected), {"peer": peer}) for peer, stream in streams]
 
     def _streams(self) -> list[CoreLanes | BatchingStream]:
         return [*self.cores.values(), self.bridge, self.confirmations, self.confirmations_batch]
@@ -231,6 +239,8 @@ class Router:
         outbox.append((topic, confirmation.payment_id, confirmation.SerializeToString(), traceparent))
         await self.journal.record(result, outbox, priority)
         telemetry.count_payment(CHANNEL_NAMES[payment.channel], core, types_pb2.PaymentStatus.Name(result.status))
+        if result.status == types_pb2.PAYMENT_STATUS_REJECTED:
+            telemetry.count_refusal(CHANNEL_NAMES[payment.channel], reason_name(result.rejection.reason), core)
         self.outbox.wake(*((POSTINGS, topic) if outcome.HasField("applied") else (topic,)))
         return result
 

@@ -22,7 +22,8 @@ from payment_router.orders import PaymentIds, body_hash, validate
 from payment_router.payment_stream import PaymentStream
 from payment_router.router import BATCH, ONLINE, STREAM, Router
 from payment_router.tokens import TokenRefused, TokenVerifier
-from paymesh.errors import Refused, abort, abort_as, error_info
+from paymesh import telemetry
+from paymesh.errors import Refused, abort, abort_as, error_info, reason_name
 from paymesh.limits import OpenCalls
 from paymesh.tls import peer_identity
 from paymesh.topology import CHANNEL_VALUES
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 # Day files open at once in this router, whoever sends them: each holds its lines (up to 100,000,
 # some 41 MiB) until its trailer, and a channel's devices each have their own 4 (docs/load-and-security.md).
 DEFAULT_MAX_OPEN_UPLOADS = 8
+ROUTER = "payment-router"  # who refused, on paymesh_refusals_total (a core's refusals name the core)
 ONLINE_WAIT_FOR_CORE = 0.5  # seconds an online payment waits for a core that is reconnecting
 BATCH_WAIT_FOR_CORE = 10.0  # seconds a batch line waits for a core that is reconnecting
 
@@ -64,15 +66,22 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         started = time.perf_counter()
         caller = await self._caller(context, "submit")
         try:
+            return await self._submit(caller, request, context, started)
+        finally:  # every answer, a refusal too: what the customer waited
+            telemetry.record_online_payment(caller.name, time.perf_counter() - started)
+
+    async def _submit(self, caller: Caller, request, context, started: float) -> api.SubmitPaymentResponse:
+        try:
             async with asyncio.timeout(_remaining(context)):  # no task of its own, unlike wait_for
                 payment = await self.pay(caller, request.payment)
         except Refused as refused:
+            telemetry.count_refusal(caller.name, reason_name(refused.reason), ROUTER)
             await refused.abort(context)
         except TimeoutError:
             await abort(context, grpc.StatusCode.DEADLINE_EXCEEDED,
                         "the payment is still being applied; retry with the same idempotency key for its result",
                         errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE)
-        if payment.status == types_pb2.PAYMENT_STATUS_REJECTED:
+        if payment.status == types_pb2.PAYMENT_STATUS_REJECTED:  # (the core's refusal: counted where it came)
             await Refused.of(payment.rejection).abort(context, payment_id=payment.payment_id)
         if not payment.confirmation_sequence:  # a retry of a confirmed payment has it already: no wait
             payment.confirmation_sequence = await self.router.outbox.confirmation_sequence(
@@ -262,6 +271,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
 
     def rejected(self, caller: Caller, order, refused: Refused, key: str = "") -> payments_pb2.Payment:
         """A refusal as a REJECTED payment (streams and batch lines); nothing was journaled."""
+        telemetry.count_refusal(caller.name, reason_name(refused.reason), ROUTER)
         key = key or order.idempotency_key
         value, booking = self.router.booking.dates()
         return payments_pb2.Payment(
@@ -310,6 +320,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
                         errors_pb2.ERROR_REASON_OPERATION_NOT_ALLOWED)
         wait = policy.bucket.take(cost) if cost else 0.0
         if wait:
+            telemetry.count_refusal(identity.name, reason_name(errors_pb2.ERROR_REASON_RATE_LIMITED), ROUTER)
             await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
                         f"over the {identity.name} channel's rate limit; retry in {wait:.3f}s",
                         errors_pb2.ERROR_REASON_RATE_LIMITED, retry_after_seconds=wait)

@@ -40,6 +40,8 @@ class Settings:
     # PAYMESH_ROUTER_BULKHEAD: the router's channel group on Kubernetes (digital, atm, agent-store),
     # its identity and the channels it serves; unset, the local mesh's one router for every channel.
     router_bulkhead: str = ""
+    # PAYMESH_METRICS_SAMPLE_SECONDS: how often a service reads the gauges kept in its stores (queues, lag, the day).
+    metrics_sample_seconds: float = 5.0
     # Metrics over OTLP beside /metrics, by the same rule on OTEL_METRICS_EXPORTER: the platform's collector.
     otlp_metrics: bool = False
     # OTEL_EXPORTER_OTLP_PROTOCOL (or the _TRACES_/_METRICS_ one): only grpc is built in; the exporter
@@ -62,6 +64,7 @@ class Settings:
             health_port=_optional_port("PAYMESH_HEALTH_PORT"),
             metrics_port=_optional_port("PAYMESH_METRICS_PORT"),
             router_bulkhead=_env("PAYMESH_ROUTER_BULKHEAD", ""),
+            metrics_sample_seconds=float(_env("PAYMESH_METRICS_SAMPLE_SECONDS", "5")),
             otlp_metrics=_otlp_asked("METRICS"),
             otlp_protocols=tuple((name, _env(name, "").lower()) for name in (
                 "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",

@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from wsgiref.simple_server import WSGIServer
@@ -174,6 +174,8 @@ def setup_metrics(service_name: str, settings: Settings) -> MetricsSetup:
         resource=resource_of(service_name), metric_readers=readers, views=[latency_view]
     )
     metrics.set_meter_provider(provider)
+    global _metrics_read, _sample_seconds
+    _metrics_read, _sample_seconds = bool(readers), settings.metrics_sample_seconds
     if registry is None or settings.metrics_port is None:  # the registry is made exactly when there is a port
         return MetricsSetup(provider, None)
     http, _thread = start_http_server(settings.metrics_port, addr=settings.bind_host, registry=registry)
@@ -210,6 +212,28 @@ def _instruments():
             "paymesh.queue.depth", callbacks=[_observe_queues], unit="{item}",
             description="Items waiting in a durable queue (bridge store-and-forward, confirmation consumer lag)",
         ),
+        refusals=m.create_counter(
+            "paymesh.refusals", unit="{payment}",
+            description="Payment orders refused, by channel, reason and who refused (the router, or a core)",
+        ),
+        online_latency=m.create_histogram(
+            "paymesh.online.duration", unit="s",
+            description="Time of a channel's online SubmitPayment call, from its arrival to its answer",
+        ),
+        webhook_deliveries=m.create_counter(
+            "paymesh.webhook.deliveries", unit="{delivery}",
+            description="Webhook delivery attempts by channel and outcome (delivered, failed: retried, dead_lettered)",
+        ),
+        mainframe_answers=m.create_counter(
+            "paymesh.mainframe.answers", unit="{posting}",
+            description="The mainframe's answers to postings, by outcome (posted, rejected) and reason",
+        ),
+        late_postings=m.create_counter(
+            "paymesh.late.postings", unit="{posting}",
+            description="Postings of a sealed business day booked in the next open day (late items)",
+        ),
+        gauges=[m.create_observable_gauge(name, callbacks=[functools.partial(_observe_sampled, name)], unit=unit,
+                                          description=description) for name, (unit, description) in GAUGES.items()],
         # Unit "d": Prometheus names it paymesh_tls_certificate_expiry_days.
         certificate_expiry=m.create_observable_gauge(
             "paymesh.tls.certificate.expiry", callbacks=[_observe_certificates], unit="d",
@@ -234,9 +258,109 @@ def count_quota_refusal(kind: str) -> None:
     _instruments().quota_refusals.add(1, {"kind": kind})
 
 
+def count_refusal(channel: str, reason: str, refused_by: str) -> None:
+    """A payment order refused (reason as paymesh.errors.reason_name gives it) by the router or a core."""
+    _instruments().refusals.add(1, {"channel": channel, "reason": reason, "refused_by": refused_by})
+
+
+def record_online_payment(channel: str, seconds: float) -> None:
+    """The whole time of one online SubmitPayment call on the channel, whatever its answer."""
+    _instruments().online_latency.record(seconds, {"channel": channel})
+
+
+def count_webhook_deliveries(channel: str, outcome: str, count: int = 1) -> None:
+    """Webhook deliveries of the channel that were delivered, failed (retried later) or dead_lettered."""
+    _instruments().webhook_deliveries.add(count, {"channel": channel, "outcome": outcome})
+
+
+def count_mainframe_answer(outcome: str, reason: str = "") -> None:
+    """One posting the mainframe posted or rejected (reason: the ErrorReason's name)."""
+    _instruments().mainframe_answers.add(1, {"outcome": outcome, "reason": reason})
+
+
+def count_late_postings(count: int) -> None:
+    """Postings of a sealed day just booked in the next open day."""
+    _instruments().late_postings.add(count)
+
+
 def record_hop_latency(hop: str, seconds: float, status: str = "OK") -> None:
     """How long one hop of a payment took, e.g. hop="router->core-cash"."""
     _instruments().hop_latency.record(seconds, {"hop": hop, "status": status})
+
+
+# --- Sampled gauges: figures a service reads from its own store on its own loop ---------------
+# The Prometheus scrape (and the OTLP reader) run on threads of their own and must not touch a store,
+# so a service refreshes its figures every PAYMESH_METRICS_SAMPLE_SECONDS with sample_forever() and a
+# gauge's callback only reads what the last refresh left (observe()).
+
+GAUGES = {  # name -> (unit, description); the Prometheus names are in docs/observability.md
+    "paymesh.outbox.depth": (
+        "{row}", "Router outbox rows not yet acknowledged by their peer (refused rows excluded), by peer and topic"),
+    "paymesh.outbox.oldest.age": (
+        "s", "Age of the oldest unacknowledged router outbox row, by peer and topic (0 when empty)"),
+    "paymesh.bridge.queued": ("{posting}", "Postings queued at the bridge that the mainframe has not answered"),
+    "paymesh.bridge.oldest.age": ("s", "Age of the oldest posting queued at the bridge (0 when none)"),
+    "paymesh.mainframe.link.up": ("1", "1 while the bridge's link to the mainframe is open, else 0"),
+    "paymesh.peer.up": (
+        "1", "1 while the router's stream to the peer (a core, the bridge, confirmations) is connected"),
+    "paymesh.confirmations.consumer.lag": (
+        "{confirmation}", "Confirmations of a channel after its durable consumer's acknowledged position"),
+    "paymesh.business_day.state": (
+        "1", "1 for the state (open, closing, closed) of the business day the operator closes next"),
+    "paymesh.business_day.cutoff.timestamp": (
+        "s", "Unix time of the cut-off of the business day the operator closes next"),
+}
+Sample = tuple[float, dict[str, str]]  # (value, labels)
+_sampled: dict[str, dict[str, Callable[[], Iterable[Sample]]]] = {name: {} for name in GAUGES}
+_metrics_read = False  # whether any reader (a /metrics port, OTLP) reads the instruments
+_sample_seconds = 5.0
+
+
+def metrics_read() -> bool:
+    """Whether this process's metrics go anywhere: a service samples its stores only then."""
+    return _metrics_read
+
+
+def observe(gauge: str, owner: str, read: Callable[[], Iterable[Sample]]) -> None:
+    """Registers read() (in memory only: it runs on the exporter's thread) as owner's samples of one of
+    GAUGES; the latest registered per owner."""
+    _sampled[gauge][owner] = read
+    _instruments()
+
+
+def _observe_sampled(gauge: str, _options) -> Iterator[Observation]:
+    for read in list(_sampled[gauge].values()):
+        try:
+            for value, labels in read():
+                yield Observation(value, labels)
+        except Exception:  # a broken gauge must not break the scrape of every other metric
+            log.exception("gauge callback failed", extra={"gauge": gauge})
+
+
+async def sample_forever(name: str, refresh: Callable[[], Awaitable[None]]) -> None:
+    """Runs refresh() (a service's read of its own figures) now and every PAYMESH_METRICS_SAMPLE_SECONDS,
+    until cancelled; a failed read is logged and tried again next time."""
+    while True:
+        try:
+            await refresh()
+        except Exception:
+            log.exception("metrics sample failed", extra={"sample": name})
+        await asyncio.sleep(_sample_seconds)
+
+
+class Figures:
+    """The last sample of a service's figures, written on its loop and read on the exporter's thread
+    (each gauge's list is replaced whole, never changed in place: the reader sees one sample or the next)."""
+
+    def __init__(self, owner: str):
+        self.owner = owner
+        self._samples: dict[str, Sequence[Sample]] = {}
+
+    def set(self, gauge: str, samples: Sequence[Sample]) -> None:
+        known = gauge in self._samples
+        self._samples[gauge] = samples
+        if not known:
+            observe(gauge, self.owner, lambda: self._samples[gauge])
 
 
 _queues: dict[str, Callable[[], int]] = {}

@@ -32,6 +32,7 @@ CREATE TABLE outbox (
     refused_at DOUBLE PRECISION,
     refused_reason INTEGER NOT NULL DEFAULT 0,
     refused_message TEXT NOT NULL DEFAULT '',
+    queued_at DOUBLE PRECISION NOT NULL DEFAULT 0,
     UNIQUE (topic, item_key)
 );
 CREATE INDEX outbox_refused ON outbox (id) WHERE refused_at IS NOT NULL;
