@@ -1,24 +1,13 @@
 """k8s/monitoring: the alert rules well formed and on series the services really export; the
 PodMonitor valid against the Prometheus Operator's CRD fields and on every gRPC pod's metrics port."""
 
-import re
-from pathlib import Path
-
 import jsonschema
 import pytest
 import yaml
 
+from tests.k8s import promql
 from tests.k8s.manifests import OVERLAYS, build, of_kind, render, workloads
-
-REPO = Path(__file__).resolve().parents[2]
-RULES = REPO / "k8s" / "monitoring" / "alerts.yaml"
-# Each series an alert reads, and where the code makes it (tests/payment_router/test_business_day.py scrapes them).
-EXPORTED = {
-    "paymesh_queue_depth": ("paymesh/telemetry.py", '"paymesh.queue.depth"'),
-    "paymesh_outbox_refused_total": ("paymesh/telemetry.py", '"paymesh.outbox.refused"'),
-    # tests/paymesh/test_certificate_rotation.py scrapes it
-    "paymesh_tls_certificate_expiry_days": ("paymesh/telemetry.py", '"paymesh.tls.certificate.expiry"'),
-}
+from tests.k8s.promql import REPO, RULES
 
 
 def test_every_alert_is_well_formed_and_reads_an_exported_series():
@@ -26,13 +15,11 @@ def test_every_alert_is_well_formed_and_reads_an_exported_series():
     assert (rule["apiVersion"], rule["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
     alerts = [r for group in rule["spec"]["groups"] for r in group["rules"]]
     assert {a["alert"] for a in alerts} >= {"PaymeshOutboxRowRefused", "PaymeshCertificateExpiringSoon"}
+    exported = promql.exported_series()  # tests/k8s/test_k8s_dashboard.py: parsed, and from a real scrape
     for alert in alerts:
         assert alert["labels"]["severity"] in ("page", "ticket") and alert["annotations"]["summary"]
-        series = set(re.findall(r"\b(paymesh_[a-z_]+)\b", alert["expr"]))
-        assert series and series <= set(EXPORTED), alert["expr"]
-        for name in series:
-            path, instrument = EXPORTED[name]
-            assert instrument in (REPO / path).read_text(), name
+        series = promql.series_read(alert["expr"])
+        assert series and series <= exported, alert["expr"]
     assert '"router.outbox.refused"' in (REPO / "payment_router" / "outbox.py").read_text()
 
 
