@@ -1,7 +1,8 @@
 """The NetworkPolicies allow exactly the call graph and nothing else: default deny,
 then channel edge -> its router bulkhead, subscribers -> confirmations, router ->
 cores, bridge and confirmations, bridge -> mainframe, confirmations -> webhooks,
-DNS, kubelet -> health port, Prometheus -> metrics port. The allowed connections
+DNS, kubelet -> health port, Prometheus -> metrics port, every gRPC pod -> the platform's
+OpenTelemetry Collector (OTLP/gRPC, 4317) and to the endpoint its configuration names. The allowed connections
 are computed from the rendered policies the way a CNI reads them (matchLabels
 selectors, named ports resolved on the destination pod) and compared whole."""
 
@@ -21,6 +22,8 @@ DNS = "ns[kubernetes.io/metadata.name=kube-system] pods[k8s-app=kube-dns]"
 NODE_LOCAL_DNS_CACHE, CLOUD_DNS = "ip[169.254.20.10/32]", "ip[169.254.169.254/32]"
 RESOLVERS = {"dev": (DNS,), "prod": (DNS, NODE_LOCAL_DNS_CACHE, CLOUD_DNS)}
 PROMETHEUS = "ns[kubernetes.io/metadata.name=monitoring] pods[app.kubernetes.io/name=prometheus]"
+COLLECTOR = "ns[kubernetes.io/metadata.name=monitoring] pods[app.kubernetes.io/name=opentelemetry-collector]"
+OTLP_ENDPOINT = "https://otel-collector.monitoring.svc.cluster.local:4317"  # the collector's Service, its port
 # Not the internet: private, loopback, link-local, carrier-grade NAT, "this network", benchmarking,
 # multicast, reserved. A webhook to any of them is refused.
 NOT_THE_INTERNET = ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
@@ -45,6 +48,7 @@ def expected_graph(overlay: str, scraper: str = PROMETHEUS) -> set[tuple]:
     edges |= {(pod, dns, proto, 53) for pod in every_pod for dns in RESOLVERS[overlay] for proto in ("UDP", "TCP")}
     edges |= {(NODES[overlay], pod, "TCP", 8081) for pod in grpc_pods}
     edges |= {(scraper, pod, "TCP", 9464) for pod in grpc_pods}
+    edges |= {(pod, COLLECTOR, "TCP", 4317) for pod in grpc_pods}  # spans to the collector
     if overlay == "dev":
         emulator_port = port_of("mainframe-emulator")
         edges |= {("mainframe-bridge", "mainframe-emulator", "TCP", emulator_port),
@@ -159,6 +163,32 @@ def test_prod_mainframe_egress_is_the_configured_address():
                      if c["metadata"]["name"].startswith("paymesh-config")]
     address, port = config_map["data"]["PAYMESH_MAINFRAME_EMULATOR_ADDR"].rsplit(":", 1)
     assert (address, int(port)) == PROD_MAINFRAME
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_grpc_pod_exports_to_the_collector_the_policy_allows_and_nothing_else_does(overlay):
+    objects = render(overlay)
+    (config_map,) = [c for c in of_kind(objects, "ConfigMap") if c["metadata"]["name"].startswith("paymesh-config")]
+    settings = config_map["data"]
+    assert settings["OTEL_EXPORTER_OTLP_ENDPOINT"] == OTLP_ENDPOINT
+    assert settings["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc"
+    assert "PAYMESH_TRACE_EXPORTER" not in settings  # (it would win over the OTEL_* variables)
+    cluster = Cluster(objects)
+    to_collector = {(src, port) for src, dst, _, port in cluster.allowed("Egress") if dst == COLLECTOR}
+    assert to_collector == {(pod, 4317) for pod in [*ROUTERS, *CALLEES]}
+    # The client certificate the exporter presents is mounted where the variables say, in every gRPC pod.
+    for workload in workloads(objects):
+        template = workload["spec"]["template"]
+        if template["metadata"]["labels"].get("paymesh.bank/grpc") != "true":
+            continue
+        (container,) = template["spec"]["containers"]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "otlp"]
+        assert mount["readOnly"] and mount["mountPath"] == "/etc/paymesh/otlp"
+        (volume,) = [v for v in template["spec"]["volumes"] if v["name"] == "otlp"]
+        (source,) = volume["projected"]["sources"]
+        files = {f"/etc/paymesh/otlp/{item['path']}" for item in source["secret"]["items"]}
+        assert files == {settings[f"OTEL_EXPORTER_OTLP_{name}"] for name in ("CERTIFICATE", "CLIENT_KEY",
+                                                                              "CLIENT_CERTIFICATE")}
 
 
 def test_webhooks_reach_no_address_that_is_not_the_internet():

@@ -303,11 +303,21 @@ def test_the_code_scan_finds_what_config_reads():
     assert not {"PAYMESH_SURELY_NOT_READ", "PAYMESH_"} & found
 
 
+def opentelemetry_variables() -> set[str]:
+    """The OTEL_* variables the OpenTelemetry API and SDK define (and read themselves)."""
+    from opentelemetry import environment_variables as api_variables
+    from opentelemetry.sdk import environment_variables as sdk_variables
+
+    return {value for module in (api_variables, sdk_variables) for name, value in vars(module).items()
+            if name.startswith("OTEL_") and isinstance(value, str)}
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_environment_variable_is_one_the_code_reads(overlay):
-    objects, readable = render(overlay), variables_the_code_reads()
+    objects, readable = render(overlay), variables_the_code_reads() | opentelemetry_variables()
     given = set(config(objects))
     for workload in workloads(objects):
         given |= {e["name"] for e in container(workload).get("env", [])}
     assert given - readable == set()
+    assert "OTEL_EXPORTER_OTLP_CLIENT_KEY" in readable and "OTEL_EXPORTER_OTLP_CLIENT_KEYS" not in readable
     assert {"PAYMESH_HEALTH_PORT", "PAYMESH_METRICS_PORT", "PAYMESH_BIND_HOST"} <= given
