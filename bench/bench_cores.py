@@ -1,8 +1,9 @@
-"""Benchmark: one loan core (a real subprocess, mTLS, SQLite with synchronous=FULL)
-applying N payments that arrive on ONE ApplyPayments stream in micro-batches.
+"""Benchmark: one loan core (a real subprocess, mTLS, SQLite with synchronous=FULL, or with
+--postgres its own database on a PostgreSQL server of the bench's own, fsync on, with the core's
+lease and fenced writes) applying N payments that arrive on ONE ApplyPayments stream in micro-batches.
 
     .venv/bin/python bench/bench_cores.py [--core core-cash] [--payments 20000] [--batch 200] [--window 8]
-                                          [--no-traceparents]
+                                          [--no-traceparents] [--postgres]
 
 Prints payments/s, the p50/p99 latency per payment (from the moment its micro-batch
 is written to the moment its answer, sent only after COMMIT, arrives) and the core's CPU
@@ -12,8 +13,10 @@ records a span per payment); --no-traceparents leaves them out.
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -33,7 +36,8 @@ from paymesh_tools.products import RULES_OF_CORE  # noqa: E402
 from paymesh import tls  # noqa: E402
 from paymesh_tools.dev_pki import ensure_dev_pki  # noqa: E402
 from paymesh.topology import ROUTER  # noqa: E402
-from paymesh_tools.launch import start_service  # noqa: E402
+from paymesh_tools.launch import START_TIMEOUT, start_service  # noqa: E402
+from paymesh_tools.local_postgres import LocalPostgres  # noqa: E402
 
 AS_OF = date(2026, 11, 27)
 PORTFOLIO_SIZE = 3000
@@ -126,25 +130,37 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=8, help="messages in flight on the stream")
     parser.add_argument("--traceparents", action=argparse.BooleanOptionalAction, default=True,
                         help="send a traceparent with each payment, as the router does")
+    parser.add_argument("--postgres", action="store_true",
+                        help="the core on PostgreSQL (a server of the bench's own, on loopback) instead of SQLite")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench-cores-"))
     ensure_dev_pki(home / "pki")
     payments = payments_for(args.core, args.payments)
     traceparents = traceparents_for(len(payments)) if args.traceparents else []
-    core = start_service(args.core, home, home / "pki", PAYMESH_PORTFOLIO_SIZE=str(PORTFOLIO_SIZE),
-                         PAYMESH_PORTFOLIO_AS_OF=AS_OF.isoformat(), PAYMESH_LOG_LEVEL="WARNING")
-    try:
-        cpu_before = cpu_seconds(core.process.pid)
-        elapsed, latencies, applied = asyncio.run(run(core.address, home / "pki", payments, args.batch, args.window,
-                                                       traceparents))
-        cpu_after = cpu_seconds(core.process.pid)
-    finally:
-        core.terminate()
+    with contextlib.ExitStack() as stack:
+        env: dict[str, str] = {}
+        if args.postgres:  # its folder under /tmp itself: as root the server runs as nobody
+            folder = Path(tempfile.mkdtemp(prefix="bench-cores-pg-"))
+            stack.callback(shutil.rmtree, folder, ignore_errors=True)
+            server = stack.enter_context(LocalPostgres(folder))
+            prefix = args.core.upper().replace("-", "_")
+            env[f"PAYMESH_{prefix}_DATABASE_URL"] = server.create_database(args.core.replace("-", "_"))
+        core = start_service(args.core, home, home / "pki", PAYMESH_PORTFOLIO_SIZE=str(PORTFOLIO_SIZE),
+                             timeout=START_TIMEOUT, PAYMESH_PORTFOLIO_AS_OF=AS_OF.isoformat(),
+                             PAYMESH_LOG_LEVEL="WARNING", **env)
+        try:
+            cpu_before = cpu_seconds(core.process.pid)
+            elapsed, latencies, applied = asyncio.run(run(core.address, home / "pki", payments, args.batch,
+                                                           args.window, traceparents))
+            cpu_after = cpu_seconds(core.process.pid)
+        finally:
+            core.terminate()
     latencies.sort()
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
     print(f"{args.core}: {len(latencies)} payments on one stream ({applied} applied), "
-          f"batches of {args.batch}, {args.window} in flight, SQLite synchronous=FULL, "
+          f"batches of {args.batch}, {args.window} in flight, "
+          f"{'PostgreSQL (fsync on, a fenced lease)' if args.postgres else 'SQLite synchronous=FULL'}, "
           f"{'a traceparent each' if traceparents else 'no traceparents'}")
     print(f"throughput: {len(latencies) / elapsed:,.0f} payments/s in {elapsed:.2f} s")
     print(f"latency per payment: p50 {p50:.1f} ms, p99 {p99:.1f} ms")

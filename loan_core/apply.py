@@ -14,7 +14,7 @@ from bank.common.v1 import errors_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from loan_core import engine, ledger, store, validation
 from paymesh.errors import Refused
-from paymesh.postgres import STORE_FAILURES
+from paymesh.postgres import STORE_FAILURES, pipelined
 from paymesh.topology import CASH_CHANNELS
 from loan_core.loan import LoanState, originate
 from loan_core.rules import ProductRules
@@ -117,7 +117,8 @@ def digest(message) -> bytes:
 def apply_batches(connection: sqlite3.Connection, batches, *, rules: ProductRules,
                   loans: LoanCache) -> list[list[core_pb2.PaymentOutcome]]:
     """Each stream message's payments, in one transaction (a group commit): their outcomes."""
-    return [apply_batch(connection, payments, rules=rules, loans=loans) for payments in batches]
+    with pipelined(connection):
+        return [apply_batch(connection, payments, rules=rules, loans=loans) for payments in batches]
 
 
 def apply_batch(connection: sqlite3.Connection, payments, *, rules: ProductRules,

@@ -15,6 +15,7 @@ Which backend a service uses: PAYMESH_<SERVICE>_DATABASE_URL, else PAYMESH_DATAB
 """
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import logging
@@ -204,6 +205,15 @@ class PostgresStore:
     def close(self) -> None:
         self._executor.submit(self.connection.close).result()
         self._executor.shutdown()
+
+
+def pipelined(connection: Any) -> contextlib.AbstractContextManager:
+    """Around many statements of one transaction on either backend: on PostgreSQL, psycopg's
+    pipeline mode (the statements go out without waiting for each answer; a read waits for those
+    before it), so a group commit costs a few round trips instead of one per statement. An error
+    then surfaces at the next read or at the end: as a store failure, the transaction's whole.
+    On SQLite, nothing (a statement is a function call)."""
+    return connection.raw.pipeline() if isinstance(connection, PostgresConnection) else contextlib.nullcontext()
 
 
 # A transaction PostgreSQL aborted to let a concurrent one through (replicas writing the same rows in
