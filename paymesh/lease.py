@@ -148,8 +148,9 @@ class Lease:
             self._open()
         assert self._connection is not None
         try:
-            return self._connection.raw.execute(sql, {"name": self.name, "holder": self.holder,
-                                                      "ttl": self.times.ttl, **values}).fetchall()
+            cursor = self._connection.raw.execute(sql, {"name": self.name, "holder": self.holder,
+                                                        "ttl": self.times.ttl, **values})
+            return cursor.fetchall() if cursor.description is not None else []
         except psycopg.OperationalError:
             self._connection.close()  # opened again at the next statement
             self._connection = None
@@ -261,8 +262,9 @@ class Lease:
             if epoch is not None:
                 await self._call(self._release, epoch)
                 log.info("lease released", extra={"lease": self.name, "epoch": epoch})
-        except psycopg.Error:
-            log.warning("lease not released: the standby takes over when it lapses", extra={"lease": self.name})
+        except psycopg.Error as failed:
+            log.warning("lease not released: the standby takes over when it lapses",
+                        extra={"lease": self.name, "error": str(failed).strip()[:300]})
         finally:
             await self._call(self._close)
             self._executor.shutdown()

@@ -7,6 +7,7 @@ older client refused.
 
 import asyncio
 import functools
+import json
 import logging
 import os
 import ssl
@@ -167,11 +168,33 @@ def channel_credentials(material: pki.Material) -> grpc.ChannelCredentials:
     )
 
 
+# For a target of several addresses: round robin over those whose health (grpc.health.v1, the
+# whole server: "") says SERVING, watched by gRPC itself (client-side health checking).
+_HEALTH_CHECKED = json.dumps({"loadBalancingConfig": [{"round_robin": {}}], "healthCheckConfig": {"serviceName": ""}})
+
+
+def dialled(target: str) -> tuple[str, tuple]:
+    """The target as gRPC dials it, and the channel's options. One address (host:port, or a name
+    DNS or a Kubernetes Service resolves): as it is. Several, comma separated, as an active service and
+    its standbys on one machine are (`127.0.0.1:50061,127.0.0.1:50071`): gRPC's `ipv4:` list, calls
+    going only to the ones whose health says SERVING (a standby's NOT_SERVING: to the lease holder,
+    and to the new one after a takeover); the certificate is checked against the first address, which
+    the services' certificates carry. Only for several addresses: a single service that is
+    NOT_SERVING (a core waiting for its loans) must stay reachable, by the operator's import."""
+    addresses = [part.strip() for part in target.split(",") if part.strip()]
+    if len(addresses) < 2:
+        return target, CHANNEL_OPTIONS
+    host = addresses[0].rsplit(":", 1)[0].strip("[]")
+    options = tuple(option for option in CHANNEL_OPTIONS if option[0] != "grpc.lb_policy_name")
+    return f"ipv4:{','.join(addresses)}", (*options, ("grpc.service_config", _HEALTH_CHECKED),
+                                          ("grpc.ssl_target_name_override", host))
+
+
 def secure_channel(target: str, material: pki.Material, interceptors=None) -> grpc.aio.Channel:
-    """An mTLS channel on material as it is (it never changes): tests presenting a kept certificate."""
-    return grpc.aio.secure_channel(
-        target, channel_credentials(material), options=CHANNEL_OPTIONS, interceptors=interceptors
-    )
+    """An mTLS channel on material as it is (it never changes): tests presenting a kept certificate.
+    target: one address, or several comma separated (dialled())."""
+    dial, options = dialled(target)
+    return grpc.aio.secure_channel(dial, channel_credentials(material), options=options, interceptors=interceptors)
 
 
 def channel_for(target: str, pki_dir: Path, identity: Identity, interceptors=None) -> grpc.aio.Channel:

@@ -103,3 +103,35 @@ async def test_a_core_whose_database_cannot_be_opened_waits_not_serving_and_serv
     finally:
         refused.kill()
         waiting.kill()
+
+
+async def test_one_channel_over_both_addresses_reaches_the_holder_and_after_a_handover_the_new_one(
+        settings, postgres_url, monkeypatch):
+    """As PAYMESH_CORE_CASH_ADDR may name both processes: paymesh.tls dials them as one channel that
+    calls only the one whose health says SERVING."""
+    monkeypatch.setenv("PAYMESH_LEASE_POLL_SECONDS", "0.05")
+    first = running_core(RULES, settings, count=40, database_url=postgres_url)
+    active = await first.__aenter__()
+    try:
+        async with running_core(RULES, settings, count=40, database_url=postgres_url) as standby:
+            both = f"127.0.0.1:{standby.port},127.0.0.1:{active.port}"  # the standby first: no matter
+            async with core_stub(both, settings) as stub:
+                for n in range(10):  # a round robin over both would send every other one to the standby
+                    [outcome] = await apply_batches(stub, [[payment(f"c-{n}", "CSH-000002", 10_00, "PEN", DAY)]])
+                    assert outcome.HasField("applied")
+                await first.__aexit__(None, None, None)
+                first = None
+                handed_over = time.monotonic()
+                answers = []
+                for n in range(10, 20):  # on the new holder, once it serves (wait_for_ready meanwhile)
+                    call = stub.ApplyPayments(wait_for_ready=True)
+                    await call.write(core_pb2.ApplyPaymentsRequest(
+                        payments=[payment(f"c-{n}", "CSH-000002", 10_00, "PEN", DAY)]))
+                    await call.done_writing()
+                    answers += [o async for response in call for o in response.outcomes]
+                assert all(o.HasField("applied") for o in answers) and time.monotonic() - handed_over < 3.0
+                day = await stub.ListAppliedPayments(core_pb2.ListAppliedPaymentsRequest(business_date=DAY))
+                assert [m.payment_id for m in day.movements] == [f"c-{n}" for n in range(20)]
+    finally:
+        if first is not None:
+            await first.__aexit__(None, None, None)

@@ -153,7 +153,7 @@ async def test_a_paused_holder_s_open_transaction_is_ended_so_the_takeover_need_
 
 
 async def test_a_holder_that_stops_gives_the_lease_up_and_the_standby_takes_it_within_a_poll(
-        postgres_url, schema_dir):
+        postgres_url, schema_dir, caplog):
     slow = LeaseTimes(ttl=30.0, renew=1.0, poll=0.05)  # a TTL far longer than the handover may take
     a = await Process(postgres_url, schema_dir, "a", slow).start()
     b = await Process(postgres_url, schema_dir, "b", slow).start()
@@ -161,6 +161,7 @@ async def test_a_holder_that_stops_gives_the_lease_up_and_the_standby_takes_it_w
         await a.stop()
         took = await wait_until(lambda: b.lease.active, 2.0)
         assert took < 1.0 and lease_row(postgres_url) == ("b", 2)
+        assert not [r.getMessage() for r in caplog.records if r.name == "paymesh.lease" and r.levelname != "INFO"]
         await b.write("from-b")
     finally:
         await b.stop()
