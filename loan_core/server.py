@@ -275,29 +275,41 @@ def open_store(rules: ProductRules, data_dir: Path, portfolio: PortfolioSettings
 def open_postgres_store(rules: ProductRules, url: str, portfolio: PortfolioSettings) -> PostgresStore:
     """The core's PostgreSQL database, migrated (loan_core/schema/, under an advisory lock) and, if
     the synthetic portfolio is on, seeded when empty. The seeding holds a lock on the loans table,
-    so an active and a standby process starting together seed it once."""
+    so an active and a standby process starting together seed it once. A database holding another
+    product's loans is refused: the cores' tables have the same names, so each needs its own."""
     opened = PostgresStore(url, POSTGRES_SCHEMA_DIR, name=rules.service)
-    if portfolio.synthetic:
-        try:
-            seeding = postgres.connect(url)
-            try:
-                with seeding.raw.transaction():
-                    seeding.execute("LOCK TABLE loans IN SHARE ROW EXCLUSIVE MODE")
-                    # The store's functions are typed on sqlite3's connection; PostgresConnection takes their calls.
-                    added = seed_if_empty(cast(sqlite3.Connection, seeding), generate(
-                        rules, seed=portfolio.seed, count=portfolio.count, as_of=portfolio.as_of))
-            finally:
-                seeding.close()
-        except BaseException as failed:
-            opened.close()
-            if isinstance(failed, psycopg.OperationalError):
-                raise DatabaseUnavailable(f"cannot seed the portfolio into {postgres.redacted(url)}: "
-                                          f"{str(failed).strip().splitlines()[-1]}") from failed
-            raise
-        if added:
-            log.info("portfolio seeded", extra={"loans": added, "seed": portfolio.seed,
-                                                "as_of": str(portfolio.as_of)})
+    try:
+        added, other = _seed_and_check(rules, url, portfolio)
+    except BaseException as failed:
+        opened.close()
+        if isinstance(failed, psycopg.OperationalError):
+            raise DatabaseUnavailable(f"cannot open {postgres.redacted(url)}: "
+                                      f"{str(failed).strip().splitlines()[-1]}") from failed
+        raise
+    if other is not None:  # PAYMESH_DATABASE_URL shared by the cores, say
+        opened.close()
+        raise DatabaseUnavailable(f"the database {postgres.redacted(url)} holds another product's loans ({other}): "
+                                  f"give each core a database of its own ({SERVICES[rules.service].env_prefix}"
+                                  f"_DATABASE_URL)")
+    if added:
+        log.info("portfolio seeded", extra={"loans": added, "seed": portfolio.seed, "as_of": str(portfolio.as_of)})
     return opened
+
+
+def _seed_and_check(rules: ProductRules, url: str, portfolio: PortfolioSettings) -> tuple[int, str | None]:
+    """(loans seeded, a loan of another product the database holds, if any)."""
+    connection = postgres.connect(url)
+    try:
+        with connection.raw.transaction():
+            connection.execute("LOCK TABLE loans IN SHARE ROW EXCLUSIVE MODE")
+            # The store's functions are typed on sqlite3's connection; PostgresConnection takes their calls.
+            added = portfolio.synthetic and seed_if_empty(cast(sqlite3.Connection, connection), generate(
+                rules, seed=portfolio.seed, count=portfolio.count, as_of=portfolio.as_of))
+            other = connection.execute("SELECT loan_id FROM loans WHERE loan_type <> ? LIMIT 1",
+                                       (rules.loan_type,)).fetchone()
+    finally:
+        connection.close()
+    return int(added), other[0] if other else None
 
 
 def build(rules: ProductRules, portfolio: PortfolioSettings | None = None,

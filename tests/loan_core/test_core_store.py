@@ -164,3 +164,15 @@ def test_the_postgresql_schema_is_the_core_s_numbered_migrations(settings, postg
     assert versions == [(1, "0001_loans_and_movements.sql")]
     assert {"loans", "movements", "revisions", "refusals"} <= tables and loans == (10,)
     assert not (settings.data_dir / "core-cash.db").exists(), "no SQLite file beside the database"
+
+
+def test_a_database_holding_another_core_s_loans_is_refused_with_what_to_do(settings, postgres_url):
+    from loan_core.server import open_store
+    from loan_core.portfolio import PortfolioSettings
+    from paymesh.postgres import DatabaseUnavailable
+
+    open_store(RULES, settings.data_dir, PortfolioSettings(42, 10, AS_OF), postgres_url).close()
+    with pytest.raises(DatabaseUnavailable, match="holds another product's loans .CSH-.*"
+                                                  "PAYMESH_CORE_MORTGAGE_DATABASE_URL") as refused:
+        open_store(RULES_OF_CORE["core-mortgage"], settings.data_dir, PortfolioSettings(42, 10, AS_OF), postgres_url)
+    assert ":***@" in str(refused.value)
