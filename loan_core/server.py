@@ -204,6 +204,11 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
             await abort(context, grpc.StatusCode.UNAVAILABLE, f"{lost}; call the active one",
                         errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0,
                         metadata={"role": "standby"})
+        except (DatabaseUnavailable, psycopg.OperationalError):  # the server lost (a failover): passing
+            log.warning("the store's database cannot be reached", exc_info=True)
+            await abort(context, grpc.StatusCode.UNAVAILABLE,
+                        f"{self.rules.service} cannot reach its database just now; send it again",
+                        errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0)
 
     def add_to(self, grpc_server) -> list[str]:
         loan_core_service_pb2_grpc.add_LoanCoreServiceServicer_to_server(self, grpc_server)

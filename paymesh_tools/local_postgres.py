@@ -55,11 +55,15 @@ def _free_port() -> int:
 class LocalPostgres:
     """`with LocalPostgres(folder) as server: server.create_database("core_cash")` -> its URL."""
 
-    def __init__(self, folder: Path, port: int | None = None, settings: dict[str, str] | None = None):
+    def __init__(self, folder: Path, port: int | None = None, settings: dict[str, str] | None = None,
+                 primary: "LocalPostgres | None" = None):
+        """primary: a running server this one is a streaming standby of (a base backup of it, then
+        replaying its WAL, read-only until promote())."""
         self.folder = folder
         self.data = folder / "data"
         self.port = port or _free_port()
-        self.password = secrets.token_urlsafe(16)
+        self.primary = primary
+        self.password: str = primary.password if primary else secrets.token_urlsafe(16)
         self.settings = settings or {}
         self.process: subprocess.Popen | None = None
         self._as_user = UNPRIVILEGED_USER if os.geteuid() == 0 else None
@@ -67,8 +71,9 @@ class LocalPostgres:
     def url(self, database: str = "postgres", user: str = SUPERUSER, password: str | None = None) -> str:
         return f"postgresql://{user}:{password or self.password}@127.0.0.1:{self.port}/{database}"
 
-    def _run(self, command: list[str]) -> None:
-        result = subprocess.run(command, capture_output=True, text=True, user=self._as_user)
+    def _run(self, command: list[str], env: dict[str, str] | None = None) -> None:
+        result = subprocess.run(command, capture_output=True, text=True, user=self._as_user,
+                                env={**os.environ, **env} if env else None)
         if result.returncode:
             raise PostgresUnavailable(f"{' '.join(command[:1])} failed: {result.stderr.strip()[-2000:]}")
 
@@ -81,8 +86,13 @@ class LocalPostgres:
             owner = pwd.getpwnam(self._as_user)
             for path in (self.folder, password_file):
                 os.chown(path, owner.pw_uid, owner.pw_gid)
-        self._run([str(bindir / "initdb"), "-D", str(self.data), "-U", SUPERUSER, "--pwfile", str(password_file),
-                   "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"])
+        if self.primary is None:
+            self._run([str(bindir / "initdb"), "-D", str(self.data), "-U", SUPERUSER, "--pwfile",
+                       str(password_file), "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"])
+        else:  # -R: standby.signal and the primary's connection (its password too) in postgresql.auto.conf
+            self._run([str(bindir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", SUPERUSER,
+                       "-D", str(self.data), "-R", "-X", "stream", "--no-password"],
+                      env={"PGPASSWORD": self.password})
         password_file.unlink()
         options = {"listen_addresses": "127.0.0.1", "port": str(self.port), "unix_socket_directories": str(self.folder),
                    "max_connections": "200", "shared_buffers": "128MB", "fsync": "on", **self.settings}
@@ -107,6 +117,10 @@ class LocalPostgres:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+
+    def promote(self) -> None:
+        """A standby becomes a primary (read-write), waiting until it is."""
+        self._run([str(server_bindir() / "pg_ctl"), "promote", "-w", "-D", str(self.data)])
 
     def create_database(self, name: str) -> str:
         """A new empty database `name`; its URL."""

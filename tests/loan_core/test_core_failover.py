@@ -1,0 +1,110 @@
+"""The core's PostgreSQL server lost under load, its streaming standby promoted: a core process on a
+primary with a synchronous standby on loopback (paymesh_tools.local_postgres), its URL naming both
+hosts (`target_session_attrs=read-write`: libpq picks whichever is the primary). Payments stream to
+the core; the primary gets SIGKILL mid-stream; the standby is promoted. The core's store opens its
+connection again on the new primary and its lease goes on, and the payments sent again are answered
+exactly as a run without the failover: nothing acknowledged was lost (a commit was acknowledged only
+once the standby had it), nothing applied twice.
+
+    .venv/bin/python -m pytest -q -s -p no:cacheprovider tests/loan_core/test_core_failover.py
+prints `failover: ...` with the measured times."""
+
+import asyncio
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+
+from bank.loans.v1 import loan_core_service_pb2 as core_pb2
+from loan_core.client import apply_batches
+from loan_core.local import core_stub, running_core
+from paymesh_tools.local_postgres import SUPERUSER, LocalPostgres
+from tests.harness import start_service
+from tests.loan_core.test_core_standby import health_of
+from tests.loan_core.test_core_takeover import ENV, LOANS, PER_MESSAGE, RULES, movements_of, the_payments
+
+ANSWERS_BEFORE_FAILURE = 40
+
+
+@pytest.fixture
+def primary_and_standby():
+    folder = Path(tempfile.mkdtemp(prefix="paymesh-pg-failover-"))
+    folder.chmod(0o755)  # as root each server runs as nobody, who must reach its own folder
+    primary = LocalPostgres(folder / "primary").start()
+    standby = None
+    try:
+        standby = LocalPostgres(folder / "standby", primary=primary).start()
+        with psycopg.connect(primary.url(), autocommit=True) as connection:
+            # Synchronous from now on: a commit is acknowledged once the standby has it.
+            connection.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            connection.execute("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + 20
+            while connection.execute("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'"
+                                     ).fetchone() != (1,):
+                assert time.monotonic() < deadline, "the standby never became synchronous"
+                time.sleep(0.1)
+        yield primary, standby
+    finally:
+        if standby is not None:
+            standby.stop()
+        primary.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def test_the_primary_lost_under_load_the_standby_promoted_and_every_payment_applies_once(
+        tmp_path, settings, primary_and_standby):
+    primary, standby = primary_and_standby
+    primary.create_database("core_cash")
+    both = (f"postgresql://{SUPERUSER}:{primary.password}@127.0.0.1:{primary.port},127.0.0.1:{standby.port}"
+            f"/core_cash?target_session_attrs=read-write")
+    batches = the_payments()[:100]
+    async with running_core(RULES, settings, count=LOANS) as reference:
+        async with core_stub(f"127.0.0.1:{reference.port}", settings) as stub:
+            expected = await apply_batches(stub, batches)
+
+    core = start_service("core-cash", tmp_path / "core", settings.pki_dir, PAYMESH_CORE_CASH_DATABASE_URL=both,
+                         **ENV)
+    try:
+        acknowledged: list[core_pb2.PaymentOutcome] = []
+        failed_at = 0.0
+        async with core_stub(core.address, settings) as stub:
+            call = stub.ApplyPayments()
+            for batch in batches:
+                await call.write(core_pb2.ApplyPaymentsRequest(payments=batch))
+            try:
+                async for response in call:
+                    acknowledged.extend(response.outcomes)
+                    if len(acknowledged) == ANSWERS_BEFORE_FAILURE * PER_MESSAGE:
+                        assert primary.process is not None
+                        primary.process.kill()  # the primary's machine lost: SIGKILL, commits in flight
+                        failed_at = time.monotonic()
+                        await asyncio.to_thread(standby.promote)
+                        promoted_after = time.monotonic() - failed_at
+            except grpc.aio.AioRpcError as broken:
+                assert broken.code() == grpc.StatusCode.UNAVAILABLE, broken
+        assert failed_at, "the stream ended before the failover"
+
+        outcomes: list[core_pb2.PaymentOutcome] = []
+        async with core_stub(core.address, settings) as stub:
+            while not outcomes:  # sent again, as the router does, until the core answers them
+                try:
+                    outcomes = await apply_batches(stub, batches)
+                except grpc.aio.AioRpcError as refused:
+                    assert refused.code() == grpc.StatusCode.UNAVAILABLE, refused
+                    assert time.monotonic() - failed_at < 30, "the core did not come back on the new primary"
+                    await asyncio.sleep(0.2)
+        answered_after = time.monotonic() - failed_at
+        print(f"\nfailover: the standby promoted {promoted_after:.2f} s after the primary's SIGKILL; the core "
+              f"answered again {answered_after:.2f} s after; {len(acknowledged)} payments acknowledged before")
+        assert await health_of(core.address, settings) == "SERVING"
+        assert acknowledged == expected[:len(acknowledged)] and outcomes == expected
+        rows, distinct, ids = movements_of(standby.url("core_cash"))
+        applied_ids = {o.payment_id for o in expected if o.HasField("applied")}
+        assert (rows, distinct) == (len(applied_ids), len(applied_ids)) and ids == applied_ids
+        assert core.process.poll() is None, "the core process went on throughout"
+    finally:
+        core.kill()
