@@ -15,7 +15,10 @@ row lock makes it exact, not a race: a takeover (an UPDATE of the row) waits for
 transaction that has already checked the epoch to commit or roll back, so no write of the old
 holder can commit after the new holder began. The store's connection ends a transaction left
 idle longer than a TTL (idle_in_transaction_session_timeout), so a paused holder cannot hold a
-takeover back for longer than that.
+takeover back for longer than that; and since the server does not count a pipelined transaction
+whose statements are not yet synced as idle, a standby that finds the row still locked by a holder
+whose lease has lapsed ends that holder's store sessions (each is named after its holder), which
+rolls its open transaction back.
 
 Only for PostgreSQL: a SQLite file has one process by nature.
 """
@@ -66,6 +69,18 @@ _RELEASE = """
 UPDATE service_lease SET expires_at = now() - interval '1 second'
 WHERE name = %(name)s AND holder = %(holder)s AND epoch = %(epoch)s"""
 _FENCE = "SELECT 1 FROM service_lease WHERE name = ? AND holder = ? AND epoch = ? FOR SHARE"
+# A holder's store sessions are named after it (application_name, at most 63 characters: a hash), so that a
+# standby can end those of a holder whose lease lapsed while one of them still holds the row (below).
+_SESSION_PREFIX = "paymesh-lease-"
+_END_LAPSED_HOLDER = f"""
+SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a JOIN service_lease l ON l.name = %(name)s
+WHERE a.datname = current_database() AND l.expires_at < now() AND l.holder <> %(holder)s
+  AND a.application_name = '{_SESSION_PREFIX}' || left(encode(sha256(convert_to(l.holder, 'UTF8')), 'hex'), 32)"""
+
+
+def session_name(holder: str) -> str:
+    """The application_name of the holder's store sessions."""
+    return _SESSION_PREFIX + hashlib.sha256(holder.encode()).hexdigest()[:32]
 
 
 class LeaseLost(Exception):
@@ -161,7 +176,17 @@ class Lease:
         lapsed = self._statement(_LAPSED)
         if lapsed and not lapsed[0][0]:
             return None
-        rows = self._statement(_TAKE)
+        try:
+            rows = self._statement(_TAKE)
+        except psycopg.errors.LockNotAvailable:
+            # The lapsed holder still holds the row in a write transaction: a process paused in the middle
+            # of one (a GC, SIGSTOP, a node cut off). The server's idle timeout does not end it while its
+            # statements are pipelined and not yet synced, so end that holder's sessions: its transaction
+            # rolls back, and the next look takes the row. Its lease has lapsed: it may write nothing more.
+            ended = self._statement(_END_LAPSED_HOLDER)
+            log.warning("the lapsed holder's sessions ended to take the lease over",
+                        extra={"lease": self.name, "sessions": ended[0][0] if ended else 0})
+            raise
         return rows[0][0] if rows else None
 
     def _renew(self, epoch: int) -> bool:
@@ -284,6 +309,8 @@ class FencedStore:
         cannot hold a takeover back longer; on every connection the store opens."""
         def bound(connection: PostgresConnection) -> None:
             connection.raw.execute(f"SET idle_in_transaction_session_timeout = {int(self.lease.times.ttl * 1000)}")
+            connection.raw.execute("SELECT set_config('application_name', %s, false)",
+                                   (session_name(self.lease.holder),))
 
         self.store.on_reconnect = bound
         await self.store.run(bound)
