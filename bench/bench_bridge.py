@@ -7,6 +7,7 @@ this script plays the router: N postings on one stream, then waits until the
 bridge reports every one POSTED.
 
     .venv/bin/python bench/bench_bridge.py [--postings 20000] [--per-message 250] [--traces unsampled|sampled|none]
+                                           [--metrics]
 
 Besides the rates it prints each process's CPU time per posting (utime + stime
 from /proc), the figure that counts when the mesh is CPU-bound.
@@ -45,14 +46,16 @@ async def wait_for_status(router, posting_id: str, status: int, timeout: float =
         await asyncio.sleep(0.05)
 
 
-async def bench(postings: int, per_message: int, traces: str) -> None:
+async def bench(postings: int, per_message: int, traces: str, metrics: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp:
         home = Path(tmp)
         pki_dir = home / "pki"
         ensure_dev_pki(pki_dir)
         emulator = start_service("mainframe-emulator", home, pki_dir)
+        # With --metrics, /metrics is on (as on Kubernetes): the counters count and the gauges are sampled.
+        # (an empty PAYMESH_METRICS_PORT is unset: no port)
         bridge = start_service("mainframe-bridge", home, pki_dir, PAYMESH_MAINFRAME_EMULATOR_ADDR=emulator.address,
-                               PAYMESH_LOG_LEVEL="WARNING")
+                               PAYMESH_LOG_LEVEL="WARNING", PAYMESH_METRICS_PORT="0" if metrics else "")
         try:
             batch = [posting(n) for n in range(postings)]
             # Each with a traceparent, as the router sends them: the bridge makes a span per posting
@@ -76,7 +79,7 @@ async def bench(postings: int, per_message: int, traces: str) -> None:
             assert len(acks) == postings and posted == postings, (len(acks), counts)
             assert len(emulator_book(home)) == postings + 1
             print(f"postings              {postings} ({per_message} per stream message, 3 ledger entries each,"
-                  f" traceparents: {traces})")
+                  f" traceparents: {traces}, metrics {'on' if metrics else 'off'})")
             print(f"acknowledged (queued) {acked - started:6.2f} s   {postings / (acked - started):8.0f} postings/s")
             print(f"all POSTED            {done - started:6.2f} s   {postings / (done - started):8.0f} postings/s"
                   " end to end")
@@ -94,8 +97,10 @@ def main() -> None:
     parser.add_argument("--traces", choices=("unsampled", "sampled", "none"), default="unsampled",
                         help="the traceparents sent beside the postings: unsampled, as the router sends them when"
                              " no exporter is set (the default); sampled, as when traces are exported; or none")
+    parser.add_argument("--metrics", action="store_true",
+                        help="the bridge's /metrics port on (PAYMESH_METRICS_PORT), as on Kubernetes")
     args = parser.parse_args()
-    asyncio.run(bench(args.postings, args.per_message, args.traces))
+    asyncio.run(bench(args.postings, args.per_message, args.traces, args.metrics))
 
 
 if __name__ == "__main__":

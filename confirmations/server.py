@@ -74,7 +74,7 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
 
     async def sample(self) -> None:
         """Each durable consumer's lag, for the gauge (a consumer's name is the channel's own, a few a channel)."""
-        lags = await self.store.run(log.consumer_lags)
+        lags = await self.store.read(log.consumer_lags)  # (not on the store's thread)
         self.figures.set("paymesh.confirmations.consumer.lag", [
             (lag, {"channel": channel_name(channel), "consumer": name})
             for channel, name, lag in lags])

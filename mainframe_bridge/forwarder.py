@@ -10,6 +10,7 @@ first time, so a resend never posts twice.
 import asyncio
 import logging
 import ssl
+from collections import Counter
 
 from bank.common.v1 import errors_pb2
 from mainframe_bridge import queue_store, records
@@ -137,6 +138,7 @@ class Session:
     async def _receive(self) -> None:
         frames = FrameReader(self.reader)
         while True:
+            posted, rejected = 0, Counter[errors_pb2.ErrorReason]()  # counted once per read, not per answer
             for frame in await frames.read():
                 reply = records.decode_reply(frame)
                 seq = self.in_flight.pop(reply.posting_id, None)
@@ -144,10 +146,14 @@ class Session:
                     raise LinkFault(f"a reply for posting {reply.posting_id!r}, which is not in flight")
                 standing = standing_of(reply)
                 if standing.status == POSTED:
-                    telemetry.count_mainframe_answer("posted")
+                    posted += 1
                 else:
-                    telemetry.count_mainframe_answer("rejected", reason_name(standing.rejection_reason))
+                    rejected[standing.rejection_reason] += 1
                 self.forwarder.answers.submit((seq, standing)).add_done_callback(self._recorded)
+            if posted:
+                telemetry.count_mainframe_answers("posted", "", posted)
+            for reason, count in rejected.items():
+                telemetry.count_mainframe_answers("rejected", reason_name(reason), count)
 
     def _recorded(self, answer: asyncio.Future) -> None:
         # A failed record leaves the posting QUEUED: the next link sends it again and the

@@ -71,11 +71,11 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
 
     async def sample(self) -> None:
         """The queue for the mainframe and the business day to close next, for the gauges."""
-        queued, oldest = await self.store.run(queue_store.queue_figures)
+        queued, oldest = await self.store.read(queue_store.queue_figures)  # (not on the store's thread)
         age = round(max(time.time() - oldest, 0.0), 3) if oldest is not None else 0.0
         self.figures.set("paymesh.bridge.queued", [(queued, {})])
         self.figures.set("paymesh.bridge.oldest.age", [(age, {})])
-        day, state = await self.store.run(queue_store.day_to_close, self.calendar.booking_date().isoformat())
+        day, state = await self.store.read(queue_store.day_to_close, self.calendar.booking_date().isoformat())
         self.figures.set("paymesh.business_day.state", [
             (int(state == name), {"state": name}) for name in (queue_store.OPEN, queue_store.DAY_CLOSING,
                                                                 queue_store.DAY_CLOSED)])

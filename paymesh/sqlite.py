@@ -38,6 +38,8 @@ class Store:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{path.stem}")
         self.connection = self._executor.submit(connect, path).result()
+        self._reader: sqlite3.Connection | None = None  # read(): made on first use
+        self._reader_executor: ThreadPoolExecutor | None = None
         if schema:
             self._executor.submit(self.connection.executescript, schema).result()
         if added_columns:
@@ -48,13 +50,33 @@ class Store:
     async def run(self, fn: Callable[..., T], *args) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, self.connection, *args)
 
+    async def read(self, fn: Callable[..., T], *args) -> T:
+        """fn(connection, ...) on a read-only connection and a thread of their own, for reads that must
+        neither wait behind the store's commits nor hold them up (the metrics' samples): WAL lets a
+        reader see the last commit while the writer goes on; SQLite lets go of the GIL as it reads."""
+        if self._reader is None:
+            self._reader_executor = ThreadPoolExecutor(max_workers=1,
+                                                       thread_name_prefix=f"sqlite-read-{self.path.stem}")
+            self._reader = self._reader_executor.submit(_read_only, self.path).result()
+        return await asyncio.get_running_loop().run_in_executor(self._reader_executor, fn, self._reader, *args)
+
     async def transaction(self, fn: Callable[..., T], *args) -> T:
         """fn(connection, ...) inside BEGIN IMMEDIATE ... COMMIT; rolled back if it raises."""
         return await self.run(_in_transaction, fn, *args)
 
     def close(self) -> None:
+        if self._reader is not None and self._reader_executor is not None:
+            self._reader_executor.submit(self._reader.close).result()
+            self._reader_executor.shutdown()
+            self._reader = None
         self._executor.submit(self.connection.close).result()
         self._executor.shutdown()
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA busy_timeout=5000")
+    return connection
 
 
 def add_missing_columns(connection: sqlite3.Connection, added_columns: dict[str, dict[str, str]]) -> None:

@@ -273,9 +273,9 @@ def count_webhook_deliveries(channel: str, outcome: str, count: int = 1) -> None
     _instruments().webhook_deliveries.add(count, {"channel": channel, "outcome": outcome})
 
 
-def count_mainframe_answer(outcome: str, reason: str = "") -> None:
-    """One posting the mainframe posted or rejected (reason: the ErrorReason's name)."""
-    _instruments().mainframe_answers.add(1, {"outcome": outcome, "reason": reason})
+def count_mainframe_answers(outcome: str, reason: str, count: int) -> None:
+    """Postings the mainframe posted or rejected (reason: the ErrorReason's name; "" when posted)."""
+    _instruments().mainframe_answers.add(count, {"outcome": outcome, "reason": reason})
 
 
 def count_late_postings(count: int) -> None:

@@ -36,3 +36,28 @@ async def test_a_lookup_by_more_ids_than_one_query_takes_finds_every_row(tmp_pat
                                                          asked)))
     store.close()
     assert found == {f"m{n}": n for n in range(0, len(stored), 2)}
+
+
+async def test_a_read_neither_waits_for_a_commit_in_progress_nor_sees_it(tmp_path):
+    import asyncio
+    import time
+
+    store = Store(tmp_path / "s.db", SCHEMA)
+    await store.transaction(_insert, [("a", 100)])
+
+    def slow_write(connection):
+        _insert(connection, [("b", 200)])
+        time.sleep(1.0)  # a long commit on the store's thread: what an online payment's would wait behind
+
+    writing = asyncio.ensure_future(store.transaction(slow_write))
+    await asyncio.sleep(0.1)
+    started = time.perf_counter()
+    during = await store.read(lambda c: c.execute("SELECT count(*) FROM movement").fetchone()[0])
+    waited = time.perf_counter() - started
+    await writing
+    after = await store.read(lambda c: c.execute("SELECT count(*) FROM movement").fetchone()[0])
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        await store.read(_insert, [("c", 300)])
+    store.close()
+    assert (during, after) == (1, 2)
+    assert waited < 0.5, f"the read waited {waited:.2f} s for the write"
