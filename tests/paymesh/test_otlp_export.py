@@ -178,3 +178,12 @@ def test_a_service_told_an_unusable_protocol_says_so_and_stops(tmp_path, pki_dir
     stopped = subprocess.run([sys.executable, "-m", "core_cash"], env=env, capture_output=True, text=True, timeout=60)
     assert stopped.returncode == 2, stopped.stderr
     assert "OTEL_EXPORTER_OTLP_PROTOCOL='http/protobuf'" in stopped.stderr and "Traceback" not in stopped.stderr
+
+
+def test_the_resource_takes_the_platforms_name_and_attributes(monkeypatch):
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "k8s.pod.name=payment-router-atm-0,service.name=ignored")
+    local = telemetry.resource_of("payment-router").attributes
+    assert (local["service.name"], local["k8s.pod.name"]) == ("payment-router", "payment-router-atm-0")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "payment-router-atm")
+    assert telemetry.resource_of("payment-router").attributes["service.name"] == "payment-router-atm"
