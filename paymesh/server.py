@@ -227,8 +227,7 @@ async def serve(name: str, policy: CallerPolicy, build: Build, identity: Identit
                                            signalled)
     if running is not None:
         await serve_until(running, settings, name, metrics_setup.port, signalled)
-    tracer_provider.shutdown()
-    metrics_setup.shutdown()
+    telemetry.shutdown_within(telemetry.FLUSH_SECONDS, tracer_provider.shutdown, metrics_setup.shutdown)
     log.info("stopped")
 
 

@@ -23,7 +23,7 @@ from paymesh.config import ConfigurationError, Settings
 from paymesh.topology import Identity
 from paymesh_tools.dev_pki import CertificateAuthority
 from tests.channel_calls import ENV, open_loans, order, submit
-from tests.harness import posting_status, service_env, start_mesh, stop_mesh
+from tests.harness import posting_status, service_env, start_mesh, start_service, stop_mesh
 
 HOPS = (("payment-router", "/bank.payments.v1.PaymentService/SubmitPayment"),
         ("core-cash", "core-cash apply payment"),
@@ -187,3 +187,13 @@ def test_the_resource_takes_the_platforms_name_and_attributes(monkeypatch):
     assert (local["service.name"], local["k8s.pod.name"]) == ("payment-router", "payment-router-atm-0")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "payment-router-atm")
     assert telemetry.resource_of("payment-router").attributes["service.name"] == "payment-router-atm"
+
+
+def test_a_stop_with_the_collector_away_waits_for_it_no_longer_than_the_flush_allows(tmp_path, pki_dir):
+    # Port 9 on loopback: nothing listens, every export is refused and retried (10 s by the SDK's default).
+    service = start_service("core-cash", tmp_path, pki_dir, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
+    started = time.monotonic()
+    assert service.terminate(timeout=30) == 0
+    stopped = time.monotonic() - started
+    assert stopped < telemetry.FLUSH_SECONDS + 1.5, f"{stopped:.1f} s from SIGTERM to exit"
+    assert "telemetry not flushed in time" in service.log()
