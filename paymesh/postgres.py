@@ -179,6 +179,8 @@ class PostgresStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"postgres-{name}")
         # What a new connection is given before use (session settings): each reconnection too.
         self.on_reconnect: Callable[[PostgresConnection], None] = lambda connection: None
+        self._reader: PostgresConnection | None = None  # read(): made on first use, on its own thread
+        self._reader_executor: ThreadPoolExecutor | None = None
         self.connection = self._executor.submit(connect, url).result()
         try:
             self.schema_version = self._executor.submit(migrate, self.connection, schema_dir).result()
@@ -202,7 +204,25 @@ class PostgresStore:
         """fn(connection, ...) inside BEGIN ... COMMIT; rolled back if it raises."""
         return await self.run(in_transaction, fn, *args)
 
+    async def read(self, fn: Callable[..., T], *args) -> T:
+        """fn(connection, ...) on a read-only connection and a thread of their own, as
+        paymesh.sqlite.Store.read: the metrics' samples never wait behind, nor hold up, the store's work."""
+        if self._reader_executor is None:
+            self._reader_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"postgres-read-{self.name}")
+        return await asyncio.get_running_loop().run_in_executor(self._reader_executor, self._read, fn, *args)
+
+    def _read(self, fn: Callable[..., T], *args) -> T:
+        if self._reader is None or self._reader.raw.broken or self._reader.raw.closed:
+            self._reader = connect(self.url)
+            self._reader.raw.execute("SET default_transaction_read_only = on")
+        return fn(self._reader, *args)
+
     def close(self) -> None:
+        if self._reader_executor is not None:
+            if self._reader is not None:
+                self._reader_executor.submit(self._reader.close).result()
+            self._reader_executor.shutdown()
+            self._reader_executor, self._reader = None, None
         self._executor.submit(self.connection.close).result()
         self._executor.shutdown()
 

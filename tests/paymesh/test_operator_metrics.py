@@ -10,6 +10,8 @@ import time
 from collections import Counter
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from bank.common.v1 import types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2 as conf_api
 from bank.confirmations.v1 import confirmation_service_pb2_grpc as conf_grpc
@@ -53,12 +55,16 @@ def cutoff_of(day: str) -> float:
     return dt.datetime.combine(dt.date.fromisoformat(day), dt.time(20, 0), LIMA).timestamp()
 
 
-async def test_a_short_days_figures_on_every_services_metrics(tmp_path, pki_dir):
+@pytest.mark.parametrize("journal", ["sqlite", "postgres"])
+async def test_a_short_days_figures_on_every_services_metrics(tmp_path, pki_dir, journal, request):
+    # The router's journal on either backend: its outbox gauges read it through the store's reader.
+    database = {"PAYMESH_PAYMENT_ROUTER_DATABASE_URL": request.getfixturevalue("postgres_url")} \
+        if journal == "postgres" else {}
     receiver = Receiver(always_fail=True)  # the store's webhook endpoint answers 503 to everything
     async with receiver as url:
-        mesh = start_mesh(tmp_path, pki_dir, **ENV, PAYMESH_METRICS_PORT="0", PAYMESH_METRICS_SAMPLE_SECONDS="0.2",
-                          PAYMESH_WEBHOOK_ALLOWED_HOSTS=origin(url)[0], PAYMESH_WEBHOOK_MAX_ATTEMPTS="2",
-                          PAYMESH_WEBHOOK_BASE_DELAY_SECONDS="0.05")
+        mesh = start_mesh(tmp_path, pki_dir, **ENV, **database, PAYMESH_METRICS_PORT="0",
+                          PAYMESH_METRICS_SAMPLE_SECONDS="0.2", PAYMESH_WEBHOOK_ALLOWED_HOSTS=origin(url)[0],
+                          PAYMESH_WEBHOOK_MAX_ATTEMPTS="2", PAYMESH_WEBHOOK_BASE_DELAY_SECONDS="0.05")
         try:
             await day_with_everything(tmp_path, pki_dir, mesh, url)
         finally:

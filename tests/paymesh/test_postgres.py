@@ -50,6 +50,31 @@ def store(request, tmp_path, schema_dir):
     opened.close()
 
 
+async def test_a_read_goes_beside_the_stores_work_and_writes_nothing_on_both_backends(store):
+    """Store.read (the metrics' samples): its own read-only connection and thread, so it neither waits
+    for a transaction in progress nor sees it."""
+    import asyncio
+    import time
+
+    await store.transaction(put, [("a", 1, b"")])
+
+    def slow_write(connection):
+        put(connection, [("b", 2, b"")])
+        time.sleep(1.0)
+
+    writing = asyncio.ensure_future(store.transaction(slow_write))
+    await asyncio.sleep(0.1)
+    started = time.perf_counter()
+    during = await store.read(lambda c: c.execute("SELECT count(*) FROM item").fetchone()[0])
+    waited = time.perf_counter() - started
+    await writing
+    after = await store.read(lambda c: c.execute("SELECT count(*) FROM item").fetchone()[0])
+    with pytest.raises(Exception, match="(?i)read-?only"):
+        await store.read(put, [("c", 3, b"")])
+    assert (during, after) == (1, 2)
+    assert waited < 0.5, f"the read waited {waited:.2f} s for the write"
+
+
 async def test_the_same_store_functions_on_both_backends(store):
     assert await store.transaction(put, [("a", 100, b"\x00\xff"), ("b", 2**40, b"")]) == 2
     assert await store.transaction(put, [("a", 999, b"again")]) == 2  # ON CONFLICT DO NOTHING on both
