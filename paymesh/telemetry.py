@@ -1,14 +1,15 @@
 """OpenTelemetry: one tracer provider per process, trace context carried in gRPC
 metadata by the instrumentation's interceptors, so one payment is one trace; and
-metrics (payments, latency per hop and per RPC, queue depths) for Prometheus."""
+metrics (payments, latency per hop and per RPC, queue depths, the operator's figures)
+for Prometheus, and both over OTLP/gRPC to a collector when the OTEL_* variables say so."""
 
 import asyncio
 import functools
-import threading
 import inspect
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,11 +18,11 @@ from wsgiref.simple_server import WSGIServer
 
 import grpc
 from opentelemetry import metrics, propagate, trace
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
 from opentelemetry.metrics import Observation
-from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
