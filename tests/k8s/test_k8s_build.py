@@ -1,6 +1,7 @@
 """The kustomize overlays build with the real kubectl and every object validates
-against the Kubernetes schemas offline (cert-manager Certificates against the
-fields of their CRD that paymesh uses). Other test_k8s_* modules use render()."""
+against the Kubernetes schemas offline, custom resources (cert-manager's Certificates,
+CloudNativePG's Cluster, ...) against their real CRDs' schemas, unknown fields refused as the API
+server's strict field validation refuses them. Other test_k8s_* modules use render()."""
 
 import subprocess
 
@@ -8,56 +9,13 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
+from tests.k8s import crd_schemas
 from tests.k8s.manifests import REPO, OVERLAYS, KUBERNETES_VERSION, render, of_kind, workloads
 
 
-# The fields of cert-manager.io/v1 Certificate that the prod overlay uses, typed as its CRD types them.
-CERTIFICATE_SCHEMA = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "cert-manager.io/v1"},
-        "kind": {"const": "Certificate"},
-        "metadata": {"type": "object", "required": ["name", "namespace"]},
-        "spec": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["secretName", "issuerRef", "uris", "dnsNames", "usages", "privateKey"],
-            "properties": {
-                "secretName": {"type": "string", "minLength": 1},
-                "uris": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                "dnsNames": {"type": "array", "items": {"type": "string"}},
-                "usages": {"type": "array", "items": {"enum": [
-                    "signing", "digital signature", "content commitment", "key encipherment",
-                    "key agreement", "data encipherment", "cert sign", "crl sign", "encipher only",
-                    "decipher only", "any", "server auth", "client auth", "code signing",
-                    "email protection", "s/mime", "ipsec end system", "ipsec tunnel", "ipsec user",
-                    "timestamping", "ocsp signing", "microsoft sgc", "netscape sgc"]}},
-                "duration": {"type": "string", "pattern": "^[0-9]+(h|m|s)$"},
-                "renewBefore": {"type": "string", "pattern": "^[0-9]+(h|m|s)$"},
-                "privateKey": {
-                    "type": "object", "additionalProperties": False,
-                    "properties": {
-                        "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
-                        "size": {"type": "integer"},
-                        "rotationPolicy": {"enum": ["Never", "Always"]},
-                        "encoding": {"enum": ["PKCS1", "PKCS8"]},
-                    },
-                },
-                "issuerRef": {
-                    "type": "object", "additionalProperties": False, "required": ["name"],
-                    "properties": {"name": {"type": "string"}, "kind": {"type": "string"},
-                                   "group": {"type": "string"}},
-                },
-            },
-        },
-    },
-}
-
-
 def validate(obj: dict) -> None:
-    if obj["kind"] == "Certificate":
-        jsonschema.validate(obj, CERTIFICATE_SCHEMA)
+    if crd_schemas.is_custom(obj):  # a custom resource: its CRD's schema, vendored (tests/k8s/crd_schemas.py)
+        crd_schemas.validate(obj)
     else:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
@@ -82,6 +40,11 @@ def test_the_validation_bites():
     certificate = of_kind(render("prod"), "Certificate")[0]
     with pytest.raises(jsonschema.ValidationError):
         validate({**certificate, "spec": {**certificate["spec"], "usages": ["server-auth"]}})
+    with pytest.raises(jsonschema.ValidationError, match="'uri' was unexpected"):  # a field the CRD lacks
+        validate({**certificate, "spec": {**certificate["spec"], "uri": certificate["spec"]["uris"]}})
+    private_key = {**certificate["spec"]["privateKey"], "rotation": "Always"}  # and deeper down
+    with pytest.raises(jsonschema.ValidationError, match="'rotation' was unexpected"):
+        validate({**certificate, "spec": {**certificate["spec"], "privateKey": private_key}})
 
 
 def test_dev_overlay_has_the_emulator_and_prod_has_not():
