@@ -48,6 +48,14 @@ def identity_of(workload) -> Identity:
     return SERVICES[service_of(workload)].identity
 
 
+def database_url(workload) -> str | None:
+    """The PostgreSQL URL the workload's service opens its store with (PAYMESH_<SERVICE>_DATABASE_URL,
+    paymesh/postgres.py), or None: its store is SQLite under PAYMESH_DATA_DIR."""
+    urls = [e["value"] for e in container(workload).get("env", []) if e["name"].endswith("_DATABASE_URL")]
+    assert len(urls) <= 1
+    return urls[0] if urls else None
+
+
 def ports(workload) -> dict[str, int]:
     return {p["name"]: p["containerPort"] for p in container(workload)["ports"]}
 
@@ -111,8 +119,10 @@ def test_writable_paths_are_volumes_and_the_pki_is_read_only(overlay, name):
         mount = mounts[path]
         assert not mount.get("readOnly")
         assert mount["name"] in claims or "emptyDir" in volumes[mount["name"]], path
-    if workload["kind"] == "StatefulSet":  # SQLite lives on the PersistentVolumeClaim
-        assert mounts[settings["PAYMESH_DATA_DIR"]]["name"] in claims
+    if database_url(workload) is None and name != "mainframe-emulator":  # SQLite lives on the claim
+        assert workload["kind"] == "StatefulSet" and mounts[settings["PAYMESH_DATA_DIR"]]["name"] in claims
+    elif database_url(workload):  # on PostgreSQL: nothing durable on the pod, so no claim
+        assert not claims and "emptyDir" in volumes[mounts[settings["PAYMESH_DATA_DIR"]]["name"]]
     assert mounts[settings["PAYMESH_PKI_DIR"]]["readOnly"] is True
 
 
@@ -224,7 +234,7 @@ def test_each_router_bulkhead_runs_as_its_own_identity_for_its_channel_group_onl
         (pki_volume,) = [v for v in pod(router)["volumes"] if v["name"] == "pki"]
         secrets.add(pki_volume["projected"]["sources"][0]["secret"]["name"])
     assert len(secrets) == len(ROUTER_GROUPS)
-    assert not [c for c in of_kind(objects, "Certificate") if c["spec"]["uris"] == [ROUTER.spiffe_id]]
+    assert not [c for c in of_kind(objects, "Certificate") if c["spec"].get("uris") == [ROUTER.spiffe_id]]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -232,11 +242,11 @@ def test_each_router_bulkhead_has_its_service_autoscaler_and_disruption_budget(o
     objects = render(overlay)
     for group in ROUTER_GROUPS:
         name = f"payment-router-{group}"
-        (router,) = [d for d in of_kind(objects, "StatefulSet") if d["metadata"]["name"] == name]
+        (router,) = [d for d in workloads(objects) if d["metadata"]["name"] == name]
         labels = router["spec"]["template"]["metadata"]["labels"]
         assert labels["paymesh.bank/channel-group"] == group
         (hpa,) = [h for h in of_kind(objects, "HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"]["name"] == name]
-        assert hpa["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
+        assert hpa["spec"]["scaleTargetRef"]["kind"] == router["kind"]
         assert "replicas" not in router["spec"], "the autoscaler owns the count: an apply would reset it"
         assert 1 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
         (pdb,) = [p for p in of_kind(objects, "PodDisruptionBudget") if p["metadata"]["name"] == name]
@@ -245,13 +255,13 @@ def test_each_router_bulkhead_has_its_service_autoscaler_and_disruption_budget(o
         assert any(s["metadata"]["name"] == name for s in of_kind(objects, "Service"))
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_each_router_keeps_its_journal_on_a_claim_of_its_own_that_outlives_the_pod(overlay):
-    # The journal holds what the router acknowledged and must still post and confirm: on an
+def test_on_sqlite_each_router_keeps_its_journal_on_a_claim_of_its_own_that_outlives_the_pod():
+    # dev: the journal holds what the router acknowledged and must still post and confirm: on an
     # emptyDir, a node lost with undelivered outbox rows would lose them.
     for group in ROUTER_GROUPS:
         name = f"payment-router-{group}"
-        (router,) = [s for s in of_kind(render(overlay), "StatefulSet") if s["metadata"]["name"] == name]
+        (router,) = [s for s in of_kind(render("dev"), "StatefulSet") if s["metadata"]["name"] == name]
+        assert database_url(router) is None
         pod = router["spec"]["template"]["spec"]
         (data,) = [m["name"] for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == "/var/lib/paymesh"]
         assert data not in {v["name"] for v in pod["volumes"]}, "the journal must not be a pod volume"
@@ -259,6 +269,23 @@ def test_each_router_keeps_its_journal_on_a_claim_of_its_own_that_outlives_the_p
         retention = router["spec"]["persistentVolumeClaimRetentionPolicy"]
         assert retention == {"whenDeleted": "Retain", "whenScaled": "Retain"}
         assert router["spec"]["podManagementPolicy"] == "Parallel"  # a replica never waits for its sibling
+
+
+def test_on_postgresql_each_router_bulkhead_is_a_deployment_on_a_journal_of_its_own():
+    # prod: the journal is in PostgreSQL, shared by the bulkhead's replicas: any replica answers a
+    # retry and delivers a stopped replica's outbox, so a pod holds nothing and needs no claim. One
+    # database per bulkhead: each forwards every outbox row of its journal under its own identity,
+    # and the bridge and confirmations refuse another group's payments from it.
+    databases = set()
+    for group in ROUTER_GROUPS:
+        name = f"payment-router-{group}"
+        (router,) = [d for d in of_kind(render("prod"), "Deployment") if d["metadata"]["name"] == name]
+        url = database_url(router)
+        assert url and "PAYMESH_PAYMENT_ROUTER_DATABASE_URL" in {e["name"] for e in container(router)["env"]}
+        databases.add(url.split("/")[3].split("?")[0])
+        assert "volumeClaimTemplates" not in router["spec"]
+        assert router["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert databases == {f"payment_router_{group.replace('-', '_')}" for group in ROUTER_GROUPS}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -281,8 +308,14 @@ PAYMESH_VAR = re.compile(r"^PAYMESH_[A-Z0-9_]*[A-Z0-9]$")
 
 def variables_the_code_reads() -> set[str]:
     """PAYMESH_* names passed to a call (os.environ.get, _env, getenv, ...) or used as a subscript
-    (os.environ[...]) anywhere in the runtime code, plus each service's _PORT and _ADDR."""
+    (os.environ[...]) anywhere in the runtime code, plus each service's _PORT and _ADDR, and the
+    _DATABASE_URL of each service on the store seam (paymesh.postgres.database_url(prefix): the
+    router's journal by its DATABASE_ENV_PREFIX, each core by its service's env_prefix)."""
+    from payment_router.journal import DATABASE_ENV_PREFIX
+
     names = {f"{spec.env_prefix}_{suffix}" for spec in SERVICES.values() for suffix in ("PORT", "ADDR")}
+    names |= {f"{DATABASE_ENV_PREFIX}_DATABASE_URL", "PAYMESH_DATABASE_URL"}
+    names |= {f"{SERVICES[core].env_prefix}_DATABASE_URL" for core in ("core-cash", "core-mortgage", "core-vehicle")}
     for folder in RUNTIME_DIRS:
         for path in (REPO / folder).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):

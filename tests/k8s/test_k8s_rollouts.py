@@ -1,7 +1,8 @@
 """Rollouts and scaling that keep the mesh up: the autoscalers own the routers' count and give
 it back one pod per 5 minutes; a configuration or image change cannot restart the five
 single-replica services together; routers and stores spread over the zones; connections to a
-router are recycled within minutes, so a new replica takes its share."""
+router are recycled within minutes, so a new replica takes its share. On PostgreSQL (prod) a
+core's active and standby sit in different zones."""
 
 import pytest
 
@@ -12,8 +13,14 @@ ZONE = "topology.kubernetes.io/zone"
 
 
 def statefulsets(overlay, routers: bool) -> list[dict]:
-    return [s for s in of_kind(render(overlay), "StatefulSet")
-            if (s["metadata"]["labels"]["app.kubernetes.io/component"] == "router") == routers]
+    """The router bulkheads (StatefulSets on SQLite, Deployments on PostgreSQL), or the stores' StatefulSets."""
+    return [s for s in of_kind(render(overlay), "StatefulSet", "Deployment")
+            if (s["metadata"]["labels"]["app.kubernetes.io/component"] == "router") == routers
+            and (routers or s["kind"] == "StatefulSet")]
+
+
+def update_strategy(workload) -> str:
+    return workload["spec"]["updateStrategy" if workload["kind"] == "StatefulSet" else "strategy"]["type"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -40,11 +47,17 @@ def test_routers_scale_down_one_pod_per_five_minutes_at_most(overlay):
 def test_a_change_restarts_the_single_replica_services_one_at_a_time(overlay):
     # They share the hash-named paymesh-config and the image: with RollingUpdate one apply would
     # restart all five at once. OnDelete: each restarts when the ordered rollout deletes its pod.
+    # A core on PostgreSQL runs two (active, standby): OnDelete too, the standby's pod first
+    # (a RollingUpdate would wait for the new standby to be ready, which it never is).
     single = statefulsets(overlay, routers=False)
-    assert len(single) == 5 and all(s["spec"]["replicas"] == 1 for s in single)
-    assert {s["spec"]["updateStrategy"]["type"] for s in single} == {"OnDelete"}
+    assert len(single) == 5 and all(s["kind"] == "StatefulSet" for s in single)
+    replicas = {s["metadata"]["name"]: s["spec"]["replicas"] for s in single}
+    cores_replicas = 2 if overlay == "prod" else 1
+    assert replicas == {"core-cash": cores_replicas, "core-mortgage": cores_replicas, "core-vehicle": cores_replicas,
+                        "mainframe-bridge": 1, "confirmations": 1}
+    assert {update_strategy(s) for s in single} == {"OnDelete"}
     routers = statefulsets(overlay, routers=True)
-    assert {s["spec"]["updateStrategy"]["type"] for s in routers} == {"RollingUpdate"}  # several replicas
+    assert {update_strategy(s) for s in routers} == {"RollingUpdate"}  # several replicas
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -56,13 +69,19 @@ def test_routers_and_the_single_replica_services_spread_over_the_zones(overlay):
         # each bulkhead counts its own pods: its selector is the StatefulSet's
         assert spread[ZONE]["labelSelector"]["matchLabels"] == router["spec"]["selector"]["matchLabels"]
     single = statefulsets(overlay, routers=False)
+    one_replica = [s["metadata"]["name"] for s in single if s["spec"]["replicas"] == 1]
+    assert len(one_replica) == (2 if overlay == "prod" else 5)  # prod: the cores are two each
     for statefulset in single:
         (spread,) = statefulset["spec"]["template"]["spec"]["topologySpreadConstraints"]
         assert spread["topologyKey"] == ZONE and spread["maxSkew"] == 1
         selected = [s["metadata"]["name"] for s in single
                     if spread["labelSelector"]["matchLabels"].items()
                     <= s["spec"]["template"]["metadata"]["labels"].items()]
-        assert len(selected) == 5, selected  # spread against each other, not each alone
+        if statefulset["spec"]["replicas"] == 1:
+            assert sorted(selected) == sorted(one_replica)  # spread against each other, not each alone
+        else:  # an active and its standby: never in one zone (a zone lost leaves one of them)
+            assert selected == [statefulset["metadata"]["name"]]
+            assert spread["whenUnsatisfiable"] == "DoNotSchedule"
 
 
 def test_connections_are_recycled_within_minutes_with_a_grace():

@@ -1,6 +1,7 @@
 """The ledgers survive an uninstall: the Namespace and the StorageClass are applied once, outside
-the app's bundle; every prod claim names the Retain class; each single-replica store has an hourly
-backup on a claim of its own, run as the services run (restricted, no network, no token)."""
+the app's bundle; every prod claim names the Retain class (the database's too); each SQLite store has
+an hourly backup on a claim of its own, run as the services run (restricted, no network, no token);
+a store in PostgreSQL has none (CloudNativePG's backups instead: test_k8s_postgres.py)."""
 
 import pytest
 
@@ -8,6 +9,8 @@ from tests.k8s.test_k8s_build import validate
 from tests.k8s.manifests import OVERLAYS, build, of_kind, render
 
 STORES = ("core-cash", "core-mortgage", "core-vehicle", "mainframe-bridge", "confirmations")
+# The stores still on SQLite in each overlay (prod: the cores are in PostgreSQL, CloudNativePG backs them up).
+SQLITE_STORES = {"dev": STORES, "prod": ("mainframe-bridge", "confirmations")}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -34,14 +37,19 @@ def test_every_prod_claim_is_on_the_retain_class_of_the_foundation():
         validate(obj)
     classes = {c["metadata"]["name"]: c for c in of_kind(foundation, "StorageClass")}
     objects = render("prod")
-    claims = [t["spec"] for s in of_kind(objects, "StatefulSet") for t in s["spec"]["volumeClaimTemplates"]]
+    claims = [t["spec"] for s in of_kind(objects, "StatefulSet") for t in s["spec"].get("volumeClaimTemplates", [])]
     claims += [c["spec"] for c in of_kind(objects, "PersistentVolumeClaim")]
-    assert len(claims) == 8 + len(STORES)  # each StatefulSet's data, each store's backups
+    assert len(claims) == 2 * len(SQLITE_STORES["prod"])  # each SQLite store's data and its backups
+    (database,) = of_kind(objects, "Cluster")  # and the database's instances, their data and their WAL
+    claims += [database["spec"]["storage"] | {"storageClassName": database["spec"]["storage"]["storageClass"]},
+               database["spec"]["walStorage"] | {"storageClassName": database["spec"]["walStorage"]["storageClass"]}]
     for claim in claims:
         storage_class = classes[claim["storageClassName"]]
         assert storage_class["reclaimPolicy"] == "Retain"
         assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
     for statefulset in of_kind(objects, "StatefulSet"):  # and the claims outlive their StatefulSet
+        if "volumeClaimTemplates" not in statefulset["spec"]:
+            continue  # a core on PostgreSQL
         assert statefulset["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain",
                                                                                "whenScaled": "Retain"}
 
@@ -52,8 +60,8 @@ def test_each_store_has_an_hourly_consistent_backup_on_the_node_of_its_pod(overl
     claims = {c["metadata"]["name"] for c in of_kind(objects, "PersistentVolumeClaim")}
     statefulsets = {s["metadata"]["name"]: s for s in of_kind(objects, "StatefulSet")}
     jobs = {j["metadata"]["name"]: j for j in of_kind(objects, "CronJob")}
-    assert sorted(jobs) == sorted(f"backup-{store}" for store in STORES)
-    for store in STORES:
+    assert sorted(jobs) == sorted(f"backup-{store}" for store in SQLITE_STORES[overlay])
+    for store in SQLITE_STORES[overlay]:
         cron = jobs[f"backup-{store}"]["spec"]
         assert cron["concurrencyPolicy"] == "Forbid" and cron["timeZone"] == "America/Lima"
         pod = cron["jobTemplate"]["spec"]["template"]["spec"]
