@@ -2,7 +2,10 @@
 then channel edge -> its router bulkhead, subscribers -> confirmations, router ->
 cores, bridge and confirmations, bridge -> mainframe, confirmations -> webhooks,
 DNS, kubelet -> health port, Prometheus -> metrics port, every gRPC pod -> the platform's
-OpenTelemetry Collector (OTLP/gRPC, 4317) and to the endpoint its configuration names. The allowed connections
+OpenTelemetry Collector (OTLP/gRPC, 4317) and to the endpoint its configuration names; in prod,
+the cores and the routers -> the database (5432), its instances -> each other (5432), the
+CloudNativePG operator and kubelet -> them (status 8000, 5432), and they -> the Kubernetes API
+server and the object storage (443). The allowed connections
 are computed from the rendered policies the way a CNI reads them (matchLabels
 selectors, named ports resolved on the destination pod) and compared whole."""
 
@@ -31,6 +34,12 @@ NOT_THE_INTERNET = ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "
 WEBHOOKS = f"ip[0.0.0.0/0 except {','.join(sorted(NOT_THE_INTERNET))}]"
 NODES = {"dev": "ip[172.18.0.0/16]", "prod": "ip[10.20.0.0/20]"}
 PROD_MAINFRAME = ("10.50.0.10", 4790)
+# prod's PostgreSQL (k8s/components/postgres): the CloudNativePG cluster's instances, modelled as one
+# pod; the operator as its Helm chart installs it; the API server's address (the prod overlay's).
+DATABASE = "paymesh-db"
+CNPG_OPERATOR = "ns[kubernetes.io/metadata.name=cnpg-system] pods[app.kubernetes.io/name=cloudnative-pg]"
+PROD_API_SERVER = "ip[172.16.0.2/32]"
+DATABASE_CLIENTS = ("core-cash", "core-mortgage", "core-vehicle", *ROUTERS)
 
 
 def port_of(name: str) -> int:
@@ -56,6 +65,13 @@ def expected_graph(overlay: str, scraper: str = PROMETHEUS) -> set[tuple]:
     else:
         address, port = PROD_MAINFRAME
         edges |= {("mainframe-bridge", f"ip[{address}/32]", "TCP", port)}
+        edges |= {(client, DATABASE, "TCP", 5432) for client in DATABASE_CLIENTS}
+        edges |= {(DATABASE, DATABASE, "TCP", 5432),  # replication
+                  (CNPG_OPERATOR, DATABASE, "TCP", 8000), (CNPG_OPERATOR, DATABASE, "TCP", 5432),
+                  (NODES[overlay], DATABASE, "TCP", 8000),  # kubelet's probes of the instance manager
+                  (DATABASE, PROD_API_SERVER, "TCP", 443),
+                  (DATABASE, WEBHOOKS, "TCP", 443)}  # WAL and backups to the object storage
+        edges |= {(DATABASE, dns, proto, 53) for dns in RESOLVERS[overlay] for proto in ("UDP", "TCP")}
     return edges
 
 
@@ -69,9 +85,21 @@ def matches(selector: dict, labels: dict) -> bool:
     return selector.get("matchLabels", {}).items() <= labels.items()
 
 
+def database_pods(database: dict) -> dict:
+    """The pod template of a CloudNativePG Cluster's instances, as the operator makes them: its labels
+    (docs/src/labels_annotations.md: cnpg.io/cluster, cnpg.io/podRole; the inheritedMetadata) and the
+    instance container's ports (docs/src/security.md, "Exposed Ports")."""
+    labels = {"cnpg.io/cluster": database["metadata"]["name"], "cnpg.io/podRole": "instance",
+              **database["spec"].get("inheritedMetadata", {}).get("labels", {})}
+    ports = [{"name": "postgresql", "containerPort": 5432}, {"name": "metrics", "containerPort": 9187},
+             {"name": "status", "containerPort": 8000}]
+    return {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "postgres", "ports": ports}]}}
+
+
 class Cluster:
     def __init__(self, objects):
         self.pods = {w["metadata"]["name"]: w["spec"]["template"] for w in workloads(objects)}
+        self.pods |= {d["metadata"]["name"]: database_pods(d) for d in of_kind(objects, "Cluster")}
         self.policies = of_kind(objects, "NetworkPolicy")
 
     def labels(self, pod):
@@ -156,6 +184,33 @@ def test_the_graph_check_bites():
     connections, half_open = Cluster(objects).graph()
     assert ("confirmations", "core-cash", "TCP", 50061) in half_open
     assert connections == expected_graph("dev")  # no egress to the cores from elsewhere, so still closed
+
+
+def test_exactly_the_pods_given_a_database_url_reach_the_database():
+    objects = render("prod")
+    with_url = {w["metadata"]["name"] for w in workloads(objects)
+                if any(e["name"].endswith("_DATABASE_URL") for e in w["spec"]["template"]["spec"]["containers"][0]
+                       .get("env", []))}
+    assert with_url == set(DATABASE_CLIENTS)
+    connections, _ = Cluster(objects).graph()
+    assert {src for src, dst, _, port in connections if dst == DATABASE and src != DATABASE
+            and src != CNPG_OPERATOR and not src.startswith("ip[")} == with_url
+    # And the check bites: a pod given the clients' label without a URL (confirmations) is seen.
+    widened = [dict(o) for o in objects]
+    for i, obj in enumerate(widened):
+        if obj["kind"] == "StatefulSet" and obj["metadata"]["name"] == "confirmations":
+            template = obj["spec"]["template"]
+            labels = {**template["metadata"]["labels"], "paymesh.bank/postgres-client": "true"}
+            widened[i] = {**obj, "spec": {**obj["spec"], "template": {**template, "metadata": {
+                **template["metadata"], "labels": labels}}}}
+    connections, _ = Cluster(widened).graph()
+    assert ("confirmations", DATABASE, "TCP", 5432) in connections - expected_graph("prod")
+
+
+def test_prod_api_server_address_is_the_sites():
+    (policy,) = [p for p in of_kind(render("prod"), "NetworkPolicy") if p["metadata"]["name"] == "paymesh-db-egress"]
+    assert {"ipBlock": {"cidr": PROD_API_SERVER[3:-1]}} in [peer for rule in policy["spec"]["egress"]
+                                                            for peer in rule["to"]]
 
 
 def test_prod_mainframe_egress_is_the_configured_address():
