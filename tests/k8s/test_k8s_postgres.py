@@ -128,6 +128,8 @@ def test_each_role_has_its_database_its_certificate_and_one_workload_and_no_pass
         assert url["host"] == f"{name}-rw.{NAMESPACE}.svc.cluster.local" and url["port"] == "5432"
         assert url["host"] in server["spec"]["dnsNames"]  # what verify-full checks
         assert url["target_session_attrs"] == "read-write"  # never a demoted primary, mid-failover
+        # A primary gone with its node: the connection fails in seconds (then reopened), not minutes.
+        assert int(url["tcp_user_timeout"]) <= 10_000 and url["keepalives_idle"] == "5"
         assert url["dbname"] == user and databases[user] == user  # its own database, which it owns
         role = roles[user]
         assert role["login"] is True and role["disablePassword"] is True and role["ensure"] == "present"
