@@ -82,6 +82,7 @@ def test_the_cluster_commits_on_two_zones_before_an_answer_and_archives_its_wal(
     assert spec["affinity"] == {"enablePodAntiAffinity": True, "podAntiAffinityType": "required",
                                 "topologyKey": "topology.kubernetes.io/zone"}
     assert spec["enableSuperuserAccess"] is False
+    assert "ssl_min_protocol_version" not in spec["postgresql"].get("parameters", {})  # its default: TLS 1.3
     assert spec["storage"]["storageClass"] == spec["walStorage"]["storageClass"] == "paymesh-retain"
     (archiver,) = [p for p in spec["plugins"] if p.get("isWALArchiver")]
     (store,) = of_kind(objects, "ObjectStore")
@@ -244,7 +245,7 @@ def database_server():
             os.chown(path, owner.pw_uid, owner.pw_gid)
     settings = {"ssl": "on", "ssl_cert_file": str(server_side / "tls.crt"),
                 "ssl_key_file": str(server_side / "tls.key"), "ssl_ca_file": str(server_side / "ca.crt"),
-                "hba_file": str(hba), "ssl_min_protocol_version": "TLSv1.2"}
+                "hba_file": str(hba), "ssl_min_protocol_version": "TLSv1.3"}  # CloudNativePG's default
     with LocalPostgres(folder / "pg", settings=settings) as server:
         with psycopg.connect(server.url(), autocommit=True) as admin:
             for role in cluster["spec"]["managed"]["roles"]:
