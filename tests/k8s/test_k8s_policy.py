@@ -17,7 +17,9 @@ SERVICE_OF_MODULE = {spec.module: spec.name for spec in SERVICES.values()}
 ROUTER_GROUPS = tuple(ROUTER_BULKHEADS)
 # Provided by the platform team in prod, documented in docs/kubernetes.md; nothing else may be missing.
 # Published by others: the identity provider's key set (prod), the mesh CA's CRL (optional, both).
-EXTERNAL = {"prod": {("ConfigMap", "paymesh-jwt-issuer"), ("ConfigMap", "paymesh-crl")},
+# prod's database: the service account key its WAL and backups are written to the bucket with.
+EXTERNAL = {"prod": {("ConfigMap", "paymesh-jwt-issuer"), ("ConfigMap", "paymesh-crl"),
+                     ("Secret", "paymesh-postgres-backup-credentials")},
             "dev": {("ConfigMap", "paymesh-crl")}}
 FLUSH_MARGIN_SECONDS = 5  # after the grace: close stores, flush spans and metrics
 
@@ -174,6 +176,11 @@ def test_every_referenced_config_map_and_secret_exists(overlay):
                 referenced.add(("Secret", source["secret"]["name"]))
         for env_from in container(workload).get("envFrom", []):
             referenced.add(("ConfigMap", env_from["configMapRef"]["name"]))
+    for database in of_kind(objects, "Cluster"):  # CloudNativePG's: its TLS material
+        referenced |= {("Secret", secret) for secret in database["spec"]["certificates"].values()}
+    for store in of_kind(objects, "ObjectStore"):  # the Barman Cloud plugin's: the bucket's credentials
+        credentials = store["spec"]["configuration"]["googleCredentials"]["applicationCredentials"]
+        referenced.add(("Secret", credentials["name"]))
     assert referenced - present == EXTERNAL[overlay]
 
 
