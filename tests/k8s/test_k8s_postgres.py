@@ -296,3 +296,62 @@ def test_each_workload_logs_in_as_its_role_to_its_database_by_its_certificate_on
                    password="not-a-way-in")
     with pytest.raises(psycopg.OperationalError, match="does not match host name|server certificate"):
         connect_as(server, cash, cash_files, host="paymesh-db-elsewhere.paymesh.svc.cluster.local")  # verify-full
+
+
+def connect_as_user(conninfo: str, uid: int, gid: int) -> str:
+    """Connects from a forked child running as uid/gid (this process's psycopg, already loaded: the
+    venv need not be readable by that user); "connected" or the error libpq gave."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: drop to the user, connect, report, exit without pytest's teardown
+        outcome = b"connected"
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            psycopg.connect(conninfo, connect_timeout=5).close()
+        except BaseException as failed:  # noqa: BLE001 (reported to the parent)
+            outcome = str(failed).encode()
+        os.write(write_end, outcome[:4000])
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer:
+        outcome = answer.read().decode()
+    os.waitpid(child, 0)
+    return outcome
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the key file root's, the client another user")
+def test_the_mounted_key_file_mode_is_one_libpq_accepts(database_server, tmp_path):
+    # In the pod the Secret's files are root's, group fsGroup (10001), mode defaultMode, and the
+    # process runs as 10001: libpq refuses a key it could read that others may read or write.
+    # Here: root's files, group nobody's, the rendered mode, a client process run as nobody.
+    server, issued = database_server
+    objects = prod()
+    url = store_clients(objects)["core-cash"]
+    (workload,) = [w for w in workloads(objects) if w["metadata"]["name"] == "core-cash"]
+    (volume,) = [v for v in workload["spec"]["template"]["spec"]["volumes"] if v["name"] == "postgres"]
+    mode = volume["projected"]["defaultMode"]
+    secret = mounted_certificate(objects, "core-cash", url)["spec"]["secretName"]
+    nobody = pwd.getpwnam(UNPRIVILEGED_USER)
+    mounted = Path(tempfile.mkdtemp(prefix="paymesh-pg-mount-"))
+    try:
+        os.chown(mounted, 0, nobody.pw_gid)
+        mounted.chmod(0o750)
+
+        def connect_with(file_mode: int):
+            for name, source in issued[secret].items():
+                target = mounted / name
+                shutil.copy(source, target)
+                os.chown(target, 0, nobody.pw_gid)
+                target.chmod(file_mode)
+            params = {**url, "hostaddr": "127.0.0.1", "port": str(server.port), "sslrootcert": str(mounted / "ca.crt"),
+                      "sslcert": str(mounted / "tls.crt"), "sslkey": str(mounted / "tls.key")}
+            conninfo = " ".join(f"{k}='{v}'" for k, v in params.items())
+            return connect_as_user(conninfo, nobody.pw_uid, nobody.pw_gid)
+
+        assert connect_with(mode) == "connected"
+        refused = connect_with(0o444)  # and the check is there: a mode it refuses
+        assert "private key file" in refused and "group or world access" in refused, refused
+    finally:
+        shutil.rmtree(mounted, ignore_errors=True)
