@@ -304,15 +304,15 @@ def connect_as_user(conninfo: str, uid: int, gid: int) -> str:
     read_end, write_end = os.pipe()
     child = os.fork()
     if child == 0:  # the child: drop to the user, connect, report, exit without pytest's teardown
-        outcome = b"connected"
+        report = b"connected"
         try:
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
             psycopg.connect(conninfo, connect_timeout=5).close()
         except BaseException as failed:  # noqa: BLE001 (reported to the parent)
-            outcome = str(failed).encode()
-        os.write(write_end, outcome[:4000])
+            report = str(failed).encode()
+        os.write(write_end, report[:4000])
         os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as answer:
