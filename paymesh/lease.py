@@ -13,12 +13,11 @@ the row FOR SHARE with the epoch it holds (FencedStore): a transaction of a depo
 fails (LeaseLost) before it writes anything, and that process steps down to NOT_SERVING. The
 row lock makes it exact, not a race: a takeover (an UPDATE of the row) waits for every write
 transaction that has already checked the epoch to commit or roll back, so no write of the old
-holder can commit after the new holder began. The store's connection ends a transaction left
-idle longer than a TTL (idle_in_transaction_session_timeout), so a paused holder cannot hold a
-takeover back for longer than that; and since the server does not count a pipelined transaction
-whose statements are not yet synced as idle, a standby that finds the row still locked by a holder
-whose lease has lapsed ends that holder's store sessions (each is named after its holder), which
-rolls its open transaction back.
+holder can commit after the new holder began. A paused holder's open transaction must not hold a
+takeover back for as long as it is paused: the store's connection ends one left idle longer than a
+TTL (idle_in_transaction_session_timeout), and a takeover that waited 1 s in vain for the row of a
+lapsed lease ends the fenced transactions still open (pg_terminate_backend; nothing of theirs was
+committed or acknowledged), as for a backend blocked writing to a paused client.
 
 Only for PostgreSQL: a SQLite file has one process by nature.
 """
@@ -69,18 +68,15 @@ _RELEASE = """
 UPDATE service_lease SET expires_at = now() - interval '1 second'
 WHERE name = %(name)s AND holder = %(holder)s AND epoch = %(epoch)s"""
 _FENCE = "SELECT 1 FROM service_lease WHERE name = ? AND holder = ? AND epoch = ? FOR SHARE"
-# A holder's store sessions are named after it (application_name, at most 63 characters: a hash), so that a
-# standby can end those of a holder whose lease lapsed while one of them still holds the row (below).
-_SESSION_PREFIX = "paymesh-lease-"
-_END_LAPSED_HOLDER = f"""
-SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a JOIN service_lease l ON l.name = %(name)s
-WHERE a.datname = current_database() AND l.expires_at < now() AND l.holder <> %(holder)s
-  AND a.application_name = '{_SESSION_PREFIX}' || left(encode(sha256(convert_to(l.holder, 'UTF8')), 'hex'), 32)"""
-
-
-def session_name(holder: str) -> str:
-    """The application_name of the holder's store sessions."""
-    return _SESSION_PREFIX + hashlib.sha256(holder.encode()).hexdigest()[:32]
+# The write transactions that passed the fence and are still open (their FOR SHARE shows as a
+# RowShareLock on the table), ended: asked only once the lease has lapsed and a takeover waited for
+# them in vain. A holder paused in the middle of a transaction whose backend is not idle (blocked
+# writing results to a client that does not read them, say) would otherwise hold the takeover back
+# for as long as it is paused. Ending them is safe: nothing of theirs was committed or acknowledged.
+_END_FENCED = """
+SELECT pid, pg_terminate_backend(pid) FROM pg_locks
+WHERE locktype = 'relation' AND relation = 'service_lease'::regclass AND mode = 'RowShareLock' AND granted
+    AND pid <> pg_backend_pid()"""
 
 
 class LeaseLost(Exception):
@@ -167,8 +163,9 @@ class Lease:
                                                         "ttl": self.times.ttl, **values})
             return cursor.fetchall() if cursor.description is not None else []
         except psycopg.OperationalError:
-            self._connection.close()  # opened again at the next statement
-            self._connection = None
+            if self._connection.raw.broken:  # opened again at the next statement (a lock timeout is not this)
+                self._connection.close()
+                self._connection = None
             raise
 
     def _take(self) -> int | None:
@@ -179,13 +176,10 @@ class Lease:
         try:
             rows = self._statement(_TAKE)
         except psycopg.errors.LockNotAvailable:
-            # The lapsed holder still holds the row in a write transaction: a process paused in the middle
-            # of one (a GC, SIGSTOP, a node cut off). The server's idle timeout does not end it while its
-            # statements are pipelined and not yet synced, so end that holder's sessions: its transaction
-            # rolls back, and the next look takes the row. Its lease has lapsed: it may write nothing more.
-            ended = self._statement(_END_LAPSED_HOLDER)
-            log.warning("the lapsed holder's sessions ended to take the lease over",
-                        extra={"lease": self.name, "sessions": ended[0][0] if ended else 0})
+            ended = self._statement(_END_FENCED)
+            if ended:
+                log.warning("the lapsed holder's open transactions ended, for the takeover",
+                            extra={"lease": self.name, "backends": [pid for pid, _ in ended]})
             raise
         return rows[0][0] if rows else None
 
@@ -309,8 +303,6 @@ class FencedStore:
         cannot hold a takeover back longer; on every connection the store opens."""
         def bound(connection: PostgresConnection) -> None:
             connection.raw.execute(f"SET idle_in_transaction_session_timeout = {int(self.lease.times.ttl * 1000)}")
-            connection.raw.execute("SELECT set_config('application_name', %s, false)",
-                                   (session_name(self.lease.holder),))
 
         self.store.on_reconnect = bound
         await self.store.run(bound)

@@ -75,7 +75,8 @@ class LocalPostgres:
         result = subprocess.run(command, capture_output=True, text=True, user=self._as_user,
                                 env={**os.environ, **env} if env else None)
         if result.returncode:
-            raise PostgresUnavailable(f"{' '.join(command[:1])} failed: {result.stderr.strip()[-2000:]}")
+            said = (result.stderr + result.stdout).strip()[-2000:]
+            raise PostgresUnavailable(f"{' '.join(command[:2])} failed (exit {result.returncode}): {said}")
 
     def start(self) -> "LocalPostgres":
         bindir = server_bindir()
@@ -119,8 +120,12 @@ class LocalPostgres:
                 time.sleep(0.1)
 
     def promote(self) -> None:
-        """A standby becomes a primary (read-write), waiting until it is."""
-        self._run([str(server_bindir() / "pg_ctl"), "promote", "-w", "-D", str(self.data)])
+        """A standby becomes a primary (read-write), waiting until it is. By SQL (pg_promote), not
+        pg_ctl: no process forked from one whose other threads are inside gRPC or libpq."""
+        with psycopg.connect(self.url(), autocommit=True, connect_timeout=5) as connection:
+            promoted = connection.execute("SELECT pg_promote(wait => true, wait_seconds => 30)").fetchone()
+        if not promoted or not promoted[0]:
+            raise PostgresUnavailable(f"the standby on port {self.port} did not become a primary within 30 s")
 
     def create_database(self, name: str) -> str:
         """A new empty database `name`; its URL."""

@@ -41,8 +41,8 @@ class Process:
     async def _changed(self, active: bool) -> None:
         self.roles.append(active)
 
-    async def write(self, row_id: str, hold: float = 0.0) -> None:
-        await self.store.transaction(_insert, row_id, hold)
+    async def write(self, row_id: str, hold: float = 0.0, busy: bool = False) -> None:
+        await self.store.transaction(_insert, row_id, hold, busy)
 
     def pause(self) -> None:
         """As if the process stopped answering: no more renewals (its store still works)."""
@@ -54,9 +54,12 @@ class Process:
         self.store.close()
 
 
-def _insert(connection, row_id: str, hold: float) -> None:
+def _insert(connection, row_id: str, hold: float, busy: bool = False) -> None:
     connection.execute("INSERT INTO written (id) VALUES (?)", (row_id,))
-    time.sleep(hold)  # on the store's thread, inside the transaction
+    if busy:  # the server busy inside the transaction (not idle in it): no idle timeout ends it
+        connection.execute("SELECT pg_sleep(?)", (hold,))
+    else:
+        time.sleep(hold)  # on the store's thread, inside the transaction
     connection.execute("UPDATE written SET at = clock_timestamp() WHERE id = ?", (row_id,))
 
 
@@ -121,8 +124,9 @@ async def test_a_takeover_waits_for_the_write_the_old_holder_already_fenced(post
     b = await Process(postgres_url, schema_dir, "b").start()
     try:
         a.pause()
-        # Fenced at once, then held open well past the lease's expiry: the takeover must wait for it.
-        await a.write("held-by-a", 2.5 * FAST.ttl)
+        # Fenced at once, then held open past the lease's expiry (by less than the takeover's 1 s lock
+        # wait, after which it would end it): the takeover must wait for it.
+        await a.write("held-by-a", FAST.ttl + 0.3)
         await wait_until(lambda: b.lease.active, 5 * FAST.ttl)
         with psycopg.connect(postgres_url) as connection:
             committed, taken = connection.execute(
@@ -147,6 +151,25 @@ async def test_a_paused_holder_s_open_transaction_is_ended_so_the_takeover_need_
         assert rows(postgres_url) == []
         with pytest.raises(LeaseLost):  # its store's connection opened again, and fenced
             await a.write("after")
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_a_paused_holder_s_busy_transaction_is_ended_by_the_takeover(postgres_url, schema_dir, caplog):
+    """Not idle, so no idle timeout ends it (a backend blocked writing to a paused client, say): once
+    the lease has lapsed and the takeover waited for it in vain, the standby ends it."""
+    a = await Process(postgres_url, schema_dir, "a").start()
+    b = await Process(postgres_url, schema_dir, "b").start()
+    try:
+        a.pause()
+        busy_write = asyncio.ensure_future(a.write("never", 30 * FAST.ttl, busy=True))
+        took = await wait_until(lambda: b.lease.active, 6 * FAST.ttl)
+        assert took < 30 * FAST.ttl - 5
+        with pytest.raises(psycopg.Error):
+            await busy_write  # its backend ended: rolled back
+        assert rows(postgres_url) == [] and lease_row(postgres_url) == ("b", 2)
+        assert "the lapsed holder's open transactions ended" in caplog.text
     finally:
         await a.stop()
         await b.stop()
