@@ -20,6 +20,7 @@ and the CPU each process spent per payment in each phase (from /proc/<pid>/stat)
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import os
 import shutil
@@ -33,6 +34,7 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import grpc  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
 from bank.common.v1 import types_pb2  # noqa: E402
@@ -106,6 +108,7 @@ class Bench:
                                                   as_of=__import__("datetime").date.fromisoformat(AS_OF))
                       if t.currency_code == "PEN" and t.installments_paid < t.term_months]
         self.serial = 0
+        self.failed: collections.Counter[str] = collections.Counter()  # calls refused or failed, by status
 
     def order(self, prefix: str) -> payments_pb2.PaymentOrder:
         self.serial += 1
@@ -138,7 +141,11 @@ class Bench:
 
             async def one():
                 started = time.perf_counter()
-                await call(stub)
+                try:
+                    await call(stub)
+                except grpc.aio.AioRpcError as failed:  # counted and printed, not timed
+                    self.failed[failed.code().name] += 1
+                    return
                 latencies.append(time.perf_counter() - started)
 
             started = time.perf_counter()
@@ -266,6 +273,7 @@ async def measure(args, home: Path, database: dict[str, str]) -> None:
             await bench.online(args.priority_rate, args.warm_up)
             print(f"bare gRPC echo {echo:,.0f}/s")
             print_priority(args, await bench.priority(args.priority_rate, args.seconds, args.batch))
+            print_failed(bench)
             return
         # Steady state, as a bank's mesh is at nine in the morning: the loans touched are in
         # the cores' caches and every connection is warm. Not counted.
@@ -301,6 +309,14 @@ async def measure(args, home: Path, database: dict[str, str]) -> None:
         rows.append((phase, *(f"{cpu[n]:.3f}" for n in names), f"{mesh_total:.3f}"))
     print(format_table(rows))
     print_priority(args, priority)
+    print_failed(bench)
+
+
+def print_failed(bench: "Bench") -> None:
+    """Calls that failed are not in the latencies above: say how many, by status."""
+    if bench.failed:
+        print("\nonline calls failed (not in the latencies): "
+              + ", ".join(f"{count:,} {code}" for code, count in bench.failed.most_common()))
 
 
 def print_priority(args, priority: dict[str, tuple]) -> None:

@@ -19,7 +19,7 @@ from bank.common.v1 import types_pb2
 from bank.ledger.v1 import ledger_pb2
 from bank.payments.v1 import payments_pb2
 from paymesh.group_commit import PRIORITY_LANES, GroupCommit, lane_of
-from paymesh.postgres import Connection, PostgresStore, bytes_in_use, database_url
+from paymesh.postgres import Connection, PostgresStore, bytes_in_use, database_url, pipelined
 from paymesh.retention import not_final
 from paymesh.sqlite import Store
 
@@ -281,57 +281,61 @@ def _weight(op) -> int:
 
 
 def _apply_group(connection: Connection, ops) -> list:
-    """Per operation, in order: an accept's outcomes; a record's None."""
+    """Per operation, in order: an accept's outcomes; a record's None. On PostgreSQL pipelined: a
+    record's statements go out without waiting for their answers, an accept waits for its insert's."""
     results: list = []
-    for op, args in ops:
-        if op == "accept":
-            results.append(_accept_all(connection, *args))
-        else:
-            _record(connection, *args)
-            results.append(None)
+    # Most days no day has been dropped: then a new payment costs no look among the kept keys.
+    archived_any = connection.execute("SELECT 1 FROM archived_payment LIMIT 1").fetchone() is not None
+    with pipelined(connection):
+        for op, args in ops:
+            if op == "accept":
+                results.append([_accept(connection, entry, archived_any) for entry in args[0]])
+            else:
+                _record(connection, *args)
+                results.append(None)
     return results
 
 
-def _accept_all(connection: Connection, entries: list[Accepted]) -> list[Outcome]:
-    return [_accept(connection, entry) for entry in entries]
-
-
-def _accept(connection: Connection, entry: Accepted) -> Outcome:
+def _accept(connection: Connection, entry: Accepted, archived_any: bool) -> Outcome:
     p = entry.payment
-    known = _journaled(connection, p)
-    if known:
-        return known
+    if archived_any:
+        archived = _archived(connection, p)
+        if archived:
+            return archived
+    # The insert first: a payment is new far more often than it is a retry, and a retry that reached
+    # another router replica meanwhile (PostgreSQL: this insert waits for its commit) finds its row.
     inserted = connection.execute(
         "INSERT INTO payment (payment_id, channel, idempotency_key, body_hash, loan_type, currency, amount_minor,"
         " business_date, status, batch_id, payment, value_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (payment_id) DO NOTHING",
+        " ON CONFLICT (payment_id) DO NOTHING RETURNING payment_id",
         (p.payment_id, p.channel, p.idempotency_key, entry.body_hash, p.loan_type, p.amount.currency_code,
          p.amount.amount_minor, p.business_date, p.status, entry.batch_id or None, p.SerializeToString(),
          p.value_date),
-    ).rowcount
+    ).fetchone()
     if inserted:
         return Outcome(p, entry.body_hash, new=True)
-    # Another router replica journaled the same payment id meanwhile (PostgreSQL: this insert waited
-    # for its commit): its row is the payment.
     known = _journaled(connection, p)
     assert known is not None, "a conflicting insert leaves the row it conflicted with"
     return known
 
 
 def _journaled(connection: Connection, p: payments_pb2.Payment) -> Outcome | None:
-    """The payment already journaled under p's id, or the key a dropped day left of it; None if neither."""
+    """The payment already journaled under p's id, or None."""
     row = connection.execute(
         "SELECT payment, confirmation_sequence, body_hash FROM payment WHERE payment_id = ?", (p.payment_id,)
     ).fetchone()
-    if row:
-        return Outcome(_payment_of(row[0], row[1]), row[2], new=False)
+    return Outcome(_payment_of(row[0], row[1]), row[2], new=False) if row else None
+
+
+def _archived(connection: Connection, p: payments_pb2.Payment) -> Outcome | None:
+    """The key a dropped day left of p's id: its day and final status, or None."""
     archived = connection.execute("SELECT body_hash, business_date, status FROM archived_payment"
                                   " WHERE payment_id = ?", (p.payment_id,)).fetchone()
-    if archived:
-        payment = payments_pb2.Payment(payment_id=p.payment_id, channel=p.channel, idempotency_key=p.idempotency_key,
-                                       business_date=archived[1], status=archived[2])
-        return Outcome(payment, archived[0], new=False, archived=True)
-    return None
+    if archived is None:
+        return None
+    payment = payments_pb2.Payment(payment_id=p.payment_id, channel=p.channel, idempotency_key=p.idempotency_key,
+                                   business_date=archived[1], status=archived[2])
+    return Outcome(payment, archived[0], new=False, archived=True)
 
 
 def _record(connection: Connection, payment: payments_pb2.Payment, outbox) -> None:
