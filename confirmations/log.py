@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from bank.common.v1 import types_pb2
 from bank.confirmations.v1 import confirmations_pb2
 from confirmations import webhook_store
 from paymesh.retention import not_final
@@ -181,14 +182,7 @@ def day_confirmations(connection: sqlite3.Connection, business_date: str) -> lis
     return confirmations
 
 
-@dataclass(frozen=True)
-class DroppedDay:
-    confirmations: int
-    bytes_before: int
-    bytes_after: int
-
-
-def drop_day(connection: sqlite3.Connection, business_date: str) -> DroppedDay:
+def drop_day(connection: sqlite3.Connection, business_date: str) -> types_pb2.DroppedBusinessDay:
     """Drops the day's confirmations and their finished webhook deliveries; refuses (nothing dropped)
     while a delivery of the day is still pending."""
     before = bytes_in_use(connection)
@@ -212,7 +206,8 @@ def drop_day(connection: sqlite3.Connection, business_date: str) -> DroppedDay:
             " confirmations = confirmations + excluded.confirmations", (business_date, first, last, count))
         connection.execute(f"DELETE FROM webhook_delivery WHERE sequence IN ({of_day})", (business_date,))
         connection.execute("DELETE FROM confirmation WHERE business_date = ?", (business_date,))
-    return DroppedDay(count, before, bytes_in_use(connection))
+    return types_pb2.DroppedBusinessDay(business_date=business_date, dropped_count=count, store_bytes_before=before,
+                                        store_bytes_after=bytes_in_use(connection))
 
 
 def dropped_after(connection: sqlite3.Connection, position: int) -> tuple[str, int] | None:

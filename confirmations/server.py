@@ -234,10 +234,8 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
         except Refused as refused:
             await refused.abort(context, business_date=request.business_date)
         logger.info("business day dropped from the log",
-                    extra={"business_date": request.business_date, "confirmations": dropped.confirmations})
-        return pb.DropBusinessDayResponse(dropped=types_pb2.DroppedBusinessDay(
-            business_date=request.business_date, dropped_count=dropped.confirmations,
-            store_bytes_before=dropped.bytes_before, store_bytes_after=dropped.bytes_after))
+                    extra={"business_date": request.business_date, "confirmations": dropped.dropped_count})
+        return pb.DropBusinessDayResponse(dropped=dropped)
 
     async def ListConfirmations(self, request, context):
         await _check_business_date(context, request.business_date)

@@ -18,7 +18,7 @@ import sqlite3
 import time
 from typing import NamedTuple
 
-from bank.common.v1 import errors_pb2
+from bank.common.v1 import errors_pb2, types_pb2
 from bank.ledger.v1 import ledger_pb2
 from mainframe_bridge import records
 from paymesh import telemetry
@@ -278,9 +278,10 @@ def day_closed(connection: sqlite3.Connection, business_date: str) -> bool:
                               (business_date, CLOSED)).fetchone() is not None
 
 
-def drop_day(connection: sqlite3.Connection, business_date: str, keys_kept_from: str) -> tuple[int, int, int, int]:
+def drop_day(connection: sqlite3.Connection, business_date: str, keys_kept_from: str
+             ) -> types_pb2.DroppedBusinessDay:
     """Drops a closed day's postings, keeping each one's id, digest and standing; forgets those of days
-    before keys_kept_from. (dropped, forgotten, bytes in use before, after); raises Refused if not closed."""
+    before keys_kept_from. Raises Refused if the day is not closed."""
     if not day_closed(connection, business_date):
         raise not_final(f"{business_date} is not closed at the ledger (its end-of-day file not accepted):"
                         " close it, reconcile and archive it first")
@@ -291,7 +292,9 @@ def drop_day(connection: sqlite3.Connection, business_date: str, keys_kept_from:
         (business_date,)).rowcount
     connection.execute("DELETE FROM postings WHERE business_date = ?", (business_date,))
     forgotten = connection.execute("DELETE FROM archived_posting WHERE business_date < ?", (keys_kept_from,)).rowcount
-    return dropped, forgotten, before, bytes_in_use(connection)
+    return types_pb2.DroppedBusinessDay(
+        business_date=business_date, dropped_count=dropped, kept_key_count=dropped, forgotten_key_count=forgotten,
+        store_bytes_before=before, store_bytes_after=bytes_in_use(connection))
 
 
 def queue_figures(connection: sqlite3.Connection) -> tuple[int, float | None]:

@@ -177,15 +177,13 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
     async def DropBusinessDay(self, request, context):
         await check_date(context, request.business_date)
         try:
-            dropped, forgotten, before, after = await self.store.transaction(
+            dropped = await self.store.transaction(
                 queue_store.drop_day, request.business_date, keys_kept_from(request.business_date))
         except Refused as refused:
             await refused.abort(context, business_date=request.business_date)
-        log.info("business day dropped from the queue",
-                 extra={"business_date": request.business_date, "postings": dropped, "keys_forgotten": forgotten})
-        return bridge_pb2.DropBusinessDayResponse(dropped=types_pb2.DroppedBusinessDay(
-            business_date=request.business_date, dropped_count=dropped, kept_key_count=dropped,
-            forgotten_key_count=forgotten, store_bytes_before=before, store_bytes_after=after))
+        log.info("business day dropped from the queue", extra={"business_date": request.business_date,
+                 "postings": dropped.dropped_count, "keys_forgotten": dropped.forgotten_key_count})
+        return bridge_pb2.DropBusinessDayResponse(dropped=dropped)
 
     async def ListMainframeBook(self, request, context):
         await check_date(context, request.business_date)

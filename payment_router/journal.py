@@ -112,15 +112,6 @@ class Outcome:
     archived: bool = False  # made on a day since dropped: payment holds only its id, day and status
 
 
-@dataclass(frozen=True)
-class DroppedDay:
-    dropped: int
-    kept_keys: int
-    forgotten_keys: int
-    bytes_before: int
-    bytes_after: int
-
-
 POSTGRES_SCHEMA = Path(__file__).with_name("schema")  # numbered SQL files (paymesh.postgres.migrate)
 DATABASE_ENV_PREFIX = "PAYMESH_PAYMENT_ROUTER"  # PAYMESH_PAYMENT_ROUTER_DATABASE_URL, else PAYMESH_DATABASE_URL
 
@@ -138,8 +129,8 @@ class Journal:
     def __init__(self, store: Store | PostgresStore | Path):
         """On a store (open_store), or a SQLite file at a path."""
         self._store = Store(store, SCHEMA, ADDED_COLUMNS, INDEXES) if isinstance(store, Path) else store
-        self.backend = "postgres" if isinstance(self._store, PostgresStore) else "sqlite"
-        self.shared = self.backend == "postgres"  # every router replica writes it, not this process alone
+        # On PostgreSQL every router replica writes it, not this process alone.
+        self.shared = isinstance(self._store, PostgresStore)
         # Accepts and results of every stream and online call share commits: (operation, its arguments).
         # Lanes by priority (paymesh.group_commit.lane_of), a day file's payments at most
         # FILE_PAYMENTS_PER_COMMIT a commit, so that one never holds an online payment long.
@@ -257,7 +248,7 @@ class Journal:
         )
         return [payments_pb2.Payment.FromString(r[0]) for r in rows]
 
-    async def drop_day(self, business_date: str, keys_kept_from: str) -> DroppedDay:
+    async def drop_day(self, business_date: str, keys_kept_from: str) -> types_pb2.DroppedBusinessDay:
         """Drops the day's payments (an archived, closed day), keeping their keys; forgets the keys of
         days before keys_kept_from. One transaction; raises Refused while the day has work pending."""
         return await self._store.transaction(_drop_day, business_date, keys_kept_from)
@@ -284,8 +275,10 @@ def _apply_group(connection: Connection, ops) -> list:
     """Per operation, in order: an accept's outcomes; a record's None. On PostgreSQL pipelined: a
     record's statements go out without waiting for their answers, an accept waits for its insert's."""
     results: list = []
-    # Most days no day has been dropped: then a new payment costs no look among the kept keys.
-    archived_any = connection.execute("SELECT 1 FROM archived_payment LIMIT 1").fetchone() is not None
+    # Most days no day has been dropped: then a new payment costs no look among the kept keys. Asked of
+    # the store, not remembered: another router replica may drop a day meanwhile.
+    archived_any = any(op == "accept" for op, _ in ops) and \
+        connection.execute("SELECT 1 FROM archived_payment LIMIT 1").fetchone() is not None
     with pipelined(connection):
         for op, args in ops:
             if op == "accept":
@@ -368,7 +361,7 @@ def _replay_refused(connection: Connection, keys: list[tuple[str, str]] | None) 
     return len(rows)
 
 
-def _drop_day(connection: Connection, business_date: str, keys_kept_from: str) -> DroppedDay:
+def _drop_day(connection: Connection, business_date: str, keys_kept_from: str) -> types_pb2.DroppedBusinessDay:
     before = bytes_in_use(connection)
     (unanswered,) = connection.execute("SELECT count(*) FROM payment WHERE business_date = ? AND status = ?",
                                        (business_date, ACCEPTED)).fetchone()
@@ -400,7 +393,9 @@ def _drop_day(connection: Connection, business_date: str, keys_kept_from: str) -
                               (channel, batch_id)).fetchone() is None:
             connection.execute("DELETE FROM batch_line WHERE channel = ? AND batch_id = ?", (channel, batch_id))
     forgotten = connection.execute("DELETE FROM archived_payment WHERE business_date < ?", (keys_kept_from,)).rowcount
-    return DroppedDay(len(rows), len(rows), forgotten, before, bytes_in_use(connection))
+    return types_pb2.DroppedBusinessDay(
+        business_date=business_date, dropped_count=len(rows), kept_key_count=len(rows), forgotten_key_count=forgotten,
+        store_bytes_before=before, store_bytes_after=bytes_in_use(connection))
 
 
 def outbox_payment_id(topic: str, key: str, body: bytes) -> str:

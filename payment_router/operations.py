@@ -54,11 +54,8 @@ class PaymentOperationsService(payment_operations_service_pb2_grpc.PaymentOperat
         except Refused as refused:
             await refused.abort(context, business_date=request.business_date)
         log.info("business day dropped from the journal", extra={"business_date": request.business_date,
-                 "payments": dropped.dropped, "keys_forgotten": dropped.forgotten_keys})
-        return ops_api.DropBusinessDayResponse(dropped=types_pb2.DroppedBusinessDay(
-            business_date=request.business_date, dropped_count=dropped.dropped, kept_key_count=dropped.kept_keys,
-            forgotten_key_count=dropped.forgotten_keys, store_bytes_before=dropped.bytes_before,
-            store_bytes_after=dropped.bytes_after))
+                 "payments": dropped.dropped_count, "keys_forgotten": dropped.forgotten_key_count})
+        return ops_api.DropBusinessDayResponse(dropped=dropped)
 
     async def ReplayRefusedDeliveries(self, request, context):
         keys = [(d.topic, d.item_key) for d in request.deliveries]

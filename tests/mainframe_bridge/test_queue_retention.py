@@ -30,8 +30,9 @@ async def test_a_dropped_days_posting_sent_again_is_answered_never_queued_again(
     assert still_open.value.reason == errors_pb2.ERROR_REASON_BUSINESS_DAY_NOT_FINAL
     await bridge_store.transaction(queue_store.finish_close, DAY, b"")
 
-    dropped, forgotten, before, after = await bridge_store.transaction(queue_store.drop_day, DAY, "2026-08-29")
-    assert (dropped, forgotten) == (100, 0) and after < before
+    dropped = await bridge_store.transaction(queue_store.drop_day, DAY, "2026-08-29")
+    assert (dropped.dropped_count, dropped.kept_key_count, dropped.forgotten_key_count) == (100, 100, 0)
+    assert dropped.store_bytes_after < dropped.store_bytes_before
     assert await bridge_store.run(queue_store.day_postings, DAY) == []
     assert len(await bridge_store.run(queue_store.day_postings, NEXT_DAY)) == 1
 

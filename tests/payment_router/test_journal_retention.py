@@ -38,9 +38,9 @@ async def test_a_dropped_day_keeps_its_keys_and_a_later_reversal_keeps_its_payme
                                                                        (2, payment("PAY-next"), True)])
 
     dropped = await journal.drop_day(DAY, keys_kept_from="2026-08-29")
-    assert (dropped.dropped, dropped.kept_keys, dropped.forgotten_keys) == (200, 200, 0)
-    if journal.backend == "sqlite":  # PostgreSQL reuses a deleted row's space after a vacuum; the file stays
-        assert dropped.bytes_after < dropped.bytes_before
+    assert (dropped.dropped_count, dropped.kept_key_count, dropped.forgotten_key_count) == (200, 200, 0)
+    if not journal.shared:  # PostgreSQL reuses a deleted row's space after a vacuum; the file stays
+        assert dropped.store_bytes_after < dropped.store_bytes_before
     assert await journal.get("PAY-0") is None
     # Reversed on a day not dropped yet: that day's reconciliation still lists it.
     assert {p.payment_id for p in await journal.day_payments(NEXT_DAY)} == {"PAY-reversed", "PAY-next"}
@@ -57,9 +57,9 @@ async def test_a_dropped_day_keeps_its_keys_and_a_later_reversal_keeps_its_payme
     assert await journal.get("PAY-7") is None
 
     again = await journal.drop_day(DAY, keys_kept_from="2026-08-29")
-    assert again.dropped == 0
+    assert again.dropped_count == 0
     later = await journal.drop_day(NEXT_DAY, keys_kept_from=NEXT_DAY)  # a retention that keeps only that day
-    assert later.dropped == 2 and later.forgotten_keys == 201  # the reversed one was booked on DAY
+    assert later.dropped_count == 2 and later.forgotten_key_count == 201  # the reversed one was booked on DAY
     assert await journal.batch_results(types_pb2.CHANNEL_ATM, "FILE-1", 0, 10) == []
     (forgotten,) = await journal.accept([Accepted(payment("PAY-7", day=NEXT_DAY,
                                                           status=types_pb2.PAYMENT_STATUS_ACCEPTED), "hash-PAY-7")])
