@@ -2,10 +2,10 @@
 restarted, and sent the same payments again ends with exactly the balances, answers and
 day totals of a run without the crash; nothing it acknowledged is lost or applied twice."""
 
+import functools
 import random
 from datetime import date
 
-import grpc
 
 from bank.common.v1 import types_pb2
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
@@ -14,6 +14,7 @@ from loan_core.client import apply_batches, payment
 from loan_core.local import core_stub
 from loan_core.portfolio import generate
 from tests.harness import start_service
+from tests.loan_core.support import sigkill, stream_with_fault
 
 AS_OF = date(2026, 11, 27)
 DAY = AS_OF.isoformat()
@@ -42,24 +43,6 @@ async def final_state(address: str, settings, loan_ids: set[str]) -> tuple[dict,
     return loans, day
 
 
-async def send_until_killed(core, settings, batches, answers_before_kill: int) -> list:
-    """Streams every batch at once; SIGKILLs the core after that many answers."""
-    acknowledged = []
-    async with core_stub(core.address, settings) as stub:
-        call = stub.ApplyPayments()
-        for batch in batches:
-            await call.write(core_pb2.ApplyPaymentsRequest(payments=batch))
-        try:
-            async for response in call:
-                acknowledged.extend(response.outcomes)
-                if len(acknowledged) >= answers_before_kill * 20:
-                    core.process.kill()  # SIGKILL, with batches still in flight
-                    core.process.wait()
-        except grpc.aio.AioRpcError as broken:
-            assert broken.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN)
-    return acknowledged
-
-
 async def test_sigkill_mid_stream_then_the_same_payments_again_ends_as_without_the_crash(tmp_path, settings):
     batches = the_payments()
     loan_ids = {p.loan_id for batch in batches for p in batch}
@@ -77,7 +60,9 @@ async def test_sigkill_mid_stream_then_the_same_payments_again_ends_as_without_t
     for answers_before_kill in (3, 17):  # two crashes, at different points of the stream
         crashed = start_service("core-cash", tmp_path / "crashed", settings.pki_dir, **ENV)
         try:
-            acknowledged.append(await send_until_killed(crashed, settings, batches, answers_before_kill))
+            answered, _ = await stream_with_fault(crashed.address, settings, batches, answers_before_kill * 20,
+                                                  functools.partial(sigkill, crashed))
+            acknowledged.append(answered)
         finally:
             crashed.kill()
         assert crashed.process.returncode == -9

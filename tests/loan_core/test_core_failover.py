@@ -24,6 +24,7 @@ from loan_core.client import apply_batches
 from loan_core.local import core_stub, running_core
 from paymesh_tools.local_postgres import SUPERUSER, LocalPostgres
 from tests.harness import start_service
+from tests.loan_core.support import stream_with_fault
 from tests.loan_core.test_core_standby import health_of
 from tests.loan_core.test_core_takeover import ENV, LOANS, PER_MESSAGE, RULES, movements_of, the_payments
 
@@ -69,24 +70,19 @@ async def test_the_primary_lost_under_load_the_standby_promoted_and_every_paymen
     core = start_service("core-cash", tmp_path / "core", settings.pki_dir, PAYMESH_CORE_CASH_DATABASE_URL=both,
                          **ENV)
     try:
-        acknowledged: list[core_pb2.PaymentOutcome] = []
-        failed_at = 0.0
-        async with core_stub(core.address, settings) as stub:
-            call = stub.ApplyPayments()
-            for batch in batches:
-                await call.write(core_pb2.ApplyPaymentsRequest(payments=batch))
-            try:
-                async for response in call:
-                    acknowledged.extend(response.outcomes)
-                    if len(acknowledged) == ANSWERS_BEFORE_FAILURE * PER_MESSAGE:
-                        assert primary.process is not None
-                        primary.process.kill()  # the primary's machine lost: SIGKILL, commits in flight
-                        failed_at = time.monotonic()
-                        await asyncio.to_thread(standby.promote)
-                        promoted_after = time.monotonic() - failed_at
-            except grpc.aio.AioRpcError as broken:
-                assert broken.code() == grpc.StatusCode.UNAVAILABLE, broken
-        assert failed_at, "the stream ended before the failover"
+        promoted_after = 0.0
+
+        async def fail_over() -> None:
+            nonlocal promoted_after
+            assert primary.process is not None
+            primary.process.kill()  # the primary's machine lost: SIGKILL, commits in flight
+            killed = time.monotonic()
+            await asyncio.to_thread(standby.promote)
+            promoted_after = time.monotonic() - killed
+
+        acknowledged, failed_at = await stream_with_fault(
+            core.address, settings, batches, ANSWERS_BEFORE_FAILURE * PER_MESSAGE, fail_over,
+            ends_as=(grpc.StatusCode.UNAVAILABLE,))
 
         outcomes: list[core_pb2.PaymentOutcome] = []
         async with core_stub(core.address, settings) as stub:

@@ -25,6 +25,7 @@ from loan_core.local import core_stub, running_core
 from loan_core.portfolio import generate
 from paymesh_tools.products import RULES_OF_CORE
 from tests.harness import ServiceProcess, start_service
+from tests.loan_core.support import sigkill, stream_with_fault
 from tests.loan_core.test_core_standby import health_of
 
 AS_OF = date(2026, 11, 27)
@@ -50,28 +51,6 @@ def the_payments() -> list[list[core_pb2.LoanPayment]]:
         amount = rng.randint(200_00, 600_00) if rng.random() < 0.05 else rng.randint(1_00, 40_00)
         payments.append(payment(f"takeover-{n}", loan.loan_id, amount, loan.currency_code, DAY, mode=rng.choice(modes)))
     return [payments[i:i + PER_MESSAGE] for i in range(0, len(payments), PER_MESSAGE)]
-
-
-async def stream_until_killed(holder: ServiceProcess, settings, batches) -> tuple[list, float]:
-    """Every message on one stream at once; the holder SIGKILLed after ANSWERS_BEFORE_KILL answers.
-    The outcomes acknowledged before, and when (monotonic) the kill was."""
-    acknowledged: list[core_pb2.PaymentOutcome] = []
-    killed_at = 0.0
-    async with core_stub(holder.address, settings) as stub:
-        call = stub.ApplyPayments()
-        for batch in batches:
-            await call.write(core_pb2.ApplyPaymentsRequest(payments=batch))
-        try:
-            async for response in call:
-                acknowledged.extend(response.outcomes)
-                if len(acknowledged) == ANSWERS_BEFORE_KILL * PER_MESSAGE:
-                    holder.process.kill()  # SIGKILL, with the other messages in flight
-                    killed_at = time.monotonic()
-                    holder.process.wait()
-        except grpc.aio.AioRpcError as broken:
-            assert broken.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN)
-    assert killed_at, "the stream ended before the kill"
-    return acknowledged, killed_at
 
 
 async def serving_one(processes: list[ServiceProcess], settings, since: float) -> tuple[ServiceProcess, float]:
@@ -120,7 +99,8 @@ async def test_the_holder_sigkilled_under_load_the_standby_serves_within_seconds
     try:
         assert (await health_of(first.address, settings), await health_of(second.address, settings)) == (
             "SERVING", "NOT_SERVING"), "the first one started holds the lease; the second is its standby"
-        acknowledged, killed_at = await stream_until_killed(first, settings, batches)
+        acknowledged, killed_at = await stream_with_fault(first.address, settings, batches,
+                                                          ANSWERS_BEFORE_KILL * PER_MESSAGE, lambda: sigkill(first))
         assert first.process.returncode == -9 and len(acknowledged) < len(expected)
 
         holder, serving_after = await serving_one([first, second], settings, killed_at)
@@ -170,24 +150,15 @@ async def test_a_holder_paused_past_its_lease_is_deposed_and_once_resumed_writes
     first = start_service("core-cash", tmp_path / "first", settings.pki_dir, **env)
     second = start_service("core-cash", tmp_path / "second", settings.pki_dir, **env)
     try:
-        acknowledged: list[core_pb2.PaymentOutcome] = []
         paused = asyncio.Event()
 
-        async def stream_to_the_holder() -> None:
-            async with core_stub(first.address, settings) as stub:
-                call = stub.ApplyPayments()
-                for batch in batches:
-                    await call.write(core_pb2.ApplyPaymentsRequest(payments=batch))
-                try:
-                    async for response in call:
-                        acknowledged.extend(response.outcomes)
-                        if len(acknowledged) == 20 * PER_MESSAGE:
-                            first.process.send_signal(signal.SIGSTOP)
-                            paused.set()
-                except grpc.aio.AioRpcError as refused:
-                    assert refused.code() == grpc.StatusCode.UNAVAILABLE, refused
+        def pause() -> None:
+            first.process.send_signal(signal.SIGSTOP)
+            paused.set()
 
-        streaming = asyncio.ensure_future(stream_to_the_holder())
+        # The holder keeps answering until the fence stops it, so only a refusal may end the stream.
+        streaming = asyncio.ensure_future(stream_with_fault(first.address, settings, batches, 20 * PER_MESSAGE,
+                                                            pause, ends_as=(grpc.StatusCode.UNAVAILABLE,)))
         await asyncio.wait_for(paused.wait(), 30)
         paused_at = time.monotonic()
         _, took_over_after = await serving_one([second], settings, paused_at)
@@ -197,7 +168,7 @@ async def test_a_holder_paused_past_its_lease_is_deposed_and_once_resumed_writes
             assert time.monotonic() - resumed_at < 3.0, "the deposed holder did not step down"
             await asyncio.sleep(0.02)
         stepped_down_after = time.monotonic() - resumed_at
-        await asyncio.wait_for(streaming, 15)
+        acknowledged, _ = await asyncio.wait_for(streaming, 15)
         print(f"\npaused holder: the standby SERVING {took_over_after:.2f} s after the SIGSTOP; the holder, "
               f"resumed, NOT_SERVING {stepped_down_after:.2f} s after; {len(acknowledged)} payments it had answered")
         assert "lease lost" in first.log()
