@@ -174,10 +174,13 @@ class MetricsSetup:
     _http: WSGIServer | None = None
 
     def shutdown(self) -> None:
+        global _metrics_read
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
         self.provider.shutdown()
+        # Nobody reads the figures any more: the services in this process stop sampling their stores.
+        _metrics_read = False
 
 
 def setup_metrics(service_name: str, settings: Settings) -> MetricsSetup:
