@@ -6,12 +6,12 @@ sent again, and nothing above it that matches is skipped, because the buffer is
 registered before the first read of the log (what the read misses, the buffer has).
 """
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 
 from bank.confirmations.v1 import confirmation_service_pb2 as service_pb2
 from confirmations import log
 from confirmations.fanout import FanOut, LiveBuffer
+from paymesh.aio import wait_set
 from paymesh.sqlite import Store
 
 CATCH_UP_PAGE = 1000
@@ -55,9 +55,7 @@ async def follow(
                 if buffer.items:
                     continue
                 buffer.ready.clear()
-                try:
-                    await asyncio.wait_for(buffer.ready.wait(), heartbeat_seconds)
-                except TimeoutError:
+                if not await wait_set(buffer.ready, heartbeat_seconds):
                     yield service_pb2.SubscribeResponse(heartbeat=service_pb2.Heartbeat(head_sequence=head()))
     finally:
         fanout.remove(buffer)

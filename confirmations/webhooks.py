@@ -44,6 +44,7 @@ from confirmations import webhook_store
 from confirmations.channels import channel_name
 from confirmations.config import ConfirmationSettings
 from paymesh import telemetry
+from paymesh.aio import wait_set
 from paymesh.group_commit import GroupCommit
 from paymesh.sqlite import Store
 
@@ -333,10 +334,7 @@ class Lane:
                     # earlier delivery of its payment that is not delivered yet: a new answer or commit wakes it.
                     next_due = await self._dispatcher.store.run(webhook_store.next_due_time, self.endpoint_id)
                     wait = 1.0 if next_due is None or next_due <= now else next_due - now
-                try:
-                    await asyncio.wait_for(self.wake.wait(), min(1.0, max(0.01, wait)))
-                except TimeoutError:
-                    pass
+                await wait_set(self.wake, min(1.0, max(0.01, wait)))
         finally:
             for post in self._posts:
                 post.cancel()
@@ -521,10 +519,7 @@ class WebhookDispatcher:
             for endpoint_id, (count, _) in backlogs.items():
                 if endpoint_id in self.lanes:
                     self.lanes[endpoint_id].pending = count
-            try:
-                await asyncio.wait_for(self._refresh.wait(), 1.0)
-            except TimeoutError:
-                pass
+            await wait_set(self._refresh, 1.0)
 
     async def close(self) -> None:
         if self._task is not None:

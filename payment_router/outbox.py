@@ -18,6 +18,7 @@ from bank.confirmations.v1 import confirmations_pb2
 from bank.ledger.v1 import ledger_pb2
 from payment_router.journal import CONFIRMATIONS, CONFIRMATIONS_BATCH, POSTINGS, Journal
 from paymesh import telemetry
+from paymesh.aio import wait_set
 from paymesh.streams import BatchingStream
 
 log = logging.getLogger(__name__)
@@ -131,10 +132,7 @@ class Outbox:
         loop = asyncio.get_running_loop()
         rescanned_at = loop.time()
         while True:
-            try:
-                await asyncio.wait_for(ready.wait(), timeout=1.0)
-            except TimeoutError:
-                pass
+            await wait_set(ready, 1.0)
             ready.clear()
             await asyncio.sleep(FORWARD_LINGER_SECONDS[topic])
             if self.journal.shared and not deliveries and not self._delivered_keys \

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from paymesh.aio import wait_set
 from paymesh.postgres import PostgresConnection, PostgresStore, connect, in_transaction
 
 log = logging.getLogger(__name__)
@@ -211,10 +212,7 @@ class Lease:
         assert self._wake is not None
         while True:
             pause = self.times.renew if self.active else self.times.poll
-            try:
-                await asyncio.wait_for(self._wake.wait(), pause)
-            except TimeoutError:
-                pass
+            await wait_set(self._wake, pause)
             self._wake.clear()
             await self._step()
 

@@ -17,6 +17,8 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
+from paymesh.aio import wait_set
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 Request = TypeVar("Request")
@@ -85,11 +87,7 @@ class BatchingStream(Generic[Item, Result]):
     async def wait_connected(self, timeout: float) -> bool:
         if self._connected.is_set():  # the hot path: no timer, no task
             return True
-        try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
+        return await wait_set(self._connected, timeout)
 
     async def submit(self, item: Item) -> Result:
         """The peer's answer for item; while the stream is down it waits (and is resent)."""
