@@ -58,4 +58,5 @@ async def collect(call, count: int, timeout: float = 30.0) -> list[Confirmation]
                 break
         return taken
 
-    return await asyncio.wait_for(take(), timeout)
+    async with asyncio.timeout(timeout):
+        return await take()

@@ -43,7 +43,8 @@ async def read_book(address: str, context: ssl.SSLContext, business_date: str) -
         while more:
             writer.write(encode_frame(records.encode_book_inquiry(date, *position)))
             await writer.drain()
-            page = records.decode_book_page(await asyncio.wait_for(read_frame(reader), PAGE_TIMEOUT))
+            async with asyncio.timeout(PAGE_TIMEOUT):
+                page = records.decode_book_page(await read_frame(reader))
             if page.return_code != records.RC_OK:
                 raise BookUnavailable(f"the mainframe refused the book inquiry with return code "
                                       f"{page.return_code:04d}: {page.message}")

@@ -134,7 +134,8 @@ async def _deliver(address: str, context: ssl.SSLContext, data: bytes) -> dict:
         for start in range(0, len(data), step):
             writer.write(encode_frame(data[start:start + step]))
             await writer.drain()
-        return records.EOD_REPLY.decode(await asyncio.wait_for(read_frame(reader), DELIVERY_TIMEOUT))
+        async with asyncio.timeout(DELIVERY_TIMEOUT):
+            return records.EOD_REPLY.decode(await read_frame(reader))
     except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as fault:
         raise _unavailable(fault) from fault
     finally:
