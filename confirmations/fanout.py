@@ -21,6 +21,7 @@ class LiveBuffer:
         self.capacity = capacity
         self.items: deque[Confirmation] = deque()
         self.overflowed = False
+        self.ended = False  # the process lost its lease: no more confirmations come here
         self.ready = asyncio.Event()
 
     def matches(self, confirmation: Confirmation) -> bool:
@@ -55,6 +56,13 @@ class FanOut:
 
     def remove(self, buffer: LiveBuffer) -> None:
         self._by_channel[buffer.channel].discard(buffer)
+
+    def end_all(self) -> None:
+        """Every subscription ends (its stream returns): this process stopped being the one that appends."""
+        for buffers in self._by_channel.values():
+            for buffer in buffers:
+                buffer.ended = True
+                buffer.ready.set()
 
     def publish(self, confirmations: Iterable[Confirmation]) -> None:
         """Called in sequence order, right after the commit that made them durable."""

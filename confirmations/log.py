@@ -1,7 +1,18 @@
-"""The confirmation log in SQLite: every payment result once per (payment_id, status),
-with a strictly increasing sequence, and the durable consumers' acknowledged positions.
+"""The confirmation log: every payment result once per (payment_id, status), with a strictly
+increasing sequence, and the durable consumers' acknowledged positions.
 
-Every function here takes the connection first and runs on the Store's own thread.
+One SQL for both backends (paymesh.postgres): a SQLite file by default (SCHEMA, below), or the
+service's PostgreSQL database (the numbered files of confirmations/schema/, POSTGRES_SCHEMA_DIR).
+Every function here takes the connection first and runs on the store's own thread.
+
+The sequence is not a database sequence: `append` gives the head plus one, inside its transaction.
+On SQLite the file has one process. On PostgreSQL an active and a standby process share the
+database, and every write transaction begins with the lease's fence (paymesh.lease.FencedStore):
+only the lease holder writes, one transaction at a time on its store's one connection, and a
+takeover waits for the deposed holder's fenced transactions to end. So each append reads the head
+its predecessor committed, the numbers have no gaps (a rolled-back append gave none away), and
+their order is the order of the commits: a subscriber that has read up to n has missed nothing
+below n. (The primary key on sequence would refuse a second writer's number, never store it twice.)
 The idempotency key is (payment_id, status): a payment confirmed APPLIED and later
 REVERSED has two confirmations; the same (payment_id, status) again is a duplicate
 and keeps its first sequence and body. A revision of a payment's allocation (the reversal
@@ -12,12 +23,14 @@ payment id with ":R<n>" (`key_of`), so each revision is confirmed once.
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bank.common.v1 import types_pb2
 from bank.confirmations.v1 import confirmations_pb2
 from confirmations import webhook_store
+from paymesh.postgres import bytes_in_use
 from paymesh.retention import not_final
-from paymesh.sqlite import bytes_in_use, rows_with_ids
+from paymesh.sqlite import rows_with_ids
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS confirmation (
@@ -50,13 +63,18 @@ CREATE TABLE IF NOT EXISTS consumer (
 );
 """
 
+# The PostgreSQL schema of the log and the webhooks' tables: numbered migrations (paymesh.postgres.migrate).
+POSTGRES_SCHEMA_DIR = Path(__file__).parent / "schema"
+
 Confirmation = confirmations_pb2.Confirmation
 
 
 def head(connection: sqlite3.Connection) -> int:
     """The newest sequence the log gave (0 when none), dropped days' included: sequences only grow."""
-    return connection.execute("SELECT max((SELECT coalesce(max(sequence), 0) FROM confirmation),"
-                              " (SELECT coalesce(max(last_sequence), 0) FROM dropped_day))").fetchone()[0]
+    # (A max() of the two maxima, not SQLite's two-argument max(), which PostgreSQL has not.)
+    return int(connection.execute("SELECT coalesce(max(newest), 0) FROM (SELECT max(sequence) AS newest FROM"
+                                  " confirmation UNION ALL SELECT max(last_sequence) FROM dropped_day) AS heads"
+                                  ).fetchone()[0])
 
 
 @dataclass
@@ -148,15 +166,15 @@ def create_consumer(connection: sqlite3.Connection, channel: int, name: str, pos
         if count >= most:
             raise webhook_store.quota_exceeded(channel, most, "durable consumers")
     connection.execute(
-        "INSERT OR IGNORE INTO consumer (channel, name, acked_sequence) VALUES (?, ?, ?)", (channel, name, position)
-    )
+        "INSERT INTO consumer (channel, name, acked_sequence) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        (channel, name, position))
 
 
 def acknowledge(connection: sqlite3.Connection, channel: int, name: str, sequence: int) -> int | None:
     """Moves the consumer's position forward (never back); its new position, None if unknown."""
     connection.execute(
-        "UPDATE consumer SET acked_sequence = max(acked_sequence, ?) WHERE channel = ? AND name = ?",
-        (sequence, channel, name),
+        "UPDATE consumer SET acked_sequence = CASE WHEN acked_sequence < ? THEN ? ELSE acked_sequence END"
+        " WHERE channel = ? AND name = ?", (sequence, sequence, channel, name),
     )
     return consumer_position(connection, channel, name)
 
@@ -164,7 +182,8 @@ def acknowledge(connection: sqlite3.Connection, channel: int, name: str, sequenc
 def summarize(connection: sqlite3.Connection, business_date: str) -> list[tuple[int, int, int, str, int, int]]:
     """(channel, loan type, status, currency, count, sum of amount_minor) for a business date."""
     return connection.execute(
-        "SELECT channel, loan_type, status, currency, count(*), sum(amount_minor) FROM confirmation"
+        # sum() of a BIGINT is a NUMERIC on PostgreSQL: cast back to an integer, as SQLite's is.
+        "SELECT channel, loan_type, status, currency, count(*), CAST(sum(amount_minor) AS BIGINT) FROM confirmation"
         " WHERE business_date = ? GROUP BY channel, loan_type, status, currency ORDER BY 1, 2, 3, 4",
         (business_date,),
     ).fetchall()
@@ -200,10 +219,12 @@ def drop_day(connection: sqlite3.Connection, business_date: str) -> types_pb2.Dr
         (business_date,)).fetchone()
     if count:
         connection.execute(
-            "INSERT INTO dropped_day VALUES (?, ?, ?, ?) ON CONFLICT (business_date) DO UPDATE SET"
-            " first_sequence = min(first_sequence, excluded.first_sequence),"
-            " last_sequence = max(last_sequence, excluded.last_sequence),"
-            " confirmations = confirmations + excluded.confirmations", (business_date, first, last, count))
+            "INSERT INTO dropped_day AS kept VALUES (?, ?, ?, ?) ON CONFLICT (business_date) DO UPDATE SET"
+            " first_sequence = CASE WHEN excluded.first_sequence < kept.first_sequence"
+            " THEN excluded.first_sequence ELSE kept.first_sequence END,"
+            " last_sequence = CASE WHEN excluded.last_sequence > kept.last_sequence"
+            " THEN excluded.last_sequence ELSE kept.last_sequence END,"
+            " confirmations = kept.confirmations + excluded.confirmations", (business_date, first, last, count))
         connection.execute(f"DELETE FROM webhook_delivery WHERE sequence IN ({of_day})", (business_date,))
         connection.execute("DELETE FROM confirmation WHERE business_date = ?", (business_date,))
     return types_pb2.DroppedBusinessDay(business_date=business_date, dropped_count=count, store_bytes_before=before,
@@ -213,10 +234,9 @@ def drop_day(connection: sqlite3.Connection, business_date: str) -> types_pb2.Dr
 def dropped_after(connection: sqlite3.Connection, position: int) -> tuple[str, int] | None:
     """(the dropped days, comma-separated, their last sequence) of confirmations after position that
     were dropped, which a subscriber resuming there would miss; None when there are none."""
-    days, last = connection.execute("SELECT group_concat(business_date, ', '), max(last_sequence) FROM"
-                                    " (SELECT * FROM dropped_day WHERE last_sequence > ? ORDER BY business_date)",
-                                    (position,)).fetchone()
-    return (days, last) if days else None
+    rows = connection.execute("SELECT business_date, last_sequence FROM dropped_day WHERE last_sequence > ?"
+                              " ORDER BY business_date", (position,)).fetchall()
+    return (", ".join(day for day, _ in rows), max(last for _, last in rows)) if rows else None
 
 
 def consumer_lags(connection: sqlite3.Connection) -> list[tuple[int, str, int]]:

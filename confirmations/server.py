@@ -1,12 +1,23 @@
-"""The confirmations server: the router publishes, each channel subscribes to its own."""
+"""The confirmations server: the router publishes, each channel subscribes to its own.
+
+Its store is a SQLite file by default, or the service's PostgreSQL database when
+PAYMESH_CONFIRMATIONS_DATABASE_URL (or PAYMESH_DATABASE_URL) is set. On PostgreSQL an active and a
+standby process may share the database: the lease (paymesh.lease) says which one serves; the
+standby answers health NOT_SERVING and every call UNAVAILABLE until it takes the lease over, and
+every write is fenced by it (so the confirmation sequence is the holder's alone: confirmations/log.py).
+"""
 
 import asyncio
+import functools
+import inspect
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
 import grpc
+import psycopg
 
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2 as pb, confirmation_service_pb2_grpc
@@ -17,16 +28,18 @@ from confirmations.fanout import FanOut, LiveBuffer
 from confirmations.subscriptions import follow
 from confirmations.webhook_rpcs import WebhookRpcs
 from confirmations.webhooks import WebhookDispatcher
-from paymesh import server, telemetry
+from paymesh import postgres, server, telemetry
 from paymesh.authz import Bulkhead, CallerPolicy
 from paymesh.config import Settings
 from paymesh.errors import Refused, abort
 from paymesh.group_commit import PRIORITY_LANES, GroupCommit, lane_of
+from paymesh.lease import FencedStore, Lease, LeaseLost, LeaseTimes
 from paymesh.limits import OpenCalls
+from paymesh.postgres import DatabaseUnavailable, PostgresStore
 from paymesh.sqlite import Store
 from paymesh.streams import in_order
 from paymesh.tls import peer_identity
-from paymesh.topology import CHANNEL_IDENTITIES, OPERATOR, ROUTERS
+from paymesh.topology import CHANNEL_IDENTITIES, OPERATOR, ROUTERS, SERVICES
 
 logger = logging.getLogger(__name__)
 SERVICE = "confirmations"
@@ -47,11 +60,31 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 Start = pb.StartPosition
 
 
+def open_store(data_dir: Path, environ: dict[str, str] | None = None) -> Store | PostgresStore:
+    """The confirmation store: the service's PostgreSQL database when PAYMESH_CONFIRMATIONS_DATABASE_URL
+    or PAYMESH_DATABASE_URL is set (migrated to confirmations/schema/), else the SQLite file in the data
+    folder. Raises DatabaseUnavailable (the process then waits NOT_SERVING: paymesh.server)."""
+    url = postgres.database_url(SERVICES[SERVICE].env_prefix, environ)
+    if url:
+        return PostgresStore(url, log.POSTGRES_SCHEMA_DIR, name=SERVICE)
+    return sqlite_store(data_dir)
+
+
+def sqlite_store(data_dir: Path) -> Store:
+    return Store(data_dir / "confirmations.db", log.SCHEMA + webhook_store.SCHEMA,
+                 added_columns=webhook_store.ADDED_COLUMNS)  # (RotateWebhookSecret's columns)
+
+
 class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.ConfirmationServiceServicer):
-    def __init__(self, data_dir: Path, settings: ConfirmationSettings):
+    def __init__(self, store: "Path | Store | FencedStore", settings: ConfirmationSettings,
+                 lease: Lease | None = None):
+        """store: open_store's (fenced by lease on PostgreSQL), or a data folder for its SQLite file.
+        lease: on PostgreSQL, the active/standby lease; None on SQLite, where the process is the
+        file's only one and always active."""
         self.settings = settings
-        self.store = Store(data_dir / "confirmations.db", log.SCHEMA + webhook_store.SCHEMA,
-                           added_columns=webhook_store.ADDED_COLUMNS)  # (RotateWebhookSecret's columns)
+        self.store = sqlite_store(store) if isinstance(store, Path) else store
+        self.lease = lease
+        self._set_serving: Callable[[bool], Awaitable[None]] | None = None
         self.fanout = FanOut()
         self.open_calls = OpenCalls()
         self.dispatcher = WebhookDispatcher(self.store, settings)
@@ -66,11 +99,46 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
         confirmation_service_pb2_grpc.add_ConfirmationServiceServicer_to_server(self, grpc_server)
         return [_FULL_NAME]
 
+    @property
+    def active(self) -> bool:
+        return self.lease is None or self.lease.active
+
     async def start(self) -> None:
-        self.dispatcher.start()
+        """On PostgreSQL, the lease: taken at once if no other process holds it, else this process is
+        its standby (the webhook dispatcher then starts when it takes the lease over)."""
+        if self.lease is not None:
+            assert isinstance(self.store, FencedStore)
+            await self.store.start()
+            await self.lease.start(self._lease_changed)
+        elif self.active:
+            self.dispatcher.start()
         if telemetry.metrics_read():
             self._sampling = asyncio.get_running_loop().create_task(
                 telemetry.sample_forever("confirmations", self.sample))
+
+    async def follow_health(self, set_serving: Callable[[bool], Awaitable[None]]) -> None:
+        """SERVING while this process holds the lease (always, on SQLite); the standby NOT_SERVING."""
+        self._set_serving = set_serving
+        await set_serving(self.active)
+
+    async def _lease_changed(self, active: bool) -> None:
+        """Taken: what this process knew of the log is forgotten (the other holder wrote it meanwhile),
+        then the dispatcher starts and health says SERVING. Lost: NOT_SERVING, the dispatcher stops,
+        and the open subscriptions end UNAVAILABLE (they would hear of no new confirmation here)."""
+        if active:
+            self._head = None
+            self.dispatcher.start()
+        else:
+            self.fanout.end_all()
+            await self.dispatcher.stop()
+        logger.info("active: the lease holder" if active else "standby: NOT_SERVING", extra={"service": SERVICE})
+        if self._set_serving is not None:
+            await self._set_serving(active)
+
+    async def _refuse_unless_active(self, context) -> None:
+        if not self.active:
+            await _standby(context, f"this {SERVICE} process is the standby (another holds the lease); its health is"
+                           " NOT_SERVING: call the active one")
 
     async def sample(self) -> None:
         """Each durable consumer's lag, for the gauge (a consumer's name is the channel's own, a few a channel)."""
@@ -85,6 +153,8 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
             await asyncio.gather(self._sampling, return_exceptions=True)
         await self.commits.close()
         await self.dispatcher.close()
+        if self.lease is not None:  # after the last commit: the standby takes over at once
+            await self.lease.stop()
         self.store.close()
 
     async def head(self) -> int:
@@ -110,6 +180,7 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
             response = pb.PublishConfirmationsResponse()
             for payment_ids, checked, appended in ready:
                 if appended is _NOT_WRITTEN:
+                    await self._refuse_unless_active(context)  # deposed meanwhile: the caller goes to the holder
                     await abort(context, grpc.StatusCode.UNAVAILABLE, "the confirmation log cannot be written now;"
                                 " publish again", errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE,
                                 retry_after_seconds=1.0)
@@ -180,6 +251,9 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
             async for response in follow(self.store, self.fanout, buffer, position,
                                          self.settings.heartbeat_seconds, lambda: self._head or 0):
                 yield response
+            if buffer.ended:  # the lease lost: the subscriber resumes from its position on the new holder
+                await _standby(context, f"this {SERVICE} process lost the lease and is the standby now: subscribe"
+                               " again (from your position) to the active one")
         except Refused as refused:  # over the channel's durable consumers
             await refused.abort(context)
         finally:
@@ -268,8 +342,63 @@ def _rejection(message: str, violations):
     )
 
 
+async def _standby(context, message: str) -> None:
+    await abort(context, grpc.StatusCode.UNAVAILABLE, message, errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE,
+                retry_after_seconds=1.0, metadata={"role": "standby"})
+
+
+def _on_the_holder(rpc):
+    """An RPC answered by the lease holder alone: refused UNAVAILABLE (role standby) on the standby;
+    a write that found the lease taken over (LeaseLost: nothing of it was written), or a database
+    that cannot be reached just now (a failover), is UNAVAILABLE too, for the caller to send again."""
+    async def refused(self, context, failed: Exception) -> None:
+        if isinstance(failed, LeaseLost):
+            await _standby(context, f"{failed}; call the active one")
+        logger.warning("the store's database cannot be reached", exc_info=True)
+        await abort(context, grpc.StatusCode.UNAVAILABLE, f"{SERVICE} cannot reach its database just now; send it"
+                    " again", errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0)
+
+    if inspect.isasyncgenfunction(rpc):
+        @functools.wraps(rpc)
+        async def streaming(self, request, context):
+            await self._refuse_unless_active(context)
+            try:
+                async for response in rpc(self, request, context):
+                    yield response
+            except _STORE_UNAVAILABLE as failed:
+                await refused(self, context, failed)
+        return streaming
+
+    @functools.wraps(rpc)
+    async def unary(self, request, context):
+        await self._refuse_unless_active(context)
+        try:
+            return await rpc(self, request, context)
+        except _STORE_UNAVAILABLE as failed:
+            await refused(self, context, failed)
+    return unary
+
+
+_STORE_UNAVAILABLE = (LeaseLost, DatabaseUnavailable, psycopg.OperationalError)
+for _method in pb.DESCRIPTOR.services_by_name["ConfirmationService"].methods:
+    setattr(ConfirmationService, _method.name, _on_the_holder(getattr(ConfirmationService, _method.name)))
+
+
+def service_on(store: Store | PostgresStore, settings: ConfirmationSettings) -> ConfirmationService:
+    """The service on a store of open_store's; on PostgreSQL with its lease (PAYMESH_LEASE_*), the
+    store fenced by it: an active and a standby process may share the database."""
+    if not isinstance(store, PostgresStore):
+        return ConfirmationService(store, settings)
+    try:
+        lease = Lease(store.url, SERVICE, LeaseTimes.from_env())
+    except BaseException:
+        store.close()
+        raise
+    return ConfirmationService(FencedStore(store, lease), settings, lease)
+
+
 def build(settings: Settings) -> ConfirmationService:
-    return ConfirmationService(settings.data_dir, ConfirmationSettings.from_env())
+    return service_on(open_store(settings.data_dir), ConfirmationSettings.from_env())
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from bank.confirmations.v1 import confirmation_service_pb2 as service_pb2
 from confirmations import log
 from confirmations.fanout import FanOut, LiveBuffer
 from paymesh.aio import wait_set
+from paymesh.lease import FencedStore
 from paymesh.sqlite import Store
 
 CATCH_UP_PAGE = 1000
@@ -27,12 +28,12 @@ def _batch_from_log(bodies: list[bytes]) -> service_pb2.SubscribeResponse:
 
 
 async def follow(
-    store: Store, fanout: FanOut, buffer: LiveBuffer, position: int, heartbeat_seconds: float,
+    store: Store | FencedStore, fanout: FanOut, buffer: LiveBuffer, position: int, heartbeat_seconds: float,
     head: Callable[[], int],
 ) -> AsyncIterator[service_pb2.SubscribeResponse]:
     fanout.add(buffer)
     try:
-        while True:
+        while not buffer.ended:
             buffer.overflowed = False  # from here on the buffer holds what the log read below may miss
             while True:
                 bodies, last = await store.run(
@@ -44,7 +45,7 @@ async def follow(
                     position = last
                 if len(bodies) < CATCH_UP_PAGE:
                     break
-            while not buffer.overflowed:
+            while not buffer.overflowed and not buffer.ended:
                 items = [c for c in buffer.take(LIVE_BATCH) if c.sequence > position]
                 if items:
                     response = service_pb2.SubscribeResponse()

@@ -6,6 +6,9 @@ the last attempt to DEAD_LETTER, from where a replay sets it PENDING again.
 The signing secret is kept here because signing needs it; it is never listed.
 After a rotation the previous secret signs too, until previous_secret_expire_time.
 A deleted endpoint keeps its row (its request_id stays taken) and gets nothing more.
+
+The same SQL on both backends (the PostgreSQL tables are in confirmations/schema/), but for the
+lanes' reads, whose plan SQLite is told (INDEXED BY, json_each) and PostgreSQL finds by itself.
 """
 
 import json
@@ -16,6 +19,7 @@ from bank.common.v1 import errors_pb2
 from bank.confirmations.v1 import confirmations_pb2
 from confirmations.channels import quota_subject
 from paymesh.errors import Refused
+from paymesh.postgres import PostgresConnection
 
 PENDING = confirmations_pb2.DELIVERY_STATUS_PENDING
 DELIVERED = confirmations_pb2.DELIVERY_STATUS_DELIVERED
@@ -165,19 +169,25 @@ def lane_work(connection, endpoint_id: str, now: float, in_flight: list[int], li
     # are walked in sequence order on their own index until limit are found; retries come from the index of
     # due times, only those due now; PENDING and DELIVERED are written in the SQL (a partial index needs them
     # so). A row's earlier deliveries are found from its payment id (CROSS JOIN keeps that order).
+    # On PostgreSQL the held sequences are an array (psycopg adapts a list) and its planner picks the
+    # partial indexes and the join order itself (a CROSS JOIN there takes no ON).
+    postgres = isinstance(connection, PostgresConnection)
     not_held_and_in_order = (
-        " AND d.sequence NOT IN (SELECT value FROM json_each(?))"
-        " AND NOT EXISTS (SELECT 1 FROM confirmation earlier CROSS JOIN webhook_delivery e"
-        "   ON e.endpoint_id = d.endpoint_id AND e.sequence = earlier.sequence"
+        (" AND d.sequence <> ALL (CAST(? AS BIGINT[]))" if postgres else
+         " AND d.sequence NOT IN (SELECT value FROM json_each(?))")
+        + " AND NOT EXISTS (SELECT 1 FROM confirmation earlier " + ("JOIN" if postgres else "CROSS JOIN")
+        + " webhook_delivery e ON e.endpoint_id = d.endpoint_id AND e.sequence = earlier.sequence"
         f"   WHERE earlier.payment_id = c.payment_id AND earlier.sequence < c.sequence AND e.status != {DELIVERED})"
         " ORDER BY d.sequence LIMIT ?")
-    held = json.dumps(in_flight)
+    held: object = in_flight if postgres else json.dumps(in_flight)
+    untried_index, retry_index = ("", "") if postgres else (" INDEXED BY delivery_untried",
+                                                             " INDEXED BY delivery_retry_due")
     untried = connection.execute(
-        "SELECT d.sequence, d.attempts, c.body FROM webhook_delivery d INDEXED BY delivery_untried"
+        f"SELECT d.sequence, d.attempts, c.body FROM webhook_delivery d{untried_index}"
         f" JOIN confirmation c USING (sequence) WHERE d.endpoint_id = ? AND d.status = {PENDING} AND d.attempts = 0"
         + not_held_and_in_order, (endpoint_id, held, limit)).fetchall()
     retries = connection.execute(
-        "SELECT d.sequence, d.attempts, c.body FROM webhook_delivery d INDEXED BY delivery_retry_due"
+        f"SELECT d.sequence, d.attempts, c.body FROM webhook_delivery d{retry_index}"
         f" JOIN confirmation c USING (sequence) WHERE d.endpoint_id = ? AND d.status = {PENDING}"
         " AND d.next_attempt_at <= ? AND d.attempts > 0" + not_held_and_in_order,
         (endpoint_id, now, held, limit)).fetchall()

@@ -46,6 +46,7 @@ from confirmations.config import ConfirmationSettings
 from paymesh import telemetry
 from paymesh.aio import wait_set
 from paymesh.group_commit import GroupCommit
+from paymesh.lease import FencedStore
 from paymesh.sqlite import Store
 
 logger = logging.getLogger(__name__)
@@ -470,7 +471,7 @@ MAX_QUEUED = 2000
 class WebhookDispatcher:
     """A lane per live endpoint, and one group commit that records the answers of every lane's POSTs."""
 
-    def __init__(self, store: Store, settings: ConfirmationSettings):
+    def __init__(self, store: Store | FencedStore, settings: ConfirmationSettings):
         self.store = store
         self.settings = settings
         self.allowlist = Allowlist(settings.webhook_allowlist)  # a bad entry stops the service at start
@@ -521,13 +522,19 @@ class WebhookDispatcher:
                     self.lanes[endpoint_id].pending = count
             await wait_set(self._refresh, 1.0)
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
+        """The lanes stop (their POSTs in flight cut: those deliveries stay PENDING, sent again by whoever
+        dispatches next); start() begins again. For a process that lost its lease."""
         if self._task is not None:
             self._task.cancel()
         lanes = [lane.task for lane in self.lanes.values()]
         for lane in self.lanes.values():
             lane.close()
         await asyncio.gather(*[t for t in [self._task, *lanes] if t], return_exceptions=True)
+        self._task, self.lanes = None, {}
+
+    async def close(self) -> None:
+        await self.stop()
         await self.outcomes.close()
 
 

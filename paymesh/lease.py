@@ -308,6 +308,10 @@ class FencedStore:
     async def run(self, fn: Callable[..., T], *args) -> T:
         return await self.store.run(fn, *args)
 
+    async def read(self, fn: Callable[..., T], *args) -> T:
+        """On the store's read-only connection (PostgresStore.read): not fenced, it writes nothing."""
+        return await self.store.read(fn, *args)
+
     async def transaction(self, fn: Callable[..., T], *args) -> T:
         return await self.store.run(in_transaction, self._fenced, fn, *args)
 

@@ -11,7 +11,7 @@ from bank.confirmations.v1 import confirmation_service_pb2 as pb
 from bank.confirmations.v1 import confirmations_pb2
 
 from confirmations.config import ConfirmationSettings
-from confirmations.server import POLICY, SERVICE, ConfirmationService
+from confirmations.server import POLICY, SERVICE, open_store, service_on
 from paymesh import tls
 from paymesh.server import start_server
 from paymesh.topology import OPERATOR, ROUTER, Identity
@@ -23,9 +23,11 @@ FAST = ConfirmationSettings(heartbeat_seconds=0.2, webhook_base_delay=0.05, webh
 
 
 @contextlib.asynccontextmanager
-async def serving(settings, **overrides):
-    """Yields (address, service); stops both afterwards."""
-    service = ConfirmationService(settings.data_dir, dataclasses.replace(FAST, **overrides))
+async def serving(settings, database_url: str | None = None, **overrides):
+    """Yields (address, service); stops both afterwards. database_url: its store on that PostgreSQL
+    database (with its lease), else its SQLite file in settings.data_dir."""
+    environ = {"PAYMESH_CONFIRMATIONS_DATABASE_URL": database_url} if database_url else {}
+    service = service_on(open_store(settings.data_dir, environ), dataclasses.replace(FAST, **overrides))
     running = await start_server(SERVICE, settings, service, POLICY)
     try:
         yield f"127.0.0.1:{running.port}", service

@@ -7,29 +7,31 @@ import pytest
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2 as pb
 from confirmations import client
+from confirmations.server import open_store
 from paymesh.errors import error_info
-from paymesh.sqlite import Store
 from tests.confirmations.support import ATM, OPERATOR, ROUTER, STORE, channel, serving
 
 APPLIED, REVERSED = types_pb2.PAYMENT_STATUS_APPLIED, types_pb2.PAYMENT_STATUS_REVERSED
 
 
-async def test_acks_carry_increasing_sequences_and_the_log_holds_them(settings):
-    async with serving(settings) as (address, _):
+async def test_acks_carry_increasing_sequences_and_the_log_holds_them(settings, database_url):
+    async with serving(settings, database_url) as (address, _):
         async with channel(address, settings, ROUTER) as ch:
             items = [client.confirmation(f"p{i}", types_pb2.CHANNEL_ATM, 100 + i) for i in range(250)]
             acks = await client.publish(client.stub(ch), items, per_message=40)
     assert [a.payment_id for a in acks] == [f"p{i}" for i in range(250)]
     assert [a.sequence for a in acks] == list(range(1, 251))
     assert not any(a.duplicate or a.HasField("rejection") for a in acks)
-    store = Store(settings.data_dir / "confirmations.db")
-    rows = await store.run(lambda c: c.execute("SELECT count(*), sum(amount_minor) FROM confirmation").fetchone())
+    store = open_store(settings.data_dir, {"PAYMESH_CONFIRMATIONS_DATABASE_URL": database_url or ""})
+    rows = await store.run(lambda c: c.execute(
+        "SELECT count(*), CAST(sum(amount_minor) AS BIGINT), min(sequence), max(sequence) FROM confirmation"
+    ).fetchone())
     store.close()
-    assert rows == (250, sum(100 + i for i in range(250)))
+    assert tuple(rows) == (250, sum(100 + i for i in range(250)), 1, 250)
 
 
-async def test_republishing_is_idempotent_per_payment_and_status(settings):
-    async with serving(settings) as (address, _):
+async def test_republishing_is_idempotent_per_payment_and_status(settings, database_url):
+    async with serving(settings, database_url) as (address, _):
         async with channel(address, settings, ROUTER) as ch:
             service = client.stub(ch)
             first = await client.publish(service, [client.confirmation("p1", types_pb2.CHANNEL_ATM)])
@@ -65,7 +67,7 @@ async def test_only_the_router_may_publish(settings):
     assert error_info(raised.value).reason == "CALLER_NOT_ALLOWED"
 
 
-async def test_the_operator_summarizes_a_business_date_per_channel_status_and_currency(settings):
+async def test_the_operator_summarizes_a_business_date_per_channel_status_and_currency(settings, database_url):
     items = [
         client.confirmation("a1", types_pb2.CHANNEL_ATM, 1000),
         client.confirmation("a2", types_pb2.CHANNEL_ATM, 250),
@@ -74,7 +76,7 @@ async def test_the_operator_summarizes_a_business_date_per_channel_status_and_cu
         client.confirmation("s1", types_pb2.CHANNEL_STORE, 99),
         client.confirmation("s2", types_pb2.CHANNEL_STORE, 5, business_date="2025-04-01"),
     ]
-    async with serving(settings) as (address, _):
+    async with serving(settings, database_url) as (address, _):
         async with channel(address, settings, ROUTER) as ch:
             await client.publish(client.stub(ch), items)
         async with channel(address, settings, OPERATOR) as ch:

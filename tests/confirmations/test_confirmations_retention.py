@@ -26,12 +26,14 @@ async def drop(address, settings, business_date: str, identity=OPERATOR) -> pb.D
                                                      timeout=10)
 
 
-async def test_a_dropped_day_leaves_the_log_and_a_resume_inside_it_is_refused(settings):
-    async with serving(settings) as (address, _):
+async def test_a_dropped_day_leaves_the_log_and_a_resume_inside_it_is_refused(settings, database_url):
+    async with serving(settings, database_url) as (address, _):
         async with channel(address, settings, ROUTER) as router:
             await client.publish(client.stub(router), confirmations("a", 50, DAY) + confirmations("b", 10, NEXT_DAY))
             dropped = (await drop(address, settings, DAY)).dropped
-            assert dropped.dropped_count == 50 and dropped.store_bytes_after < dropped.store_bytes_before
+            assert dropped.dropped_count == 50
+            if database_url is None:  # PostgreSQL reuses a deleted row's space after a vacuum; the file stays
+                assert dropped.store_bytes_after < dropped.store_bytes_before
             assert (await drop(address, settings, DAY)).dropped.dropped_count == 0
             (ack,) = await client.publish(client.stub(router), confirmations("c", 1, NEXT_DAY))
             assert ack.sequence == 61, "sequences never move back"
@@ -57,10 +59,10 @@ async def test_a_dropped_day_leaves_the_log_and_a_resume_inside_it_is_refused(se
         assert channel_asks.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
-async def test_a_day_with_webhooks_still_pending_is_not_dropped(settings):
+async def test_a_day_with_webhooks_still_pending_is_not_dropped(settings, database_url):
     receiver = Receiver(always_fail=True)
-    async with receiver as url, serving(settings, webhook_allowlist=origin(url), webhook_max_attempts=1000,
-                                        webhook_base_delay=5.0) as (address, _):
+    async with receiver as url, serving(settings, database_url, webhook_allowlist=origin(url),
+                                        webhook_max_attempts=1000, webhook_base_delay=5.0) as (address, _):
         async with channel(address, settings, ATM) as atm, channel(address, settings, ROUTER) as router:
             await create_endpoint(client.stub(atm), url)
             await client.publish(client.stub(router), confirmations("w", 5, THIRD_DAY))

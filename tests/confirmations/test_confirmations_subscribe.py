@@ -22,8 +22,8 @@ def mixed(count: int) -> list:
             for i in range(count)]
 
 
-async def test_a_channel_sees_only_its_own_confirmations_live_and_from_the_log(settings):
-    async with serving(settings) as (address, _):
+async def test_a_channel_sees_only_its_own_confirmations_live_and_from_the_log(settings, database_url):
+    async with serving(settings, database_url) as (address, _):
         async with channel(address, settings, ROUTER) as router, channel(address, settings, ATM) as atm, \
                 channel(address, settings, STORE) as store:
             live_atm = client.stub(atm).Subscribe(pb.SubscribeRequest(start_position=Start.START_POSITION_NOW))
@@ -63,8 +63,8 @@ async def test_filters_start_positions_and_heartbeats(settings):
     assert first.WhichOneof("event") == "heartbeat" and first.heartbeat.head_sequence == 40
 
 
-async def test_a_durable_consumer_resumes_after_its_acknowledged_position(settings):
-    async with serving(settings) as (address, _):
+async def test_a_durable_consumer_resumes_after_its_acknowledged_position(settings, database_url):
+    async with serving(settings, database_url) as (address, _):
         async with channel(address, settings, ROUTER) as router, channel(address, settings, ATM) as atm:
             await client.publish(client.stub(router), mixed(20))
             service = client.stub(atm)

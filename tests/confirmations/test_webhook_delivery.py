@@ -121,9 +121,9 @@ async def test_the_circuit_opens_after_failures_in_a_row_and_recovers(settings):
     assert recovered and recovered.circuit_state == CLOSED
 
 
-async def test_an_endpoint_that_opts_in_gets_signed_batches_that_verify(settings):
+async def test_an_endpoint_that_opts_in_gets_signed_batches_that_verify(settings, database_url):
     receiver = Receiver()
-    async with receiver as url, serving(settings, webhook_allowlist=origin(url)) as (address, _):
+    async with receiver as url, serving(settings, database_url, webhook_allowlist=origin(url)) as (address, _):
         async with channel(address, settings, ATM) as atm, channel(address, settings, ROUTER) as router:
             service = client.stub(atm)
             with pytest.raises(grpc.aio.AioRpcError) as too_big:
@@ -154,7 +154,7 @@ async def test_an_endpoint_that_opts_in_gets_signed_batches_that_verify(settings
     assert len(receiver.accepted) >= 3
 
 
-async def test_a_payments_reversal_never_arrives_before_its_application(settings):
+async def test_a_payments_reversal_never_arrives_before_its_application(settings, database_url):
     """Each application's first attempt fails, so its retry comes after its reversal was committed: the
     reversal waits for it. Payments without a reversal, delivered in parallel, are not held."""
     first_seen: set[str] = set()
@@ -167,7 +167,7 @@ async def test_a_payments_reversal_never_arrives_before_its_application(settings
         return None
 
     receiver = Receiver(answer=answer, delay=0.01)
-    async with receiver as url, serving(settings, webhook_allowlist=origin(url)) as (address, _):
+    async with receiver as url, serving(settings, database_url, webhook_allowlist=origin(url)) as (address, _):
         async with channel(address, settings, ATM) as atm, channel(address, settings, ROUTER) as router:
             await create_endpoint(client.stub(atm), url)
             publisher = client.stub(router)

@@ -16,11 +16,11 @@ from tests.confirmations.support import (ATM, ROUTER, STORE, Receiver, channel, 
                                          serving)
 
 
-async def test_each_confirmation_is_posted_once_signed_and_verifiable(settings):
+async def test_each_confirmation_is_posted_once_signed_and_verifiable(settings, database_url):
     items = [client.confirmation(f"p{i}", (types_pb2.CHANNEL_ATM, types_pb2.CHANNEL_STORE)[i % 2], 100 + i)
              for i in range(30)]
     receiver = Receiver()
-    async with receiver as url, serving(settings, webhook_allowlist=origin(url)) as (address, _):
+    async with receiver as url, serving(settings, database_url, webhook_allowlist=origin(url)) as (address, _):
         async with channel(address, settings, ATM) as atm, channel(address, settings, ROUTER) as router:
             service = client.stub(atm)
             endpoint = await create_endpoint(service, url)
@@ -68,9 +68,9 @@ async def test_a_receiver_failing_the_first_three_attempts_still_gets_it(setting
     assert json.loads(body) == Webhook(endpoint.signing_secret).verify(body, headers)
 
 
-async def test_a_receiver_always_failing_ends_in_dead_letter_then_replay_delivers(settings):
+async def test_a_receiver_always_failing_ends_in_dead_letter_then_replay_delivers(settings, database_url):
     receiver = Receiver(always_fail=True)
-    async with receiver as url, serving(settings, webhook_allowlist=origin(url)) as (address, _):
+    async with receiver as url, serving(settings, database_url, webhook_allowlist=origin(url)) as (address, _):
         async with channel(address, settings, ATM) as atm, channel(address, settings, ROUTER) as router:
             service = client.stub(atm)
             endpoint = await create_endpoint(service, url)
@@ -133,16 +133,17 @@ async def test_allowed_hosts_come_from_configuration_and_endpoints_belong_to_the
     assert list(left.endpoints) == []
 
 
-async def test_pending_deliveries_survive_a_restart(settings):
+async def test_pending_deliveries_survive_a_restart(settings, database_url):
     receiver = Receiver()
     async with receiver as url:
         # (webhook_concurrency=0: a dispatcher that sends nothing)
-        async with serving(settings, webhook_concurrency=0, webhook_allowlist=origin(url)) as (address, _):
+        async with serving(settings, database_url, webhook_concurrency=0,
+                           webhook_allowlist=origin(url)) as (address, _):
             async with channel(address, settings, ATM) as atm, channel(address, settings, ROUTER) as router:
                 endpoint = await create_endpoint(client.stub(atm), url)
                 await client.publish(client.stub(router), [client.confirmation("p1", types_pb2.CHANNEL_ATM)])
         assert receiver.attempts == {}
-        async with serving(settings, webhook_allowlist=origin(url)) as _:
+        async with serving(settings, database_url, webhook_allowlist=origin(url)) as _:
             async def arrived():
                 return "msg_1" in receiver.accepted
             await eventually(arrived)
