@@ -64,7 +64,7 @@ def test_dev_overlay_has_the_emulator_and_prod_has_not():
     prod_replicas = {w["metadata"]["name"]: w["spec"]["replicas"] for w in workloads(render("prod"))
                      if w["metadata"]["name"] not in routers}
     assert prod_replicas == {"core-cash": 2, "core-mortgage": 2, "core-vehicle": 2, "mainframe-bridge": 1,
-                             "confirmations": 1}
+                             "confirmations": 2}
     for overlay, least in (("dev", 1), ("prod", 3)):  # the routers' count is their autoscaler's
         autoscalers = of_kind(render(overlay), "HorizontalPodAutoscaler")
         assert sorted(h["spec"]["scaleTargetRef"]["name"] for h in autoscalers) == sorted(routers)

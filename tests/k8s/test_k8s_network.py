@@ -39,7 +39,7 @@ PROD_MAINFRAME = ("10.50.0.10", 4790)
 DATABASE = "paymesh-db"
 CNPG_OPERATOR = "ns[kubernetes.io/metadata.name=cnpg-system] pods[app.kubernetes.io/name=cloudnative-pg]"
 PROD_API_SERVER = "ip[172.16.0.2/32]"
-DATABASE_CLIENTS = ("core-cash", "core-mortgage", "core-vehicle", *ROUTERS)
+DATABASE_CLIENTS = ("core-cash", "core-mortgage", "core-vehicle", "confirmations", *ROUTERS)
 
 
 def port_of(name: str) -> int:
@@ -195,16 +195,16 @@ def test_exactly_the_pods_given_a_database_url_reach_the_database():
     connections, _ = Cluster(objects).graph()
     assert {src for src, dst, _, port in connections if dst == DATABASE and src != DATABASE
             and src != CNPG_OPERATOR and not src.startswith("ip[")} == with_url
-    # And the check bites: a pod given the clients' label without a URL (confirmations) is seen.
+    # And the check bites: a pod given the clients' label without a URL (the bridge) is seen.
     widened = [dict(o) for o in objects]
     for i, obj in enumerate(widened):
-        if obj["kind"] == "StatefulSet" and obj["metadata"]["name"] == "confirmations":
+        if obj["kind"] == "StatefulSet" and obj["metadata"]["name"] == "mainframe-bridge":
             template = obj["spec"]["template"]
             labels = {**template["metadata"]["labels"], "paymesh.bank/postgres-client": "true"}
             widened[i] = {**obj, "spec": {**obj["spec"], "template": {**template, "metadata": {
                 **template["metadata"], "labels": labels}}}}
     connections, _ = Cluster(widened).graph()
-    assert ("confirmations", DATABASE, "TCP", 5432) in connections - expected_graph("prod")
+    assert ("mainframe-bridge", DATABASE, "TCP", 5432) in connections - expected_graph("prod")
 
 
 def test_prod_api_server_address_is_the_sites():
