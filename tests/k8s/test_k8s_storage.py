@@ -9,7 +9,8 @@ from tests.k8s.test_k8s_build import validate
 from tests.k8s.manifests import OVERLAYS, build, of_kind, render
 
 STORES = ("core-cash", "core-mortgage", "core-vehicle", "mainframe-bridge", "confirmations")
-# The stores still on SQLite in each overlay (prod: the cores and confirmations are in PostgreSQL, CloudNativePG backs them up).
+# The stores still on SQLite in each overlay (prod: the cores and confirmations are in PostgreSQL,
+# CloudNativePG backs them up).
 SQLITE_STORES = {"dev": STORES, "prod": ("mainframe-bridge",)}
 
 
