@@ -12,6 +12,7 @@ gets everything after it, in order.
 prints `takeover: ...` with the measured times."""
 
 import asyncio
+import signal
 import time
 
 import grpc
@@ -45,16 +46,18 @@ async def _messages(items: list):
         await asyncio.sleep(0.004)  # about 10,000 a second offered, many messages in flight
 
 
-async def publish_until_killed(address: str, settings, items: list, acknowledged: dict[str, int], progressed) -> None:
+async def publish_until_killed(address: str, settings, items: list, acknowledged: dict[str, int], progressed,
+                               ends_as: tuple[grpc.StatusCode, ...] = BROKEN_BY_A_KILL) -> None:
     """Every message on one stream, each (payment id: sequence) acknowledged kept in acknowledged and
-    progressed() after each answer, until the stream breaks (or all are answered)."""
+    progressed() after each answer, until the stream breaks (or all are answered). A stream the fault
+    ends must end with one of ends_as."""
     async with channel(address, settings, ROUTER) as ch:
         try:
             async for response in client.stub(ch).PublishConfirmations(_messages(items)):
                 acknowledged.update((ack.payment_id, ack.sequence) for ack in response.acks)
                 progressed()
         except grpc.aio.AioRpcError as broken:
-            assert broken.code() in BROKEN_BY_A_KILL, broken
+            assert broken.code() in ends_as, broken
 
 
 async def consume(address: str, settings, start, received: list, until_sequence: int | None = None,
@@ -152,5 +155,57 @@ async def test_the_holder_sigkilled_under_load_the_standby_serves_within_seconds
                                        ).fetchone()
         assert lease is not None and lease[0] == 2 and lease[1].split(":")[1] == str(second.process.pid)
     finally:
+        first.kill()
+        second.kill()
+
+
+async def test_a_holder_paused_past_its_lease_is_deposed_and_once_resumed_writes_nothing_and_steps_down(
+        tmp_path, settings, postgres_url):
+    """SIGSTOP, not SIGKILL: the holder does not know it was replaced. Its standby takes over (a
+    transaction the paused holder left open is ended by the server after a TTL); resumed with
+    messages still in flight, every write it tries fails the fence, and it steps down NOT_SERVING.
+    Published again on the new holder, the log is every confirmation once, without a gap."""
+    items = the_confirmations()[:4000]
+    env = dict(ENV, PAYMESH_CONFIRMATIONS_DATABASE_URL=postgres_url)
+    first = start_service("confirmations", tmp_path / "first", settings.pki_dir, **env)
+    second = start_service("confirmations", tmp_path / "second", settings.pki_dir, **env)
+    try:
+        paused_at = 0.0
+        acknowledged: dict[str, int] = {}
+
+        def pause_when_due() -> None:
+            nonlocal paused_at
+            if not paused_at and len(acknowledged) >= 1000:
+                first.process.send_signal(signal.SIGSTOP)
+                paused_at = time.monotonic()
+
+        # The holder keeps answering until the fence stops it, so only a refusal may end the stream.
+        publishing = asyncio.ensure_future(publish_until_killed(first.address, settings, items, acknowledged,
+                                                                pause_when_due, ends_as=(grpc.StatusCode.UNAVAILABLE,)))
+        while not paused_at:
+            assert not publishing.done(), "the stream ended before the pause"
+            await asyncio.sleep(0.01)
+        took_over_after = await until_serving(second.address, settings, paused_at, within=30)
+        first.process.send_signal(signal.SIGCONT)
+        resumed_at = time.monotonic()
+        while await health_of(first.address, settings) != "NOT_SERVING":
+            assert time.monotonic() - resumed_at < 3.0, "the deposed holder did not step down"
+            await asyncio.sleep(0.02)
+        stepped_down_after = time.monotonic() - resumed_at
+        await asyncio.wait_for(publishing, 15)
+        print(f"\npaused holder: the standby SERVING {took_over_after:.2f} s after the SIGSTOP; the holder, resumed,"
+              f" NOT_SERVING {stepped_down_after:.2f} s after; {len(acknowledged)} confirmations it had acknowledged")
+        assert "lease lost" in first.log()
+
+        async with channel(second.address, settings, ROUTER) as ch:
+            acks = await client.publish(client.stub(ch), items, per_message=PER_MESSAGE)
+        with psycopg.connect(postgres_url) as connection:
+            counted = connection.execute("SELECT count(*), count(DISTINCT payment_id), min(sequence), max(sequence)"
+                                         " FROM confirmation").fetchone()
+        assert counted == (len(items), len(items), 1, len(items)), "0 lost, 0 twice, no gap"
+        assert all(a.sequence == acknowledged[a.payment_id] for a in acks if a.payment_id in acknowledged)
+    finally:
+        if first.process.poll() is None:
+            first.process.send_signal(signal.SIGCONT)
         first.kill()
         second.kill()
