@@ -1,4 +1,5 @@
-"""Benchmark of the confirmation service, run as its own process with real mTLS and SQLite.
+"""Benchmark of the confirmation service, run as its own process with real mTLS and SQLite (or, with
+--postgres, its own database on a PostgreSQL server of the bench's own, fsync on, with its lease).
 
 Prints (a) the catch-up rate: confirmations per second delivered to one subscriber
 reading the log from the beginning, and (b) the live rate: confirmations published
@@ -7,12 +8,14 @@ latency (p50, p99); and for each, the server process's CPU time per confirmation
 from /proc). Confirmations are published with a traceparent each, as the router sends them.
 
     .venv/bin/python bench/bench_confirmations.py [--catch-up N] [--rate R --seconds S] [--per-message M]
-                                                 [--sampled-traces]
+                                                 [--sampled-traces] [--postgres]
 """
 
 import argparse
 import asyncio
+import contextlib
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -29,6 +32,7 @@ from paymesh_tools.textui import format_table  # noqa: E402
 from paymesh.topology import ROUTER, Identity  # noqa: E402
 from paymesh import tls  # noqa: E402
 from paymesh_tools.launch import start_service  # noqa: E402
+from paymesh_tools.local_postgres import LocalPostgres  # noqa: E402
 
 ATM = Identity("channel", "atm")
 Start = pb.StartPosition
@@ -127,11 +131,19 @@ async def main() -> None:
                         help="live confirmations per publish message (default: all of a 10 ms tick in one)")
     parser.add_argument("--sampled-traces", action="store_true",
                         help="publish with sampled traceparents, as when the mesh exports traces")
+    parser.add_argument("--postgres", action="store_true",
+                        help="the log on PostgreSQL (a server of the bench's own, on loopback) instead of SQLite")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         home = Path(tmp)
         ensure_dev_pki(home / "pki")
-        process = start_service("confirmations", home, home / "pki")
+        env: dict[str, str] = {}
+        if args.postgres:  # its folder under /tmp itself: as root the server runs as nobody
+            folder = Path(tempfile.mkdtemp(prefix="bench-confirmations-pg-"))
+            stack.callback(shutil.rmtree, folder, ignore_errors=True)
+            server = stack.enter_context(LocalPostgres(folder))
+            env["PAYMESH_CONFIRMATIONS_DATABASE_URL"] = server.create_database("confirmations")
+        process = start_service("confirmations", home, home / "pki", **env)
         try:
             pid = process.process.pid
             publish_rate, publish_cpu, catch_up_rate, catch_up_cpu = await catch_up(
@@ -141,6 +153,7 @@ async def main() -> None:
                                                                   args.sampled_traces)
         finally:
             process.kill()
+    print(f"store: {'PostgreSQL (fsync on, a fenced lease)' if args.postgres else 'SQLite synchronous=FULL'}")
     print(format_table([
         ("measure", "figure", "target"),
         (f"(a) publish {args.catch_up}, 500 a message, no subscriber", f"{publish_rate:,.0f}/s", ""),
