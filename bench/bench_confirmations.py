@@ -31,7 +31,7 @@ from paymesh_tools.dev_pki import ensure_dev_pki  # noqa: E402
 from paymesh_tools.textui import format_table  # noqa: E402
 from paymesh.topology import ROUTER, Identity  # noqa: E402
 from paymesh import tls  # noqa: E402
-from paymesh_tools.launch import start_service  # noqa: E402
+from paymesh_tools.launch import START_TIMEOUT, start_service  # noqa: E402
 from paymesh_tools.local_postgres import LocalPostgres  # noqa: E402
 
 ATM = Identity("channel", "atm")
@@ -143,7 +143,7 @@ async def main() -> None:
             stack.callback(shutil.rmtree, folder, ignore_errors=True)
             server = stack.enter_context(LocalPostgres(folder))
             env["PAYMESH_CONFIRMATIONS_DATABASE_URL"] = server.create_database("confirmations")
-        process = start_service("confirmations", home, home / "pki", **env)
+        process = start_service("confirmations", home, home / "pki", timeout=START_TIMEOUT, **env)
         try:
             pid = process.process.pid
             publish_rate, publish_cpu, catch_up_rate, catch_up_cpu = await catch_up(
