@@ -248,6 +248,7 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
             logger.info("subscribed", extra={"channel": channel, "consumer": name, "position": position})
             buffer = LiveBuffer(channel, request.filter.loan_types, request.filter.statuses,
                                 self.settings.subscriber_buffer)
+            buffer.ended = not self.active  # the lease lost while this call was being set up
             async for response in follow(self.store, self.fanout, buffer, position,
                                          self.settings.heartbeat_seconds, lambda: self._head or 0):
                 yield response

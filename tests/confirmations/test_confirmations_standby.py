@@ -15,9 +15,12 @@ import pytest
 from bank.common.v1 import types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2 as pb
 from confirmations import client
+from confirmations.server import open_store
 from paymesh.errors import error_info
+from paymesh.postgres import DatabaseUnavailable
 from paymesh.server import LIVENESS, STORE_RETRY_SECONDS
-from tests.confirmations.support import ATM, OPERATOR, ROUTER, channel, health_of, serving, until_serving
+from tests.confirmations.support import (ATM, OPERATOR, ROUTER, Receiver, channel, create_endpoint, eventually,
+                                         health_of, origin, serving, until_serving)
 from tests.harness import start_service
 
 DAY = "2026-11-27"
@@ -96,6 +99,42 @@ async def test_a_holder_whose_lease_was_taken_writes_nothing_ends_its_subscripti
             assert await health_of(address, settings) == "NOT_SERVING"
         with psycopg.connect(postgres_url) as connection:
             assert connection.execute("SELECT count(*), max(sequence) FROM confirmation").fetchone() == (5, 5)
+
+
+async def test_the_webhook_deliveries_the_holder_had_not_sent_are_sent_by_its_standby_once_it_takes_over(
+        settings, postgres_url, monkeypatch):
+    monkeypatch.setenv("PAYMESH_LEASE_POLL_SECONDS", "0.05")
+    receiver = Receiver()
+    async with receiver as url:
+        # (webhook_concurrency=0: the holder's dispatcher sends nothing, so every delivery is still pending)
+        first = serving(settings, postgres_url, webhook_concurrency=0, webhook_allowlist=origin(url))
+        active_at, _ = await first.__aenter__()
+        try:
+            async with serving(settings, postgres_url, webhook_allowlist=origin(url)) as (standby_at, _):
+                async with channel(active_at, settings, ATM) as atm, channel(active_at, settings, ROUTER) as router:
+                    await create_endpoint(client.stub(atm), url)
+                    await client.publish(client.stub(router), confirmations("w", 20))
+                await asyncio.sleep(0.3)
+                assert receiver.attempts == {}, "the standby sends nothing"
+                await first.__aexit__(None, None, None)
+                first = None
+
+                async def all_arrived():
+                    return len(receiver.accepted) == 20
+                await eventually(all_arrived)
+        finally:
+            if first is not None:
+                await first.__aexit__(None, None, None)
+    assert sorted(receiver.accepted) == sorted(f"msg_{n}" for n in range(1, 21))
+
+
+async def test_a_database_migrated_by_a_later_release_is_refused_clearly(postgres_url, tmp_path):
+    environ = {"PAYMESH_CONFIRMATIONS_DATABASE_URL": postgres_url}
+    open_store(tmp_path, environ).close()
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("INSERT INTO schema_migrations (version, name) VALUES (99, '0099_later.sql')")
+    with pytest.raises(DatabaseUnavailable, match="schema is at version 99, newer than this release knows"):
+        open_store(tmp_path, environ)
 
 
 async def test_a_process_whose_database_cannot_be_opened_waits_not_serving_and_serves_once_it_exists(
