@@ -25,9 +25,9 @@ from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_pb2
 from mainframe_bridge import eod_file, queue_store, records
 from mainframe_bridge.framing import MAX_FRAME, encode_frame, read_frame
 from mainframe_bridge.link import open_link
+from mainframe_bridge.queue_store import QueueStore
 from paymesh.business_calendar import bank_calendar
 from paymesh.errors import Refused
-from paymesh.sqlite import Store
 
 DELIVERY_TIMEOUT = 60.0
 # The routers ask the bridge for the day's state every payment_router.booking.POLL_SECONDS (0.25 s):
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 RECORDS_PER_FRAME = MAX_FRAME // eod_file.LRECL
 
 
-async def close_day(store: Store, eod_dir: Path, address: str, context: ssl.SSLContext,
+async def close_day(store: QueueStore, eod_dir: Path, address: str, context: ssl.SSLContext,
                     business_date: str, timeout: float = 60.0) -> bridge_pb2.CloseBusinessDayResponse:
     """CLOSING: the routers move new payments to the next day, what is in flight for the day
     still lands in it; SEALED: what still comes is booked in the next open day; then, once the
@@ -67,7 +67,7 @@ async def close_day(store: Store, eod_dir: Path, address: str, context: ssl.SSLC
     return response
 
 
-async def _drain(store: Store, business_date: str, closing_since: float, deadline: float) -> None:
+async def _drain(store: QueueStore, business_date: str, closing_since: float, deadline: float) -> None:
     """Waits until every router replica has had time to move to the next day and the day's
     postings have stopped coming (QUIET_SECONDS without one), at most DRAIN_SECONDS: a posting
     of the day that comes after that is not lost, it is booked in the next open day as a late item."""
@@ -82,7 +82,7 @@ async def _drain(store: Store, business_date: str, closing_since: float, deadlin
         await asyncio.sleep(0.05)
 
 
-async def send_day_file(store: Store, eod_dir: Path, address: str, context: ssl.SSLContext,
+async def send_day_file(store: QueueStore, eod_dir: Path, address: str, context: ssl.SSLContext,
                         business_date: str) -> bridge_pb2.CloseBusinessDayResponse:
     """Writes the day's file under eod_dir (once: a file already written is sent again as it is) and
     delivers it; the close's answer if the mainframe accepts it, else Refused."""
@@ -114,7 +114,7 @@ async def send_day_file(store: Store, eod_dir: Path, address: str, context: ssl.
     )
 
 
-async def _build(store: Store, business_date: str, created: datetime) -> bytes:
+async def _build(store: QueueStore, business_date: str, created: datetime) -> bytes:
     """The day's file: every entry the mainframe posted, numbered after the days already closed."""
     closed = await store.run(queue_store.closed_day_count)
     frames = await store.run(queue_store.posted_frames, business_date)

@@ -17,11 +17,10 @@ from mainframe_bridge import queue_store, records
 from mainframe_bridge.codec import RecordError
 from mainframe_bridge.framing import FrameError, FrameReader, encode_frame
 from mainframe_bridge.link import open_link
-from mainframe_bridge.queue_store import POSTED, REJECTED, Standing
+from mainframe_bridge.queue_store import POSTED, REJECTED, QueueStore, Standing
 from paymesh import telemetry
 from paymesh.errors import reason_name
 from paymesh.group_commit import GroupCommit
-from paymesh.sqlite import Store
 
 WINDOW = 2000  # records in flight on the link
 FETCH = 1000  # queued postings read from the store at a time
@@ -49,7 +48,7 @@ def standing_of(reply: records.Reply) -> Standing:
 
 
 class Forwarder:
-    def __init__(self, store: Store, address: str, context: ssl.SSLContext, window: int = WINDOW):
+    def __init__(self, store: QueueStore, address: str, context: ssl.SSLContext, window: int = WINDOW):
         self.store = store
         self.address = address
         self.context = context

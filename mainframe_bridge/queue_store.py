@@ -1,9 +1,26 @@
-"""The bridge's durable queue of postings (SQLite, mainframe-bridge.db).
+"""The bridge's durable queue of postings and its business days.
+
+One SQL for both backends (paymesh.postgres): a SQLite file by default (mainframe-bridge.db,
+SCHEMA below), or the bridge's own PostgreSQL database (the numbered files of
+mainframe_bridge/schema/, POSTGRES_SCHEMA_DIR) when PAYMESH_MAINFRAME_BRIDGE_DATABASE_URL or
+PAYMESH_DATABASE_URL is set.
 
 A posting row is written once, with the exact record frame the mainframe will
 get, and then only changes status: QUEUED -> POSTED (or REJECTED by the
-mainframe). Its seq is the order the mainframe sees. Every function here takes
-the connection and runs on the Store's thread, inside a transaction when it writes.
+mainframe). Its seq is the order the mainframe sees and the order of the day's
+end-of-day file. Every function here takes the connection and runs on the store's
+thread, inside a transaction when it writes.
+
+Why seq order is commit order on PostgreSQL too, where two bridge processes share the database
+(active/standby): seq is drawn from the table's identity sequence inside the writing transaction,
+and only one transaction draws at a time. The lease holder alone writes: each of its transactions
+begins with the lease's fence (paymesh.lease.FencedStore), so a standby's or a deposed holder's
+fails before it inserts anything, and a takeover waits for the old holder's fenced transactions to
+end, so every number the old holder drew is committed (or rolled back, leaving a gap) before the
+new holder draws one. Within the holder every write runs on the store's one connection, one
+transaction after another (the group commits of PostEntries and of the mainframe's answers
+included). So no posting commits with a lower seq than one already committed, and the
+forwarder's cursor (seq > the last sent) never passes one by.
 
 A business day closes in three steps: CLOSING (the routers move new payments to the
 next day; postings of the day still come in), SEALED (the day takes no more: a posting
@@ -16,6 +33,7 @@ import datetime as dt
 import logging
 import sqlite3
 import time
+from pathlib import Path
 from typing import NamedTuple
 
 from bank.common.v1 import errors_pb2, types_pb2
@@ -23,8 +41,10 @@ from bank.ledger.v1 import ledger_pb2
 from mainframe_bridge import records
 from paymesh import telemetry
 from paymesh.business_calendar import BusinessCalendar
+from paymesh.lease import FencedStore
+from paymesh.postgres import PostgresStore, bytes_in_use
 from paymesh.retention import not_final
-from paymesh.sqlite import bytes_in_use, rows_with_ids
+from paymesh.sqlite import Store, rows_with_ids
 
 QUEUED, POSTED, REJECTED = ledger_pb2.POSTING_STATUS_QUEUED, ledger_pb2.POSTING_STATUS_POSTED, \
     ledger_pb2.POSTING_STATUS_REJECTED
@@ -76,6 +96,10 @@ CREATE INDEX IF NOT EXISTS archived_posting_by_day ON archived_posting (business
 """
 ADDED_COLUMNS = {"postings": {"original_date": "TEXT NOT NULL DEFAULT ''"}, "business_days": {"closing_since": "REAL"}}
 INDEXES = "CREATE INDEX IF NOT EXISTS postings_late ON postings (original_date) WHERE original_date != '';"
+# The PostgreSQL schema: the same tables, as numbered migrations (paymesh.postgres.migrate).
+POSTGRES_SCHEMA_DIR = Path(__file__).parent / "schema"
+# Where the queue is: a SQLite file, or a PostgreSQL database (fenced by the bridge's lease when served).
+QueueStore = Store | PostgresStore | FencedStore
 
 
 # Named tuples rather than frozen dataclasses: as immutable, and cheaper to make (one or more per posting).
@@ -204,7 +228,8 @@ def settle(connection: sqlite3.Connection, outcomes: list[tuple[int, Standing]])
 def summary(connection: sqlite3.Connection, business_date: str) -> list[tuple]:
     """(channel, loan type, reversal, status, currency, count, amount) for the date."""
     return connection.execute(
-        "SELECT channel, loan_type, reversal, status, currency, COUNT(*), SUM(amount) FROM postings"
+        # sum() of a BIGINT is a NUMERIC on PostgreSQL: cast back to an integer, as SQLite's is.
+        "SELECT channel, loan_type, reversal, status, currency, COUNT(*), CAST(SUM(amount) AS BIGINT) FROM postings"
         " WHERE business_date = ? GROUP BY channel, loan_type, reversal, status, currency"
         " ORDER BY channel, loan_type, reversal, status, currency", (business_date,)).fetchall()
 
@@ -255,10 +280,13 @@ def last_closed(connection: sqlite3.Connection) -> tuple[str, bool]:
 def day_postings(connection: sqlite3.Connection, business_date: str) -> list[tuple[bytes, int, str, str, str]]:
     """(frame, status, booked date, original date, mainframe reference) of the postings booked on the
     date and of the date's late items booked later, in queue order."""
+    # Said (ORDER BY seq), not left to the plan: PostgreSQL's need not be SQLite's.
     return connection.execute(
-        "SELECT frame, status, business_date, original_date, reference FROM postings WHERE business_date = ?"
-        " UNION ALL SELECT frame, status, business_date, original_date, reference FROM postings"
-        " WHERE original_date = ? AND business_date != ?", (business_date, business_date, business_date)).fetchall()
+        "SELECT frame, status, business_date, original_date, reference FROM ("
+        "SELECT seq, frame, status, business_date, original_date, reference FROM postings WHERE business_date = ?"
+        " UNION ALL SELECT seq, frame, status, business_date, original_date, reference FROM postings"
+        " WHERE original_date = ? AND business_date != ?) AS day ORDER BY seq",
+        (business_date, business_date, business_date)).fetchall()
 
 
 def posted_frames(connection: sqlite3.Connection, business_date: str) -> list[bytes]:
@@ -286,10 +314,15 @@ def drop_day(connection: sqlite3.Connection, business_date: str, keys_kept_from:
         raise not_final(f"{business_date} is not closed at the ledger (its end-of-day file not accepted):"
                         " close it, reconcile and archive it first")
     before = bytes_in_use(connection)
+    # (An upsert both backends speak; the SELECT's WHERE tells SQLite's parser the ON CONFLICT is the insert's.)
     dropped = connection.execute(
-        "INSERT OR REPLACE INTO archived_posting SELECT posting_id, business_date, digest, status, reference,"
-        " rejection_reason, rejection_message, queued_at, posted_at FROM postings WHERE business_date = ?",
-        (business_date,)).rowcount
+        "INSERT INTO archived_posting (posting_id, business_date, digest, status, reference, rejection_reason,"
+        " rejection_message, queued_at, posted_at) SELECT posting_id, business_date, digest, status, reference,"
+        " rejection_reason, rejection_message, queued_at, posted_at FROM postings WHERE business_date = ?"
+        " ON CONFLICT (posting_id) DO UPDATE SET business_date = excluded.business_date, digest = excluded.digest,"
+        " status = excluded.status, reference = excluded.reference, rejection_reason = excluded.rejection_reason,"
+        " rejection_message = excluded.rejection_message, queued_at = excluded.queued_at,"
+        " posted_at = excluded.posted_at", (business_date,)).rowcount
     connection.execute("DELETE FROM postings WHERE business_date = ?", (business_date,))
     forgotten = connection.execute("DELETE FROM archived_posting WHERE business_date < ?", (keys_kept_from,)).rowcount
     return types_pb2.DroppedBusinessDay(
@@ -300,8 +333,8 @@ def drop_day(connection: sqlite3.Connection, business_date: str, keys_kept_from:
 def queue_figures(connection: sqlite3.Connection) -> tuple[int, float | None]:
     """(postings QUEUED for the mainframe, when the oldest of them was queued): the partial index's rows."""
     # (named: the planner would rather count the whole of postings_by_date, every posting ever queued)
-    (count,) = connection.execute(
-        "SELECT count(*) FROM postings INDEXED BY postings_queued WHERE status = 1").fetchone()
+    indexed = " INDEXED BY postings_queued" if isinstance(connection, sqlite3.Connection) else ""  # SQLite's hint
+    (count,) = connection.execute(f"SELECT count(*) FROM postings{indexed} WHERE status = 1").fetchone()
     oldest = connection.execute("SELECT queued_at FROM postings WHERE status = 1 ORDER BY seq LIMIT 1").fetchone()
     return count, oldest[0] if oldest else None
 

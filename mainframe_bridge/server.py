@@ -3,16 +3,24 @@ to the mainframe; status lookups; the end of the business day; the day's summary
 
 The router may call everything; the operator's command line may look up a
 posting, close the day, read the summary (to reconcile) and drop an archived day.
+
+Its store is a SQLite file in the data folder, or, when PAYMESH_MAINFRAME_BRIDGE_DATABASE_URL (else
+PAYMESH_DATABASE_URL) is set, its own PostgreSQL database, which two bridge processes may share as
+active and standby (paymesh.lease): the lease holder alone serves, keeps the link to the mainframe
+and writes (every write transaction fenced by the lease's epoch); the standby is NOT_SERVING,
+refuses every call with UNAVAILABLE, opens no link and forwards nothing until it takes the lease.
 """
 
 import asyncio
 import datetime as dt
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import cast
+from typing import TypeVar, cast
 
 import grpc
+import psycopg
 from google.protobuf import timestamp_pb2
 
 from bank.common.v1 import errors_pb2, types_pb2
@@ -22,16 +30,18 @@ from bank.ledger.v1 import mainframe_bridge_service_pb2_grpc as bridge_grpc
 from mainframe_bridge import book, end_of_day, intake, queue_store, records
 from mainframe_bridge.forwarder import Forwarder
 from mainframe_bridge.link import client_context
-from mainframe_bridge.queue_store import Standing
-from paymesh import server, telemetry
+from mainframe_bridge.queue_store import QueueStore, Standing
+from paymesh import postgres, server, telemetry
 from paymesh.authz import Bulkhead, CallerPolicy
 from paymesh.business_calendar import bank_calendar
 from paymesh.config import Settings, address_of
 from paymesh.errors import Refused, abort, check_date
+from paymesh.lease import FencedStore, Lease, LeaseLost, LeaseTimes
+from paymesh.postgres import DatabaseUnavailable, PostgresStore
 from paymesh.retention import keys_kept_from
 from paymesh.sqlite import Store
 from paymesh.streams import in_order
-from paymesh.topology import BRIDGE, OPERATOR, ROUTERS
+from paymesh.topology import BRIDGE, OPERATOR, ROUTERS, SERVICES
 
 SERVICE = "mainframe-bridge"
 _METHOD = "/bank.ledger.v1.MainframeBridgeService/"
@@ -42,14 +52,40 @@ POLICY = CallerPolicy(
                   "ListPostings", "ListMainframeBook")} | {_METHOD + "DropBusinessDay": frozenset([OPERATOR])},
 )
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+# What a store call raises when this process may not, or cannot just now, use the store: deposed
+# (another holds the lease), or the database not reached (a failover).
+STORE_LOST = (LeaseLost, DatabaseUnavailable, psycopg.OperationalError)
 PAGE = 1000  # postings per streamed message
 POSTS_IN_FLIGHT = 8  # PostEntries messages read ahead of their acks
+DATABASE_ENV_PREFIX = SERVICES[SERVICE].env_prefix  # PAYMESH_MAINFRAME_BRIDGE_DATABASE_URL, else PAYMESH_DATABASE_URL
+
+
+def open_store(data_dir, database_url: str | None = None) -> Store | PostgresStore:
+    """The queue's store: its PostgreSQL database when database_url is given (migrated to this
+    release's schema, mainframe_bridge/schema/), else the SQLite file in the data folder.
+    Raises DatabaseUnavailable (the process then waits NOT_SERVING and tries again)."""
+    if database_url:
+        return PostgresStore(database_url, queue_store.POSTGRES_SCHEMA_DIR, name=SERVICE)
+    return Store(data_dir / f"{SERVICE}.db", queue_store.SCHEMA, queue_store.ADDED_COLUMNS, queue_store.INDEXES)
 
 
 class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
-    def __init__(self, settings: Settings):
-        self.store = Store(settings.data_dir / f"{SERVICE}.db", queue_store.SCHEMA, queue_store.ADDED_COLUMNS,
-                           queue_store.INDEXES)
+    def __init__(self, settings: Settings, database_url: str | None = None):
+        """database_url: the PostgreSQL database (else PAYMESH_MAINFRAME_BRIDGE_DATABASE_URL or
+        PAYMESH_DATABASE_URL; neither, the SQLite file). On PostgreSQL the process holds the
+        bridge's lease or is its standby; on SQLite it is the file's only one and always active."""
+        opened = open_store(settings.data_dir, database_url or postgres.database_url(DATABASE_ENV_PREFIX))
+        self.lease: Lease | None = None
+        self.store: QueueStore = opened
+        if isinstance(opened, PostgresStore):
+            try:
+                self.lease = Lease(opened.url, SERVICE, LeaseTimes.from_env())
+            except BaseException:
+                opened.close()
+                raise
+            self.store = FencedStore(opened, self.lease)
+        self._set_serving: Callable[[bool], Awaitable[None]] | None = None
         self.calendar = bank_calendar()
         self.eod_dir = settings.data_dir / "eod"
         self.address = address_of("mainframe-emulator")
@@ -63,11 +99,75 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
         bridge_grpc.add_MainframeBridgeServiceServicer_to_server(self, grpc_server)
         return [bridge_pb2.DESCRIPTOR.services_by_name["MainframeBridgeService"].full_name]
 
+    @property
+    def active(self) -> bool:
+        return self.lease is None or self.lease.active
+
     async def start(self) -> None:
-        self._forwarding = asyncio.get_running_loop().create_task(self.forwarder.run())
+        """On PostgreSQL, the lease: taken at once if no other process holds it (and then the link
+        to the mainframe opened), else this process is its standby and opens no link."""
+        if isinstance(self.store, FencedStore) and self.lease is not None:
+            await self.store.start()
+            await self.lease.start(self._lease_changed)
+        else:
+            self._start_forwarding()
         telemetry.observe("paymesh.mainframe.link.up", SERVICE, lambda: [(int(self.forwarder.connected), {})])
         if telemetry.metrics_read():
             self._sampling = asyncio.get_running_loop().create_task(telemetry.sample_forever(SERVICE, self.sample))
+
+    async def follow_health(self, set_serving: Callable[[bool], Awaitable[None]]) -> None:
+        """SERVING while this process holds the lease (always, on SQLite); the standby NOT_SERVING."""
+        self._set_serving = set_serving
+        await set_serving(self.active)
+
+    async def _lease_changed(self, active: bool) -> None:
+        """The lease taken: the link opened and every posting still QUEUED sent, from the oldest (the
+        mainframe answers one the old holder sent as it did then). Lost: the link closed at once, so
+        a deposed holder forwards nothing more; the answers it still records fail the fence and leave
+        their postings QUEUED for the new holder to send again."""
+        if active:
+            self._start_forwarding()
+        else:
+            await self._stop_forwarding()
+        log.info("active: the lease holder" if active else "standby: NOT_SERVING", extra={"service": SERVICE})
+        if self._set_serving is not None:
+            await self._set_serving(active)
+
+    def _start_forwarding(self) -> None:
+        if self._forwarding is None or self._forwarding.done():
+            self._forwarding = asyncio.get_running_loop().create_task(self.forwarder.run(), name="forwarder")
+
+    async def _stop_forwarding(self) -> None:
+        if self._forwarding is not None:
+            self._forwarding.cancel()
+            await asyncio.gather(self._forwarding, return_exceptions=True)
+            self._forwarding = None
+
+    async def _refuse_unless_active(self, context) -> None:
+        if not self.active:
+            await abort(context, grpc.StatusCode.UNAVAILABLE,
+                        f"this {SERVICE} process is the standby (another holds the lease); its health is"
+                        " NOT_SERVING: call the active one", errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE,
+                        retry_after_seconds=1.0, metadata={"role": "standby"})
+
+    async def _refuse_store_loss(self, context, failed: Exception) -> None:
+        """A write this process may not make (deposed: LeaseLost) or a database not reached just now:
+        UNAVAILABLE, nothing written, to be sent again (to the active process)."""
+        if isinstance(failed, LeaseLost):
+            await abort(context, grpc.StatusCode.UNAVAILABLE, f"{failed}; call the active one",
+                        errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0,
+                        metadata={"role": "standby"})
+        log.warning("the store's database cannot be reached", exc_info=failed)
+        await abort(context, grpc.StatusCode.UNAVAILABLE,
+                    f"{SERVICE} cannot reach its database just now; send it again",
+                    errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0)
+
+    async def _answer(self, context, work: Awaitable[T]) -> T:
+        try:
+            return await work
+        except STORE_LOST as failed:
+            await self._refuse_store_loss(context, failed)
+            raise AssertionError("unreachable: abort raises") from failed
 
     async def sample(self) -> None:
         """The queue for the mainframe and the business day to close next, for the gauges."""
@@ -88,15 +188,21 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         await self.forwarder.close()
+        if self.lease is not None:  # after the last answer recorded: the standby takes over at once
+            await self.lease.stop()
         self.store.close()
 
     async def PostEntries(self, request_iterator, context):
         # Each message is checked and its transaction submitted as it is read, while the previous
         # one commits (the store runs them in order); acks go out in order, each after its COMMIT.
+        await self._refuse_unless_active(context)
         bulkhead = Bulkhead(context)
-        async for ready in in_order(request_iterator, partial(self._queue_postings, bulkhead), POSTS_IN_FLIGHT):
-            for response in ready:
-                yield response
+        try:
+            async for ready in in_order(request_iterator, partial(self._queue_postings, bulkhead), POSTS_IN_FLIGHT):
+                for response in ready:
+                    yield response
+        except STORE_LOST as failed:  # the acks already sent stand; the rest is sent again
+            await self._refuse_store_loss(context, failed)
 
     async def _queue_postings(self, bulkhead: Bulkhead, request: bridge_pb2.PostEntriesRequest
                               ) -> bridge_pb2.PostEntriesResponse:
@@ -120,7 +226,8 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
         return response
 
     async def GetPostingStatus(self, request, context):
-        found = await self.store.run(queue_store.standing, request.posting_id)
+        await self._refuse_unless_active(context)
+        found = await self._answer(context, self.store.run(queue_store.standing, request.posting_id))
         if found is None:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"no posting {request.posting_id!r} in the bridge",
                         errors_pb2.ERROR_REASON_POSTING_NOT_FOUND, metadata={"posting_id": request.posting_id})
@@ -133,6 +240,7 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
         return response
 
     async def CloseBusinessDay(self, request, context):
+        await self._refuse_unless_active(context)
         day, today = await check_date(context, request.business_date), self.calendar.value_date()
         if day > today:
             await abort(context, grpc.StatusCode.FAILED_PRECONDITION,
@@ -147,11 +255,14 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
                                               request.business_date, _remaining(context))
         except Refused as refused:
             await refused.abort(context, business_date=request.business_date)
+        except STORE_LOST as failed:  # the close is where it stood: asked again, it goes on from there
+            await self._refuse_store_loss(context, failed)
 
     async def GetLedgerSummary(self, request, context):
+        await self._refuse_unless_active(context)
         await check_date(context, request.business_date)
-        rows = await self.store.run(queue_store.summary, request.business_date)
-        closed = await self.store.run(queue_store.day_closed, request.business_date)
+        rows = await self._answer(context, self.store.run(queue_store.summary, request.business_date))
+        closed = await self._answer(context, self.store.run(queue_store.day_closed, request.business_date))
         return bridge_pb2.GetLedgerSummaryResponse(
             business_date=request.business_date, day_closed=closed,
             lines=[bridge_pb2.LedgerSummaryLine(
@@ -162,12 +273,14 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
 
 
     async def GetBusinessDayStatus(self, request, context):
-        day, accepted = await self.store.run(queue_store.last_closed)
+        await self._refuse_unless_active(context)
+        day, accepted = await self._answer(context, self.store.run(queue_store.last_closed))
         return bridge_pb2.GetBusinessDayStatusResponse(last_closed_business_date=day, file_accepted=accepted)
 
     async def ListPostings(self, request, context):
+        await self._refuse_unless_active(context)
         await check_date(context, request.business_date)
-        rows = await self.store.run(queue_store.day_postings, request.business_date)
+        rows = await self._answer(context, self.store.run(queue_store.day_postings, request.business_date))
         for start in range(0, len(rows), PAGE):
             yield bridge_pb2.ListPostingsResponse(postings=[
                 ledger_pb2.QueuedPosting(posting=_posting_message(records.decode_posting(frame)), status=status,
@@ -175,17 +288,21 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
                 for frame, status, booked, original, reference in rows[start:start + PAGE]])
 
     async def DropBusinessDay(self, request, context):
+        await self._refuse_unless_active(context)
         await check_date(context, request.business_date)
         try:
             dropped = await self.store.transaction(
                 queue_store.drop_day, request.business_date, keys_kept_from(request.business_date))
         except Refused as refused:
             await refused.abort(context, business_date=request.business_date)
+        except STORE_LOST as failed:
+            await self._refuse_store_loss(context, failed)
         log.info("business day dropped from the queue", extra={"business_date": request.business_date,
                  "postings": dropped.dropped_count, "keys_forgotten": dropped.forgotten_key_count})
         return bridge_pb2.DropBusinessDayResponse(dropped=dropped)
 
     async def ListMainframeBook(self, request, context):
+        await self._refuse_unless_active(context)  # a standby opens no link to the mainframe
         await check_date(context, request.business_date)
         try:
             postings = await book.read_book(self.address, self.context, request.business_date)

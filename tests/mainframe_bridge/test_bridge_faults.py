@@ -1,8 +1,10 @@
 """The bridge and the emulator as real processes, under the faults the bank expects:
 bad movements, a mainframe that answers garbage or half a frame, a link cut
-mid-window, a mainframe down for a whole run, the bridge killed mid-run."""
+mid-window, a mainframe down for a whole run, the bridge killed mid-run. The link dropped and the
+bridge killed run on both of the queue's backends (database_url: SQLite, PostgreSQL)."""
 
 import asyncio
+import time
 
 import grpc
 import pytest
@@ -11,8 +13,10 @@ from bank.common.v1 import errors_pb2
 from bank.ledger.v1 import ledger_pb2
 from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_pb2
 from mainframe_bridge.link import set_emulator_mode
+from tests.mainframe_bridge.conftest import bridge_env
 from tests.mainframe_bridge.support import (
-    emulator_book, post_all, posted_count, posting, start_bridge, start_emulator, stub, wait_until_posted,
+    emulator_book, post_all, posted_count, posting, start_bridge, start_emulator, stub, until_serving,
+    wait_until_posted,
 )
 
 QUEUED, POSTED, REJECTED = (ledger_pb2.POSTING_STATUS_QUEUED, ledger_pb2.POSTING_STATUS_POSTED,
@@ -75,10 +79,11 @@ async def test_a_garbled_or_truncated_reply_keeps_postings_queued_until_the_main
     assert_posted_once_in_order(tmp_path, postings)
 
 
-async def test_the_link_dropped_mid_window_loses_nothing_and_posts_nothing_twice(tmp_path, pki_dir, processes):
+async def test_the_link_dropped_mid_window_loses_nothing_and_posts_nothing_twice(tmp_path, pki_dir, processes,
+                                                                                 database_url):
     emulator = start_emulator(tmp_path, pki_dir, PAYMESH_EMULATOR_MODE="SLOW", PAYMESH_EMULATOR_DELAY_MS="30")
     processes.append(emulator)
-    bridge = start_bridge(tmp_path, pki_dir, emulator.address)
+    bridge = start_bridge(tmp_path, pki_dir, emulator.address, **bridge_env(database_url))
     processes.append(bridge)
     postings = [posting(n) for n in range(3000)]
     channel, bridge_stub = stub(bridge.address, pki_dir)
@@ -111,10 +116,14 @@ async def test_mainframe_down_for_a_whole_run_then_back_posts_everything_in_orde
     assert_posted_once_in_order(tmp_path, postings)
 
 
-async def test_bridge_killed_mid_run_loses_nothing_acknowledged_and_posts_nothing_twice(tmp_path, pki_dir, processes):
+async def test_bridge_killed_mid_run_loses_nothing_acknowledged_and_posts_nothing_twice(tmp_path, pki_dir, processes,
+                                                                                        database_url):
     emulator = start_emulator(tmp_path, pki_dir, PAYMESH_EMULATOR_MODE="SLOW", PAYMESH_EMULATOR_DELAY_MS="20")
     processes.append(emulator)
-    bridge = start_bridge(tmp_path, pki_dir, emulator.address)
+    # On PostgreSQL the killed process's lease lapses before the restarted one serves: a short one here.
+    env = dict(bridge_env(database_url), PAYMESH_LEASE_TTL_SECONDS="1", PAYMESH_LEASE_RENEW_SECONDS="0.25",
+               PAYMESH_LEASE_POLL_SECONDS="0.05")
+    bridge = start_bridge(tmp_path, pki_dir, emulator.address, **env)
     processes.append(bridge)
     postings = [posting(n) for n in range(5000)]
     acked: dict[str, bridge_pb2.PostingAck] = {}
@@ -128,8 +137,9 @@ async def test_bridge_killed_mid_run_loses_nothing_acknowledged_and_posts_nothin
                 if len(acked) >= 1000:
                     bridge.process.kill()  # SIGKILL mid-stream, with postings queued and in flight
     assert 1000 <= len(acked) < 5000
-    restarted = start_bridge(tmp_path, pki_dir, emulator.address)
+    restarted = start_bridge(tmp_path, pki_dir, emulator.address, **env)
     processes.append(restarted)
+    await until_serving([restarted], pki_dir, time.monotonic())
     channel, bridge_stub = stub(restarted.address, pki_dir)
     async with channel:
         for posting_id in list(acked)[:50]:  # acknowledged before the kill: still there

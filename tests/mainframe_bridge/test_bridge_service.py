@@ -10,6 +10,7 @@ from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_pb2
 from mainframe_bridge import eod_file, records
 from paymesh.errors import error_info
 from paymesh.topology import OPERATOR, Identity
+from tests.mainframe_bridge.conftest import bridge_env
 from tests.mainframe_bridge.support import (DATE, post_all, posting, start_bridge, start_emulator, stub,
                                            wait_until_posted)
 
@@ -81,9 +82,9 @@ async def test_closing_the_day_delivers_a_file_the_mainframe_accepts_and_closes_
     assert [(p.posting.business_date, p.original_business_date) for p in listed] == [("2025-04-01", DATE)]
 
 
-async def test_a_day_with_postings_still_queued_cannot_close_yet(tmp_path, pki_dir):
+async def test_a_day_with_postings_still_queued_cannot_close_yet(tmp_path, pki_dir, database_url):
     emulator = start_emulator(tmp_path, pki_dir, PAYMESH_EMULATOR_MODE="DOWN")
-    bridge = start_bridge(tmp_path, pki_dir, emulator.address)
+    bridge = start_bridge(tmp_path, pki_dir, emulator.address, **bridge_env(database_url))
     try:
         channel, router = stub(bridge.address, pki_dir)
         async with channel:

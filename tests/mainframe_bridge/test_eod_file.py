@@ -17,6 +17,7 @@ from mainframe_bridge.codec import CODEC
 from mainframe_bridge.framing import encode_frame, read_frame
 from mainframe_bridge.link import client_context, open_link
 from paymesh.errors import Refused
+from paymesh.postgres import PostgresStore
 from paymesh.sqlite import Store
 from paymesh.topology import BRIDGE
 from tests.mainframe_bridge.support import DATE, posting, start_emulator
@@ -115,7 +116,7 @@ def _accepted_files(home) -> list[tuple[int, str, int, bytes]]:
         connection.close()
 
 
-async def _posted_on_both_sides(emulator, pki_dir, store: Store, postings) -> list[eod_file.Detail]:
+async def _posted_on_both_sides(emulator, pki_dir, store: Store | PostgresStore, postings) -> list[eod_file.Detail]:
     """The postings posted at the emulator and POSTED in the bridge's queue, as the forwarder leaves
     them; the file's details they make."""
     frames = [records.encode_posting(records.record_of(p)) for p in postings]
@@ -129,8 +130,8 @@ async def _posted_on_both_sides(emulator, pki_dir, store: Store, postings) -> li
         writer.close()
     await store.run(lambda c: c.executemany(
         "INSERT INTO postings (posting_id, business_date, channel, loan_type, reversal, currency, amount, digest,"
-        " frame, status, queued_at) VALUES (?, ?, ?, ?, 0, 'PEN', 0, x'00', ?, ?, 0)",
-        [(p.posting_id, p.business_date, p.channel, p.loan_type, frame, queue_store.POSTED)
+        " frame, status, queued_at) VALUES (?, ?, ?, ?, 0, 'PEN', 0, ?, ?, ?, 0)",
+        [(p.posting_id, p.business_date, p.channel, p.loan_type, b"\x00", frame, queue_store.POSTED)
          for p, frame in zip(postings, frames)]))
     return [eod_file.Detail(p.posting_id, e, p.channel, p.loan_type)
             for p in map(records.record_of, postings) for e in p.entries]

@@ -1,6 +1,6 @@
 """Dropping a closed, archived day from the bridge's queue, on a real queue file: its postings go,
 each posting id stays with its digest and standing, so one sent again is answered where it stood and
-never queued (nor posted) twice; an open day is refused whole."""
+never queued (nor posted) twice; an open day is refused whole. On both backends (bridge_store)."""
 
 import pytest
 
@@ -9,6 +9,7 @@ from mainframe_bridge import queue_store
 from mainframe_bridge.queue_store import Queued
 from paymesh.business_calendar import bank_calendar
 from paymesh.errors import Refused
+from paymesh.sqlite import Store
 
 DAY, NEXT_DAY = "2026-11-27", "2026-11-30"
 
@@ -32,7 +33,8 @@ async def test_a_dropped_days_posting_sent_again_is_answered_never_queued_again(
 
     dropped = await bridge_store.transaction(queue_store.drop_day, DAY, "2026-08-29")
     assert (dropped.dropped_count, dropped.kept_key_count, dropped.forgotten_key_count) == (100, 100, 0)
-    assert dropped.store_bytes_after < dropped.store_bytes_before
+    if isinstance(bridge_store, Store):  # PostgreSQL reuses a deleted row's space after a vacuum; the file stays
+        assert dropped.store_bytes_after < dropped.store_bytes_before
     assert await bridge_store.run(queue_store.day_postings, DAY) == []
     assert len(await bridge_store.run(queue_store.day_postings, NEXT_DAY)) == 1
 
