@@ -7,7 +7,9 @@ CLOSING to SEALED to CLOSED); it finishes when none of the day's postings still 
 for the mainframe. Closing again answers the first result.
 A close retried after the mainframe did not answer sends the file already written,
 byte for byte: the mainframe answers the same file as the first time, and refuses
-another one for a day it closed.
+another one for a day it closed. The file's creation time and number are kept in the
+store when it is first built, so a process that did not write it (the standby that
+took the bridge's lease over, on PostgreSQL) builds the same bytes.
 """
 
 import asyncio
@@ -91,7 +93,7 @@ async def send_day_file(store: QueueStore, eod_dir: Path, address: str, context:
     path = eod_dir / name
     data = await asyncio.to_thread(_read_if_written, path)
     if data is None:
-        data = await _build(store, business_date, bank_calendar().local())
+        data = await _build(store, business_date)
         await asyncio.to_thread(_write_durably, path, data)
     eod = eod_file.read(data)
     reply = await _deliver(address, context, data)
@@ -114,13 +116,20 @@ async def send_day_file(store: QueueStore, eod_dir: Path, address: str, context:
     )
 
 
-async def _build(store: QueueStore, business_date: str, created: datetime) -> bytes:
-    """The day's file: every entry the mainframe posted, numbered after the days already closed."""
-    closed = await store.run(queue_store.closed_day_count)
+async def _build(store: QueueStore, business_date: str) -> bytes:
+    """The day's file: every entry the mainframe posted, numbered after the days already closed. Its
+    creation time and number are kept in the store the first time, so that a file built again (by the
+    standby that took the lease over, whose folder does not hold the file) is the same bytes."""
+    made = await store.run(queue_store.file_made, business_date)
+    if made is None:
+        closed = await store.run(queue_store.closed_day_count)
+        made = await store.transaction(queue_store.keep_file_made, business_date, bank_calendar().local().isoformat(),
+                                       closed + 1)
+    created, sequence = made
     frames = await store.run(queue_store.posted_frames, business_date)
     details = [eod_file.Detail(p.posting_id, entry, p.channel, p.loan_type)
                for p in map(records.decode_posting, frames) for entry in p.entries]
-    return eod_file.build(records.date_number(business_date), details, created, closed + 1)
+    return eod_file.build(records.date_number(business_date), details, datetime.fromisoformat(created), sequence)
 
 
 async def _deliver(address: str, context: ssl.SSLContext, data: bytes) -> dict:

@@ -77,7 +77,9 @@ CREATE TABLE IF NOT EXISTS business_days (
     business_date TEXT PRIMARY KEY,
     state TEXT NOT NULL,                     -- CLOSING, SEALED (no new postings) or CLOSED (file accepted)
     result BLOB,                             -- the CloseBusinessDayResponse, once CLOSED
-    closing_since REAL                       -- when the close began
+    closing_since REAL,                      -- when the close began
+    file_created TEXT,                       -- the end-of-day file's creation time (ISO, with its zone), once built
+    file_sequence INTEGER                    -- and its number in the sequence of files
 );
 -- What a dropped (archived) day leaves of each posting: its id, digest and standing, for
 -- paymesh.retention's time, so a posting sent again is answered where it stood, never posted twice.
@@ -94,7 +96,8 @@ CREATE TABLE IF NOT EXISTS archived_posting (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS archived_posting_by_day ON archived_posting (business_date);
 """
-ADDED_COLUMNS = {"postings": {"original_date": "TEXT NOT NULL DEFAULT ''"}, "business_days": {"closing_since": "REAL"}}
+ADDED_COLUMNS = {"postings": {"original_date": "TEXT NOT NULL DEFAULT ''"},
+                 "business_days": {"closing_since": "REAL", "file_created": "TEXT", "file_sequence": "INTEGER"}}
 INDEXES = "CREATE INDEX IF NOT EXISTS postings_late ON postings (original_date) WHERE original_date != '';"
 # The PostgreSQL schema: the same tables, as numbered migrations (paymesh.postgres.migrate).
 POSTGRES_SCHEMA_DIR = Path(__file__).parent / "schema"
@@ -294,6 +297,24 @@ def posted_frames(connection: sqlite3.Connection, business_date: str) -> list[by
     rows = connection.execute(
         "SELECT frame FROM postings WHERE business_date = ? AND status = 2 ORDER BY seq", (business_date,))
     return [row[0] for row in rows]
+
+
+def file_made(connection: sqlite3.Connection, business_date: str) -> tuple[str, int] | None:
+    """(creation time, sequence number) of the day's end-of-day file, as the first process to build it kept them."""
+    row = connection.execute("SELECT file_created, file_sequence FROM business_days WHERE business_date = ?"
+                             " AND file_created IS NOT NULL", (business_date,)).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def keep_file_made(connection: sqlite3.Connection, business_date: str, created: str, sequence: int
+                   ) -> tuple[str, int]:
+    """Keeps the file's creation time and sequence number unless some process kept them first; what
+    stands. The rest of the file is the day's posted postings, fixed once the day is sealed and posted,
+    so whichever process builds it again (another holder of the lease, with a folder of its own)
+    builds the same bytes, and the mainframe answers them as the first time."""
+    connection.execute("UPDATE business_days SET file_created = ?, file_sequence = ? WHERE business_date = ?"
+                       " AND file_created IS NULL", (created, sequence, business_date))
+    return file_made(connection, business_date) or (created, sequence)  # (no row: a day never begun closing)
 
 
 def finish_close(connection: sqlite3.Connection, business_date: str, result: bytes) -> None:

@@ -160,6 +160,10 @@ async def test_a_close_retried_after_the_mainframe_did_not_answer_sends_the_same
         assert closed.accepted_by_mainframe and closed.file_name == "GLPOST.D250331" and closed.record_count == 15
         assert (closed.file_sequence, closed.hash_total) == (3, first.hash_total) and first.hash_total > 0
         assert (eod_dir / "GLPOST.D250331").read_bytes() == written
+        # The lease taken over by a standby with a folder of its own: it builds the same bytes again.
+        standby_dir = tmp_path / "standby-eod"
+        assert await end_of_day.send_day_file(bridge_store, standby_dir, emulator.address, context, DATE) == closed
+        assert (standby_dir / "GLPOST.D250331").read_bytes() == written
         assert _accepted_files(tmp_path) == [(20250331, "GLPOST.D250331", 0, hashlib.sha256(written).digest())]
         # The answer lost again: the same file again gets the same answer, and the mainframe records nothing new.
         assert await end_of_day.send_day_file(bridge_store, eod_dir, emulator.address, context, DATE) == closed
