@@ -12,6 +12,8 @@ mainframe, whose control totals it checks against its own ledger.
     .venv/bin/python -m pytest -q -s -p no:cacheprovider tests/mainframe_bridge/test_bridge_takeover.py
 prints `bridge takeover: ...` with the measured times."""
 
+import asyncio
+import signal
 import time
 
 import grpc
@@ -109,3 +111,59 @@ async def test_the_holder_sigkilled_under_load_the_standby_serves_within_seconds
     with psycopg.connect(postgres_url) as connection:
         lease = connection.execute("SELECT epoch, holder FROM service_lease WHERE name = 'mainframe-bridge'").fetchone()
     assert lease is not None and lease[0] == 2 and lease[1].split(":")[1] == str(second.process.pid)
+
+
+async def test_a_holder_paused_past_its_lease_is_deposed_and_once_resumed_steps_down_and_posts_nothing_twice(
+        tmp_path, pki_dir, processes, postgres_url):
+    """SIGSTOP, not SIGKILL: the holder does not know it was replaced. Its standby takes over; resumed
+    with messages still in flight and its link still open, the old holder's writes fail the fence, it
+    steps down NOT_SERVING and closes its link. What it may still send the mainframe is a posting
+    already sent (the mainframe answers it as the first time), so the book is each posting once, in order."""
+    emulator = start_emulator(tmp_path, pki_dir, PAYMESH_EMULATOR_MODE="SLOW", PAYMESH_EMULATOR_DELAY_MS="20")
+    processes.append(emulator)
+    env = dict(PAYMESH_MAINFRAME_BRIDGE_DATABASE_URL=postgres_url, PAYMESH_LEASE_TTL_SECONDS="2",
+               PAYMESH_LEASE_RENEW_SECONDS="0.5", PAYMESH_LEASE_POLL_SECONDS="0.1")
+    first = start_bridge(tmp_path / "first", pki_dir, emulator.address, **env)
+    processes.append(first)
+    second = start_bridge(tmp_path / "second", pki_dir, emulator.address, **env)
+    processes.append(second)
+    postings = [posting(n) for n in range(POSTINGS)]
+    acked: dict[str, bridge_pb2.PostingAck] = {}
+    resumed_at = 0.0
+    channel, active = stub(first.address, pki_dir)
+    try:
+        async with channel:
+            requests = [bridge_pb2.PostEntriesRequest(postings=postings[i:i + PER_MESSAGE])
+                        for i in range(0, POSTINGS, PER_MESSAGE)]
+            call = active.PostEntries(iter(requests), timeout=60)
+            try:
+                async for response in call:
+                    acked.update((ack.posting_id, ack) for ack in response.acks)
+                    if len(acked) >= ACKED_BEFORE_KILL and not resumed_at:
+                        first.process.send_signal(signal.SIGSTOP)
+                        paused_at = time.monotonic()
+                        _, took_over_after = await until_serving([second], pki_dir, paused_at)
+                        first.process.send_signal(signal.SIGCONT)
+                        resumed_at = time.monotonic()
+            except grpc.aio.AioRpcError as refused:  # the rest refused by the fence, to be sent again
+                assert refused.code() == grpc.StatusCode.UNAVAILABLE, refused
+        assert resumed_at, "the stream ended before the pause"
+        while await health_of(first.address, pki_dir) != "NOT_SERVING":
+            assert time.monotonic() - resumed_at < 3.0, "the deposed holder did not step down"
+            await asyncio.sleep(0.02)
+        stepped_down_after = time.monotonic() - resumed_at
+        print(f"\npaused bridge: the standby SERVING {took_over_after:.2f} s after the SIGSTOP; the holder, resumed, "
+              f"NOT_SERVING {stepped_down_after:.2f} s after; {len(acked)} postings it had acknowledged")
+        assert "lease lost" in first.log()
+
+        channel, router = stub(second.address, pki_dir)
+        async with channel:
+            retried = await post_all(router, postings, per_message=PER_MESSAGE)
+            assert {ack.status for ack in retried.values()} <= {QUEUED, POSTED}
+            assert await wait_until_posted(router, POSTINGS, timeout=60) == {POSTED: POSTINGS}
+        book = emulator_book(tmp_path)
+        assert [posting_id for posting_id, _ in book] == [p.posting_id for p in postings], "0 lost, 0 twice, in order"
+        assert queue_of(postgres_url) == [p.posting_id for p in postings]
+    finally:
+        if first.process.poll() is None:
+            first.process.send_signal(signal.SIGCONT)
