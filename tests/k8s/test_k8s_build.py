@@ -55,7 +55,7 @@ def test_dev_overlay_has_the_emulator_and_prod_has_not():
     assert names("dev") == routers | stateful | {"mainframe-emulator"}
     assert names("prod") == routers | stateful
     # dev: every store on SQLite, so each router replica on a claim of its own (StatefulSets); prod: the
-    # routers' journals in PostgreSQL (Deployments), the cores there too, two processes each.
+    # routers' journals in PostgreSQL (Deployments), the cores and the bridge there too, two processes each.
     assert {s["metadata"]["name"] for s in of_kind(render("dev"), "StatefulSet")} == stateful | routers
     assert {s["metadata"]["name"] for s in of_kind(render("prod"), "StatefulSet")} == stateful
     assert {d["metadata"]["name"] for d in of_kind(render("prod"), "Deployment")} == routers
@@ -63,7 +63,7 @@ def test_dev_overlay_has_the_emulator_and_prod_has_not():
     assert dev_replicas == {1}
     prod_replicas = {w["metadata"]["name"]: w["spec"]["replicas"] for w in workloads(render("prod"))
                      if w["metadata"]["name"] not in routers}
-    assert prod_replicas == {"core-cash": 2, "core-mortgage": 2, "core-vehicle": 2, "mainframe-bridge": 1,
+    assert prod_replicas == {"core-cash": 2, "core-mortgage": 2, "core-vehicle": 2, "mainframe-bridge": 2,
                              "confirmations": 2}
     for overlay, least in (("dev", 1), ("prod", 3)):  # the routers' count is their autoscaler's
         autoscalers = of_kind(render(overlay), "HorizontalPodAutoscaler")

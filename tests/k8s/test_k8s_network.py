@@ -3,7 +3,7 @@ then channel edge -> its router bulkhead, subscribers -> confirmations, router -
 cores, bridge and confirmations, bridge -> mainframe, confirmations -> webhooks,
 DNS, kubelet -> health port, Prometheus -> metrics port, every gRPC pod -> the platform's
 OpenTelemetry Collector (OTLP/gRPC, 4317) and to the endpoint its configuration names; in prod,
-the cores and the routers -> the database (5432), its instances -> each other (5432), the
+the cores, the routers and the bridge -> the database (5432), its instances -> each other (5432), the
 CloudNativePG operator and kubelet -> them (status 8000, 5432), and they -> the Kubernetes API
 server and the object storage (443). The allowed connections
 are computed from the rendered policies the way a CNI reads them (matchLabels
@@ -39,7 +39,7 @@ PROD_MAINFRAME = ("10.50.0.10", 4790)
 DATABASE = "paymesh-db"
 CNPG_OPERATOR = "ns[kubernetes.io/metadata.name=cnpg-system] pods[app.kubernetes.io/name=cloudnative-pg]"
 PROD_API_SERVER = "ip[172.16.0.2/32]"
-DATABASE_CLIENTS = ("core-cash", "core-mortgage", "core-vehicle", "confirmations", *ROUTERS)
+DATABASE_CLIENTS = ("core-cash", "core-mortgage", "core-vehicle", "mainframe-bridge", "confirmations", *ROUTERS)
 
 
 def port_of(name: str) -> int:

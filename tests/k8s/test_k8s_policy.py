@@ -317,11 +317,14 @@ def variables_the_code_reads() -> set[str]:
     """PAYMESH_* names passed to a call (os.environ.get, _env, getenv, ...) or used as a subscript
     (os.environ[...]) anywhere in the runtime code, plus each service's _PORT and _ADDR, and the
     _DATABASE_URL of each service on the store seam (paymesh.postgres.database_url(prefix): the
-    router's journal by its DATABASE_ENV_PREFIX, each core and confirmations by its service's env_prefix)."""
+    router's journal and the bridge's queue by their DATABASE_ENV_PREFIX, each core and confirmations by its
+    service's env_prefix)."""
+    from mainframe_bridge.server import DATABASE_ENV_PREFIX as BRIDGE_DATABASE_ENV_PREFIX
     from payment_router.journal import DATABASE_ENV_PREFIX
 
     names = {f"{spec.env_prefix}_{suffix}" for spec in SERVICES.values() for suffix in ("PORT", "ADDR")}
-    names |= {f"{DATABASE_ENV_PREFIX}_DATABASE_URL", "PAYMESH_DATABASE_URL"}
+    names |= {f"{DATABASE_ENV_PREFIX}_DATABASE_URL", f"{BRIDGE_DATABASE_ENV_PREFIX}_DATABASE_URL",
+              "PAYMESH_DATABASE_URL"}
     names |= {f"{SERVICES[service].env_prefix}_DATABASE_URL"
               for service in ("core-cash", "core-mortgage", "core-vehicle", "confirmations")}
     for folder in RUNTIME_DIRS:

@@ -119,7 +119,7 @@ def test_each_role_has_its_database_its_certificate_and_one_workload_and_no_pass
     databases[initdb["database"]] = initdb["owner"]
     server = certificates_by_secret(objects)[cluster["spec"]["certificates"]["serverTLSSecret"]]
     clients = store_clients(objects)
-    assert sorted(clients) == sorted(["core-cash", "core-mortgage", "core-vehicle", "confirmations",
+    assert sorted(clients) == sorted(["core-cash", "core-mortgage", "core-vehicle", "mainframe-bridge", "confirmations",
                                       "payment-router-digital", "payment-router-atm", "payment-router-agent-store"])
     users = []
     for workload, url in clients.items():

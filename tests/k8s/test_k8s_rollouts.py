@@ -47,14 +47,14 @@ def test_routers_scale_down_one_pod_per_five_minutes_at_most(overlay):
 def test_a_change_restarts_the_single_replica_services_one_at_a_time(overlay):
     # They share the hash-named paymesh-config and the image: with RollingUpdate one apply would
     # restart all five at once. OnDelete: each restarts when the ordered rollout deletes its pod.
-    # A core (or confirmations) on PostgreSQL runs two (active, standby): OnDelete too, the standby's pod first
+    # A core, the bridge or confirmations on PostgreSQL runs two (active, standby): OnDelete too, the standby's pod first
     # (a RollingUpdate would wait for the new standby to be ready, which it never is).
     single = statefulsets(overlay, routers=False)
     assert len(single) == 5 and all(s["kind"] == "StatefulSet" for s in single)
     replicas = {s["metadata"]["name"]: s["spec"]["replicas"] for s in single}
-    two = 2 if overlay == "prod" else 1
-    assert replicas == {"core-cash": two, "core-mortgage": two, "core-vehicle": two, "mainframe-bridge": 1,
-                        "confirmations": two}
+    on_lease = 2 if overlay == "prod" else 1
+    assert replicas == {"core-cash": on_lease, "core-mortgage": on_lease, "core-vehicle": on_lease,
+                        "mainframe-bridge": on_lease, "confirmations": on_lease}
     assert {update_strategy(s) for s in single} == {"OnDelete"}
     routers = statefulsets(overlay, routers=True)
     assert {update_strategy(s) for s in routers} == {"RollingUpdate"}  # several replicas
@@ -70,7 +70,7 @@ def test_routers_and_the_single_replica_services_spread_over_the_zones(overlay):
         assert spread[ZONE]["labelSelector"]["matchLabels"] == router["spec"]["selector"]["matchLabels"]
     single = statefulsets(overlay, routers=False)
     one_replica = [s["metadata"]["name"] for s in single if s["spec"]["replicas"] == 1]
-    assert len(one_replica) == (1 if overlay == "prod" else 5)  # prod: the cores and confirmations are two each
+    assert len(one_replica) == (0 if overlay == "prod" else 5)  # prod: every store's service is two
     for statefulset in single:
         (spread,) = statefulset["spec"]["template"]["spec"]["topologySpreadConstraints"]
         assert spread["topologyKey"] == ZONE and spread["maxSkew"] == 1

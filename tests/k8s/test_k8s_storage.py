@@ -9,9 +9,9 @@ from tests.k8s.test_k8s_build import validate
 from tests.k8s.manifests import OVERLAYS, build, of_kind, render
 
 STORES = ("core-cash", "core-mortgage", "core-vehicle", "mainframe-bridge", "confirmations")
-# The stores still on SQLite in each overlay (prod: the cores and confirmations are in PostgreSQL,
-# CloudNativePG backs them up).
-SQLITE_STORES = {"dev": STORES, "prod": ("mainframe-bridge",)}
+# The stores still on SQLite in each overlay (prod: none; every store is in PostgreSQL, CloudNativePG
+# backs them up).
+SQLITE_STORES: dict[str, tuple[str, ...]] = {"dev": STORES, "prod": ()}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
