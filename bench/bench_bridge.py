@@ -1,13 +1,15 @@
 """Benchmark: postings per second from the bridge's PostEntries stream to the
 mainframe emulator and back to POSTED, durability kept (SQLite WAL, synchronous
-FULL, commit before every ack, on both sides).
+FULL, commit before every ack, on both sides; with --postgres the bridge's queue in its
+own database on a PostgreSQL server of the bench's own, fsync on, every write fenced by
+the bridge's lease).
 
 The bridge and the emulator run as their own processes on loopback with mTLS/TLS;
 this script plays the router: N postings on one stream, then waits until the
 bridge reports every one POSTED.
 
     .venv/bin/python bench/bench_bridge.py [--postings 20000] [--per-message 250] [--traces unsampled|sampled|none]
-                                           [--metrics]
+                                           [--metrics] [--postgres]
 
 Besides the rates it prints each process's CPU time per posting (utime + stime
 from /proc), the figure that counts when the mesh is CPU-bound.
@@ -15,7 +17,9 @@ from /proc), the figure that counts when the mesh is CPU-bound.
 
 import argparse
 import asyncio
+import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -28,6 +32,7 @@ from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_pb2  # noqa: E
 from paymesh_tools.dev_pki import ensure_dev_pki  # noqa: E402
 from paymesh_tools.launch import start_service  # noqa: E402
 from paymesh_tools.ledger_traffic import emulator_book, post_all, posting, stub, traceparent, wait_until_posted  # noqa: E402
+from paymesh_tools.local_postgres import LocalPostgres  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
@@ -46,16 +51,22 @@ async def wait_for_status(router, posting_id: str, status: int, timeout: float =
         await asyncio.sleep(0.05)
 
 
-async def bench(postings: int, per_message: int, traces: str, metrics: bool) -> None:
-    with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp:
+async def bench(postings: int, per_message: int, traces: str, metrics: bool, postgres: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp, contextlib.ExitStack() as stack:
         home = Path(tmp)
         pki_dir = home / "pki"
         ensure_dev_pki(pki_dir)
+        env: dict[str, str] = {}
+        if postgres:  # its folder under /tmp itself: as root the server runs as nobody
+            folder = Path(tempfile.mkdtemp(prefix="bench-bridge-pg-"))
+            stack.callback(shutil.rmtree, folder, ignore_errors=True)
+            server = stack.enter_context(LocalPostgres(folder))
+            env["PAYMESH_MAINFRAME_BRIDGE_DATABASE_URL"] = server.create_database("mainframe_bridge")
         emulator = start_service("mainframe-emulator", home, pki_dir)
         # With --metrics, /metrics is on (as on Kubernetes): the counters count and the gauges are sampled.
         # (an empty PAYMESH_METRICS_PORT is unset: no port)
         bridge = start_service("mainframe-bridge", home, pki_dir, PAYMESH_MAINFRAME_EMULATOR_ADDR=emulator.address,
-                               PAYMESH_LOG_LEVEL="WARNING", PAYMESH_METRICS_PORT="0" if metrics else "")
+                               PAYMESH_LOG_LEVEL="WARNING", PAYMESH_METRICS_PORT="0" if metrics else "", **env)
         try:
             batch = [posting(n) for n in range(postings)]
             # Each with a traceparent, as the router sends them: the bridge makes a span per posting
@@ -79,7 +90,8 @@ async def bench(postings: int, per_message: int, traces: str, metrics: bool) -> 
             assert len(acks) == postings and posted == postings, (len(acks), counts)
             assert len(emulator_book(home)) == postings + 1
             print(f"postings              {postings} ({per_message} per stream message, 3 ledger entries each,"
-                  f" traceparents: {traces}, metrics {'on' if metrics else 'off'})")
+                  f" traceparents: {traces}, metrics {'on' if metrics else 'off'},"
+                  f" queue on {'PostgreSQL' if postgres else 'SQLite'})")
             print(f"acknowledged (queued) {acked - started:6.2f} s   {postings / (acked - started):8.0f} postings/s")
             print(f"all POSTED            {done - started:6.2f} s   {postings / (done - started):8.0f} postings/s"
                   " end to end")
@@ -99,8 +111,11 @@ def main() -> None:
                              " no exporter is set (the default); sampled, as when traces are exported; or none")
     parser.add_argument("--metrics", action="store_true",
                         help="the bridge's /metrics port on (PAYMESH_METRICS_PORT), as on Kubernetes")
+    parser.add_argument("--postgres", action="store_true",
+                        help="the bridge's queue on PostgreSQL (a server of the bench's own, on loopback)"
+                             " instead of SQLite")
     args = parser.parse_args()
-    asyncio.run(bench(args.postings, args.per_message, args.traces, args.metrics))
+    asyncio.run(bench(args.postings, args.per_message, args.traces, args.metrics, args.postgres))
 
 
 if __name__ == "__main__":
