@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bank.ledger.v1 import ledger_pb2  # noqa: E402
 from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_pb2  # noqa: E402
 from paymesh_tools.dev_pki import ensure_dev_pki  # noqa: E402
-from paymesh_tools.launch import start_service  # noqa: E402
+from paymesh_tools.launch import START_TIMEOUT, start_service  # noqa: E402
 from paymesh_tools.ledger_traffic import emulator_book, post_all, posting, stub, traceparent, wait_until_posted  # noqa: E402
 from paymesh_tools.local_postgres import LocalPostgres  # noqa: E402
 
@@ -65,8 +65,9 @@ async def bench(postings: int, per_message: int, traces: str, metrics: bool, pos
         emulator = start_service("mainframe-emulator", home, pki_dir)
         # With --metrics, /metrics is on (as on Kubernetes): the counters count and the gauges are sampled.
         # (an empty PAYMESH_METRICS_PORT is unset: no port)
-        bridge = start_service("mainframe-bridge", home, pki_dir, PAYMESH_MAINFRAME_EMULATOR_ADDR=emulator.address,
-                               PAYMESH_LOG_LEVEL="WARNING", PAYMESH_METRICS_PORT="0" if metrics else "", **env)
+        bridge = start_service("mainframe-bridge", home, pki_dir, START_TIMEOUT,
+                               PAYMESH_MAINFRAME_EMULATOR_ADDR=emulator.address, PAYMESH_LOG_LEVEL="WARNING",
+                               PAYMESH_METRICS_PORT="0" if metrics else "", **env)
         try:
             batch = [posting(n) for n in range(postings)]
             # Each with a traceparent, as the router sends them: the bridge makes a span per posting
