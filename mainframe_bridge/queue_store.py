@@ -136,32 +136,27 @@ def enqueue(connection: sqlite3.Connection, items: list[Queued], calendar: Busin
     of a sealed day is booked in the next open day (calendar), keeping its own date as original_date."""
     now = time.time()
     queued = Standing(QUEUED, queued_at=now)  # (immutable: one for every posting queued now)
-    digests = _digests_of(connection, [item.posting_id for item in items])
-    queued_now: set[str] = set()
+    known = _known_of(connection, [item.posting_id for item in items])
     (sealed_through,) = connection.execute(
         "SELECT max(business_date) FROM business_days WHERE state != ?", (CLOSING,)).fetchone()
     answers, rows = [], []
     for item in items:
-        digest = digests.get(item.posting_id)
-        if digest is not None:
+        found = known.get(item.posting_id)
+        if found is not None:
+            digest, where = found
             if digest != item.digest:
                 answers.append(Standing(
                     REJECTED, rejection_reason=errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED,
                     rejection_message=f"posting {item.posting_id} was queued before with different content"))
-            elif item.posting_id in queued_now:  # twice in this batch: where its row (not written yet) stands
-                answers.append(queued)
             else:
-                known = _standing_of(connection, item.posting_id)
-                assert known is not None, "its digest was read from its row"
-                answers.append(known)
+                answers.append(where)
             continue
         booked, frame, original = item.business_date, item.frame, ""
         if sealed_through is not None and item.business_date <= sealed_through:
             booked, frame, original = _book_late(item, sealed_through, calendar)
         rows.append((item.posting_id, booked, item.channel, item.loan_type, int(item.reversal),
                      item.currency, item.amount, item.digest, frame, QUEUED, now, original))
-        digests[item.posting_id] = item.digest
-        queued_now.add(item.posting_id)
+        known[item.posting_id] = (item.digest, queued)  # twice in this batch: where its row (not written yet) stands
         answers.append(queued)
     # One statement for the batch, in order: seq is the order the mainframe sees.
     connection.executemany(
@@ -183,13 +178,18 @@ def _book_late(item: Queued, sealed_through: str, calendar: BusinessCalendar) ->
     return booked, frame, item.business_date
 
 
-def _digests_of(connection: sqlite3.Connection, posting_ids: list[str]) -> dict[str, bytes]:
-    """The digest of each posting id already queued."""
-    known = dict(rows_with_ids(connection, "SELECT posting_id, digest FROM postings WHERE posting_id IN ({})",
-                               posting_ids))
+_STANDING = "status, reference, rejection_reason, rejection_message, queued_at, posted_at"
+
+
+def _known_of(connection: sqlite3.Connection, posting_ids: list[str]) -> dict[str, tuple[bytes, Standing]]:
+    """The digest and standing of each posting id already queued (or kept from a dropped day), in a
+    few statements for the batch: a router resending a stream after a takeover sends thousands."""
+    known = {row[0]: (row[1], Standing(*row[2:])) for row in rows_with_ids(
+        connection, f"SELECT posting_id, digest, {_STANDING} FROM postings WHERE posting_id IN ({{}})", posting_ids)}
     if _any_archived(connection):
-        known.update(rows_with_ids(connection, "SELECT posting_id, digest FROM archived_posting"
-                                   " WHERE posting_id IN ({})", [p for p in posting_ids if p not in known]))
+        known.update((row[0], (row[1], Standing(*row[2:]))) for row in rows_with_ids(
+            connection, f"SELECT posting_id, digest, {_STANDING} FROM archived_posting WHERE posting_id IN ({{}})",
+            [p for p in posting_ids if p not in known]))
     return known
 
 
@@ -204,10 +204,8 @@ def standing(connection: sqlite3.Connection, posting_id: str) -> Standing | None
 
 def _standing_of(connection: sqlite3.Connection, posting_id: str) -> Standing | None:
     row = connection.execute(
-        "SELECT status, reference, rejection_reason, rejection_message, queued_at, posted_at FROM postings"
-        " WHERE posting_id = ?", (posting_id,)).fetchone() or connection.execute(
-        "SELECT status, reference, rejection_reason, rejection_message, queued_at, posted_at FROM archived_posting"
-        " WHERE posting_id = ?", (posting_id,)).fetchone()
+        f"SELECT {_STANDING} FROM postings WHERE posting_id = ?", (posting_id,)).fetchone() or connection.execute(
+        f"SELECT {_STANDING} FROM archived_posting WHERE posting_id = ?", (posting_id,)).fetchone()
     return Standing(*row) if row else None
 
 
