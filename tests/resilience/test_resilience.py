@@ -6,6 +6,7 @@ told is compared with what every stage recorded. Figures: docs/resilience.md."""
 import asyncio
 import sqlite3
 import time
+import uuid
 from collections import Counter
 
 import pytest
@@ -53,9 +54,11 @@ def show(capsys, title: str, text: str) -> None:
 async def test_each_service_sigkilled_under_load_loses_nothing_and_applies_posts_confirms_once(
         tmp_path, pki_dir, settings, monkeypatch, capsys, request, journal):
     # The router's journal on either backend: its SQLite file, or a database on a real PostgreSQL server
-    # (the router SIGKILLed and restarted on it like the rest).
-    database = {"PAYMESH_PAYMENT_ROUTER_DATABASE_URL": request.getfixturevalue("postgres_url")} \
-        if journal == "postgres" else {}
+    # (the router SIGKILLed and restarted on it like the rest); with it the bridge's queue, in a database
+    # of its own (its restarted process serves once the killed one's lease lapses, up to its TTL of 4 s).
+    database = {"PAYMESH_PAYMENT_ROUTER_DATABASE_URL": request.getfixturevalue("postgres_url"),
+                "PAYMESH_MAINFRAME_BRIDGE_DATABASE_URL": request.getfixturevalue("postgres_server").create_database(
+                    f"bridge_{uuid.uuid4().hex[:16]}")} if journal == "postgres" else {}
     mesh = start_mesh(tmp_path, pki_dir, **ENV, **database)
     try:
         point_reconciliation_at(monkeypatch, mesh, pki_dir)
@@ -82,7 +85,8 @@ async def test_each_service_sigkilled_under_load_loses_nothing_and_applies_posts
         assert tally.unexpected == [] and tally.unresolved == [], (tally.unexpected[:5], tally.unresolved[:5])
         outcome = await reconciled(settings, AS_OF)
         figures = await stage_figures(mesh, pki_dir, tally, tmp_path)
-        show(capsys, f"{sum(tally.sent.values())} payments in {load_seconds:.1f}s (router journal on {journal}),"
+        stores = "router journal and bridge queue" if journal == "postgres" else "router journal"
+        show(capsys, f"{sum(tally.sent.values())} payments in {load_seconds:.1f}s ({stores} on {journal}),"
              " each service SIGKILLed and "
              f"restarted ({', '.join(f'{n} {t}' for n, t in restarts)}); {tally.retries} client retries",
              format_table(figures) + "\n" + reconcile.report(outcome, AS_OF, show_all=False))
