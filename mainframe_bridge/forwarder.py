@@ -1,10 +1,10 @@
 """Store-and-forward: sends QUEUED postings to the mainframe, in order, over one
 TLS connection with a window of records in flight, and records each answer.
 
-On any fault (refused connection, a dropped link, a garbled or truncated reply)
-the link is closed and reopened with backoff; every posting still QUEUED is sent
-again from the oldest. The mainframe answers a replayed posting id as it did the
-first time, so a resend never posts twice.
+On any fault (refused connection, a dropped link, a garbled or truncated reply, the
+queue's store failing: its PostgreSQL server lost, say) the link is closed and reopened
+with backoff; every posting still QUEUED is sent again from the oldest. The mainframe
+answers a replayed posting id as it did the first time, so a resend never posts twice.
 """
 
 import asyncio
@@ -21,12 +21,16 @@ from mainframe_bridge.queue_store import POSTED, REJECTED, QueueStore, Standing
 from paymesh import telemetry
 from paymesh.errors import reason_name
 from paymesh.group_commit import GroupCommit
+from paymesh.postgres import STORE_FAILURES, DatabaseUnavailable
 
 WINDOW = 2000  # records in flight on the link
 FETCH = 1000  # queued postings read from the store at a time
 MIN_BACKOFF, MAX_BACKOFF = 0.05, 1.0
 LINK_FAULTS = (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, FrameError, RecordError,
                UnicodeDecodeError, ssl.SSLError)
+# The queue's store failing under the session (its database lost, a failover): the session ends as for
+# a link fault, and the next one reads the queue again from the oldest QUEUED (on the new primary).
+STORE_FAULTS: tuple[type[Exception], ...] = (*STORE_FAILURES, DatabaseUnavailable)
 _REASONS = {
     records.RC_UNBALANCED: errors_pb2.ERROR_REASON_UNBALANCED_MOVEMENT,
     records.RC_UNKNOWN_ACCOUNT: errors_pb2.ERROR_REASON_UNKNOWN_ACCOUNT,
@@ -83,6 +87,9 @@ class Forwarder:
                     await session.run()
                 except (*LINK_FAULTS, LinkFault) as fault:
                     log.warning("mainframe link lost", extra={"error": type(fault).__name__, "detail": str(fault)})
+                except STORE_FAULTS as fault:
+                    log.warning("the queue's store failed: link closed, the queue read again from the oldest QUEUED",
+                                extra={"error": type(fault).__name__, "detail": str(fault).strip()[:300]})
                 finally:
                     self.connected = False
                     writer.close()
