@@ -131,9 +131,20 @@ class Standing(NamedTuple):
     posted_at: float | None = None
 
 
-def enqueue(connection: sqlite3.Connection, items: list[Queued], calendar: BusinessCalendar) -> list[Standing]:
+class EarlierMessageLost(Exception):
+    """A stream's message not stored because the one before it was not (its transaction failed):
+    storing it would queue its postings ahead of the earlier ones, which the router sends again."""
+
+
+def enqueue(connection: sqlite3.Connection, items: list[Queued], calendar: BusinessCalendar,
+            after: str | None = None) -> list[Standing]:
     """Stores each new posting as QUEUED; a posting id seen before answers where it stands. A posting
-    of a sealed day is booked in the next open day (calendar), keeping its own date as original_date."""
+    of a sealed day is booked in the next open day (calendar), keeping its own date as original_date.
+    after: the last posting of the stream's message before this one, if that one had any to store;
+    unless it is queued (its transaction committed), EarlierMessageLost and nothing is written, so a
+    stream's postings are queued in the order sent even when a commit fails under messages in flight."""
+    if after is not None and _standing_of(connection, after) is None:
+        raise EarlierMessageLost(f"posting {after}, of the stream's message before, was not stored")
     now = time.time()
     queued = Standing(QUEUED, queued_at=now)  # (immutable: one for every posting queued now)
     known = _known_of(connection, [item.posting_id for item in items])

@@ -196,20 +196,27 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
         # Each message is checked and its transaction submitted as it is read, while the previous
         # one commits (the store runs them in order); acks go out in order, each after its COMMIT.
         await self._refuse_unless_active(context)
-        bulkhead = Bulkhead(context)
+        bulkhead, stream = Bulkhead(context), _Stream()
         try:
-            async for ready in in_order(request_iterator, partial(self._queue_postings, bulkhead), POSTS_IN_FLIGHT):
+            async for ready in in_order(request_iterator, partial(self._queue_postings, bulkhead, stream),
+                                        POSTS_IN_FLIGHT):
                 for response in ready:
                     yield response
         except STORE_LOST as failed:  # the acks already sent stand; the rest is sent again
             await self._refuse_store_loss(context, failed)
+        except queue_store.EarlierMessageLost as lost:
+            await abort(context, grpc.StatusCode.UNAVAILABLE, f"{lost}; send the stream's unanswered postings again",
+                        errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0)
 
-    async def _queue_postings(self, bulkhead: Bulkhead, request: bridge_pb2.PostEntriesRequest
+    async def _queue_postings(self, bulkhead: Bulkhead, stream: "_Stream", request: bridge_pb2.PostEntriesRequest
                               ) -> bridge_pb2.PostEntriesResponse:
         received = time.time_ns()
         prepared = [bulkhead.refusal(posting.channel) or intake.prepare(posting) for posting in request.postings]
         valid = [p for p in prepared if isinstance(p, queue_store.Queued)]
-        stored = iter(await self.store.transaction(queue_store.enqueue, valid, self.calendar) if valid else ())
+        after = stream.last_stored
+        if valid:  # (submitted to the store's thread in the order read: this message's transaction after the last's)
+            stream.last_stored = valid[-1].posting_id
+        stored = iter(await self.store.transaction(queue_store.enqueue, valid, self.calendar, after) if valid else ())
         if valid:
             self.forwarder.notify()
         for posting, traceparent in zip(request.postings, request.traceparents):
@@ -314,6 +321,14 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
                 _posting_message(records.PostingRecord(p.posting_id, records.date_number(request.business_date),
                                                               p.payment_id, p.channel, p.loan_type, p.entries))
                 for p in postings[start:start + PAGE]])
+
+
+class _Stream:
+    """A PostEntries stream as its messages are stored: the last posting of the latest message given
+    to the store, which the next message's transaction checks was stored (queue_store.enqueue)."""
+
+    def __init__(self) -> None:
+        self.last_stored: str | None = None
 
 
 _SIDE_OF = {letter: side for side, letter in records.SIDES.items()}
