@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 from typing import TypeVar, cast
 
 import grpc
@@ -61,7 +62,7 @@ POSTS_IN_FLIGHT = 8  # PostEntries messages read ahead of their acks
 DATABASE_ENV_PREFIX = SERVICES[SERVICE].env_prefix  # PAYMESH_MAINFRAME_BRIDGE_DATABASE_URL, else PAYMESH_DATABASE_URL
 
 
-def open_store(data_dir, database_url: str | None = None) -> Store | PostgresStore:
+def open_store(data_dir: Path, database_url: str | None = None) -> Store | PostgresStore:
     """The queue's store: its PostgreSQL database when database_url is given (migrated to this
     release's schema, mainframe_bridge/schema/), else the SQLite file in the data folder.
     Raises DatabaseUnavailable (the process then waits NOT_SERVING and tries again)."""
