@@ -47,8 +47,8 @@ def test_routers_scale_down_one_pod_per_five_minutes_at_most(overlay):
 def test_a_change_restarts_the_single_replica_services_one_at_a_time(overlay):
     # They share the hash-named paymesh-config and the image: with RollingUpdate one apply would
     # restart all five at once. OnDelete: each restarts when the ordered rollout deletes its pod.
-    # A core, the bridge or confirmations on PostgreSQL runs two (active, standby): OnDelete too, the standby's pod first
-    # (a RollingUpdate would wait for the new standby to be ready, which it never is).
+    # A core, the bridge or confirmations on PostgreSQL runs two (active, standby): OnDelete too, the
+    # standby's pod first (a RollingUpdate would wait for the new standby to be ready, which it never is).
     single = statefulsets(overlay, routers=False)
     assert len(single) == 5 and all(s["kind"] == "StatefulSet" for s in single)
     replicas = {s["metadata"]["name"]: s["spec"]["replicas"] for s in single}
