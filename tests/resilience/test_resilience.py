@@ -18,7 +18,7 @@ from paymesh_tools.simulate_day import settle
 from paymesh import tls
 from paymesh_tools import reconcile
 from paymesh_tools.textui import format_table
-from paymesh.topology import CHANNEL_NAMES, CHANNEL_VALUES, Identity
+from paymesh.topology import CHANNEL_NAMES, CHANNEL_VALUES, SERVICES, Identity
 from tests.mainframe_bridge.support import emulator_book
 from tests.harness import start_mesh, stop_mesh
 from tests.resilience.support import (
@@ -50,15 +50,21 @@ def show(capsys, title: str, text: str) -> None:
         print(f"\n{title}\n{text}")
 
 
+# The services that keep a store (on PostgreSQL each its own database).
+STORE_SERVICES = ("payment-router", "core-cash", "core-mortgage", "core-vehicle", "mainframe-bridge", "confirmations")
+
+
 @pytest.mark.parametrize("journal", ["sqlite", "postgres"])
 async def test_each_service_sigkilled_under_load_loses_nothing_and_applies_posts_confirms_once(
         tmp_path, pki_dir, settings, monkeypatch, capsys, request, journal):
-    # The router's journal on either backend: its SQLite file, or a database on a real PostgreSQL server
-    # (the router SIGKILLed and restarted on it like the rest); with it the bridge's queue, in a database
-    # of its own (its restarted process serves once the killed one's lease lapses, up to its TTL of 4 s).
-    database = {"PAYMESH_PAYMENT_ROUTER_DATABASE_URL": request.getfixturevalue("postgres_url"),
-                "PAYMESH_MAINFRAME_BRIDGE_DATABASE_URL": request.getfixturevalue("postgres_server").create_database(
-                    f"bridge_{uuid.uuid4().hex[:16]}")} if journal == "postgres" else {}
+    # Every store on either backend: its SQLite file, or a database of its own on a real PostgreSQL server
+    # (each service SIGKILLed and restarted on it like the rest; a restarted core, bridge or confirmations
+    # serves once the killed one's lease lapses, up to its TTL of 4 s, the router's outbox holding meanwhile).
+    database = {}
+    if journal == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        database = {f"{SERVICES[name].env_prefix}_DATABASE_URL": server.create_database(
+            f"{name.replace('-', '_')}_{uuid.uuid4().hex[:12]}") for name in STORE_SERVICES}
     mesh = start_mesh(tmp_path, pki_dir, **ENV, **database)
     try:
         point_reconciliation_at(monkeypatch, mesh, pki_dir)
@@ -85,8 +91,7 @@ async def test_each_service_sigkilled_under_load_loses_nothing_and_applies_posts
         assert tally.unexpected == [] and tally.unresolved == [], (tally.unexpected[:5], tally.unresolved[:5])
         outcome = await reconciled(settings, AS_OF)
         figures = await stage_figures(mesh, pki_dir, tally, tmp_path)
-        stores = "router journal and bridge queue" if journal == "postgres" else "router journal"
-        show(capsys, f"{sum(tally.sent.values())} payments in {load_seconds:.1f}s ({stores} on {journal}),"
+        show(capsys, f"{sum(tally.sent.values())} payments in {load_seconds:.1f}s (every store on {journal}),"
              " each service SIGKILLed and "
              f"restarted ({', '.join(f'{n} {t}' for n, t in restarts)}); {tally.retries} client retries",
              format_table(figures) + "\n" + reconcile.report(outcome, AS_OF, show_all=False))
