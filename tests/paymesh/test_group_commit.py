@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from paymesh.group_commit import GroupCommit
+from paymesh.group_commit import BESIDE_FIRST_LANE_MAX_WEIGHT, GroupCommit
 from paymesh.sqlite import Store
 
 ONLINE, STREAM, BATCH = 0, 1, 2
@@ -112,3 +112,20 @@ async def test_a_lane_can_be_held_to_less_of_each_commit(store):
     apply.release()
     await asyncio.gather(*futures)
     assert apply.commits == [["file-0"], ["online-1", "file-1", "file-2"], ["file-3", "file-4"], ["file-5"]]
+
+
+async def test_a_commit_with_online_work_takes_little_of_a_day_file(store):
+    """Beside an online submission a commit takes at most BESIDE_FIRST_LANE_MAX_WEIGHT of each later
+    lane (the rest of the file goes in the next, full-size commits); without online work it takes as
+    much as its bounds allow. The old rule put the whole waiting file in the online payment's commit."""
+    apply = Recorder()
+    group = GroupCommit(store, apply, name="test", lanes=3)
+    futures = [group.submit("file-0", BATCH)]
+    await apply.first_commit_running()
+    files = [f"file-{n}" for n in range(1, 41)]
+    futures += [group.submit(item, BATCH) for item in files]
+    futures += [group.submit("stream-1", STREAM), group.submit("online-1", ONLINE)]
+    apply.release()
+    await asyncio.gather(*futures)
+    assert apply.commits == [["file-0"], ["online-1", "stream-1", *files[:BESIDE_FIRST_LANE_MAX_WEIGHT]],
+                             files[BESIDE_FIRST_LANE_MAX_WEIGHT:]]
