@@ -217,15 +217,29 @@ async def drop_day(settings: Settings, business_date: str) -> list[tuple[str, ty
     """Each hot store's drop of the day, in order, up to the first that refuses: (store, what it
     dropped, or why it refused). The router goes first: it knows the day is closed and answered."""
     results: list[tuple[str, types_pb2.DroppedBusinessDay | str]] = []
-    for store in HOT_STORES:
+    for name, store, address in hot_stores():
         try:
-            async with tls.channel_for(address_of(store.service), settings.pki_dir, OPERATOR) as channel:
+            async with tls.channel_for(address, settings.pki_dir, OPERATOR) as channel:
                 response = await store.drop(channel)(store.request(business_date=business_date), timeout=DROP_TIMEOUT)
         except grpc.aio.AioRpcError as refused:
-            results.append((store.name, f"{refused.code().name}: {refused.details()}"))
+            results.append((name, f"{refused.code().name}: {refused.details()}"))
             break
-        results.append((store.name, response.dropped))
+        results.append((name, response.dropped))
     return results
+
+
+def hot_stores() -> list[tuple[str, HotStore, str]]:
+    """(name, store, address) of each hot store to drop a day from: every router journal (one a
+    bulkhead in prod: reconcile.router_journals), then the bridge's queue and the confirmation log."""
+    from paymesh_tools.reconcile import router_journals
+
+    stores = []
+    for store in HOT_STORES:
+        if store.service == "payment-router" and len(journals := router_journals()) > 1:
+            stores += [(f"{store.name} at {address}", store, address) for address in journals]
+        else:
+            stores.append((store.name, store, address_of(store.service)))
+    return stores
 
 
 def add_arguments(parser) -> None:
@@ -270,9 +284,9 @@ def run(args) -> int:
         print(f"  {store}: {dropped.dropped_count:,} rows dropped, {dropped.kept_key_count:,} keys kept"
               f" ({dropped.forgotten_key_count:,} older forgotten); in use {_size(dropped.store_bytes_before)}"
               f" -> {_size(dropped.store_bytes_after)}")
-    done = sum(1 for _, dropped in results if not isinstance(dropped, str))
-    if done < len(HOT_STORES):
-        print(f"{args.date} dropped from {done} of {len(HOT_STORES)} hot stores; the same command again"
+    done, every = sum(1 for _, dropped in results if not isinstance(dropped, str)), len(hot_stores())
+    if done < every:
+        print(f"{args.date} dropped from {done} of {every} hot stores; the same command again"
               " finishes once the cause is fixed")
         return 1
     print(f"{args.date} dropped from the hot stores; its keys are remembered for {KEY_RETENTION_DAYS} days")

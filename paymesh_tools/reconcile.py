@@ -13,7 +13,8 @@ the difference and the revision's confirmation all carry it. The router
 forwards it but keeps no item of its own (its journal holds the payment and the
 reversal), so it is not looked for there.
 
-  accepted by router   the router's journal (PaymentOperationsService.ListPayments)
+  accepted by router   the router's journal (PaymentOperationsService.ListPayments); where there are
+                       several journals (prod: one a bulkhead), each one's (PAYMESH_ROUTER_JOURNAL_ADDRS)
   applied by cores     each core's ListAppliedPayments (bank.loans.v1)
   sent to ledger       the bridge's postings, queued or posted (ListPostings)
   posted by mainframe  the bridge's postings the mainframe confirmed
@@ -51,6 +52,7 @@ unavailable or fewer than two stages answered (the reconciliation is incomplete)
 """
 
 import asyncio
+import os
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -530,13 +532,15 @@ class ListingSource(Generic[Reply]):
     items_of: Callable[[Reply, str], Iterable[Item]]  # one reply's items (reply, business date)
     settings: Settings
     loan_types: frozenset[types_pb2.LoanType] = ALL_LOAN_TYPES
+    address: str = ""  # where to ask, when not the service's own address (one router of several journals)
 
     async def items(self, business_date: str) -> list[Item]:
         return self.items_from(await self.replies(business_date), business_date)
 
     async def replies(self, business_date: str) -> list:
         """The service's answer for the day, as it came (what `paymesh archive` keeps)."""
-        async with tls.channel_for(address_of(self.service), self.settings.pki_dir, OPERATOR) as channel:
+        address = self.address or address_of(self.service)
+        async with tls.channel_for(address, self.settings.pki_dir, OPERATOR) as channel:
             return await _stream(self.listing(channel), self.request(business_date))
 
     def items_from(self, replies: list, business_date: str) -> list[Item]:
@@ -576,8 +580,21 @@ class CoreSource:
         return [movement_item(m, self.name, business_date) for page in replies for m in page.movements]
 
 
+# One router's address per journal, comma-separated, where there are several: in prod each router
+# bulkhead keeps its own (its replicas share it), so the router stage is what all of them accepted.
+ROUTER_JOURNALS_ENV = "PAYMESH_ROUTER_JOURNAL_ADDRS"
+
+
+def router_journals() -> list[str]:
+    """Whom to ask for the router stage: one router per journal (PAYMESH_ROUTER_JOURNAL_ADDRS), else the
+    router (PAYMESH_PAYMENT_ROUTER_ADDR)."""
+    named = [a.strip() for a in os.environ.get(ROUTER_JOURNALS_ENV, "").split(",") if a.strip()]
+    return named or [address_of("payment-router")]
+
+
 def default_sources(settings: Settings) -> list[ServiceSource]:
     queued, posted = ledger_pb2.POSTING_STATUS_QUEUED, ledger_pb2.POSTING_STATUS_POSTED
+    journals = router_journals()
 
     def bridge_postings(name: str, stage: str, statuses: frozenset[ledger_pb2.PostingStatus]
                         ) -> ListingSource[bridge_pb2.ListPostingsResponse]:
@@ -590,11 +607,13 @@ def default_sources(settings: Settings) -> list[ServiceSource]:
 
     book = "mainframe book (via mainframe-bridge)"
     return [
-        # What the router accepted from the channels (refusals and core rejections apart).
-        ListingSource[ops_pb2.ListPaymentsResponse]("payment-router", ROUTER, "payment-router",
-                      lambda ch: ops_grpc.PaymentOperationsServiceStub(ch).ListPayments,
-                      lambda day: ops_pb2.ListPaymentsRequest(business_date=day),
-                      lambda reply, day: [i for p in reply.payments for i in payment_items(p, day)], settings),
+        # What the routers accepted from the channels (refusals and core rejections apart): each journal's.
+        *(ListingSource[ops_pb2.ListPaymentsResponse](
+            "payment-router" if len(journals) == 1 else f"payment-router {address}", ROUTER, "payment-router",
+            lambda ch: ops_grpc.PaymentOperationsServiceStub(ch).ListPayments,
+            lambda day: ops_pb2.ListPaymentsRequest(business_date=day),
+            lambda reply, day: [i for p in reply.payments for i in payment_items(p, day)], settings,
+            address=address if len(journals) > 1 else "") for address in journals),
         *(CoreSource(name, settings) for name in CORES),
         bridge_postings("mainframe-bridge (queued+posted)", SENT, frozenset([queued, posted])),
         bridge_postings("mainframe-bridge (posted)", POSTED, frozenset([posted])),

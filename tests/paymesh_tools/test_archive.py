@@ -175,3 +175,18 @@ def archived_messages(archive, source_prefix: str) -> list[dict]:
     entry = next(f for f in manifest["files"] if f["source"].startswith(source_prefix) and f["day"] == AS_OF)
     lines = gzip.decompress((folder / entry["file"]).read_bytes()).decode().splitlines()
     return [item for line in lines for item in next(iter(json.loads(line).values()))]
+
+
+def test_a_day_is_dropped_from_every_router_journal_named(monkeypatch):
+    """With one router per journal named (prod: a bulkhead each), the drop goes to each journal before
+    the bridge's queue and the confirmation log; with none named, to the router alone."""
+    from paymesh_tools.archive import hot_stores
+
+    monkeypatch.setenv("PAYMESH_PAYMENT_ROUTER_ADDR", "127.0.0.1:7001")
+    monkeypatch.delenv("PAYMESH_ROUTER_JOURNAL_ADDRS", raising=False)
+    assert [(name, address) for name, _, address in hot_stores()][0] == ("router journal", "127.0.0.1:7001")
+    monkeypatch.setenv("PAYMESH_ROUTER_JOURNAL_ADDRS", "10.0.0.1:50051, 10.0.0.2:50051")
+    stores = [(name, store.service, address) for name, store, address in hot_stores()]
+    assert stores[:2] == [("router journal at 10.0.0.1:50051", "payment-router", "10.0.0.1:50051"),
+                          ("router journal at 10.0.0.2:50051", "payment-router", "10.0.0.2:50051")]
+    assert [service for _, service, _ in stores[2:]] == ["mainframe-bridge", "confirmations"]

@@ -20,7 +20,7 @@ from paymesh import tls
 from paymesh.topology import SERVICES, Identity
 from tests.mainframe_bridge.support import post_all, posting, start_bridge, start_emulator, stub, wait_until_posted
 from tests.channel_calls import Portfolio
-from tests.harness import start_mesh, stop_mesh
+from tests.harness import start_mesh, start_service, stop_mesh
 
 AS_OF = "2026-11-27"
 PORTFOLIO = Portfolio(seed=11, count=60, as_of=date.fromisoformat(AS_OF))
@@ -28,8 +28,9 @@ ENV = dict(PAYMESH_PORTFOLIO_SIZE="60", PAYMESH_PORTFOLIO_SEED="11", PAYMESH_POR
            PAYMESH_CLOCK_START=f"{AS_OF}T10:00:00-05:00")
 
 
-def reconcile_cli(home, pki_dir, addresses: dict[str, str], date_text: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PAYMESH_HOME=str(home), PAYMESH_PKI_DIR=str(pki_dir))
+def reconcile_cli(home, pki_dir, addresses: dict[str, str], date_text: str,
+                  extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PAYMESH_HOME=str(home), PAYMESH_PKI_DIR=str(pki_dir), **(extra_env or {}))
     env.update({f"{SERVICES[name].env_prefix}_ADDR": address for name, address in addresses.items()})
     return subprocess.run([sys.executable, "-m", "paymesh_tools.cli", "reconcile", "--date", date_text, "--all"],
                           env=env, capture_output=True, text=True, timeout=60)
@@ -165,3 +166,34 @@ async def test_unavailable_sources_are_reported_and_what_answers_is_still_compar
     finally:
         bridge.kill()
         emulator.kill()
+
+
+async def test_the_router_stage_is_every_journal_s_when_there_are_several(tmp_path, pki_dir):
+    """Two routers, each its own journal (as prod's bulkheads are), before the same cores, bridge and
+    confirmations: asked of one router, the other's payments are breaks (applied, never accepted); with
+    both named in PAYMESH_ROUTER_JOURNAL_ADDRS the day reconciles, every payment matched once."""
+    mesh = start_mesh(tmp_path, pki_dir, **ENV)
+    first = mesh["payment-router"]
+    second = start_service("payment-router", tmp_path / "second", pki_dir, **first.extra_env)  # its own journal
+    try:
+        loans = open_loans(types_pb2.LOAN_TYPE_CASH)
+        answers = [await pay(router.address, pki_dir, "atm", f"{n}-{index}", loans[n % len(loans)], 1_200)
+                   for n in range(6) for index, router in enumerate((first, second))]
+        applied = [a for a in answers if a is not None and a.status == types_pb2.PAYMENT_STATUS_APPLIED]
+        assert len({a.payment_id for a in applied}) == len(applied) >= 8
+        addresses = {name: service.address for name, service in mesh.items()}
+        both = {"PAYMESH_ROUTER_JOURNAL_ADDRS": f"{first.address},{second.address}"}
+        settled = await until_exit_code(0, tmp_path, pki_dir, addresses, AS_OF, both, timeout=30.0)
+        assert settled.returncode == 0, settled.stdout + settled.stderr
+        matched = next(line for line in settled.stdout.splitlines() if line.startswith("items matched"))
+        assert matched.startswith(f"items matched: {len(applied)} payments"), matched
+        one = await asyncio.to_thread(reconcile_cli, tmp_path, pki_dir, addresses, AS_OF)
+        assert one.returncode != 0
+        seconds = {a.payment_id for a in answers[1::2]
+                   if a is not None and a.status == types_pb2.PAYMENT_STATUS_APPLIED}
+        assert f"{len(seconds)} breaks" in one.stdout, one.stdout
+        missing = {line.split()[0] for line in one.stdout.splitlines() if "missing  accepted by router" in line}
+        assert missing == seconds, one.stdout  # every payment the second router took, and no other
+    finally:
+        second.kill()
+        stop_mesh(mesh)
