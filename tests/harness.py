@@ -6,10 +6,11 @@ import urllib.request
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from paymesh import tls
-from paymesh.topology import Identity
+from paymesh.topology import ROUTER, Identity
 from paymesh_tools.launch import ServiceProcess, service_env, start_mesh, start_service, stop_mesh
 
 __all__ = ["ServiceProcess", "service_env", "start_mesh", "start_service", "stop_mesh", "channel", "posting_status",
@@ -57,3 +58,13 @@ def sample_value(samples, name: str, **labels) -> float | None:
     found = [s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
     assert len(found) <= 1, found
     return found[0] if found else None
+
+
+async def health_of(address: str, pki_dir: Path, service: str = "") -> str:
+    """A process's health (of the whole server, or of one service name), as the router's channel or
+    Kubernetes' readiness sees it: SERVING, NOT_SERVING."""
+    async with tls.channel_for(address, pki_dir, ROUTER) as channel:
+        # types-grpcio-health-checking declares HealthStub without its methods (Check, Watch).
+        stub = health_pb2_grpc.HealthStub(channel)
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)  # type: ignore[attr-defined]
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

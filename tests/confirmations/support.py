@@ -8,7 +8,6 @@ import time
 import urllib.parse
 
 from aiohttp import web
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bank.confirmations.v1 import confirmation_service_pb2 as pb
 from bank.confirmations.v1 import confirmations_pb2
 
@@ -17,6 +16,7 @@ from confirmations.server import POLICY, SERVICE, open_store, service_on
 from paymesh import tls
 from paymesh.server import start_server
 from paymesh.topology import OPERATOR, ROUTER, Identity
+from tests.harness import health_of
 
 ATM = Identity("channel", "atm")
 STORE = Identity("channel", "store")
@@ -111,18 +111,10 @@ async def create_endpoint(service, url: str, request_id: str = "r1",
     return response.endpoint
 
 
-async def health_of(address: str, settings, service: str = "") -> str:
-    """The process's health (of the whole server, or of one service name): SERVING, NOT_SERVING."""
-    async with tls.channel_for(address, settings.pki_dir, ROUTER) as ch:
-        # types-grpcio-health-checking declares HealthStub without its methods (Check, Watch).
-        stub = health_pb2_grpc.HealthStub(ch)
-        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)  # type: ignore[attr-defined]
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-
 
 async def until_serving(address: str, settings, since: float, within: float) -> float:
     """Seconds from `since` (monotonic) until the process says SERVING; fails after `within`."""
-    while await health_of(address, settings) != "SERVING":
+    while await health_of(address, settings.pki_dir) != "SERVING":
         assert time.monotonic() - since < within, f"{address} did not serve within {within} s"
         await asyncio.sleep(0.02)
     return time.monotonic() - since

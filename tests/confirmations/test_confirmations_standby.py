@@ -43,7 +43,7 @@ async def test_the_standby_is_not_serving_refuses_calls_and_takes_over_when_the_
     active_at, _ = await first.__aenter__()
     try:
         async with serving(settings, postgres_url) as (standby_at, _):
-            assert (await health_of(active_at, settings), await health_of(standby_at, settings)) == (
+            assert (await health_of(active_at, settings.pki_dir), await health_of(standby_at, settings.pki_dir)) == (
                 "SERVING", "NOT_SERVING")
             async with channel(active_at, settings, ROUTER) as router:
                 acks = await client.publish(client.stub(router), confirmations("a", 10))
@@ -96,7 +96,7 @@ async def test_a_holder_whose_lease_was_taken_writes_nothing_ends_its_subscripti
                 await subscription.read()
             assert refused_by_the_standby(ended.value), ended.value
             assert "subscribe again" in ended.value.details()
-            assert await health_of(address, settings) == "NOT_SERVING"
+            assert await health_of(address, settings.pki_dir) == "NOT_SERVING"
         with psycopg.connect(postgres_url) as connection:
             assert connection.execute("SELECT count(*), max(sequence) FROM confirmation").fetchone() == (5, 5)
 
@@ -147,7 +147,8 @@ async def test_a_process_whose_database_cannot_be_opened_waits_not_serving_and_s
                             PAYMESH_CONFIRMATIONS_DATABASE_URL=postgres_server.url(name))
     try:
         for process in (refused, waiting):
-            assert (await health_of(process.address, settings), await health_of(process.address, settings, LIVENESS)
+            pki = settings.pki_dir
+            assert (await health_of(process.address, pki), await health_of(process.address, pki, LIVENESS)
                     ) == ("NOT_SERVING", "SERVING")
         assert "password authentication failed" in refused.log() and "not-the-password" not in refused.log()
         assert f'database \\"{name}\\" does not exist' in waiting.log()
@@ -156,7 +157,7 @@ async def test_a_process_whose_database_cannot_be_opened_waits_not_serving_and_s
         port_file = waiting.home / "run" / "confirmations.port"  # the serving port is a new one (port 0)
         while True:
             try:
-                if await health_of(f"127.0.0.1:{port_file.read_text()}", settings) == "SERVING":
+                if await health_of(f"127.0.0.1:{port_file.read_text()}", settings.pki_dir) == "SERVING":
                     break
             except grpc.aio.AioRpcError:
                 pass

@@ -106,7 +106,8 @@ async def test_the_holder_sigkilled_under_load_the_standby_serves_within_seconds
     first = start_service("confirmations", tmp_path / "first", settings.pki_dir, **env)
     second = start_service("confirmations", tmp_path / "second", settings.pki_dir, **env)
     try:
-        assert (await health_of(first.address, settings), await health_of(second.address, settings)) == (
+        pki = settings.pki_dir
+        assert (await health_of(first.address, pki), await health_of(second.address, pki)) == (
             "SERVING", "NOT_SERVING"), "the first one started holds the lease; the second is its standby"
         killed_at, consumed = 0.0, 0
         acknowledged: dict[str, int] = {}
@@ -188,7 +189,7 @@ async def test_a_holder_paused_past_its_lease_is_deposed_and_once_resumed_writes
         took_over_after = await until_serving(second.address, settings, paused_at, within=30)
         first.process.send_signal(signal.SIGCONT)
         resumed_at = time.monotonic()
-        while await health_of(first.address, settings) != "NOT_SERVING":
+        while await health_of(first.address, settings.pki_dir) != "NOT_SERVING":
             assert time.monotonic() - resumed_at < 3.0, "the deposed holder did not step down"
             await asyncio.sleep(0.02)
         stepped_down_after = time.monotonic() - resumed_at

@@ -23,9 +23,8 @@ from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from loan_core.client import apply_batches
 from loan_core.local import core_stub, running_core
 from paymesh_tools.local_postgres import SUPERUSER, LocalPostgres
-from tests.harness import start_service
+from tests.harness import health_of, start_service
 from tests.loan_core.support import stream_with_fault
-from tests.loan_core.test_core_standby import health_of
 from tests.loan_core.test_core_takeover import ENV, LOANS, PER_MESSAGE, RULES, movements_of, the_payments
 
 ANSWERS_BEFORE_FAILURE = 40
@@ -96,7 +95,7 @@ async def test_the_primary_lost_under_load_the_standby_promoted_and_every_paymen
         answered_after = time.monotonic() - failed_at
         print(f"\nfailover: the standby promoted {promoted_after:.2f} s after the primary's SIGKILL; the core "
               f"answered again {answered_after:.2f} s after; {len(acknowledged)} payments acknowledged before")
-        assert await health_of(core.address, settings) == "SERVING"
+        assert await health_of(core.address, settings.pki_dir) == "SERVING"
         assert acknowledged == expected[:len(acknowledged)] and outcomes == expected
         rows, distinct, ids = movements_of(standby.url("core_cash"))
         applied_ids = {o.payment_id for o in expected if o.HasField("applied")}

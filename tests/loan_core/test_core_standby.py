@@ -10,29 +10,19 @@ from datetime import date
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from loan_core.client import apply_batches, payment
 from loan_core.local import core_stub, running_core
-from paymesh import tls
 from paymesh.errors import error_info
 from paymesh.server import LIVENESS, STORE_RETRY_SECONDS
-from paymesh.topology import ROUTER
 from paymesh_tools.products import RULES_OF_CORE
-from tests.harness import start_service
+from tests.harness import health_of, start_service
 
 AS_OF = date(2026, 11, 27)
 DAY = AS_OF.isoformat()
 RULES = RULES_OF_CORE["core-cash"]
 
-
-async def health_of(address: str, settings, service: str = "") -> str:
-    async with tls.channel_for(address, settings.pki_dir, ROUTER) as channel:
-        # types-grpcio-health-checking declares HealthStub without its methods (Check, Watch).
-        stub = health_pb2_grpc.HealthStub(channel)
-        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)  # type: ignore[attr-defined]
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
 async def test_the_standby_is_not_serving_refuses_calls_and_takes_over_when_the_active_one_stops(
@@ -43,7 +33,7 @@ async def test_the_standby_is_not_serving_refuses_calls_and_takes_over_when_the_
     try:
         async with running_core(RULES, settings, count=40, database_url=postgres_url) as standby:
             active_at, standby_at = f"127.0.0.1:{active.port}", f"127.0.0.1:{standby.port}"
-            assert (await health_of(active_at, settings), await health_of(standby_at, settings)) == (
+            assert (await health_of(active_at, settings.pki_dir), await health_of(standby_at, settings.pki_dir)) == (
                 "SERVING", "NOT_SERVING")
             batch = [payment(f"s-{n}", "CSH-000002", 10_00, "PEN", DAY) for n in range(3)]
             async with core_stub(active_at, settings) as stub:
@@ -61,7 +51,7 @@ async def test_the_standby_is_not_serving_refuses_calls_and_takes_over_when_the_
                 stopped = time.monotonic()
                 await first.__aexit__(None, None, None)  # graceful: the lease is given up
                 first = None
-                while await health_of(standby_at, settings) != "SERVING":
+                while await health_of(standby_at, settings.pki_dir) != "SERVING":
                     assert time.monotonic() - stopped < 2.0, "the standby did not take over within 2 s"
                     await asyncio.sleep(0.02)
                 assert await apply_batches(stub, [batch]) == applied, "the replays of what the other applied"
@@ -72,7 +62,7 @@ async def test_the_standby_is_not_serving_refuses_calls_and_takes_over_when_the_
 
 async def serving_at(address: str, settings) -> bool:
     try:
-        return await health_of(address, settings) == "SERVING"
+        return await health_of(address, settings.pki_dir) == "SERVING"
     except grpc.aio.AioRpcError:
         return False
 
@@ -88,7 +78,8 @@ async def test_a_core_whose_database_cannot_be_opened_waits_not_serving_and_serv
                             PAYMESH_CORE_CASH_DATABASE_URL=postgres_server.url(name), **env)
     try:
         for core in (refused, waiting):
-            assert (await health_of(core.address, settings), await health_of(core.address, settings, LIVENESS)) == (
+            pki = settings.pki_dir
+            assert (await health_of(core.address, pki), await health_of(core.address, pki, LIVENESS)) == (
                 "NOT_SERVING", "SERVING")
         assert "password authentication failed" in refused.log() and "not-the-password" not in refused.log()
         assert f'database \\"{name}\\" does not exist' in waiting.log()

@@ -24,9 +24,8 @@ from loan_core.client import apply_batches, payment
 from loan_core.local import core_stub, running_core
 from loan_core.portfolio import generate
 from paymesh_tools.products import RULES_OF_CORE
-from tests.harness import ServiceProcess, start_service
+from tests.harness import ServiceProcess, health_of, start_service
 from tests.loan_core.support import sigkill, stream_with_fault
-from tests.loan_core.test_core_standby import health_of
 
 AS_OF = date(2026, 11, 27)
 DAY = AS_OF.isoformat()
@@ -58,7 +57,7 @@ async def serving_one(processes: list[ServiceProcess], settings, since: float) -
     would find it), and how long after `since` it did."""
     while True:
         for process in processes:
-            if process.process.poll() is None and await health_of(process.address, settings) == "SERVING":
+            if process.process.poll() is None and await health_of(process.address, settings.pki_dir) == "SERVING":
                 return process, time.monotonic() - since
         assert time.monotonic() - since < 30, "no process took the lease over"
         await asyncio.sleep(0.02)
@@ -97,7 +96,8 @@ async def test_the_holder_sigkilled_under_load_the_standby_serves_within_seconds
     first = start_service("core-cash", tmp_path / "first", settings.pki_dir, **env)
     second = start_service("core-cash", tmp_path / "second", settings.pki_dir, **env)
     try:
-        assert (await health_of(first.address, settings), await health_of(second.address, settings)) == (
+        pki = settings.pki_dir
+        assert (await health_of(first.address, pki), await health_of(second.address, pki)) == (
             "SERVING", "NOT_SERVING"), "the first one started holds the lease; the second is its standby"
         acknowledged, killed_at = await stream_with_fault(first.address, settings, batches,
                                                           ANSWERS_BEFORE_KILL * PER_MESSAGE, lambda: sigkill(first))
@@ -164,7 +164,7 @@ async def test_a_holder_paused_past_its_lease_is_deposed_and_once_resumed_writes
         _, took_over_after = await serving_one([second], settings, paused_at)
         first.process.send_signal(signal.SIGCONT)
         resumed_at = time.monotonic()
-        while await health_of(first.address, settings) != "NOT_SERVING":
+        while await health_of(first.address, settings.pki_dir) != "NOT_SERVING":
             assert time.monotonic() - resumed_at < 3.0, "the deposed holder did not step down"
             await asyncio.sleep(0.02)
         stepped_down_after = time.monotonic() - resumed_at

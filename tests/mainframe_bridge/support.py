@@ -6,14 +6,11 @@ import time
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from paymesh_tools.ledger_traffic import (CREDIT, DATE, DEBIT, emulator_book, post_all, posted_count, posting, stub,
                                           traceparent, wait_until_posted)
-from paymesh import tls
-from paymesh.topology import ROUTER
 from paymesh_tools.launch import START_TIMEOUT
-from tests.harness import ServiceProcess, start_service
+from tests.harness import ServiceProcess, health_of, start_service
 
 __all__ = ["CREDIT", "DATE", "DEBIT", "emulator_book", "post_all", "posted_count", "posting", "stub", "traceparent",
            "wait_until_posted", "start_emulator", "start_bridge", "health_of", "until_serving"]
@@ -27,14 +24,6 @@ def start_bridge(home: Path, pki_dir: Path, emulator_address: str, **env: str) -
     return start_service("mainframe-bridge", home, pki_dir, timeout=START_TIMEOUT,
                          PAYMESH_MAINFRAME_EMULATOR_ADDR=emulator_address, **env)
 
-
-async def health_of(address: str, pki_dir: Path) -> str:
-    """The process's health as the router's channel or Kubernetes' readiness sees it (SERVING, NOT_SERVING)."""
-    async with tls.channel_for(address, pki_dir, ROUTER) as channel:
-        # types-grpcio-health-checking declares HealthStub without its methods (Check, Watch).
-        stub = health_pb2_grpc.HealthStub(channel)
-        reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)  # type: ignore[attr-defined]
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
 async def until_serving(processes: list[ServiceProcess], pki_dir: Path, since: float, within: float = 30.0

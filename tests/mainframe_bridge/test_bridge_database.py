@@ -9,20 +9,11 @@ import uuid
 
 import grpc
 import psycopg
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from paymesh import tls
 from paymesh.server import LIVENESS, STORE_RETRY_SECONDS
-from paymesh.topology import ROUTER
+from tests.harness import health_of
 from tests.mainframe_bridge.support import start_bridge, start_emulator
 
-
-async def health_of(address: str, pki_dir, service: str = "") -> str:
-    async with tls.channel_for(address, pki_dir, ROUTER) as channel:
-        # types-grpcio-health-checking declares HealthStub without its methods (Check, Watch).
-        stub = health_pb2_grpc.HealthStub(channel)
-        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)  # type: ignore[attr-defined]
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
 async def serving_at(address: str, pki_dir) -> bool:
