@@ -17,7 +17,6 @@ from functools import partial
 from pathlib import Path
 
 import grpc
-import psycopg
 
 from bank.common.v1 import errors_pb2, types_pb2
 from bank.confirmations.v1 import confirmation_service_pb2 as pb, confirmation_service_pb2_grpc
@@ -33,9 +32,9 @@ from paymesh.authz import Bulkhead, CallerPolicy
 from paymesh.config import Settings
 from paymesh.errors import Refused, abort
 from paymesh.group_commit import PRIORITY_LANES, GroupCommit, lane_of
-from paymesh.lease import FencedStore, Lease, LeaseLost, LeaseTimes
+from paymesh.lease import STORE_LOST, FencedStore, Lease, fenced, refuse_on_standby, refuse_store_lost
 from paymesh.limits import OpenCalls
-from paymesh.postgres import DatabaseUnavailable, PostgresStore
+from paymesh.postgres import PostgresStore
 from paymesh.sqlite import Store
 from paymesh.streams import in_order
 from paymesh.tls import peer_identity
@@ -137,8 +136,7 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
 
     async def _refuse_unless_active(self, context) -> None:
         if not self.active:
-            await _standby(context, f"this {SERVICE} process is the standby (another holds the lease); its health is"
-                           " NOT_SERVING: call the active one")
+            await refuse_on_standby(context, SERVICE)
 
     async def sample(self) -> None:
         """Each durable consumer's lag, for the gauge (a consumer's name is the channel's own, a few a channel)."""
@@ -253,8 +251,10 @@ class ConfirmationService(WebhookRpcs, confirmation_service_pb2_grpc.Confirmatio
                                          self.settings.heartbeat_seconds, lambda: self._head or 0):
                 yield response
             if buffer.ended:  # the lease lost: the subscriber resumes from its position on the new holder
-                await _standby(context, f"this {SERVICE} process lost the lease and is the standby now: subscribe"
-                               " again (from your position) to the active one")
+                await abort(context, grpc.StatusCode.UNAVAILABLE, f"this {SERVICE} process lost the lease and is the"
+                            " standby now: subscribe again (from your position) to the active one",
+                            errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0,
+                            metadata={"role": "standby"})
         except Refused as refused:  # over the channel's durable consumers
             await refused.abort(context)
         finally:
@@ -343,22 +343,10 @@ def _rejection(message: str, violations):
     )
 
 
-async def _standby(context, message: str) -> None:
-    await abort(context, grpc.StatusCode.UNAVAILABLE, message, errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE,
-                retry_after_seconds=1.0, metadata={"role": "standby"})
-
-
 def _on_the_holder(rpc):
     """An RPC answered by the lease holder alone: refused UNAVAILABLE (role standby) on the standby;
     a write that found the lease taken over (LeaseLost: nothing of it was written), or a database
     that cannot be reached just now (a failover), is UNAVAILABLE too, for the caller to send again."""
-    async def refused(self, context, failed: Exception) -> None:
-        if isinstance(failed, LeaseLost):
-            await _standby(context, f"{failed}; call the active one")
-        logger.warning("the store's database cannot be reached", exc_info=True)
-        await abort(context, grpc.StatusCode.UNAVAILABLE, f"{SERVICE} cannot reach its database just now; send it"
-                    " again", errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0)
-
     if inspect.isasyncgenfunction(rpc):
         @functools.wraps(rpc)
         async def streaming(self, request, context):
@@ -366,8 +354,8 @@ def _on_the_holder(rpc):
             try:
                 async for response in rpc(self, request, context):
                     yield response
-            except _STORE_UNAVAILABLE as failed:
-                await refused(self, context, failed)
+            except STORE_LOST as failed:
+                await refuse_store_lost(context, SERVICE, failed)
         return streaming
 
     @functools.wraps(rpc)
@@ -375,12 +363,11 @@ def _on_the_holder(rpc):
         await self._refuse_unless_active(context)
         try:
             return await rpc(self, request, context)
-        except _STORE_UNAVAILABLE as failed:
-            await refused(self, context, failed)
+        except STORE_LOST as failed:
+            await refuse_store_lost(context, SERVICE, failed)
     return unary
 
 
-_STORE_UNAVAILABLE = (LeaseLost, DatabaseUnavailable, psycopg.OperationalError)
 for _method in pb.DESCRIPTOR.services_by_name["ConfirmationService"].methods:
     setattr(ConfirmationService, _method.name, _on_the_holder(getattr(ConfirmationService, _method.name)))
 
@@ -390,12 +377,8 @@ def service_on(store: Store | PostgresStore, settings: ConfirmationSettings) -> 
     store fenced by it: an active and a standby process may share the database."""
     if not isinstance(store, PostgresStore):
         return ConfirmationService(store, settings)
-    try:
-        lease = Lease(store.url, SERVICE, LeaseTimes.from_env())
-    except BaseException:
-        store.close()
-        raise
-    return ConfirmationService(FencedStore(store, lease), settings, lease)
+    fenced_store, lease = fenced(store, SERVICE)
+    return ConfirmationService(fenced_store, settings, lease)
 
 
 def build(settings: Settings) -> ConfirmationService:

@@ -32,7 +32,7 @@ from paymesh import postgres, server, telemetry
 from paymesh.authz import Bulkhead, CallerPolicy
 from paymesh.business_calendar import bank_calendar, parse_date
 from paymesh.config import Settings
-from paymesh.lease import FencedStore, Lease, LeaseLost, LeaseTimes
+from paymesh.lease import STORE_LOST, FencedStore, Lease, fenced, refuse_on_standby, refuse_store_lost
 from paymesh.postgres import DatabaseUnavailable, PostgresStore
 from paymesh.sqlite import Store, connect
 from paymesh.streams import in_order
@@ -105,11 +105,7 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
 
     async def _refuse_unless_active(self, context) -> None:
         if not self.active:
-            await abort(context, grpc.StatusCode.UNAVAILABLE,
-                        f"this {self.rules.service} process is the standby (another holds the lease); "
-                        f"its health is NOT_SERVING: call the active one",
-                        errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0,
-                        metadata={"role": "standby"})
+            await refuse_on_standby(context, self.rules.service)
 
     async def ImportLoans(self, request, context):
         await self._refuse_unless_active(context)
@@ -200,15 +196,8 @@ class LoanCoreService(loan_core_service_pb2_grpc.LoanCoreServiceServicer):
             return await work
         except Refused as refused:
             await refused.abort(context)
-        except LeaseLost as lost:  # deposed meanwhile: nothing was written
-            await abort(context, grpc.StatusCode.UNAVAILABLE, f"{lost}; call the active one",
-                        errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0,
-                        metadata={"role": "standby"})
-        except (DatabaseUnavailable, psycopg.OperationalError):  # the server lost (a failover): passing
-            log.warning("the store's database cannot be reached", exc_info=True)
-            await abort(context, grpc.StatusCode.UNAVAILABLE,
-                        f"{self.rules.service} cannot reach its database just now; send it again",
-                        errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0)
+        except STORE_LOST as failed:  # deposed meanwhile, or the database lost (a failover): nothing written
+            await refuse_store_lost(context, self.rules.service, failed)
 
     def add_to(self, grpc_server) -> list[str]:
         loan_core_service_pb2_grpc.add_LoanCoreServiceServicer_to_server(self, grpc_server)
@@ -328,12 +317,7 @@ def build(rules: ProductRules, portfolio: PortfolioSettings | None = None,
         if not isinstance(store, PostgresStore):
             return LoanCoreService(rules, store)
         # On PostgreSQL an active and a standby process may share the database: a lease decides.
-        try:
-            lease = Lease(store.url, rules.service, LeaseTimes.from_env())
-        except BaseException:
-            store.close()
-            raise
-        return LoanCoreService(rules, FencedStore(store, lease), lease)
+        return LoanCoreService(rules, *fenced(store, rules.service))
 
     return core
 

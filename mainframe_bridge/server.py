@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TypeVar, cast
 
 import grpc
-import psycopg
 from google.protobuf import timestamp_pb2
 
 from bank.common.v1 import errors_pb2, types_pb2
@@ -37,8 +36,8 @@ from paymesh.authz import Bulkhead, CallerPolicy
 from paymesh.business_calendar import bank_calendar
 from paymesh.config import Settings, address_of
 from paymesh.errors import Refused, abort, check_date
-from paymesh.lease import FencedStore, Lease, LeaseLost, LeaseTimes
-from paymesh.postgres import DatabaseUnavailable, PostgresStore
+from paymesh.lease import STORE_LOST, FencedStore, Lease, fenced, refuse_on_standby, refuse_store_lost
+from paymesh.postgres import PostgresStore
 from paymesh.retention import keys_kept_from
 from paymesh.sqlite import Store
 from paymesh.streams import in_order
@@ -54,9 +53,6 @@ POLICY = CallerPolicy(
 )
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-# What a store call raises when this process may not, or cannot just now, use the store: deposed
-# (another holds the lease), or the database not reached (a failover).
-STORE_LOST = (LeaseLost, DatabaseUnavailable, psycopg.OperationalError)
 PAGE = 1000  # postings per streamed message
 POSTS_IN_FLIGHT = 8  # PostEntries messages read ahead of their acks
 DATABASE_ENV_PREFIX = SERVICES[SERVICE].env_prefix  # PAYMESH_MAINFRAME_BRIDGE_DATABASE_URL, else PAYMESH_DATABASE_URL
@@ -80,12 +76,7 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
         self.lease: Lease | None = None
         self.store: QueueStore = opened
         if isinstance(opened, PostgresStore):
-            try:
-                self.lease = Lease(opened.url, SERVICE, LeaseTimes.from_env())
-            except BaseException:
-                opened.close()
-                raise
-            self.store = FencedStore(opened, self.lease)
+            self.store, self.lease = fenced(opened, SERVICE)
         self._set_serving: Callable[[bool], Awaitable[None]] | None = None
         self.calendar = bank_calendar()
         self.eod_dir = settings.data_dir / "eod"
@@ -146,28 +137,13 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
 
     async def _refuse_unless_active(self, context) -> None:
         if not self.active:
-            await abort(context, grpc.StatusCode.UNAVAILABLE,
-                        f"this {SERVICE} process is the standby (another holds the lease); its health is"
-                        " NOT_SERVING: call the active one", errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE,
-                        retry_after_seconds=1.0, metadata={"role": "standby"})
-
-    async def _refuse_store_loss(self, context, failed: Exception) -> None:
-        """A write this process may not make (deposed: LeaseLost) or a database not reached just now:
-        UNAVAILABLE, nothing written, to be sent again (to the active process)."""
-        if isinstance(failed, LeaseLost):
-            await abort(context, grpc.StatusCode.UNAVAILABLE, f"{failed}; call the active one",
-                        errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0,
-                        metadata={"role": "standby"})
-        log.warning("the store's database cannot be reached", exc_info=failed)
-        await abort(context, grpc.StatusCode.UNAVAILABLE,
-                    f"{SERVICE} cannot reach its database just now; send it again",
-                    errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0)
+            await refuse_on_standby(context, SERVICE)
 
     async def _answer(self, context, work: Awaitable[T]) -> T:
         try:
             return await work
         except STORE_LOST as failed:
-            await self._refuse_store_loss(context, failed)
+            await refuse_store_lost(context, SERVICE, failed)
             raise AssertionError("unreachable: abort raises") from failed
 
     async def sample(self) -> None:
@@ -204,7 +180,7 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
                 for response in ready:
                     yield response
         except STORE_LOST as failed:  # the acks already sent stand; the rest is sent again
-            await self._refuse_store_loss(context, failed)
+            await refuse_store_lost(context, SERVICE, failed)
         except queue_store.EarlierMessageLost as lost:
             await abort(context, grpc.StatusCode.UNAVAILABLE, f"{lost}; send the stream's unanswered postings again",
                         errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0)
@@ -264,7 +240,7 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
         except Refused as refused:
             await refused.abort(context, business_date=request.business_date)
         except STORE_LOST as failed:  # the close is where it stood: asked again, it goes on from there
-            await self._refuse_store_loss(context, failed)
+            await refuse_store_lost(context, SERVICE, failed)
 
     async def GetLedgerSummary(self, request, context):
         await self._refuse_unless_active(context)
@@ -304,7 +280,7 @@ class MainframeBridgeService(bridge_grpc.MainframeBridgeServiceServicer):
         except Refused as refused:
             await refused.abort(context, business_date=request.business_date)
         except STORE_LOST as failed:
-            await self._refuse_store_loss(context, failed)
+            await refuse_store_lost(context, SERVICE, failed)
         log.info("business day dropped from the queue", extra={"business_date": request.business_date,
                  "postings": dropped.dropped_count, "keys_forgotten": dropped.forgotten_key_count})
         return bridge_pb2.DropBusinessDayResponse(dropped=dropped)

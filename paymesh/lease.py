@@ -34,10 +34,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import grpc
 import psycopg
 
+from bank.common.v1 import errors_pb2
 from paymesh.aio import wait_set
-from paymesh.postgres import PostgresConnection, PostgresStore, connect, in_transaction
+from paymesh.errors import abort
+from paymesh.postgres import DatabaseUnavailable, PostgresConnection, PostgresStore, connect, in_transaction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -322,3 +325,38 @@ class FencedStore:
     def close(self) -> None:
         self.store.close()
 
+
+def fenced(store: PostgresStore, service: str) -> "tuple[FencedStore, Lease]":
+    """The service's store fenced by its lease (PAYMESH_LEASE_*), and the lease: an active and a
+    standby process may share the database. The store is closed if the lease cannot be made."""
+    try:
+        lease = Lease(store.url, service, LeaseTimes.from_env())
+    except BaseException:
+        store.close()
+        raise
+    return FencedStore(store, lease), lease
+
+
+# What a store call raises when this process may not, or cannot just now, use its store: deposed
+# (another holds the lease), or the database not reached (a failover).
+STORE_LOST = (LeaseLost, DatabaseUnavailable, psycopg.OperationalError)
+
+
+async def refuse_on_standby(context: grpc.aio.ServicerContext, service: str) -> None:
+    """A call to the standby: UNAVAILABLE (role standby), for the caller to send to the active one."""
+    await abort(context, grpc.StatusCode.UNAVAILABLE,
+                f"this {service} process is the standby (another holds the lease); its health is NOT_SERVING:"
+                " call the active one", errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0,
+                metadata={"role": "standby"})
+
+
+async def refuse_store_lost(context: grpc.aio.ServicerContext, service: str, failed: BaseException) -> None:
+    """A call whose store work failed with one of STORE_LOST: UNAVAILABLE, nothing of it written, to be
+    sent again (deposed: to the active process; the database lost: once it is back)."""
+    if isinstance(failed, LeaseLost):
+        await abort(context, grpc.StatusCode.UNAVAILABLE, f"{failed}; call the active one",
+                    errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0,
+                    metadata={"role": "standby"})
+    log.warning("the store's database cannot be reached", exc_info=failed, extra={"service": service})
+    await abort(context, grpc.StatusCode.UNAVAILABLE, f"{service} cannot reach its database just now; send it again",
+                errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=1.0)
