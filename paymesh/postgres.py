@@ -118,6 +118,55 @@ def bytes_in_use(connection: Connection) -> int:
     return int(row[0]) if row else 0
 
 
+BUSINESS_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def day_partition(table: str, business_date: str) -> str:
+    """The name of table's partition for one business day: `confirmation_20261203`."""
+    if not BUSINESS_DATE.match(business_date):
+        raise ValueError(f"not an ISO business date: {business_date!r}")
+    return f"{table}_{business_date.replace('-', '')}"
+
+
+def ensure_day_partitions(connection: PostgresConnection, table: str, business_dates: Iterable[str]) -> list[str]:
+    """The partition of table (`PARTITION BY LIST (business_date)`) for each date, made where missing;
+    the dates made. Call it first in a transaction, before the rows are written: it takes an advisory
+    lock per table (replicas making the same day at once make it once) before the parent's lock."""
+    made: list[str] = []
+    missing = [d for d in sorted(set(business_dates)) if not _exists(connection, day_partition(table, d))]
+    if missing:
+        connection.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"partition {table}",))
+    for business_date in missing:
+        name = day_partition(table, business_date)
+        if not _exists(connection, name):  # (another replica may have made it while we waited)
+            connection.execute(f"CREATE TABLE {name} PARTITION OF {table} FOR VALUES IN ('{business_date}')")
+            made.append(business_date)
+    return made
+
+
+def _exists(connection: PostgresConnection, table: str) -> bool:
+    # pg_class read by a query, not to_regclass: the query's snapshot sees a table another
+    # connection committed while we waited for the lock; the catalog cache may not yet.
+    return connection.execute("SELECT 1 FROM pg_class WHERE relname = ? AND relnamespace = "
+                              "current_schema()::regnamespace", (table,)).fetchone() is not None
+
+
+def drop_day_partition(connection: PostgresConnection, table: str, business_date: str,
+                       keep_where: str = "", parameters: Sequence[Any] = ()) -> None:
+    """Drops table's partition for the day, giving its space back at once (a DELETE would only free
+    it for reuse after a vacuum). The rows matching keep_where (SQL on the day's rows; none when
+    empty) stay: they are copied into a new, small partition for the day first."""
+    name = day_partition(table, business_date)
+    if not _exists(connection, name):
+        return
+    connection.execute(f"ALTER TABLE {table} DETACH PARTITION {name}")
+    connection.execute(f"ALTER TABLE {name} RENAME TO {name}_dropped")
+    if keep_where:
+        connection.execute(f"CREATE TABLE {name} PARTITION OF {table} FOR VALUES IN ('{business_date}')")
+        connection.execute(f"INSERT INTO {table} SELECT * FROM {name}_dropped WHERE {keep_where}", parameters)
+    connection.execute(f"DROP TABLE {name}_dropped")
+
+
 def connect(url: str) -> PostgresConnection:
     """One connection in autocommit mode: a store's transactions are its own BEGIN ... COMMIT."""
     try:

@@ -142,3 +142,53 @@ def test_the_url_is_the_service_s_own_else_the_mesh_s():
     assert database_url("PAYMESH_MAINFRAME_BRIDGE", both) == "postgresql://b/x"
     assert database_url("PAYMESH_CORE_CASH", {}) is None
     assert redacted("postgresql://svc:s3cret@db:5432/core") == "postgresql://svc:***@db:5432/core"
+
+
+def test_a_day_partition_is_made_once_and_dropped_giving_its_space_back(postgres_url):
+    """ensure_day_partitions makes a day's partition where missing (two connections at once: one
+    table); drop_day_partition gives the day's space back, keeps the rows asked for, and leaves the
+    other days alone."""
+    from paymesh.postgres import bytes_in_use, day_partition, drop_day_partition, ensure_day_partitions
+
+    first, second = connect(postgres_url), connect(postgres_url)
+    first.execute("CREATE TABLE entry (business_date TEXT NOT NULL, id BIGINT NOT NULL, kept BOOLEAN NOT NULL,"
+                  " body BYTEA NOT NULL, PRIMARY KEY (business_date, id)) PARTITION BY LIST (business_date)")
+    made: list[list[str]] = []
+    failed: list[Exception] = []
+
+    def ensure(connection) -> None:
+        try:
+            connection.execute("BEGIN")
+            made.append(ensure_day_partitions(connection, "entry", ["2026-12-02", "2026-12-03", "2026-12-02"]))
+            connection.execute("COMMIT")
+        except Exception as error:  # (a thread's exception would not fail the test by itself)
+            failed.append(error)
+
+    threads = [threading.Thread(target=ensure, args=(c,)) for c in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failed
+    assert sorted(sum(made, [])) == ["2026-12-02", "2026-12-03"]  # each day made once, by one of them
+    assert ensure_day_partitions(first, "entry", ["2026-12-03"]) == []
+    body = b"x" * 2000
+    for day in ("2026-12-02", "2026-12-03"):
+        first.raw.cursor().executemany("INSERT INTO entry VALUES (%s, %s, %s, %s)",
+                                       [(day, n, n % 100 == 0, body) for n in range(2000)])
+    before = bytes_in_use(first)
+
+    first.execute("BEGIN")
+    drop_day_partition(first, "entry", "2026-12-02", keep_where="kept = ?", parameters=(True,))
+    first.execute("COMMIT")
+
+    assert bytes_in_use(first) < before * 0.6
+    counts = dict(first.execute("SELECT business_date, count(*) FROM entry GROUP BY 1").fetchall())
+    assert counts == {"2026-12-02": 20, "2026-12-03": 2000}
+    drop_day_partition(first, "entry", "2026-12-03")
+    assert first.execute("SELECT to_regclass(?)", (day_partition("entry", "2026-12-03"),)).fetchone()[0] is None
+    drop_day_partition(first, "entry", "2026-12-03")  # again: nothing to drop
+    with pytest.raises(ValueError):
+        day_partition("entry", "2026-12-03'; DROP TABLE entry; --")
+    first.close()
+    second.close()
