@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# make bench STORE=postgres: every store in a database of its own on a local PostgreSQL server.
+STORE ?= sqlite
 
 .PHONY: run mesh test bench protos lint interop clean lock sbom
 
@@ -55,7 +57,7 @@ mesh: $(STAMP)
 	$(BIN)/paymesh up
 
 bench: $(STAMP)
-	$(BIN)/python bench/bench_mesh.py
+	$(BIN)/python bench/bench_mesh.py --store $(STORE)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_mesh.py [--stream 20000] [--per-message 50] [--batch 10000]
                                          [--online-rate 500] [--priority-rate 200] [--seconds 10]
-                                         [--journal sqlite|postgres]
+                                         [--store sqlite|postgres|journal-on-postgres]
 
 Starts every service as its own process (real mTLS, SQLite with synchronous=FULL)
 in a temporary folder, then measures from the channels' side:
@@ -49,7 +49,7 @@ from paymesh import tls  # noqa: E402
 from paymesh_tools.dev_pki import ensure_dev_pki  # noqa: E402
 from paymesh_tools.local_postgres import LocalPostgres  # noqa: E402
 from paymesh_tools.textui import format_table  # noqa: E402
-from paymesh.topology import OPERATOR, Identity  # noqa: E402
+from paymesh.topology import OPERATOR, SERVICES, STORE_SERVICES, Identity  # noqa: E402
 from paymesh_tools.launch import START_TIMEOUT, start_mesh, stop_mesh  # noqa: E402
 
 AS_OF = "2026-11-27"
@@ -254,10 +254,13 @@ async def main(args) -> None:
     ensure_dev_pki(home / "pki")
     with contextlib.ExitStack() as stack:
         database = {}
-        if args.journal == "postgres":  # a server of the bench's own, on loopback (its folder under /tmp)
+        if args.store != "sqlite":  # a server of the bench's own, on loopback (its folder under /tmp)
             server = stack.enter_context(LocalPostgres(Path(tempfile.mkdtemp(prefix="paymesh-bench-pg-"))))
-            database["PAYMESH_PAYMENT_ROUTER_DATABASE_URL"] = server.create_database("payment_router")
-            print("the router's journal on PostgreSQL (a local server; its CPU is not in the table below)")
+            on_postgres = STORE_SERVICES if args.store == "postgres" else ("payment-router",)
+            # Each its own database, as in prod: the journal, each core, the bridge's queue, the confirmation log.
+            database = {f"{SERVICES[name].env_prefix}_DATABASE_URL": server.create_database(name.replace("-", "_"))
+                        for name in on_postgres}
+            print(f"on PostgreSQL (a local server; its CPU is not in the table below): {', '.join(on_postgres)}")
         await measure(args, home, database)
 
 
@@ -362,6 +365,7 @@ if __name__ == "__main__":
     parser.add_argument("--priority-only", action="store_true", help="only the echo and the priority phase")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warm-up", type=float, default=2, help="seconds of online traffic before measuring")
-    parser.add_argument("--journal", choices=("sqlite", "postgres"), default="sqlite",
-                        help="the router's journal: its SQLite file, or a local PostgreSQL server's database")
+    parser.add_argument("--store", choices=("sqlite", "postgres", "journal-on-postgres"), default="sqlite",
+                        help="every store in its SQLite file; every store in a database of its own on a local "
+                             "PostgreSQL server; or only the router's journal there")
     asyncio.run(main(parser.parse_args()))

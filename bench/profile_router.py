@@ -2,7 +2,7 @@
 payments at a fixed rate (open loop, as bench_mesh.py does) and samples the router with py-spy
 (a dev dependency; it reads the process from outside, so the figures are the router's own).
 
-    .venv/bin/python bench/profile_router.py [--rate 500] [--seconds 20] [--top 25] [--flame out.svg]
+    .venv/bin/python bench/profile_router.py [--rate 500] [--seconds 20] [--top 25] [--native] [--flame out.svg]
 
 Prints the router's CPU per payment, then the functions that held the CPU the most: by their
 own time (self) and with what they called (total), as shares of the router's samples.
@@ -58,7 +58,8 @@ async def main(args) -> None:
         raw = home / "router.txt"
         spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(router),
                                 "--format", "raw", "--output", str(raw), "--duration", str(int(args.seconds)),
-                                "--rate", "250", "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                "--rate", "250", *(["--native"] if args.native else ["--nonblocking"])],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         before = cpu_seconds(mesh)["payment-router"]
         rate, latencies = await bench.online(args.rate, args.seconds)
         used = cpu_seconds(mesh)["payment-router"] - before
@@ -86,5 +87,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--native", action="store_true",
+                        help="also sample C frames (grpc's core, protobuf, OpenSSL): where Python's frames end")
     parser.add_argument("--flame", help="also write a 5 s flame graph (SVG) of the router here")
     asyncio.run(main(parser.parse_args()))

@@ -75,6 +75,9 @@ SERVICES = {
     )
 }
 
+# The services with a store of their own (SQLite, or a PostgreSQL database each): all but the emulator.
+STORE_SERVICES = tuple(name for name in SERVICES if name != "mainframe-emulator")
+
 CHANNEL_IDENTITIES = frozenset(Identity("channel", name) for name in CHANNELS)
 # The local mesh's one router, for every channel.
 ROUTER = SERVICES["payment-router"].identity

@@ -18,7 +18,7 @@ from paymesh_tools.simulate_day import settle
 from paymesh import tls
 from paymesh_tools import reconcile
 from paymesh_tools.textui import format_table
-from paymesh.topology import CHANNEL_NAMES, CHANNEL_VALUES, SERVICES, Identity
+from paymesh.topology import CHANNEL_NAMES, CHANNEL_VALUES, SERVICES, STORE_SERVICES, Identity
 from tests.mainframe_bridge.support import emulator_book
 from tests.harness import start_mesh, stop_mesh
 from tests.resilience.support import (
@@ -48,10 +48,6 @@ def show(capsys, title: str, text: str) -> None:
     """Figures in the test output even when pytest captures it."""
     with capsys.disabled():
         print(f"\n{title}\n{text}")
-
-
-# The services that keep a store (on PostgreSQL each its own database).
-STORE_SERVICES = ("payment-router", "core-cash", "core-mortgage", "core-vehicle", "mainframe-bridge", "confirmations")
 
 
 @pytest.mark.parametrize("journal", ["sqlite", "postgres"])
