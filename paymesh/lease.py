@@ -4,8 +4,8 @@ one process at a time; the others wait as its standby, NOT_SERVING.
 The row is (name, holder, epoch, expires_at), its times the database's own clock (no two
 processes' clocks are compared). The holder renews it every RENEW seconds (the expiry moved to
 now + TTL); a standby polls every POLL seconds and takes the row once its expiry has passed,
-adding one to the epoch. A process that stops gracefully gives the lease up at once, so its
-standby takes over within a poll instead of a TTL.
+adding one to the epoch. A process that stops gracefully gives the lease up at once and says so
+(NOTIFY): its standby, which LISTENs while it waits, takes over a round trip later, not a TTL or a poll.
 
 Fencing: a lease is a belief, and a holder may be paused (a long GC, SIGSTOP, a node cut off)
 past its expiry without knowing. So every write transaction of the service begins by reading
@@ -68,9 +68,15 @@ RETURNING epoch"""
 # A standby's look, which takes no lock: only a lapsed (or absent) lease is worth the takeover's
 # row lock, which would wait behind the holder's write transactions and hold its next one back.
 _LAPSED = "SELECT expires_at < now() FROM service_lease WHERE name = %(name)s"
-_RELEASE = """
-UPDATE service_lease SET expires_at = now() - interval '1 second'
-WHERE name = %(name)s AND holder = %(holder)s AND epoch = %(epoch)s"""
+# Given up, and the standbys told at once (they LISTEN on RELEASED while they wait): a handover takes
+# a round trip, not a poll.
+RELEASED = "paymesh_lease_released"
+_RELEASE = f"""
+WITH released AS (
+    UPDATE service_lease SET expires_at = now() - interval '1 second'
+    WHERE name = %(name)s AND holder = %(holder)s AND epoch = %(epoch)s
+    RETURNING name)
+SELECT pg_notify('{RELEASED}', name) FROM released"""
 _FENCE = "SELECT 1 FROM service_lease WHERE name = ? AND holder = ? AND epoch = ? FOR SHARE"
 # The write transactions that passed the fence and are still open (their FOR SHARE shows as a
 # RowShareLock on the table), ended: asked only once the lease has lapsed and a takeover waited for
@@ -129,6 +135,7 @@ class Lease:
         self._url = url
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lease-{name}")
         self._connection: PostgresConnection | None = None
+        self._listening = False  # on self._connection: LISTEN RELEASED was said
         try:
             self._executor.submit(self._open).result()  # DatabaseUnavailable: the service waits NOT_SERVING
         except BaseException:
@@ -194,10 +201,24 @@ class Lease:
     def _release(self, epoch: int) -> None:
         self._statement(_RELEASE, epoch=epoch)
 
+    def _wait_for_release(self, timeout: float) -> None:
+        """A standby's pause: returns when a holder gives the lease up, or after timeout. (A stop of
+        the standby waits for it: at most a poll.)"""
+        if self._connection is None or self._connection.raw.broken:
+            self._close()
+            self._open()
+        assert self._connection is not None
+        if not self._listening:
+            self._connection.raw.execute(f"LISTEN {RELEASED}")
+            self._listening = True
+        for _ in self._connection.raw.notifies(timeout=timeout, stop_after=1):
+            pass
+
     def _close(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        self._listening = False
 
     async def _call(self, fn: Callable[..., T], *args) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -214,9 +235,16 @@ class Lease:
     async def _run(self) -> None:
         assert self._wake is not None
         while True:
-            pause = self.times.renew if self.active else self.times.poll
-            await wait_set(self._wake, pause)
-            self._wake.clear()
+            if self.active:
+                await wait_set(self._wake, self.times.renew)
+                self._wake.clear()
+            else:
+                try:
+                    await self._call(self._wait_for_release, self.times.poll)
+                except psycopg.Error as failed:
+                    log.warning("lease wait failed; looking again", extra={"lease": self.name,
+                                                                          "error": str(failed).strip()[:300]})
+                    await asyncio.sleep(self.times.poll)
             await self._step()
 
     async def _step(self) -> None:
