@@ -12,7 +12,7 @@ end-of-day file. Every function here takes the connection and runs on the store'
 thread, inside a transaction when it writes.
 
 Why seq order is commit order on PostgreSQL too, where two bridge processes share the database
-(active/standby): seq is drawn from the table's identity sequence inside the writing transaction,
+(active/standby): seq is drawn from the table's sequence (postings_order) inside the writing transaction,
 and only one transaction draws at a time. The lease holder alone writes: each of its transactions
 begins with the lease's fence (paymesh.lease.FencedStore), so a standby's or a deposed holder's
 fails before it inserts anything, and a takeover waits for the old holder's fenced transactions to
@@ -42,7 +42,8 @@ from mainframe_bridge import records
 from paymesh import telemetry
 from paymesh.business_calendar import BusinessCalendar
 from paymesh.lease import FencedStore
-from paymesh.postgres import PostgresStore, bytes_in_use
+from paymesh.postgres import (PostgresConnection, PostgresStore, bytes_in_use, drop_day_partition,
+                              ensure_day_partitions_cached)
 from paymesh.retention import not_final
 from paymesh.sqlite import Store, rows_with_ids
 
@@ -143,13 +144,23 @@ def enqueue(connection: sqlite3.Connection, items: list[Queued], calendar: Busin
     after: the last posting of the stream's message before this one, if that one had any to store;
     unless it is queued (its transaction committed), EarlierMessageLost and nothing is written, so a
     stream's postings are queued in the order sent even when a commit fails under messages in flight."""
+    (sealed_through,) = connection.execute(
+        "SELECT max(business_date) FROM business_days WHERE state != ?", (CLOSING,)).fetchone()
+    booked_on = {item.business_date: _booked_date(item.business_date, sealed_through, calendar) for item in items}
+    # First in the transaction (before postings is read): the partitions of the days it writes, on PostgreSQL.
+    ensure_day_partitions_cached(connection, "postings", booked_on.values())
     if after is not None and _standing_of(connection, after) is None:
         raise EarlierMessageLost(f"posting {after}, of the stream's message before, was not stored")
     now = time.time()
     queued = Standing(QUEUED, queued_at=now)  # (immutable: one for every posting queued now)
+    # Every id is looked up before any is inserted, and an id twice in the batch is answered from here.
+    # On PostgreSQL this lookup alone keeps a posting id once: a partitioned table's unique keys must
+    # hold business_date, and a posting sent again after its day was sealed is booked in another day.
+    # It is as strict as the UNIQUE was: only the lease holder inserts postings, in a fenced transaction,
+    # one transaction at a time on its store's one connection, and a takeover waits for the deposed
+    # holder's to end. So no insert of the same id runs beside this one, and every earlier one is
+    # committed and seen here (READ COMMITTED: a statement sees what was committed before it began).
     known = _known_of(connection, [item.posting_id for item in items])
-    (sealed_through,) = connection.execute(
-        "SELECT max(business_date) FROM business_days WHERE state != ?", (CLOSING,)).fetchone()
     answers, rows = [], []
     for item in items:
         found = known.get(item.posting_id)
@@ -162,9 +173,9 @@ def enqueue(connection: sqlite3.Connection, items: list[Queued], calendar: Busin
             else:
                 answers.append(where)
             continue
-        booked, frame, original = item.business_date, item.frame, ""
-        if sealed_through is not None and item.business_date <= sealed_through:
-            booked, frame, original = _book_late(item, sealed_through, calendar)
+        booked, frame, original = booked_on[item.business_date], item.frame, ""
+        if booked != item.business_date:
+            frame, original = _book_late(item, booked), item.business_date
         rows.append((item.posting_id, booked, item.channel, item.loan_type, int(item.reversal),
                      item.currency, item.amount, item.digest, frame, QUEUED, now, original))
         known[item.posting_id] = (item.digest, queued)  # twice in this batch: where its row (not written yet) stands
@@ -179,14 +190,19 @@ def enqueue(connection: sqlite3.Connection, items: list[Queued], calendar: Busin
     return answers
 
 
-def _book_late(item: Queued, sealed_through: str, calendar: BusinessCalendar) -> tuple[str, bytes, str]:
-    """(booked date, frame, original date) of a posting whose day was sealed before it came."""
-    booked = calendar.next_business_day(dt.date.fromisoformat(sealed_through)).isoformat()
+def _booked_date(business_date: str, sealed_through: str | None, calendar: BusinessCalendar) -> str:
+    """The day a posting of business_date is booked in: its own, or the next open day once its day is sealed."""
+    if sealed_through is None or business_date > sealed_through:
+        return business_date
+    return calendar.next_business_day(dt.date.fromisoformat(sealed_through)).isoformat()
+
+
+def _book_late(item: Queued, booked: str) -> bytes:
+    """The frame of a posting whose day was sealed before it came, booked in the next open day."""
     record = records.decode_posting(item.frame)
-    frame = records.encode_posting(record._replace(business_date=records.date_number(booked)))
     log.warning("posting of a sealed business day booked in the next open day (a late item)",
                 extra={"posting_id": item.posting_id, "original_date": item.business_date, "booked": booked})
-    return booked, frame, item.business_date
+    return records.encode_posting(record._replace(business_date=records.date_number(booked)))
 
 
 _STANDING = "status, reference, rejection_reason, rejection_message, queued_at, posted_at"
@@ -353,7 +369,14 @@ def drop_day(connection: sqlite3.Connection, business_date: str, keys_kept_from:
         " status = excluded.status, reference = excluded.reference, rejection_reason = excluded.rejection_reason,"
         " rejection_message = excluded.rejection_message, queued_at = excluded.queued_at,"
         " posted_at = excluded.posted_at", (business_date,)).rowcount
-    connection.execute("DELETE FROM postings WHERE business_date = ?", (business_date,))
+    if isinstance(connection, PostgresConnection):
+        # The day's partition dropped, its space given back at once (a DELETE's waits for a vacuum to be
+        # reused). Nothing of it is kept: a closed day has no posting left QUEUED (the close waits for the
+        # mainframe's answer to each), its late items are booked in a later day's partition, and each
+        # posting's id, digest and standing were just kept in archived_posting.
+        drop_day_partition(connection, "postings", business_date)
+    else:
+        connection.execute("DELETE FROM postings WHERE business_date = ?", (business_date,))
     forgotten = connection.execute("DELETE FROM archived_posting WHERE business_date < ?", (keys_kept_from,)).rowcount
     return types_pb2.DroppedBusinessDay(
         business_date=business_date, dropped_count=dropped, kept_key_count=dropped, forgotten_key_count=forgotten,

@@ -89,6 +89,8 @@ class PostgresConnection:
 
     def __init__(self, connection: psycopg.Connection):
         self.raw = connection
+        # (table, business date) of the day partitions this connection saw made (ensure_day_partitions_cached)
+        self.known_day_partitions: set[tuple[str, str]] = set()
 
     # Typed Any, as sqlite3's rows are: a store function reads rows the same way on both backends.
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Any:
@@ -144,6 +146,20 @@ def ensure_day_partitions(connection: PostgresConnection, table: str, business_d
     return made
 
 
+def ensure_day_partitions_cached(connection: Connection, table: str, business_dates: Iterable[str]) -> None:
+    """ensure_day_partitions for the dates whose partitions this connection has not yet seen made: a
+    store's write calls it first in its transaction, at the cost of a set lookup once its days exist.
+    The cache is exact because it forgets: a transaction that fails (in_transaction), and so may have
+    rolled back a partition it made, empties it; a day dropped here leaves it (drop_day_partition);
+    a new connection (a reconnection, another process) starts empty. Nothing on SQLite (one table)."""
+    if isinstance(connection, sqlite3.Connection):
+        return
+    missing = {d for d in business_dates if (table, d) not in connection.known_day_partitions}
+    if missing:
+        ensure_day_partitions(connection, table, missing)
+        connection.known_day_partitions.update((table, d) for d in missing)
+
+
 def _exists(connection: PostgresConnection, table: str) -> bool:
     # pg_class read by a query, not to_regclass: the query's snapshot sees a table another
     # connection committed while we waited for the lock; the catalog cache may not yet.
@@ -157,6 +173,7 @@ def drop_day_partition(connection: PostgresConnection, table: str, business_date
     it for reuse after a vacuum). The rows matching keep_where (SQL on the day's rows; none when
     empty) stay: they are copied into a new, small partition for the day first."""
     name = day_partition(table, business_date)
+    connection.known_day_partitions.discard((table, business_date))
     if not _exists(connection, name):
         return
     connection.execute(f"ALTER TABLE {table} DETACH PARTITION {name}")
@@ -296,9 +313,11 @@ def in_transaction(connection: PostgresConnection, fn: Callable[..., T], *args) 
         try:
             with connection.raw.transaction():
                 return fn(connection, *args)
-        except RETRIED as conflict:
-            if attempt == ATTEMPTS:
+        except BaseException as failed:
+            # A day partition the transaction made went with it: the next write looks again.
+            connection.known_day_partitions.clear()
+            if not isinstance(failed, RETRIED) or attempt == ATTEMPTS:
                 raise
             log.warning("transaction aborted by a concurrent one; run again",
-                        extra={"attempt": attempt, "reason": type(conflict).__name__})
+                        extra={"attempt": attempt, "reason": type(failed).__name__})
     raise AssertionError("unreachable: the last attempt returns or raises")

@@ -43,7 +43,7 @@ async def test_a_bridge_whose_database_cannot_be_used_waits_not_serving_and_serv
     logs = {case: bridge.log() for case, bridge in bridges.items()}
     assert "password authentication failed" in logs["wrong password"]
     assert "not-the-password" not in logs["wrong password"]
-    assert "newer than this release knows (2)" in logs["newer schema"]
+    assert "newer than this release knows (3)" in logs["newer schema"]
     assert f'database \\"{later}\\" does not exist' in logs["not created yet"]
     assert not any("mainframe link open" in log for log in logs.values()), "no link without a store"
 

@@ -17,7 +17,7 @@ from mainframe_bridge.codec import CODEC
 from mainframe_bridge.framing import encode_frame, read_frame
 from mainframe_bridge.link import client_context, open_link
 from paymesh.errors import Refused
-from paymesh.postgres import PostgresStore
+from paymesh.postgres import PostgresStore, ensure_day_partitions_cached
 from paymesh.sqlite import Store
 from paymesh.topology import BRIDGE
 from tests.mainframe_bridge.support import DATE, posting, start_emulator
@@ -128,11 +128,15 @@ async def _posted_on_both_sides(emulator, pki_dir, store: Store | PostgresStore,
             assert records.decode_reply(await read_frame(reader)).return_code == records.RC_OK
     finally:
         writer.close()
-    await store.run(lambda c: c.executemany(
-        "INSERT INTO postings (posting_id, business_date, channel, loan_type, reversal, currency, amount, digest,"
-        " frame, status, queued_at) VALUES (?, ?, ?, ?, 0, 'PEN', 0, ?, ?, ?, 0)",
-        [(p.posting_id, p.business_date, p.channel, p.loan_type, b"\x00", frame, queue_store.POSTED)
-         for p, frame in zip(postings, frames)]))
+    def posted(connection) -> None:
+        ensure_day_partitions_cached(connection, "postings", {p.business_date for p in postings})  # on PostgreSQL
+        connection.executemany(
+            "INSERT INTO postings (posting_id, business_date, channel, loan_type, reversal, currency, amount, digest,"
+            " frame, status, queued_at) VALUES (?, ?, ?, ?, 0, 'PEN', 0, ?, ?, ?, 0)",
+            [(p.posting_id, p.business_date, p.channel, p.loan_type, b"\x00", frame, queue_store.POSTED)
+             for p, frame in zip(postings, frames)])
+
+    await store.transaction(posted)
     return [eod_file.Detail(p.posting_id, e, p.channel, p.loan_type)
             for p in map(records.record_of, postings) for e in p.entries]
 

@@ -192,3 +192,34 @@ def test_a_day_partition_is_made_once_and_dropped_giving_its_space_back(postgres
         day_partition("entry", "2026-12-03'; DROP TABLE entry; --")
     first.close()
     second.close()
+
+
+def test_a_cached_day_partition_is_looked_for_again_once_a_transaction_fails(postgres_url):
+    """ensure_day_partitions_cached asks the catalog once per day and connection, yet never leaves a
+    write without its partition: a failed transaction (which took the partition it made with it) and
+    a partition another connection dropped each cost one failed write at most, never a stuck store."""
+    import psycopg
+
+    from paymesh.postgres import drop_day_partition, ensure_day_partitions_cached, in_transaction
+
+    connection, other = connect(postgres_url), connect(postgres_url)
+    connection.execute("CREATE TABLE entry (business_date TEXT NOT NULL, id BIGINT NOT NULL)"
+                       " PARTITION BY LIST (business_date)")
+
+    def write(c, fail: bool = False) -> None:
+        ensure_day_partitions_cached(c, "entry", ["2026-12-02"])
+        c.execute("INSERT INTO entry VALUES ('2026-12-02', 1)")
+        if fail:
+            raise RuntimeError("the transaction fails after its partition was made")
+
+    with pytest.raises(RuntimeError):
+        in_transaction(connection, write, True)
+    in_transaction(connection, write)  # the partition made again, not taken from the cache
+    assert connection.known_day_partitions == {("entry", "2026-12-02")}
+    in_transaction(other, drop_day_partition, "entry", "2026-12-02")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        in_transaction(connection, write)  # cached, but dropped by the other: this write fails ...
+    in_transaction(connection, write)  # ... and the next makes the partition again
+    assert connection.execute("SELECT count(*) FROM entry").fetchone()[0] == 1
+    connection.close()
+    other.close()
