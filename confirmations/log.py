@@ -12,7 +12,9 @@ only the lease holder writes, one transaction at a time on its store's one conne
 takeover waits for the deposed holder's fenced transactions to end. So each append reads the head
 its predecessor committed, the numbers have no gaps (a rolled-back append gave none away), and
 their order is the order of the commits: a subscriber that has read up to n has missed nothing
-below n. (The primary key on sequence would refuse a second writer's number, never store it twice.)
+below n. (On SQLite the primary key on sequence would also refuse a second writer's number; on
+PostgreSQL, where the table is partitioned by business_date and its keys must hold it, the fence alone
+keeps the writer one.)
 The idempotency key is (payment_id, status): a payment confirmed APPLIED and later
 REVERSED has two confirmations; the same (payment_id, status) again is a duplicate
 and keeps its first sequence and body. A revision of a payment's allocation (the reversal
@@ -28,7 +30,7 @@ from pathlib import Path
 from bank.common.v1 import types_pb2
 from bank.confirmations.v1 import confirmations_pb2
 from confirmations import webhook_store
-from paymesh.postgres import bytes_in_use
+from paymesh.postgres import PostgresConnection, bytes_in_use, drop_day_partition, ensure_day_partitions_cached
 from paymesh.retention import not_final
 from paymesh.sqlite import rows_with_ids
 
@@ -94,10 +96,16 @@ def key_of(item: Confirmation) -> str:
 
 def append(connection: sqlite3.Connection, batches: Sequence[Sequence[Confirmation]]) -> list[Appended]:
     """Appends valid confirmations inside the caller's transaction (a group commit of messages)."""
+    # First in the transaction: the partitions of the days it may write, on PostgreSQL.
+    ensure_day_partitions_cached(connection, "confirmation",
+                                 {item.business_date for batch in batches for item in batch})
     sequence = head(connection) + 1
     keys = [[(key_of(item), item.status) for item in batch] for batch in batches]
     # Every key looked up at once and the new rows written with one statement: the per-item
     # statements were most of a commit's work. A key twice in the commit is a duplicate the second time.
+    # The lookup is by payment id in every day: on PostgreSQL the unique key holds business_date too
+    # (a partitioned table's must), and a republished confirmation has its first one's date anyway
+    # (the router sends its outbox row's body again, made once).
     known = _sequences_of(connection, {key for batch_keys in keys for key in batch_keys})
     results, rows = [], []
     for batch, batch_keys in zip(batches, keys):
@@ -225,8 +233,14 @@ def drop_day(connection: sqlite3.Connection, business_date: str) -> types_pb2.Dr
             " last_sequence = CASE WHEN excluded.last_sequence > kept.last_sequence"
             " THEN excluded.last_sequence ELSE kept.last_sequence END,"
             " confirmations = kept.confirmations + excluded.confirmations", (business_date, first, last, count))
+        # The deliveries are deleted (they have no business date to be partitioned by; a day's are few
+        # once delivered); the confirmations' partition is dropped, its space given back at once. Nothing
+        # of it is kept: what a subscriber needs of a dropped day is the range in dropped_day, above.
         connection.execute(f"DELETE FROM webhook_delivery WHERE sequence IN ({of_day})", (business_date,))
-        connection.execute("DELETE FROM confirmation WHERE business_date = ?", (business_date,))
+        if isinstance(connection, PostgresConnection):
+            drop_day_partition(connection, "confirmation", business_date)
+        else:
+            connection.execute("DELETE FROM confirmation WHERE business_date = ?", (business_date,))
     return types_pb2.DroppedBusinessDay(business_date=business_date, dropped_count=count, store_bytes_before=before,
                                         store_bytes_after=bytes_in_use(connection))
 
