@@ -43,6 +43,10 @@ class LinkFault(Exception):
     """The mainframe said something that does not fit the conversation."""
 
 
+class AnswerNotRecorded(Exception):
+    """The store could not record an answer of the mainframe (its database lost, the lease lost)."""
+
+
 def standing_of(reply: records.Reply) -> Standing:
     if reply.return_code == records.RC_OK:
         return Standing(POSTED, reference=reply.reference)
@@ -87,7 +91,7 @@ class Forwarder:
                     await session.run()
                 except (*LINK_FAULTS, LinkFault) as fault:
                     log.warning("mainframe link lost", extra={"error": type(fault).__name__, "detail": str(fault)})
-                except STORE_FAULTS as fault:
+                except (*STORE_FAULTS, AnswerNotRecorded) as fault:
                     log.warning("the queue's store failed: link closed, the queue read again from the oldest QUEUED",
                                 extra={"error": type(fault).__name__, "detail": str(fault).strip()[:300]})
                 finally:
@@ -108,18 +112,25 @@ class Session:
         self.in_flight: dict[str, int] = {}  # posting id -> seq, in send order
         self.slots = asyncio.Semaphore(forwarder.window)
         self.settled = 0  # answers recorded
+        # An answer the store could not record (its database lost): the session ends with it, so that
+        # the next one sends that posting again (the cursor of this one has passed it).
+        self.record_failed: asyncio.Future = asyncio.get_running_loop().create_future()
 
     async def run(self) -> None:
-        """Until the link fails (raises the fault)."""
+        """Until the link fails, or an answer cannot be recorded (raises the fault)."""
         tasks = [asyncio.create_task(job()) for job in (self._send, self._receive)]
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            done, _ = await asyncio.wait([*tasks, self.record_failed], return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 task.result()
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.record_failed.done():
+                self.record_failed.exception()  # (seen: no "never retrieved" warning)
+            else:
+                self.record_failed.cancel()
 
     async def _send(self) -> None:
         store, wake, cursor = self.forwarder.store, self.forwarder.queued, 0
@@ -162,8 +173,13 @@ class Session:
                 telemetry.count_mainframe_answers("rejected", reason_name(reason), count)
 
     def _recorded(self, answer: asyncio.Future) -> None:
-        # A failed record leaves the posting QUEUED: the next link sends it again and the
-        # mainframe answers it as the first time.
+        # A failed record leaves the posting QUEUED: the session ends, the next link sends it again
+        # and the mainframe answers it as the first time.
         self.slots.release()
-        if not answer.cancelled() and answer.exception() is None:
+        if answer.cancelled():
+            return
+        error = answer.exception()
+        if error is None:
             self.settled += 1
+        elif not self.record_failed.done():
+            self.record_failed.set_exception(AnswerNotRecorded(f"{type(error).__name__}: {error}"))

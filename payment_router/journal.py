@@ -11,17 +11,21 @@ An outbox row its peer refused is never forgotten: it is marked refused (with th
 peer's reason) and waits, out of the forwarders' way, for an operator to replay it.
 """
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bank.common.v1 import types_pb2
+from bank.common.v1 import errors_pb2, types_pb2
 from bank.ledger.v1 import ledger_pb2
 from bank.payments.v1 import payments_pb2
 from paymesh.group_commit import PRIORITY_LANES, GroupCommit, lane_of
-from paymesh.postgres import Connection, PostgresStore, bytes_in_use, database_url, pipelined
+from paymesh.errors import Refused
+from paymesh.postgres import STORE_UNAVAILABLE, Connection, PostgresStore, bytes_in_use, database_url, pipelined
 from paymesh.retention import not_final
 from paymesh.sqlite import Store
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS payment (
@@ -144,8 +148,16 @@ class Journal:
     async def accept(self, entries: list[Accepted],
                      priority: types_pb2.Priority = types_pb2.PRIORITY_ONLINE) -> list[Outcome]:
         """Journals each new payment, or finds the one already journaled under its id; one commit,
-        in the lane of who waits for them."""
-        return await self._commits.submit(("accept", (entries,)), lane_of(priority))
+        in the lane of who waits for them. Raises Refused (DOWNSTREAM_UNAVAILABLE) while the journal
+        cannot be written (a database failover): the caller sends the same keys again."""
+        try:
+            return await self._commits.submit(("accept", (entries,)), lane_of(priority))
+        except STORE_UNAVAILABLE as failed:
+            log.warning("the journal cannot be written just now", extra={"error": type(failed).__name__,
+                                                                         "detail": str(failed).strip()[:200]})
+            raise Refused(errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE,
+                          "the payment journal cannot be written just now; send the payment again with the same"
+                          " idempotency key (it is applied once)", retry_after=1.0) from failed
 
     async def record(self, payment: payments_pb2.Payment, outbox: list[tuple[str, str, bytes, str]],
                      priority: types_pb2.Priority = types_pb2.PRIORITY_ONLINE) -> None:

@@ -19,6 +19,7 @@ from bank.ledger.v1 import ledger_pb2
 from payment_router.journal import CONFIRMATIONS, CONFIRMATIONS_BATCH, POSTINGS, Journal
 from paymesh import telemetry
 from paymesh.aio import wait_set
+from paymesh.postgres import STORE_UNAVAILABLE
 from paymesh.streams import BatchingStream
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ RECENT_SEQUENCES = 20_000  # sequences kept in memory for callers who ask just a
 # so postings wait longer and travel in far fewer, fuller messages.
 FORWARD_LINGER_SECONDS = {POSTINGS: 0.02, CONFIRMATIONS: 0.002, CONFIRMATIONS_BATCH: 0.002}
 SWEEP_SECONDS = 0.2  # how often delivered outbox rows are forgotten, in one commit
+STORE_RETRY_SECONDS = 0.5  # a journal that cannot be reached (a database failover) is tried again after this
 # A journal shared by router replicas (PostgreSQL) takes rows from several writers at once, so a row
 # can commit after a row with a higher id was read: each forwarder reads its outbox from the start
 # again this often, once nothing it sent is unanswered or unswept. That also sends what a replica that
@@ -138,7 +140,14 @@ class Outbox:
             if self.journal.shared and not deliveries and not self._delivered_keys \
                     and loop.time() - rescanned_at >= RESCAN_SECONDS:
                 last_id, rescanned_at = 0, loop.time()
-            rows = await self.journal.outbox(topic, after_id=last_id, limit=PAGE_ROWS[topic])
+            try:
+                rows = await self.journal.outbox(topic, after_id=last_id, limit=PAGE_ROWS[topic])
+            except STORE_UNAVAILABLE as failed:  # (a database failover): the rows wait in the journal
+                log.warning("outbox not read: the journal cannot be reached; trying again", extra={
+                    "topic": topic, "error": type(failed).__name__})
+                await asyncio.sleep(STORE_RETRY_SECONDS)
+                ready.set()
+                continue
             if not rows:
                 continue
             ready.set()  # there may be more behind this page
@@ -167,7 +176,12 @@ class Outbox:
                     for row, ack in zip(rows, acks) if _refused(topic, ack)]
         if refusals:
             # Never as if delivered: the row stays, marked, until an operator replays it.
-            await self.journal.refuse(topic, refusals)
+            while True:
+                try:
+                    await self.journal.refuse(topic, refusals)
+                    break
+                except STORE_UNAVAILABLE:  # (a database failover): marked once the journal is back
+                    await asyncio.sleep(STORE_RETRY_SECONDS)
             self.refused_rows += len(refusals)
             for key, reason, message in refusals:
                 log.error("peer refused an outbox row; kept for the operator (paymesh outbox)", extra={
@@ -193,12 +207,20 @@ class Outbox:
         """Every SWEEP_SECONDS, one commit forgets every row delivered since the last."""
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            await self._forget_delivered()
+            try:
+                await self._forget_delivered()
+            except STORE_UNAVAILABLE as failed:  # (a database failover): forgotten at a later sweep
+                log.warning("delivered outbox rows not forgotten yet: the journal cannot be written", extra={
+                    "error": type(failed).__name__})
 
     async def _forget_delivered(self) -> None:
         swept, self._delivered_keys = self._delivered_keys, []
         if swept:
-            await self.journal.done(swept)
+            try:
+                await self.journal.done(swept)
+            except BaseException:
+                self._delivered_keys[:0] = swept  # still delivered: forgotten by the next commit that can
+                raise
 
 
 

@@ -22,10 +22,13 @@ from payment_router.outbox import CONFIRMATIONS, CONFIRMATIONS_BATCH, POSTINGS, 
 from payment_router.pacing import BatchPacer
 from paymesh import telemetry
 from paymesh.errors import reason_name
+from paymesh.postgres import STORE_UNAVAILABLE
 from paymesh.streams import BatchingStream
 from paymesh.topology import CHANNEL_NAMES, CORE_OF
 
 log = logging.getLogger(__name__)
+# A core's answer the journal could not take (a database failover) is recorded again after these pauses.
+RECORD_RETRY_FIRST_SECONDS, RECORD_RETRY_MAX_SECONDS = 0.1, 2.0
 
 
 def item_stream(name: str, rpc, request_type, items_field: str, answers_field: str, id_field: str,
@@ -237,12 +240,29 @@ class Router:
         # A day file's confirmations have their own way to confirmations, behind online ones.
         topic = CONFIRMATIONS_BATCH if priority == BATCH else CONFIRMATIONS
         outbox.append((topic, confirmation.payment_id, confirmation.SerializeToString(), traceparent))
-        await self.journal.record(result, outbox, priority)
+        await self._record(result, outbox, priority)
         telemetry.count_payment(CHANNEL_NAMES[payment.channel], core, types_pb2.PaymentStatus.Name(result.status))
         if result.status == types_pb2.PAYMENT_STATUS_REJECTED:
             telemetry.count_refusal(CHANNEL_NAMES[payment.channel], reason_name(result.rejection.reason), core)
         self.outbox.wake(*((POSTINGS, topic) if outcome.HasField("applied") else (topic,)))
         return result
+
+    async def _record(self, payment: payments_pb2.Payment, outbox: list[tuple[str, str, bytes, str]],
+                      priority: types_pb2.Priority) -> None:
+        """Records the core's answer, trying again for as long as the journal cannot be written (a
+        database failover takes seconds): the core has applied it, so it must reach the journal, the
+        ledger and the channel. Its callers wait meanwhile. Recording twice is harmless: the payment's
+        row is set again, its outbox rows are kept once."""
+        pause = RECORD_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                return await self.journal.record(payment, outbox, priority)
+            except STORE_UNAVAILABLE as failed:
+                log.warning("a core's answer not recorded yet: the journal cannot be written; trying again",
+                            extra={"payment_id": payment.payment_id, "error": type(failed).__name__,
+                                   "retry_s": pause})
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RECORD_RETRY_MAX_SECONDS)
 
     async def record_reversal(self, reversed_payment: payments_pb2.Payment, posting: ledger_pb2.Posting,
                               revisions: Sequence[loan_core_service_pb2.PaymentRevision] = ()) -> None:
@@ -264,7 +284,7 @@ class Router:
             outbox += [(POSTINGS, revision.revision_id, revision.posting.SerializeToString(), traceparent),
                        (CONFIRMATIONS_BATCH if revision.payment_id in waiting else CONFIRMATIONS,
                         revision.revision_id, revised.SerializeToString(), traceparent)]
-        await self.journal.record(reversed_payment, outbox, ONLINE)
+        await self._record(reversed_payment, outbox, ONLINE)
         self.outbox.wake()
 
 

@@ -224,8 +224,13 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
             except Refused as refused:
                 answers[n] = self.rejected(caller, order, refused, key=key), False
         priority = BATCH if batch_id else STREAM  # a day file's lines, else a switch's stream
-        outcomes = await asyncio.shield(self.router.accept([entry for _, entry in accepted], priority)) \
-            if accepted else []
+        try:
+            outcomes = await asyncio.shield(self.router.accept([entry for _, entry in accepted], priority)) \
+                if accepted else []
+        except Refused as refused:  # the journal cannot be written just now: each answered, to be sent again
+            for n, _ in accepted:
+                answers[n] = self.rejected(caller, orders[n][0], refused, key=orders[n][1]), False
+            return answers
         waiting = []
         for (n, entry), outcome in zip(accepted, outcomes):
             try:

@@ -40,7 +40,7 @@ import psycopg
 from bank.common.v1 import errors_pb2
 from paymesh.aio import wait_set
 from paymesh.errors import abort
-from paymesh.postgres import DatabaseUnavailable, PostgresConnection, PostgresStore, connect, in_transaction
+from paymesh.postgres import STORE_UNAVAILABLE, PostgresConnection, PostgresStore, connect, in_transaction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -366,8 +366,8 @@ def fenced(store: PostgresStore, service: str) -> "tuple[FencedStore, Lease]":
 
 
 # What a store call raises when this process may not, or cannot just now, use its store: deposed
-# (another holds the lease), or the database not reached (a failover).
-STORE_LOST = (LeaseLost, DatabaseUnavailable, psycopg.OperationalError)
+# (another holds the lease), or the store unavailable (a database failover, a SQLite file locked).
+STORE_LOST = (LeaseLost, *STORE_UNAVAILABLE)
 
 
 async def refuse_on_standby(context: grpc.aio.ServicerContext, service: str) -> None:

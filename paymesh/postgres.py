@@ -47,6 +47,13 @@ class DatabaseUnavailable(Exception):
     know. The message says which, for a person, without the URL's password."""
 
 
+# What a store call raises when the store cannot be used just now, not because of the work at hand: the
+# connection lost (a database failover, a restart), the database not reached, a SQLite file locked or
+# its disk failing. Nothing of the transaction was kept; the same work, sent again later, can succeed.
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (psycopg.OperationalError, DatabaseUnavailable,
+                                                  sqlite3.OperationalError)
+
+
 def database_url(env_prefix: str, environ: dict[str, str] | None = None) -> str | None:
     """PAYMESH_<SERVICE>_DATABASE_URL (env_prefix is e.g. PAYMESH_CORE_CASH), else PAYMESH_DATABASE_URL."""
     environ = dict(os.environ) if environ is None else environ

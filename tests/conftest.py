@@ -1,9 +1,11 @@
 import dataclasses
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from paymesh.config import Settings
@@ -41,3 +43,30 @@ def postgres_server():
 def postgres_url(postgres_server) -> str:
     """A new empty database on the session's server, for one test."""
     return postgres_server.create_database(f"test_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture
+def primary_and_standby():
+    """A PostgreSQL primary and its synchronous streaming standby on loopback (a commit is
+    acknowledged once the standby has it): a database's failover, its standby promoted."""
+    folder = Path(tempfile.mkdtemp(prefix="paymesh-pg-failover-"))
+    folder.chmod(0o755)  # as root each server runs as nobody, who must reach its own folder
+    primary = LocalPostgres(folder / "primary").start()
+    standby = None
+    try:
+        standby = LocalPostgres(folder / "standby", primary=primary).start()
+        with psycopg.connect(primary.url(), autocommit=True) as connection:
+            # Synchronous from now on: a commit is acknowledged once the standby has it.
+            connection.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            connection.execute("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + 20
+            while connection.execute("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'"
+                                     ).fetchone() != (1,):
+                assert time.monotonic() < deadline, "the standby never became synchronous"
+                time.sleep(0.1)
+        yield primary, standby
+    finally:
+        if standby is not None:
+            standby.stop()
+        primary.stop()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -10,49 +10,19 @@ once the standby had it), nothing applied twice.
 prints `failover: ...` with the measured times."""
 
 import asyncio
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import grpc
-import psycopg
-import pytest
 
 from bank.loans.v1 import loan_core_service_pb2 as core_pb2
 from loan_core.client import apply_batches
 from loan_core.local import core_stub, running_core
-from paymesh_tools.local_postgres import SUPERUSER, LocalPostgres
+from paymesh_tools.local_postgres import SUPERUSER
 from tests.harness import health_of, start_service
 from tests.loan_core.support import stream_with_fault
 from tests.loan_core.test_core_takeover import ENV, LOANS, PER_MESSAGE, RULES, movements_of, the_payments
 
 ANSWERS_BEFORE_FAILURE = 40
-
-
-@pytest.fixture
-def primary_and_standby():
-    folder = Path(tempfile.mkdtemp(prefix="paymesh-pg-failover-"))
-    folder.chmod(0o755)  # as root each server runs as nobody, who must reach its own folder
-    primary = LocalPostgres(folder / "primary").start()
-    standby = None
-    try:
-        standby = LocalPostgres(folder / "standby", primary=primary).start()
-        with psycopg.connect(primary.url(), autocommit=True) as connection:
-            # Synchronous from now on: a commit is acknowledged once the standby has it.
-            connection.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
-            connection.execute("SELECT pg_reload_conf()")
-            deadline = time.monotonic() + 20
-            while connection.execute("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'"
-                                     ).fetchone() != (1,):
-                assert time.monotonic() < deadline, "the standby never became synchronous"
-                time.sleep(0.1)
-        yield primary, standby
-    finally:
-        if standby is not None:
-            standby.stop()
-        primary.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def test_the_primary_lost_under_load_the_standby_promoted_and_every_payment_applies_once(

@@ -17,7 +17,6 @@ import psycopg
 from bank.ledger.v1 import ledger_pb2
 from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_pb2
 from paymesh_tools.local_postgres import SUPERUSER
-from tests.loan_core.test_core_failover import primary_and_standby  # noqa: F401 (a fixture)
 from tests.mainframe_bridge.support import (emulator_book, health_of, post_all, posting, start_bridge,
                                            start_emulator, stub, wait_until_posted)
 
@@ -26,7 +25,7 @@ POSTINGS, PER_MESSAGE, ACKED_BEFORE_FAILURE = 3000, 50, 600
 
 
 async def test_the_primary_lost_under_load_the_standby_promoted_and_every_posting_posts_once(
-        tmp_path, pki_dir, processes, primary_and_standby):  # noqa: F811 (the fixture imported above)
+        tmp_path, pki_dir, processes, primary_and_standby):
     primary, standby = primary_and_standby
     primary.create_database("mainframe_bridge")
     both = (f"postgresql://{SUPERUSER}:{primary.password}@127.0.0.1:{primary.port},127.0.0.1:{standby.port}"
