@@ -11,6 +11,7 @@ An outbox row its peer refused is never forgotten: it is marked refused (with th
 peer's reason) and waits, out of the forwarders' way, for an operator to replay it.
 """
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from bank.ledger.v1 import ledger_pb2
 from bank.payments.v1 import payments_pb2
 from paymesh.group_commit import PRIORITY_LANES, GroupCommit, lane_of
 from paymesh.errors import Refused
-from paymesh.postgres import STORE_UNAVAILABLE, Connection, PostgresStore, bytes_in_use, database_url, pipelined
+from paymesh.postgres import (STORE_UNAVAILABLE, Connection, PostgresConnection, PostgresStore, bytes_in_use,
+                              database_url, drop_day_partition, ensure_day_partitions, pipelined)
 from paymesh.retention import not_final
 from paymesh.sqlite import Store
 
@@ -97,6 +99,14 @@ ACCEPTED = 1  # bank.common.v1.PAYMENT_STATUS_ACCEPTED
 # between an online payment and its confirmation sequence.
 POSTINGS, CONFIRMATIONS, CONFIRMATIONS_BATCH = "posting", "confirmation", "confirmation-batch"
 FILE_PAYMENTS_PER_COMMIT = 500
+# A payment goes once its booking day and its reversal's day are both dropped (the day being dropped
+# is in dropped_day by then): each day's reconciliation, and so its archive, lists it. Of a payment p,
+# with the day twice.
+GOES_WITH_DAY = ("(p.business_date = ? OR p.reversal_date = ?) AND p.business_date IN (SELECT business_date"
+                 " FROM dropped_day) AND (p.reversal_date IS NULL OR p.reversal_date IN (SELECT business_date"
+                 " FROM dropped_day))")
+# What of a dropped day's payments stays: those reversed on a day not dropped yet.
+STAYS_AFTER_ITS_DAY = "reversal_date IS NOT NULL AND reversal_date NOT IN (SELECT business_date FROM dropped_day)"
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,47 @@ class Outcome:
 POSTGRES_SCHEMA = Path(__file__).with_name("schema")  # numbered SQL files (paymesh.postgres.migrate)
 DATABASE_ENV_PREFIX = "PAYMESH_PAYMENT_ROUTER"  # PAYMESH_PAYMENT_ROUTER_DATABASE_URL, else PAYMESH_DATABASE_URL
 
+# The statements that differ by backend. On PostgreSQL payments are partitioned by booking date
+# (schema/0002_journal_by_day.sql): a payment id is unique in payment_key, which says its day (its
+# partition) and keeps the key once the day is dropped; SQLite's payment table is one, by id, and a
+# dropped day's keys are in archived_payment. The rest of the SQL is the same on both.
+INSERT_PAYMENT = (
+    "INSERT INTO payment (payment_id, channel, idempotency_key, body_hash, loan_type, currency, amount_minor,"
+    " business_date, status, batch_id, payment, value_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (payment_id) DO NOTHING RETURNING payment_id")
+# The key claimed and the payment written in one statement (one round trip, as on SQLite); the payment
+# only if the key was free.
+INSERT_PAYMENT_CLAIMING_KEY = (
+    "WITH new (payment_id, channel, idempotency_key, body_hash, loan_type, currency, amount_minor, business_date,"
+    " status, batch_id, payment, value_date) AS (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)),"
+    " claimed AS (INSERT INTO payment_key (payment_id, business_date) SELECT payment_id, business_date FROM new"
+    " ON CONFLICT (payment_id) DO NOTHING RETURNING payment_id)"
+    " INSERT INTO payment (payment_id, channel, idempotency_key, body_hash, loan_type, currency, amount_minor,"
+    " business_date, status, batch_id, payment, value_date) SELECT new.* FROM new JOIN claimed USING (payment_id)"
+    " RETURNING payment_id")
+# A key's payment where its day is still hot, or what its dropped day left of it (status not NULL).
+KNOWN_BY_KEY = (
+    "SELECT p.payment, p.confirmation_sequence, p.body_hash, k.body_hash, k.business_date, k.status"
+    " FROM payment_key k LEFT JOIN payment p ON p.business_date = k.business_date AND p.payment_id = k.payment_id"
+    " WHERE k.payment_id = ?")
+GET_BY_KEY = (
+    "SELECT p.payment, p.confirmation_sequence FROM payment_key k JOIN payment p"
+    " ON p.business_date = k.business_date AND p.payment_id = k.payment_id WHERE k.payment_id = ?")
+SET_CONFIRMATION_SEQUENCE = "UPDATE payment SET confirmation_sequence = ? WHERE payment_id = ?"
+SET_CONFIRMATION_SEQUENCE_BY_KEY = (
+    "UPDATE payment SET confirmation_sequence = ? FROM payment_key k WHERE k.payment_id = ?"
+    " AND payment.business_date = k.business_date AND payment.payment_id = k.payment_id")
+BATCH_RESULTS = (
+    "SELECT b.line_number, b.refusal, p.payment, p.confirmation_sequence, b.payment_id, a.business_date,"
+    " a.status FROM batch_line b LEFT JOIN payment p ON p.payment_id = b.payment_id"
+    " LEFT JOIN archived_payment a ON p.payment_id IS NULL AND a.payment_id = b.payment_id"
+    " WHERE b.channel = ? AND b.batch_id = ? AND b.line_number > ? ORDER BY b.line_number LIMIT ?")
+BATCH_RESULTS_BY_KEY = (
+    "SELECT b.line_number, b.refusal, p.payment, p.confirmation_sequence, b.payment_id, k.business_date,"
+    " k.status FROM batch_line b LEFT JOIN payment_key k ON k.payment_id = b.payment_id"
+    " LEFT JOIN payment p ON p.business_date = k.business_date AND p.payment_id = k.payment_id"
+    " WHERE b.channel = ? AND b.batch_id = ? AND b.line_number > ? ORDER BY b.line_number LIMIT ?")
+
 
 def open_store(data_dir: Path, environ: dict[str, str] | None = None) -> Store | PostgresStore:
     """The journal's store: PostgreSQL when a database URL is set (one journal for every router
@@ -135,11 +186,18 @@ class Journal:
         self._store = Store(store, SCHEMA, ADDED_COLUMNS, INDEXES) if isinstance(store, Path) else store
         # On PostgreSQL every router replica writes it, not this process alone.
         self.shared = isinstance(self._store, PostgresStore)
+        # The days whose payment partition (PostgreSQL) this journal knows is there: a commit asks the
+        # store only of a day new to it. Forgotten when a commit fails (it may have made one, rolled
+        # back) and for a day this journal drops; another replica's drop of a day this one still
+        # writes cannot happen (a dropped day is closed: no payment is booked in it any more).
+        self._days_partitioned: set[str] = set()
         # Accepts and results of every stream and online call share commits: (operation, its arguments).
         # Lanes by priority (paymesh.group_commit.lane_of), a day file's payments at most
         # FILE_PAYMENTS_PER_COMMIT a commit, so that one never holds an online payment long.
-        self._commits = GroupCommit(self._store, _apply_group, name="journal-commit", lanes=PRIORITY_LANES,
-                                    weight=_weight, lane_max_weight=(None, None, FILE_PAYMENTS_PER_COMMIT))
+        self._commits = GroupCommit(self._store, functools.partial(_apply_group, self._days_partitioned),
+                                    name="journal-commit", lanes=PRIORITY_LANES, weight=_weight,
+                                    lane_max_weight=(None, None, FILE_PAYMENTS_PER_COMMIT),
+                                    on_rollback=self._days_partitioned.clear)
 
     async def close(self) -> None:
         await self._commits.close()
@@ -230,10 +288,7 @@ class Journal:
                             ) -> list[tuple[int, payments_pb2.Payment]]:
         """(line number, payment) of the channel's file, lines after after_line, in order, at most limit."""
         rows = await self._store.run(lambda c: c.execute(
-            "SELECT b.line_number, b.refusal, p.payment, p.confirmation_sequence, b.payment_id, a.business_date,"
-            " a.status FROM batch_line b LEFT JOIN payment p ON p.payment_id = b.payment_id"
-            " LEFT JOIN archived_payment a ON p.payment_id IS NULL AND a.payment_id = b.payment_id"
-            " WHERE b.channel = ? AND b.batch_id = ? AND b.line_number > ? ORDER BY b.line_number LIMIT ?",
+            BATCH_RESULTS_BY_KEY if isinstance(c, PostgresConnection) else BATCH_RESULTS,
             (channel, batch_id, after_line, limit)).fetchall())
         return [(row[0], _line_result(*row[1:])) for row in rows]
 
@@ -248,6 +303,7 @@ class Journal:
     async def get(self, payment_id: str) -> payments_pb2.Payment | None:
         row = await self._store.run(
             lambda c: c.execute(
+                GET_BY_KEY if isinstance(c, PostgresConnection) else
                 "SELECT payment, confirmation_sequence FROM payment WHERE payment_id = ?", (payment_id,)
             ).fetchone()
         )
@@ -263,7 +319,10 @@ class Journal:
     async def drop_day(self, business_date: str, keys_kept_from: str) -> types_pb2.DroppedBusinessDay:
         """Drops the day's payments (an archived, closed day), keeping their keys; forgets the keys of
         days before keys_kept_from. One transaction; raises Refused while the day has work pending."""
-        return await self._store.transaction(_drop_day, business_date, keys_kept_from)
+        try:
+            return await self._store.transaction(_drop_day, business_date, keys_kept_from)
+        finally:  # its partition may be gone (PostgreSQL): asked of the store again if written
+            self._days_partitioned.clear()
 
     async def day_totals(self, business_date: str) -> list[tuple[int, int, int, str, int, int]]:
         """(channel, loan type, status, currency, count, amount) of the day's payments, for reconciliation."""
@@ -283,14 +342,23 @@ def _weight(op) -> int:
     return len(args[0]) if kind == "accept" else 1
 
 
-def _apply_group(connection: Connection, ops) -> list:
+def _apply_group(days_partitioned: set[str], connection: Connection, ops) -> list:
     """Per operation, in order: an accept's outcomes; a record's None. On PostgreSQL pipelined: a
-    record's statements go out without waiting for their answers, an accept waits for its insert's."""
+    record's statements go out without waiting for their answers, an accept waits for its insert's;
+    first, the partition of each day the accepts book in that days_partitioned does not hold yet."""
     results: list = []
-    # Most days no day has been dropped: then a new payment costs no look among the kept keys. Asked of
-    # the store, not remembered: another router replica may drop a day meanwhile.
-    archived_any = any(op == "accept" for op, _ in ops) and \
-        connection.execute("SELECT 1 FROM archived_payment LIMIT 1").fetchone() is not None
+    if isinstance(connection, PostgresConnection):
+        # (A kept key is found by the accept's claim itself: nothing to look at first.)
+        archived_any = False
+        days = {entry.payment.business_date for op, args in ops if op == "accept" for entry in args[0]}
+        if not days <= days_partitioned:
+            ensure_day_partitions(connection, "payment", days - days_partitioned)
+            days_partitioned |= days
+    else:
+        # Most days no day has been dropped: then a new payment costs no look among the kept keys. Asked of
+        # the store, not remembered: another router replica may drop a day meanwhile.
+        archived_any = any(op == "accept" for op, _ in ops) and \
+            connection.execute("SELECT 1 FROM archived_payment LIMIT 1").fetchone() is not None
     with pipelined(connection):
         for op, args in ops:
             if op == "accept":
@@ -309,17 +377,16 @@ def _accept(connection: Connection, entry: Accepted, archived_any: bool) -> Outc
             return archived
     # The insert first: a payment is new far more often than it is a retry, and a retry that reached
     # another router replica meanwhile (PostgreSQL: this insert waits for its commit) finds its row.
+    partitioned = isinstance(connection, PostgresConnection)
     inserted = connection.execute(
-        "INSERT INTO payment (payment_id, channel, idempotency_key, body_hash, loan_type, currency, amount_minor,"
-        " business_date, status, batch_id, payment, value_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (payment_id) DO NOTHING RETURNING payment_id",
+        INSERT_PAYMENT_CLAIMING_KEY if partitioned else INSERT_PAYMENT,
         (p.payment_id, p.channel, p.idempotency_key, entry.body_hash, p.loan_type, p.amount.currency_code,
          p.amount.amount_minor, p.business_date, p.status, entry.batch_id or None, p.SerializeToString(),
          p.value_date),
     ).fetchone()
     if inserted:
         return Outcome(p, entry.body_hash, new=True)
-    known = _journaled(connection, p)
+    known = _known_by_key(connection, p) if partitioned else _journaled(connection, p)
     assert known is not None, "a conflicting insert leaves the row it conflicted with"
     return known
 
@@ -332,21 +399,37 @@ def _journaled(connection: Connection, p: payments_pb2.Payment) -> Outcome | Non
     return Outcome(_payment_of(row[0], row[1]), row[2], new=False) if row else None
 
 
+def _known_by_key(connection: Connection, p: payments_pb2.Payment) -> Outcome | None:
+    """PostgreSQL's _journaled and _archived at once: what payment_key says of p's id, or None."""
+    row = connection.execute(KNOWN_BY_KEY, (p.payment_id,)).fetchone()
+    if row is None:
+        return None
+    blob, sequence, body_hash, archived_body_hash, business_date, archived_status = row
+    if archived_status is not None:
+        return _archived_outcome(p, archived_body_hash, business_date, archived_status)
+    return Outcome(_payment_of(blob, sequence), body_hash, new=False)
+
+
 def _archived(connection: Connection, p: payments_pb2.Payment) -> Outcome | None:
     """The key a dropped day left of p's id: its day and final status, or None."""
     archived = connection.execute("SELECT body_hash, business_date, status FROM archived_payment"
                                   " WHERE payment_id = ?", (p.payment_id,)).fetchone()
-    if archived is None:
-        return None
+    return None if archived is None else _archived_outcome(p, *archived)
+
+
+def _archived_outcome(p: payments_pb2.Payment, body_hash: str, business_date: str,
+                      status: types_pb2.PaymentStatus) -> Outcome:
     payment = payments_pb2.Payment(payment_id=p.payment_id, channel=p.channel, idempotency_key=p.idempotency_key,
-                                   business_date=archived[1], status=archived[2])
-    return Outcome(payment, archived[0], new=False, archived=True)
+                                   business_date=business_date, status=status)
+    return Outcome(payment, body_hash, new=False, archived=True)
 
 
 def _record(connection: Connection, payment: payments_pb2.Payment, outbox) -> None:
+    # By its day too (never changed: the payment was accepted with it): on PostgreSQL, its partition.
     connection.execute(
-        "UPDATE payment SET status = ?, payment = ?, reversal_date = ? WHERE payment_id = ?",
-        (payment.status, payment.SerializeToString(), payment.reversal_business_date or None, payment.payment_id),
+        "UPDATE payment SET status = ?, payment = ?, reversal_date = ? WHERE business_date = ? AND payment_id = ?",
+        (payment.status, payment.SerializeToString(), payment.reversal_business_date or None, payment.business_date,
+         payment.payment_id),
     )
     now = time.time()  # when the rows were written: the oldest row's age is a gauge
     connection.executemany("INSERT INTO outbox (topic, item_key, body, traceparent, queued_at) VALUES (?, ?, ?, ?, ?)"
@@ -356,7 +439,8 @@ def _record(connection: Connection, payment: payments_pb2.Payment, outbox) -> No
 def _delivered(connection: Connection, delivered) -> None:
     for topic, keys, sequences in delivered:
         connection.executemany("DELETE FROM outbox WHERE topic = ? AND item_key = ?", [(topic, k) for k in keys])
-        connection.executemany("UPDATE payment SET confirmation_sequence = ? WHERE payment_id = ?",
+        connection.executemany(SET_CONFIRMATION_SEQUENCE_BY_KEY if isinstance(connection, PostgresConnection)
+                               else SET_CONFIRMATION_SEQUENCE,
                                [(sequence, payment_id) for payment_id, sequence in sequences.items()])
 
 
@@ -388,26 +472,47 @@ def _drop_day(connection: Connection, business_date: str, keys_kept_from: str) -
         raise not_final(f"{waiting} outbox rows of {business_date}'s payments are not delivered yet"
                         " (refused ones: paymesh outbox list)")
     connection.execute("INSERT INTO dropped_day (business_date) VALUES (?) ON CONFLICT DO NOTHING", (business_date,))
-    # A payment goes once its booking day and its reversal's day are both dropped: each day's
-    # reconciliation (and so its archive) lists it.
-    rows = connection.execute(
-        "SELECT payment_id, body_hash, business_date, status, channel, batch_id FROM payment"
-        " WHERE (business_date = ? OR reversal_date = ?)"
-        " AND business_date IN (SELECT business_date FROM dropped_day)"
-        " AND (reversal_date IS NULL OR reversal_date IN (SELECT business_date FROM dropped_day))",
-        (business_date, business_date)).fetchall()
-    connection.executemany("INSERT INTO archived_payment (payment_id, body_hash, business_date, status)"
-                           " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", [row[:4] for row in rows])
-    connection.executemany("DELETE FROM payment WHERE payment_id = ?", [(row[0],) for row in rows])
+    rows = connection.execute(f"SELECT payment_id, body_hash, business_date, status, channel, batch_id FROM payment p"
+                              f" WHERE {GOES_WITH_DAY}", (business_date, business_date)).fetchall()
+    if isinstance(connection, PostgresConnection):
+        _drop_partition(connection, business_date, rows)
+    else:
+        connection.executemany("INSERT INTO archived_payment (payment_id, body_hash, business_date, status)"
+                               " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", [row[:4] for row in rows])
+        connection.executemany("DELETE FROM payment WHERE payment_id = ?", [(row[0],) for row in rows])
     # A day file's line results go with the last of its payments (a file can span two days).
     for channel, batch_id in {(row[4], row[5]) for row in rows if row[5]}:
         if connection.execute("SELECT 1 FROM payment WHERE channel = ? AND batch_id = ? LIMIT 1",
                               (channel, batch_id)).fetchone() is None:
             connection.execute("DELETE FROM batch_line WHERE channel = ? AND batch_id = ?", (channel, batch_id))
-    forgotten = connection.execute("DELETE FROM archived_payment WHERE business_date < ?", (keys_kept_from,)).rowcount
+    forgotten = connection.execute(
+        "DELETE FROM payment_key WHERE status IS NOT NULL AND business_date < ?" if isinstance(
+            connection, PostgresConnection) else "DELETE FROM archived_payment WHERE business_date < ?",
+        (keys_kept_from,)).rowcount
     return types_pb2.DroppedBusinessDay(
         business_date=business_date, dropped_count=len(rows), kept_key_count=len(rows), forgotten_key_count=forgotten,
         store_bytes_before=before, store_bytes_after=bytes_in_use(connection))
+
+
+def _drop_partition(connection: PostgresConnection, business_date: str, rows: list) -> None:
+    """PostgreSQL's drop of the day's payments (rows): its partition goes whole, its space given back at
+    once, but for the payments reversed on a day not dropped yet, kept in a new small partition of the
+    day (paymesh.postgres.drop_day_partition); an earlier day's payment reversed on this one goes from
+    what that day's drop kept, and that day's partition with its last. Each key of the payments that go
+    keeps its body hash and final status: what the same key sent again is answered with."""
+    connection.execute("UPDATE payment_key k SET body_hash = p.body_hash, status = p.status FROM payment p"
+                       f" WHERE p.business_date = k.business_date AND p.payment_id = k.payment_id AND {GOES_WITH_DAY}",
+                       (business_date, business_date))
+    if connection.execute(f"SELECT 1 FROM payment WHERE business_date = ? AND {STAYS_AFTER_ITS_DAY} LIMIT 1",
+                          (business_date,)).fetchone():
+        drop_day_partition(connection, "payment", business_date, keep_where=STAYS_AFTER_ITS_DAY)
+    else:
+        drop_day_partition(connection, "payment", business_date)
+    earlier = [(row[2], row[0]) for row in rows if row[2] != business_date]
+    connection.executemany("DELETE FROM payment WHERE business_date = ? AND payment_id = ?", earlier)
+    for day in sorted({day for day, _ in earlier}):
+        if connection.execute("SELECT 1 FROM payment WHERE business_date = ? LIMIT 1", (day,)).fetchone() is None:
+            drop_day_partition(connection, "payment", day)
 
 
 def outbox_payment_id(topic: str, key: str, body: bytes) -> str:
