@@ -186,10 +186,10 @@ class Journal:
         self._store = Store(store, SCHEMA, ADDED_COLUMNS, INDEXES) if isinstance(store, Path) else store
         # On PostgreSQL every router replica writes it, not this process alone.
         self.shared = isinstance(self._store, PostgresStore)
-        # The days whose payment partition (PostgreSQL) this journal knows is there: a commit asks the
-        # store only of a day new to it. Forgotten when a commit fails (it may have made one, rolled
-        # back) and for a day this journal drops; another replica's drop of a day this one still
-        # writes cannot happen (a dropped day is closed: no payment is booked in it any more).
+        # The days whose payment partition (PostgreSQL) this journal knows is there, committed: a commit
+        # asks the store only of a day new to it. Forgotten when a commit fails and when this journal
+        # drops a day; another replica's drop of a day this one still writes cannot happen (a dropped
+        # day is closed: no payment is booked in it any more).
         self._days_partitioned: set[str] = set()
         # Accepts and results of every stream and online call share commits: (operation, its arguments).
         # Lanes by priority (paymesh.group_commit.lane_of), a day file's payments at most
@@ -352,8 +352,9 @@ def _apply_group(days_partitioned: set[str], connection: Connection, ops) -> lis
         archived_any = False
         days = {entry.payment.business_date for op, args in ops if op == "accept" for entry in args[0]}
         if not days <= days_partitioned:
-            ensure_day_partitions(connection, "payment", days - days_partitioned)
-            days_partitioned |= days
+            # Not those it makes: this transaction may yet be rolled back (and run again), and they with it.
+            made = ensure_day_partitions(connection, "payment", days - days_partitioned)
+            days_partitioned |= days - set(made)
     else:
         # Most days no day has been dropped: then a new payment costs no look among the kept keys. Asked of
         # the store, not remembered: another router replica may drop a day meanwhile.
