@@ -1,7 +1,8 @@
 """Dropping an archived day from the router's journal, on each backend (a SQLite file, a PostgreSQL
-database): the day's payments go, their keys stay (the same key is answered, never journaled again), a
-payment reversed on a later day stays until that day is dropped too, and a day with work still pending
-is refused whole."""
+database): the day's payments go and the store's size in use falls (PostgreSQL: the day's partition
+dropped), their keys stay (the same key is answered PAYMENT_ARCHIVED, another body refused, never
+journaled again), a payment reversed on a later day stays until that day is dropped too, and a day with
+work still pending is refused whole."""
 
 import pytest
 
@@ -9,6 +10,7 @@ from bank.common.v1 import errors_pb2, types_pb2
 from bank.ledger.v1 import ledger_pb2
 from bank.payments.v1 import payments_pb2
 from payment_router.journal import CONFIRMATIONS, POSTINGS, Accepted, Journal
+from payment_router.service import _check_replay
 from paymesh.errors import Refused
 
 DAY, NEXT_DAY = "2026-11-27", "2026-11-30"
@@ -37,10 +39,17 @@ async def test_a_dropped_day_keeps_its_keys_and_a_later_reversal_keeps_its_payme
     await journal.record_batch_lines(types_pb2.CHANNEL_ATM, "FILE-1", [(1, payment("PAY-0"), True),
                                                                        (2, payment("PAY-next"), True)])
 
+    # A retry after the close is booked on the next day: still the one payment, on its own day.
+    (retry,) = await journal.accept([Accepted(payment("PAY-3", day=NEXT_DAY, status=types_pb2.PAYMENT_STATUS_ACCEPTED),
+                                              "hash-PAY-3")])
+    assert not retry.new and (retry.payment.business_date, retry.payment.status) == (
+        DAY, types_pb2.PAYMENT_STATUS_APPLIED)
+    assert "PAY-3" not in {p.payment_id for p in await journal.day_payments(NEXT_DAY)}
+
     dropped = await journal.drop_day(DAY, keys_kept_from="2026-08-29")
     assert (dropped.dropped_count, dropped.kept_key_count, dropped.forgotten_key_count) == (200, 200, 0)
-    if not journal.shared:  # PostgreSQL reuses a deleted row's space after a vacuum; the file stays
-        assert dropped.store_bytes_after < dropped.store_bytes_before
+    # (On PostgreSQL a DELETE left the rows' space to a vacuum: the size did not fall.)
+    assert dropped.store_bytes_after < dropped.store_bytes_before, "the day's space is given back"
     assert await journal.get("PAY-0") is None
     # Reversed on a day not dropped yet: that day's reconciliation still lists it.
     assert {p.payment_id for p in await journal.day_payments(NEXT_DAY)} == {"PAY-reversed", "PAY-next"}
@@ -49,12 +58,21 @@ async def test_a_dropped_day_keeps_its_keys_and_a_later_reversal_keeps_its_payme
     assert (lines[1].payment_id, lines[1].business_date, lines[1].status) == (
         "PAY-0", DAY, types_pb2.PAYMENT_STATUS_APPLIED)
 
-    # The same key again: answered from its kept key, not journaled as new.
-    (outcome,) = await journal.accept([Accepted(payment("PAY-7", day=NEXT_DAY,
-                                                        status=types_pb2.PAYMENT_STATUS_ACCEPTED), "hash-PAY-7")])
+    # The same key again: answered from its kept key, not journaled as new; another body: refused.
+    again_sent = Accepted(payment("PAY-7", day=NEXT_DAY, status=types_pb2.PAYMENT_STATUS_ACCEPTED), "hash-PAY-7")
+    (outcome,) = await journal.accept([again_sent])
     assert outcome.archived and not outcome.new
     assert (outcome.payment.business_date, outcome.payment.status) == (DAY, types_pb2.PAYMENT_STATUS_APPLIED)
+    with pytest.raises(Refused) as archived:
+        _check_replay(again_sent, outcome)
+    assert archived.value.reason == errors_pb2.ERROR_REASON_PAYMENT_ARCHIVED
+    other_body = Accepted(again_sent.payment, "hash-of-another-body")
+    (outcome,) = await journal.accept([other_body])
+    with pytest.raises(Refused) as reused:
+        _check_replay(other_body, outcome)
+    assert reused.value.reason == errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED
     assert await journal.get("PAY-7") is None
+    assert {p.payment_id for p in await journal.day_payments(NEXT_DAY)} == {"PAY-reversed", "PAY-next"}
 
     again = await journal.drop_day(DAY, keys_kept_from="2026-08-29")
     assert again.dropped_count == 0
