@@ -96,12 +96,13 @@ def in_use_kib(line: str) -> tuple[int, int]:
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_an_archived_day_is_dropped_from_the_hot_stores_and_its_keys_still_answer(tmp_path, pki_dir, backend,
                                                                                        request):
-    """postgres: the bridge's queue and the confirmation log on PostgreSQL (partitioned by booking date: the
-    day's partition dropped, so their size falls there too); the router's journal on SQLite in both."""
+    """postgres: the router's journal, the bridge's queue and the confirmation log on PostgreSQL (partitioned
+    by booking date: the day's partition dropped, so their size falls there too); the cores keep every
+    movement, on SQLite in both."""
     databases = {} if backend == "sqlite" else {
         f"{SERVICES[name].env_prefix}_DATABASE_URL": request.getfixturevalue("postgres_server").create_database(
             f"archive_{name.replace('-', '_')}_{uuid.uuid4().hex[:8]}")
-        for name in ("mainframe-bridge", "confirmations")}
+        for name in ("payment-router", "mainframe-bridge", "confirmations")}
     mesh = start_mesh(tmp_path, pki_dir, **ENV, **databases)
     archive = tmp_path / "archive"
     try:
