@@ -8,7 +8,8 @@ The phases, as the router calls the journal:
   - online: `concurrency` callers at once, each accepting one payment and recording its result with a
     posting and a confirmation for the outbox (the group commit groups them); then their peers'
     acknowledgements, 200 to a call (the rows deleted, the confirmation sequences kept);
-  - file: the same payments' count again as a day file's, accepted 500 to a call, then recorded;
+  - file: the same payments' count again as a day file's, accepted 500 to a call, its lines kept,
+    recorded (a posting and a confirmation each), acknowledged, then its results read back by pages;
   - retry: every online payment sent again (each found by its id, none journaled twice);
   - drop: the first day dropped (paymesh archive --drop's journal part), the store's size in use before
     and after, as DroppedBusinessDay reports it.
@@ -20,6 +21,7 @@ payments are booked on `file-days` days, as across a close. Prints figures, asse
 import argparse
 import asyncio
 import contextlib
+import shutil
 import sys
 import tempfile
 import time
@@ -30,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bank.common.v1 import types_pb2  # noqa: E402
 from bank.ledger.v1 import ledger_pb2  # noqa: E402
 from bank.payments.v1 import payments_pb2  # noqa: E402
-from payment_router.journal import CONFIRMATIONS, POSTINGS, Accepted, Journal, open_store  # noqa: E402
+from payment_router.journal import (CONFIRMATIONS, CONFIRMATIONS_BATCH, POSTINGS, Accepted, Journal,  # noqa: E402
+                                    open_store)
 from paymesh_tools.local_postgres import LocalPostgres  # noqa: E402
 
 DAYS = ("2026-11-27", "2026-11-30", "2026-12-01", "2026-12-02")
@@ -54,11 +57,11 @@ def applied(p: payments_pb2.Payment) -> payments_pb2.Payment:
     return result
 
 
-def outbox_of(p: payments_pb2.Payment) -> list[tuple[str, str, bytes, str]]:
+def outbox_of(p: payments_pb2.Payment, topic: str = CONFIRMATIONS) -> list[tuple[str, str, bytes, str]]:
     posting = ledger_pb2.Posting(posting_id=f"MOV-{p.payment_id}", payment_id=p.payment_id,
                                  business_date=p.business_date)
     return [(POSTINGS, posting.posting_id, posting.SerializeToString(), ""),
-            (CONFIRMATIONS, p.payment_id, b"confirmation" * 20, "")]
+            (topic, p.payment_id, b"confirmation" * 20, "")]
 
 
 class Phase:
@@ -98,7 +101,17 @@ async def measure(journal: Journal, args) -> None:
             lines = file[start:start + FILE_LINES_PER_CALL]
             await journal.accept([Accepted(p, f"hash-{p.payment_id}", batch_id="FILE-1") for p in lines],
                                  types_pb2.PRIORITY_BATCH)
-            await asyncio.gather(*(journal.record(applied(p), [], types_pb2.PRIORITY_BATCH) for p in lines))
+            await journal.record_batch_lines(types_pb2.CHANNEL_STORE, "FILE-1", [
+                (start + number, p, True) for number, p in enumerate(lines, start=1)])
+            await asyncio.gather(*(journal.record(applied(p), outbox_of(p, CONFIRMATIONS_BATCH),
+                                                  types_pb2.PRIORITY_BATCH) for p in lines))
+            await journal.done([(POSTINGS, [f"MOV-{p.payment_id}" for p in lines], {}),
+                                (CONFIRMATIONS_BATCH, [p.payment_id for p in lines],
+                                 {p.payment_id: next(sequence) for p in lines})])
+        after_line = 0
+        while page := await journal.batch_results(types_pb2.CHANNEL_STORE, "FILE-1", after_line,
+                                                  FILE_LINES_PER_CALL):
+            after_line = page[-1][0]
     with Phase("retry", len(online)):
         async def again(payments: list[payments_pb2.Payment]) -> None:
             for p in payments:
@@ -116,7 +129,9 @@ async def main(args) -> None:
     with contextlib.ExitStack() as stack:
         environ = {}
         if args.journal == "postgres":  # a server of the bench's own, on loopback (its folder under /tmp)
-            server = stack.enter_context(LocalPostgres(Path(tempfile.mkdtemp(prefix="paymesh-bench-pg-"))))
+            folder = Path(tempfile.mkdtemp(prefix="paymesh-bench-pg-"))
+            stack.callback(shutil.rmtree, folder, ignore_errors=True)  # (after the server stopped)
+            server = stack.enter_context(LocalPostgres(folder))
             environ["PAYMESH_PAYMENT_ROUTER_DATABASE_URL"] = server.create_database("payment_router")
         journal = Journal(open_store(Path(stack.enter_context(tempfile.TemporaryDirectory())), environ))
         try:
