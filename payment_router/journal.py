@@ -500,7 +500,9 @@ def _drop_partition(connection: PostgresConnection, business_date: str, rows: li
     once, but for the payments reversed on a day not dropped yet, kept in a new small partition of the
     day (paymesh.postgres.drop_day_partition); an earlier day's payment reversed on this one goes from
     what that day's drop kept, and that day's partition with its last. Each key of the payments that go
-    keeps its body hash and final status: what the same key sent again is answered with."""
+    keeps its body hash and final status: what the same key sent again is answered with.
+    (The detach waits for the replicas' commits writing payments; one of those waiting in turn for a key
+    this drop holds, a retry of the day's, is a deadlock PostgreSQL ends: either is run again whole.)"""
     connection.execute("UPDATE payment_key k SET body_hash = p.body_hash, status = p.status FROM payment p"
                        f" WHERE p.business_date = k.business_date AND p.payment_id = k.payment_id AND {GOES_WITH_DAY}",
                        (business_date, business_date))

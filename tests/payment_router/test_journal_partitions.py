@@ -109,3 +109,30 @@ async def test_one_payment_sent_to_two_replicas_on_two_booking_days_is_journaled
         assert connection.execute("SELECT count(*) FROM payment_key").fetchone()[0] == len(ids)
     finally:
         connection.close()
+
+
+async def test_a_dropped_day_s_partition_goes_and_what_it_kept_goes_with_the_later_day(postgres_url, tmp_path):
+    """The drop's partitions: a day's goes whole; a payment reversed on a later day stays in a new small
+    partition of its day, which goes with the later day's drop (its last payment gone)."""
+    journal = journal_on(postgres_url, tmp_path)
+    try:
+        for p in (payment("PAY-1"), payment("PAY-2"), payment("PAY-3", day=NEXT_DAY)):
+            accepted = payments_pb2.Payment()
+            accepted.CopyFrom(p)
+            accepted.status = types_pb2.PAYMENT_STATUS_ACCEPTED
+            await journal.accept([Accepted(accepted, "h")])
+            await journal.record(p, [])
+        reversed_ = payment("PAY-2", status=types_pb2.PAYMENT_STATUS_REVERSED)
+        reversed_.reversal_business_date = NEXT_DAY
+        await journal.record(reversed_, [])
+        assert partitions(postgres_url) == {"payment_20261127", "payment_20261130"}
+
+        assert (await journal.drop_day(DAY, keys_kept_from="2026-08-29")).dropped_count == 1
+        assert partitions(postgres_url) == {"payment_20261127", "payment_20261130"}  # PAY-2's, new and small
+        assert [p.payment_id for p in await journal.day_payments(DAY)] == ["PAY-2"]
+        assert (await journal.drop_day(NEXT_DAY, keys_kept_from="2026-08-29")).dropped_count == 2
+        assert partitions(postgres_url) == set()
+        (outcome,) = await journal.accept([Accepted(payment("PAY-2", day="2026-12-01"), "h")])
+        assert outcome.archived and outcome.payment.status == types_pb2.PAYMENT_STATUS_REVERSED
+    finally:
+        await journal.close()
