@@ -11,7 +11,6 @@ An outbox row its peer refused is never forgotten: it is marked refused (with th
 peer's reason) and waits, out of the forwarders' way, for an operator to replay it.
 """
 
-import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from bank.payments.v1 import payments_pb2
 from paymesh.group_commit import PRIORITY_LANES, GroupCommit, lane_of
 from paymesh.errors import Refused
 from paymesh.postgres import (STORE_UNAVAILABLE, Connection, PostgresConnection, PostgresStore, bytes_in_use,
-                              database_url, drop_day_partition, ensure_day_partitions, pipelined)
+                              database_url, drop_day_partition, ensure_day_partitions_cached, pipelined)
 from paymesh.retention import not_final
 from paymesh.sqlite import Store
 
@@ -186,18 +185,11 @@ class Journal:
         self._store = Store(store, SCHEMA, ADDED_COLUMNS, INDEXES) if isinstance(store, Path) else store
         # On PostgreSQL every router replica writes it, not this process alone.
         self.shared = isinstance(self._store, PostgresStore)
-        # The days whose payment partition (PostgreSQL) this journal knows is there, committed: a commit
-        # asks the store only of a day new to it. Forgotten when a commit fails and when this journal
-        # drops a day; another replica's drop of a day this one still writes cannot happen (a dropped
-        # day is closed: no payment is booked in it any more).
-        self._days_partitioned: set[str] = set()
         # Accepts and results of every stream and online call share commits: (operation, its arguments).
         # Lanes by priority (paymesh.group_commit.lane_of), a day file's payments at most
         # FILE_PAYMENTS_PER_COMMIT a commit, so that one never holds an online payment long.
-        self._commits = GroupCommit(self._store, functools.partial(_apply_group, self._days_partitioned),
-                                    name="journal-commit", lanes=PRIORITY_LANES, weight=_weight,
-                                    lane_max_weight=(None, None, FILE_PAYMENTS_PER_COMMIT),
-                                    on_rollback=self._days_partitioned.clear)
+        self._commits = GroupCommit(self._store, _apply_group, name="journal-commit", lanes=PRIORITY_LANES,
+                                    weight=_weight, lane_max_weight=(None, None, FILE_PAYMENTS_PER_COMMIT))
 
     async def close(self) -> None:
         await self._commits.close()
@@ -319,10 +311,7 @@ class Journal:
     async def drop_day(self, business_date: str, keys_kept_from: str) -> types_pb2.DroppedBusinessDay:
         """Drops the day's payments (an archived, closed day), keeping their keys; forgets the keys of
         days before keys_kept_from. One transaction; raises Refused while the day has work pending."""
-        try:
-            return await self._store.transaction(_drop_day, business_date, keys_kept_from)
-        finally:  # its partition may be gone (PostgreSQL): asked of the store again if written
-            self._days_partitioned.clear()
+        return await self._store.transaction(_drop_day, business_date, keys_kept_from)
 
     async def day_totals(self, business_date: str) -> list[tuple[int, int, int, str, int, int]]:
         """(channel, loan type, status, currency, count, amount) of the day's payments, for reconciliation."""
@@ -342,19 +331,16 @@ def _weight(op) -> int:
     return len(args[0]) if kind == "accept" else 1
 
 
-def _apply_group(days_partitioned: set[str], connection: Connection, ops) -> list:
+def _apply_group(connection: Connection, ops) -> list:
     """Per operation, in order: an accept's outcomes; a record's None. On PostgreSQL pipelined: a
     record's statements go out without waiting for their answers, an accept waits for its insert's;
-    first, the partition of each day the accepts book in that days_partitioned does not hold yet."""
+    first, the partition of each day the accepts book in, where this connection has not seen it made."""
     results: list = []
     if isinstance(connection, PostgresConnection):
         # (A kept key is found by the accept's claim itself: nothing to look at first.)
         archived_any = False
-        days = {entry.payment.business_date for op, args in ops if op == "accept" for entry in args[0]}
-        if not days <= days_partitioned:
-            # Not those it makes: this transaction may yet be rolled back (and run again), and they with it.
-            made = ensure_day_partitions(connection, "payment", days - days_partitioned)
-            days_partitioned |= days - set(made)
+        ensure_day_partitions_cached(connection, "payment", {
+            entry.payment.business_date for op, args in ops if op == "accept" for entry in args[0]})
     else:
         # Most days no day has been dropped: then a new payment costs no look among the kept keys. Asked of
         # the store, not remembered: another router replica may drop a day meanwhile.
