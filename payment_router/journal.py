@@ -12,6 +12,9 @@ peer's reason) and waits, out of the forwarders' way, for an operator to replay 
 """
 
 import logging
+import os
+import secrets
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +109,9 @@ GOES_WITH_DAY = ("(p.business_date = ? OR p.reversal_date = ?) AND p.business_da
                  " FROM dropped_day))")
 # What of a dropped day's payments stays: those reversed on a day not dropped yet.
 STAYS_AFTER_ITS_DAY = "reversal_date IS NOT NULL AND reversal_date NOT IN (SELECT business_date FROM dropped_day)"
+# How long a replica holds the outbox rows it claimed on a shared journal: renewed while their peer has
+# not answered (payment_router.outbox), so this is how soon another replica takes the rows of one that died.
+CLAIM_LEASE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,9 @@ class Journal:
         self._store = Store(store, SCHEMA, ADDED_COLUMNS, INDEXES) if isinstance(store, Path) else store
         # On PostgreSQL every router replica writes it, not this process alone.
         self.shared = isinstance(self._store, PostgresStore)
+        # Who holds the outbox rows this process claims there: new at each start, so a restarted replica
+        # takes what it held before only once the lease lapses, as any other would.
+        self.claimant = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}" if self.shared else ""
         # Accepts and results of every stream and online call share commits: (operation, its arguments).
         # Lanes by priority (paymesh.group_commit.lane_of), a day file's payments at most
         # FILE_PAYMENTS_PER_COMMIT a commit, so that one never holds an online payment long.
@@ -210,9 +219,13 @@ class Journal:
                           " idempotency key (it is applied once)", retry_after=1.0) from failed
 
     async def record(self, payment: payments_pb2.Payment, outbox: list[tuple[str, str, bytes, str]],
-                     priority: types_pb2.Priority = types_pb2.PRIORITY_ONLINE) -> None:
-        """Stores the payment's new state and its outbox rows (topic, key, body, traceparent) in one commit."""
-        await self._commits.submit(("record", (payment, outbox)), lane_of(priority))
+                     priority: types_pb2.Priority = types_pb2.PRIORITY_ONLINE, hold: bool = True) -> None:
+        """Stores the payment's new state and its outbox rows (topic, key, body, traceparent) in one commit.
+        On a shared journal the rows are claimed by this replica as they are written (hold), so its own
+        forwarder sends them at once; a correction (hold=False), which waits behind what it corrects,
+        is left to whichever replica finds it claimable first."""
+        claimant = self.claimant if hold else ""
+        await self._commits.submit(("record", (payment, outbox, claimant)), lane_of(priority))
 
     async def queued(self, topic: str, keys: list[str]) -> set[str]:
         """Which of these keys still have a row of the topic in the outbox."""
@@ -235,8 +248,40 @@ class Journal:
             ).fetchall()
         )
 
+    async def claim(self, topic: str, after_id: int, limit: int) -> list[tuple[int, str, bytes, str]]:
+        """On a shared journal: claims, for CLAIM_LEASE_SECONDS, the topic's next rows to send, oldest
+        first, (id, key, body, traceparent): the rows this replica holds since it wrote them, after
+        after_id (its last page's last row: this process's commits are one at a time, so its own rows
+        commit in id order and none is left behind), and rows free or whose lease lapsed, wherever
+        they are. Rows other replicas claim at the same moment are skipped, not waited for. A row is
+        claimable only once no earlier row of its payment waits in the topic (that row's peer answered
+        and it was deleted): a payment's reversal never overtakes its result, whoever holds them."""
+        rows = await self._store.run(lambda c: c.execute(
+            "WITH page AS (SELECT id FROM outbox o WHERE topic = ? AND refused_at IS NULL"
+            " AND (claimed_until IS NULL OR claimed_until < now() OR (claimed_by = ? AND id > ?))"
+            " AND NOT EXISTS (SELECT 1 FROM outbox earlier WHERE earlier.topic = o.topic"
+            " AND earlier.payment_id = o.payment_id AND earlier.id < o.id AND earlier.refused_at IS NULL)"
+            " ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED)"
+            " UPDATE outbox SET claimed_by = ?, claimed_until = now() + make_interval(secs => ?) FROM page"
+            " WHERE outbox.id = page.id RETURNING outbox.id, outbox.item_key, outbox.body, outbox.traceparent",
+            (topic, self.claimant, after_id, limit, self.claimant, CLAIM_LEASE_SECONDS)).fetchall())
+        return sorted(rows)  # (an UPDATE's RETURNING keeps no order)
+
+    async def renew(self, ids: list[int]) -> None:
+        """Extends this replica's claims on these rows (sent, their peer's answer awaited) by a lease.
+        A row being deleted meanwhile is skipped, not waited for."""
+        await self._store.run(lambda c: c.execute(
+            "UPDATE outbox SET claimed_until = now() + make_interval(secs => ?) WHERE id IN"
+            " (SELECT id FROM outbox WHERE id = ANY(?) AND claimed_by = ? FOR UPDATE SKIP LOCKED)",
+            (CLAIM_LEASE_SECONDS, ids, self.claimant)))
+
     async def undelivered(self) -> int:
-        """Outbox rows still to be acknowledged by their peer (refused rows wait for an operator instead)."""
+        """Outbox rows still to be acknowledged by their peer (refused rows wait for an operator instead);
+        on a shared journal, those this replica holds: the others' are theirs to send."""
+        if self.shared:
+            return await self._store.run(lambda c: c.execute(
+                "SELECT count(*) FROM outbox WHERE refused_at IS NULL AND claimed_by = ?",
+                (self.claimant,)).fetchone()[0])
         return await self._store.run(
             lambda c: c.execute("SELECT count(*) FROM outbox WHERE refused_at IS NULL").fetchone()[0])
 
@@ -411,7 +456,7 @@ def _archived_outcome(p: payments_pb2.Payment, body_hash: str, business_date: st
     return Outcome(payment, body_hash, new=False, archived=True)
 
 
-def _record(connection: Connection, payment: payments_pb2.Payment, outbox) -> None:
+def _record(connection: Connection, payment: payments_pb2.Payment, outbox, claimant: str) -> None:
     # By its day too (never changed: the payment was accepted with it): on PostgreSQL, its partition.
     connection.execute(
         "UPDATE payment SET status = ?, payment = ?, reversal_date = ? WHERE business_date = ? AND payment_id = ?",
@@ -419,6 +464,12 @@ def _record(connection: Connection, payment: payments_pb2.Payment, outbox) -> No
          payment.payment_id),
     )
     now = time.time()  # when the rows were written: the oldest row's age is a gauge
+    if claimant:  # a shared journal's rows, held by the replica that wrote them (Journal.claim)
+        connection.executemany(
+            "INSERT INTO outbox (topic, item_key, body, traceparent, queued_at, claimed_by, claimed_until)"
+            " VALUES (?, ?, ?, ?, ?, ?, now() + make_interval(secs => ?)) ON CONFLICT (topic, item_key) DO NOTHING",
+            [(*row, now, claimant, CLAIM_LEASE_SECONDS) for row in outbox])
+        return
     connection.executemany("INSERT INTO outbox (topic, item_key, body, traceparent, queued_at) VALUES (?, ?, ?, ?, ?)"
                            " ON CONFLICT (topic, item_key) DO NOTHING", [(*row, now) for row in outbox])
 

@@ -248,7 +248,7 @@ class Router:
         return result
 
     async def _record(self, payment: payments_pb2.Payment, outbox: list[tuple[str, str, bytes, str]],
-                      priority: types_pb2.Priority) -> None:
+                      priority: types_pb2.Priority, hold: bool = True) -> None:
         """Records the core's answer, trying again for as long as the journal cannot be written (a
         database failover takes seconds): the core has applied it, so it must reach the journal, the
         ledger and the channel. Its callers wait meanwhile. Recording twice is harmless: the payment's
@@ -256,7 +256,7 @@ class Router:
         pause = RECORD_RETRY_FIRST_SECONDS
         while True:
             try:
-                return await self.journal.record(payment, outbox, priority)
+                return await self.journal.record(payment, outbox, priority, hold=hold)
             except STORE_UNAVAILABLE as failed:
                 log.warning("a core's answer not recorded yet: the journal cannot be written; trying again",
                             extra={"payment_id": payment.payment_id, "error": type(failed).__name__,
@@ -284,7 +284,8 @@ class Router:
             outbox += [(POSTINGS, revision.revision_id, revision.posting.SerializeToString(), traceparent),
                        (CONFIRMATIONS_BATCH if revision.payment_id in waiting else CONFIRMATIONS,
                         revision.revision_id, revised.SerializeToString(), traceparent)]
-        await self._record(reversed_payment, outbox, ONLINE)
+        # Not held by this replica: the rows may wait behind the payment's result (Journal.claim).
+        await self._record(reversed_payment, outbox, ONLINE, hold=False)
         self.outbox.wake()
 
 
