@@ -2,6 +2,11 @@
 for confirmations goes out in order, over each peer's long-lived stream, until the peer
 acknowledges it; a row the peer refused is kept, marked, for an operator to replay.
 
+On a journal shared by router replicas (PostgreSQL) each forwarder claims its pages
+(Journal.claim): the rows its replica wrote, then any free or left by a replica whose lease
+lapsed, so each row goes out from one replica, not from every one. It renews the claims of what
+it sent until the peer answers.
+
 Confirmations' acknowledgements carry each result's sequence: a channel's online call waits
 here (briefly) for its payment's, so it can tell the channel where to resume its subscription.
 """
@@ -16,7 +21,7 @@ from google.protobuf.message import Message
 from bank.common.v1 import errors_pb2
 from bank.confirmations.v1 import confirmations_pb2
 from bank.ledger.v1 import ledger_pb2
-from payment_router.journal import CONFIRMATIONS, CONFIRMATIONS_BATCH, POSTINGS, Journal
+from payment_router.journal import CLAIM_LEASE_SECONDS, CONFIRMATIONS, CONFIRMATIONS_BATCH, POSTINGS, Journal
 from paymesh import telemetry
 from paymesh.aio import wait_set
 from paymesh.postgres import STORE_UNAVAILABLE
@@ -29,11 +34,9 @@ RECENT_SEQUENCES = 20_000  # sequences kept in memory for callers who ask just a
 FORWARD_LINGER_SECONDS = {POSTINGS: 0.02, CONFIRMATIONS: 0.002, CONFIRMATIONS_BATCH: 0.002}
 SWEEP_SECONDS = 0.2  # how often delivered outbox rows are forgotten, in one commit
 STORE_RETRY_SECONDS = 0.5  # a journal that cannot be reached (a database failover) is tried again after this
-# A journal shared by router replicas (PostgreSQL) takes rows from several writers at once, so a row
-# can commit after a row with a higher id was read: each forwarder reads its outbox from the start
-# again this often, once nothing it sent is unanswered or unswept. That also sends what a replica that
-# stopped left behind. Its peers answer a row sent twice as the first time.
-RESCAN_SECONDS = 2.0
+# How often a forwarder on a shared journal renews its claims on the rows it sent and waits to hear of:
+# three times a lease, so a peer slow to answer does not make another replica send them too.
+RENEW_SECONDS = CLAIM_LEASE_SECONDS / 3
 # Rows read at once: a day file's confirmations in smaller pages, as each read holds the journal's
 # one SQLite thread, which an online payment's commits wait for.
 PAGE_ROWS = {POSTINGS: 2000, CONFIRMATIONS: 2000, CONFIRMATIONS_BATCH: 500}
@@ -51,6 +54,9 @@ class Outbox:
         self._sequence_waiters: dict[str, list[asyncio.Future]] = {}
         self._recent_sequences: collections.OrderedDict[str, int] = collections.OrderedDict()
         self._delivered_keys: list[tuple[str, list[str], dict[str, int]]] = []  # (topic, keys, sequences)
+        # On a shared journal, the rows claimed and sent whose peer's answer is still to be swept: {topic: {key: id}}.
+        self._claimed: dict[str, dict[str, int]] = {topic: {} for topic in self._streams}
+        self.rows_sent = collections.Counter[str]()  # per topic, since start (a row sent again counts again)
         self._tasks: list[asyncio.Task] = []
         self.refused_rows = 0  # rows a peer refused, waiting for the operator (a gauge)
         self.figures = telemetry.Figures("router.outbox")
@@ -60,6 +66,8 @@ class Outbox:
         telemetry.observe_queue_depth("router.outbox.refused", lambda: self.refused_rows)
         self._tasks = [asyncio.create_task(self._forward(topic)) for topic in self._streams]
         self._tasks.append(asyncio.create_task(self._sweep_delivered()))
+        if self.journal.shared:
+            self._tasks.append(asyncio.create_task(self._renew_claims()))
         if telemetry.metrics_read():
             self._tasks.append(asyncio.create_task(telemetry.sample_forever("router.outbox", self.sample)))
 
@@ -68,6 +76,8 @@ class Outbox:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._forget_delivered()
+        # What this replica sent, per topic: beside the peers' counts, how many rows went out twice.
+        log.info("outbox forwarders stopped", extra={"rows_sent": dict(self.rows_sent)})
 
     def wake(self, *topics: str) -> None:
         """New rows of these topics (every topic by default) are in the journal."""
@@ -127,21 +137,19 @@ class Outbox:
     async def _forward(self, topic: str) -> None:
         """Store-and-forward: sends the outbox in order. Pages go out one behind the other
         without waiting for the previous page's acknowledgements; a row is deleted once its
-        peer acknowledged it (after a restart, everything left is sent again)."""
+        peer acknowledged it (after a restart, everything left is sent again). On a shared journal
+        the pages are claimed: a row left by a replica that stopped is found wherever it is once its
+        lease lapses, so the cursor, which only moves forward, need only cover this replica's rows."""
         (stream, message_type), ready = self._streams[topic], self._ready[topic]
+        read_page = self.journal.claim if self.journal.shared else self.journal.outbox
         last_id = 0
         deliveries: set[asyncio.Task] = set()
-        loop = asyncio.get_running_loop()
-        rescanned_at = loop.time()
         while True:
-            await wait_set(ready, 1.0)
+            await wait_set(ready, 1.0)  # (at least once a second: a lapsed lease wakes no one)
             ready.clear()
             await asyncio.sleep(FORWARD_LINGER_SECONDS[topic])
-            if self.journal.shared and not deliveries and not self._delivered_keys \
-                    and loop.time() - rescanned_at >= RESCAN_SECONDS:
-                last_id, rescanned_at = 0, loop.time()
             try:
-                rows = await self.journal.outbox(topic, after_id=last_id, limit=PAGE_ROWS[topic])
+                rows = await read_page(topic, after_id=last_id, limit=PAGE_ROWS[topic])
             except STORE_UNAVAILABLE as failed:  # (a database failover): the rows wait in the journal
                 log.warning("outbox not read: the journal cannot be reached; trying again", extra={
                     "topic": topic, "error": type(failed).__name__})
@@ -162,10 +170,15 @@ class Outbox:
                     break
                 seen.add(key)
             if cut == 0:
+                # (A row claimed here and not sent waits for its lease to lapse, for any replica;
+                # with the claim's order rule a shared journal's page seldom starts so.)
                 await asyncio.gather(*deliveries)
                 continue
             rows, items = rows[:cut], items[:cut]
             last_id = rows[-1][0]
+            self.rows_sent[topic] += len(rows)
+            if self.journal.shared:
+                self._claimed[topic].update((key, row_id) for row_id, key, _, _ in rows)
             delivery = asyncio.create_task(self._delivered(topic, rows, await stream.submit_many(items)))
             deliveries.add(delivery)
             delivery.add_done_callback(deliveries.discard)
@@ -190,6 +203,8 @@ class Outbox:
                 telemetry.count_refused_delivery(topic, errors_pb2.ErrorReason.Name(reason))
             refused_keys = {key for key, _, _ in refusals}
             rows = [row for row in rows if row[1] not in refused_keys]
+            for key in refused_keys:
+                self._claimed[topic].pop(key, None)
         sequences = {a.payment_id: a.sequence for a in acks if a.sequence} if topic != POSTINGS else {}
         # The confirmation is durable at its service now: a waiting caller need not wait for our bookkeeping.
         for payment_id, sequence in sequences.items():
@@ -215,12 +230,33 @@ class Outbox:
 
     async def _forget_delivered(self) -> None:
         swept, self._delivered_keys = self._delivered_keys, []
-        if swept:
+        if not swept:
+            return
+        try:
+            await self.journal.done(swept)
+        except BaseException:
+            # Still delivered, still claimed (renewed): forgotten by the next sweep that can write.
+            self._delivered_keys[:0] = swept
+            raise
+        for topic, keys, _ in swept:  # not renewed any more
+            for key in keys:
+                self._claimed[topic].pop(key, None)
+        if self.journal.shared:
+            # A payment's later row (its reversal) waited for the one just deleted: claimable now.
+            self.wake(*{topic for topic, _, _ in swept})
+
+    async def _renew_claims(self) -> None:
+        """Every RENEW_SECONDS, one statement extends this replica's claims on the rows it sent and
+        has not yet swept, however slow their peer: none is sent by another replica meanwhile."""
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            ids = [row_id for claimed in self._claimed.values() for row_id in claimed.values()]
+            if not ids:
+                continue
             try:
-                await self.journal.done(swept)
-            except BaseException:
-                self._delivered_keys[:0] = swept  # still delivered: forgotten by the next commit that can
-                raise
+                await self.journal.renew(ids)
+            except STORE_UNAVAILABLE:  # the journal is away: the next renewal tries again, within the lease
+                log.warning("outbox claims not renewed", exc_info=True, extra={"rows": len(ids)})
 
 
 
