@@ -256,15 +256,22 @@ class Journal:
         they are. Rows other replicas claim at the same moment are skipped, not waited for. A row is
         claimable only once no earlier row of its payment waits in the topic (that row's peer answered
         and it was deleted): a payment's reversal never overtakes its result, whoever holds them."""
+        # Two index ranges, not a walk past the rows held in flight (schema 0003's indexes): this
+        # replica's rows after its cursor, and the rows free or lapsed (the longest lapsed first: in
+        # the order of their index, so it is the one the planner takes). Only the second need the order
+        # rule: a row held since it was written is a payment's first result, with nothing before it.
         rows = await self._store.run(lambda c: c.execute(
-            "WITH page AS (SELECT id FROM outbox o WHERE topic = ? AND refused_at IS NULL"
-            " AND (claimed_until IS NULL OR claimed_until < now() OR (claimed_by = ? AND id > ?))"
-            " AND NOT EXISTS (SELECT 1 FROM outbox earlier WHERE earlier.topic = o.topic"
-            " AND earlier.payment_id = o.payment_id AND earlier.id < o.id AND earlier.refused_at IS NULL)"
-            " ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED)"
+            "WITH own AS (SELECT id FROM outbox WHERE topic = ? AND refused_at IS NULL AND id > ? AND claimed_by = ?"
+            " ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED),"
+            " lapsed AS (SELECT id FROM outbox WHERE topic = ? AND refused_at IS NULL AND claimed_until < now()"
+            " AND id = (SELECT min(e.id) FROM outbox e WHERE e.topic || ' ' || e.payment_id"
+            " = outbox.topic || ' ' || outbox.payment_id AND e.refused_at IS NULL)"
+            " ORDER BY claimed_until, id LIMIT ? FOR UPDATE SKIP LOCKED),"
+            " page AS (SELECT id FROM own UNION SELECT id FROM lapsed ORDER BY id LIMIT ?)"
             " UPDATE outbox SET claimed_by = ?, claimed_until = now() + make_interval(secs => ?) FROM page"
             " WHERE outbox.id = page.id RETURNING outbox.id, outbox.item_key, outbox.body, outbox.traceparent",
-            (topic, self.claimant, after_id, limit, self.claimant, CLAIM_LEASE_SECONDS)).fetchall())
+            (topic, after_id, self.claimant, limit, topic, limit, limit, self.claimant, CLAIM_LEASE_SECONDS)
+        ).fetchall())
         return sorted(rows)  # (an UPDATE's RETURNING keeps no order)
 
     async def renew(self, ids: list[int]) -> None:

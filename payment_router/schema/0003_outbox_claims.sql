@@ -37,7 +37,7 @@ BEGIN
                     RETURN convert_from(substring(message FROM position + 1 FOR size::INTEGER), 'UTF8');
                 END IF;
                 position := position + size::INTEGER;
-            ELSE RETURN NULL;  -- groups: none of the outbox's messages has them
+            ELSE RETURN '';  -- groups: none of the outbox's messages has them
         END CASE;
     END LOOP;
     RETURN '';  -- absent: proto3's empty string
@@ -47,10 +47,16 @@ ALTER TABLE outbox
     ADD COLUMN payment_id TEXT GENERATED ALWAYS AS (
         CASE WHEN topic = 'posting' THEN protobuf_string_field(body, 3) ELSE split_part(item_key, ':', 1) END
     ) STORED,
-    ADD COLUMN claimed_by TEXT,            -- the replica holding the row (Journal.claimant), or NULL: free
-    ADD COLUMN claimed_until TIMESTAMPTZ;  -- its lease, on the database's clock: lapsed, any replica takes it
+    ADD COLUMN claimed_by TEXT,  -- the replica holding the row (Journal.claimant), or NULL: never claimed
+    -- Its lease, on the database's clock: once lapsed, any replica takes it. A free row's lapsed long
+    -- ago ('-infinity'), so free and lapsed are one range of outbox_claimable.
+    ADD COLUMN claimed_until TIMESTAMPTZ NOT NULL DEFAULT '-infinity';
 
--- A row is claimable once no earlier row of its payment and topic waits: a payment's reversal never
--- reaches its peer before its result, whichever replicas hold them.
-CREATE INDEX outbox_by_payment ON outbox (topic, payment_id, id);
+-- What Journal.claim reads without walking the rows held in flight (thousands while a peer is away):
+-- a replica's own rows after its cursor; the rows free or lapsed; and, for those, whether an earlier
+-- row of their payment and topic waits (then not yet: a reversal never reaches its peer before its
+-- result). The last is an index on an expression no other index serves, so the planner takes it for
+-- that look-up even before the table has statistics.
 CREATE INDEX outbox_by_topic ON outbox (topic, id) WHERE refused_at IS NULL;
+CREATE INDEX outbox_claimable ON outbox (topic, claimed_until, id) WHERE refused_at IS NULL;
+CREATE INDEX outbox_by_payment ON outbox ((topic || ' ' || payment_id), id) WHERE refused_at IS NULL;
