@@ -282,6 +282,13 @@ class Journal:
             " (SELECT id FROM outbox WHERE id = ANY(?) AND claimed_by = ? FOR UPDATE SKIP LOCKED)",
             (CLAIM_LEASE_SECONDS, ids, self.claimant)))
 
+    async def release(self) -> None:
+        """Gives up this replica's claims (it is stopping): any replica may take those rows at once,
+        rather than once the lease lapses. A row whose answer was still due may so go out twice."""
+        await self._store.run(lambda c: c.execute(
+            "UPDATE outbox SET claimed_until = '-infinity' WHERE claimed_by = ? AND refused_at IS NULL",
+            (self.claimant,)))
+
     async def undelivered(self) -> int:
         """Outbox rows still to be acknowledged by their peer (refused rows wait for an operator instead);
         on a shared journal, those this replica holds: the others' are theirs to send."""

@@ -76,6 +76,8 @@ class Outbox:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._forget_delivered()
+        if self.journal.shared:  # what the drain could not deliver: the other replicas' at once
+            await self.journal.release()
         # What this replica sent, per topic: beside the peers' counts, how many rows went out twice.
         log.info("outbox forwarders stopped", extra={"rows_sent": dict(self.rows_sent)})
 

@@ -130,3 +130,11 @@ async def test_the_database_names_a_rows_payment_as_the_router_does(replicas):
     for topic, key, body, payment_id in rows:
         assert payment_id == outbox_payment_id(topic, key, bytes(body)), (topic, key)
     assert {row[3] for row in rows} == {p.payment_id for p in payments} | {long_id}
+
+
+async def test_a_replica_that_stops_releases_its_claims_to_the_others_at_once(replicas):
+    first, second = replicas
+    await record(first, [payment(n) for n in range(3)])
+    assert await second.claim(POSTINGS, 0, 100) == []
+    await first.release()
+    assert [key for _, key, _, _ in await second.claim(POSTINGS, 0, 100)] == [f"POST-PAY-{n:04d}" for n in range(3)]
