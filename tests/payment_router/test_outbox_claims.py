@@ -4,6 +4,7 @@ replica; a dead replica's rows are another's once the lease lapses; a payment's 
 only once its result is gone; the payment a row is of is derived by the database as the router does."""
 
 import asyncio
+import shutil
 import time
 
 import pytest
@@ -13,7 +14,9 @@ from bank.confirmations.v1 import confirmations_pb2
 from bank.ledger.v1 import ledger_pb2
 from bank.payments.v1 import payments_pb2
 from payment_router import journal as journal_module
-from payment_router.journal import CONFIRMATIONS, POSTINGS, Accepted, Journal, open_store, outbox_payment_id
+from payment_router.journal import (
+    CONFIRMATIONS, POSTGRES_SCHEMA, POSTINGS, Accepted, Journal, open_store, outbox_payment_id)
+from paymesh.postgres import connect, migrate
 
 
 @pytest.fixture
@@ -138,3 +141,25 @@ async def test_a_replica_that_stops_releases_its_claims_to_the_others_at_once(re
     assert await second.claim(POSTINGS, 0, 100) == []
     await first.release()
     assert [key for _, key, _, _ in await second.claim(POSTINGS, 0, 100)] == [f"POST-PAY-{n:04d}" for n in range(3)]
+
+
+async def test_rows_waiting_from_before_the_migration_get_their_payment_and_are_free_to_claim(
+        tmp_path, postgres_url):
+    before = tmp_path / "schema-before-claims"
+    before.mkdir()
+    shutil.copy(POSTGRES_SCHEMA / "0001_journal.sql", before)
+    connection = connect(postgres_url)
+    migrate(connection, before)
+    old = [row for n in range(3) for row in rows_of(payment(n))]
+    connection.executemany("INSERT INTO outbox (topic, item_key, body, traceparent) VALUES (?, ?, ?, ?)", old)
+    connection.close()
+    journal = Journal(open_store(tmp_path, {"PAYMESH_PAYMENT_ROUTER_DATABASE_URL": postgres_url}))  # migrates
+    try:
+        rows = await journal._store.run(lambda c: c.execute(
+            "SELECT topic, item_key, body, payment_id, claimed_by FROM outbox ORDER BY id").fetchall())
+        assert [(row[3], row[4]) for row in rows] == [
+            (outbox_payment_id(row[0], row[1], bytes(row[2])), None) for row in rows]
+        assert {row[3] for row in rows} == {f"PAY-{n:04d}" for n in range(3)}
+        assert len(await journal.claim(POSTINGS, 0, 100)) == 3
+    finally:
+        await journal.close()
