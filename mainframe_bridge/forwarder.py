@@ -28,9 +28,15 @@ FETCH = 1000  # queued postings read from the store at a time
 MIN_BACKOFF, MAX_BACKOFF = 0.05, 1.0
 LINK_FAULTS = (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, FrameError, RecordError,
                UnicodeDecodeError, ssl.SSLError)
+
+
+class AnswerNotRecorded(Exception):
+    """The store could not record an answer of the mainframe (its database lost, the lease lost)."""
+
+
 # The queue's store failing under the session (its database lost, a failover): the session ends as for
 # a link fault, and the next one reads the queue again from the oldest QUEUED (on the new primary).
-STORE_FAULTS: tuple[type[Exception], ...] = (*STORE_FAILURES, DatabaseUnavailable)
+STORE_FAULTS: tuple[type[Exception], ...] = (*STORE_FAILURES, DatabaseUnavailable, AnswerNotRecorded)
 _REASONS = {
     records.RC_UNBALANCED: errors_pb2.ERROR_REASON_UNBALANCED_MOVEMENT,
     records.RC_UNKNOWN_ACCOUNT: errors_pb2.ERROR_REASON_UNKNOWN_ACCOUNT,
@@ -41,10 +47,6 @@ log = logging.getLogger(__name__)
 
 class LinkFault(Exception):
     """The mainframe said something that does not fit the conversation."""
-
-
-class AnswerNotRecorded(Exception):
-    """The store could not record an answer of the mainframe (its database lost, the lease lost)."""
 
 
 def standing_of(reply: records.Reply) -> Standing:
@@ -91,7 +93,7 @@ class Forwarder:
                     await session.run()
                 except (*LINK_FAULTS, LinkFault) as fault:
                     log.warning("mainframe link lost", extra={"error": type(fault).__name__, "detail": str(fault)})
-                except (*STORE_FAULTS, AnswerNotRecorded) as fault:
+                except STORE_FAULTS as fault:
                     log.warning("the queue's store failed: link closed, the queue read again from the oldest QUEUED",
                                 extra={"error": type(fault).__name__, "detail": str(fault).strip()[:300]})
                 finally:

@@ -367,7 +367,7 @@ def fenced(store: PostgresStore, service: str) -> "tuple[FencedStore, Lease]":
 
 # What a store call raises when this process may not, or cannot just now, use its store: deposed
 # (another holds the lease), or the store unavailable (a database failover, a SQLite file locked).
-STORE_LOST = (LeaseLost, *STORE_UNAVAILABLE)
+STORE_LOST: tuple[type[Exception], ...] = (LeaseLost, *STORE_UNAVAILABLE)
 
 
 async def refuse_on_standby(context: grpc.aio.ServicerContext, service: str) -> None:
