@@ -40,10 +40,14 @@ import psycopg
 from bank.common.v1 import errors_pb2
 from paymesh.aio import wait_set
 from paymesh.errors import abort
-from paymesh.postgres import STORE_UNAVAILABLE, PostgresConnection, PostgresStore, connect, in_transaction
+from paymesh.postgres import (STORE_UNAVAILABLE, DatabaseUnavailable, PostgresConnection, PostgresStore, connect,
+                              in_transaction)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# What a lease statement raises while the database is away (its connection lost, or not opened again
+# yet: a failover, a restart): the lease goes on trying, never ends its task.
+LEASE_STATEMENT_FAILURES: tuple[type[Exception], ...] = (psycopg.Error, DatabaseUnavailable)
 
 LEASE_TABLE = """
 CREATE TABLE IF NOT EXISTS service_lease (
@@ -241,7 +245,7 @@ class Lease:
             else:
                 try:
                     await self._call(self._wait_for_release, self.times.poll)
-                except psycopg.Error as failed:
+                except LEASE_STATEMENT_FAILURES as failed:
                     log.warning("lease wait failed; looking again", extra={"lease": self.name,
                                                                           "error": str(failed).strip()[:300]})
                     await asyncio.sleep(self.times.poll)
@@ -259,7 +263,7 @@ class Lease:
                 self._renewed_at = time.monotonic()
             else:
                 self._step_down("another process holds the lease now")
-        except psycopg.Error as failed:
+        except LEASE_STATEMENT_FAILURES as failed:
             log.warning("lease statement failed; trying again", extra={"lease": self.name,
                                                                        "error": str(failed).strip()[:300]})
             if self.epoch is not None and time.monotonic() - self._renewed_at >= self.times.ttl:
@@ -310,7 +314,7 @@ class Lease:
             if epoch is not None:
                 await self._call(self._release, epoch)
                 log.info("lease released", extra={"lease": self.name, "epoch": epoch})
-        except psycopg.Error as failed:
+        except LEASE_STATEMENT_FAILURES as failed:
             log.warning("lease not released: the standby takes over when it lapses",
                         extra={"lease": self.name, "error": str(failed).strip()[:300]})
         finally:

@@ -87,7 +87,9 @@ class LocalPostgres:
             owner = pwd.getpwnam(self._as_user)
             for path in (self.folder, password_file):
                 os.chown(path, owner.pw_uid, owner.pw_gid)
-        if self.primary is None:
+        if (self.data / "PG_VERSION").exists():
+            pass  # started again on its own data (a restart), as a server after an outage
+        elif self.primary is None:
             self._run([str(bindir / "initdb"), "-D", str(self.data), "-U", SUPERUSER, "--pwfile",
                        str(password_file), "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"])
         else:  # -R: standby.signal and the primary's connection (its password too) in postgresql.auto.conf
