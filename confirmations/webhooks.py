@@ -46,7 +46,7 @@ from confirmations.config import ConfirmationSettings
 from paymesh import telemetry
 from paymesh.aio import wait_set
 from paymesh.group_commit import GroupCommit
-from paymesh.lease import FencedStore
+from paymesh.lease import STORE_LOST, FencedStore
 from paymesh.sqlite import Store
 
 logger = logging.getLogger(__name__)
@@ -509,18 +509,26 @@ class WebhookDispatcher:
             return  # (a dispatcher that sends nothing, for tests of what is pending)
         while True:
             self._refresh.clear()
-            live = await self.store.run(webhook_store.live_endpoints)
-            for endpoint_id in [e for e in self.lanes if e not in live or self.lanes[e].task.done()]:
-                self.lanes.pop(endpoint_id).close()
-            for endpoint_id, channel in live.items():
-                if endpoint_id not in self.lanes:
-                    lane = self.lanes[endpoint_id] = Lane(self, endpoint_id, channel)
-                    telemetry.observe_queue_depth(f"confirmations.webhooks.{endpoint_id}", _pending_of(lane))
-            backlogs = await self.store.run(webhook_store.backlogs, list(self.lanes))
-            for endpoint_id, (count, _) in backlogs.items():
-                if endpoint_id in self.lanes:
-                    self.lanes[endpoint_id].pending = count
+            try:
+                await self._refresh_lanes()
+            except STORE_LOST as failed:  # (a database failover): the lanes are looked at again next time
+                logger.warning("webhook endpoints not read: the store cannot be used just now",
+                               extra={"error": type(failed).__name__})
             await wait_set(self._refresh, 1.0)
+
+    async def _refresh_lanes(self) -> None:
+        """A lane for each live endpoint (one whose lane ended, on a store error say, gets a new one)."""
+        live = await self.store.run(webhook_store.live_endpoints)
+        for endpoint_id in [e for e in self.lanes if e not in live or self.lanes[e].task.done()]:
+            self.lanes.pop(endpoint_id).close()
+        for endpoint_id, channel in live.items():
+            if endpoint_id not in self.lanes:
+                lane = self.lanes[endpoint_id] = Lane(self, endpoint_id, channel)
+                telemetry.observe_queue_depth(f"confirmations.webhooks.{endpoint_id}", _pending_of(lane))
+        backlogs = await self.store.run(webhook_store.backlogs, list(self.lanes))
+        for endpoint_id, (count, _) in backlogs.items():
+            if endpoint_id in self.lanes:
+                self.lanes[endpoint_id].pending = count
 
     async def stop(self) -> None:
         """The lanes stop (their POSTs in flight cut: those deliveries stay PENDING, sent again by whoever
