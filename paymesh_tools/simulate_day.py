@@ -44,7 +44,9 @@ from paymesh.topology import CHANNEL_NAMES, CHANNEL_VALUES, CORE_OF, Identity
 ONLINE = {"app": 0.25, "internet-banking": 0.15, "atm": 0.20}
 BATCH = {"agent": 0.22, "store": 0.18}
 ONLINE_CONCURRENCY = 16  # customers at the same moment, per online channel
-RATE_LIMITED_TRIES = 5  # sends of one press while the channel is over its rate
+RATE_LIMITED_TRIES = 5  # sends of one press while the channel is over its rate, or a core is away
+# What a channel asks again, after the RetryInfo's delay: over its rate; its loan's core away for a moment.
+ASK_AGAIN = frozenset([grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE])
 PACE = 0.8  # of its rate limit, the most a channel sends: a well-behaved integration throttles itself
 BATCH_FILE_LINES = 1000
 CLOSE_AT = 0.9  # of the day's payments sent when the close begins
@@ -144,13 +146,14 @@ async def _plan_channel(channel: str, wanted: int, seed: int, settings: Settings
 
 
 async def _politely(call, rng: random.Random):
-    """call() again while the channel is over its rate, waiting as told (RetryInfo, with jitter)."""
+    """call() again while the channel is over its rate, or a core is briefly away (a mesh just started
+    on a busy machine), waiting as told (RetryInfo, with jitter)."""
     for tries_left in reversed(range(RATE_LIMITED_TRIES)):
         try:
             return await call()
         except grpc.aio.AioRpcError as error:
             delay = retry_delay(error)
-            if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or delay is None or not tries_left:
+            if error.code() not in ASK_AGAIN or delay is None or not tries_left:
                 raise
             await asyncio.sleep(delay * (1 + rng.random()))
 

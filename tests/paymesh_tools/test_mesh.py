@@ -3,6 +3,7 @@
 
 import dataclasses
 import os
+import random
 import re
 import signal
 import socket
@@ -10,7 +11,13 @@ import subprocess
 import sys
 import time
 
+import grpc
+import pytest
+
+from bank.common.v1 import errors_pb2
+from paymesh.errors import rich_status
 from paymesh_tools.probe import grpc_health
+from paymesh_tools.simulate_day import _politely
 from paymesh.topology import SERVICES
 
 
@@ -90,3 +97,31 @@ def test_simulate_day_confirms_every_result_to_its_channel_closes_the_day_and_re
     assert re.findall(r"^reconciliation of (\S+)$", out, re.M)[1] == after.group(2)
     assert len(re.findall(r"^0 breaks, \d+ checks agree$", out, re.M)) == 2, out
     assert re.search(r"late items: \d+", out), out
+
+
+async def test_simulate_day_asks_again_when_told_to_and_only_then():
+    """A core briefly away (UNAVAILABLE with RetryInfo: "ask again shortly") is asked again, as a rate
+    limit is; an UNAVAILABLE that says nothing of when, or another refusal, is not."""
+    def refusal(code, retry_after=None) -> grpc.aio.AioRpcError:
+        status = rich_status(code, "the loan's core is unavailable; ask again shortly",
+                             errors_pb2.ERROR_REASON_DOWNSTREAM_UNAVAILABLE, retry_after_seconds=retry_after)
+        return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(*status.trailing_metadata),
+                                    status.details)
+
+    def failing(*errors):
+        calls = []
+
+        async def call():
+            calls.append(1)
+            if len(calls) <= len(errors):
+                raise errors[len(calls) - 1]
+            return "answered"
+        return call, calls
+
+    call, calls = failing(refusal(grpc.StatusCode.UNAVAILABLE, 0.01), refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, 0.01))
+    assert await _politely(call, random.Random(1)) == "answered" and len(calls) == 3
+    for error in (refusal(grpc.StatusCode.UNAVAILABLE), refusal(grpc.StatusCode.NOT_FOUND, 0.01)):
+        call, calls = failing(error)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await _politely(call, random.Random(1))
+        assert len(calls) == 1
