@@ -18,9 +18,9 @@ from paymesh_tools.textui import format_table
 from paymesh.topology import SERVICES, STORE_SERVICES
 from tests.channel_calls import AS_OF, ENV
 from tests.harness import start_mesh, stop_mesh
-from tests.resilience.support import Orders, Tally, online_channel, point_reconciliation_at, reconciled, stream_channel
+from tests.resilience.support import Orders, Tally, point_reconciliation_at, reconciled
 from tests.resilience.test_resilience import (
-    ONLINE_RATES, STREAM_RATE, assert_each_applied_once_posted_once_confirmed_once, show, stage_figures)
+    assert_each_applied_once_posted_once_confirmed_once, mixed_load, show, stage_figures)
 
 BEFORE_FAILURE, AFTER_PROMOTION = 3.0, 5.0  # seconds of load around the database's failover
 
@@ -39,9 +39,7 @@ async def test_the_database_primary_lost_under_load_the_standby_promoted_and_the
     try:
         point_reconciliation_at(monkeypatch, mesh, pki_dir)
         router, tally, orders, stop = mesh["payment-router"].address, Tally(), Orders("dbfail"), asyncio.Event()
-        load = asyncio.gather(
-            *(online_channel(router, pki_dir, c, rate, orders, tally, stop) for c, rate in ONLINE_RATES.items()),
-            stream_channel(router, pki_dir, *STREAM_RATE, orders, tally, stop))
+        load = mixed_load(router, pki_dir, orders, tally, stop)
         started = time.monotonic()
         await asyncio.sleep(BEFORE_FAILURE)
         sent_before = sum(tally.sent.values())

@@ -44,6 +44,13 @@ SLOW_RATE, SUBSCRIBER_BUFFER = 50, 256  # confirmations/s the slow subscriber ha
 RATE_TOLERANCE = 0.4
 
 
+def mixed_load(router: str, pki_dir, orders: Orders, tally: Tally, stop: asyncio.Event) -> asyncio.Future:
+    """Every online channel at its rate and the stream channel, until stop and all are final."""
+    return asyncio.gather(
+        *(online_channel(router, pki_dir, c, rate, orders, tally, stop) for c, rate in ONLINE_RATES.items()),
+        stream_channel(router, pki_dir, *STREAM_RATE, orders, tally, stop))
+
+
 def show(capsys, title: str, text: str) -> None:
     """Figures in the test output even when pytest captures it."""
     with capsys.disabled():
@@ -65,9 +72,7 @@ async def test_each_service_sigkilled_under_load_loses_nothing_and_applies_posts
     try:
         point_reconciliation_at(monkeypatch, mesh, pki_dir)
         router, tally, orders, stop = mesh["payment-router"].address, Tally(), Orders("kill"), asyncio.Event()
-        load = asyncio.gather(
-            *(online_channel(router, pki_dir, c, rate, orders, tally, stop) for c, rate in ONLINE_RATES.items()),
-            stream_channel(router, pki_dir, *STREAM_RATE, orders, tally, stop))
+        load = mixed_load(router, pki_dir, orders, tally, stop)
         started = time.monotonic()
         restarts = []
         for name in KILL_ORDER:
