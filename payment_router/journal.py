@@ -16,7 +16,8 @@ import os
 import secrets
 import socket
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bank.common.v1 import errors_pb2, types_pb2
@@ -131,6 +132,17 @@ class Outcome:
     archived: bool = False  # made on a day since dropped: payment holds only its id, day and status
 
 
+OutboxRow = tuple[int, str, bytes, str]  # (id, key, body, traceparent), as the forwarders send it
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a record wrote to the outbox, (topic, row) in id order: told to Journal.on_written after
+    its commit. Empty on a shared journal, whose forwarders claim their rows from the table."""
+
+    rows: list[tuple[str, OutboxRow]] = field(default_factory=list)
+
+
 POSTGRES_SCHEMA = Path(__file__).with_name("schema")  # numbered SQL files (paymesh.postgres.migrate)
 DATABASE_ENV_PREFIX = "PAYMESH_PAYMENT_ROUTER"  # PAYMESH_PAYMENT_ROUTER_DATABASE_URL, else PAYMESH_DATABASE_URL
 
@@ -160,6 +172,8 @@ KNOWN_BY_KEY = (
 GET_BY_KEY = (
     "SELECT p.payment, p.confirmation_sequence FROM payment_key k JOIN payment p"
     " ON p.business_date = k.business_date AND p.payment_id = k.payment_id WHERE k.payment_id = ?")
+INSERT_OUTBOX = ("INSERT INTO outbox (topic, item_key, body, traceparent, queued_at) VALUES (?, ?, ?, ?, ?)"
+                 " ON CONFLICT (topic, item_key) DO NOTHING")
 SET_CONFIRMATION_SEQUENCE = "UPDATE payment SET confirmation_sequence = ? WHERE payment_id = ?"
 SET_CONFIRMATION_SEQUENCE_BY_KEY = (
     "UPDATE payment SET confirmation_sequence = ? FROM payment_key k WHERE k.payment_id = ?"
@@ -198,11 +212,23 @@ class Journal:
         # Lanes by priority (paymesh.group_commit.lane_of), a day file's payments at most
         # FILE_PAYMENTS_PER_COMMIT a commit, so that one never holds an online payment long.
         self._commits = GroupCommit(self._store, _apply_group, name="journal-commit", lanes=PRIORITY_LANES,
-                                    weight=_weight, lane_max_weight=(None, None, FILE_PAYMENTS_PER_COMMIT))
+                                    weight=_weight, lane_max_weight=(None, None, FILE_PAYMENTS_PER_COMMIT),
+                                    on_commit=self._committed)
+        # Told of each outbox row a record wrote, once committed, in id order (payment_router.outbox:
+        # its forwarders send them without reading them back).
+        self.on_written: Callable[[str, OutboxRow], None] | None = None
 
     async def close(self) -> None:
         await self._commits.close()
         self._store.close()
+
+    def _committed(self, results: list) -> None:
+        if self.on_written is None:
+            return
+        for result in results:
+            if isinstance(result, Recorded):
+                for topic, row in result.rows:
+                    self.on_written(topic, row)
 
     async def accept(self, entries: list[Accepted],
                      priority: types_pb2.Priority = types_pb2.PRIORITY_ONLINE) -> list[Outcome]:
@@ -391,7 +417,7 @@ def _weight(op) -> int:
 
 
 def _apply_group(connection: Connection, ops) -> list:
-    """Per operation, in order: an accept's outcomes; a record's None. On PostgreSQL pipelined: a
+    """Per operation, in order: an accept's outcomes; a record's Recorded. On PostgreSQL pipelined: a
     record's statements go out without waiting for their answers, an accept waits for its insert's;
     first, the partition of each day the accepts book in, where this connection has not seen it made."""
     results: list = []
@@ -410,8 +436,7 @@ def _apply_group(connection: Connection, ops) -> list:
             if op == "accept":
                 results.append([_accept(connection, entry, archived_any) for entry in args[0]])
             else:
-                _record(connection, *args)
-                results.append(None)
+                results.append(_record(connection, *args))
     return results
 
 
@@ -470,7 +495,7 @@ def _archived_outcome(p: payments_pb2.Payment, body_hash: str, business_date: st
     return Outcome(payment, body_hash, new=False, archived=True)
 
 
-def _record(connection: Connection, payment: payments_pb2.Payment, outbox, claimant: str) -> None:
+def _record(connection: Connection, payment: payments_pb2.Payment, outbox, claimant: str) -> Recorded:
     # By its day too (never changed: the payment was accepted with it): on PostgreSQL, its partition.
     connection.execute(
         "UPDATE payment SET status = ?, payment = ?, reversal_date = ? WHERE business_date = ? AND payment_id = ?",
@@ -483,9 +508,17 @@ def _record(connection: Connection, payment: payments_pb2.Payment, outbox, claim
             "INSERT INTO outbox (topic, item_key, body, traceparent, queued_at, claimed_by, claimed_until)"
             " VALUES (?, ?, ?, ?, ?, ?, now() + make_interval(secs => ?)) ON CONFLICT (topic, item_key) DO NOTHING",
             [(*row, now, claimant, CLAIM_LEASE_SECONDS) for row in outbox])
-        return
-    connection.executemany("INSERT INTO outbox (topic, item_key, body, traceparent, queued_at) VALUES (?, ?, ?, ?, ?)"
-                           " ON CONFLICT (topic, item_key) DO NOTHING", [(*row, now) for row in outbox])
+        return Recorded()
+    if isinstance(connection, PostgresConnection):  # (a correction, hold=False: claimed from the table)
+        connection.executemany(INSERT_OUTBOX, [(*row, now) for row in outbox])
+        return Recorded()
+    # Each row's id, for the forwarders; none for a row kept before (a result recorded twice).
+    recorded = Recorded()
+    for topic, key, body, traceparent in outbox:
+        inserted = connection.execute(f"{INSERT_OUTBOX} RETURNING id", (topic, key, body, traceparent, now)).fetchone()
+        if inserted:
+            recorded.rows.append((topic, (inserted[0], key, body, traceparent)))
+    return recorded
 
 
 def _delivered(connection: Connection, delivered) -> None:

@@ -7,12 +7,18 @@ On a journal shared by router replicas (PostgreSQL) each forwarder claims its pa
 lapsed, so each row goes out from one replica, not from every one. It renews the claims of what
 it sent until the peer answers.
 
+On a journal of its own (SQLite) the forwarders send what this process records without reading it
+back: the journal tells them each row as it commits (Journal.on_written), and they read the table
+only until they have caught up with it (at start, after a replay of refused rows, or when they fell
+too far behind), which saves the journal's one thread a read for every few payments.
+
 Confirmations' acknowledgements carry each result's sequence: a channel's online call waits
 here (briefly) for its payment's, so it can tell the channel where to resume its subscription.
 """
 
 import asyncio
 import collections
+import itertools
 import logging
 import time
 
@@ -21,7 +27,8 @@ from google.protobuf.message import Message
 from bank.common.v1 import errors_pb2
 from bank.confirmations.v1 import confirmations_pb2
 from bank.ledger.v1 import ledger_pb2
-from payment_router.journal import CLAIM_LEASE_SECONDS, CONFIRMATIONS, CONFIRMATIONS_BATCH, POSTINGS, Journal
+from payment_router.journal import (CLAIM_LEASE_SECONDS, CONFIRMATIONS, CONFIRMATIONS_BATCH, POSTINGS, Journal,
+                                    OutboxRow)
 from paymesh import telemetry
 from paymesh.aio import wait_set
 from paymesh.postgres import STORE_UNAVAILABLE
@@ -40,6 +47,9 @@ RENEW_SECONDS = CLAIM_LEASE_SECONDS / 3
 # Rows read at once: a day file's confirmations in smaller pages, as each read holds the journal's
 # one SQLite thread, which an online payment's commits wait for.
 PAGE_ROWS = {POSTINGS: 2000, CONFIRMATIONS: 2000, CONFIRMATIONS_BATCH: 500}
+# Rows recorded and not yet sent that a forwarder holds in memory (per topic); past it (a peer long away)
+# it forgets them and reads the table again until it has caught up.
+WRITTEN_ROWS_HELD = 20_000
 PEER_OF = {POSTINGS: "mainframe-bridge", CONFIRMATIONS: "confirmations", CONFIRMATIONS_BATCH: "confirmations"}
 
 
@@ -56,6 +66,12 @@ class Outbox:
         self._delivered_keys: list[tuple[str, list[str], dict[str, int]]] = []  # (topic, keys, sequences)
         # On a shared journal, the rows claimed and sent whose peer's answer is still to be swept: {topic: {key: id}}.
         self._claimed: dict[str, dict[str, int]] = {topic: {} for topic in self._streams}
+        # On a journal of its own: the rows recorded since the last read of the table, in id order, and
+        # whether the forwarder has caught up with the table (then they are all it has to send).
+        self._written: dict[str, collections.deque[OutboxRow]] = {topic: collections.deque() for topic in self._streams}
+        self._caught_up = dict.fromkeys(self._streams, False)
+        if not journal.shared:
+            journal.on_written = self._on_written
         self.rows_sent = collections.Counter[str]()  # per topic, since start (a row sent again counts again)
         self._tasks: list[asyncio.Task] = []
         self.refused_rows = 0  # rows a peer refused, waiting for the operator (a gauge)
@@ -133,8 +149,38 @@ class Outbox:
         """Sends refused rows (topic, key), or all when keys is None, again; how many."""
         count = await self.journal.replay_refused(keys)
         self.refused_rows -= count
+        self._caught_up = dict.fromkeys(self._streams, False)  # rows written past Journal.record: read them
         self.wake()
         return count
+
+    def _on_written(self, topic: str, row: OutboxRow) -> None:
+        written = self._written[topic]
+        if len(written) >= WRITTEN_ROWS_HELD:  # behind a peer long away: read from the table again
+            written.clear()
+            self._caught_up[topic] = False
+        written.append(row)
+
+    def _written_page(self, topic: str, after_id: int, limit: int) -> list[OutboxRow]:
+        """The rows recorded after after_id (those up to it were read from the table), oldest first.
+        They stay held until sent: the cursor passing them forgets them at the next page."""
+        written = self._written[topic]
+        while written and written[0][0] <= after_id:
+            written.popleft()
+        return list(itertools.islice(written, limit))
+
+    async def _next_page(self, topic: str, after_id: int) -> list[OutboxRow]:
+        """The topic's next rows to send: from what was recorded since, once caught up with the table;
+        else from the table (a shared journal's claimed there, always)."""
+        limit = PAGE_ROWS[topic]
+        if self.journal.shared:
+            return await self.journal.claim(topic, after_id=after_id, limit=limit)
+        if self._caught_up[topic]:
+            return self._written_page(topic, after_id, limit)
+        rows = await self.journal.outbox(topic, after_id=after_id, limit=limit)
+        # A page not full is all the table holds past the cursor; every row committed after this read
+        # is told to _on_written (one writer: this process's commits and reads take turns on its thread).
+        self._caught_up[topic] = len(rows) < limit
+        return rows
 
     async def _forward(self, topic: str) -> None:
         """Store-and-forward: sends the outbox in order. Pages go out one behind the other
@@ -143,7 +189,6 @@ class Outbox:
         the pages are claimed: a row left by a replica that stopped is found wherever it is once its
         lease lapses, so the cursor, which only moves forward, need only cover this replica's rows."""
         (stream, message_type), ready = self._streams[topic], self._ready[topic]
-        read_page = self.journal.claim if self.journal.shared else self.journal.outbox
         last_id = 0
         deliveries: set[asyncio.Task] = set()
         while True:
@@ -151,7 +196,7 @@ class Outbox:
             ready.clear()
             await asyncio.sleep(FORWARD_LINGER_SECONDS[topic])
             try:
-                rows = await read_page(topic, after_id=last_id, limit=PAGE_ROWS[topic])
+                rows = await self._next_page(topic, last_id)
             except STORE_UNAVAILABLE as failed:  # (a database failover): the rows wait in the journal
                 log.warning("outbox not read: the journal cannot be reached; trying again", extra={
                     "topic": topic, "error": type(failed).__name__})
