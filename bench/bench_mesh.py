@@ -53,6 +53,7 @@ from paymesh.topology import OPERATOR, SERVICES, STORE_SERVICES, Identity  # noq
 from paymesh_tools.launch import START_TIMEOUT, start_mesh, stop_mesh  # noqa: E402
 
 AS_OF = "2026-11-27"
+ATM = Identity("channel", "atm")  # the online phases' caller
 ENV = dict(PAYMESH_PORTFOLIO_SIZE="3000", PAYMESH_PORTFOLIO_SEED="42", PAYMESH_PORTFOLIO_AS_OF=AS_OF,
            PAYMESH_CLOCK_START=f"{AS_OF}T10:00:00-05:00", PAYMESH_LOG_LEVEL="WARNING")
 
@@ -132,12 +133,22 @@ class Bench:
         return await self.paced(rate, seconds, lambda stub: stub.GetLoanDebt(
             api.GetLoanDebtRequest(loan_id=self.order("inquiry").loan_id), timeout=10))
 
-    async def paced(self, rate: float, seconds: float, call, until: asyncio.Future | None = None
-                    ) -> tuple[float, list[float]]:
+    async def echo_paced(self, rate: float, seconds: float) -> float:
+        """The bare echo at the online phase's offered rate: its server's CPU ms per call, what grpc's
+        Python server costs a unary call with mTLS before any of our code runs (the router's figure
+        per online payment is set beside it)."""
+        (_, calls), cpu = await cpu_per_item(self.mesh, int(rate * seconds), self.paced(
+            rate, seconds, lambda stub: stub.Check(health_pb2.HealthCheckRequest(), timeout=10),
+            service="core-cash", identity=OPERATOR, stub_type=health_pb2_grpc.HealthStub))
+        return cpu["core-cash"]
+
+    async def paced(self, rate: float, seconds: float, call, until: asyncio.Future | None = None,
+                    service: str = "payment-router", identity: Identity = ATM,
+                    stub_type=api_grpc.PaymentServiceStub) -> tuple[float, list[float]]:
         """call(stub) at `rate` a second for `seconds`, or until `until` is done (open loop: a slow
-        answer does not slow the offer)."""
-        async with self.channel("payment-router", Identity("channel", "atm")) as ch:
-            stub, latencies, tasks = api_grpc.PaymentServiceStub(ch), [], []
+        answer does not slow the offer); an ATM's calls to the router unless told otherwise."""
+        async with self.channel(service, identity) as ch:
+            stub, latencies, tasks = stub_type(ch), [], []
 
             async def one():
                 started = time.perf_counter()
@@ -283,6 +294,7 @@ async def measure(args, home: Path, database: dict[str, str]) -> None:
         await bench.online(args.online_rate, args.warm_up)
         (online_rate, online), online_cpu = await cpu_per_item(
             mesh, int(args.online_rate * args.seconds), bench.online(args.online_rate, args.seconds))
+        echo_cpu = await bench.echo_paced(args.online_rate, min(args.seconds, 5))
         inquiry_rate, inquiry = await bench.inquiry(args.online_rate, args.seconds)
         (stream_rate, stream), stream_cpu = await cpu_per_item(
             mesh, args.stream, bench.stream_end_to_end(args.stream, args.per_message))
@@ -311,6 +323,8 @@ async def measure(args, home: Path, database: dict[str, str]) -> None:
         mesh_total = sum(cpu[n] for n in names if n != "client")
         rows.append((phase, *(f"{cpu[n]:.3f}" for n in names), f"{mesh_total:.3f}"))
     print(format_table(rows))
+    print(f"the bare echo's server at the same {args.online_rate:.0f}/s offered: {echo_cpu:.3f} ms a call; the router's"
+          f" online payment costs {online_cpu['payment-router'] / echo_cpu:.1f} of those")
     print_priority(args, priority)
     print_failed(bench)
 
