@@ -110,6 +110,7 @@ class Bench:
                       if t.currency_code == "PEN" and t.installments_paid < t.term_months]
         self.serial = 0
         self.failed: collections.Counter[str] = collections.Counter()  # calls refused or failed, by status
+        self.failure_detail: dict[str, str] = {}  # the first failure's message, by status
 
     def order(self, prefix: str) -> payments_pb2.PaymentOrder:
         self.serial += 1
@@ -156,6 +157,7 @@ class Bench:
                     await call(stub)
                 except grpc.aio.AioRpcError as failed:  # counted and printed, not timed
                     self.failed[failed.code().name] += 1
+                    self.failure_detail.setdefault(failed.code().name, failed.details() or "")
                     return
                 latencies.append(time.perf_counter() - started)
 
@@ -333,7 +335,8 @@ def print_failed(bench: "Bench") -> None:
     """Calls that failed are not in the latencies above: say how many, by status."""
     if bench.failed:
         print("\nonline calls failed (not in the latencies): "
-              + ", ".join(f"{count:,} {code}" for code, count in bench.failed.most_common()))
+              + ", ".join(f"{count:,} {code} (the first: {bench.failure_detail[code][:120]!r})"
+                          for code, count in bench.failed.most_common()))
 
 
 def print_priority(args, priority: dict[str, tuple]) -> None:
