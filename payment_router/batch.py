@@ -112,24 +112,31 @@ def value_dates(header: api.BatchHeader, lines: list[api.BatchLine], calendar: B
         raise _malformed(f"{len(malformed)} lines have a collection_date that is not YYYY-MM-DD; nothing was applied",
                          *malformed[:100])
     today = calendar.value_date()
+    # Each distinct day's age once: a file's lines share a handful of days, and counting business days
+    # for each of 10,000 lines held the router's event loop (and every online call) a third of a second.
+    ages = {day: calendar.business_days_between(day, today) for day in {file_date, *dates} if day <= today}
+    if all(age <= max_age for age in ages.values()) and len(ages) == len({file_date, *dates}):
+        return dates
     for field, day in [("header.business_date", file_date),
                        *((f"line[{line.line_number}].collection_date", day) for line, day in zip(lines, dates))]:
         if day > today:
             raise Refused(errors_pb2.ERROR_REASON_DATE_OUT_OF_RANGE,
                           f"{field} {day} is in the future (today is {today} in Lima); nothing was applied",
                           violations=[(field, "in the future")])
-        age = calendar.business_days_between(day, today)
-        if age > max_age:
+        if ages[day] > max_age:
             raise Refused(errors_pb2.ERROR_REASON_DATE_OUT_OF_RANGE,
-                          f"{field} {day} is {age} business days old, more than the {max_age} a day file may be;"
-                          " nothing was applied", violations=[(field, f"older than {max_age} business days")])
+                          f"{field} {day} is {ages[day]} business days old, more than the {max_age} a day file may"
+                          " be; nothing was applied", violations=[(field, f"older than {max_age} business days")])
     return dates
 
 
-def check_lines(lines: list[api.BatchLine], caller, batch_id: str) -> None:
-    """Every line's own fields, before anything is applied: one malformed line refuses the file."""
+async def check_lines(lines: list[api.BatchLine], caller, batch_id: str) -> None:
+    """Every line's own fields, before anything is applied: one malformed line refuses the file. It lets
+    the event loop run between chunks: 10,000 lines are some 50 ms of CPU, which online calls would wait."""
     malformed = []
-    for line in lines:
+    for n, line in enumerate(lines):
+        if n % CHUNK_LINES == CHUNK_LINES - 1:
+            await asyncio.sleep(0)
         try:
             validate(line.payment, caller.policy, f"{batch_id}:{line.line_number}",
                      prefix=f"line[{line.line_number}].payment")
@@ -143,7 +150,7 @@ def check_lines(lines: list[api.BatchLine], caller, batch_id: str) -> None:
 
 async def upload_batch(service, caller, request_iterator) -> api.UploadBatchResponse:
     header, lines, trailer = await read_file(request_iterator)
-    check_lines(lines, caller, header.batch_id)
+    await check_lines(lines, caller, header.batch_id)
     check_trailer(lines, trailer)
     dates = value_dates(header, lines, service.router.booking.calendar, max_age_business_days())
     outcomes: list = [None] * len(lines)
