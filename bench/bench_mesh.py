@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_mesh.py [--stream 20000] [--per-message 50] [--batch 10000]
                                          [--online-rate 500] [--priority-rate 200] [--seconds 10]
-                                         [--store sqlite|postgres|journal-on-postgres]
+                                         [--store sqlite|postgres|journal-on-postgres] [--bulkheads]
 
 Starts every service as its own process (real mTLS, SQLite with synchronous=FULL)
 in a temporary folder, then measures from the channels' side:
@@ -13,7 +13,9 @@ in a temporary folder, then measures from the channels' side:
   - batch: lines/s for one day file;
   - priority: online at a fixed rate alone, then the same rate while a day file uploads on the
     store channel from a process of its own: online p50/p99 both ways and their ratio, the
-    file's lines/s alone and beside online;
+    file's lines/s alone and beside online (--bulkheads: the file to the agent-store bulkhead's
+    router, a process of its own as on Kubernetes, so only the cores, bridge and confirmations
+    are shared);
   - confirmation fan-out: a subscriber reading the log from the beginning;
 and the CPU each process spent per payment in each phase (from /proc/<pid>/stat).
 """
@@ -50,10 +52,11 @@ from paymesh_tools.dev_pki import ensure_dev_pki  # noqa: E402
 from paymesh_tools.local_postgres import LocalPostgres  # noqa: E402
 from paymesh_tools.textui import format_table  # noqa: E402
 from paymesh.topology import OPERATOR, SERVICES, STORE_SERVICES, Identity  # noqa: E402
-from paymesh_tools.launch import START_TIMEOUT, start_mesh, stop_mesh  # noqa: E402
+from paymesh_tools.launch import START_TIMEOUT, start_mesh, start_service, stop_mesh  # noqa: E402
 
 AS_OF = "2026-11-27"
 ATM = Identity("channel", "atm")  # the online phases' caller
+AGENT_STORE_ROUTER = "payment-router-agent-store"  # --bulkheads: the day file's router, as on Kubernetes
 ENV = dict(PAYMESH_PORTFOLIO_SIZE="3000", PAYMESH_PORTFOLIO_SEED="42", PAYMESH_PORTFOLIO_AS_OF=AS_OF,
            PAYMESH_CLOCK_START=f"{AS_OF}T10:00:00-05:00", PAYMESH_LOG_LEVEL="WARNING")
 
@@ -111,6 +114,7 @@ class Bench:
         self.serial = 0
         self.failed: collections.Counter[str] = collections.Counter()  # calls refused or failed, by status
         self.failure_detail: dict[str, str] = {}  # the first failure's message, by status
+        self.file_router = "payment-router"  # the router a priority phase's day file goes to
 
     def order(self, prefix: str) -> payments_pb2.PaymentOrder:
         self.serial += 1
@@ -219,7 +223,7 @@ class Bench:
         """A store's day file uploaded by a process of its own (this one's CPU stays the online
         client's); returns once it is ready to send, with a future of its lines/s."""
         child = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--upload-file", self.mesh["payment-router"].address, str(self.pki), name,
+            sys.executable, __file__, "--upload-file", self.mesh[self.file_router].address, str(self.pki), name,
             str(lines), str(self.serial), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         assert child.stdout is not None and child.stdin is not None
         assert (await child.stdout.readline()).strip() == b"ready"
@@ -283,6 +287,11 @@ async def measure(args, home: Path, database: dict[str, str]) -> None:
                       PAYMESH_CONFIRMATIONS_HEARTBEAT_SECONDS="0.5", **ENV, **database)
     try:
         bench = Bench(mesh, home / "pki")
+        if args.bulkheads:  # the agent and store group's router, a process (its own journal) on the same peers
+            peers = {f"{SERVICES[name].env_prefix}_ADDR": service.address for name, service in mesh.items()}
+            mesh[AGENT_STORE_ROUTER] = start_service("payment-router", home / "agent-store", home / "pki", START_TIMEOUT, **ENV,
+                                                     **peers, **database, PAYMESH_ROUTER_BULKHEAD="agent-store")
+            bench.file_router = AGENT_STORE_ROUTER
         await asyncio.sleep(1)  # the router's streams to its peers are up
         echo = await bench.echo_ceiling(3)
         if args.priority_only:
@@ -340,8 +349,9 @@ def print_failed(bench: "Bench") -> None:
 
 
 def print_priority(args, priority: dict[str, tuple]) -> None:
+    to = "to the agent-store bulkhead's router (online to the mesh's)" if args.bulkheads else "to the same router"
     print(f"\nonline at {args.priority_rate:.0f}/s alone and while a {args.batch:,}-line day file uploads "
-          "(store channel, from a process of its own)")
+          f"(store channel, from a process of its own, {to})")
     (a50, a99, a_rate, a_n), (b50, b99, b_rate, b_n) = priority["alone"], priority["together"]
     print(format_table([
         ("", "online p50 ms", "online p99 ms", "online calls", "file lines/s"),
@@ -380,6 +390,9 @@ if __name__ == "__main__":
     parser.add_argument("--online-rate", type=float, default=500)
     parser.add_argument("--priority-rate", type=float, default=200, help="online rate beside the day file")
     parser.add_argument("--priority-only", action="store_true", help="only the echo and the priority phase")
+    parser.add_argument("--bulkheads", action="store_true",
+                        help="the priority phase's file to a router of its own (the agent-store bulkhead, as on "
+                             "Kubernetes), online to the mesh's")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warm-up", type=float, default=2, help="seconds of online traffic before measuring")
     parser.add_argument("--store", choices=("sqlite", "postgres", "journal-on-postgres"), default="sqlite",
