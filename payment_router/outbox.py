@@ -70,6 +70,9 @@ class Outbox:
         # whether the forwarder has caught up with the table (then they are all it has to send).
         self._written: dict[str, collections.deque[OutboxRow]] = {topic: collections.deque() for topic in self._streams}
         self._caught_up = dict.fromkeys(self._streams, False)
+        # Counted up whenever rows were written that _written does not hold (held rows forgotten, refused rows
+        # replayed): a read of the table that began before cannot be the one that caught up.
+        self._forgotten = dict.fromkeys(self._streams, 0)
         if not journal.shared:
             journal.on_written = self._on_written
         self.rows_sent = collections.Counter[str]()  # per topic, since start (a row sent again counts again)
@@ -149,7 +152,9 @@ class Outbox:
         """Sends refused rows (topic, key), or all when keys is None, again; how many."""
         count = await self.journal.replay_refused(keys)
         self.refused_rows -= count
-        self._caught_up = dict.fromkeys(self._streams, False)  # rows written past Journal.record: read them
+        for topic in self._streams:  # rows written past Journal.record: read them from the table
+            self._forgotten[topic] += 1
+            self._caught_up[topic] = False
         self.wake()
         return count
 
@@ -157,6 +162,7 @@ class Outbox:
         written = self._written[topic]
         if len(written) >= WRITTEN_ROWS_HELD:  # behind a peer long away: read from the table again
             written.clear()
+            self._forgotten[topic] += 1
             self._caught_up[topic] = False
         written.append(row)
 
@@ -176,10 +182,12 @@ class Outbox:
             return await self.journal.claim(topic, after_id=after_id, limit=limit)
         if self._caught_up[topic]:
             return self._written_page(topic, after_id, limit)
+        forgotten = self._forgotten[topic]
         rows = await self.journal.outbox(topic, after_id=after_id, limit=limit)
         # A page not full is all the table holds past the cursor; every row committed after this read
-        # is told to _on_written (one writer: this process's commits and reads take turns on its thread).
-        self._caught_up[topic] = len(rows) < limit
+        # is told to _on_written (one writer: this process's commits and reads take turns on its thread)
+        # and held there, unless some were forgotten meanwhile.
+        self._caught_up[topic] = len(rows) < limit and self._forgotten[topic] == forgotten
         return rows
 
     async def _forward(self, topic: str) -> None:

@@ -20,6 +20,7 @@ from tests.channel_calls import ENV
 from tests.harness import channel, start_mesh, stop_mesh
 
 DAY = ENV["PAYMESH_PORTFOLIO_AS_OF"]
+HELD_READS: list[asyncio.Event] = []  # a test puts an event here: the next read of the confirmations waits for it
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +53,15 @@ async def forwarding(tmp_path, pki_dir, confirmations):
     streams to the confirmations service, and the topics of its reads of the outbox, one per read."""
     journal = Journal(tmp_path / "payment-router.db")
     reads: list[str] = []
+    held_reads: list[asyncio.Event] = HELD_READS
     read_outbox = journal.outbox
 
     async def counted(topic: str, after_id: int, limit: int):
         reads.append(topic)
-        return await read_outbox(topic, after_id, limit)
+        rows = await read_outbox(topic, after_id, limit)
+        if topic == CONFIRMATIONS and held_reads:  # the read made; its answer held until the test lets it go
+            await held_reads.pop().wait()
+        return rows
 
     journal.outbox = counted
     async with channel(confirmations.address, pki_dir, ROUTER) as ch:
@@ -77,6 +82,7 @@ async def forwarding(tmp_path, pki_dir, confirmations):
         for stream in streams:
             await stream.close()
     await journal.close()
+    HELD_READS.clear()
 
 
 async def sequences(outbox: Outbox, payment_ids: list[str]) -> list[int]:
@@ -118,4 +124,22 @@ async def test_more_rows_than_the_forwarder_holds_are_read_from_the_table(forwar
     got = await sequences(outbox, burst)
     assert all(got) and len(set(got)) == len(burst), got
     assert reads.count(CONFIRMATIONS) > reads_before, "the rows it forgot were read from the table"
+    assert await outbox.undelivered() == 0
+
+
+async def test_rows_forgotten_while_a_read_was_on_its_way_are_read_again(forwarding, monkeypatch):
+    """The read that would have caught up began before the rows were forgotten: it is not the one."""
+    monkeypatch.setattr(outbox_module, "WRITTEN_ROWS_HELD", 5)
+    journal, start, reads = forwarding
+    answer = asyncio.Event()
+    HELD_READS.append(answer)
+    outbox = await start()  # its first read, of an empty table, is made and its answer held
+    while not reads:
+        await asyncio.sleep(0.01)
+    burst = [f"PAY-during-{n:02d}" for n in range(12)]
+    await asyncio.gather(*(record(journal, payment_id) for payment_id in burst))  # past what is held
+    answer.set()
+    outbox.wake(CONFIRMATIONS)
+    got = await sequences(outbox, burst)
+    assert all(got) and len(set(got)) == len(burst), f"none left behind in the table: {got}"
     assert await outbox.undelivered() == 0
