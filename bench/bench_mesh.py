@@ -289,8 +289,9 @@ async def measure(args, home: Path, database: dict[str, str]) -> None:
         bench = Bench(mesh, home / "pki")
         if args.bulkheads:  # the agent and store group's router, a process (its own journal) on the same peers
             peers = {f"{SERVICES[name].env_prefix}_ADDR": service.address for name, service in mesh.items()}
-            mesh[AGENT_STORE_ROUTER] = start_service("payment-router", home / "agent-store", home / "pki", START_TIMEOUT, **ENV,
-                                                     **peers, **database, PAYMESH_ROUTER_BULKHEAD="agent-store")
+            mesh[AGENT_STORE_ROUTER] = start_service("payment-router", home / "agent-store", home / "pki",
+                                                     START_TIMEOUT, **ENV, **peers, **database,
+                                                     PAYMESH_ROUTER_BULKHEAD="agent-store")
             bench.file_router = AGENT_STORE_ROUTER
         await asyncio.sleep(1)  # the router's streams to its peers are up
         echo = await bench.echo_ceiling(3)
