@@ -3,8 +3,6 @@ by its renewals; a standby takes over once it lapses, with the next epoch; a dep
 fails before it writes and it steps down; a takeover waits for a write already fenced to finish."""
 
 import asyncio
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -13,7 +11,6 @@ import pytest
 
 from paymesh.lease import FencedStore, Lease, LeaseLost, LeaseTimes
 from paymesh.postgres import STORE_UNAVAILABLE, PostgresStore
-from paymesh_tools.local_postgres import LocalPostgres
 
 FAST = LeaseTimes(ttl=1.0, renew=0.25, poll=0.05)
 
@@ -196,13 +193,12 @@ async def test_a_holder_that_stops_gives_the_lease_up_and_the_standby_is_told_an
         await b.stop()
 
 
-async def test_the_lease_outlives_its_database_being_away_and_one_process_holds_it_once_back(schema_dir):
+async def test_the_lease_outlives_its_database_being_away_and_one_process_holds_it_once_back(
+        schema_dir, own_postgres_server):
     """The database stopped under a holder and its standby (a failover, a restart), then back on the
     same port: each lease goes on trying (a connection that cannot be opened yet is not the end of it),
     and once the database answers again one of them holds the lease and writes."""
-    folder = Path(tempfile.mkdtemp(prefix="paymesh-pg-away-"))
-    folder.chmod(0o755)  # as root the server runs as nobody, who must reach its own folder
-    server = LocalPostgres(folder).start()
+    server = own_postgres_server
     url = server.create_database("away")
     a = await Process(url, schema_dir, "a").start()
     b = await Process(url, schema_dir, "b").start()
@@ -224,8 +220,6 @@ async def test_the_lease_outlives_its_database_being_away_and_one_process_holds_
     finally:
         await a.stop()
         await b.stop()
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_lease_times_come_from_the_environment_and_bad_ones_are_refused(monkeypatch):
