@@ -66,13 +66,13 @@ class Outbox:
         self._delivered_keys: list[tuple[str, list[str], dict[str, int]]] = []  # (topic, keys, sequences)
         # On a shared journal, the rows claimed and sent whose peer's answer is still to be swept: {topic: {key: id}}.
         self._claimed: dict[str, dict[str, int]] = {topic: {} for topic in self._streams}
-        # On a journal of its own: the rows recorded since the last read of the table, in id order, and
-        # whether the forwarder has caught up with the table (then they are all it has to send).
+        # On a journal of its own: the rows recorded since the last read of the table, in id order. They are
+        # all the forwarder has to send once it has caught up with the table: a read found it exhausted, and
+        # no row has been written past _written since that read began (_forgotten counts such moments: held
+        # rows forgotten, refused rows replayed). _caught_up holds the count at that read, or None.
         self._written: dict[str, collections.deque[OutboxRow]] = {topic: collections.deque() for topic in self._streams}
-        self._caught_up = dict.fromkeys(self._streams, False)
-        # Counted up whenever rows were written that _written does not hold (held rows forgotten, refused rows
-        # replayed): a read of the table that began before cannot be the one that caught up.
         self._forgotten = dict.fromkeys(self._streams, 0)
+        self._caught_up: dict[str, int | None] = dict.fromkeys(self._streams)
         if not journal.shared:
             journal.on_written = self._on_written
         self.rows_sent = collections.Counter[str]()  # per topic, since start (a row sent again counts again)
@@ -154,7 +154,6 @@ class Outbox:
         self.refused_rows -= count
         for topic in self._streams:  # rows written past Journal.record: read them from the table
             self._forgotten[topic] += 1
-            self._caught_up[topic] = False
         self.wake()
         return count
 
@@ -163,7 +162,6 @@ class Outbox:
         if len(written) >= WRITTEN_ROWS_HELD:  # behind a peer long away: read from the table again
             written.clear()
             self._forgotten[topic] += 1
-            self._caught_up[topic] = False
         written.append(row)
 
     def _written_page(self, topic: str, after_id: int, limit: int) -> list[OutboxRow]:
@@ -180,14 +178,13 @@ class Outbox:
         limit = PAGE_ROWS[topic]
         if self.journal.shared:
             return await self.journal.claim(topic, after_id=after_id, limit=limit)
-        if self._caught_up[topic]:
-            return self._written_page(topic, after_id, limit)
         forgotten = self._forgotten[topic]
+        if self._caught_up[topic] == forgotten:
+            return self._written_page(topic, after_id, limit)
         rows = await self.journal.outbox(topic, after_id=after_id, limit=limit)
         # A page not full is all the table holds past the cursor; every row committed after this read
-        # is told to _on_written (one writer: this process's commits and reads take turns on its thread)
-        # and held there, unless some were forgotten meanwhile.
-        self._caught_up[topic] = len(rows) < limit and self._forgotten[topic] == forgotten
+        # is told to _on_written (one writer: this process's commits and reads take turns on its thread).
+        self._caught_up[topic] = forgotten if len(rows) < limit else None
         return rows
 
     async def _forward(self, topic: str) -> None:

@@ -20,7 +20,6 @@ from tests.channel_calls import ENV
 from tests.harness import channel, start_mesh, stop_mesh
 
 DAY = ENV["PAYMESH_PORTFOLIO_AS_OF"]
-HELD_READS: list[asyncio.Event] = []  # a test puts an event here: the next read of the confirmations waits for it
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +48,12 @@ async def record(journal: Journal, payment_id: str) -> None:
 
 @pytest.fixture
 async def forwarding(tmp_path, pki_dir, confirmations):
-    """(journal, start, reads): a SQLite journal, what starts its forwarders (an Outbox) over real
-    streams to the confirmations service, and the topics of its reads of the outbox, one per read."""
+    """(journal, start, reads, held): a SQLite journal, what starts its forwarders (an Outbox) over real
+    streams to the confirmations service, the topics of its reads of the outbox (one per read), and where a
+    test puts an event that the next read of the confirmations waits for before it answers."""
     journal = Journal(tmp_path / "payment-router.db")
     reads: list[str] = []
-    held_reads: list[asyncio.Event] = HELD_READS
+    held_reads: list[asyncio.Event] = []
     read_outbox = journal.outbox
 
     async def counted(topic: str, after_id: int, limit: int):
@@ -76,13 +76,12 @@ async def forwarding(tmp_path, pki_dir, confirmations):
             await started[-1].start()
             return started[-1]
 
-        yield journal, start, reads
+        yield journal, start, reads, held_reads
         for outbox in started:
             await outbox.stop()
         for stream in streams:
             await stream.close()
     await journal.close()
-    HELD_READS.clear()
 
 
 async def sequences(outbox: Outbox, payment_ids: list[str]) -> list[int]:
@@ -90,7 +89,7 @@ async def sequences(outbox: Outbox, payment_ids: list[str]) -> list[int]:
 
 
 async def test_what_is_recorded_goes_out_without_being_read_back(forwarding):
-    journal, start, reads = forwarding
+    journal, start, reads, _ = forwarding
     before = [f"PAY-restart-{n}" for n in range(3)]
     for payment_id in before:  # journaled by the router before it stopped
         await record(journal, payment_id)
@@ -112,7 +111,7 @@ async def test_what_is_recorded_goes_out_without_being_read_back(forwarding):
 
 async def test_more_rows_than_the_forwarder_holds_are_read_from_the_table(forwarding, monkeypatch):
     monkeypatch.setattr(outbox_module, "WRITTEN_ROWS_HELD", 5)
-    journal, start, reads = forwarding
+    journal, start, reads, _ = forwarding
     outbox = await start()
     await record(journal, "PAY-first")
     outbox.wake(CONFIRMATIONS)
@@ -130,9 +129,9 @@ async def test_more_rows_than_the_forwarder_holds_are_read_from_the_table(forwar
 async def test_rows_forgotten_while_a_read_was_on_its_way_are_read_again(forwarding, monkeypatch):
     """The read that would have caught up began before the rows were forgotten: it is not the one."""
     monkeypatch.setattr(outbox_module, "WRITTEN_ROWS_HELD", 5)
-    journal, start, reads = forwarding
+    journal, start, reads, held = forwarding
     answer = asyncio.Event()
-    HELD_READS.append(answer)
+    held.append(answer)
     outbox = await start()  # its first read, of an empty table, is made and its answer held
     while not reads:
         await asyncio.sleep(0.01)
