@@ -142,7 +142,7 @@ class Bench:
         """The bare echo at the online phase's offered rate: its server's CPU ms per call, what grpc's
         Python server costs a unary call with mTLS before any of our code runs (the router's figure
         per online payment is set beside it)."""
-        (_, calls), cpu = await cpu_per_item(self.mesh, int(rate * seconds), self.paced(
+        _, cpu = await cpu_per_item(self.mesh, int(rate * seconds), self.paced(
             rate, seconds, lambda stub: stub.Check(health_pb2.HealthCheckRequest(), timeout=10),
             service="core-cash", identity=OPERATOR, stub_type=health_pb2_grpc.HealthStub))
         return cpu["core-cash"]

@@ -114,8 +114,9 @@ def value_dates(header: api.BatchHeader, lines: list[api.BatchLine], calendar: B
     today = calendar.value_date()
     # Each distinct day's age once: a file's lines share a handful of days, and counting business days
     # for each of 10,000 lines held the router's event loop (and every online call) some 60 ms.
-    ages = {day: calendar.business_days_between(day, today) for day in {file_date, *dates} if day <= today}
-    if all(age <= max_age for age in ages.values()) and len(ages) == len({file_date, *dates}):
+    days = {file_date, *dates}
+    ages = {day: calendar.business_days_between(day, today) for day in days if day <= today}
+    if len(ages) == len(days) and max(ages.values()) <= max_age:
         return dates
     for field, day in [("header.business_date", file_date),
                        *((f"line[{line.line_number}].collection_date", day) for line, day in zip(lines, dates))]:
