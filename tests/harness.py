@@ -14,7 +14,7 @@ from paymesh.topology import ROUTER, Identity
 from paymesh_tools.launch import ServiceProcess, service_env, start_mesh, start_service, stop_mesh
 
 __all__ = ["ServiceProcess", "service_env", "start_mesh", "start_service", "stop_mesh", "channel", "posting_status",
-           "scrape", "sample_value"]
+           "scrape", "sample_value", "write_met_ended_call"]
 
 
 def channel(address: str, pki_dir: Path, identity: Identity):
@@ -44,6 +44,13 @@ async def posting_status(bridge_address: str, pki_dir: Path, posting_id: str, se
                     raise
             await asyncio.sleep(0.05)
     return status
+
+
+def write_met_ended_call(error: grpc.aio.AioRpcError) -> bool:
+    """grpc's Python client reports its own write that met a call the server had already ended (a
+    failover test's: UNAVAILABLE, the store lost) as INTERNAL, hiding the server's status (as
+    paymesh.authz notes): such a call is to be sent again, as any the server ended."""
+    return error.code() == grpc.StatusCode.INTERNAL and 'Failed "execute_batch"' in (error.debug_error_string() or "")
 
 
 def scrape(port: int) -> dict[str, list]:

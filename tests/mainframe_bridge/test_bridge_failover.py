@@ -17,6 +17,7 @@ import psycopg
 from bank.ledger.v1 import ledger_pb2
 from bank.ledger.v1 import mainframe_bridge_service_pb2 as bridge_pb2
 from paymesh_tools.local_postgres import SUPERUSER
+from tests.harness import write_met_ended_call
 from tests.mainframe_bridge.support import (emulator_book, health_of, post_all, posting, start_bridge,
                                            start_emulator, stub, wait_until_posted)
 
@@ -52,7 +53,7 @@ async def test_the_primary_lost_under_load_the_standby_promoted_and_every_postin
                     await asyncio.to_thread(standby.promote)
                     promoted_after = time.monotonic() - failed_at
         except grpc.aio.AioRpcError as refused:  # the store lost mid-stream: the rest to be sent again
-            assert refused.code() == grpc.StatusCode.UNAVAILABLE or _write_met_ended_call(refused), refused
+            assert refused.code() == grpc.StatusCode.UNAVAILABLE or write_met_ended_call(refused), refused
         assert failed_at, "the stream ended before the failure"
 
         retried: dict[str, bridge_pb2.PostingAck] = {}
@@ -60,7 +61,7 @@ async def test_the_primary_lost_under_load_the_standby_promoted_and_every_postin
             try:
                 retried = await post_all(router, postings, per_message=PER_MESSAGE)
             except grpc.aio.AioRpcError as refused:
-                assert refused.code() == grpc.StatusCode.UNAVAILABLE or _write_met_ended_call(refused), refused
+                assert refused.code() == grpc.StatusCode.UNAVAILABLE or write_met_ended_call(refused), refused
                 assert time.monotonic() - failed_at < 30, "the bridge did not come back on the new primary"
                 await asyncio.sleep(0.2)
         answered_after = time.monotonic() - failed_at
@@ -77,9 +78,3 @@ async def test_the_primary_lost_under_load_the_standby_promoted_and_every_postin
     with psycopg.connect(standby.url("mainframe_bridge")) as connection:
         queue = [row[0] for row in connection.execute("SELECT posting_id FROM postings ORDER BY seq")]
     assert queue == [p.posting_id for p in postings], "nothing acknowledged lost with the primary"
-
-
-def _write_met_ended_call(error: grpc.aio.AioRpcError) -> bool:
-    """grpc's Python client reports its own write that met a call the server had already ended (here:
-    UNAVAILABLE, the store lost) as INTERNAL, hiding the server's status (as paymesh.authz notes)."""
-    return error.code() == grpc.StatusCode.INTERNAL and 'Failed "execute_batch"' in (error.debug_error_string() or "")
